@@ -1,0 +1,273 @@
+"""The channel adapter contract.
+
+An adapter module holds its settings schema, its limits, its `check` and its `send`, and nothing else.
+`__init__` validates settings and makes no network call. Secrets are written in commcal.yaml only as
+`${ENV_VAR}` references; an adapter reads one with `self.secret(key)` at send time, so `plan` and
+`validate` never need them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person a message goes to (newsletters, offers, surveys)."""
+
+    email: str
+    name: str = ""
+    locale: str = ""
+
+
+@dataclass(frozen=True)
+class Media:
+    path: str
+    alt: str = ""
+    mime_type: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered message, ready to check and send. `text` is the post, or a mail's plain part."""
+
+    channel: str
+    channel_type: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    language: str | None = None
+    media: tuple[Media, ...] = ()
+    recipient: Recipient | None = None
+    # Extra headers for mail (List-Unsubscribe ...); adapter-specific options (visibility, poll ...).
+    headers: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the network answered: its id for the post and, where it has one, a public URL."""
+
+    remote_id: str | None = None
+    url: str | None = None
+
+
+class SendError(Exception):
+    """A send did not succeed. The message must be safe to show and store: no secret in it."""
+
+
+class TransientError(SendError):
+    """Worth retrying later: timeouts, connection errors, HTTP 408/429/5xx."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(SendError):
+    """Retrying will not help: rejected content, bad credentials, 4xx."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a channel's configuration in commcal.yaml."""
+
+    help: str
+    required: bool = False
+    private: bool = False  # a secret: must be a ${ENV_VAR} reference, never shown
+    default: Any = None
+    kind: type | tuple[type, ...] = str
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A `${NAME}` reference in commcal.yaml, resolved only when a value is needed."""
+
+    template: str
+
+    @property
+    def names(self) -> list[str]:
+        return ENV_REF.findall(self.template)
+
+    def resolve(self, env: Mapping[str, str]) -> str | None:
+        missing = [n for n in self.names if not env.get(n)]
+        if missing:
+            return None
+        return ENV_REF.sub(lambda m: env[m.group(1)], self.template)
+
+    def __str__(self) -> str:
+        return self.template
+
+
+def mask(value: Any) -> str:
+    """How a private setting is shown anywhere: the reference, never the value."""
+    if isinstance(value, EnvRef):
+        return value.template
+    return "***" if value else ""
+
+
+class Channel:
+    """Base class of every adapter type. Subclasses set the class attributes and override `send`."""
+
+    type_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    settings_schema: ClassVar[Mapping[str, Setting]] = {}
+    # Longest text the network accepts, counted in `length_unit` by `measure`; None: no limit.
+    max_length: ClassVar[int | None] = None
+    length_unit: ClassVar[str] = "characters"
+    # Whether the network deduplicates by our idempotency key, so a send interrupted by a crash
+    # may be repeated safely. Otherwise an interrupted send is recorded `unknown`.
+    idempotent: ClassVar[bool] = False
+    # Whether a message needs a subject (mail) and whether the channel sends to recipients.
+    needs_subject: ClassVar[bool] = False
+    per_recipient: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        http: requests.Session | None = None,
+    ) -> None:
+        self.name = name
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._http = http
+        self.options: dict[str, Any] = {}
+        problems: list[str] = []
+        for key in settings:
+            if key != "type" and key not in self.settings_schema:
+                known = ", ".join(sorted(self.settings_schema)) or "none"
+                problems.append(f"unknown setting {key!r} (known settings: {known})")
+        for key, spec in self.settings_schema.items():
+            value = settings.get(key, spec.default)
+            if value is None:
+                if spec.required:
+                    problems.append(f"setting {key!r} is required: {spec.help}")
+                self.options[key] = None
+                continue
+            if spec.private and not isinstance(value, EnvRef):
+                problems.append(
+                    f"setting {key!r} is a secret: write it as an environment reference such as "
+                    f"${{{name.upper().replace('-', '_')}_{key.upper()}}}, never literally"
+                )
+                continue
+            if not isinstance(value, EnvRef) and not isinstance(value, spec.kind):
+                want = spec.kind.__name__ if isinstance(spec.kind, type) else "/".join(
+                    k.__name__ for k in spec.kind
+                )
+                problems.append(f"setting {key!r} must be {want}, not {type(value).__name__}")
+                continue
+            self.options[key] = value
+        if problems:
+            raise ConfigError(f"channel {name!r} ({self.type_name}): " + "; ".join(problems))
+        self.configure()
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+
+    def configure(self) -> None:
+        """Check settings beyond their types (URLs, ranges). Raise ConfigError. No network."""
+
+    def measure(self, text: str) -> int:
+        """Length of `text` counted the network's way (code points unless overridden)."""
+        return len(text)
+
+    def limit(self) -> int | None:
+        """The length limit in force for this channel (an instance may configure its own)."""
+        configured = self.options.get("max_length")
+        return int(configured) if configured else self.max_length
+
+    def check(self, message: Message) -> list[str]:
+        """Offline problems with a rendered message, each a sentence a marketer can act on."""
+        problems: list[str] = []
+        limit = self.limit()
+        if limit is not None:
+            length = self.measure(message.text)
+            if length > limit:
+                problems.append(
+                    f"text is {length} {self.length_unit}, over {self.type_name}'s limit of "
+                    f"{limit} by {length - limit}"
+                )
+        if not message.text.strip() and not message.html:
+            problems.append("message is empty")
+        if self.needs_subject and not (message.subject or "").strip():
+            problems.append("a subject is required (set `subject` in the template)")
+        return problems
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        raise NotImplementedError(f"{self.type_name} cannot send yet")
+
+    def verify(self) -> str:
+        """Check credentials without posting; return a short description of what was checked."""
+        return "nothing to verify"
+
+    def close(self) -> None:
+        """Release connections kept between sends."""
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def value(self, key: str) -> Any:
+        """A setting, with `${ENV}` references resolved; a missing variable is a clear error."""
+        raw = self.options.get(key)
+        if isinstance(raw, EnvRef):
+            resolved = raw.resolve(self.env)
+            if resolved is None:
+                missing = ", ".join(n for n in raw.names if not self.env.get(n))
+                raise ConfigError(
+                    f"channel {self.name!r}: environment variable {missing} is not set "
+                    f"(commcal.yaml channels.{self.name}.{key} refers to it)"
+                )
+            return resolved
+        return raw
+
+    def secret(self, key: str) -> str:
+        value = self.value(key)
+        if not value:
+            raise ConfigError(f"channel {self.name!r}: setting {key!r} is required to send")
+        return str(value)
+
+    def secrets(self) -> list[str]:
+        """Every resolved secret value of this channel, for redaction of error text."""
+        found = []
+        for key, spec in self.settings_schema.items():
+            raw = self.options.get(key)
+            if spec.private and isinstance(raw, EnvRef):
+                resolved = raw.resolve(self.env)
+                if resolved:
+                    found.append(resolved)
+        return found
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    @property
+    def http(self) -> requests.Session:
+        if self._http is None:
+            from commcal.http import new_session
+
+            self._http = new_session()
+        return self._http
+
+    def describe_settings(self) -> dict[str, str]:
+        """Settings as they may be shown: private ones masked."""
+        shown = {}
+        for key, spec in self.settings_schema.items():
+            raw = self.options.get(key)
+            if raw is None:
+                continue
+            shown[key] = mask(raw) if spec.private else str(raw)
+        return shown

@@ -1,0 +1,88 @@
+"""What every HTTP adapter does the same way: call, classify failures, read Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import TYPE_CHECKING, Any
+
+from commcal.channels.base import PermanentError, TransientError
+
+if TYPE_CHECKING:
+    import requests
+
+# RFC 9110 15.5.9 (408) and RFC 6585 4 (429): worth retrying; 5xx too.
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def error_text(response: requests.Response, limit: int = 300) -> str:
+    """The server's own reason, shortened: JSON `error`/`message`/`description` fields or the body."""
+    reason = ""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("error_description", "error", "message", "description", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                reason = value
+                break
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                reason = value["message"]
+                break
+    if not reason:
+        reason = response.text.strip()
+    reason = " ".join(reason.split())
+    if len(reason) > limit:
+        reason = reason[: limit - 1] + "…"
+    return f"HTTP {response.status_code}" + (f": {reason}" if reason else "")
+
+
+def check_response(response: requests.Response) -> requests.Response:
+    """Raise TransientError or PermanentError for an unsuccessful response; return it otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    text = error_text(response)
+    if status in TRANSIENT_STATUS or status >= 500:
+        raise TransientError(text, retry_after_seconds(response.headers.get("Retry-After")))
+    raise PermanentError(text)
+
+
+def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """One HTTP call with failures classified. Network errors and timeouts are transient."""
+    import requests as _requests
+
+    try:
+        response = session.request(method, url, **kwargs)
+    except _requests.Timeout as exc:
+        raise TransientError(f"timed out talking to {_host(url)}") from exc
+    except _requests.ConnectionError as exc:
+        raise TransientError(f"could not connect to {_host(url)}") from exc
+    except _requests.RequestException as exc:
+        raise PermanentError(f"request to {_host(url)} failed: {type(exc).__name__}") from exc
+    return check_response(response)
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
