@@ -1,0 +1,89 @@
+"""The ledger: where every delivery's state and history is kept (see `base` for the protocol).
+
+`open_ledger(url)` picks the backend from the URL. Importing this package is cheap: the backends
+(and psycopg) are imported only when a ledger of that kind is opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from commcal.errors import LedgerError
+from commcal.ledger.base import (
+    HELD,
+    INTERRUPTED_WHILE_SENDING,
+    TERMINAL,
+    Attempt,
+    Claim,
+    DeliveryRecord,
+    DueDelivery,
+    Ledger,
+    StaleClaim,
+    State,
+    WorkerInfo,
+)
+
+__all__ = [
+    "HELD",
+    "INTERRUPTED_WHILE_SENDING",
+    "TERMINAL",
+    "Attempt",
+    "Claim",
+    "DeliveryRecord",
+    "DueDelivery",
+    "Ledger",
+    "StaleClaim",
+    "State",
+    "WorkerInfo",
+    "open_ledger",
+    "sqlite_path",
+]
+
+ACCEPTED = (
+    "sqlite:///relative/path.db (relative to the project), sqlite:////absolute/path.db, "
+    "or postgresql://user@host:port/database"
+)
+
+
+def sqlite_path(url: str, project_dir: Path | None = None) -> Path | None:
+    """The file a sqlite:/// URL names (None for :memory:), relative paths under project_dir."""
+    rest = url[len("sqlite:///") :]
+    if not rest:
+        raise LedgerError(f"the ledger URL {url!r} names no file; use {ACCEPTED}")
+    if rest == ":memory:":
+        return None
+    path = Path(rest)
+    if not path.is_absolute():
+        path = (project_dir or Path.cwd()) / path
+    return path
+
+
+def open_ledger(url: str, *, project_dir: Path | None = None) -> Ledger:
+    """Open (creating and migrating as needed) the ledger a URL names.
+
+    Raises LedgerError for an unknown scheme, an unreachable database, a missing psycopg, or a
+    schema newer than this code.
+    """
+    if url.startswith("sqlite:///"):
+        from commcal.ledger.sqlite import SqliteLedger
+
+        path = sqlite_path(url, project_dir)
+        if path is None:
+            return SqliteLedger(":memory:")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LedgerError(f"cannot create the folder for the ledger {path}: {e}") from e
+        return SqliteLedger(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from commcal.ledger.postgres import PostgresLedger
+        except ImportError as e:
+            if not (e.name or "").startswith("psycopg"):
+                raise
+            raise LedgerError(
+                "a PostgreSQL ledger needs psycopg: pip install 'commcal[postgres]'"
+            ) from e
+        return PostgresLedger(url)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise LedgerError(f"unsupported ledger URL scheme {scheme!r}: use {ACCEPTED}")

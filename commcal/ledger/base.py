@@ -1,0 +1,1039 @@
+"""The ledger contract: delivery states, the claim protocol, and one SQL implementation of it.
+
+The ledger is what makes "never twice" and "never silently dropped" true (DESIGN.md section 3).
+A worker *claims* a delivery before doing anything with it, moves it to SENDING right before the
+network call, and records the outcome right after. Each claim carries a random *token*; every
+later write names that token, so a worker whose claim was taken over (its lease ran out) can no
+longer change the delivery: its writes are refused with `StaleClaim` (see there).
+
+The rules for who may claim what live in `claim_action`, once, and both backends call it. The
+SQL that the backends share lives in `SqlLedger`; `sqlite.py` and `postgres.py` only supply a
+connection, transactions with the right locking, time conversion, and their schema.
+
+Every state change appends a row to the history (`attempts`), which is never updated or deleted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from typing import Any, TypeVar
+
+from commcal.errors import ConfigError, LedgerError
+
+T = TypeVar("T")
+
+
+class State(StrEnum):
+    """Where a delivery is. Stored as these strings in both backends."""
+
+    PENDING = "pending"  # waiting for a retry at next_attempt_at
+    CLAIMED = "claimed"  # a worker holds it (lease) and has not started sending
+    SENDING = "sending"  # a worker has started the network call
+    SENT = "sent"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"  # the sender died mid-send on a channel without idempotency keys
+    SKIPPED = "skipped"
+
+
+TERMINAL: frozenset[State] = frozenset(
+    {State.SENT, State.FAILED, State.EXPIRED, State.UNKNOWN, State.SKIPPED}
+)
+HELD: frozenset[State] = frozenset({State.CLAIMED, State.SENDING})
+
+INTERRUPTED_WHILE_SENDING = "interrupted while sending; check the channel and run `commcal resolve`"
+
+# Events in the history. "stale" records a result reported by a worker after its claim had
+# passed to another one: the state is not changed, but the evidence (say, the URL of a post that
+# did go out) is kept for whoever resolves the delivery.
+EVENTS = (
+    "claimed",
+    "sending",
+    "sent",
+    "retry",
+    "failed",
+    "expired",
+    "unknown",
+    "skipped",
+    "resolved",
+    "released",
+    "retry-requested",
+    "stale",
+)
+
+MIN_PREFIX = 6  # shortest id prefix `find` accepts: shorter ones match too much to be safe
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A delivery the publisher wants to claim. `due_at` is aware UTC."""
+
+    id: str
+    calendar: str
+    item: str
+    channel: str
+    due_at: datetime
+    recipient: str = ""  # an opaque hashed key, never an address
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on one delivery. `token` fences every later write."""
+
+    delivery_id: str
+    worker: str
+    token: str
+    attempt: int
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One delivery as stored."""
+
+    id: str
+    calendar: str
+    item: str
+    channel: str
+    recipient: str
+    due_at: datetime
+    state: State
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    remote_id: str | None
+    url: str | None
+    content_hash: str
+    claimed_by: str | None  # the last worker that claimed it
+    lease_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One entry of a delivery's append-only history. `error` also carries notes."""
+
+    delivery_id: str
+    at: datetime
+    worker: str
+    event: str
+    error: str | None
+    remote_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker's last heartbeat and how many deliveries it holds under a live lease."""
+
+    name: str
+    host: str
+    pid: int
+    last_seen: datetime
+    info: str
+    holding: int
+
+
+class StaleClaim(LedgerError):
+    """A write named a claim that is no longer the current one; nothing changed but the history.
+
+    Raised by `record_sent`, `record_transient` and `record_failed` when the delivery has been
+    taken over by another worker (or moved to UNKNOWN) since the claim was made. The caller
+    must not retry or resend: the delivery belongs to someone else now. `begin_send` answers
+    False, `extend` answers None and `release` answers False in the same situation instead of
+    raising, because their callers have a natural "no" path.
+    """
+
+    def __init__(self, claim: Claim, state: State | None, held_by: str | None) -> None:
+        self.claim = claim
+        self.state = state
+        self.held_by = held_by
+        now_text = f"it is now {state}" if state else "it no longer exists"
+        if held_by and held_by != claim.worker and state in HELD:
+            now_text += f", held by {held_by}"
+        super().__init__(
+            f"delivery {claim.delivery_id}: the claim by {claim.worker} is no longer current "
+            f"({now_text}); the result was kept in its history only"
+        )
+
+
+class ClaimAction(Enum):
+    """What a claim attempt does to an existing row (see `claim_action`)."""
+
+    NONE = "none"
+    CLAIM_PENDING = "claim-pending"  # PENDING and due: attempts + 1
+    TAKE_OVER = "take-over"  # CLAIMED, lease ran out before sending began
+    RESEND = "resend"  # SENDING, lease ran out, channel is idempotent: attempts + 1
+    MARK_UNKNOWN = "mark-unknown"  # SENDING, lease ran out, channel is not idempotent
+
+
+def claim_action(
+    state: State,
+    *,
+    next_attempt_at: datetime | None,
+    lease_until: datetime | None,
+    idempotent: bool,
+    now: datetime,
+) -> ClaimAction:
+    """The claim protocol for an existing row, in one place for every backend.
+
+    A lease that ends exactly at `now` is still live: only `lease_until < now` is lost.
+    """
+    if state is State.PENDING:
+        due = next_attempt_at is None or next_attempt_at <= now
+        return ClaimAction.CLAIM_PENDING if due else ClaimAction.NONE
+    lost = lease_until is None or lease_until < now
+    if state is State.CLAIMED and lost:
+        return ClaimAction.TAKE_OVER
+    if state is State.SENDING and lost:
+        return ClaimAction.RESEND if idempotent else ClaimAction.MARK_UNKNOWN
+    return ClaimAction.NONE
+
+
+def utc(value: datetime, name: str = "time") -> datetime:
+    """`value` in UTC; a naive datetime is a programming error (we cannot guess its zone)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def new_token() -> str:
+    """A fencing token: unique per claim, unguessable so no two workers ever share one."""
+    return secrets.token_hex(16)
+
+
+class Ledger(ABC):
+    """The state store. Times in and out are aware UTC datetimes.
+
+    A Ledger object holds one database connection; it may be shared by threads (calls are
+    serialised). A process may open several.
+    """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection. Further calls fail."""
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def claim(
+        self, d: DueDelivery, *, worker: str, now: datetime, lease: timedelta, idempotent: bool
+    ) -> Claim | None:
+        """Claim one delivery atomically, or None if someone else has it or it is not due.
+
+        No row: insert CLAIMED (attempts 1). PENDING due: CLAIMED, attempts + 1. CLAIMED with
+        a lost lease: taken over. SENDING with a lost lease: taken over with attempts + 1 if
+        `idempotent` (the adapter resends with the same idempotency key), else UNKNOWN and None.
+        Anything else: None.
+        """
+
+    @abstractmethod
+    def claim_many(
+        self,
+        ds: Sequence[DueDelivery],
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        idempotent: Callable[[str], bool] | bool,
+    ) -> list[Claim]:
+        """`claim` for many deliveries in few transactions; claims come back in input order.
+
+        `idempotent` is a bool for all, or a function of the delivery's *channel* name.
+        """
+
+    @abstractmethod
+    def begin_send(self, claim: Claim, now: datetime) -> bool:
+        """CLAIMED -> SENDING. False (do not send!) unless the claim is current, its lease live."""
+
+    @abstractmethod
+    def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
+        """Renew the lease to `now + lease`; None if the claim is no longer current."""
+
+    @abstractmethod
+    def record_sent(
+        self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
+    ) -> None:
+        """SENDING -> SENT. Raises `StaleClaim` if the claim is no longer current."""
+
+    @abstractmethod
+    def record_transient(
+        self, claim: Claim, *, error: str, retry_at: datetime, max_attempts: int, now: datetime
+    ) -> State:
+        """-> PENDING due at `retry_at`, or FAILED once attempts >= max_attempts. Returns which.
+
+        Raises `StaleClaim` if the claim is no longer current.
+        """
+
+    @abstractmethod
+    def record_failed(self, claim: Claim, *, error: str, now: datetime) -> None:
+        """-> FAILED (permanent error). Raises `StaleClaim` if the claim is no longer current."""
+
+    @abstractmethod
+    def release(self, claim: Claim, now: datetime) -> bool:
+        """CLAIMED -> PENDING due now (clean shutdown before sending). False if not current."""
+
+    @abstractmethod
+    def record_expired(self, d: DueDelivery, *, reason: str, now: datetime) -> bool:
+        """Insert EXPIRED if absent, or PENDING -> EXPIRED. True if anything changed."""
+
+    @abstractmethod
+    def record_skipped(self, d: DueDelivery, *, reason: str, now: datetime) -> bool:
+        """Insert SKIPPED if absent, or PENDING -> SKIPPED. True if anything changed."""
+
+    @abstractmethod
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery by its full id."""
+
+    @abstractmethod
+    def find(self, id_prefix: str) -> list[DeliveryRecord]:
+        """Deliveries whose id starts with `id_prefix` (at least 6 characters, else ConfigError)."""
+
+    @abstractmethod
+    def records(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        calendar: str | None = None,
+        item: str | None = None,
+        channel: str | None = None,
+        due_from: datetime | None = None,
+        due_to: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[DeliveryRecord]:
+        """Deliveries matching every filter given, newest due first. due_from <= due_at < due_to."""
+
+    @abstractmethod
+    def attempts(self, delivery_id: str) -> list[Attempt]:
+        """A delivery's history, oldest first."""
+
+    @abstractmethod
+    def counts(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        calendar: str | None = None,
+        item: str | None = None,
+        channel: str | None = None,
+        due_from: datetime | None = None,
+        due_to: datetime | None = None,
+    ) -> dict[State, int]:
+        """How many deliveries are in each state (every State is a key, zero included)."""
+
+    @abstractmethod
+    def abandoned(self, now: datetime) -> list[DeliveryRecord]:
+        """CLAIMED or SENDING deliveries whose lease has run out: nobody is looking after them."""
+
+    @abstractmethod
+    def retry(self, delivery_id: str, now: datetime) -> bool:
+        """FAILED -> PENDING due now, attempts reset to 0. False if it was not FAILED."""
+
+    @abstractmethod
+    def resolve(self, delivery_id: str, *, sent_url: str | None, now: datetime) -> bool:
+        """UNKNOWN -> SENT (with `sent_url`), or, with None, -> PENDING due now (it did not go out).
+
+        False if it was not UNKNOWN.
+        """
+
+    @abstractmethod
+    def heartbeat(self, worker: str, now: datetime, *, host: str, pid: int, info: str = "") -> None:
+        """Record that `worker` is alive."""
+
+    @abstractmethod
+    def workers(self, now: datetime) -> list[WorkerInfo]:
+        """Every worker that sent a heartbeat, by name, with its live holdings."""
+
+
+# --------------------------------------------------------------------------------------------
+# The SQL both backends share. Statements use `?` placeholders; PostgreSQL rewrites them.
+
+_RECORD_COLUMNS = (
+    "id, calendar, item, channel, recipient, due_at, state, attempts, next_attempt_at, "
+    "last_error, remote_id, url, content_hash, claimed_by, lease_until, created_at, updated_at"
+)
+
+_CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
+
+
+class SqlLedger(Ledger):
+    """The ledger in SQL that SQLite and PostgreSQL both run.
+
+    Subclasses provide `_transaction` (run a function in one transaction, retrying on lock
+    conflicts), `_execute`, time conversion, and `_row_lock` (the suffix that locks a row read
+    for update; SQLite needs none because `BEGIN IMMEDIATE` already holds the write lock).
+    """
+
+    _row_lock: str = ""
+
+    def __init__(self) -> None:
+        # One connection per Ledger; a lock keeps threads from interleaving transactions on it.
+        self._lock = threading.RLock()
+
+    # ---- backend hooks -------------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
+        """Run `fn` inside one transaction (retried whole on lock conflicts) and commit."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement inside the current transaction; all result rows."""
+
+    @abstractmethod
+    def _to_db(self, value: datetime) -> Any:
+        """A UTC datetime as the backend stores it."""
+
+    @abstractmethod
+    def _from_db(self, value: Any) -> datetime:
+        """A stored time back as an aware UTC datetime."""
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _opt_from_db(self, value: Any) -> datetime | None:
+        return None if value is None else self._from_db(value)
+
+    def _t(self, value: datetime, name: str = "time") -> Any:
+        return self._to_db(utc(value, name))
+
+    def _log(
+        self,
+        delivery_id: str,
+        now: datetime,
+        worker: str,
+        event: str,
+        error: str | None = None,
+        remote_id: str | None = None,
+    ) -> None:
+        self._execute(
+            "INSERT INTO attempts (delivery_id, at, worker, event, error, remote_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (delivery_id, self._t(now), worker, event, error, remote_id),
+        )
+
+    def _record(self, row: Sequence[Any]) -> DeliveryRecord:
+        return DeliveryRecord(
+            id=row[0],
+            calendar=row[1],
+            item=row[2],
+            channel=row[3],
+            recipient=row[4],
+            due_at=self._from_db(row[5]),
+            state=State(row[6]),
+            attempts=int(row[7]),
+            next_attempt_at=self._opt_from_db(row[8]),
+            last_error=row[9],
+            remote_id=row[10],
+            url=row[11],
+            content_hash=row[12],
+            claimed_by=row[13],
+            lease_until=self._opt_from_db(row[14]),
+            created_at=self._from_db(row[15]),
+            updated_at=self._from_db(row[16]),
+        )
+
+    def _current(self, delivery_id: str) -> tuple[State | None, str | None]:
+        rows = self._execute(
+            "SELECT state, claimed_by FROM deliveries WHERE id = ?", (delivery_id,)
+        )
+        if not rows:
+            return None, None
+        return State(rows[0][0]), rows[0][1]
+
+    def _stale(
+        self, claim: Claim, now: datetime, event: str, note: str, remote_id: str | None
+    ) -> StaleClaim:
+        """Keep a late result in the history and build the error that tells the caller."""
+        state, held_by = self._current(claim.delivery_id)
+        self._log(
+            claim.delivery_id,
+            now,
+            claim.worker,
+            "stale",
+            f"late {event} from a claim that is no longer current: {note}",
+            remote_id,
+        )
+        return StaleClaim(claim, state, held_by)
+
+    # ---- claiming -------------------------------------------------------------------------
+
+    def _claim_in_tx(
+        self, d: DueDelivery, worker: str, now: datetime, lease: timedelta, idempotent: bool
+    ) -> Claim | None:
+        token = new_token()
+        now_db = self._t(now, "now")
+        lease_until = utc(now) + lease
+        lease_db = self._to_db(lease_until)
+        inserted = self._execute(
+            "INSERT INTO deliveries (id, calendar, item, channel, recipient, due_at, state, "
+            "attempts, content_hash, claimed_by, claim_token, lease_until, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING "
+            "RETURNING id",
+            (
+                d.id,
+                d.calendar,
+                d.item,
+                d.channel,
+                d.recipient,
+                self._t(d.due_at, "due_at"),
+                State.CLAIMED.value,
+                d.content_hash,
+                worker,
+                token,
+                lease_db,
+                now_db,
+                now_db,
+            ),
+        )
+        if inserted:
+            self._log(d.id, now, worker, "claimed")
+            return Claim(d.id, worker, token, 1, lease_until)
+
+        rows = self._execute(
+            "SELECT state, attempts, next_attempt_at, lease_until, claimed_by FROM deliveries "
+            "WHERE id = ?" + self._row_lock,
+            (d.id,),
+        )
+        if not rows:  # PostgreSQL: another transaction holds the row right now
+            return None
+        state = State(rows[0][0])
+        attempts = int(rows[0][1])
+        previous = rows[0][4] or "?"
+        action = claim_action(
+            state,
+            next_attempt_at=self._opt_from_db(rows[0][2]),
+            lease_until=self._opt_from_db(rows[0][3]),
+            idempotent=idempotent,
+            now=utc(now),
+        )
+        if action is ClaimAction.NONE:
+            return None
+        if action is ClaimAction.MARK_UNKNOWN:
+            self._execute(
+                "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, "
+                "updated_at = ? WHERE id = ? AND state = ?",
+                (State.UNKNOWN.value, INTERRUPTED_WHILE_SENDING, now_db, d.id, state.value),
+            )
+            self._log(
+                d.id, now, worker, "unknown", f"{previous} stopped while sending; lease ran out"
+            )
+            return None
+        note: str | None = None
+        if action is ClaimAction.CLAIM_PENDING:
+            attempts += 1
+        elif action is ClaimAction.TAKE_OVER:
+            note = f"took over from {previous}, whose lease ran out before sending"
+        else:  # RESEND
+            attempts += 1
+            note = (
+                f"took over from {previous}, which stopped while sending; "
+                "resending with the same idempotency key"
+            )
+        self._execute(
+            "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = NULL, "
+            "content_hash = ?, claimed_by = ?, claim_token = ?, lease_until = ?, updated_at = ? "
+            "WHERE id = ? AND state = ?",
+            (
+                State.CLAIMED.value,
+                attempts,
+                d.content_hash,
+                worker,
+                token,
+                lease_db,
+                now_db,
+                d.id,
+                state.value,
+            ),
+        )
+        self._log(d.id, now, worker, "claimed", note)
+        return Claim(d.id, worker, token, attempts, lease_until)
+
+    def claim(
+        self, d: DueDelivery, *, worker: str, now: datetime, lease: timedelta, idempotent: bool
+    ) -> Claim | None:
+        return self._transaction(
+            lambda: self._claim_in_tx(d, worker, now, lease, idempotent), write=True
+        )
+
+    def claim_many(
+        self,
+        ds: Sequence[DueDelivery],
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        idempotent: Callable[[str], bool] | bool,
+    ) -> list[Claim]:
+        def is_idempotent(d: DueDelivery) -> bool:
+            return idempotent(d.channel) if callable(idempotent) else idempotent
+
+        # Every worker visits rows in id order, so two batches can never wait on each other in
+        # a cycle (PostgreSQL would otherwise report a deadlock between overlapping inserts).
+        ordered = sorted({d.id: d for d in ds}.values(), key=lambda d: d.id)
+        claims: dict[str, Claim] = {}
+        for start in range(0, len(ordered), _CLAIM_CHUNK):
+            chunk = ordered[start : start + _CLAIM_CHUNK]
+
+            def claim_chunk(chunk: list[DueDelivery] = chunk) -> dict[str, Claim]:
+                got: dict[str, Claim] = {}
+                for d in chunk:
+                    c = self._claim_in_tx(d, worker, now, lease, is_idempotent(d))
+                    if c is not None:
+                        got[d.id] = c
+                return got
+
+            claims.update(self._transaction(claim_chunk, write=True))
+        seen: set[str] = set()
+        result: list[Claim] = []
+        for d in ds:
+            if d.id in claims and d.id not in seen:
+                seen.add(d.id)
+                result.append(claims[d.id])
+        return result
+
+    # ---- after a claim --------------------------------------------------------------------
+
+    def begin_send(self, claim: Claim, now: datetime) -> bool:
+        def tx() -> bool:
+            rows = self._execute(
+                "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND claim_token = ? "
+                "AND state = ? AND lease_until >= ? RETURNING id",
+                (
+                    State.SENDING.value,
+                    self._t(now, "now"),
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                    self._t(now),
+                ),
+            )
+            if rows:
+                self._log(claim.delivery_id, now, claim.worker, "sending")
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
+        # A lease that ran out may still be renewed while nobody has taken it over: a take-over
+        # changes the token, and that is what we check, atomically.
+        lease_until = utc(now, "now") + lease
+
+        def tx() -> bool:
+            rows = self._execute(
+                "UPDATE deliveries SET lease_until = ?, updated_at = ? WHERE id = ? "
+                "AND claim_token = ? AND state IN (?, ?) RETURNING id",
+                (
+                    self._to_db(lease_until),
+                    self._t(now),
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                    State.SENDING.value,
+                ),
+            )
+            return bool(rows)
+
+        if not self._transaction(tx, write=True):
+            return None
+        return Claim(claim.delivery_id, claim.worker, claim.token, claim.attempt, lease_until)
+
+    def record_sent(
+        self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
+    ) -> None:
+        def tx() -> StaleClaim | None:
+            rows = self._execute(
+                "UPDATE deliveries SET state = ?, remote_id = ?, url = ?, last_error = NULL, "
+                "lease_until = NULL, updated_at = ? WHERE id = ? AND claim_token = ? AND state = ? "
+                "RETURNING id",
+                (
+                    State.SENT.value,
+                    remote_id,
+                    url,
+                    self._t(now, "now"),
+                    claim.delivery_id,
+                    claim.token,
+                    State.SENDING.value,
+                ),
+            )
+            if rows:
+                self._log(claim.delivery_id, now, claim.worker, "sent", url, remote_id)
+                return None
+            if self._already(claim, State.SENT):
+                return None  # a repeated call after a commit whose answer was lost
+            return self._stale(claim, now, "sent", f"url={url} remote_id={remote_id}", remote_id)
+
+        stale = self._transaction(tx, write=True)
+        if stale is not None:
+            raise stale
+
+    def _already(self, claim: Claim, state: State) -> bool:
+        rows = self._execute(
+            "SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ? AND state = ?",
+            (claim.delivery_id, claim.token, state.value),
+        )
+        return bool(rows)
+
+    def record_transient(
+        self, claim: Claim, *, error: str, retry_at: datetime, max_attempts: int, now: datetime
+    ) -> State:
+        def tx() -> State | StaleClaim:
+            rows = self._execute(
+                "UPDATE deliveries SET state = CASE WHEN attempts >= ? THEN ? ELSE ? END, "
+                "next_attempt_at = CASE WHEN attempts >= ? THEN NULL ELSE ? END, "
+                "last_error = ?, lease_until = NULL, updated_at = ? "
+                "WHERE id = ? AND claim_token = ? AND state IN (?, ?) RETURNING state",
+                (
+                    max_attempts,
+                    State.FAILED.value,
+                    State.PENDING.value,
+                    max_attempts,
+                    self._t(retry_at, "retry_at"),
+                    error,
+                    self._t(now, "now"),
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                    State.SENDING.value,
+                ),
+            )
+            if not rows:
+                return self._stale(claim, now, "transient error", error, None)
+            state = State(rows[0][0])
+            self._log(
+                claim.delivery_id,
+                now,
+                claim.worker,
+                "retry" if state is State.PENDING else "failed",
+                error,
+            )
+            return state
+
+        result = self._transaction(tx, write=True)
+        if isinstance(result, StaleClaim):
+            raise result
+        return result
+
+    def record_failed(self, claim: Claim, *, error: str, now: datetime) -> None:
+        def tx() -> StaleClaim | None:
+            rows = self._execute(
+                "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, "
+                "updated_at = ? WHERE id = ? AND claim_token = ? AND state IN (?, ?) RETURNING id",
+                (
+                    State.FAILED.value,
+                    error,
+                    self._t(now, "now"),
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                    State.SENDING.value,
+                ),
+            )
+            if rows:
+                self._log(claim.delivery_id, now, claim.worker, "failed", error)
+                return None
+            if self._already(claim, State.FAILED):
+                return None
+            return self._stale(claim, now, "failure", error, None)
+
+        stale = self._transaction(tx, write=True)
+        if stale is not None:
+            raise stale
+
+    def release(self, claim: Claim, now: datetime) -> bool:
+        def tx() -> bool:
+            now_db = self._t(now, "now")
+            rows = self._execute(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL, "
+                "updated_at = ? WHERE id = ? AND claim_token = ? AND state = ? RETURNING id",
+                (
+                    State.PENDING.value,
+                    now_db,
+                    now_db,
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                ),
+            )
+            if rows:
+                self._log(claim.delivery_id, now, claim.worker, "released")
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    def _record_final(self, d: DueDelivery, state: State, reason: str, now: datetime) -> bool:
+        def tx() -> bool:
+            now_db = self._t(now, "now")
+            inserted = self._execute(
+                "INSERT INTO deliveries (id, calendar, item, channel, recipient, due_at, state, "
+                "attempts, last_error, content_hash, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING "
+                "RETURNING id",
+                (
+                    d.id,
+                    d.calendar,
+                    d.item,
+                    d.channel,
+                    d.recipient,
+                    self._t(d.due_at, "due_at"),
+                    state.value,
+                    reason,
+                    d.content_hash,
+                    now_db,
+                    now_db,
+                ),
+            )
+            if not inserted:
+                inserted = self._execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL, "
+                    "updated_at = ? WHERE id = ? AND state = ? RETURNING id",
+                    (state.value, reason, now_db, d.id, State.PENDING.value),
+                )
+            if inserted:
+                self._log(d.id, now, "", state.value, reason)
+            return bool(inserted)
+
+        return self._transaction(tx, write=True)
+
+    def record_expired(self, d: DueDelivery, *, reason: str, now: datetime) -> bool:
+        return self._record_final(d, State.EXPIRED, reason, now)
+
+    def record_skipped(self, d: DueDelivery, *, reason: str, now: datetime) -> bool:
+        return self._record_final(d, State.SKIPPED, reason, now)
+
+    # ---- the user's commands ---------------------------------------------------------------
+
+    def retry(self, delivery_id: str, now: datetime) -> bool:
+        def tx() -> bool:
+            now_db = self._t(now, "now")
+            rows = self._execute(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = 0, "
+                "lease_until = NULL, updated_at = ? WHERE id = ? AND state = ? RETURNING id",
+                (State.PENDING.value, now_db, now_db, delivery_id, State.FAILED.value),
+            )
+            if rows:
+                self._log(delivery_id, now, "", "retry-requested")
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    def resolve(self, delivery_id: str, *, sent_url: str | None, now: datetime) -> bool:
+        def tx() -> bool:
+            now_db = self._t(now, "now")
+            if sent_url is not None:
+                rows = self._execute(
+                    "UPDATE deliveries SET state = ?, url = ?, updated_at = ? "
+                    "WHERE id = ? AND state = ? RETURNING id",
+                    (State.SENT.value, sent_url, now_db, delivery_id, State.UNKNOWN.value),
+                )
+                note = f"confirmed sent: {sent_url}"
+            else:
+                rows = self._execute(
+                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ? "
+                    "WHERE id = ? AND state = ? RETURNING id",
+                    (State.PENDING.value, now_db, now_db, delivery_id, State.UNKNOWN.value),
+                )
+                note = "confirmed not sent; will send again"
+            if rows:
+                self._log(delivery_id, now, "", "resolved", note)
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        rows = self._transaction(
+            lambda: self._execute(
+                f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+            ),
+            write=False,
+        )
+        return self._record(rows[0]) if rows else None
+
+    def find(self, id_prefix: str) -> list[DeliveryRecord]:
+        if len(id_prefix) < MIN_PREFIX:
+            raise ConfigError(
+                f"delivery id {id_prefix!r} is too short: give at least {MIN_PREFIX} characters"
+            )
+        # substr, not LIKE: SQLite's LIKE ignores case, and ids may contain % or _.
+        rows = self._transaction(
+            lambda: self._execute(
+                f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE substr(id, 1, ?) = ? ORDER BY id",
+                (len(id_prefix), id_prefix),
+            ),
+            write=False,
+        )
+        return [self._record(r) for r in rows]
+
+    def _where(
+        self,
+        states: Iterable[State] | None,
+        calendar: str | None,
+        item: str | None,
+        channel: str | None,
+        due_from: datetime | None,
+        due_to: datetime | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            wanted = [State(s).value for s in states]
+            if not wanted:
+                clauses.append("1 = 0")
+            else:
+                clauses.append(f"state IN ({', '.join('?' for _ in wanted)})")
+                params.extend(wanted)
+        for column, value in (("calendar", calendar), ("item", item), ("channel", channel)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if due_from is not None:
+            clauses.append("due_at >= ?")
+            params.append(self._t(due_from, "due_from"))
+        if due_to is not None:
+            clauses.append("due_at < ?")
+            params.append(self._t(due_to, "due_to"))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def records(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        calendar: str | None = None,
+        item: str | None = None,
+        channel: str | None = None,
+        due_from: datetime | None = None,
+        due_to: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[DeliveryRecord]:
+        where, params = self._where(states, calendar, item, channel, due_from, due_to)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM deliveries{where} ORDER BY due_at DESC, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._transaction(lambda: self._execute(sql, params), write=False)
+        return [self._record(r) for r in rows]
+
+    def counts(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        calendar: str | None = None,
+        item: str | None = None,
+        channel: str | None = None,
+        due_from: datetime | None = None,
+        due_to: datetime | None = None,
+    ) -> dict[State, int]:
+        where, params = self._where(states, calendar, item, channel, due_from, due_to)
+        rows = self._transaction(
+            lambda: self._execute(
+                f"SELECT state, count(*) FROM deliveries{where} GROUP BY state", params
+            ),
+            write=False,
+        )
+        result = dict.fromkeys(State, 0)
+        for state, count in rows:
+            result[State(state)] = int(count)
+        return result
+
+    def attempts(self, delivery_id: str) -> list[Attempt]:
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT delivery_id, at, worker, event, error, remote_id FROM attempts "
+                "WHERE delivery_id = ? ORDER BY seq",
+                (delivery_id,),
+            ),
+            write=False,
+        )
+        return [Attempt(r[0], self._from_db(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def abandoned(self, now: datetime) -> list[DeliveryRecord]:
+        rows = self._transaction(
+            lambda: self._execute(
+                f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE state IN (?, ?) "
+                "AND lease_until < ? ORDER BY due_at DESC, id",
+                (State.CLAIMED.value, State.SENDING.value, self._t(now, "now")),
+            ),
+            write=False,
+        )
+        return [self._record(r) for r in rows]
+
+    # ---- workers --------------------------------------------------------------------------
+
+    def heartbeat(self, worker: str, now: datetime, *, host: str, pid: int, info: str = "") -> None:
+        self._transaction(
+            lambda: self._execute(
+                "INSERT INTO workers (name, host, pid, last_seen, info) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+                "last_seen = excluded.last_seen, info = excluded.info",
+                (worker, host, pid, self._t(now, "now"), info),
+            ),
+            write=True,
+        )
+
+    def workers(self, now: datetime) -> list[WorkerInfo]:
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT w.name, w.host, w.pid, w.last_seen, w.info, "
+                "(SELECT count(*) FROM deliveries d WHERE d.claimed_by = w.name "
+                "AND d.state IN (?, ?) AND d.lease_until >= ?) "
+                "FROM workers w ORDER BY w.name",
+                (State.CLAIMED.value, State.SENDING.value, self._t(now, "now")),
+            ),
+            write=False,
+        )
+        return [
+            WorkerInfo(r[0], r[1], int(r[2]), self._from_db(r[3]), r[4], int(r[5])) for r in rows
+        ]
+
+    # ---- schema ---------------------------------------------------------------------------
+
+    def _migrate(self, steps: Sequence[Sequence[str]], where: str) -> None:
+        """Bring the schema up to date: step N (1-based) is `steps[N - 1]`, applied once.
+
+        Runs in one write transaction, so two processes opening a new ledger at once do not
+        both create it. A database newer than this code is refused rather than misread.
+        """
+
+        def tx() -> None:
+            self._migration_lock()
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS commcal_schema "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            rows = self._execute("SELECT max(version) FROM commcal_schema")
+            current = int(rows[0][0] or 0)
+            if current > len(steps):
+                raise LedgerError(
+                    f"the ledger at {where} has schema version {current}, but this commcal "
+                    f"knows only up to version {len(steps)}; upgrade commcal to use it"
+                )
+            for version in range(current + 1, len(steps) + 1):
+                for statement in steps[version - 1]:
+                    self._execute(statement)
+                self._execute(
+                    "INSERT INTO commcal_schema (version, applied_at) VALUES (?, ?)",
+                    (version, datetime.now(UTC).isoformat()),
+                )
+
+        self._transaction(tx, write=True)
+
+    def _migration_lock(self) -> None:
+        """Serialise migrations across processes, where the transaction alone does not."""
+
+    def schema_version(self) -> int:
+        """The schema version the database is at."""
+        rows = self._transaction(
+            lambda: self._execute("SELECT max(version) FROM commcal_schema"), write=False
+        )
+        return int(rows[0][0] or 0)

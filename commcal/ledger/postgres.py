@@ -1,0 +1,171 @@
+"""The ledger in PostgreSQL: for several hosts publishing from one calendar repository.
+
+Same SQL and semantics as SQLite (see `base.SqlLedger`); what differs is locking. A claim first
+tries `INSERT ... ON CONFLICT DO NOTHING` (a concurrent insert of the same id waits for the other
+transaction and then does nothing), then reads an existing row with `FOR UPDATE SKIP LOCKED`:
+a row another worker is changing right now is simply not ours this time. Transactions run at
+READ COMMITTED with autocommit off, each committed explicitly; deadlocks and serialisation
+failures are retried whole.
+
+This module imports psycopg at the top: `commcal.ledger.open_ledger` imports it only for
+postgresql:// URLs, so nobody else pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+
+from commcal.errors import LedgerError
+from commcal.ledger.base import SqlLedger
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 10
+RETRIES = 50  # deadlock/serialisation retries before giving up; each is rare
+MIGRATION_LOCK_KEY = 0x636F6D6D63616C  # "commcal": advisory lock serialising schema changes
+
+MIGRATIONS: list[list[str]] = [
+    # 1: deliveries, their history (append-only, enforced), and worker heartbeats.
+    [
+        """CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,
+            calendar TEXT NOT NULL,
+            item TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            recipient TEXT NOT NULL DEFAULT '',
+            due_at TIMESTAMPTZ NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TIMESTAMPTZ,
+            last_error TEXT,
+            remote_id TEXT,
+            url TEXT,
+            content_hash TEXT NOT NULL DEFAULT '',
+            claimed_by TEXT,
+            claim_token TEXT,
+            lease_until TIMESTAMPTZ,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX deliveries_state ON deliveries (state, next_attempt_at)",
+        "CREATE INDEX deliveries_due ON deliveries (due_at)",
+        "CREATE INDEX deliveries_calendar_item ON deliveries (calendar, item)",
+        """CREATE TABLE attempts (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            delivery_id TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL,
+            worker TEXT NOT NULL DEFAULT '',
+            event TEXT NOT NULL,
+            error TEXT,
+            remote_id TEXT
+        )""",
+        "CREATE INDEX attempts_delivery ON attempts (delivery_id, seq)",
+        """CREATE FUNCTION commcal_attempts_append_only() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'the attempts history is append-only'; END $$""",
+        """CREATE TRIGGER attempts_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON attempts
+           FOR EACH STATEMENT EXECUTE FUNCTION commcal_attempts_append_only()""",
+        """CREATE TABLE workers (
+            name TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            last_seen TIMESTAMPTZ NOT NULL,
+            info TEXT NOT NULL DEFAULT ''
+        )""",
+    ],
+]
+
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def mask_url(url: str) -> str:
+    """The URL without its password, for messages (secrets never reach output)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class PostgresLedger(SqlLedger):
+    """The ledger in a PostgreSQL database (tables in the first schema of the search_path)."""
+
+    _row_lock = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.where = mask_url(url)
+        self._sql: dict[str, str] = {}
+        try:
+            self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+                url, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as e:
+            raise LedgerError(f"cannot reach the PostgreSQL ledger at {self.where}: {e}") from e
+        try:
+            self._conn.execute("SET TIME ZONE 'UTC'")
+            self._conn.commit()
+            self._migrate(MIGRATIONS, self.where)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _rollback(self) -> None:
+        # If the connection is gone, the server has rolled back for us.
+        with contextlib.suppress(psycopg.Error):
+            self._conn.rollback()
+
+    def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
+        delay = 0.005
+        with self._lock:
+            for attempt in range(RETRIES + 1):
+                try:
+                    result = fn()
+                    self._conn.commit()
+                    return result
+                except _RETRYABLE as e:
+                    self._rollback()
+                    if attempt == RETRIES:
+                        raise LedgerError(f"ledger {self.where}: {e}") from e
+                except psycopg.Error as e:
+                    self._rollback()
+                    raise LedgerError(f"ledger {self.where}: {e}") from e
+                except BaseException:
+                    self._rollback()
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.2)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        query = self._sql.get(sql)
+        if query is None:
+            query = self._sql[sql] = sql.replace("?", "%s")
+        cur = self._conn.execute(query.encode(), tuple(params) if params else None)
+        return cur.fetchall() if cur.description is not None else []
+
+    def _to_db(self, value: datetime) -> Any:
+        return value
+
+    def _from_db(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise LedgerError(f"ledger {self.where}: expected a timestamp, got {value!r}")
+        return value.astimezone(UTC)
+
+    def _migration_lock(self) -> None:
+        self._execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
