@@ -1,0 +1,267 @@
+"""Mastodon: a status on one account, with media, a poll and a content warning.
+
+API: https://docs.joinmastodon.org/methods/statuses/#create and
+https://docs.joinmastodon.org/methods/media/#v2
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    Setting,
+    TransientError,
+)
+from commcal.channels.text import graphemes, mastodon_length
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+
+
+class MastodonChannel(Channel):
+    type_name = "mastodon"
+    description = "A status on a Mastodon (or compatible) account"
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "instance": Setting("the server's address, e.g. https://mastodon.social", required=True),
+        "token": Setting(
+            "an access token with the write:statuses and write:media scopes",
+            required=True,
+            private=True,
+        ),
+        "visibility": Setting("public, unlisted, private or direct", default="public"),
+        "max_length": Setting(
+            "the server's character limit, if it allows more than 500", default=500, kind=int
+        ),
+    }
+    # Mastodon's default limit; instances configure more and say so in
+    # GET /api/v2/instance configuration.statuses.max_characters. Counted as Mastodon counts it:
+    # graphemes, every URL as 23, `@user@domain` as `@user`
+    # (app/validators/status_length_validator.rb).
+    max_length = 500
+    length_unit = "characters"
+    # Mastodon keeps an Idempotency-Key for one hour and answers a repeat with the first status
+    # (https://docs.joinmastodon.org/methods/statuses/#create, header Idempotency-Key). commcal
+    # retries an interrupted send within minutes, so this is honest in practice; a send retried
+    # more than an hour later could post twice.
+    idempotent = True
+    # Defaults of configuration.polls and configuration.media_attachments
+    # (https://docs.joinmastodon.org/entities/Instance/#polls).
+    poll_max_options = 4
+    poll_max_option_chars = 50
+    poll_min_seconds = 300
+    poll_max_seconds = 2_629_746
+    media_max = 4
+    # POST /api/v2/media answers 202 while a large file is processed; GET /api/v1/media/:id then
+    # answers 206 until done (https://docs.joinmastodon.org/methods/media/#get).
+    media_poll_attempts = 10
+    media_poll_interval = 1.0
+
+    def configure(self) -> None:
+        _check_url(self, "instance")
+        if self.options["visibility"] not in VISIBILITIES:
+            raise ConfigError(
+                f"channel {self.name!r} (mastodon): visibility must be one of "
+                f"{', '.join(VISIBILITIES)}, not {self.options['visibility']!r}"
+            )
+        limit = self.options["max_length"]
+        if isinstance(limit, bool) or (isinstance(limit, int) and limit <= 0):
+            raise ConfigError(f"channel {self.name!r} (mastodon): max_length must be above 0")
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def measure(self, text: str) -> int:
+        return mastodon_length(text)
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        options = message.options
+        spoiler = str(options.get("spoiler_text") or "")
+        limit = self.limit()
+        if spoiler and limit is not None:
+            # The content warning counts towards the same limit as the text.
+            length = graphemes(spoiler) + self.measure(message.text)
+            if length > limit and self.measure(message.text) <= limit:
+                problems.append(
+                    f"text and content warning are {length} characters together, over "
+                    f"mastodon's limit of {limit} by {length - limit}"
+                )
+        visibility = options.get("visibility")
+        if visibility is not None and visibility not in VISIBILITIES:
+            problems.append(f"visibility must be one of {', '.join(VISIBILITIES)}")
+        if len(message.media) > self.media_max:
+            problems.append(f"at most {self.media_max} media attachments, not {len(message.media)}")
+        for media in message.media:
+            if not os.path.isfile(media.path):
+                problems.append(f"media file {media.path} does not exist")
+        poll = options.get("poll")
+        if poll:
+            problems.extend(self._poll_problems(poll))
+            if message.media:
+                problems.append("a mastodon status can have media or a poll, not both")
+        return problems
+
+    def _poll_problems(self, poll: Any) -> list[str]:
+        if not isinstance(poll, Mapping):
+            return ["poll must be a mapping with question, options and duration_seconds"]
+        problems = []
+        choices = list(poll.get("options") or [])
+        if not 2 <= len(choices) <= self.poll_max_options:
+            problems.append(
+                f"a poll needs 2 to {self.poll_max_options} options, not {len(choices)}"
+            )
+        for choice in choices:
+            if graphemes(str(choice)) > self.poll_max_option_chars:
+                problems.append(
+                    f"poll option {str(choice)!r} is longer than "
+                    f"{self.poll_max_option_chars} characters"
+                )
+        duration = poll.get("duration_seconds")
+        if duration is not None and not (
+            self.poll_min_seconds <= int(duration) <= self.poll_max_seconds
+        ):
+            problems.append(
+                f"poll duration must be between {self.poll_min_seconds} seconds and "
+                f"{self.poll_max_seconds // 86400} days"
+            )
+        return problems
+
+    # -- network --------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return str(self.value("instance")).rstrip("/") + path
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret('token')}"}
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        headers = {**self._headers(), **kwargs.pop("headers", {})}
+        try:
+            return httpkit.request(
+                self.http,
+                method,
+                self._url(path),
+                headers=headers,
+                hooks={"response": keep},
+                **kwargs,
+            )
+        except TransientError as exc:
+            # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
+            # (https://docs.joinmastodon.org/api/rate-limits/).
+            if exc.retry_after is None and seen:
+                exc.retry_after = _reset_seconds(seen[-1].headers.get("X-RateLimit-Reset"))
+            raise
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        body: dict[str, Any] = {
+            "status": message.text,
+            "visibility": message.options.get("visibility") or self.options["visibility"],
+        }
+        if message.language:
+            # Mastodon takes an ISO 639 code and ignores ones it does not know, so "el-GR" -> "el".
+            body["language"] = message.language.split("-")[0].lower()
+        if message.options.get("spoiler_text"):
+            body["spoiler_text"] = str(message.options["spoiler_text"])
+        poll = message.options.get("poll")
+        if poll:
+            body["poll"] = {
+                "options": [str(choice) for choice in poll.get("options", [])],
+                "expires_in": int(poll.get("duration_seconds") or 86400),
+            }
+            if poll.get("multiple"):
+                body["poll"]["multiple"] = True
+        elif message.media:
+            body["media_ids"] = [
+                self._upload(media.path, media.alt, media.mime_type) for media in message.media
+            ]
+        response = self._call(
+            "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
+        )
+        status = _json(response)
+        # `url` is the HTML page; it is null for some remote-only cases, `uri` never is.
+        return Receipt(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"))
+
+    def _upload(self, path: str, alt: str, mime_type: str) -> str:
+        mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after the request
+        except OSError as exc:
+            raise PermanentError(f"cannot read media file {path}: {exc.strerror}") from None
+        with handle:
+            data = {"description": alt} if alt else {}
+            response = self._call(
+                "POST",
+                "/api/v2/media",
+                files={"file": (os.path.basename(path), handle, mime)},
+                data=data,
+            )
+        attachment = _json(response)
+        media_id = str(attachment["id"])
+        if response.status_code == 202:
+            for _ in range(self.media_poll_attempts):
+                self.sleep(self.media_poll_interval)
+                if self._call("GET", f"/api/v1/media/{media_id}").status_code == 200:
+                    break
+            else:
+                raise TransientError(f"mastodon is still processing {os.path.basename(path)}")
+        return media_id
+
+    def verify(self) -> str:
+        account = _json(self._call("GET", "/api/v1/accounts/verify_credentials"))
+        host = urlsplit(str(self.value("instance"))).netloc
+        return f"token works for @{account.get('username', '?')}@{host}"
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise PermanentError(f"HTTP {response.status_code}: the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise PermanentError(f"HTTP {response.status_code}: unexpected answer {body!r:.100}")
+    return body
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _check_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return  # an ${ENV} reference is checked when resolved
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )

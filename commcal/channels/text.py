@@ -1,0 +1,232 @@
+"""Text measured the way each network measures it, and Bluesky rich-text facets.
+
+Every network counts "characters" differently, and a post that one counter accepts another
+rejects. The functions here follow each network's own reference code, cited next to each one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import regex as _regex_mod
+
+# JavaScript's `\s` (ECMA-262 WhiteSpace + LineTerminator). Bluesky's detection runs in JS, and
+# Python's `\s` differs from it (it includes U+001C..U+001F and U+0085, omits U+FEFF).
+_JS_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Characters Bluesky's TAG_REGEX treats as ending a tag besides white space (zero-width spaces...).
+_TAG_STOP = r"\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2"
+
+# Bluesky: a tag is at most 64 graphemes and 640 bytes (lexicon app.bsky.richtext.facet#tag,
+# https://github.com/bluesky-social/atproto/blob/main/lexicons/app/bsky/richtext/facet.json).
+TAG_MAX_GRAPHEMES = 64
+TAG_MAX_BYTES = 640
+
+# Mastodon: every URL costs 23 characters whatever its length
+# (app/validators/status_length_validator.rb, URL_PLACEHOLDER_CHARS).
+MASTODON_URL_LENGTH = 23
+
+
+@functools.cache
+def _patterns() -> dict[str, _regex_mod.Pattern[str]]:
+    """Compiled once, on first use: importing `regex` costs time a cron run may not need."""
+    import regex
+
+    ascii_word = "A-Za-z0-9_"
+    ascii_boundary = (
+        f"(?:(?<=[{ascii_word}])(?![{ascii_word}])|(?<![{ascii_word}])(?=[{ascii_word}]))"
+    )
+    return {
+        "grapheme": regex.compile(r"\X"),
+        # packages/api/src/rich-text/util.ts (bluesky-social/atproto): MENTION_REGEX, flags g.
+        # JS `\b` is ASCII-only, spelled out here so Unicode letters do not change the match.
+        "mention": regex.compile(rf"(?:^|[{_JS_SPACE}]|\()(@)([a-zA-Z0-9.-]+){ascii_boundary}"),
+        # URL_REGEX, flags gim. `[a-z]` is spelled `[a-zA-Z]` rather than using IGNORECASE,
+        # which in Python would also match U+017F and U+212A.
+        "link": regex.compile(
+            rf"(?:^|[{_JS_SPACE}]|\()("
+            rf"([hH][tT][tT][pP][sS]?://[^{_JS_SPACE}]+)"
+            rf"|((?P<domain>[a-zA-Z][a-zA-Z0-9]*(?:\.[a-zA-Z0-9]+)+)[^{_JS_SPACE}]*)"
+            r")",
+            regex.MULTILINE,
+        ),
+        # TAG_REGEX, flags gu: a tag may not start with U+FE0F and needs at least one character
+        # that is neither an ASCII digit, white space nor punctuation (so "#2024" is no tag).
+        "tag": regex.compile(
+            rf"(^|[{_JS_SPACE}])[#＃]("
+            rf"(?!\ufe0f)[^{_JS_SPACE}{_TAG_STOP}]*"
+            rf"[^0-9{_JS_SPACE}\p{{P}}{_TAG_STOP}]+"
+            rf"[^{_JS_SPACE}{_TAG_STOP}]*"
+            r")?"
+        ),
+        "trailing_punct": regex.compile(r"\p{P}+$"),
+        # Mastodon's remote mention `@user@domain` (Account::MENTION_RE): only `@user` counts.
+        "masto_mention": regex.compile(
+            r"(?<![\w/])@([a-zA-Z0-9_]+(?:[a-zA-Z0-9_.-]+[a-zA-Z0-9_])?)@[\w.-]+\w"
+        ),
+    }
+
+
+def graphemes(text: str) -> int:
+    """User-perceived characters (Unicode extended grapheme clusters, UAX #29)."""
+    return len(_patterns()["grapheme"].findall(text))
+
+
+def utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def utf16_units(text: str) -> int:
+    """Length in UTF-16 code units: what JavaScript's `.length` and Telegram's offsets count."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
+    """Mastodon's count: grapheme clusters, each http(s) URL as `url_length`, `@u@dom` as `@u`.
+
+    Mirrors StatusLengthValidator#countable_text (mastodon/mastodon
+    app/validators/status_length_validator.rb): URLs are found by twitter-text's extractor
+    with `extract_url_without_protocol: false`, so a bare `example.org` counts in full, and the
+    rewritten text is measured with `grapheme_length`. Spoiler text is added by the caller.
+    """
+    from twitter_text import extract_urls_with_indices
+
+    entities: list[tuple[int, int, str]] = []
+    for found in extract_urls_with_indices(text, extract_urls_without_protocol=False):
+        start, end = found["indices"]
+        entities.append((start, end, "x" * url_length))
+    for match in _patterns()["masto_mention"].finditer(text):
+        entities.append((match.start(), match.end(), "@" + match.group(1)))
+    # Extractor.remove_overlapping_entities: sorted by start, a later overlapping one is dropped.
+    entities.sort()
+    rewritten: list[str] = []
+    position = 0
+    for start, end, replacement in entities:
+        if start < position:
+            continue
+        rewritten.append(text[position:start])
+        rewritten.append(replacement)
+        position = end
+    rewritten.append(text[position:])
+    return graphemes("".join(rewritten))
+
+
+def x_length(text: str) -> int:
+    """X's weighted length (twitter-text v3 config): URLs 23, CJK and emoji 2, most else 1.
+
+    https://docs.x.com/resources/fundamentals/counting-characters
+    """
+    from twitter_text import parse_tweet
+
+    return int(parse_tweet(text).weightedLength)
+
+
+# -- Bluesky facets -------------------------------------------------------------------------------
+
+
+def _byte_offsets(text: str) -> list[int]:
+    """UTF-8 byte offset of every code point index, plus one past the end."""
+    offsets = [0] * (len(text) + 1)
+    total = 0
+    for index, char in enumerate(text):
+        offsets[index] = total
+        total += len(char.encode("utf-8"))
+    offsets[len(text)] = total
+    return offsets
+
+
+@functools.cache
+def _tlds() -> tuple[Any, Any]:
+    # The TLD lists twitter-text ships (IANA root zone), standing in for the `tlds` npm package
+    # Bluesky's isValidDomain uses.
+    from twitter_text.regexp.valid_cctld import valid_cctld
+    from twitter_text.regexp.valid_gtld import valid_gtld
+
+    return valid_gtld, valid_cctld
+
+
+def _is_valid_domain(domain: str) -> bool:
+    tld = domain.rsplit(".", 1)[-1].lower()
+    return any(pattern.fullmatch(tld) for pattern in _tlds())
+
+
+def _facet(offsets: list[int], start: int, end: int, feature: dict[str, str]) -> dict[str, Any]:
+    return {
+        "index": {"byteStart": offsets[start], "byteEnd": offsets[end]},
+        "features": [feature],
+    }
+
+
+def bluesky_facets(
+    text: str, resolve_handle: Callable[[str], str | None] | None = None
+) -> list[dict[str, Any]]:
+    """Link, tag and (when `resolve_handle` is given) mention facets for a Bluesky post.
+
+    Follows detectFacets in bluesky-social/atproto packages/api/src/rich-text/detection.ts:
+    - links: `http(s)://...`, or a bare domain with a known TLD (`example.org/path`) whose uri
+      gets `https://` prepended; one trailing `.,;:!?` is stripped, then one `)` when the URL
+      has no `(`.
+    - tags: `#tag` after the start or white space, not purely numeric, trailing punctuation
+      stripped; `tag` is given without `#`. Tags over 64 graphemes or 640 bytes (the lexicon's
+      limits) are skipped. The official client is stricter (64 UTF-16 units).
+    - mentions: a facet needs the account's DID, which only the network knows. Without
+      `resolve_handle` (handle -> DID or None) mentions stay plain text, as they do when a
+      handle does not resolve, rather than producing a facet the app would show broken.
+    Offsets are UTF-8 byte offsets (https://docs.bsky.app/docs/advanced-guides/post-richtext).
+    """
+    patterns = _patterns()
+    offsets = _byte_offsets(text)
+    facets: list[dict[str, Any]] = []
+
+    if resolve_handle is not None:
+        for match in patterns["mention"].finditer(text):
+            handle = match.group(2)
+            if not _is_valid_domain(handle) and not handle.endswith(".test"):
+                continue  # probably not a handle
+            did = resolve_handle(handle)
+            if did:
+                facets.append(
+                    _facet(
+                        offsets,
+                        match.start(1),
+                        match.end(2),
+                        {"$type": "app.bsky.richtext.facet#mention", "did": did},
+                    )
+                )
+
+    for match in patterns["link"].finditer(text):
+        uri = match.group(1)
+        if not uri.startswith("http"):
+            domain = match.group("domain")
+            if not domain or not _is_valid_domain(domain):
+                continue
+            uri = "https://" + uri
+        start, end = match.start(1), match.end(1)
+        if uri[-1] in ".,;:!?":
+            uri, end = uri[:-1], end - 1
+        if uri.endswith(")") and "(" not in uri:
+            uri, end = uri[:-1], end - 1
+        facets.append(
+            _facet(offsets, start, end, {"$type": "app.bsky.richtext.facet#link", "uri": uri})
+        )
+
+    for match in patterns["tag"].finditer(text):
+        tag = match.group(2)
+        if not tag:
+            continue
+        # JS trims white space here too, but the pattern already excludes every JS space.
+        tag = patterns["trailing_punct"].sub("", tag)
+        if not tag or graphemes(tag) > TAG_MAX_GRAPHEMES or utf8_bytes(tag) > TAG_MAX_BYTES:
+            continue
+        start = match.end(1)  # the '#' (or full-width '＃')
+        facets.append(
+            _facet(
+                offsets,
+                start,
+                start + 1 + len(tag),
+                {"$type": "app.bsky.richtext.facet#tag", "tag": tag},
+            )
+        )
+    return facets
