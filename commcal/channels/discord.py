@@ -1,0 +1,243 @@
+"""Discord webhooks: https://discord.com/developers/docs/resources/webhook#execute-webhook
+
+Request: ``POST <webhook_url>?wait=true`` with JSON ``{"content": ..., "username": ...,
+"poll": ...}``. With ``wait=true`` Discord answers 200 with the created Message object
+(``{"id", "channel_id", "guild_id"?, ...}``) instead of 204, so the receipt carries the message id
+and, when the guild is known, its link. Errors are JSON ``{"code", "message", "errors"?}``
+(https://discord.com/developers/docs/reference#error-messages); a 429 body has ``retry_after`` in
+seconds as a float (https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit).
+
+The webhook URL contains the webhook's token, so it is a private setting and never appears in an
+error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+# Poll limits, https://discord.com/developers/docs/resources/poll#poll-create-request-object and
+# #poll-media-object: question text 300, answer text 55, up to 10 answers, duration in whole
+# hours up to 32 days.
+POLL_QUESTION_MAX = 300
+POLL_ANSWER_MAX = 55
+POLL_ANSWERS_MAX = 10
+POLL_HOURS_MAX = 32 * 24
+# Webhook usernames: 1-80 characters, and Discord refuses names containing these words.
+# https://discord.com/developers/docs/resources/user#usernames-and-nicknames
+USERNAME_MAX = 80
+USERNAME_FORBIDDEN = ("clyde", "discord")
+
+HINTS: Mapping[int, str] = {
+    10015: "the webhook was deleted: create a new one and update the URL",
+    50027: "the webhook token is wrong: copy the webhook URL again",
+}
+
+
+class DiscordChannel(Channel):
+    type_name: ClassVar[str] = "discord"
+    description: ClassVar[str] = "Post to a Discord channel through a webhook (polls too)."
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "webhook_url": Setting(
+            "the webhook URL (it contains the token), e.g. ${DISCORD_WEBHOOK_URL}",
+            required=True,
+            private=True,
+        ),
+        "username": Setting("name shown as the author instead of the webhook's own"),
+    }
+    # `content` is at most 2000 characters
+    # (https://discord.com/developers/docs/resources/webhook#execute-webhook-jsonform-params).
+    # Discord counts Unicode code points: its API is Python 3 and takes len() of the string,
+    # as Discord staff confirmed in https://github.com/discord/discord-api-docs/issues/1315.
+    max_length: ClassVar[int | None] = 2000
+    length_unit: ClassVar[str] = "characters"
+    # Execute Webhook takes no idempotency key (no nonce enforcement for webhooks).
+    idempotent: ClassVar[bool] = False
+
+    def configure(self) -> None:
+        username = self.options.get("username")
+        if isinstance(username, str):
+            problem = _username_problem(username)
+            if problem:
+                raise ConfigError(f"channel {self.name!r} (discord): setting 'username' {problem}")
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        poll = message.options.get("poll")
+        if poll is not None:
+            # A message may be just a poll: its text may then be empty.
+            problems = [p for p in problems if p != "message is empty"]
+            problems.extend(poll_problems(poll))
+        return problems
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        url = self.secret("webhook_url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"channel {self.name!r}: setting 'webhook_url' is not an http(s) URL "
+                "(expected https://discord.com/api/webhooks/<id>/<token>)"
+            )
+        poll = message.options.get("poll")
+        if poll is not None:
+            problems = poll_problems(poll)
+            if problems:
+                raise PermanentError("poll: " + "; ".join(problems))
+        responses: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            responses.append(response)
+
+        try:
+            response = httpkit.request(
+                self.http,
+                "POST",
+                url,
+                # wait=true: answer with the Message object, and fail loudly if it was not saved.
+                params={"wait": "true"},
+                json=self.payload(message),
+                hooks={"response": keep},
+            )
+        except SendError as exc:
+            raise self.explained(exc, responses[-1] if responses else None) from None
+        return _receipt(response)
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        payload: dict[str, Any] = {"content": message.text}
+        username = self.options.get("username")
+        if username:
+            payload["username"] = str(username)
+        poll = message.options.get("poll")
+        if poll is not None:
+            payload["poll"] = {
+                "question": {"text": poll["question"]},
+                "answers": [{"poll_media": {"text": answer}} for answer in poll["options"]],
+                "duration": int(poll["duration_seconds"]) // 3600,
+                "allow_multiselect": False,
+            }
+        return payload
+
+    def explained(self, exc: SendError, response: requests.Response | None) -> SendError:
+        """The error with Discord's own detail and its `retry_after`, without the URL and
+        without the cause (a requests exception names the full URL)."""
+        text = self.redact(str(exc))
+        body: Any = None
+        if response is not None:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        if isinstance(body, dict):
+            detail = _field_errors(body.get("errors"))
+            if detail:
+                text += f" ({self.redact(detail)})"
+            code = body.get("code")
+            if isinstance(code, int) and code in HINTS:
+                text += f" ({HINTS[code]})"
+        if isinstance(exc, TransientError):
+            retry_after = exc.retry_after
+            if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
+                # The body's float is more precise than the header's whole seconds.
+                retry_after = float(body["retry_after"])
+            return TransientError(text, retry_after)
+        return PermanentError(text)
+
+
+def poll_problems(poll: Any) -> list[str]:
+    """Offline problems with a `poll` option {"question", "options", "duration_seconds"}."""
+    if not isinstance(poll, Mapping):
+        return ["poll must be a mapping with question, options and duration_seconds"]
+    problems = []
+    question = poll.get("question")
+    if not isinstance(question, str) or not question.strip():
+        problems.append("poll question is missing")
+    elif len(question) > POLL_QUESTION_MAX:
+        problems.append(
+            f"poll question is {len(question)} characters, over Discord's limit of "
+            f"{POLL_QUESTION_MAX} by {len(question) - POLL_QUESTION_MAX}"
+        )
+    answers = poll.get("options")
+    if not isinstance(answers, list | tuple) or not answers:
+        problems.append("poll needs a list of options (answers)")
+    else:
+        if len(answers) > POLL_ANSWERS_MAX:
+            problems.append(
+                f"poll has {len(answers)} options, Discord allows at most {POLL_ANSWERS_MAX}"
+            )
+        for number, answer in enumerate(answers, 1):
+            if not isinstance(answer, str) or not answer.strip():
+                problems.append(f"poll option {number} is empty")
+            elif len(answer) > POLL_ANSWER_MAX:
+                problems.append(
+                    f"poll option {number} is {len(answer)} characters, over Discord's limit "
+                    f"of {POLL_ANSWER_MAX} by {len(answer) - POLL_ANSWER_MAX}"
+                )
+    seconds = poll.get("duration_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        problems.append("poll duration_seconds must be a whole number of seconds")
+    elif seconds < 3600 or seconds % 3600:
+        problems.append(
+            f"poll duration is {seconds} seconds; Discord polls last whole hours (3600, 7200 ...)"
+        )
+    elif seconds // 3600 > POLL_HOURS_MAX:
+        problems.append(
+            f"poll duration is {seconds // 3600} hours, over Discord's limit of "
+            f"{POLL_HOURS_MAX} (32 days)"
+        )
+    return problems
+
+
+def _username_problem(username: str) -> str:
+    if not 1 <= len(username) <= USERNAME_MAX:
+        return f"must be 1 to {USERNAME_MAX} characters"
+    for word in USERNAME_FORBIDDEN:
+        if word in username.lower():
+            return f"may not contain {word!r} (Discord refuses it)"
+    return ""
+
+
+def _field_errors(errors: Any, path: str = "") -> str:
+    """Discord's nested `errors` object as `content: Must be 2000 or fewer in length.`"""
+    if not isinstance(errors, dict):
+        return ""
+    found = []
+    for key, value in errors.items():
+        if key == "_errors" and isinstance(value, list):
+            found += [f"{path}: {e.get('message')}" for e in value if isinstance(e, dict)]
+        elif isinstance(value, dict):
+            inner = _field_errors(value, f"{path}.{key}" if path else str(key))
+            if inner:
+                found.append(inner)
+    return "; ".join(found)
+
+
+def _receipt(response: requests.Response) -> Receipt:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return Receipt()
+    if not isinstance(body, dict) or body.get("id") is None:
+        return Receipt()
+    message_id = str(body["id"])
+    guild_id = body.get("guild_id")
+    channel_id = body.get("channel_id")
+    url = None
+    if guild_id and channel_id:
+        url = f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+    return Receipt(remote_id=message_id, url=url)
