@@ -1,0 +1,397 @@
+"""Bluesky: an `app.bsky.feed.post` record in the account's repository, with exact facets.
+
+API: https://docs.bsky.app/docs/advanced-guides/posts and the lexicons in
+https://github.com/bluesky-social/atproto/tree/main/lexicons (com.atproto.server.createSession,
+com.atproto.repo.createRecord, com.atproto.repo.getRecord, com.atproto.repo.uploadBlob).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.channels.text import bluesky_facets, graphemes, utf8_bytes
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+POST = "app.bsky.feed.post"
+# Base32-sortable alphabet of TIDs (https://atproto.com/specs/tid).
+TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+# Derived record keys carry a timestamp in [2015-01-01, +2^48 µs ≈ 2023-11): always in the past,
+# so they never sort ahead of posts made later by other clients.
+TID_BASE_MICROS = 1_420_070_400_000_000
+TID_SPAN_MICROS = 2**48
+
+
+class XrpcPermanentError(PermanentError):
+    """A refused XRPC call, with the HTTP status and the XRPC error name (`ExpiredToken` ...)."""
+
+    def __init__(self, message: str, *, status: int, name: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+
+
+class XrpcTransientError(TransientError):
+    def __init__(self, message: str, retry_after: float | None, *, status: int, name: str) -> None:
+        super().__init__(message, retry_after)
+        self.status = status
+        self.name = name
+
+
+def record_key(idempotency_key: str) -> str:
+    """A valid TID derived from the idempotency key: the same delivery always gets the same rkey.
+
+    `app.bsky.feed.post` declares `"key": "tid"`, and the PDS checks a supplied rkey against it
+    (packages/pds/src/repo/prepare.ts, assertValidRecordKeyForSchema); the AppView only indexes
+    posts whose rkey is a TID. 48 bits of time and the 10-bit clock id come from SHA-256 of the
+    key, so two deliveries collide with odds of about 1 in 2^58 per pair.
+    """
+    digest = int.from_bytes(hashlib.sha256(idempotency_key.encode("utf-8")).digest()[:8], "big")
+    micros = TID_BASE_MICROS + (digest >> 10) % TID_SPAN_MICROS
+    value = (micros << 10) | (digest & 0x3FF)  # top bit stays 0: micros < 2^53
+    chars = []
+    for _ in range(13):
+        chars.append(TID_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+class BlueskyChannel(Channel):
+    type_name = "bluesky"
+    description = "A post on a Bluesky (AT Protocol) account"
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "handle": Setting("the account's handle, e.g. acme.bsky.social", required=True),
+        "app_password": Setting(
+            "an app password (Settings > Privacy and security > App passwords)",
+            required=True,
+            private=True,
+        ),
+        "service": Setting("the account's PDS or entryway", default="https://bsky.social"),
+        "card": Setting(
+            "show a link card for the first link (title and description, no thumbnail)",
+            default=False,
+            kind=bool,
+        ),
+    }
+    # Bluesky: 300 graphemes (app.bsky.feed.post lexicon: text maxGraphemes 300) and, separately,
+    # 3,000 UTF-8 bytes (maxLength 3000); check() tests both.
+    max_length = 300
+    max_bytes = 3000
+    length_unit = "graphemes"
+    # The record key is derived from the idempotency key, so a repeated create of the same
+    # delivery cannot make a second post: the PDS refuses it (today with HTTP 500, see
+    # bluesky-social/indigo#873; atproto#4728 adds an explicit error) and send() then finds the
+    # record already there with com.atproto.repo.getRecord and returns it.
+    idempotent = True
+    # app.bsky.feed.post `langs` maxLength 3; app.bsky.embed.images: 4 images, 1,000,000 bytes.
+    max_images = 4
+    max_image_bytes = 1_000_000
+
+    def configure(self) -> None:
+        _check_url(self, "service")
+        handle = self.options["handle"]
+        if isinstance(handle, str) and not (
+            handle.startswith("did:") or ("." in handle and not handle.startswith("@"))
+        ):
+            raise ConfigError(
+                f"channel {self.name!r} (bluesky): handle must look like acme.bsky.social "
+                f"(no @), not {handle!r}"
+            )
+        self._session: dict[str, Any] | None = None
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def measure(self, text: str) -> int:
+        return graphemes(text)
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        size = utf8_bytes(message.text)
+        if size > self.max_bytes:
+            problems.append(
+                f"text is {size} bytes in UTF-8, over bluesky's limit of {self.max_bytes} "
+                f"by {size - self.max_bytes}"
+            )
+        if len(message.media) > self.max_images:
+            problems.append(f"at most {self.max_images} images, not {len(message.media)}")
+        for media in message.media:
+            mime = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
+            if not mime.startswith("image/"):
+                problems.append(f"{media.path}: this adapter posts images only")
+            if not os.path.isfile(media.path):
+                problems.append(f"media file {media.path} does not exist")
+            elif os.path.getsize(media.path) > self.max_image_bytes:
+                problems.append(f"{media.path} is over bluesky's image limit of 1,000,000 bytes")
+        # Bluesky has no polls: options["poll"] is ignored; templates render a text fallback.
+        return problems
+
+    # -- XRPC -------------------------------------------------------------------------------------
+
+    def _xrpc(
+        self,
+        method: str,
+        nsid: str,
+        *,
+        auth: str | None = "access",
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One XRPC call. Errors carry the XRPC `error` name and `message`, and 429s the
+        `ratelimit-reset` time (https://docs.bsky.app/docs/advanced-guides/rate-limits)."""
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        headers = dict(kwargs.pop("headers", {}))
+        if auth is not None:
+            session = self._login()
+            headers["Authorization"] = (
+                f"Bearer {session['accessJwt' if auth == 'access' else 'refreshJwt']}"
+            )
+        url = str(self.value("service")).rstrip("/") + "/xrpc/" + nsid
+        failure: SendError
+        try:
+            return httpkit.request(
+                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
+            )
+        except SendError as exc:
+            failure = exc
+        if not seen:
+            raise failure
+        response = seen[-1]
+        name, reason = _xrpc_error(response)
+        text = self.redact(
+            f"HTTP {response.status_code}: {name}: {reason}" if name else str(failure)
+        )
+        if isinstance(failure, TransientError):
+            retry_after = failure.retry_after
+            reset = response.headers.get("ratelimit-reset", "")
+            if retry_after is None and reset.isdigit():
+                retry_after = max(0.0, int(reset) - time.time())
+            raise XrpcTransientError(text, retry_after, status=response.status_code, name=name)
+        raise XrpcPermanentError(text, status=response.status_code, name=name)
+
+    def _login(self) -> dict[str, Any]:
+        if self._session is None:
+            response = self._xrpc(
+                "POST",
+                "com.atproto.server.createSession",
+                auth=None,
+                json={"identifier": self.value("handle"), "password": self.secret("app_password")},
+            )
+            self._session = _json(response)
+        return self._session
+
+    def _refresh(self) -> None:
+        """A new access token: refreshSession with the refresh token, else a new session."""
+        try:
+            response = self._xrpc("POST", "com.atproto.server.refreshSession", auth="refresh")
+            self._session = {**(self._session or {}), **_json(response)}
+        except PermanentError:
+            self._session = None
+            self._login()
+
+    def _authed(self, method: str, nsid: str, **kwargs: Any) -> requests.Response:
+        """An authenticated call, refreshing an expired session once."""
+        try:
+            return self._xrpc(method, nsid, **kwargs)
+        except XrpcPermanentError as exc:
+            # An expired access token: 400 ExpiredToken; a revoked one: 401.
+            if exc.name != "ExpiredToken" and exc.status != 401:
+                raise
+        self._refresh()
+        return self._xrpc(method, nsid, **kwargs)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        session = self._login()
+        did = str(session["did"])
+        handle = str(session.get("handle") or self.value("handle"))
+        rkey = record_key(idempotency_key)
+        record: dict[str, Any] = {
+            "$type": POST,
+            "text": message.text,
+            # atproto datetime: RFC 3339 with a timezone; milliseconds and Z as the app writes it.
+            "createdAt": self.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        }
+        if message.language:
+            record["langs"] = [message.language]
+        facets = bluesky_facets(message.text, resolve_handle=self._resolve_handle)
+        if facets:
+            record["facets"] = facets
+        embed = self._embed(message, facets)
+        if embed:
+            record["embed"] = embed
+        body = {"repo": did, "collection": POST, "rkey": rkey, "record": record}
+        try:
+            created = _json(self._authed("POST", "com.atproto.repo.createRecord", json=body))
+        except SendError as exc:
+            if isinstance(exc, XrpcTransientError) and exc.status == 429:
+                raise
+            existing = self._existing(did, rkey)
+            if existing is None:
+                raise
+            created = existing
+        return Receipt(
+            remote_id=str(created["uri"]), url=f"https://bsky.app/profile/{handle}/post/{rkey}"
+        )
+
+    def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
+        """The record this delivery already created, if a previous attempt got through."""
+        try:
+            response = self._authed(
+                "GET",
+                "com.atproto.repo.getRecord",
+                params={"repo": did, "collection": POST, "rkey": rkey},
+            )
+        except PermanentError:
+            return None  # 400 RecordNotFound
+        return _json(response)
+
+    def _resolve_handle(self, handle: str) -> str | None:
+        """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text."""
+        try:
+            response = self._xrpc(
+                "GET", "com.atproto.identity.resolveHandle", auth=None, params={"handle": handle}
+            )
+        except PermanentError:
+            return None
+        did = _json(response).get("did")
+        return did if isinstance(did, str) else None
+
+    def _embed(self, message: Message, facets: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if message.media:
+            images = []
+            for media in message.media:
+                blob = self._upload(media.path, media.mime_type)
+                images.append({"alt": media.alt, "image": blob})
+            return {"$type": "app.bsky.embed.images", "images": images}
+        if self.options.get("card"):
+            links = [
+                feature["uri"]
+                for facet in facets
+                for feature in facet["features"]
+                if feature["$type"] == "app.bsky.richtext.facet#link"
+            ]
+            if links:
+                return {"$type": "app.bsky.embed.external", "external": self._card(links[0])}
+        return None
+
+    def _upload(self, path: str, mime_type: str) -> dict[str, Any]:
+        mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise PermanentError(f"cannot read media file {path}: {exc.strerror}") from None
+        response = self._authed(
+            "POST", "com.atproto.repo.uploadBlob", data=data, headers={"Content-Type": mime}
+        )
+        blob = _json(response).get("blob")
+        if not isinstance(blob, dict):
+            raise PermanentError("uploadBlob answered without a blob")
+        return blob
+
+    def _card(self, uri: str) -> dict[str, str]:
+        """A link card from the page's Open Graph title and description.
+
+        The official app also uploads the og:image as a thumbnail; this adapter skips it, and
+        when the page cannot be fetched the card shows the host name, so a card never blocks a
+        post.
+        """
+        title, description = urlsplit(uri).netloc, ""
+        try:
+            response = httpkit.request(self.http, "GET", uri, headers={"Accept": "text/html"})
+            page = response.text[:200_000]
+        except SendError:
+            return {"uri": uri, "title": title, "description": description}
+        found_title = _meta(page, "og:title") or _html_title(page)
+        return {
+            "uri": uri,
+            "title": found_title or title,
+            "description": _meta(page, "og:description") or _meta(page, "description") or "",
+        }
+
+    def verify(self) -> str:
+        self._session = None
+        session = self._login()
+        return f"app password works for {session.get('handle')} ({session.get('did')})"
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _xrpc_error(response: requests.Response) -> tuple[str, str]:
+    """XRPC errors are `{"error": Name, "message": text}` (https://atproto.com/specs/xrpc)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    name = body.get("error") if isinstance(body.get("error"), str) else ""
+    reason = body.get("message") if isinstance(body.get("message"), str) else ""
+    return str(name), " ".join(str(reason).split())[:300]
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise PermanentError(f"HTTP {response.status_code}: the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise PermanentError(f"HTTP {response.status_code}: unexpected answer")
+    return body
+
+
+def _meta(page: str, name: str) -> str:
+    for tag in re.findall(r"<meta\b[^>]*>", page, flags=re.IGNORECASE):
+        if re.search(rf"""(?:property|name)\s*=\s*["']{re.escape(name)}["']""", tag, re.I):
+            content = re.search(r"""content\s*=\s*(["'])(.*?)\1""", tag, re.I | re.S)
+            if content:
+                return html.unescape(content.group(2)).strip()
+    return ""
+
+
+def _html_title(page: str) -> str:
+    found = re.search(r"<title[^>]*>(.*?)</title>", page, flags=re.IGNORECASE | re.S)
+    return " ".join(html.unescape(found.group(1)).split()) if found else ""
+
+
+def _check_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )
