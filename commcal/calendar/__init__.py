@@ -1,0 +1,1 @@
+"""Calendars: load YAML with positions, validate into a model, expand schedules into occurrences."""

@@ -1,0 +1,96 @@
+"""The calendar model: plain frozen dataclasses made by `commcal.calendar.parse`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from commcal.calendar.cron import Cron
+from commcal.errors import Pos
+
+KINDS = ("post", "newsletter", "event", "contest", "poll", "offer", "survey")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Limits on a repeating schedule, in the calendar's zone: start/until dates, skipped dates."""
+
+    start: datetime | None = None  # naive wall clock or aware
+    until: datetime | None = None
+    skip: frozenset[date] = frozenset()
+
+
+@dataclass(frozen=True)
+class At:
+    """One-off: a single time (naive = the calendar's zone)."""
+
+    when: datetime
+
+
+@dataclass(frozen=True)
+class Dates:
+    times: tuple[datetime, ...]
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    cron: Cron
+    window: Window = Window()
+
+
+@dataclass(frozen=True)
+class Every:
+    """A fixed interval from `start`: whole days step on the wall clock, shorter ones in UTC."""
+
+    interval: timedelta
+    start: datetime
+    window: Window = Window()
+
+
+Schedule = At | Dates | CronSchedule | Every
+
+
+@dataclass(frozen=True)
+class Step:
+    """A dated step of an event or contest: when, relative to an anchor, and with which template."""
+
+    name: str
+    anchor: str  # "at" (events), "opens"/"closes" (contests) or "" for an absolute time
+    offset: timedelta
+    when: datetime | None  # absolute time when anchor == ""
+    template: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Item:
+    calendar: str
+    id: str
+    kind: str
+    channels: tuple[str, ...]
+    template: str
+    vars: Mapping[str, Any]
+    draft: bool
+    timezone: str
+    locale: str
+    pos: Pos
+    title: str = ""
+    schedule: Schedule | None = None  # posts, newsletters, polls, offers, surveys
+    steps: tuple[Step, ...] = ()  # events (reminders) and contests
+    anchors: Mapping[str, datetime] = field(default_factory=dict)  # event at / contest opens, closes
+    duration: timedelta | None = None  # events
+    poll: Mapping[str, Any] | None = None  # question, options, duration
+    audience: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Calendar:
+    name: str
+    path: str
+    timezone: str
+    locale: str
+    vars: Mapping[str, Any]
+    items: tuple[Item, ...]

@@ -1,0 +1,220 @@
+"""YAML read into nodes that remember file:line:column, without YAML 1.1's guesses.
+
+PyYAML's constructors turn an unquoted `no` into False, `1:30` into 90 and `2026-12-01` into a date
+before we can say anything. We stop at the composed node graph instead and let the schema decide
+what each scalar means (`commcal.calendar.fields`), reporting the surprises with a fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from commcal.errors import Pos, Problem
+
+try:  # libyaml's composer is about 3.5x faster and gives the same marks (DESIGN.md speed notes)
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - libyaml missing
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+# Nodes made by expanding aliases; past this, a document is an alias bomb, not a calendar.
+MAX_NODES = 1_000_000
+
+TAG_STR = "tag:yaml.org,2002:str"
+TAG_BOOL = "tag:yaml.org,2002:bool"
+TAG_INT = "tag:yaml.org,2002:int"
+TAG_FLOAT = "tag:yaml.org,2002:float"
+TAG_NULL = "tag:yaml.org,2002:null"
+TAG_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+@dataclass
+class Node:
+    """A YAML node: a mapping (`entries`), a sequence (`items`) or a scalar (`text`)."""
+
+    kind: str  # "map", "seq" or "scalar"
+    pos: Pos
+    tag: str = TAG_STR
+    text: str = ""
+    plain: bool = False  # an unquoted scalar, which YAML 1.1 may have read as something else
+    items: list[Node] = field(default_factory=list)
+    entries: list[tuple[Node, Node]] = field(default_factory=list)
+
+    def get(self, key: str) -> Node | None:
+        for k, v in self.entries:
+            if k.text == key:
+                return v
+        return None
+
+    def keys(self) -> list[str]:
+        return [k.text for k, _ in self.entries]
+
+    @property
+    def is_null(self) -> bool:
+        return self.kind == "scalar" and self.plain and self.tag == TAG_NULL
+
+    def describe(self) -> str:
+        """What the user wrote, in words, for messages."""
+        if self.kind == "map":
+            return "a mapping"
+        if self.kind == "seq":
+            return "a list"
+        if self.is_null:
+            return "nothing"
+        return repr(self.text)
+
+
+def position(path: str, mark: Any) -> Pos:
+    return Pos(path, mark.line + 1, mark.column + 1)
+
+
+def read_text(path: Path, display: str) -> tuple[str | None, list[Problem]]:
+    """The file as text; non-UTF-8 bytes and tab indentation are problems with a position."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(Pos(display), f"cannot read file: {exc.strerror}")]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        return None, [
+            Problem(
+                Pos(display, line, column),
+                f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
+                "save the file as UTF-8 (most editors: File > Save with encoding > UTF-8)",
+            )
+        ]
+    problems = []
+    for number, line_text in enumerate(text.splitlines(), 1):
+        indent = line_text[: len(line_text) - len(line_text.lstrip(" \t"))]
+        if "\t" in indent:
+            problems.append(
+                Problem(
+                    Pos(display, number, indent.index("\t") + 1),
+                    "tab character used for indentation",
+                    "YAML indents with spaces only: replace the tab with spaces",
+                )
+            )
+    if problems:
+        return None, problems
+    return text, []
+
+
+def load(path: Path, display: str | None = None) -> tuple[Node | None, list[Problem]]:
+    """Parse one YAML file into a Node tree; on failure, None and the problems."""
+    shown = display or str(path)
+    text, problems = read_text(path, shown)
+    if text is None:
+        return None, problems
+    return parse(text, shown)
+
+
+def parse(text: str, display: str) -> tuple[Node | None, list[Problem]]:
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = position(display, mark) if mark else Pos(display)
+        message = exc.problem or "cannot parse YAML"
+        if exc.context:
+            message = f"{exc.context}: {message}"
+        if "expected a single document" in message:
+            return None, [Problem(pos, "more than one YAML document ('---') in the file",
+                                  "keep one document per file")]
+        return None, [Problem(pos, f"invalid YAML: {message}", _yaml_hint(message))]
+    except yaml.YAMLError as exc:
+        return None, [Problem(Pos(display), f"invalid YAML: {exc}")]
+    if root is None:
+        return None, [Problem(Pos(display, 1, 1), "the file is empty")]
+    converter = _Converter(display)
+    node = converter.convert(root)
+    return (None if converter.bomb else node), converter.problems
+
+
+def _yaml_hint(message: str) -> str:
+    if "mapping values are not allowed" in message:
+        return "a value containing ': ' must be quoted, e.g. text: \"Note: ...\""
+    if "found character" in message and "cannot start any token" in message:
+        return "quote the value: '@', '`' and '%' cannot start an unquoted value"
+    if "could not find expected ':'" in message:
+        return "check the indentation of this line and the one before it"
+    if "found undefined alias" in message:
+        return "define the anchor (&name) before using the alias (*name)"
+    return ""
+
+
+class _Converter:
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.problems: list[Problem] = []
+        self.count = 0
+        self.bomb = False
+
+    def convert(self, raw: yaml.Node) -> Node:
+        self.count += 1
+        pos = position(self.display, raw.start_mark)
+        if self.count > MAX_NODES:
+            if not self.bomb:
+                self.bomb = True
+                self.problems.append(
+                    Problem(pos, f"aliases expand to more than {MAX_NODES:,} values",
+                            "this looks like an alias bomb; use fewer nested aliases")
+                )
+            return Node("scalar", pos)
+        if isinstance(raw, yaml.ScalarNode):
+            return Node("scalar", pos, tag=raw.tag, text=raw.value, plain=not raw.style)
+        if isinstance(raw, yaml.SequenceNode):
+            return Node("seq", pos, items=[self.convert(item) for item in raw.value])
+        assert isinstance(raw, yaml.MappingNode)
+        return Node("map", pos, entries=self._entries(raw))
+
+    def _entries(self, raw: yaml.MappingNode) -> list[tuple[Node, Node]]:
+        entries: list[tuple[Node, Node]] = []
+        seen: dict[str, Node] = {}
+        merged: list[tuple[Node, Node]] = []
+        for raw_key, raw_value in raw.value:
+            if self.bomb:
+                break
+            if raw_key.tag == "tag:yaml.org,2002:merge":
+                merged.extend(self._merge(raw_value))
+                continue
+            key = self.convert(raw_key)
+            value = self.convert(raw_value)
+            if key.kind != "scalar":
+                self.problems.append(Problem(key.pos, "a key must be plain text, not "
+                                             f"{key.describe()}"))
+                continue
+            if key.text in seen:
+                first = seen[key.text].pos
+                self.problems.append(
+                    Problem(key.pos, f"duplicate key {key.text!r} (first written at line "
+                            f"{first.line})", "remove one of them; YAML keeps only one")
+                )
+                continue
+            seen[key.text] = key
+            entries.append((key, value))
+        for key, value in merged:  # explicit keys win over merged ones (YAML merge key spec)
+            if key.text not in seen:
+                seen[key.text] = key
+                entries.append((key, value))
+        return entries
+
+    def _merge(self, raw: yaml.Node) -> list[tuple[Node, Node]]:
+        sources = raw.value if isinstance(raw, yaml.SequenceNode) else [raw]
+        out: list[tuple[Node, Node]] = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                self.problems.append(Problem(position(self.display, source.start_mark),
+                                             "'<<' merges only mappings (or a list of them)"))
+                continue
+            node = self.convert(source)
+            out.extend(node.entries)
+        return out

@@ -1,0 +1,274 @@
+"""The command line: arguments -> library calls -> views. No logic lives here.
+
+Heavy modules (the project loader, Jinja, rich tables, requests) are imported inside commands so
+`commcal --version` and a cron `commcal publish` with nothing due start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from commcal import __version__
+
+if TYPE_CHECKING:
+    from commcal.project import Project
+
+app = typer.Typer(
+    name="commcal",
+    help="Publish a content calendar kept as YAML in git: on time, exactly once.\n\n"
+    "Example: commcal plan --next-week",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class State:
+    project_dir: str | None = None
+
+
+STATE = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"commcal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    project: Annotated[str | None, typer.Option(
+        "-C", "--project", help="Project folder (default: nearest commcal.yaml above here; "
+        "env COMMCAL_PROJECT).", metavar="DIR")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Publish a content calendar kept as YAML in git: on time, exactly once."""
+    STATE.project_dir = project
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"commcal: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _now(value: str | None) -> datetime:
+    from commcal.timeutil import parse_instant
+
+    if value is None:
+        from datetime import UTC
+
+        return datetime.now(UTC)
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise fail(f"--now: {exc}") from None
+
+
+def _load(require_clean_config: bool = True) -> Project:
+    from commcal.config import find_project
+    from commcal.errors import CommcalError
+    from commcal.project import load_project
+
+    try:
+        root = find_project(explicit=STATE.project_dir)
+        return load_project(root)
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+
+
+def _print_problems(problems: list[Any]) -> None:
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+
+
+def _stop_on_errors(project: Project) -> None:
+    """Configuration errors stop with 2, calendar errors with 1; all are printed first."""
+    if project.errors:
+        _print_problems(project.problems)
+        count = len(project.errors)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        raise typer.Exit(2 if project.config_errors else 1)
+
+
+def _window(now: datetime, days: int | None, start: str | None, end: str | None,
+            next_week: bool, tz_name: str) -> tuple[datetime, datetime]:
+    from commcal.timeutil import parse_datetime, to_utc, zone
+
+    tz = zone(tz_name)
+    if next_week:
+        local = now.astimezone(tz).replace(tzinfo=None)
+        monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0,
+                                                                   microsecond=0)
+        first = to_utc(monday + timedelta(days=7), tz)
+        return first, to_utc(monday + timedelta(days=14), tz)
+
+    def instant(text: str, option: str) -> datetime:
+        value = parse_datetime(text)
+        if value is None:
+            raise fail(f"{option}: {text!r} is not a date like 2026-12-01 or 2026-12-01T09:00")
+        return to_utc(value, tz)
+
+    first = instant(start, "--from") if start else now
+    if end:
+        last = instant(end, "--to")
+        if start is None or len(end.strip()) == 10:
+            last = last + timedelta(days=1) if len(end.strip()) == 10 else last
+    else:
+        last = first + timedelta(days=days if days is not None else 7)
+    if last <= first:
+        raise fail("--to must be after --from")
+    return first, last
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+NowOption = Annotated[str | None, typer.Option(
+    "--now", help="Pretend it is this instant (ISO 8601, UTC unless an offset is given).")]
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Write files even if the folder is not empty.")] =
+    False,
+) -> None:
+    """Create a new project with a calendar, a template and a console channel.
+
+    Example: commcal init my-calendar && cd my-calendar && commcal plan
+    """
+    from commcal.errors import CommcalError
+    from commcal.scaffold import scaffold
+
+    try:
+        written = scaffold(directory, force=force)
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    for path in written:
+        typer.echo(f"created {path}")
+    typer.echo(f"next: cd {directory} && commcal plan")
+
+
+@app.command()
+def validate(
+    days: Annotated[int, typer.Option(help="Render and check deliveries this many days ahead.")]
+    = 30,
+    now: NowOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Check config, calendars and templates; render and check every delivery in the window.
+
+    Exit 0 when all is well, 1 when calendars or messages have problems, 2 when commcal.yaml does.
+
+    Example: commcal validate --days 60
+    """
+    from commcal import plan as planning
+    from commcal.errors import sorted_problems
+    from commcal.views import problems as view
+
+    project = _load()
+    start = _now(now)
+    planned = [] if project.config_errors else planning.plan(project, start,
+                                                               start + timedelta(days=days))
+    problems = sorted_problems([*project.problems, *planning.problems_of(planned)])
+    view.show(problems, format.value, checked=len(planned), calendars=len(project.calendars))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise typer.Exit(2 if project.config_errors else 1)
+
+
+@app.command()
+def plan(
+    days: Annotated[int | None, typer.Option(help="How many days ahead (default 7).")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Start date (calendar zone).")] =
+    None,
+    end: Annotated[str | None, typer.Option("--to", help="End date, inclusive.")] = None,
+    next_week: Annotated[bool, typer.Option("--next-week", help="Monday to Sunday of next "
+                                                                "week.")] = False,
+    calendar: Annotated[list[str] | None, typer.Option(help="Only this calendar (repeatable).")]
+    = None,
+    channel: Annotated[list[str] | None, typer.Option(help="Only this channel (repeatable).")]
+    = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only this kind (repeatable).")] = None,
+    item: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] =
+    None,
+    now: NowOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show what will go out: each delivery with its time, channel, text and length check.
+
+    Example: commcal plan --next-week --channel mastodon --format markdown
+    """
+    from commcal import plan as planning
+    from commcal.views import plan as view
+
+    project = _load()
+    _stop_on_errors(project)
+    first, last = _window(_now(now), days, start, end, next_week, project.config.timezone)
+    filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
+    planned = planning.plan(project, first, last, filters)
+    view.show(planned, format.value, first, last, project.config.timezone)
+    if not all(p.ok for p in planned):
+        raise typer.Exit(1)
+
+
+@app.command()
+def preview(
+    item: Annotated[str, typer.Argument(help="Item id (or calendar/id).")],
+    at: Annotated[str | None, typer.Option(help="Show the occurrence at or after this time.")]
+    = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    now: NowOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show the full rendered message(s) of an item's next occurrence.
+
+    Example: commcal preview weekly-tip --channel mastodon
+    """
+    from commcal import plan as planning
+    from commcal.views import plan as view
+
+    project = _load()
+    _stop_on_errors(project)
+    from commcal.timeutil import parse_datetime, to_utc, zone
+
+    start = _now(now)
+    if at:
+        parsed = parse_datetime(at)
+        if parsed is None:
+            raise fail(f"--at: {at!r} is not a date like 2026-12-01 09:00")
+        start = to_utc(parsed, zone(project.config.timezone))
+    found = planning.find_item(project, item)
+    if found is None:
+        raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
+    planned = planning.next_occurrence(project, found, start, channel)
+    if not planned:
+        raise fail(f"item {item!r} has no occurrence after {start:%Y-%m-%d %H:%M} UTC"
+                   + (f" on channel {channel!r}" if channel else ""), 1)
+    view.show_messages(planned, format.value)
+    if not all(p.ok for p in planned):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

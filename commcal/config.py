@@ -1,0 +1,216 @@
+"""commcal.yaml: the project's zone, locale, state store, publishing rules and channels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from commcal.calendar.fields import Reader
+from commcal.calendar.yamlnodes import Node, load
+from commcal.channels.base import ENV_REF, EnvRef
+from commcal.errors import ConfigError, Pos, Problem
+from commcal.timeutil import zone, zone_suggestions
+
+CONFIG_FILE = "commcal.yaml"
+DEFAULT_STATE = "sqlite:///.commcal/state.db"
+KNOWN_LOCALES = ("en", "el", "sw")
+TOP_KEYS = ("timezone", "locale", "state", "publish", "channels", "vars", "links")
+PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay", "window")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    type: str
+    settings: Mapping[str, Any]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    max_late: timedelta = timedelta(hours=6)  # later than this a delivery is `expired`, not sent
+    max_attempts: int = 5  # transient failures retry with backoff, then `failed`
+    lease: timedelta = timedelta(minutes=5)  # a claim not finished by then can be taken over
+    concurrency: int = 4  # channels sending at once
+    retry_delay: timedelta = timedelta(seconds=30)  # first backoff step; doubles, with jitter
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    utm_source: str = "commcal"
+    utm_medium: str = "social"
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    timezone: str = "UTC"
+    locale: str = "en"
+    state: str | EnvRef = DEFAULT_STATE
+    publish: PublishConfig = PublishConfig()
+    channels: Mapping[str, ChannelConfig] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    links: LinkConfig = LinkConfig()
+
+    @property
+    def path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def state_url(self, env: Mapping[str, str] | None = None) -> str:
+        if isinstance(self.state, EnvRef):
+            resolved = self.state.resolve(os.environ if env is None else env)
+            if resolved is None:
+                raise ConfigError(
+                    f"{self.path}: state refers to {', '.join(self.state.names)}, which is not set"
+                )
+            return resolved
+        return self.state
+
+
+def find_project(start: Path | None = None, explicit: str | None = None) -> Path:
+    """The project root: -C/--project, else COMMCAL_PROJECT, else the nearest commcal.yaml above."""
+    chosen = explicit or os.environ.get("COMMCAL_PROJECT")
+    if chosen:
+        root = Path(chosen).expanduser()
+        if not (root / CONFIG_FILE).is_file():
+            raise ConfigError(f"no {CONFIG_FILE} in {root} (run `commcal init {root}` to make one)")
+        return root.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or any folder above it: run commcal inside a project, "
+        "pass -C DIR, or create one with `commcal init`"
+    )
+
+
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def load_config(root: Path) -> tuple[Config, list[Problem]]:
+    path = root / CONFIG_FILE
+    shown = display_path(path, root)
+    node, problems = load(path, shown)
+    if node is None:
+        return Config(root=root), problems
+    reader = Reader()
+    config = _read_config(reader, node, root)
+    return config, problems + reader.problems
+
+
+def _env_or(reader: Reader, node: Node, what: str) -> Any:
+    value = reader.value(node, what)
+    if isinstance(value, str) and ENV_REF.search(value):
+        return EnvRef(value)
+    return value
+
+
+def read_zone(reader: Reader, node: Node, what: str) -> str | None:
+    name = reader.text(node, what)
+    if name is None:
+        return None
+    try:
+        zone(name)
+    except KeyError:
+        close = zone_suggestions(name)
+        hint = f"did you mean {close[0]!r}?" if close else "use an IANA name like Europe/Athens"
+        reader.problem(node.pos, f"unknown time zone {name!r}", hint)
+        return None
+    return name
+
+
+def read_locale(reader: Reader, node: Node, what: str) -> str | None:
+    name = reader.text(node, what)
+    if name is None:
+        return None
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        reader.problem(node.pos, f"unknown locale {name!r}",
+                       "use a language code such as en, el (Greek) or sw (Swahili)")
+        return None
+    return name
+
+
+def _read_config(reader: Reader, node: Node, root: Path) -> Config:
+    if not reader.mapping(node, "commcal.yaml", TOP_KEYS):
+        return Config(root=root)
+    values: dict[str, Any] = {}
+    if (n := node.get("timezone")) is not None and (tz := read_zone(reader, n, "timezone")):
+        values["timezone"] = tz
+    if (n := node.get("locale")) is not None and (loc := read_locale(reader, n, "locale")):
+        values["locale"] = loc
+    if (n := node.get("state")) is not None and (state := reader.text(n, "state")):
+        values["state"] = EnvRef(state) if ENV_REF.search(state) else state
+        if not ENV_REF.search(state) and not state.startswith(
+            ("sqlite://", "postgresql://", "postgres://")
+        ):
+            reader.problem(n.pos, f"state {state!r} is not a store URL",
+                           "use sqlite:///.commcal/state.db or postgresql://user@host/db")
+    if (n := node.get("publish")) is not None:
+        values["publish"] = _read_publish(reader, n)
+    if (n := node.get("vars")) is not None and reader.mapping(n, "vars"):
+        values["vars"] = reader.value(n, "vars")
+    if (n := node.get("links")) is not None and reader.mapping(n, "links", ("utm_source",
+                                                                            "utm_medium")):
+        link_values = {k.text: reader.text(v, f"links.{k.text}") for k, v in n.entries}
+        values["links"] = LinkConfig(**{k: v for k, v in link_values.items() if v})
+    if (n := node.get("channels")) is not None:
+        values["channels"] = _read_channels(reader, n)
+    return Config(root=root, **values)
+
+
+def _read_publish(reader: Reader, node: Node) -> PublishConfig:
+    if not reader.mapping(node, "publish", PUBLISH_KEYS):
+        return PublishConfig()
+    values: dict[str, Any] = {}
+    for key in ("max_late", "lease", "retry_delay"):
+        if (n := node.get(key)) is not None:
+            value = reader.duration(n, f"publish.{key}", allow_negative=False)
+            if value is not None:
+                values[key] = value
+    if (n := node.get("max_attempts")) is not None and (
+        count := reader.integer(n, "publish.max_attempts", 1, 100)
+    ) is not None:
+        values["max_attempts"] = count
+    if (n := node.get("concurrency")) is not None and (
+        count := reader.integer(n, "publish.concurrency", 1, 64)
+    ) is not None:
+        values["concurrency"] = count
+    return PublishConfig(**values)
+
+
+def _read_channels(reader: Reader, node: Node) -> dict[str, ChannelConfig]:
+    channels: dict[str, ChannelConfig] = {}
+    if not reader.mapping(node, "channels"):
+        return channels
+    for key, value in node.entries:
+        name = reader.identifier(key, "channel name")
+        if name is None or not reader.mapping(value, f"channel {name!r}"):
+            continue
+        type_node = value.get("type")
+        if type_node is None:
+            reader.problem(value.pos, f"channel {name!r} needs a type",
+                           "e.g. type: mastodon (see `commcal channels types`)")
+            continue
+        type_name = reader.text(type_node, f"channels.{name}.type")
+        if type_name is None:
+            continue
+        settings = {
+            k.text: _env_or(reader, v, f"channels.{name}.{k.text}")
+            for k, v in value.entries
+            if k.text != "type"
+        }
+        channels[name] = ChannelConfig(name, type_name, settings, key.pos)
+    return channels

@@ -1,0 +1,87 @@
+"""A commcal project on disk: config, calendars, templates and channels, loaded and validated."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from commcal.calendar.model import Calendar
+from commcal.calendar.parse import parse_calendar
+from commcal.calendar.yamlnodes import load
+from commcal.channels.base import Channel
+from commcal.config import Config, display_path, load_config
+from commcal.errors import CommcalError, Pos, Problem, sorted_problems
+from commcal.render import Renderer, template_bases
+
+
+@dataclass
+class Project:
+    root: Path
+    config: Config
+    calendars: list[Calendar]
+    renderer: Renderer
+    channels: dict[str, Channel]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def config_errors(self) -> list[Problem]:
+        return [p for p in self.errors if p.pos.path == "commcal.yaml"]
+
+    def calendar(self, name: str) -> Calendar | None:
+        return next((c for c in self.calendars if c.name == name), None)
+
+
+def calendar_files(root: Path) -> list[Path]:
+    folder = root / "calendars"
+    if not folder.is_dir():
+        return []
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
+    """Load everything, collecting every problem; raises only for what is not the user's input."""
+    config, problems = load_config(root)
+    channels = build_channels(config, os.environ if env is None else env, problems)
+    renderer = Renderer(root / "templates", display_root=root,
+                        utm_medium=config.links.utm_medium)
+    bases = template_bases(root / "templates")
+    calendars: list[Calendar] = []
+    names: dict[str, str] = {}
+    for path in calendar_files(root):
+        shown = display_path(path, root)
+        node, file_problems = load(path, shown)
+        problems.extend(file_problems)
+        if node is None:
+            continue
+        calendar, cal_problems = parse_calendar(node, shown, config, path.stem, bases)
+        problems.extend(cal_problems)
+        if calendar is None:
+            continue
+        if calendar.name in names:
+            problems.append(Problem(Pos(shown, 1, 1), f"calendar name {calendar.name!r} is "
+                                    f"already used by {names[calendar.name]}",
+                                    "set calendar: to a unique name"))
+            continue
+        names[calendar.name] = shown
+        calendars.append(calendar)
+    return Project(root, config, calendars, renderer, channels, sorted_problems(problems))
+
+
+def build_channels(config: Config, env: Mapping[str, str],
+                   problems: list[Problem]) -> dict[str, Channel]:
+    from commcal.channels.registry import channel_class
+
+    channels: dict[str, Channel] = {}
+    for name, spec in config.channels.items():
+        try:
+            cls = channel_class(spec.type)
+            channels[name] = cls(name, spec.settings, env=env)
+        except CommcalError as exc:
+            problems.append(Problem(spec.pos, str(exc)))
+    return channels

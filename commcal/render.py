@@ -1,0 +1,300 @@
+"""Templates -> messages: a sandboxed, strict Jinja environment over `templates/`.
+
+Lookup for a template base `posts/tip`, channel type `mastodon` and locale `el`, first found wins:
+  text: posts/tip.el.mastodon.j2, posts/tip.mastodon.j2, posts/tip.el.j2, posts/tip.j2,
+        posts/tip.el.txt.j2, posts/tip.txt.j2
+  html: posts/tip.el.html.j2, posts/tip.html.j2 (autoescaped)
+A template may define `{% block subject %}` (the mail subject) and `{% block text %}`; without a
+text block the whole template, minus the subject block, is the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from commcal.errors import Pos, Problem
+
+if TYPE_CHECKING:
+    import jinja2
+
+SUFFIX = ".j2"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    subject: str | None
+    html: str | None
+    sources: tuple[str, ...]  # template files used, relative to templates/
+
+
+class RenderError(Exception):
+    """A template failed; `problem` names the template file and line."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def template_bases(folder: Path) -> set[str]:
+    """Names usable as `template:` in calendars: `posts/tip` for posts/tip.mastodon.j2 and so on."""
+    if not folder.is_dir():
+        return set()
+    bases = set()
+    for path in folder.rglob(f"*{SUFFIX}"):
+        relative = path.relative_to(folder).as_posix()
+        head, _, name = relative.rpartition("/")
+        base = name.split(".", 1)[0]
+        bases.add(f"{head}/{base}" if head else base)
+    return bases
+
+
+class Renderer:
+    """Compiles each template once and renders messages for deliveries."""
+
+    def __init__(self, folder: Path, *, display_root: Path | None = None,
+                 utm_medium: str = "social") -> None:
+        self.folder = folder
+        self.display_root = display_root or folder.parent
+        self.utm_medium = utm_medium
+        self._env: jinja2.Environment | None = None
+        self._lookup: dict[tuple[str, str, str, str], str | None] = {}
+        self._files = {p.relative_to(folder).as_posix() for p in folder.rglob(f"*{SUFFIX}")} if (
+            folder.is_dir()
+        ) else set()
+
+    @property
+    def env(self) -> jinja2.Environment:
+        if self._env is None:
+            self._env = self._make_env()
+        return self._env
+
+    def _make_env(self) -> jinja2.Environment:
+        import jinja2
+        from jinja2.sandbox import SandboxedEnvironment
+
+        env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.folder),
+            undefined=jinja2.StrictUndefined,
+            autoescape=lambda name: bool(name) and ".html" in name,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            auto_reload=False,
+        )
+        env.filters.update(
+            {
+                "date": format_date,
+                "time": format_time,
+                "datetime": format_datetime,
+                "duration": format_timedelta,
+                "utm": add_utm,
+                "truncate_graphemes": truncate_graphemes,
+            }
+        )
+        return env
+
+    def find(self, base: str, channel_type: str, locale: str, part: str) -> str | None:
+        key = (base, channel_type, locale, part)
+        if key not in self._lookup:
+            lang = locale.split("_")[0].split("-")[0]
+            if part == "html":
+                names = [f"{base}.{locale}.html", f"{base}.{lang}.html", f"{base}.html"]
+            else:
+                names = [
+                    f"{base}.{locale}.{channel_type}", f"{base}.{lang}.{channel_type}",
+                    f"{base}.{channel_type}", f"{base}.{locale}", f"{base}.{lang}", base,
+                    f"{base}.{locale}.txt", f"{base}.{lang}.txt", f"{base}.txt",
+                ]
+            self._lookup[key] = next((n + SUFFIX for n in names if n + SUFFIX in self._files),
+                                     None)
+        return self._lookup[key]
+
+    def render(self, base: str, channel_type: str, locale: str, context: Mapping[str, Any],
+               *, what: str) -> Rendered:
+        """Render the parts of one message. `what` names the item for error messages."""
+        text_name = self.find(base, channel_type, locale, "text")
+        html_name = self.find(base, channel_type, locale, "html")
+        if text_name is None and html_name is None:
+            raise RenderError(Problem(Pos(self._shown(base)), f"no template {base!r} for "
+                                      f"{what}", f"create templates/{base}.j2"))
+        context = dict(context)
+        context.setdefault("_locale", locale)
+        subject = text = html = None
+        sources = []
+        if text_name:
+            subject, text = self._parts(text_name, context, what)
+            sources.append(text_name)
+        if html_name:
+            html_subject, html = self._parts(html_name, context, what)
+            subject = subject or html_subject
+            sources.append(html_name)
+        if text is None:  # an HTML-only mail still needs a plain part
+            text = html_to_text(html or "")
+        return Rendered(text.strip(), subject.strip() if subject else None, html, tuple(sources))
+
+    def _parts(self, name: str, context: Mapping[str, Any], what: str) -> tuple[str | None, str]:
+        import jinja2
+
+        try:
+            template = self.env.get_template(name)
+            ctx = template.new_context(dict(context))
+            subject = None
+            if "subject" in template.blocks:
+                subject = "".join(template.blocks["subject"](ctx))
+                ctx.blocks["subject"] = [lambda _ctx: iter(())]
+            if "text" in template.blocks:
+                body = "".join(template.blocks["text"](ctx))
+            else:
+                body = "".join(template.root_render_func(ctx))
+            return subject, body
+        except jinja2.TemplateSyntaxError as exc:
+            file_name = exc.name or name
+            raise RenderError(Problem(Pos(self._shown(file_name), exc.lineno),
+                                      f"template syntax error: {exc.message}",
+                                      f"used by {what}")) from None
+        except jinja2.TemplateError as exc:
+            line = _template_line(exc.__traceback__, name)
+            raise RenderError(Problem(Pos(self._shown(name), line), f"template error: {exc}",
+                                      f"while rendering {what}")) from None
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
+            line = _template_line(exc.__traceback__, name)
+            raise RenderError(Problem(Pos(self._shown(name), line),
+                                      f"template error: {type(exc).__name__}: {exc}",
+                                      f"while rendering {what}")) from None
+
+    def _shown(self, name: str) -> str:
+        path = self.folder / name
+        try:
+            return path.relative_to(self.display_root).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _template_line(tb: TracebackType | None, name: str) -> int:
+    line = 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def html_to_text(html: str) -> str:
+    import re
+    from html import unescape
+
+    text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</h\d>|</li>", "\n", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    return re.sub(r"\n{3,}", "\n\n", unescape(text)).strip()
+
+
+# -- filters -------------------------------------------------------------------------------------
+# Each takes the locale and zone from the template context (`_locale`, `_tz`), so a template
+# writes `{{ event.at | date }}` and gets "Πέμπτη 10 Δεκεμβρίου 2026" in a Greek calendar.
+
+def _pass_context(func: Callable[..., Any]) -> Callable[..., Any]:
+    import jinja2
+
+    return jinja2.pass_context(func)
+
+
+def _coerce(value: Any) -> datetime | date:
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str):
+        from commcal.timeutil import parse_datetime
+
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            return parsed
+    raise ValueError(f"{value!r} is not a date or date-time")
+
+
+def _zone(ctx: Any) -> tzinfo | None:
+    tz = ctx.get("_tz")
+    return tz if isinstance(tz, tzinfo) else None
+
+
+@_pass_context
+def format_date(ctx: Any, value: Any, format: str = "full", locale: str | None = None) -> str:
+    from babel.dates import format_date as babel_date
+
+    when = _coerce(value)
+    if isinstance(when, datetime) and when.tzinfo is not None and _zone(ctx):
+        when = when.astimezone(_zone(ctx))
+    day = when.date() if isinstance(when, datetime) else when
+    return str(babel_date(day, format=format, locale=locale or ctx.get("_locale", "en")))
+
+
+@_pass_context
+def format_time(ctx: Any, value: Any, format: str = "short", locale: str | None = None) -> str:
+    from babel.dates import format_time as babel_time
+
+    when = _coerce(value)
+    if not isinstance(when, datetime):
+        raise ValueError(f"{value!r} has no time of day")
+    return str(babel_time(when, format=format, tzinfo=_zone(ctx) if when.tzinfo else None,
+                          locale=locale or ctx.get("_locale", "en")))
+
+
+@_pass_context
+def format_datetime(ctx: Any, value: Any, format: str = "medium",
+                    locale: str | None = None) -> str:
+    from babel.dates import format_datetime as babel_datetime
+
+    when = _coerce(value)
+    if not isinstance(when, datetime):
+        when = datetime(when.year, when.month, when.day)
+    return str(babel_datetime(when, format=format, tzinfo=_zone(ctx) if when.tzinfo else None,
+                              locale=locale or ctx.get("_locale", "en")))
+
+
+@_pass_context
+def format_timedelta(ctx: Any, value: Any, locale: str | None = None,
+                     add_direction: bool = False) -> str:
+    from babel.dates import format_timedelta as babel_timedelta
+
+    if not isinstance(value, timedelta):
+        raise ValueError(f"{value!r} is not a duration")
+    return str(babel_timedelta(value, locale=locale or ctx.get("_locale", "en"),
+                               add_direction=add_direction, threshold=1.0))
+
+
+@_pass_context
+def add_utm(ctx: Any, url: str, campaign: str | None = None, source: str | None = None,
+            medium: str | None = None, content: str | None = None) -> str:
+    """Tag a link for analytics; defaults: source = channel, medium = links.utm_medium,
+    campaign = item id. Existing utm_* parameters in the URL are kept."""
+    parts = urlsplit(str(url))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    channel = ctx.get("channel") or {}
+    item = ctx.get("item") or {}
+    tags = {
+        "utm_source": source or channel.get("name", "commcal"),
+        "utm_medium": medium or ctx.get("_utm_medium", "social"),
+        "utm_campaign": campaign or item.get("id", ""),
+        "utm_content": content or "",
+    }
+    for key, value in tags.items():
+        if value and key not in query:
+            query[key] = value
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def truncate_graphemes(text: str, length: int, end: str = "…") -> str:
+    """Cut to `length` user-perceived characters (flags, emoji sequences stay whole)."""
+    import regex
+
+    clusters = regex.findall(r"\X", str(text))
+    if len(clusters) <= length:
+        return str(text)
+    keep = max(0, length - len(regex.findall(r"\X", end)))
+    return "".join(clusters[:keep]).rstrip() + end

@@ -1,0 +1,1 @@
+"""Views: turn library results into tables, JSON and Markdown. Nothing here decides anything."""

@@ -1,0 +1,163 @@
+"""`commcal plan` and `commcal preview` output. The JSON schema is documented in docs/json.md."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+from commcal.plan import Planned
+from commcal.timeutil import iso_utc, zone
+from commcal.views.common import console, md_escape, problem_json, write_json
+
+PREVIEW_WIDTH = 60
+
+
+def planned_json(entry: Planned) -> dict[str, Any]:
+    d = entry.delivery
+    message = entry.message
+    return {
+        "id": d.id,
+        "calendar": d.calendar,
+        "item": d.item.id,
+        "kind": d.item.kind,
+        "step": d.occurrence.step,
+        "channel": d.channel,
+        "channel_type": d.channel_type,
+        "due_utc": iso_utc(d.due),
+        "due_local": d.local_due.isoformat(),
+        "timezone": d.item.timezone,
+        "locale": d.item.locale,
+        "draft": d.item.draft,
+        "template": d.occurrence.template,
+        "subject": message.subject if message else None,
+        "text": message.text if message else None,
+        "length": entry.length,
+        "limit": entry.limit,
+        "ok": entry.ok,
+        "problems": [problem_json(p) for p in entry.problems],
+    }
+
+
+def first_line(text: str | None) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= PREVIEW_WIDTH else line[: PREVIEW_WIDTH - 1] + "…"
+
+
+def length_cell(entry: Planned) -> str:
+    if entry.length is None:
+        return ""
+    return f"{entry.length}/{entry.limit}" if entry.limit else str(entry.length)
+
+
+def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_name: str) -> None:
+    problems = sum(1 for p in planned if not p.ok)
+    if fmt == "json":
+        write_json({
+            "schema": "commcal.plan/1",
+            "window": {"from": iso_utc(start), "to": iso_utc(end)},
+            "deliveries": [planned_json(p) for p in planned],
+            "summary": {"deliveries": len(planned), "with_problems": problems},
+        })
+        return
+    tz = zone(tz_name)
+    if fmt == "markdown":
+        _markdown(planned, start, end, tz_name, problems)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    table = Table(title=f"{len(planned)} deliveries from {start.astimezone(tz):%a %d %b %Y %H:%M}"
+                  f" to {end.astimezone(tz):%a %d %b %Y %H:%M} ({tz_name})", expand=False)
+    for column in ("day", "time", "channel", "item", "preview", "length"):
+        table.add_column(column, no_wrap=column != "preview")
+    day = None
+    for entry in planned:
+        d = entry.delivery
+        local_day = d.due.astimezone(tz).date()
+        day_cell = ""
+        if local_day != day:
+            if day is not None:
+                table.add_section()
+            day = local_day
+            day_cell = f"{local_day:%a %d %b}"
+        label = d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else "")
+        if d.item.draft:
+            label += " [draft]"
+        length = Text(length_cell(entry), style="" if entry.ok else "bold red")
+        preview = entry.message.subject or entry.message.text if entry.message else ""
+        if not entry.ok:
+            preview = entry.problems[0].message
+        table.add_row(Text(day_cell, style="bold"), f"{d.local_due:%H:%M %Z}", d.channel, label,
+                      Text(first_line(preview), style="" if entry.ok else "red"), length)
+    out.print(table)
+    if problems:
+        out.print(Text(f"{problems} deliveries have problems; see `commcal validate`",
+                       style="bold red"))
+
+
+def _markdown(planned: list[Planned], start: datetime, end: datetime, tz_name: str,
+              problems: int) -> None:
+    tz = zone(tz_name)
+    lines = [f"### commcal plan: {len(planned)} deliveries, "
+             f"{start.astimezone(tz):%Y-%m-%d %H:%M} to {end.astimezone(tz):%Y-%m-%d %H:%M} "
+             f"({tz_name})", ""]
+    if problems:
+        lines += [f"**{problems} deliveries have problems.**", ""]
+    day = None
+    for entry in planned:
+        d = entry.delivery
+        local_day = d.due.astimezone(tz).date()
+        if local_day != day:
+            if day is not None:
+                lines.append("")
+            day = local_day
+            lines += [f"#### {local_day:%A %d %B %Y}", "",
+                      "| time | channel | item | preview | length |", "|---|---|---|---|---|"]
+        status = "" if entry.ok else " ❌"
+        preview = (entry.message.subject or entry.message.text) if entry.message else ""
+        if not entry.ok:
+            preview = entry.problems[0].message
+        step = f" ({d.occurrence.step})" if d.occurrence.step else ""
+        lines.append(f"| {d.local_due:%H:%M %Z} | {d.channel} | `{d.item.id}`{step} | "
+                     f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def show_messages(planned: list[Planned], fmt: str) -> None:
+    if fmt == "json":
+        write_json({"schema": "commcal.preview/1",
+                    "deliveries": [planned_json(p) for p in planned]})
+        return
+    if fmt == "markdown":
+        for entry in planned:
+            d = entry.delivery
+            sys.stdout.write(f"#### {d.item.id} on {d.channel}, {d.local_due:%Y-%m-%d %H:%M %Z}"
+                             "\n\n")
+            if entry.message and entry.message.subject:
+                sys.stdout.write(f"**Subject:** {entry.message.subject}\n\n")
+            text = entry.message.text if entry.message else ""
+            sys.stdout.write("```\n" + text + "\n```\n\n")
+        return
+    from rich.panel import Panel
+    from rich.text import Text
+
+    out = console()
+    for entry in planned:
+        d = entry.delivery
+        title = (f"{d.item.id} → {d.channel} ({d.channel_type}) at "
+                 f"{d.local_due:%Y-%m-%d %H:%M %Z} · {length_cell(entry) or 'no limit'}")
+        body = Text()
+        if entry.message:
+            if entry.message.subject:
+                body.append(f"Subject: {entry.message.subject}\n\n", style="bold")
+            body.append(entry.message.text)
+            if entry.message.html:
+                body.append("\n\n(+ HTML part)", style="dim")
+        for problem in entry.problems:
+            body.append(f"\n{problem}", style="bold red")
+        out.print(Panel(body, title=title, title_align="left",
+                        border_style="green" if entry.ok else "red"))
