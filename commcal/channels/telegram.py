@@ -1,0 +1,270 @@
+"""Telegram: a message or a native poll from a bot to a chat, group or channel.
+
+API: https://core.telegram.org/bots/api#sendmessage and #sendpoll. The bot token is part of the
+URL path (`/bot<token>/method`), so no URL ever leaves this module: errors are rebuilt from the
+server's answer, with nothing chained to them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.channels.text import utf16_units
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+PARSE_MODES = ("HTML", "MarkdownV2")
+# A public chat's username: 5-32 characters (https://core.telegram.org/api/usernames).
+_CHAT_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    """The text Telegram counts: what remains after its formatting markup is parsed.
+
+    https://core.telegram.org/bots/api#formatting-options. HTML: tags removed, entities decoded.
+    MarkdownV2: `[label](url)` counts as `label`, markup characters and escapes removed. This is
+    close enough for a length check; Telegram itself rejects malformed markup.
+    """
+    if parse_mode == "HTML":
+        return html.unescape(re.sub(r"<[^>]*>", "", text))
+    if parse_mode == "MarkdownV2":
+        text = re.sub(r"(?<!\\)\[((?:\\.|[^\]\\])*)\]\((?:\\.|[^)\\])*\)", r"\1", text)
+        text = re.sub(r"(?<!\\)(\|\||__|[*_~`])", "", text)
+        return re.sub(r"\\(.)", r"\1", text)
+    return text
+
+
+class TelegramChannel(Channel):
+    type_name = "telegram"
+    description = "A Telegram message or poll sent by a bot"
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "token": Setting("the bot token from @BotFather", required=True, private=True),
+        "chat_id": Setting(
+            "the chat: a numeric id (-100... for channels and supergroups) or @channelusername",
+            required=True,
+            kind=(str, int),
+        ),
+        "parse_mode": Setting("HTML or MarkdownV2 to format messages; plain text if unset"),
+        "link_preview": Setting("show a preview of the first link", default=True, kind=bool),
+        "api_url": Setting("the Bot API server", default="https://api.telegram.org"),
+    }
+    # sendMessage: "1-4096 characters after entities parsing". Telegram measures entity offsets
+    # in UTF-16 code units (https://core.telegram.org/api/entities#entity-length); this check
+    # counts the limit the same way, so an emoji counts 2 and a check never passes a message
+    # Telegram refuses.
+    max_length = 4096
+    length_unit = "characters (UTF-16 units, emoji count 2)"
+    # The Bot API has no idempotency key: a repeated sendMessage posts again.
+    idempotent = False
+    # sendPoll: question 1-300 characters, 2-12 options of 1-100 characters, open_period 5-600 s
+    # (https://core.telegram.org/bots/api#sendpoll, https://core.telegram.org/bots/api#inputpolloption).
+    poll_question_max = 300
+    poll_min_options = 2
+    poll_max_options = 12
+    poll_option_max = 100
+    poll_open_period = (5, 600)
+
+    def configure(self) -> None:
+        _check_url(self, "api_url")
+        mode = self.options.get("parse_mode")
+        if mode is not None and mode not in PARSE_MODES:
+            raise ConfigError(
+                f"channel {self.name!r} (telegram): parse_mode must be HTML or MarkdownV2, "
+                f"not {mode!r}"
+            )
+        chat = self.options["chat_id"]
+        if isinstance(chat, str) and not (
+            _CHAT_USERNAME.fullmatch(chat) or re.fullmatch(r"-?\d+", chat)
+        ):
+            raise ConfigError(
+                f"channel {self.name!r} (telegram): chat_id must be a number or an "
+                f"@channelusername, not {chat!r}"
+            )
+
+    def measure(self, text: str) -> int:
+        return utf16_units(visible_text(text, self.options.get("parse_mode")))
+
+    def check(self, message: Message) -> list[str]:
+        mode = message.options.get("parse_mode", self.options.get("parse_mode"))
+        if mode is not None and mode not in PARSE_MODES:
+            return [f"parse_mode must be HTML or MarkdownV2, not {mode!r}"]
+        problems = [
+            problem
+            for problem in super().check(message)
+            if not problem.startswith("text is ")  # measured again below with the message's mode
+        ]
+        poll = message.options.get("poll")
+        if poll:
+            problems.extend(self._poll_problems(poll, message.text))
+        else:
+            length = utf16_units(visible_text(message.text, mode))
+            if length > self.max_length:
+                problems.append(
+                    f"text is {length} {self.length_unit}, over telegram's limit of "
+                    f"{self.max_length} by {length - self.max_length}"
+                )
+        if message.media:
+            problems.append("the telegram adapter sends text and polls only, not media")
+        return problems
+
+    def _poll_problems(self, poll: Any, text: str) -> list[str]:
+        if not isinstance(poll, Mapping):
+            return ["poll must be a mapping with question, options and duration_seconds"]
+        problems = []
+        question = str(poll.get("question") or text)
+        if not 1 <= utf16_units(question) <= self.poll_question_max:
+            problems.append(f"a poll question needs 1 to {self.poll_question_max} characters")
+        choices = [str(choice) for choice in poll.get("options") or []]
+        if not self.poll_min_options <= len(choices) <= self.poll_max_options:
+            problems.append(
+                f"a poll needs {self.poll_min_options} to {self.poll_max_options} options, "
+                f"not {len(choices)}"
+            )
+        for choice in choices:
+            if not 1 <= utf16_units(choice) <= self.poll_option_max:
+                problems.append(
+                    f"poll option {choice!r} needs 1 to {self.poll_option_max} characters"
+                )
+        duration = poll.get("duration_seconds")
+        low, high = self.poll_open_period
+        if duration is not None and not low <= int(duration) <= high:
+            problems.append(f"a telegram poll stays open {low} to {high} seconds, not {duration}")
+        return problems
+
+    # -- network --------------------------------------------------------------------------------
+
+    def _call(self, method: str, payload: Mapping[str, Any]) -> Any:
+        """POST one Bot API method; return `result`. No error mentions or chains the URL."""
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
+        failure: SendError | None = None
+        response: requests.Response | None = None
+        try:
+            response = httpkit.request(
+                self.http, "POST", url, json=dict(payload), hooks={"response": keep}
+            )
+        except SendError as exc:
+            failure = exc
+        # Raised outside the except block, so the requests exception (whose text can hold the
+        # URL, token included) is neither the cause nor the context of what we raise.
+        if failure is not None:
+            raise self._error(failure, seen[-1] if seen else None)
+        assert response is not None
+        body = _body(response)
+        if not body.get("ok"):
+            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+        return body.get("result")
+
+    def _error(self, failure: SendError, response: requests.Response | None) -> SendError:
+        host = urlsplit(str(self.value("api_url"))).netloc
+        if response is None:
+            text = str(failure)
+            return type(failure)(self.redact(text))
+        body = _body(response)
+        code = body.get("error_code", response.status_code)
+        description = str(body.get("description") or "").strip()
+        text = self.redact(f"{host} answered {code}" + (f": {description}" if description else ""))
+        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        assert isinstance(parameters, dict)
+        # https://core.telegram.org/bots/api#responseparameters
+        if "migrate_to_chat_id" in parameters:
+            text += f" (the group is now chat_id {parameters['migrate_to_chat_id']})"
+        if isinstance(failure, TransientError) or code == 429:
+            # A 429 says when in parameters.retry_after, not in a Retry-After header.
+            retry_after = parameters.get("retry_after")
+            if retry_after is None and isinstance(failure, TransientError):
+                retry_after = failure.retry_after
+            return TransientError(text, float(retry_after) if retry_after is not None else None)
+        return PermanentError(text)
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        chat_id = self.value("chat_id")
+        poll = message.options.get("poll")
+        mode = message.options.get("parse_mode", self.options.get("parse_mode"))
+        if poll:
+            # A native poll carries its own question; the message text is the question when the
+            # poll has none. Only the poll is sent: two messages could not be sent atomically.
+            payload: dict[str, Any] = {
+                "chat_id": chat_id,
+                "question": str(poll.get("question") or message.text),
+                # InputPollOption objects (Bot API 7.3); plain strings are the older form.
+                "options": [{"text": str(choice)} for choice in poll.get("options", [])],
+            }
+            if poll.get("duration_seconds") is not None:
+                payload["open_period"] = int(poll["duration_seconds"])
+            if poll.get("multiple"):
+                payload["allows_multiple_answers"] = True
+            result = self._call("sendPoll", payload)
+        else:
+            payload = {"chat_id": chat_id, "text": message.text}
+            if mode:
+                payload["parse_mode"] = mode
+            if not self.options["link_preview"]:
+                # Bot API 7.0 replaced disable_web_page_preview with link_preview_options.
+                payload["link_preview_options"] = {"is_disabled": True}
+            result = self._call("sendMessage", payload)
+        if not isinstance(result, dict) or "message_id" not in result:
+            raise PermanentError("telegram answered without a message_id")
+        message_id = str(result["message_id"])
+        return Receipt(remote_id=message_id, url=message_url(chat_id, message_id))
+
+    def verify(self) -> str:
+        me = self._call("getMe", {})
+        name = me.get("username", "?") if isinstance(me, dict) else "?"
+        return f"token works for bot @{name}"
+
+
+def message_url(chat_id: Any, message_id: str) -> str | None:
+    """t.me link: public for @username chats, members-only (t.me/c/...) for -100... ids."""
+    chat = str(chat_id)
+    if _CHAT_USERNAME.fullmatch(chat):
+        return f"https://t.me/{chat[1:]}/{message_id}"
+    if chat.startswith("-100") and chat[4:].isdigit():
+        return f"https://t.me/c/{chat[4:]}/{message_id}"
+    return None
+
+
+def _body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _check_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )

@@ -1,0 +1,244 @@
+"""Telegram adapter against a loopback server that answers like the Bot API."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from commcal.channels.base import EnvRef, Media, Message, PermanentError, SendError, TransientError
+from commcal.channels.telegram import TelegramChannel, visible_text
+from commcal.errors import ConfigError
+from commcal.http import TimeoutSession
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+ENV = {"TG_TOKEN": TOKEN}
+BOT = f"/bot{TOKEN}"
+
+
+def channel(api_url: str, **settings: Any) -> TelegramChannel:
+    http = settings.pop("http", None)
+    config: dict[str, Any] = {
+        "token": EnvRef("${TG_TOKEN}"),
+        "chat_id": "@acme_news",
+        "api_url": api_url,
+    }
+    config.update(settings)
+    return TelegramChannel("tg", config, env=ENV, http=http)
+
+
+def url(server: HTTPServer) -> str:
+    return server.url_for("/").rstrip("/")
+
+
+def message(text: str = "Habari! https://example.org", **options: Any) -> Message:
+    media = options.pop("media", ())
+    return Message("tg", "telegram", text, media=media, options=options)
+
+
+def sent_message(message_id: int, text: str) -> dict[str, Any]:
+    # https://core.telegram.org/bots/api#making-requests: {"ok": true, "result": Message}
+    return {
+        "ok": True,
+        "result": {
+            "message_id": message_id,
+            "date": 1741944413,
+            "chat": {
+                "id": -1001234567890,
+                "title": "Acme",
+                "username": "acme_news",
+                "type": "channel",
+            },
+            "text": text,
+        },
+    }
+
+
+def everything_said(exc: BaseException) -> str:
+    """All text an exception can show: message, repr and the whole chained traceback."""
+    return "\n".join([str(exc), repr(exc), *traceback.format_exception(exc)])
+
+
+def test_send_message(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        f"{BOT}/sendMessage",
+        method="POST",
+        json={
+            "chat_id": "@acme_news",
+            "text": "<b>Habari!</b> https://example.org",
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+        },
+    ).respond_with_json(sent_message(42, "Habari! https://example.org"))
+    tg = channel(url(httpserver), parse_mode="HTML", link_preview=False)
+    receipt = tg.send(message("<b>Habari!</b> https://example.org"), "k")
+    httpserver.check_assertions()
+    assert receipt.remote_id == "42"
+    assert receipt.url == "https://t.me/acme_news/42"
+
+
+def test_numeric_channel_id_gets_members_link(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        f"{BOT}/sendMessage", json={"chat_id": -1001234567890, "text": "hi"}
+    ).respond_with_json(sent_message(7, "hi"))
+    receipt = channel(url(httpserver), chat_id=-1001234567890).send(message("hi"), "k")
+    httpserver.check_assertions()
+    assert receipt.url == "https://t.me/c/1234567890/7"
+
+
+def test_send_poll_uses_input_poll_options(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        f"{BOT}/sendPoll",
+        method="POST",
+        json={
+            "chat_id": "@acme_news",
+            "question": "Siku gani?",
+            "options": [{"text": "Jumatatu"}, {"text": "Ijumaa"}],
+            "open_period": 600,
+        },
+    ).respond_with_json(sent_message(43, ""))
+    poll = {"question": "Siku gani?", "options": ["Jumatatu", "Ijumaa"], "duration_seconds": 600}
+    receipt = channel(url(httpserver)).send(message("Vote!", poll=poll), "k")
+    httpserver.check_assertions()
+    assert receipt.remote_id == "43"
+
+
+def test_429_takes_retry_after_from_parameters(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_json(
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 17",
+            "parameters": {"retry_after": 17},
+        },
+        status=429,
+    )
+    with pytest.raises(TransientError, match="Too Many Requests") as caught:
+        channel(url(httpserver)).send(message(), "k")
+    assert caught.value.retry_after == 17
+    assert TOKEN not in everything_said(caught.value)
+
+
+def test_400_is_permanent_with_description(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_json(
+        {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}, status=400
+    )
+    with pytest.raises(PermanentError, match="400: Bad Request: chat not found") as caught:
+        channel(url(httpserver)).send(message(), "k")
+    assert TOKEN not in everything_said(caught.value)
+
+
+def test_group_migration_names_new_chat_id(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_json(
+        {
+            "ok": False,
+            "error_code": 400,
+            "description": "Bad Request: group chat was upgraded to a supergroup chat",
+            "parameters": {"migrate_to_chat_id": -1009876543210},
+        },
+        status=400,
+    )
+    with pytest.raises(PermanentError, match="now chat_id -1009876543210"):
+        channel(url(httpserver)).send(message(), "k")
+
+
+def test_401_never_shows_token(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_json(
+        {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+    )
+    with pytest.raises(PermanentError, match="401: Unauthorized") as caught:
+        channel(url(httpserver)).send(message(), "k")
+    assert TOKEN not in everything_said(caught.value)
+
+
+def test_500_is_transient(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_data("Bad Gateway", status=502)
+    with pytest.raises(TransientError) as caught:
+        channel(url(httpserver)).send(message(), "k")
+    assert TOKEN not in everything_said(caught.value)
+
+
+def test_timeout_never_shows_token(httpserver: HTTPServer) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(1.0)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_handler(slow)
+    tg = channel(url(httpserver), http=TimeoutSession(timeout=(1, 0.3)))
+    with pytest.raises(TransientError, match="timed out") as caught:
+        tg.send(message(), "k")
+    assert TOKEN not in everything_said(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+def test_connection_refused_never_shows_token() -> None:
+    # requests' own message here is "... Max retries exceeded with url: /bot<token>/sendMessage".
+    tg = channel("http://127.0.0.1:9", http=TimeoutSession(timeout=(0.5, 0.5)))
+    with pytest.raises(SendError) as caught:
+        tg.send(message(), "k")
+    assert isinstance(caught.value, TransientError)
+    assert TOKEN not in everything_said(caught.value)
+    assert "bot" not in str(caught.value)
+
+
+def test_channel_repr_and_settings_never_show_token() -> None:
+    tg = channel("https://api.telegram.org")
+    assert TOKEN not in repr(tg)
+    assert tg.describe_settings()["token"] == "${TG_TOKEN}"
+
+
+def test_verify_calls_get_me(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/getMe").respond_with_json(
+        {"ok": True, "result": {"id": 123456789, "is_bot": True, "username": "acme_bot"}}
+    )
+    assert channel(url(httpserver)).verify() == "token works for bot @acme_bot"
+
+
+def test_visible_text_strips_markup() -> None:
+    assert visible_text("<b>Jambo</b> &amp; <a href='https://x.org'>karibu</a>", "HTML") == (
+        "Jambo & karibu"
+    )
+    assert visible_text(r"*Jambo* \- [karibu](https://x\.org)", "MarkdownV2") == "Jambo - karibu"
+
+
+def test_check_counts_utf16_after_markup() -> None:
+    tg = channel("https://api.telegram.org", parse_mode="HTML")
+    assert tg.check(message("<b>" + "a" * 4096 + "</b>")) == []
+    # An emoji outside the BMP is 2 UTF-16 units.
+    assert tg.check(message("😀" * 2049)) == [
+        "text is 4098 characters (UTF-16 units, emoji count 2), over telegram's limit of 4096 by 2"
+    ]
+    problems = tg.check(message("x", poll={"options": ["only one"], "duration_seconds": 900}))
+    assert "a poll needs 2 to 12 options, not 1" in problems
+    assert "a telegram poll stays open 5 to 600 seconds, not 900" in problems
+    assert tg.check(message("x", media=(Media("a.png"),))) == [
+        "the telegram adapter sends text and polls only, not media"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"chat_id": "@acme_news"}, "setting 'token' is required"),
+        ({"token": EnvRef("${T}")}, "setting 'chat_id' is required"),
+        ({"token": TOKEN, "chat_id": "@acme_news"}, "is a secret"),
+        ({"token": EnvRef("${T}"), "chat_id": "acme news"}, "chat_id must be a number"),
+        ({"token": EnvRef("${T}"), "chat_id": 1.5}, "must be str/int"),
+        ({"token": EnvRef("${T}"), "chat_id": 1, "parse_mode": "Markdown"}, "parse_mode must be"),
+        ({"token": EnvRef("${T}"), "chat_id": 1, "api_url": "api.telegram.org"}, "https:// URL"),
+    ],
+)
+def test_config_errors(settings: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected) as caught:
+        TelegramChannel("tg", settings, env={})
+    assert TOKEN not in str(caught.value)
+
+
+def test_missing_env_var_at_send_names_it() -> None:
+    tg = TelegramChannel("tg", {"token": EnvRef("${TG_TOKEN}"), "chat_id": 1}, env={})
+    with pytest.raises(ConfigError, match="TG_TOKEN is not set"):
+        tg.send(message(), "k")
