@@ -1,0 +1,455 @@
+"""SMTP newsletters: one mail per recipient, over one connection reused for the whole run.
+
+Each message is a MIME mail (RFC 5322, RFC 2045-2049) built with `email.message.EmailMessage`:
+text/plain, or multipart/alternative text + HTML, wrapped in multipart/mixed when there are
+attachments (for example an .ics invitation). Non-ASCII names and subjects are RFC 2047 encoded
+words; bodies are quoted-printable or base64 (7-bit clean, so any relay accepts them).
+
+`Message-ID` is ``<{delivery id}@{sender domain}>`` so a resent delivery carries the same id and
+a mail client or archive can tell it is the same mail; it is the receipt's `remote_id`.
+
+List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058 one-click) come from the message's
+own headers; the `list_unsubscribe` setting fills in List-Unsubscribe when a message has none.
+One-click (`List-Unsubscribe-Post: List-Unsubscribe=One-Click`) is only sent when the message says
+so, because it promises an HTTPS endpoint that unsubscribes on a bare POST (RFC 8058 section 3).
+
+Connection: opened on the first send and reused; a server that dropped it (idle timeout, restart)
+before it accepted our MAIL FROM/RCPT TO is reconnected once. Only SMTP replies decide between a
+retry and a failure: 4xx is transient, 5xx permanent (RFC 5321 section 4.2.1).
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.policy
+import email.utils
+import smtplib
+import ssl
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from commcal.channels.base import (
+    Channel,
+    EnvRef,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.errors import ConfigError
+
+# The usual port of each kind of security: 587 submission with STARTTLS (RFC 6409, RFC 3207),
+# 465 implicit TLS (RFC 8314 section 3.3), 25 plain relay (RFC 5321).
+DEFAULT_PORTS: Mapping[str, int] = {"starttls": 587, "tls": 465, "none": 25}
+# Headers the channel writes itself; a template may not set them through `headers`.
+RESERVED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "sender"}
+)
+# CRLF line ends; 7-bit transfer encodings, so nothing depends on the relay's 8BITMIME support.
+SMTP_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+# RFC 5322 section 3.2.3 atext: what may stand unquoted left of the @ in a Message-ID.
+_ATEXT_SAFE = "!#$&'*+-/=?^_`{|}~"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Dropped(Exception):
+    """The server closed the session before it accepted the message: safe to reconnect."""
+
+
+class SmtpChannel(Channel):
+    type_name: ClassVar[str] = "smtp"
+    description: ClassVar[str] = "Send newsletters by mail through an SMTP server, one per reader."
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "host": Setting("SMTP server, e.g. smtp.example.org or ${SMTP_HOST}", required=True),
+        "port": Setting("port; default 587 (starttls), 465 (tls) or 25 (none)", kind=int),
+        "security": Setting("starttls, tls or none", default="starttls"),
+        "username": Setting("login name, if the server wants one"),
+        "password": Setting("login password, e.g. ${SMTP_PASSWORD}", private=True),
+        "from": Setting('sender, e.g. "Community <hello@example.org>"', required=True),
+        "to": Setting("address for messages without their own recipient (e.g. a list address)"),
+        "reply_to": Setting("Reply-To address"),
+        "list_unsubscribe": Setting(
+            "List-Unsubscribe target when a message has none, e.g. mailto:leave@example.org"
+        ),
+        "timeout": Setting("seconds to wait for the server", default=30, kind=(int, float)),
+        "ca_file": Setting("PEM file of certificate authorities to trust (self-signed relays)"),
+    }
+    needs_subject: ClassVar[bool] = True
+    per_recipient: ClassVar[bool] = True
+    # SMTP has no idempotency key: a repeated send is a second mail.
+    idempotent: ClassVar[bool] = False
+    # Mail has no practical length limit for a newsletter body.
+    max_length: ClassVar[int | None] = None
+
+    def configure(self) -> None:
+        self.clock: Callable[[], datetime] = _utc_now
+        self._smtp: smtplib.SMTP | None = None
+        security = self.options["security"]
+        if security not in DEFAULT_PORTS:
+            raise self._config(
+                f"setting 'security' must be starttls, tls or none, not {security!r}"
+            )
+        if self.options["password"] is not None and self.options["username"] is None:
+            raise self._config("setting 'password' needs 'username' as well")
+        if self.options["username"] is not None and self.options["password"] is None:
+            raise self._config("setting 'username' needs 'password' as well")
+        timeout = self.options["timeout"]
+        if isinstance(timeout, int | float) and timeout <= 0:
+            raise self._config("setting 'timeout' must be a positive number of seconds")
+        for key in ("from", "to", "reply_to"):
+            raw = self.options.get(key)
+            if isinstance(raw, str):
+                self._address_setting(key, raw)
+
+    # -- offline checks --------------------------------------------------------------------------
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        if message.recipient is None and self.options.get("to") is None:
+            problems.append("no recipient: give the message recipients or set `to` on the channel")
+        elif message.recipient is not None and _parse(message.recipient.email) is None:
+            problems.append(f"recipient {message.recipient.email!r} is not an email address")
+        for name in message.headers:
+            if name.lower() in RESERVED_HEADERS or name.lower().startswith("content-"):
+                problems.append(f"header {name!r} is written by the smtp channel itself")
+        attachments = message.options.get("attachments")
+        if attachments is not None:
+            problems.extend(_attachment_problems(attachments))
+        return problems
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        problems = self.check(message)
+        if problems:
+            raise PermanentError("; ".join(problems))
+        mail = self.build(message, idempotency_key)
+        sender = self._address_setting("from", str(self.value("from"))).addr_spec
+        recipient = self._recipient(message).addr_spec
+        try:
+            self._transmit(mail, sender, recipient)
+        except (SendError, ConfigError):
+            raise
+        except Exception as exc:
+            self._discard()
+            raise self._error(exc) from None
+        return Receipt(remote_id=str(mail["Message-ID"]))
+
+    def build(self, message: Message, idempotency_key: str) -> EmailMessage:
+        """The complete mail for one recipient, as it will be sent."""
+        sender = self._address_setting("from", str(self.value("from")))
+        mail = EmailMessage(policy=SMTP_POLICY)
+        try:
+            mail["Subject"] = message.subject or ""
+            mail["From"] = sender
+            mail["To"] = self._recipient(message)
+            mail["Date"] = email.utils.format_datetime(self.clock().astimezone(UTC))
+            mail["Message-ID"] = message_id(idempotency_key, sender.domain)
+            reply_to = self.value("reply_to")
+            if reply_to:
+                mail["Reply-To"] = self._address_setting("reply_to", str(reply_to))
+            headers = dict(message.headers)
+            unsubscribe = self.value("list_unsubscribe")
+            if unsubscribe and not any(k.lower() == "list-unsubscribe" for k in headers):
+                headers["List-Unsubscribe"] = _angle(str(unsubscribe))
+            for name, value in headers.items():
+                mail[name] = value
+            mail.set_content(message.text)
+            if message.html:
+                mail.add_alternative(message.html, subtype="html")
+            for filename, mime_type, data in message.options.get("attachments") or ():
+                maintype, subtype, params = _mime(mime_type)
+                mail.add_attachment(
+                    data, maintype=maintype, subtype=subtype, filename=filename, params=params
+                )
+            # After the body: building it moves Content-* headers into the first part.
+            if message.language:
+                mail["Content-Language"] = message.language
+        except (ValueError, TypeError) as exc:
+            # e.g. a header value with a line break (header injection) or a bad attachment.
+            raise PermanentError(f"cannot build the mail: {exc}") from exc
+        return mail
+
+    def _transmit(self, mail: EmailMessage, sender: str, recipient: str) -> None:
+        international = not (sender + recipient).isascii()
+        # RFC 6531: internationalized addresses travel as UTF-8 headers under SMTPUTF8.
+        policy = SMTP_POLICY.clone(utf8=True) if international else SMTP_POLICY
+        data = mail.as_bytes(policy=policy)
+        for attempt in (1, 2):
+            smtp = self._connection()
+            try:
+                self._envelope(smtp, sender, recipient, len(data), international)
+                break
+            except _Dropped:
+                self._discard()
+                if attempt == 2:
+                    raise TransientError(
+                        "the SMTP server closed the connection twice before taking the message"
+                    ) from None
+        try:
+            code, reply = smtp.data(data)
+        except smtplib.SMTPServerDisconnected:
+            self._discard()
+            # After the body went out the server may or may not have queued it.
+            raise TransientError(
+                "the SMTP server closed the connection while the message was being sent "
+                "(it may have been delivered)"
+            ) from None
+        if code != 250:
+            self._refused(smtp, code, reply)
+
+    def _envelope(
+        self, smtp: smtplib.SMTP, sender: str, recipient: str, size: int, international: bool
+    ) -> None:
+        """MAIL FROM and RCPT TO. Nothing is delivered yet, so a dropped session may be redone."""
+        options = []
+        if international:
+            if not smtp.has_extn("smtputf8"):
+                raise PermanentError(
+                    "an address is not ASCII and the SMTP server does not offer SMTPUTF8"
+                )
+            options += ["SMTPUTF8", "BODY=8BITMIME"]
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={size}")  # RFC 1870: the server may refuse early
+        try:
+            code, reply = smtp.mail(sender, options)
+            if code == 421:
+                raise _Dropped
+            if code != 250:
+                self._refused(smtp, code, reply)
+            code, reply = smtp.rcpt(recipient)
+            if code == 421:
+                raise _Dropped
+            if code not in (250, 251):
+                self._refused(smtp, code, reply)
+        except smtplib.SMTPServerDisconnected:
+            raise _Dropped from None
+
+    def _refused(self, smtp: smtplib.SMTP, code: int, reply: bytes) -> None:
+        """Raise for a reply that refused the message, keeping the session usable (RSET)."""
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._discard()
+        raise self._error(smtplib.SMTPResponseException(code, reply))
+
+    # -- the connection --------------------------------------------------------------------------
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            self._smtp = self._open()
+        return self._smtp
+
+    def _open(self) -> smtplib.SMTP:
+        host = str(self.value("host"))
+        port = self._port()
+        timeout = float(self.value("timeout"))
+        security = self.options["security"]
+        context = self._tls_context() if security != "none" else None
+        smtp: smtplib.SMTP
+        if security == "tls":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
+        try:
+            smtp.ehlo()
+            if security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()  # RFC 3207 section 4.2: forget what was said before TLS
+            username = self.value("username")
+            if username:
+                smtp.login(str(username), self.secret("password"))
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _discard(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass  # already gone: nothing to release
+            finally:
+                self._discard()
+
+    def verify(self) -> str:
+        """Connect, say EHLO, STARTTLS and log in as configured, NOOP, QUIT: no mail is sent."""
+        try:
+            smtp = self._open()
+            try:
+                code, reply = smtp.noop()
+                if code != 250:
+                    raise smtplib.SMTPResponseException(code, reply)
+            finally:
+                try:
+                    smtp.quit()
+                except (smtplib.SMTPException, OSError):
+                    smtp.close()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._error(exc) from None
+        login = f"logged in as {self.value('username')}" if self.value("username") else "no login"
+        return (
+            f"connected to {self.value('host')}:{self._port()} "
+            f"({self.options['security']}), {login}, NOOP answered"
+        )
+
+    # -- settings --------------------------------------------------------------------------------
+
+    def _port(self) -> int:
+        raw = self.value("port")
+        if raw is None:
+            return DEFAULT_PORTS[self.options["security"]]
+        try:
+            return int(raw)
+        except ValueError:
+            raise self._config(f"setting 'port' must be a number, not {raw!r}") from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file = self.value("ca_file")
+        try:
+            return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise self._config(f"setting 'ca_file' {ca_file!r} cannot be read: {exc}") from None
+
+    def _recipient(self, message: Message) -> Address:
+        if message.recipient is not None:
+            parsed = _parse(message.recipient.email)
+            if parsed is None:
+                raise PermanentError(
+                    f"recipient {message.recipient.email!r} is not an email address"
+                )
+            return Address(display_name=message.recipient.name, addr_spec=parsed.addr_spec)
+        to = self.value("to")
+        if not to:
+            raise PermanentError("no recipient: give the message recipients or set `to`")
+        return self._address_setting("to", str(to))
+
+    def _address_setting(self, key: str, raw: str) -> Address:
+        parsed = _parse(raw)
+        if parsed is None:
+            source = " (from the environment)" if isinstance(self.options.get(key), EnvRef) else ""
+            raise self._config(
+                f"setting {key!r}{source} is not an email address: {raw!r} "
+                '(expected e.g. "Community <hello@example.org>")'
+            )
+        return parsed
+
+    def _config(self, text: str) -> ConfigError:
+        return ConfigError(f"channel {self.name!r} (smtp): {text}")
+
+    def _error(self, exc: BaseException) -> SendError:
+        """An SMTP or network failure as a transient or permanent error, with no secret in it."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return PermanentError(
+                self.redact(
+                    f"the SMTP server refused the credentials of {self.value('username')!r} "
+                    f"({_reply(exc)})"
+                )
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
+            # RFC 5321 section 4.2.1: 4yz transient negative, 5yz permanent negative.
+            text = self.redact(f"SMTP server answered {_reply(exc)}")
+            if 400 <= exc.smtp_code < 500:
+                return TransientError(text)
+            return PermanentError(text)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return PermanentError(self.redact(f"the SMTP server does not support it: {exc}"))
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return TransientError("the SMTP server closed the connection")
+        if isinstance(exc, smtplib.SMTPException):
+            return PermanentError(self.redact(f"SMTP failed: {exc}"))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return PermanentError(
+                f"the SMTP server's certificate was not trusted ({exc.verify_message}); "
+                "for a private relay set `ca_file` to its certificate authority"
+            )
+        if isinstance(exc, TimeoutError):
+            return TransientError(f"timed out talking to the SMTP server {self.value('host')}")
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+            return TransientError(
+                f"could not talk to the SMTP server {self.value('host')}: {reason}"
+            )
+        return PermanentError(f"SMTP failed: {type(exc).__name__}")
+
+
+def message_id(idempotency_key: str, domain: str) -> str:
+    """`<key@domain>`, characters a Message-ID may not hold percent-escaped (RFC 5322 3.6.4)."""
+    left = quote(idempotency_key, safe=_ATEXT_SAFE)
+    if left.startswith(".") or left.endswith(".") or ".." in left:
+        left = left.replace(".", "%2E")  # dot-atom: no leading, trailing or doubled dots
+    return f"<{left}@{domain or 'commcal.invalid'}>"
+
+
+def _parse(text: str) -> Address | None:
+    name, addr = email.utils.parseaddr(text)
+    if "@" not in addr:
+        return None
+    try:
+        address = Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, email.errors.HeaderParseError):
+        return None
+    if not address.username or not address.domain:
+        return None
+    return address
+
+
+def _angle(target: str) -> str:
+    """RFC 2369 wants each List-Unsubscribe target in angle brackets."""
+    return target if "<" in target else f"<{target.strip()}>"
+
+
+def _mime(mime_type: str) -> tuple[str, str, dict[str, str]]:
+    """`text/calendar; method=REQUEST` -> ("text", "calendar", {"method": "REQUEST"})."""
+    kind, *rest = (part.strip() for part in mime_type.split(";"))
+    maintype, _, subtype = kind.partition("/")
+    if not maintype or not subtype:
+        raise ValueError(f"attachment type {mime_type!r} is not like text/calendar")
+    params = {}
+    for item in rest:
+        key, _, value = item.partition("=")
+        params[key.strip()] = value.strip().strip('"')
+    return maintype.lower(), subtype.lower(), params
+
+
+def _attachment_problems(attachments: Any) -> list[str]:
+    if not isinstance(attachments, list | tuple):
+        return ["attachments must be a list of (filename, mime type, bytes)"]
+    problems = []
+    for number, item in enumerate(attachments, 1):
+        if not (
+            isinstance(item, list | tuple)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and isinstance(item[1], str)
+            and isinstance(item[2], bytes)
+        ):
+            problems.append(f"attachment {number} must be (filename, mime type, bytes)")
+            continue
+        try:
+            _mime(item[1])
+        except ValueError as exc:
+            problems.append(f"attachment {number}: {exc}")
+    return problems
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{exc.smtp_code} {' '.join(str(text).split())}"

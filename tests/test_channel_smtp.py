@@ -1,0 +1,470 @@
+"""SMTP newsletters against a real aiosmtpd server on loopback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from commcal.channels.base import (
+    EnvRef,
+    Message,
+    PermanentError,
+    Receipt,
+    Recipient,
+    TransientError,
+)
+from commcal.channels.smtp import SmtpChannel, message_id
+from commcal.errors import ConfigError
+
+# The plaintext-AUTH server below runs on loopback only; aiosmtpd warns about it per connection.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+PASSWORD = "s3cret-smtp-password"
+MARIA = Recipient(email="maria@example.org", name="Μαρία Παπαδοπούλου", locale="el")
+NEWSLETTER = Message(
+    channel="news",
+    channel_type="smtp",
+    text="Γεια σου Μαρία,\nτο meetup είναι την Πέμπτη.\n",
+    subject="Νέα της κοινότητας: Δεκέμβριος",
+    html="<p>Γεια σου Μαρία,</p><p>το meetup είναι την <b>Πέμπτη</b>.</p>",
+    language="el",
+    recipient=MARIA,
+    headers={
+        "List-Unsubscribe": "<https://example.org/u/abc>, <mailto:leave@example.org?subject=abc>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    },
+)
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that records every accepted mail and can misbehave on request."""
+
+    received: list[tuple[Any, str, list[str], bytes]] = field(default_factory=list)
+    rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
+    drop_mail: int = 0  # abort the connection on this many upcoming MAIL commands
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.drop_mail:
+            self.drop_mail -= 1
+            server.transport.abort()
+            return "421 4.4.2 gone"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(
+            (session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 queued"
+
+    @property
+    def connections(self) -> set[Any]:
+        return {peer for peer, *_ in self.received}
+
+    def mail(self, index: int = -1) -> EmailMessage:
+        parsed = email.message_from_bytes(self.received[index][3], policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Controller, Recorder]]:
+    handler = Recorder()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), server_hostname="mail.test"
+    )
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def channel_for(controller: Controller, **settings: Any) -> SmtpChannel:
+    channel = SmtpChannel(
+        "news",
+        {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "security": "none",
+            "from": "Κοινότητα Αθήνας <hello@community.example.org>",
+            "timeout": 5,
+            **settings,
+        },
+        env={"SMTP_PASSWORD": PASSWORD},
+    )
+    channel.clock = lambda: datetime(2026, 12, 10, 16, 0, tzinfo=UTC)
+    return channel
+
+
+def test_newsletter_is_multipart_with_encoded_greek_headers(
+    server: tuple[Controller, Recorder],
+) -> None:
+    controller, handler = server
+    channel = channel_for(controller, reply_to="Team <team@community.example.org>")
+    receipt = channel.send(NEWSLETTER, "dlv-0001")
+    channel.close()
+    assert receipt == Receipt(remote_id="<dlv-0001@community.example.org>")
+
+    _, mail_from, rcpt_tos, raw = handler.received[0]
+    assert (mail_from, rcpt_tos) == ("hello@community.example.org", ["maria@example.org"])
+    assert raw.isascii()  # encoded words and 7-bit bodies: any relay takes it
+    mail = handler.mail()
+    assert mail["Subject"] == "Νέα της κοινότητας: Δεκέμβριος"
+    assert mail["To"].addresses[0].display_name == "Μαρία Παπαδοπούλου"
+    assert mail["To"].addresses[0].addr_spec == "maria@example.org"
+    assert mail["From"].addresses[0].display_name == "Κοινότητα Αθήνας"
+    assert mail["Reply-To"] == "Team <team@community.example.org>"
+    assert mail["Message-ID"] == "<dlv-0001@community.example.org>"
+    assert mail["Date"] == "Thu, 10 Dec 2026 16:00:00 +0000"
+    assert mail["Content-Language"] == "el"
+    # Longer than 78 characters, so folded after the colon (RFC 5322 2.2.3); strip the fold.
+    assert mail["List-Unsubscribe"].strip() == (
+        "<https://example.org/u/abc>, <mailto:leave@example.org?subject=abc>"
+    )
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, html = mail.iter_parts()
+    assert plain.get_content_type() == "text/plain"
+    # Text travels in canonical form, CRLF line ends (RFC 2046 4.1.1).
+    assert plain.get_content() == NEWSLETTER.text.replace("\n", "\r\n")
+    assert html.get_content_type() == "text/html"
+    assert "<b>Πέμπτη</b>" in html.get_content()
+
+
+def test_plain_mail_with_default_recipient_and_list_unsubscribe_setting(
+    server: tuple[Controller, Recorder],
+) -> None:
+    controller, handler = server
+    channel = channel_for(
+        controller,
+        to="Members <members@lists.example.org>",
+        list_unsubscribe="mailto:leave@lists.example.org",
+    )
+    channel.send(Message("news", "smtp", "Plain text only.", subject="Hello"), "dlv-2")
+    channel.close()
+    mail = handler.mail()
+    assert handler.received[0][2] == ["members@lists.example.org"]
+    assert mail.get_content_type() == "text/plain"
+    assert mail["List-Unsubscribe"] == "<mailto:leave@lists.example.org>"
+    assert "List-Unsubscribe-Post" not in mail  # one-click only when the message offers it
+
+
+def test_ics_attachment_makes_multipart_mixed(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    ics = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
+    invitation = Message(
+        "news",
+        "smtp",
+        "See you there",
+        subject="Invitation",
+        html="<p>See you there</p>",
+        recipient=MARIA,
+        options={"attachments": [("meetup.ics", "text/calendar; method=REQUEST", ics)]},
+    )
+    channel = channel_for(controller)
+    channel.send(invitation, "dlv-3")
+    channel.close()
+    mail = handler.mail()
+    assert mail.get_content_type() == "multipart/mixed"
+    body, attachment = mail.iter_parts()
+    assert body.get_content_type() == "multipart/alternative"
+    assert attachment.get_content_type() == "text/calendar"
+    assert attachment.get_param("method") == "REQUEST"
+    assert attachment.get_filename() == "meetup.ics"
+    assert attachment.get_payload(decode=True) == ics
+
+
+def test_many_messages_share_one_connection(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    channel = channel_for(controller)
+    for number in range(5):
+        reader = Recipient(email=f"reader{number}@example.org", name=f"Reader {number}")
+        channel.send(Message("news", "smtp", "Hi", subject="Hi", recipient=reader), f"dlv-{number}")
+    channel.close()
+    assert len(handler.received) == 5
+    assert len(handler.connections) == 1
+
+
+def test_a_dropped_connection_is_reopened_once(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    channel = channel_for(controller)
+    channel.send(NEWSLETTER, "dlv-a")
+    handler.drop_mail = 1  # the server goes away between two sends (idle timeout, restart)
+    channel.send(NEWSLETTER, "dlv-b")
+    channel.close()
+    assert [handler.mail(i)["Message-ID"] for i in range(2)] == [
+        "<dlv-a@community.example.org>",
+        "<dlv-b@community.example.org>",
+    ]
+    assert len(handler.connections) == 2
+
+
+def test_a_server_that_keeps_dropping_is_transient(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    channel = channel_for(controller)
+    handler.drop_mail = 2
+    with pytest.raises(TransientError, match="closed the connection twice"):
+        channel.send(NEWSLETTER, "dlv-c")
+    assert handler.received == []
+
+
+def test_550_is_permanent_with_the_server_reply(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    channel = channel_for(controller)
+    handler.rcpt_reply = "550 5.1.1 no such user"
+    with pytest.raises(PermanentError, match=re.escape("550 5.1.1 no such user")):
+        channel.send(NEWSLETTER, "dlv-d")
+    # The session was reset, not lost: the next reader goes over the same connection.
+    handler.rcpt_reply = None
+    channel.send(NEWSLETTER, "dlv-e")
+    channel.send(NEWSLETTER, "dlv-f")
+    channel.close()
+    assert len(handler.connections) == 1
+
+
+def test_451_is_transient(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    handler.rcpt_reply = "451 4.3.0 try again later"
+    with pytest.raises(TransientError, match=re.escape("451 4.3.0 try again later")):
+        channel_for(controller).send(NEWSLETTER, "dlv-g")
+
+
+def test_connection_refused_is_transient() -> None:
+    channel = SmtpChannel(
+        "news",
+        {"host": "127.0.0.1", "port": free_port(), "security": "none", "from": "a@example.org"},
+    )
+    with pytest.raises(TransientError, match="could not talk to the SMTP server 127"):
+        channel.send(NEWSLETTER, "dlv-h")
+
+
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and auth_data == (b"news", PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def auth_server() -> Iterator[tuple[Controller, Recorder]]:
+    handler = Recorder()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        server_hostname="mail.test",
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def test_login_then_send(auth_server: tuple[Controller, Recorder]) -> None:
+    controller, handler = auth_server
+    channel = channel_for(controller, username="news", password=EnvRef("${SMTP_PASSWORD}"))
+    channel.send(NEWSLETTER, "dlv-i")
+    channel.close()
+    assert len(handler.received) == 1
+
+
+def test_refused_credentials_are_permanent_and_never_shown(
+    auth_server: tuple[Controller, Recorder],
+) -> None:
+    controller, _ = auth_server
+    channel = SmtpChannel(
+        "news",
+        {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "security": "none",
+            "from": "hello@community.example.org",
+            "username": "news",
+            "password": EnvRef("${SMTP_PASSWORD}"),
+        },
+        env={"SMTP_PASSWORD": "wrong-password-value"},
+    )
+    with pytest.raises(PermanentError, match="refused the credentials of 'news'") as caught:
+        channel.send(NEWSLETTER, "dlv-j")
+    assert "535" in str(caught.value)
+    for text in (str(caught.value), repr(caught.value)):
+        assert "wrong-password-value" not in text
+    with pytest.raises(PermanentError, match="refused the credentials"):
+        channel.verify()
+
+
+def test_verify_logs_in_without_sending(auth_server: tuple[Controller, Recorder]) -> None:
+    controller, handler = auth_server
+    channel = channel_for(controller, username="news", password=EnvRef("${SMTP_PASSWORD}"))
+    assert channel.verify() == (
+        f"connected to 127.0.0.1:{controller.port} (none), logged in as news, NOOP answered"
+    )
+    assert handler.received == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[tuple[Controller, Recorder]]:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    handler = Recorder()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        server_hostname="mail.test",
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def test_starttls_with_a_private_ca_then_login(
+    tls_server: tuple[Controller, Recorder], certificate: tuple[Path, Path]
+) -> None:
+    controller, handler = tls_server
+    channel = channel_for(
+        controller,
+        security="starttls",
+        ca_file=str(certificate[0]),
+        username="news",
+        password=EnvRef("${SMTP_PASSWORD}"),
+    )
+    channel.send(NEWSLETTER, "dlv-k")
+    channel.send(NEWSLETTER, "dlv-l")
+    channel.close()
+    assert len(handler.received) == 2
+    assert len(handler.connections) == 1
+
+
+def test_untrusted_certificate_is_permanent_and_explained(
+    tls_server: tuple[Controller, Recorder],
+) -> None:
+    controller, _ = tls_server
+    channel = channel_for(
+        controller, security="starttls", username="news", password=EnvRef("${SMTP_PASSWORD}")
+    )
+    with pytest.raises(PermanentError, match=r"certificate was not trusted.*ca_file"):
+        channel.send(NEWSLETTER, "dlv-m")
+
+
+def test_offline_checks() -> None:
+    channel = SmtpChannel("news", {"host": "smtp.example.org", "from": "a@example.org"})
+    assert channel.check(NEWSLETTER) == []
+    no_subject = Message("news", "smtp", "text", recipient=MARIA)
+    assert channel.check(no_subject) == ["a subject is required (set `subject` in the template)"]
+    nobody = Message("news", "smtp", "text", subject="s")
+    assert channel.check(nobody) == [
+        "no recipient: give the message recipients or set `to` on the channel"
+    ]
+    bad = Message(
+        "news",
+        "smtp",
+        "text",
+        subject="s",
+        recipient=Recipient(email="not-an-address"),
+        headers={"Subject": "sneaky"},
+        options={"attachments": [("a.ics", "calendar", b"x")]},
+    )
+    assert channel.check(bad) == [
+        "recipient 'not-an-address' is not an email address",
+        "header 'Subject' is written by the smtp channel itself",
+        "attachment 1: attachment type 'calendar' is not like text/calendar",
+    ]
+
+
+def test_header_injection_is_refused(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    evil = Message(
+        "news", "smtp", "t", subject="s", recipient=MARIA, headers={"X-Tag": "a\r\nBcc: x@y.z"}
+    )
+    with pytest.raises(PermanentError, match="cannot build the mail"):
+        channel_for(controller).send(evil, "dlv-n")
+    assert handler.received == []
+
+
+def test_message_id_is_deterministic_and_valid() -> None:
+    assert message_id("dlv-1", "example.org") == "<dlv-1@example.org>"
+    key = "cal/item:2026-12-10T16:00Z/smtp/maria@example.org"
+    assert message_id(key, "example.org") == message_id(key, "example.org")
+    assert message_id(key, "example.org") == (
+        "<cal/item%3A2026-12-10T16%3A00Z/smtp/maria%40example.org@example.org>"
+    )
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"'host' is required.*'from' is required"):
+        SmtpChannel("news", {})
+    with pytest.raises(ConfigError, match="'password' is a secret") as caught:
+        SmtpChannel(
+            "news",
+            {"host": "h", "from": "a@example.org", "username": "u", "password": PASSWORD},
+        )
+    assert PASSWORD not in str(caught.value)
+    with pytest.raises(ConfigError, match="'security' must be starttls, tls or none"):
+        SmtpChannel("news", {"host": "h", "from": "a@example.org", "security": "ssl"})
+    with pytest.raises(ConfigError, match="'from' is not an email address"):
+        SmtpChannel("news", {"host": "h", "from": "Community"})
+    with pytest.raises(ConfigError, match="'username' needs 'password'"):
+        SmtpChannel("news", {"host": "h", "from": "a@example.org", "username": "u"})
+    channel = SmtpChannel(
+        "news",
+        {"host": EnvRef("${SMTP_HOST}"), "from": "a@example.org", "to": "b@example.org"},
+        env={},
+    )
+    with pytest.raises(ConfigError, match="SMTP_HOST is not set"):
+        channel.send(Message("news", "smtp", "t", subject="s"), "dlv-o")
