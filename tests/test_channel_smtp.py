@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +57,7 @@ class Recorder:
 
     received: list[tuple[Any, str, list[str], bytes]] = field(default_factory=list)
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
+    rcpt_delay: float = 0.0  # seconds to stall before answering RCPT
     drop_mail: int = 0  # abort the connection on this many upcoming MAIL commands
 
     async def handle_MAIL(
@@ -71,6 +74,8 @@ class Recorder:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)
@@ -260,6 +265,18 @@ def test_451_is_transient(server: tuple[Controller, Recorder]) -> None:
         channel_for(controller).send(NEWSLETTER, "dlv-g")
 
 
+def test_a_stalled_server_times_out_once_as_transient(
+    server: tuple[Controller, Recorder],
+) -> None:
+    controller, handler = server
+    handler.rcpt_delay = 1.5
+    channel = channel_for(controller, timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="timed out talking to the SMTP server"):
+        channel.send(NEWSLETTER, "dlv-t")
+    assert time.monotonic() - started < 1.2  # no second attempt on a slow server
+
+
 def test_connection_refused_is_transient() -> None:
     channel = SmtpChannel(
         "news",
@@ -389,6 +406,35 @@ def test_starttls_with_a_private_ca_then_login(
     channel.close()
     assert len(handler.received) == 2
     assert len(handler.connections) == 1
+
+
+@pytest.fixture
+def implicit_tls_server(certificate: tuple[Path, Path]) -> Iterator[tuple[Controller, Recorder]]:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    handler = Recorder()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        server_hostname="mail.test",
+        ssl_context=context,
+    )
+    controller.start()
+    yield controller, handler
+    controller.stop()
+
+
+def test_implicit_tls(
+    implicit_tls_server: tuple[Controller, Recorder], certificate: tuple[Path, Path]
+) -> None:
+    controller, handler = implicit_tls_server
+    channel = channel_for(controller, security="tls", ca_file=str(certificate[0]))
+    channel.send(NEWSLETTER, "dlv-tls")
+    channel.close()
+    assert len(handler.received) == 1
 
 
 def test_untrusted_certificate_is_permanent_and_explained(

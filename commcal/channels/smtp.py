@@ -197,11 +197,12 @@ class SmtpChannel(Channel):
                     ) from None
         try:
             code, reply = smtp.data(data)
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
             self._discard()
             # After the body went out the server may or may not have queued it.
+            what = "timed out" if _timed_out(exc) else "closed the connection"
             raise TransientError(
-                "the SMTP server closed the connection while the message was being sent "
+                f"the SMTP server {what} while the message was being sent "
                 "(it may have been delivered)"
             ) from None
         if code != 250:
@@ -231,7 +232,11 @@ class SmtpChannel(Channel):
                 raise _Dropped
             if code not in (250, 251):
                 self._refused(smtp, code, reply)
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as exc:
+            if _timed_out(exc):
+                # A slow server, not a closed one: reconnecting would only wait twice as long.
+                self._discard()
+                raise self._timeout() from None
             raise _Dropped from None
 
     def _refused(self, smtp: smtplib.SMTP, code: int, reply: bytes) -> None:
@@ -349,6 +354,9 @@ class SmtpChannel(Channel):
             )
         return parsed
 
+    def _timeout(self) -> TransientError:
+        return TransientError(f"timed out talking to the SMTP server {self.value('host')}")
+
     def _config(self, text: str) -> ConfigError:
         return ConfigError(f"channel {self.name!r} (smtp): {text}")
 
@@ -379,13 +387,18 @@ class SmtpChannel(Channel):
                 "for a private relay set `ca_file` to its certificate authority"
             )
         if isinstance(exc, TimeoutError):
-            return TransientError(f"timed out talking to the SMTP server {self.value('host')}")
+            return self._timeout()
         if isinstance(exc, OSError):
             reason = exc.strerror or type(exc).__name__
             return TransientError(
                 f"could not talk to the SMTP server {self.value('host')}: {reason}"
             )
         return PermanentError(f"SMTP failed: {type(exc).__name__}")
+
+
+def _timed_out(exc: smtplib.SMTPServerDisconnected) -> bool:
+    """smtplib reports a read timeout as a disconnection; the timeout is its context."""
+    return isinstance(exc.__context__, TimeoutError)
 
 
 def message_id(idempotency_key: str, domain: str) -> str:
