@@ -1,0 +1,176 @@
+"""Matrix: an `m.room.message` event in one room.
+
+API: https://spec.matrix.org/v1.13/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.channels.text import utf8_bytes
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+MSGTYPES = ("m.text", "m.notice")
+
+
+class MatrixChannel(Channel):
+    type_name = "matrix"
+    description = "A message in a Matrix room"
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "homeserver": Setting(
+            "the homeserver's client API, e.g. https://matrix.org", required=True
+        ),
+        "access_token": Setting(
+            "an access token of the account that posts", required=True, private=True
+        ),
+        "room_id": Setting("the room's id, e.g. !abcdef:matrix.org (not an #alias)", required=True),
+        "msgtype": Setting("m.text, or m.notice for bot-style messages", default="m.text"),
+    }
+    # A whole event may be at most 65,536 bytes of canonical JSON
+    # (https://spec.matrix.org/v1.13/client-server-api/#size-limits); the homeserver adds
+    # signatures, hashes and ids, so the content is kept under 60,000 bytes.
+    max_length = 60_000
+    length_unit = "bytes (UTF-8)"
+    # The homeserver answers a repeated transaction id with the first event's id and posts
+    # nothing new (https://spec.matrix.org/v1.13/client-server-api/#transaction-identifiers).
+    # Transaction ids are scoped to the access token's device: a new token forgets them.
+    idempotent = True
+
+    def configure(self) -> None:
+        _check_url(self, "homeserver")
+        room = self.options["room_id"]
+        if isinstance(room, str) and not room.startswith("!"):
+            raise ConfigError(
+                f"channel {self.name!r} (matrix): room_id must be a room id starting with '!' "
+                f"(Room settings > Advanced), not {room!r}"
+            )
+        if self.options["msgtype"] not in MSGTYPES:
+            raise ConfigError(f"channel {self.name!r} (matrix): msgtype must be m.text or m.notice")
+
+    def measure(self, text: str) -> int:
+        return utf8_bytes(text)
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        # Sized as canonical JSON is: UTF-8, no spaces between tokens.
+        size = utf8_bytes(
+            json.dumps(self._content(message), ensure_ascii=False, separators=(",", ":"))
+        )
+        if size > self.max_length and utf8_bytes(message.text) <= self.max_length:
+            problems.append(
+                f"the event content (text, HTML and JSON quoting) is {size} bytes, over "
+                f"matrix's limit of "
+                f"{self.max_length} by {size - self.max_length}"
+            )
+        if message.media:
+            problems.append("the matrix adapter sends text only, not media")
+        return problems
+
+    def _content(self, message: Message) -> dict[str, Any]:
+        # https://spec.matrix.org/v1.13/client-server-api/#mtext
+        content: dict[str, Any] = {"msgtype": self.options["msgtype"], "body": message.text}
+        if message.html:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = message.html
+        return content
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        url = str(self.value("homeserver")).rstrip("/") + path
+        headers = {"Authorization": f"Bearer {self.secret('access_token')}"}
+        try:
+            return httpkit.request(
+                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
+            )
+        except SendError as exc:
+            if not seen:
+                raise
+            failure = exc
+        # Matrix errors are {"errcode": "M_...", "error": "..."}; M_LIMIT_EXCEEDED carries
+        # retry_after_ms (https://spec.matrix.org/v1.13/client-server-api/#rate-limiting).
+        body = _body(seen[-1])
+        errcode, reason = str(body.get("errcode") or ""), str(body.get("error") or "")
+        text = (
+            f"HTTP {seen[-1].status_code}: {errcode} {reason}".strip() if errcode else str(failure)
+        )
+        text = self.redact(text)
+        if isinstance(failure, TransientError):
+            retry_after = failure.retry_after
+            if retry_after is None and isinstance(body.get("retry_after_ms"), int):
+                retry_after = body["retry_after_ms"] / 1000
+            raise TransientError(text, retry_after) from None
+        raise PermanentError(text) from None
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        room = str(self.value("room_id"))
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/m.room.message/"
+            f"{quote(idempotency_key, safe='')}"
+        )
+        event = _body(self._call("PUT", path, json=self._content(message)))
+        event_id = event.get("event_id")
+        if not isinstance(event_id, str):
+            raise PermanentError("the homeserver answered without an event_id")
+        return Receipt(remote_id=event_id, url=event_link(room, event_id))
+
+    def verify(self) -> str:
+        who = _body(self._call("GET", "/_matrix/client/v3/account/whoami"))
+        user = who.get("user_id", "?")
+        joined = _body(self._call("GET", "/_matrix/client/v3/joined_rooms")).get("joined_rooms", [])
+        room = str(self.value("room_id"))
+        if room not in joined:
+            raise PermanentError(f"{user} has not joined {room}: invite the account first")
+        return f"token works for {user}, a member of {room}"
+
+
+def event_link(room_id: str, event_id: str) -> str:
+    """A matrix.to permalink (https://spec.matrix.org/v1.13/appendices/#matrixto-navigation)."""
+    link = f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(event_id, safe='$:')}"
+    server = room_id.split(":", 1)[1] if ":" in room_id else ""
+    return link + (f"?via={quote(server, safe='')}" if server else "")
+
+
+def _body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _check_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )
