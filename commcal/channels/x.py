@@ -1,0 +1,180 @@
+"""X (Twitter): a post, optionally with a poll, through API v2.
+
+API: https://docs.x.com/x-api/posts/create-post (POST /2/tweets).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    Setting,
+    TransientError,
+)
+from commcal.channels.text import x_length
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+
+class XChannel(Channel):
+    type_name = "x"
+    description = "A post on X (Twitter) through API v2"
+    settings_schema: ClassVar[Mapping[str, Setting]] = {
+        "token": Setting(
+            "an OAuth 2.0 user-context access token with tweet.write, tweet.read and users.read",
+            required=True,
+            private=True,
+        ),
+        "api_url": Setting("the API server", default="https://api.x.com"),
+    }
+    # 280 weighted characters: URLs 23, CJK and emoji 2
+    # (https://docs.x.com/resources/fundamentals/counting-characters).
+    max_length = 280
+    length_unit = "weighted characters (URLs 23, CJK and emoji 2)"
+    # POST /2/tweets takes no idempotency key. (X refuses identical text from the same account
+    # with 403 "duplicate content", but that answer names no post, so it proves nothing.)
+    idempotent = False
+    # Poll: 2-4 options of 1-25 characters, open 5-10,080 minutes
+    # (https://docs.x.com/x-api/posts/create-post, body field poll).
+    poll_min_options = 2
+    poll_max_options = 4
+    poll_option_max = 25
+    poll_minutes = (5, 10_080)
+
+    def configure(self) -> None:
+        _check_url(self, "api_url")
+
+    def measure(self, text: str) -> int:
+        return x_length(text)
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        poll = message.options.get("poll")
+        if poll:
+            problems.extend(self._poll_problems(poll))
+        if message.media:
+            problems.append("the x adapter posts text and polls only, not media")
+        return problems
+
+    def _poll_problems(self, poll: Any) -> list[str]:
+        if not isinstance(poll, Mapping):
+            return ["poll must be a mapping with question, options and duration_seconds"]
+        problems = []
+        choices = [str(choice) for choice in poll.get("options") or []]
+        if not self.poll_min_options <= len(choices) <= self.poll_max_options:
+            problems.append(
+                f"a poll needs {self.poll_min_options} to {self.poll_max_options} options, "
+                f"not {len(choices)}"
+            )
+        for choice in choices:
+            if not 1 <= len(choice) <= self.poll_option_max:
+                problems.append(
+                    f"poll option {choice!r} needs 1 to {self.poll_option_max} characters"
+                )
+        low, high = self.poll_minutes
+        minutes = _minutes(poll)
+        if not low <= minutes <= high:
+            problems.append(f"an x poll stays open 5 minutes to 7 days, not {minutes} minutes")
+        return problems
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        url = str(self.value("api_url")).rstrip("/") + path
+        headers = {"Authorization": f"Bearer {self.secret('token')}"}
+        try:
+            return httpkit.request(
+                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
+            )
+        except SendError as exc:
+            if not seen:
+                raise
+            failure = exc
+        response = seen[-1]
+        text = self.redact(_problem_text(response) or str(failure))
+        if isinstance(failure, TransientError):
+            retry_after = failure.retry_after
+            # X says when a rate-limit window resets in x-rate-limit-reset (epoch seconds)
+            # (https://docs.x.com/x-api/fundamentals/rate-limits).
+            reset = response.headers.get("x-rate-limit-reset", "")
+            if retry_after is None and reset.isdigit():
+                retry_after = max(0.0, int(reset) - time.time())
+            raise TransientError(text, retry_after) from None
+        raise PermanentError(text) from None
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        body: dict[str, Any] = {"text": message.text}
+        poll = message.options.get("poll")
+        if poll:
+            body["poll"] = {
+                "options": [str(choice) for choice in poll.get("options", [])],
+                "duration_minutes": _minutes(poll),
+            }
+        answer = _body(self._call("POST", "/2/tweets", json=body))
+        data = answer.get("data")
+        if not isinstance(data, dict) or "id" not in data:
+            raise PermanentError("x answered without a post id")
+        post_id = str(data["id"])
+        return Receipt(remote_id=post_id, url=f"https://x.com/i/web/status/{post_id}")
+
+    def verify(self) -> str:
+        me = _body(self._call("GET", "/2/users/me")).get("data") or {}
+        return f"token works for @{me.get('username', '?')}"
+
+
+def _minutes(poll: Mapping[str, Any]) -> int:
+    """Poll duration in whole minutes; a day when none is given (as X's own app defaults)."""
+    seconds = poll.get("duration_seconds")
+    return 1440 if seconds is None else int(seconds) // 60
+
+
+def _problem_text(response: requests.Response) -> str:
+    """X errors are RFC 7807-style problems: {"title", "detail", "type", "errors": [...]}."""
+    body = _body(response)
+    parts = [str(body[key]) for key in ("title", "detail") if isinstance(body.get(key), str)]
+    for error in body.get("errors") or []:
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            parts.append(error["message"])
+    if not parts:
+        return ""
+    return f"HTTP {response.status_code}: " + " ".join(" — ".join(parts).split())[:300]
+
+
+def _body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _check_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )
