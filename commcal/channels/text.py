@@ -83,20 +83,65 @@ def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+# Mastodon widens twitter-text's URL path and query rules (config/initializers/twitter_regex.rb):
+# a path runs over anything but white space and `<>()?` (balanced parentheses allowed) and may
+# not end in one of these; a query may hold any non-ASCII character.
+_MASTO_PATH_STOP = set("<>()?")
+_MASTO_PATH_BAD_END = set("()?!*\"'「」<>;:=,.$%[]~&|@")
+_MASTO_QUERY = set(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!?*'();:&=+$/%#[]-_.,~|@^"
+)
+_MASTO_QUERY_END = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_&=#/-")
+
+
+def _masto_url_end(text: str, position: int) -> int:
+    """Where a Mastodon URL whose host ends at `position` ends: its path, then its query."""
+    if position < len(text) and text[position] == "/":
+        end = scan = position + 1
+        depth = 0
+        while scan < len(text) and not text[scan].isspace():
+            char = text[scan]
+            if char == "(" and depth < 2:
+                depth += 1
+            elif char == ")" and depth > 0:
+                depth -= 1
+            elif char in _MASTO_PATH_STOP:
+                break
+            scan += 1
+            # A path may end here if the last character may end one and no "(" is open.
+            if depth == 0 and (char == ")" or char not in _MASTO_PATH_BAD_END):
+                end = scan
+        position = end
+    if position < len(text) and text[position] == "?":
+        end = position
+        scan = position + 1
+        while scan < len(text) and (text[scan] in _MASTO_QUERY or ord(text[scan]) >= 0xA0):
+            if text[scan] in _MASTO_QUERY_END or ord(text[scan]) >= 0xA0:
+                end = scan + 1
+            scan += 1
+        position = end
+    return position
+
+
 def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     """Mastodon's count: grapheme clusters, each http(s) URL as `url_length`, `@u@dom` as `@u`.
 
     Mirrors StatusLengthValidator#countable_text (mastodon/mastodon
     app/validators/status_length_validator.rb): URLs are found by twitter-text's extractor
-    with `extract_url_without_protocol: false`, so a bare `example.org` counts in full, and the
-    rewritten text is measured with `grapheme_length`. Spoiler text is added by the caller.
+    with `extract_url_without_protocol: false` (so a bare `example.org` counts in full) and
+    Mastodon's wider path rules, and the rewritten text is measured with `grapheme_length`.
+    Spoiler text is added by the caller. Mastodon's rarer schemes (gemini://, dat:// ...) count
+    in full here.
     """
-    from twitter_text import extract_urls_with_indices
+    from twitter_text.regexp.extract_url import extract_url
 
     entities: list[tuple[int, int, str]] = []
-    for found in extract_urls_with_indices(text, extract_urls_without_protocol=False):
-        start, end = found["indices"]
-        entities.append((start, end, "x" * url_length))
+    for found in extract_url.finditer(text):
+        protocol = found.group(4)
+        if not protocol:
+            continue
+        host_end = found.end(6) if found.group(6) else found.end(5)
+        entities.append((found.start(3), _masto_url_end(text, host_end), "x" * url_length))
     for match in _patterns()["masto_mention"].finditer(text):
         entities.append((match.start(), match.end(), "@" + match.group(1)))
     # Extractor.remove_overlapping_entities: sorted by start, a later overlapping one is dropped.

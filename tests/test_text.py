@@ -1,0 +1,172 @@
+"""Lengths counted each network's way, and Bluesky facets with exact UTF-8 offsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from commcal.channels.text import (
+    bluesky_facets,
+    graphemes,
+    mastodon_length,
+    utf8_bytes,
+    utf16_units,
+    x_length,
+)
+
+FAMILY = "👨‍👩‍👧‍👦"  # man, ZWJ, woman, ZWJ, girl, ZWJ, boy
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("Καλημέρα", 8),
+        ("Habari za asubuhi", 17),
+        ("👋🏽", 1),  # waving hand + skin tone modifier
+        ("👍🏿👍🏻", 2),
+        ("🇬🇷🇰🇪", 2),  # two flags, each a pair of regional indicators
+        (FAMILY, 1),
+        ("e\u0301", 1),  # e + combining acute accent
+        ("ά", 1),
+        ("", 0),
+    ],
+)
+def test_graphemes(text: str, count: int) -> None:
+    assert graphemes(text) == count
+
+
+def test_byte_and_utf16_counts() -> None:
+    assert utf8_bytes("Καλημέρα") == 16
+    assert utf8_bytes(FAMILY) == 25
+    assert utf16_units(FAMILY) == 11
+    assert utf16_units("😀a") == 3
+
+
+def test_mastodon_length_counts_urls_as_23_and_remote_mentions_as_local() -> None:
+    assert mastodon_length("https://example.org/" + "x" * 100) == 23
+    assert mastodon_length("hi @alice@mastodon.social") == len("hi @alice")
+    assert mastodon_length("hi @alice") == 9
+    # A bare domain has no protocol: Mastodon counts it in full.
+    assert mastodon_length("example.org/abc") == 15
+    assert (
+        mastodon_length(f"Καλημέρα {FAMILY} 🇬🇷 https://example.org/δρόμος")
+        == 8 + 1 + 1 + 1 + 1 + 1 + 23
+    )
+
+
+def test_x_length_weights() -> None:
+    assert x_length("hello") == 5
+    assert x_length("日本語") == 6
+    assert x_length("https://example.org/" + "a" * 100) == 23
+    assert x_length("Καλημέρα") == 8  # Greek is in the weight-1 ranges
+    assert x_length(FAMILY) == 2  # one emoji counts 2
+
+
+def sliced(text: str, facet: dict[str, Any]) -> str:
+    index = facet["index"]
+    return text.encode("utf-8")[index["byteStart"] : index["byteEnd"]].decode("utf-8")
+
+
+def test_link_offsets_after_greek_and_emoji() -> None:
+    text = f"Γεια σου κόσμε {FAMILY}🇬🇷 δες https://example.org/path?q=1, τώρα!"
+    facets = bluesky_facets(text)
+    assert len(facets) == 1
+    assert facets[0]["features"] == [
+        {"$type": "app.bsky.richtext.facet#link", "uri": "https://example.org/path?q=1"}
+    ]
+    assert sliced(text, facets[0]) == "https://example.org/path?q=1"
+    prefix = f"Γεια σου κόσμε {FAMILY}🇬🇷 δες "
+    assert facets[0]["index"]["byteStart"] == len(prefix.encode("utf-8"))
+
+
+def test_bare_domain_gets_https_and_unknown_tld_is_skipped() -> None:
+    text = "Δείτε example.org/εκδηλώσεις. Όχι report.txt ή e.g. αυτό"
+    facets = bluesky_facets(text)
+    assert [f["features"][0]["uri"] for f in facets] == ["https://example.org/εκδηλώσεις"]
+    assert sliced(text, facets[0]) == "example.org/εκδηλώσεις"
+
+
+def test_trailing_punctuation_and_parentheses() -> None:
+    text = "(see https://example.org/a) and https://en.wikipedia.org/wiki/Mars_(planet)!"
+    uris = [f["features"][0]["uri"] for f in bluesky_facets(text)]
+    assert uris == ["https://example.org/a", "https://en.wikipedia.org/wiki/Mars_(planet)"]
+
+
+def test_hashtags() -> None:
+    text = f"{FAMILY} #Αθήνα! #2025 #Kenya2025, #a_b-c ＃全角 #️⃣ mid#tag #" + "x" * 65
+    facets = bluesky_facets(text)
+    tags = [f["features"][0]["tag"] for f in facets]
+    assert tags == ["Αθήνα", "Kenya2025", "a_b-c", "全角"]
+    for facet, tag in zip(facets, tags, strict=True):
+        assert sliced(text, facet) in (f"#{tag}", f"＃{tag}")
+        assert facet["features"][0]["$type"] == "app.bsky.richtext.facet#tag"
+
+
+def test_tag_limit_is_64_graphemes() -> None:
+    assert bluesky_facets("#" + "α" * 64)[0]["features"][0]["tag"] == "α" * 64
+    assert bluesky_facets("#" + "α" * 65) == []
+    # 64 emoji with skin tones: 64 graphemes, 512 bytes, within the lexicon's limits.
+    assert len(bluesky_facets("#a" + "👋🏽" * 63)) == 1
+
+
+def test_mentions_need_a_resolver() -> None:
+    text = "Καλημέρα @alice.bsky.social και @bob.example.txt"
+    assert bluesky_facets(text) == []
+    facets = bluesky_facets(text, resolve_handle=lambda handle: f"did:plc:{handle[:5]}")
+    assert len(facets) == 1
+    assert sliced(text, facets[0]) == "@alice.bsky.social"
+    assert facets[0]["features"] == [
+        {"$type": "app.bsky.richtext.facet#mention", "did": "did:plc:alice"}
+    ]
+    assert bluesky_facets(text, resolve_handle=lambda handle: None) == []
+
+
+WORDS = st.sampled_from(
+    [
+        "Καλημέρα",
+        "κόσμε,",
+        "Habari",
+        "asubuhi.",
+        "日本語",
+        "👋🏽",
+        "🇬🇷",
+        FAMILY,
+        "e\u0301",
+        "(",
+        ")",
+        "!",
+        "#",
+        "#tag",
+        "#Αθήνα!",
+        "#2025",
+        "＃全角",
+        "@alice.bsky.social",
+        "example.org",
+        "example.org/δρόμος.",
+        "https://example.org",
+        "https://example.org/a_(b)",
+        "(https://example.org/x)",
+        "http://εε.gr/?q=ά&b=1;",
+    ]
+)
+SEPARATORS = st.sampled_from([" ", "  ", "\n", "\u3000", "\u00a0", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(WORDS, SEPARATORS), max_size=25), st.text(max_size=20))
+def test_every_facet_slices_to_its_feature(parts: list[tuple[str, str]], noise: str) -> None:
+    text = "".join(word + sep for word, sep in parts) + noise
+    for facet in bluesky_facets(text, resolve_handle=lambda handle: "did:plc:x"):
+        piece = sliced(text, facet)  # raises if an offset splits a character
+        feature = facet["features"][0]
+        kind = feature["$type"]
+        if kind.endswith("#link"):
+            assert feature["uri"] in (piece, "https://" + piece)
+        elif kind.endswith("#tag"):
+            assert piece in ("#" + feature["tag"], "＃" + feature["tag"])
+            assert not feature["tag"].isdigit()
+        else:
+            assert piece.startswith("@") and "." in piece
