@@ -173,6 +173,8 @@ def test_timeout_never_shows_token(httpserver: HTTPServer) -> None:
         tg.send(message(), "k")
     assert TOKEN not in everything_said(caught.value)
     assert caught.value.__cause__ is None and caught.value.__context__ is None
+    # A read timeout may have delivered the message; the rebuilt error keeps saying so.
+    assert getattr(caught.value, "maybe_sent", True) is True
 
 
 def test_connection_refused_never_shows_token() -> None:

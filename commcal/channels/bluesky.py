@@ -188,8 +188,11 @@ class BlueskyChannel(Channel):
             reset = response.headers.get("ratelimit-reset", "")
             if retry_after is None and reset.isdigit():
                 retry_after = max(0.0, int(reset) - time.time())
-            raise XrpcTransientError(text, retry_after, status=response.status_code, name=name)
-        raise XrpcPermanentError(text, status=response.status_code, name=name)
+            raise _carry(
+                XrpcTransientError(text, retry_after, status=response.status_code, name=name),
+                failure,
+            )
+        raise _carry(XrpcPermanentError(text, status=response.status_code, name=name), failure)
 
     def _login(self) -> dict[str, Any]:
         if self._session is None:
@@ -377,6 +380,13 @@ def _meta(page: str, name: str) -> str:
 def _html_title(page: str) -> str:
     found = re.search(r"<title[^>]*>(.*?)</title>", page, flags=re.IGNORECASE | re.S)
     return " ".join(html.unescape(found.group(1)).split()) if found else ""
+
+
+def _carry(new: SendError, old: SendError) -> SendError:
+    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
+    for key, value in vars(old).items():
+        vars(new).setdefault(key, value)
+    return new
 
 
 def _check_url(channel: Channel, key: str) -> None:

@@ -118,8 +118,8 @@ class MatrixChannel(Channel):
             retry_after = failure.retry_after
             if retry_after is None and isinstance(body.get("retry_after_ms"), int):
                 retry_after = body["retry_after_ms"] / 1000
-            raise TransientError(text, retry_after) from None
-        raise PermanentError(text) from None
+            raise _carry(TransientError(text, retry_after), failure) from None
+        raise _carry(PermanentError(text), failure) from None
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         room = str(self.value("room_id"))
@@ -156,6 +156,13 @@ def _body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _carry(new: SendError, old: SendError) -> SendError:
+    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
+    for key, value in vars(old).items():
+        vars(new).setdefault(key, value)
+    return new
 
 
 def _check_url(channel: Channel, key: str) -> None:

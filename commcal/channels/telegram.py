@@ -179,7 +179,7 @@ class TelegramChannel(Channel):
         host = urlsplit(str(self.value("api_url"))).netloc
         if response is None:
             text = str(failure)
-            return type(failure)(self.redact(text))
+            return _carry(type(failure)(self.redact(text)), failure)
         body = _body(response)
         code = body.get("error_code", response.status_code)
         description = str(body.get("description") or "").strip()
@@ -194,8 +194,9 @@ class TelegramChannel(Channel):
             retry_after = parameters.get("retry_after")
             if retry_after is None and isinstance(failure, TransientError):
                 retry_after = failure.retry_after
-            return TransientError(text, float(retry_after) if retry_after is not None else None)
-        return PermanentError(text)
+            seconds = float(retry_after) if retry_after is not None else None
+            return _carry(TransientError(text, seconds), failure)
+        return _carry(PermanentError(text), failure)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
@@ -250,6 +251,13 @@ def _body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _carry(new: SendError, old: SendError) -> SendError:
+    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
+    for key, value in vars(old).items():
+        vars(new).setdefault(key, value)
+    return new
 
 
 def _check_url(channel: Channel, key: str) -> None:

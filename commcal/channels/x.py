@@ -113,8 +113,8 @@ class XChannel(Channel):
             reset = response.headers.get("x-rate-limit-reset", "")
             if retry_after is None and reset.isdigit():
                 retry_after = max(0.0, int(reset) - time.time())
-            raise TransientError(text, retry_after) from None
-        raise PermanentError(text) from None
+            raise _carry(TransientError(text, retry_after), failure) from None
+        raise _carry(PermanentError(text), failure) from None
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
@@ -160,6 +160,13 @@ def _body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _carry(new: SendError, old: SendError) -> SendError:
+    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
+    for key, value in vars(old).items():
+        vars(new).setdefault(key, value)
+    return new
 
 
 def _check_url(channel: Channel, key: str) -> None:
