@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -33,7 +33,7 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     markdown = "markdown"
@@ -54,11 +54,21 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    project: Annotated[str | None, typer.Option(
-        "-C", "--project", help="Project folder (default: nearest commcal.yaml above here; "
-        "env COMMCAL_PROJECT).", metavar="DIR")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "-C",
+            "--project",
+            help="Project folder (default: nearest commcal.yaml above here; env COMMCAL_PROJECT).",
+            metavar="DIR",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Publish a content calendar kept as YAML in git: on time, exactly once."""
     STATE.project_dir = project
@@ -108,15 +118,22 @@ def _stop_on_errors(project: Project) -> None:
         raise typer.Exit(2 if project.config_errors else 1)
 
 
-def _window(now: datetime, days: int | None, start: str | None, end: str | None,
-            next_week: bool, tz_name: str) -> tuple[datetime, datetime]:
+def _window(
+    now: datetime,
+    days: int | None,
+    start: str | None,
+    end: str | None,
+    next_week: bool,
+    tz_name: str,
+) -> tuple[datetime, datetime]:
     from commcal.timeutil import parse_datetime, to_utc, zone
 
     tz = zone(tz_name)
     if next_week:
         local = now.astimezone(tz).replace(tzinfo=None)
-        monday = (local - timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0,
-                                                                   microsecond=0)
+        monday = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         first = to_utc(monday + timedelta(days=7), tz)
         return first, to_utc(monday + timedelta(days=14), tz)
 
@@ -139,15 +156,20 @@ def _window(now: datetime, days: int | None, start: str | None, end: str | None,
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-NowOption = Annotated[str | None, typer.Option(
-    "--now", help="Pretend it is this instant (ISO 8601, UTC unless an offset is given).")]
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now", help="Pretend it is this instant (ISO 8601, UTC unless an offset is given)."
+    ),
+]
 
 
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
-    force: Annotated[bool, typer.Option(help="Write files even if the folder is not empty.")] =
-    False,
+    force: Annotated[
+        bool, typer.Option(help="Write files even if the folder is not empty.")
+    ] = False,
 ) -> None:
     """Create a new project with a calendar, a template and a console channel.
 
@@ -167,8 +189,9 @@ def init(
 
 @app.command()
 def validate(
-    days: Annotated[int, typer.Option(help="Render and check deliveries this many days ahead.")]
-    = 30,
+    days: Annotated[
+        int, typer.Option(help="Render and check deliveries this many days ahead.")
+    ] = 30,
     now: NowOption = None,
     format: FormatOption = Format.table,
 ) -> None:
@@ -184,8 +207,9 @@ def validate(
 
     project = _load()
     start = _now(now)
-    planned = [] if project.config_errors else planning.plan(project, start,
-                                                               start + timedelta(days=days))
+    planned = (
+        [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
+    )
     problems = sorted_problems([*project.problems, *planning.problems_of(planned)])
     view.show(problems, format.value, checked=len(planned), calendars=len(project.calendars))
     errors = [p for p in problems if p.severity == "error"]
@@ -196,18 +220,19 @@ def validate(
 @app.command()
 def plan(
     days: Annotated[int | None, typer.Option(help="How many days ahead (default 7).")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="Start date (calendar zone).")] =
-    None,
+    start: Annotated[str | None, typer.Option("--from", help="Start date (calendar zone).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="End date, inclusive.")] = None,
-    next_week: Annotated[bool, typer.Option("--next-week", help="Monday to Sunday of next "
-                                                                "week.")] = False,
-    calendar: Annotated[list[str] | None, typer.Option(help="Only this calendar (repeatable).")]
-    = None,
-    channel: Annotated[list[str] | None, typer.Option(help="Only this channel (repeatable).")]
-    = None,
+    next_week: Annotated[
+        bool, typer.Option("--next-week", help="Monday to Sunday of next week.")
+    ] = False,
+    calendar: Annotated[
+        list[str] | None, typer.Option(help="Only this calendar (repeatable).")
+    ] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option(help="Only this channel (repeatable).")
+    ] = None,
     kind: Annotated[list[str] | None, typer.Option(help="Only this kind (repeatable).")] = None,
-    item: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] =
-    None,
+    item: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] = None,
     now: NowOption = None,
     format: FormatOption = Format.table,
 ) -> None:
@@ -231,8 +256,9 @@ def plan(
 @app.command()
 def preview(
     item: Annotated[str, typer.Argument(help="Item id (or calendar/id).")],
-    at: Annotated[str | None, typer.Option(help="Show the occurrence at or after this time.")]
-    = None,
+    at: Annotated[
+        str | None, typer.Option(help="Show the occurrence at or after this time.")
+    ] = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
     now: NowOption = None,
     format: FormatOption = Format.table,
@@ -259,8 +285,11 @@ def preview(
         raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
     planned = planning.next_occurrence(project, found, start, channel)
     if not planned:
-        raise fail(f"item {item!r} has no occurrence after {start:%Y-%m-%d %H:%M} UTC"
-                   + (f" on channel {channel!r}" if channel else ""), 1)
+        raise fail(
+            f"item {item!r} has no occurrence after {start:%Y-%m-%d %H:%M} UTC"
+            + (f" on channel {channel!r}" if channel else ""),
+            1,
+        )
     view.show_messages(planned, format.value)
     if not all(p.ok for p in planned):
         raise typer.Exit(1)
@@ -272,3 +301,269 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+StateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state", help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE)."
+    ),
+]
+
+
+def _ledger(project: Project, state: str | None) -> Any:
+    from commcal.errors import CommcalError
+    from commcal.ledger import open_ledger
+    from commcal.publish import state_url
+
+    try:
+        return open_ledger(state_url(project, state), project_dir=project.root)
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+
+
+@app.command()
+def publish(
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Render and check what is due; send and record nothing."),
+    ] = False,
+    only: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option(help="Only this channel (repeatable).")
+    ] = None,
+    now: NowOption = None,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Send every delivery that is due, exactly once, and record what happened.
+
+    Run it from cron every minute. Exit 0 when all went out, 1 when any delivery failed or is
+    unknown, 2 on configuration errors.
+
+    Example: commcal publish --dry-run --now 2026-12-07T07:00:00Z
+    """
+    import signal
+    import threading
+
+    from commcal import publish as publishing
+    from commcal.errors import CommcalError
+    from commcal.plan import Filters
+    from commcal.views import publish as view
+
+    project = _load()
+    _stop_on_errors(project)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    progress = view.Progress(format.value)
+    try:
+        report = publishing.publish(
+            project,
+            now=_now(now),
+            state=state,
+            dry_run=dry_run,
+            filters=Filters(channels=channel or (), items=only or ()),
+            on_outcome=progress.outcome,
+            stop=stop,
+        )
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    finally:
+        progress.close()
+    view.show(report, format.value)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    state_filter: Annotated[
+        list[str] | None,
+        typer.Option("--only-state", help="Only deliveries in this state (repeatable)."),
+    ] = None,
+    calendar: Annotated[str | None, typer.Option(help="Only this calendar.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    item: Annotated[str | None, typer.Option(help="Only this item id.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    workers: Annotated[
+        bool, typer.Option("--workers", help="Show publishing processes and what each holds.")
+    ] = False,
+    delivery: Annotated[
+        str | None, typer.Argument(help="One delivery id (or a prefix): show its history.")
+    ] = None,
+    now: NowOption = None,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show recent deliveries and their states, one delivery's history, or the workers.
+
+    Example: commcal status --only-state failed --only-state unknown
+    """
+    from commcal.ledger import State
+    from commcal.views import status as view
+
+    project = _load()
+    with _ledger(project, state) as ledger:
+        if workers:
+            view.show_workers(ledger.workers(_now(now)), format.value)
+            return
+        if delivery:
+            record = _one(ledger, delivery)
+            view.show_history(record, ledger.attempts(record.id), format.value)
+            return
+        try:
+            states = [State(s) for s in state_filter or []]
+        except ValueError:
+            raise fail(
+                f"--only-state must be one of: {', '.join(s.value for s in State)}"
+            ) from None
+        records = ledger.records(
+            states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
+        )
+        counts = ledger.counts(calendar=calendar, item=item, channel=channel)
+        view.show_records(records, counts, format.value)
+
+
+def _one(ledger: Any, prefix: str) -> Any:
+    if len(prefix) < 6:
+        raise fail("give at least 6 characters of the delivery id")
+    found = ledger.find(prefix)
+    if not found:
+        raise fail(f"no delivery {prefix!r} in the ledger (see `commcal status`)", 1)
+    if len(found) > 1:
+        raise fail(f"{prefix!r} matches {len(found)} deliveries; give more characters", 2)
+    return found[0]
+
+
+@app.command()
+def retry(
+    delivery: Annotated[str | None, typer.Argument(help="Delivery id (or a prefix).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed delivery.")] = False,
+    now: NowOption = None,
+    state: StateOption = None,
+) -> None:
+    """Put failed deliveries back in the queue; the next `commcal publish` sends them.
+
+    Example: commcal retry --failed
+    """
+    from commcal.ledger import State
+
+    if not delivery and not failed:
+        raise fail("name a delivery id, or pass --failed")
+    project = _load()
+    when = _now(now)
+    with _ledger(project, state) as ledger:
+        targets = (
+            ledger.records(states=[State.FAILED]) if failed else [_one(ledger, delivery or "")]
+        )
+        done = 0
+        for record in targets:
+            if ledger.retry(record.id, when):
+                done += 1
+                typer.echo(
+                    f"{record.id} {record.calendar}/{record.item} on {record.channel}: queued again"
+                )
+            else:
+                typer.echo(f"{record.id}: is {record.state}, not failed; left alone", err=True)
+        typer.echo(f"{done} deliver{'y' if done == 1 else 'ies'} queued for the next publish")
+        if not failed and done == 0:
+            raise typer.Exit(1)
+
+
+@app.command()
+def resolve(
+    delivery: Annotated[str, typer.Argument(help="Delivery id (or a prefix) in state unknown.")],
+    sent: Annotated[
+        str | None, typer.Option("--sent", help="It did go out: its URL.", metavar="URL")
+    ] = None,
+    not_sent: Annotated[
+        bool,
+        typer.Option("--not-sent", help="It did not go out: send it again at the next publish."),
+    ] = False,
+    now: NowOption = None,
+    state: StateOption = None,
+) -> None:
+    """Settle a delivery whose send was interrupted (state unknown), after checking the channel.
+
+    Example: commcal resolve 3f9a1c --sent https://mastodon.example/@us/1234
+    """
+    if (sent is None) == (not not_sent):
+        raise fail("give exactly one of --sent URL or --not-sent")
+    project = _load()
+    with _ledger(project, state) as ledger:
+        record = _one(ledger, delivery)
+        if not ledger.resolve(record.id, sent_url=sent, now=_now(now)):
+            raise fail(f"{record.id} is {record.state}, not unknown; nothing changed", 1)
+        typer.echo(
+            f"{record.id}: "
+            + ("recorded as sent" if sent else "queued to be sent at the next publish")
+        )
+
+
+channels_app = typer.Typer(
+    help="List configured channels, or test their credentials.\n\n"
+    "Example: commcal channels test mastodon",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(channels_app, name="channels")
+
+
+@channels_app.callback(invoke_without_command=True)
+def channels_list(
+    ctx: typer.Context,
+    format: FormatOption = Format.table,
+) -> None:
+    """List configured channels: type, settings (secrets masked) and whether each secret is set.
+
+    Example: commcal channels --format json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from commcal.views import status as view
+
+    project = _load()
+    _print_problems(project.config_errors)
+    view.show_channels(project, format.value)
+
+
+@channels_app.command("test")
+def channels_test(
+    name: Annotated[str, typer.Argument(help="Channel name from commcal.yaml.")],
+) -> None:
+    """Check a channel's credentials without posting anything.
+
+    Example: commcal channels test newsletter
+    """
+    from commcal.channels.base import SendError
+    from commcal.errors import CommcalError
+
+    project = _load()
+    adapter = project.channels.get(name)
+    if adapter is None:
+        _print_problems(project.config_errors)
+        raise fail(f"no usable channel {name!r} (see `commcal channels`)")
+    try:
+        result = adapter.verify()
+    except (SendError, CommcalError) as exc:
+        raise fail(f"{name}: {adapter.redact(str(exc))}", 1) from None
+    finally:
+        adapter.close()
+    typer.echo(f"{name}: ok ({result})")
+
+
+@channels_app.command("types")
+def channels_types() -> None:
+    """List the channel types installed (built-in and plugins).
+
+    Example: commcal channels types
+    """
+    from commcal.channels.registry import channel_class, channel_types
+
+    for type_name in channel_types():
+        cls = channel_class(type_name)
+        typer.echo(f"{type_name:10} {cls.description}")

@@ -55,13 +55,17 @@ class Filters:
         return (
             (not self.calendars or item.calendar in self.calendars)
             and (not self.kinds or item.kind in self.kinds)
-            and (not self.items or item.id in self.items
-                 or f"{item.calendar}/{item.id}" in self.items)
+            and (
+                not self.items
+                or item.id in self.items
+                or f"{item.calendar}/{item.id}" in self.items
+            )
         )
 
 
-def deliveries(project: Project, start: datetime, end: datetime,
-               filters: Filters = Filters()) -> list[Delivery]:
+def deliveries(
+    project: Project, start: datetime, end: datetime, filters: Filters = Filters()
+) -> list[Delivery]:
     """Every delivery due in [start, end), sorted by due time, calendar, item and channel."""
     found: list[Delivery] = []
     for calendar in project.calendars:
@@ -74,11 +78,15 @@ def deliveries(project: Project, start: datetime, end: datetime,
             for occurrence in occurrences(item, start, end):
                 for channel in channels:
                     adapter = project.channels.get(channel)
-                    found.append(Delivery(
-                        delivery_id(item.calendar, item.id, occurrence.when, channel),
-                        item, occurrence, channel,
-                        adapter.type_name if adapter else project.config.channels[channel].type,
-                    ))
+                    found.append(
+                        Delivery(
+                            delivery_id(item.calendar, item.id, occurrence.when, channel),
+                            item,
+                            occurrence,
+                            channel,
+                            adapter.type_name if adapter else project.config.channels[channel].type,
+                        )
+                    )
     found.sort(key=lambda d: (d.due, d.calendar, d.item.id, d.channel))
     return found
 
@@ -111,13 +119,16 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         ctx["event"] = {
             "at": starts,
             "duration": item.duration,
-            "ends_at": (extra["event_at"] + item.duration).astimezone(tz) if item.duration else None,
+            "ends_at": (extra["event_at"] + item.duration).astimezone(tz)
+            if item.duration
+            else None,
             "offset": extra["offset"],
             "until": -extra["offset"],
         }
     if item.kind == "contest":
-        ctx["contest"] = {k: extra[f"{k}_at"].astimezone(tz) for k in ("opens", "closes")
-                          if f"{k}_at" in extra}
+        ctx["contest"] = {
+            k: extra[f"{k}_at"].astimezone(tz) for k in ("opens", "closes") if f"{k}_at" in extra
+        }
     if item.poll is not None:
         ctx["poll"] = dict(item.poll)
     return ctx
@@ -128,8 +139,9 @@ def message_for(project: Project, delivery: Delivery) -> Message:
     item = delivery.item
     ctx = context(project, project.calendar(item.calendar), delivery)
     what = f"item {item.id!r} in {item.pos.path} (channel {delivery.channel})"
-    rendered = project.renderer.render(delivery.occurrence.template, delivery.channel_type,
-                                       item.locale, ctx, what=what)
+    rendered = project.renderer.render(
+        delivery.occurrence.template, delivery.channel_type, item.locale, ctx, what=what
+    )
     subject = rendered.subject or (item.title or None)
     options: dict[str, Any] = {}
     if item.poll is not None:
@@ -175,15 +187,19 @@ def check(project: Project, delivery: Delivery) -> Planned:
     if adapter is None:
         return Planned(delivery, message)
     problems = tuple(
-        Problem(item.pos, f"item {item.id!r} on {delivery.channel} at "
-                f"{delivery.local_due:%Y-%m-%d %H:%M}: {text}")
+        Problem(
+            item.pos,
+            f"item {item.id!r} on {delivery.channel} at "
+            f"{delivery.local_due:%Y-%m-%d %H:%M}: {text}",
+        )
         for text in adapter.check(message)
     )
     return Planned(delivery, message, adapter.measure(message.text), adapter.limit(), problems)
 
 
-def plan(project: Project, start: datetime, end: datetime,
-         filters: Filters = Filters()) -> list[Planned]:
+def plan(
+    project: Project, start: datetime, end: datetime, filters: Filters = Filters()
+) -> list[Planned]:
     return [check(project, d) for d in deliveries(project, start, end, filters)]
 
 
@@ -203,13 +219,15 @@ def find_item(project: Project, name: str) -> Item | None:
     return None
 
 
-def next_occurrence(project: Project, item: Item, start: datetime,
-                    channel: str | None = None) -> list[Planned]:
+def next_occurrence(
+    project: Project, item: Item, start: datetime, channel: str | None = None
+) -> list[Planned]:
     """The item's first occurrence at or after `start` (looking up to ten years ahead)."""
     from datetime import timedelta
 
-    filters = Filters(calendars=[item.calendar], items=[item.id],
-                      channels=[channel] if channel else ())
+    filters = Filters(
+        calendars=[item.calendar], items=[item.id], channels=[channel] if channel else ()
+    )
     end = start + timedelta(days=3660)
     for span in (timedelta(days=40), timedelta(days=400), end - start):
         found = deliveries(project, start, start + span, filters)

@@ -48,8 +48,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     """Load everything, collecting every problem; raises only for what is not the user's input."""
     config, problems = load_config(root)
     channels = build_channels(config, os.environ if env is None else env, problems)
-    renderer = Renderer(root / "templates", display_root=root,
-                        utm_medium=config.links.utm_medium)
+    renderer = Renderer(root / "templates", display_root=root, utm_medium=config.links.utm_medium)
     bases = template_bases(root / "templates")
     calendars: list[Calendar] = []
     names: dict[str, str] = {}
@@ -64,17 +63,22 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
         if calendar is None:
             continue
         if calendar.name in names:
-            problems.append(Problem(Pos(shown, 1, 1), f"calendar name {calendar.name!r} is "
-                                    f"already used by {names[calendar.name]}",
-                                    "set calendar: to a unique name"))
+            problems.append(
+                Problem(
+                    Pos(shown, 1, 1),
+                    f"calendar name {calendar.name!r} is already used by {names[calendar.name]}",
+                    "set calendar: to a unique name",
+                )
+            )
             continue
         names[calendar.name] = shown
         calendars.append(calendar)
     return Project(root, config, calendars, renderer, channels, sorted_problems(problems))
 
 
-def build_channels(config: Config, env: Mapping[str, str],
-                   problems: list[Problem]) -> dict[str, Channel]:
+def build_channels(
+    config: Config, env: Mapping[str, str], problems: list[Problem]
+) -> dict[str, Channel]:
     from commcal.channels.registry import channel_class
 
     channels: dict[str, Channel] = {}

@@ -136,7 +136,7 @@ def _pad(clock: str) -> str:
 
 
 def parse_instant(text: str) -> datetime:
-    """A command-line instant (`--now`): ISO 8601; without an offset it is UTC. Raises ValueError."""
+    """A command-line instant (`--now`), ISO 8601, UTC unless an offset is given. ValueError."""
     value = parse_datetime(text)
     if value is None:
         raise ValueError(f"{text!r} is not a date-time like 2026-12-01T09:00:00Z")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,8 +26,16 @@ ZONES = [
 
 def item(schedule: object = None, tz: str = "Europe/Athens", **kw: object) -> Item:
     values: dict[str, object] = {
-        "calendar": "c", "id": "i", "kind": "post", "channels": ("console",), "template": "t",
-        "vars": {}, "draft": False, "timezone": tz, "locale": "en", "pos": Pos("c.yaml", 1, 1),
+        "calendar": "c",
+        "id": "i",
+        "kind": "post",
+        "channels": ("console",),
+        "template": "t",
+        "vars": {},
+        "draft": False,
+        "timezone": tz,
+        "locale": "en",
+        "pos": Pos("c.yaml", 1, 1),
         "schedule": schedule,
     }
     values.update(kw)
@@ -55,8 +64,14 @@ def test_athens_0330_daily_fires_once_a_day_across_both_dst_changes() -> None:
 @pytest.mark.parametrize("clock", ["02:30", "03:30", "00:00", "01:45", "09:00", "23:30"])
 def test_daily_cron_matches_oracle_over_three_years(tz: str, clock: str) -> None:
     hour, minute = map(int, clock.split(":"))
-    found = [o.when for o in occurrences(item(CronSchedule(parse_cron(f"{minute} {hour} * * *")),
-                                              tz), utc(2026, 1, 1), utc(2029, 1, 1))]
+    found = [
+        o.when
+        for o in occurrences(
+            item(CronSchedule(parse_cron(f"{minute} {hour} * * *")), tz),
+            utc(2026, 1, 1),
+            utc(2029, 1, 1),
+        )
+    ]
     day, expected = date(2025, 12, 30), []
     while day <= date(2029, 1, 2):
         when = oracle(datetime.combine(day, time(hour, minute)), tz)
@@ -70,8 +85,12 @@ def test_daily_cron_matches_oracle_over_three_years(tz: str, clock: str) -> None
 
 @pytest.mark.parametrize("tz", ZONES)
 def test_hourly_cron_never_repeats_an_instant_and_skips_nothing_but_gaps(tz: str) -> None:
-    found = [o.when for o in occurrences(item(CronSchedule(parse_cron("15 * * * *")), tz),
-                                         utc(2026, 1, 1), utc(2027, 1, 1))]
+    found = [
+        o.when
+        for o in occurrences(
+            item(CronSchedule(parse_cron("15 * * * *")), tz), utc(2026, 1, 1), utc(2027, 1, 1)
+        )
+    ]
     assert found == sorted(set(found))
     # every wall-clock hh:15 of the year fires once, except those inside a gap that collapse
     assert len(found) >= 365 * 24 - 2
@@ -86,10 +105,14 @@ def test_cron_weekday_numbers_are_crontab_not_apscheduler() -> None:
 
 def test_window_start_until_and_skip_are_local_dates() -> None:
     window = Window(datetime(2026, 12, 1), datetime(2026, 12, 29), frozenset({date(2026, 12, 14)}))
-    found = occurrences(item(CronSchedule(parse_cron("0 9 * * MON"), window)),
-                        utc(2026, 11, 1), utc(2027, 2, 1))
+    found = occurrences(
+        item(CronSchedule(parse_cron("0 9 * * MON"), window)), utc(2026, 11, 1), utc(2027, 2, 1)
+    )
     assert [o.when.astimezone(ZoneInfo("Europe/Athens")).date() for o in found] == [
-        date(2026, 12, 7), date(2026, 12, 21), date(2026, 12, 28)]
+        date(2026, 12, 7),
+        date(2026, 12, 21),
+        date(2026, 12, 28),
+    ]
 
 
 def test_every_whole_days_keeps_the_wall_clock_across_dst() -> None:
@@ -102,7 +125,7 @@ def test_every_whole_days_keeps_the_wall_clock_across_dst() -> None:
 def test_every_hours_is_elapsed_time() -> None:
     every = item(Every(timedelta(hours=5), datetime(2026, 10, 24, 22, 0)), "Europe/Athens")
     found = [o.when for o in occurrences(every, utc(2026, 10, 24), utc(2026, 10, 26))]
-    assert all(b - a == timedelta(hours=5) for a, b in zip(found, found[1:], strict=False))
+    assert all(b - a == timedelta(hours=5) for a, b in itertools.pairwise(found))
 
 
 def test_at_in_gap_moves_forward_and_in_fold_takes_first() -> None:
@@ -113,13 +136,25 @@ def test_at_in_gap_moves_forward_and_in_fold_takes_first() -> None:
 
 
 def test_event_reminders_whole_days_keep_wall_clock_hours_are_elapsed() -> None:
-    event = item(kind="event", anchors={"at": datetime(2026, 11, 1, 18, 0)}, schedule=None,
-                 steps=tuple(Step(n, "at", o, None, "t", Pos("c.yaml")) for n, o in [
-                     ("-7d", timedelta(days=-7)), ("-1h", timedelta(hours=-1)),
-                     ("start", timedelta(0))]))
+    event = item(
+        kind="event",
+        anchors={"at": datetime(2026, 11, 1, 18, 0)},
+        schedule=None,
+        steps=tuple(
+            Step(n, "at", o, None, "t", Pos("c.yaml"))
+            for n, o in [
+                ("-7d", timedelta(days=-7)),
+                ("-1h", timedelta(hours=-1)),
+                ("start", timedelta(0)),
+            ]
+        ),
+    )
     found = occurrences(event, utc(2026, 10, 1), utc(2026, 12, 1))
     athens = ZoneInfo("Europe/Athens")
     # a week before, across the 25 October change, still at 18:00 local
     assert [o.when.astimezone(athens).strftime("%m-%d %H:%M") for o in found] == [
-        "10-25 18:00", "11-01 17:00", "11-01 18:00"]
+        "10-25 18:00",
+        "11-01 17:00",
+        "11-01 18:00",
+    ]
     assert [o.step for o in found] == ["-7d", "-1h", "start"]

@@ -1,9 +1,9 @@
 """The channel adapter contract.
 
-An adapter module holds its settings schema, its limits, its `check` and its `send`, and nothing else.
-`__init__` validates settings and makes no network call. Secrets are written in commcal.yaml only as
-`${ENV_VAR}` references; an adapter reads one with `self.secret(key)` at send time, so `plan` and
-`validate` never need them.
+An adapter module holds its settings schema, its limits, its `check` and its `send`, and nothing
+else. `__init__` validates settings and makes no network call. Secrets are written in commcal.yaml
+only as `${ENV_VAR}` references; an adapter reads one with `self.secret(key)` at send time, so
+`plan` and `validate` never need them.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Message:
     language: str | None = None
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
-    # Extra headers for mail (List-Unsubscribe ...); adapter-specific options (visibility, poll ...).
+    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -70,9 +70,15 @@ class SendError(Exception):
 class TransientError(SendError):
     """Worth retrying later: timeouts, connection errors, HTTP 408/429/5xx."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, maybe_sent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # The request may have reached the network before it failed (a read timeout, a dropped
+        # connection after the body went out). On a channel without idempotency keys a retry
+        # could post twice, so the publisher records such a delivery `unknown` instead.
+        self.maybe_sent = maybe_sent
 
 
 class PermanentError(SendError):
@@ -164,8 +170,10 @@ class Channel:
                 )
                 continue
             if not isinstance(value, EnvRef) and not isinstance(value, spec.kind):
-                want = spec.kind.__name__ if isinstance(spec.kind, type) else "/".join(
-                    k.__name__ for k in spec.kind
+                want = (
+                    spec.kind.__name__
+                    if isinstance(spec.kind, type)
+                    else "/".join(k.__name__ for k in spec.kind)
                 )
                 problems.append(f"setting {key!r} must be {want}, not {type(value).__name__}")
                 continue

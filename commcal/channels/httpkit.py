@@ -20,8 +20,10 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -33,7 +35,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 def error_text(response: requests.Response, limit: int = 300) -> str:
-    """The server's own reason, shortened: JSON `error`/`message`/`description` fields or the body."""
+    """The server's own reason, shortened: a JSON `error`/`message` field, or the body."""
     reason = ""
     try:
         body: Any = response.json()
@@ -73,13 +75,34 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
 
     try:
         response = session.request(method, url, **kwargs)
-    except _requests.Timeout as exc:
-        raise TransientError(f"timed out talking to {_host(url)}") from exc
+    # `from None` everywhere: requests' exception text holds the full URL, and URLs hold tokens
+    # (Telegram's path, Slack's and Discord's webhook URLs).
+    except _requests.ConnectTimeout:
+        raise TransientError(f"timed out connecting to {_host(url)}") from None
+    except _requests.Timeout:
+        raise TransientError(
+            f"timed out waiting for {_host(url)} (the request may have been delivered)",
+            maybe_sent=True,
+        ) from None
     except _requests.ConnectionError as exc:
-        raise TransientError(f"could not connect to {_host(url)}") from exc
+        if _never_connected(exc):
+            raise TransientError(f"could not connect to {_host(url)}") from None
+        raise TransientError(
+            f"connection to {_host(url)} broke off (the request may have been delivered)",
+            maybe_sent=True,
+        ) from None
     except _requests.RequestException as exc:
-        raise PermanentError(f"request to {_host(url)} failed: {type(exc).__name__}") from exc
+        raise PermanentError(f"request to {_host(url)} failed: {type(exc).__name__}") from None
     return check_response(response)
+
+
+def _never_connected(exc: Exception) -> bool:
+    """True when the connection was refused or never made, so nothing can have been sent."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    cause: object = exc.args[0] if exc.args else None
+    cause = getattr(cause, "reason", cause)
+    return isinstance(cause, NewConnectionError | NameResolutionError)
 
 
 def _host(url: str) -> str:

@@ -55,12 +55,14 @@ def length_cell(entry: Planned) -> str:
 def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_name: str) -> None:
     problems = sum(1 for p in planned if not p.ok)
     if fmt == "json":
-        write_json({
-            "schema": "commcal.plan/1",
-            "window": {"from": iso_utc(start), "to": iso_utc(end)},
-            "deliveries": [planned_json(p) for p in planned],
-            "summary": {"deliveries": len(planned), "with_problems": problems},
-        })
+        write_json(
+            {
+                "schema": "commcal.plan/1",
+                "window": {"from": iso_utc(start), "to": iso_utc(end)},
+                "deliveries": [planned_json(p) for p in planned],
+                "summary": {"deliveries": len(planned), "with_problems": problems},
+            }
+        )
         return
     tz = zone(tz_name)
     if fmt == "markdown":
@@ -70,8 +72,11 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
     from rich.text import Text
 
     out = console()
-    table = Table(title=f"{len(planned)} deliveries from {start.astimezone(tz):%a %d %b %Y %H:%M}"
-                  f" to {end.astimezone(tz):%a %d %b %Y %H:%M} ({tz_name})", expand=False)
+    table = Table(
+        title=f"{len(planned)} deliveries from {start.astimezone(tz):%a %d %b %Y %H:%M}"
+        f" to {end.astimezone(tz):%a %d %b %Y %H:%M} ({tz_name})",
+        expand=False,
+    )
     for column in ("day", "time", "channel", "item", "preview", "length"):
         table.add_column(column, no_wrap=column != "preview")
     day = None
@@ -91,20 +96,31 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
         preview = entry.message.subject or entry.message.text if entry.message else ""
         if not entry.ok:
             preview = entry.problems[0].message
-        table.add_row(Text(day_cell, style="bold"), f"{d.local_due:%H:%M %Z}", d.channel, label,
-                      Text(first_line(preview), style="" if entry.ok else "red"), length)
+        table.add_row(
+            Text(day_cell, style="bold"),
+            f"{d.local_due:%H:%M %Z}",
+            d.channel,
+            label,
+            Text(first_line(preview), style="" if entry.ok else "red"),
+            length,
+        )
     out.print(table)
     if problems:
-        out.print(Text(f"{problems} deliveries have problems; see `commcal validate`",
-                       style="bold red"))
+        out.print(
+            Text(f"{problems} deliveries have problems; see `commcal validate`", style="bold red")
+        )
 
 
-def _markdown(planned: list[Planned], start: datetime, end: datetime, tz_name: str,
-              problems: int) -> None:
+def _markdown(
+    planned: list[Planned], start: datetime, end: datetime, tz_name: str, problems: int
+) -> None:
     tz = zone(tz_name)
-    lines = [f"### commcal plan: {len(planned)} deliveries, "
-             f"{start.astimezone(tz):%Y-%m-%d %H:%M} to {end.astimezone(tz):%Y-%m-%d %H:%M} "
-             f"({tz_name})", ""]
+    lines = [
+        f"### commcal plan: {len(planned)} deliveries, "
+        f"{start.astimezone(tz):%Y-%m-%d %H:%M} to {end.astimezone(tz):%Y-%m-%d %H:%M} "
+        f"({tz_name})",
+        "",
+    ]
     if problems:
         lines += [f"**{problems} deliveries have problems.**", ""]
     day = None
@@ -115,28 +131,36 @@ def _markdown(planned: list[Planned], start: datetime, end: datetime, tz_name: s
             if day is not None:
                 lines.append("")
             day = local_day
-            lines += [f"#### {local_day:%A %d %B %Y}", "",
-                      "| time | channel | item | preview | length |", "|---|---|---|---|---|"]
+            lines += [
+                f"#### {local_day:%A %d %B %Y}",
+                "",
+                "| time | channel | item | preview | length |",
+                "|---|---|---|---|---|",
+            ]
         status = "" if entry.ok else " ❌"
         preview = (entry.message.subject or entry.message.text) if entry.message else ""
         if not entry.ok:
             preview = entry.problems[0].message
         step = f" ({d.occurrence.step})" if d.occurrence.step else ""
-        lines.append(f"| {d.local_due:%H:%M %Z} | {d.channel} | `{d.item.id}`{step} | "
-                     f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |")
+        lines.append(
+            f"| {d.local_due:%H:%M %Z} | {d.channel} | `{d.item.id}`{step} | "
+            f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |"
+        )
     sys.stdout.write("\n".join(lines) + "\n")
 
 
 def show_messages(planned: list[Planned], fmt: str) -> None:
     if fmt == "json":
-        write_json({"schema": "commcal.preview/1",
-                    "deliveries": [planned_json(p) for p in planned]})
+        write_json(
+            {"schema": "commcal.preview/1", "deliveries": [planned_json(p) for p in planned]}
+        )
         return
     if fmt == "markdown":
         for entry in planned:
             d = entry.delivery
-            sys.stdout.write(f"#### {d.item.id} on {d.channel}, {d.local_due:%Y-%m-%d %H:%M %Z}"
-                             "\n\n")
+            sys.stdout.write(
+                f"#### {d.item.id} on {d.channel}, {d.local_due:%Y-%m-%d %H:%M %Z}\n\n"
+            )
             if entry.message and entry.message.subject:
                 sys.stdout.write(f"**Subject:** {entry.message.subject}\n\n")
             text = entry.message.text if entry.message else ""
@@ -148,8 +172,10 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
     out = console()
     for entry in planned:
         d = entry.delivery
-        title = (f"{d.item.id} → {d.channel} ({d.channel_type}) at "
-                 f"{d.local_due:%Y-%m-%d %H:%M %Z} · {length_cell(entry) or 'no limit'}")
+        title = (
+            f"{d.item.id} → {d.channel} ({d.channel_type}) at "
+            f"{d.local_due:%Y-%m-%d %H:%M %Z} · {length_cell(entry) or 'no limit'}"
+        )
         body = Text()
         if entry.message:
             if entry.message.subject:
@@ -159,5 +185,8 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
                 body.append("\n\n(+ HTML part)", style="dim")
         for problem in entry.problems:
             body.append(f"\n{problem}", style="bold red")
-        out.print(Panel(body, title=title, title_align="left",
-                        border_style="green" if entry.ok else "red"))
+        out.print(
+            Panel(
+                body, title=title, title_align="left", border_style="green" if entry.ok else "red"
+            )
+        )

@@ -1,0 +1,368 @@
+"""The publish loop: find due deliveries, claim each in the ledger, render, send, record.
+
+Guarantees (DESIGN.md section 3) and where they are kept:
+- never twice: a delivery is claimed atomically and marked `sending` durably before the network
+  call; a claim lost to another worker is never sent; adapters pass the delivery id as an
+  idempotency key; a send interrupted on a channel without one becomes `unknown`, never re-sent.
+- never silently dropped: every due delivery ends in a recorded state; deliveries due longer ago
+  than `publish.max_late` are recorded `expired`.
+- one slow or failing channel does not hold up the others: each channel sends in its own thread,
+  over its own ledger connection, in due order.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from commcal.channels.base import Channel, Message, PermanentError, TransientError
+from commcal.config import Config
+from commcal.errors import CommcalError, ConfigError
+from commcal.ledger import (
+    TERMINAL,
+    Claim,
+    DueDelivery,
+    Ledger,
+    StaleClaim,
+    State,
+    open_ledger,
+)
+from commcal.plan import Delivery, Filters, check, deliveries
+from commcal.project import Project
+
+# How far back `publish` looks for deliveries nobody handled, to record them `expired`.
+EXPIRY_LOOKBACK = timedelta(days=7)
+# A Retry-After longer than this is not waited for in-process: the delivery goes back to
+# `pending` and the next run (cron, or `commcal run`) picks it up when it is due.
+MAX_INLINE_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one delivery in this run."""
+
+    delivery: Delivery
+    state: str  # a ledger State value, or "would-send" / "already" / "held" in reports
+    detail: str = ""
+    url: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+    dry_run: bool = False
+
+    def count(self, state: str) -> int:
+        return sum(1 for o in self.outcomes if o.state == state)
+
+    @property
+    def ok(self) -> bool:
+        return not any(o.state in (State.FAILED, State.UNKNOWN) for o in self.outcomes)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def due_delivery(delivery: Delivery, content_hash: str = "") -> DueDelivery:
+    return DueDelivery(
+        delivery.id,
+        delivery.calendar,
+        delivery.item.id,
+        delivery.channel,
+        delivery.due,
+        content_hash=content_hash,
+    )
+
+
+def state_url(
+    project: Project, override: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    environ = os.environ if env is None else env
+    return override or environ.get("COMMCAL_STATE") or project.config.state_url(environ)
+
+
+@dataclass
+class Publisher:
+    """One `commcal publish` run. `now` may be pinned; it advances with real elapsed time."""
+
+    project: Project
+    ledger_url: str
+    now: datetime
+    worker: str = field(default_factory=worker_name)
+    dry_run: bool = False
+    filters: Filters = field(default_factory=Filters)
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_outcome: Callable[[Outcome], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self.config: Config = self.project.config
+
+    def clock(self) -> datetime:
+        return self.now + timedelta(seconds=time.monotonic() - self._started)
+
+    def open(self) -> Ledger:
+        return open_ledger(self.ledger_url, project_dir=self.project.root)
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        report = Report(dry_run=self.dry_run)
+        max_late = self.config.publish.max_late
+        lookback = max(EXPIRY_LOOKBACK, 2 * max_late)
+        window = deliveries(
+            self.project, self.now - lookback, self.now + timedelta(seconds=1), self.filters
+        )
+        due = [d for d in window if d.due <= self.now]
+        late = [d for d in due if d.due < self.now - max_late]
+        fresh = [d for d in due if d.due >= self.now - max_late]
+        if self.dry_run:
+            for delivery in fresh:
+                planned = check(self.project, delivery)
+                state = "would-send" if planned.ok else State.FAILED
+                detail = "; ".join(p.message for p in planned.problems)
+                self._report(report, Outcome(delivery, state, detail))
+            return report
+        with self.open() as ledger:
+            ledger.heartbeat(
+                self.worker,
+                self.clock(),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                info="publish",
+            )
+            for delivery in late:
+                if ledger.record_expired(
+                    due_delivery(delivery),
+                    now=self.clock(),
+                    reason=f"due {self._late_text(delivery)} ago, later than publish.max_late",
+                ):
+                    self._report(
+                        report, Outcome(delivery, State.EXPIRED, "later than publish.max_late")
+                    )
+            drafts = [d for d in fresh if d.item.draft]
+            for delivery in drafts:
+                if ledger.record_skipped(
+                    due_delivery(delivery), now=self.clock(), reason="draft: never published"
+                ):
+                    self._report(report, Outcome(delivery, State.SKIPPED, "draft"))
+            # Finished ones are skipped before rendering: a cron run every minute stays cheap.
+            done = {
+                r.id
+                for r in ledger.records(
+                    due_from=self.now - max_late, due_to=self.now + timedelta(seconds=1)
+                )
+                if r.state in TERMINAL
+            }
+        by_channel: dict[str, list[Delivery]] = {}
+        for delivery in fresh:
+            if delivery.id in done:
+                self._report(report, Outcome(delivery, "already"), quiet=True)
+            elif not delivery.item.draft:
+                by_channel.setdefault(delivery.channel, []).append(delivery)
+        if not by_channel:
+            return report
+        workers = min(self.config.publish.concurrency, len(by_channel))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commcal-send") as pool:
+            futures = [
+                pool.submit(self._channel, name, items, report)
+                for name, items in sorted(by_channel.items())
+            ]
+            for future in futures:
+                future.result()
+        return report
+
+    def _late_text(self, delivery: Delivery) -> str:
+        from commcal.timeutil import format_duration
+
+        return format_duration(
+            timedelta(minutes=int((self.now - delivery.due).total_seconds() // 60))
+        )
+
+    def _report(self, report: Report, outcome: Outcome, *, quiet: bool = False) -> None:
+        with self._lock:
+            report.outcomes.append(outcome)
+        if self.on_outcome is not None and not quiet:
+            self.on_outcome(outcome)
+
+    # -- one channel ----------------------------------------------------------------------------
+
+    def _channel(self, name: str, items: Sequence[Delivery], report: Report) -> None:
+        adapter = self.project.channels.get(name)
+        if adapter is None:  # the config problem was reported at load; nothing can be sent
+            for delivery in items:
+                self._report(
+                    report,
+                    Outcome(
+                        delivery, State.FAILED, f"channel {name!r} is not configured correctly"
+                    ),
+                )
+            return
+        ledger = self.open()
+        try:
+            for delivery in items:
+                if self.stop.is_set():
+                    break
+                self._report(report, self._deliver(ledger, adapter, delivery))
+        finally:
+            adapter.close()
+            ledger.close()
+
+    def _deliver(self, ledger: Ledger, adapter: Channel, delivery: Delivery) -> Outcome:
+        planned = check(self.project, delivery)
+        publish = self.config.publish
+        claim = ledger.claim(
+            due_delivery(delivery),
+            worker=self.worker,
+            now=self.clock(),
+            lease=publish.lease,
+            idempotent=adapter.idempotent,
+        )
+        if claim is None:
+            record = ledger.get(delivery.id)
+            state = record.state if record else "held"
+            return Outcome(
+                delivery,
+                "already" if state == State.SENT else str(state),
+                record.last_error or "" if record else "",
+                record.url if record else None,
+            )
+        if not planned.ok or planned.message is None:
+            reason = "; ".join(p.message for p in planned.problems) or "could not render"
+            return self._fail(ledger, claim, delivery, f"not sent: {reason}")
+        return self._send(ledger, adapter, delivery, claim, planned.message)
+
+    def _send(
+        self, ledger: Ledger, adapter: Channel, delivery: Delivery, claim: Claim, message: Message
+    ) -> Outcome:
+        publish = self.config.publish
+        while True:
+            if not ledger.begin_send(claim, self.clock()):
+                return Outcome(delivery, "held", "claim lost to another worker; not sent")
+            try:
+                receipt = adapter.send(message, delivery.id)
+            except TransientError as exc:
+                error = adapter.redact(str(exc))
+                if exc.maybe_sent and not adapter.idempotent:
+                    # Retrying could post twice: leave it `sending` and let the lease turn it
+                    # `unknown`, which only a person resolves.
+                    return self._unknown(ledger, claim, delivery, error)
+                delay = self._backoff(claim.attempt, exc.retry_after)
+                retry_at = self.clock() + timedelta(seconds=delay)
+                try:
+                    state = ledger.record_transient(
+                        claim,
+                        error=error,
+                        retry_at=retry_at,
+                        max_attempts=publish.max_attempts,
+                        now=self.clock(),
+                    )
+                except StaleClaim as stale:
+                    return Outcome(delivery, "held", str(stale))
+                if state == State.FAILED:
+                    return Outcome(
+                        delivery,
+                        State.FAILED,
+                        f"{error} (after {claim.attempt} attempts)",
+                        attempts=claim.attempt,
+                    )
+                if delay > MAX_INLINE_WAIT or self.stop.is_set():
+                    return Outcome(
+                        delivery,
+                        State.PENDING,
+                        f"{error}; retry at {retry_at:%H:%M:%S} UTC",
+                        attempts=claim.attempt,
+                    )
+                self.stop.wait(delay)  # a stop request cuts the wait short
+                next_claim = ledger.claim(
+                    due_delivery(delivery),
+                    worker=self.worker,
+                    now=max(self.clock(), retry_at),
+                    lease=publish.lease,
+                    idempotent=adapter.idempotent,
+                )
+                if next_claim is None:
+                    return Outcome(delivery, State.PENDING, f"{error}; retry later")
+                claim = next_claim
+                continue
+            except PermanentError as exc:
+                return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+            except CommcalError as exc:  # e.g. a missing ${ENV} secret: nothing was sent
+                return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+            try:
+                ledger.record_sent(
+                    claim, remote_id=receipt.remote_id, url=receipt.url, now=self.clock()
+                )
+            except StaleClaim as stale:
+                return Outcome(delivery, "held", str(stale))
+            return Outcome(
+                delivery, State.SENT, receipt.remote_id or "", receipt.url, claim.attempt
+            )
+
+    def _fail(self, ledger: Ledger, claim: Claim, delivery: Delivery, error: str) -> Outcome:
+        try:
+            ledger.record_failed(claim, error=error, now=self.clock())
+        except StaleClaim as stale:
+            return Outcome(delivery, "held", str(stale))
+        return Outcome(delivery, State.FAILED, error, attempts=claim.attempt)
+
+    def _unknown(self, ledger: Ledger, claim: Claim, delivery: Delivery, error: str) -> Outcome:
+        # Expire our own lease now so the ledger's rule (SENDING + lost lease, not idempotent)
+        # records UNKNOWN with its history, the same as after a crash.
+        ledger.extend(claim, self.clock(), timedelta(microseconds=-1))
+        ledger.claim(
+            due_delivery(delivery),
+            worker=self.worker,
+            now=self.clock(),
+            lease=self.config.publish.lease,
+            idempotent=False,
+        )
+        return Outcome(
+            delivery,
+            State.UNKNOWN,
+            f"{error}; check the channel, then run "
+            f"`commcal resolve {delivery.id} --sent URL` or `--not-sent`",
+            attempts=claim.attempt,
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, never sooner than the server's Retry-After."""
+        base = self.config.publish.retry_delay.total_seconds()
+        delay = random.uniform(base / 2, base) * (2 ** max(0, attempt - 1))
+        return float(max(delay, retry_after or 0.0))
+
+
+def publish(
+    project: Project,
+    *,
+    now: datetime | None = None,
+    state: str | None = None,
+    dry_run: bool = False,
+    filters: Filters = Filters(),
+    on_outcome: Callable[[Outcome], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Report:
+    """Send everything due at `now`. Raises ConfigError when the project cannot publish."""
+    if project.errors:
+        raise ConfigError(f"{len(project.errors)} problems in the project; run `commcal validate`")
+    publisher = Publisher(
+        project,
+        state_url(project, state),
+        now or datetime.now(UTC),
+        dry_run=dry_run,
+        filters=filters,
+        on_outcome=on_outcome,
+        stop=stop or threading.Event(),
+    )
+    return publisher.run()

@@ -1,0 +1,96 @@
+"""`commcal publish` output: a line per delivery as it happens, then a summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from typing import Any
+
+from commcal.publish import Outcome, Report
+from commcal.timeutil import iso_utc
+from commcal.views.common import console, write_json
+
+ORDER = [
+    "sent",
+    "would-send",
+    "already",
+    "pending",
+    "failed",
+    "unknown",
+    "expired",
+    "skipped",
+    "held",
+]
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    d = outcome.delivery
+    return {
+        "id": d.id,
+        "calendar": d.calendar,
+        "item": d.item.id,
+        "channel": d.channel,
+        "due_utc": iso_utc(d.due),
+        "state": str(outcome.state),
+        "detail": outcome.detail,
+        "url": outcome.url,
+        "attempts": outcome.attempts,
+    }
+
+
+def line(outcome: Outcome) -> str:
+    d = outcome.delivery
+    text = (
+        f"{outcome.state!s:10} {d.id} {d.calendar}/{d.item.id} -> {d.channel} "
+        f"(due {d.local_due:%Y-%m-%d %H:%M %Z})"
+    )
+    if outcome.url:
+        text += f" {outcome.url}"
+    if outcome.detail and str(outcome.state) not in ("sent", "would-send"):
+        text += f": {outcome.detail}"
+    return text
+
+
+class Progress:
+    """Plain lines as deliveries finish (stderr), or nothing for JSON output."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self._lock = threading.Lock()
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self.fmt == "json":
+            return
+        with self._lock:
+            sys.stderr.write(line(outcome) + "\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def show(report: Report, fmt: str) -> None:
+    counts = Counter(str(o.state) for o in report.outcomes)
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.publish/1",
+                "dry_run": report.dry_run,
+                "ok": report.ok,
+                "counts": {k: counts[k] for k in ORDER if counts[k]},
+                "deliveries": [outcome_json(o) for o in report.outcomes],
+            }
+        )
+        return
+    if not report.outcomes:
+        sys.stdout.write("nothing due\n")
+        return
+    summary = ", ".join(f"{counts[k]} {k}" for k in ORDER if counts[k])
+    if fmt == "markdown":
+        sys.stdout.write(f"**commcal publish**: {summary}\n")
+        return
+    from rich.text import Text
+
+    style = "bold green" if report.ok else "bold red"
+    console().print(Text(("dry run: " if report.dry_run else "") + summary, style=style))

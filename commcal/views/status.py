@@ -1,0 +1,176 @@
+"""`commcal status` and `commcal channels` output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from commcal.timeutil import iso_utc
+from commcal.views.common import console, md_escape, write_json
+
+if TYPE_CHECKING:
+    from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
+    from commcal.project import Project
+
+
+def record_json(r: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "calendar": r.calendar,
+        "item": r.item,
+        "channel": r.channel,
+        "due_utc": iso_utc(r.due_at),
+        "state": str(r.state),
+        "attempts": r.attempts,
+        "next_attempt_utc": iso_utc(r.next_attempt_at) if r.next_attempt_at else None,
+        "last_error": r.last_error,
+        "remote_id": r.remote_id,
+        "url": r.url,
+        "claimed_by": r.claimed_by,
+        "updated_utc": iso_utc(r.updated_at),
+    }
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: str) -> None:
+    if fmt == "markdown":
+        print(f"**{title}**\n")
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for row in rows:
+            print("| " + " | ".join(md_escape(c) for c in row) + " |")
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int], fmt: str) -> None:
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.status/1",
+                "counts": {str(k): v for k, v in counts.items()},
+                "deliveries": [record_json(r) for r in records],
+            }
+        )
+        return
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
+    rows = [
+        [
+            r.id,
+            iso_utc(r.due_at),
+            f"{r.calendar}/{r.item}",
+            r.channel,
+            str(r.state),
+            str(r.attempts),
+            r.url or r.last_error or "",
+        ]
+        for r in records
+    ]
+    _table(
+        summary, ["id", "due (UTC)", "item", "channel", "state", "tries", "url / error"], rows, fmt
+    )
+
+
+def show_history(record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str) -> None:
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.history/1",
+                "delivery": record_json(record),
+                "history": [
+                    {
+                        "at": iso_utc(a.at),
+                        "worker": a.worker,
+                        "event": a.event,
+                        "error": a.error,
+                        "remote_id": a.remote_id,
+                    }
+                    for a in attempts
+                ],
+            }
+        )
+        return
+    rows = [[iso_utc(a.at), a.event, a.worker, a.error or a.remote_id or ""] for a in attempts]
+    _table(
+        f"{record.id} {record.calendar}/{record.item} on {record.channel}: {record.state}",
+        ["at (UTC)", "event", "worker", "detail"],
+        rows,
+        fmt,
+    )
+
+
+def show_workers(workers: Sequence[WorkerInfo], fmt: str) -> None:
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.workers/1",
+                "workers": [
+                    {
+                        "name": w.name,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "last_seen": iso_utc(w.last_seen),
+                        "info": w.info,
+                        "holding": w.holding,
+                    }
+                    for w in workers
+                ],
+            }
+        )
+        return
+    rows = [
+        [w.name, w.host, str(w.pid), iso_utc(w.last_seen), w.info, str(w.holding)] for w in workers
+    ]
+    _table(
+        f"{len(workers)} workers",
+        ["worker", "host", "pid", "last seen (UTC)", "doing", "holding"],
+        rows,
+        fmt,
+    )
+
+
+def show_channels(project: Project, fmt: str) -> None:
+    """Configured channels with secrets masked: only whether each referenced variable is set."""
+    import os
+
+    from commcal.channels.base import EnvRef
+
+    entries: list[dict[str, Any]] = []
+    for name, spec in project.config.channels.items():
+        adapter = project.channels.get(name)
+        refs = [v for v in spec.settings.values() if isinstance(v, EnvRef)]
+        variables = {n: bool(os.environ.get(n)) for ref in refs for n in ref.names}
+        entries.append(
+            {
+                "name": name,
+                "type": spec.type,
+                "usable": adapter is not None,
+                "settings": adapter.describe_settings() if adapter else {},
+                "environment": variables,
+            }
+        )
+    if fmt == "json":
+        write_json({"schema": "commcal.channels/1", "channels": entries})
+        return
+    rows: list[list[str]] = [
+        [
+            e["name"],
+            e["type"],
+            "yes" if e["usable"] else "no (see validate)",
+            ", ".join(f"{k}={v}" for k, v in e["settings"].items()),
+            ", ".join(f"{k} {'set' if ok else 'MISSING'}" for k, ok in e["environment"].items()),
+        ]
+        for e in entries
+    ]
+    _table(
+        f"{len(entries)} channels",
+        ["channel", "type", "usable", "settings", "environment"],
+        rows,
+        fmt,
+    )
