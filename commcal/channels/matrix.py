@@ -161,7 +161,8 @@ def _body(response: requests.Response) -> dict[str, Any]:
 def _carry(new: SendError, old: SendError) -> SendError:
     """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
     for key, value in vars(old).items():
-        vars(new).setdefault(key, value)
+        if key != "retry_after":  # the one thing `new` may know better
+            vars(new)[key] = value
     return new
 
 
