@@ -1,1 +1,1 @@
-"""Channel adapters: one module per network, registered under the `commcal.channels` entry points."""
+"""Channel adapters: one module per network, registered as `commcal.channels` entry points."""
