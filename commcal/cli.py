@@ -567,3 +567,36 @@ def channels_types() -> None:
     for type_name in channel_types():
         cls = channel_class(type_name)
         typer.echo(f"{type_name:10} {cls.description}")
+
+
+class LogFormat(StrEnum):
+    human = "human"
+    json = "json"
+
+
+@app.command()
+def run(
+    state: StateOption = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="Log lines on stderr: human or JSON lines."),
+    ] = LogFormat.human,
+) -> None:
+    """Keep running and publish each delivery the moment it comes due, exactly once.
+
+    Wakes at each due time, reloads when calendars, templates or commcal.yaml change (or on
+    SIGHUP), picks up retries and work abandoned by dead workers, and stops cleanly on SIGTERM.
+    Several `commcal run` processes may share one PostgreSQL ledger.
+
+    Example: commcal run --state postgresql://commcal@db/commcal --log-format json
+    """
+    from commcal.errors import CommcalError
+    from commcal.scheduler import Scheduler, stream_log
+
+    project = _load()
+    _stop_on_errors(project)
+    try:
+        code = Scheduler(project.root, state, log=stream_log(log_format.value)).run()
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    raise typer.Exit(code)
