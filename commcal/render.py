@@ -160,14 +160,20 @@ class Renderer:
                                       f"template syntax error: {exc.message}",
                                       f"used by {what}")) from None
         except jinja2.TemplateError as exc:
-            line = _template_line(exc.__traceback__, name)
-            raise RenderError(Problem(Pos(self._shown(name), line), f"template error: {exc}",
+            where_failed = self._failed_at(exc.__traceback__, name)
+            raise RenderError(Problem(where_failed, f"template error: {exc}",
                                       f"while rendering {what}")) from None
-        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
-            line = _template_line(exc.__traceback__, name)
-            raise RenderError(Problem(Pos(self._shown(name), line),
+        except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError,
+                RecursionError) as exc:
+            where_failed = self._failed_at(exc.__traceback__, name)
+            raise RenderError(Problem(where_failed,
                                       f"template error: {type(exc).__name__}: {exc}",
                                       f"while rendering {what}")) from None
+
+    def _failed_at(self, tb: TracebackType | None, name: str) -> Pos:
+        """The template file and line (not the compiled Python line) where rendering failed."""
+        file_name, line = _template_line(tb)
+        return Pos(self._shown(file_name or name), line)
 
     def _shown(self, name: str) -> str:
         path = self.folder / name
@@ -177,13 +183,19 @@ class Renderer:
             return str(path)
 
 
-def _template_line(tb: TracebackType | None, name: str) -> int:
-    line = 0
+def _template_line(tb: TracebackType | None) -> tuple[str, int]:
+    """The innermost template frame of a traceback: its file name and template line.
+
+    Compiled templates run as Python code; each module's globals hold `__jinja_template__`, whose
+    `get_corresponding_lineno` maps the Python line back (what jinja2.debug does for `render`).
+    """
+    found = ("", 0)
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith(name):
-            line = tb.tb_lineno
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None and template.name:
+            found = (str(template.name), int(template.get_corresponding_lineno(tb.tb_lineno)))
         tb = tb.tb_next
-    return line
+    return found
 
 
 def html_to_text(html: str) -> str:

@@ -1,11 +1,11 @@
 """Crontab expressions, matched on wall-clock time and turned into instants with `timeutil.to_utc`.
 
-Why not call APScheduler's CronTrigger directly: measured here, `get_next_fire_time` costs about
-70 us a call (a year of a 1,000-item calendar would spend seconds in it), it fires twice in an autumn
-fold (DESIGN.md), and `from_crontab` reads day-of-week numbers Monday-based (`0` = Monday), where
-every crontab user means `0` = Sunday. Matching fields on the local wall clock and converting each
-wall time once gives one firing per wall time (fold: the first instance; gap: moved forward), and
-the tests prove it equal to CronTrigger on UTC, where neither issue arises.
+Why not call APScheduler's CronTrigger directly: measured here, `get_next_fire_time` costs
+about 70 us a call (a year of a 1,000-item calendar would spend seconds in it), it fires twice in
+an autumn fold (DESIGN.md), and `from_crontab` reads day-of-week numbers Monday-based (`0` =
+Monday), where every crontab user means `0` = Sunday. Matching fields on the local wall clock and
+converting each wall time once gives one firing per wall time (fold: the first instance; gap:
+moved forward), and the tests prove it equal to CronTrigger on UTC, where neither issue arises.
 Semantics kept from APScheduler: when both day-of-month and day-of-week are restricted, a day
 must match both (classic cron fires on either); validation warns about that combination.
 """

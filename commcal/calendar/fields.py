@@ -42,10 +42,11 @@ class Reader:
 
     # -- structure -----------------------------------------------------------------------------
 
-    def mapping(self, node: Node, what: str, known: Iterable[str] | None = None) -> bool:
+    def mapping(self, node: Node, what: str, known: Iterable[str] | None = None,
+                hint: str = "") -> bool:
         if node.kind != "map":
             self.problem(node.pos, f"{what} must be a mapping (key: value lines), not "
-                         f"{node.describe()}")
+                         f"{node.describe()}", hint)
             return False
         if known is not None:
             known = list(known)

@@ -53,7 +53,8 @@ def parse_calendar(
 ) -> tuple[Calendar | None, list[Any]]:
     """One calendar file's tree -> Calendar. `templates` are the names `render` can resolve."""
     reader = Reader()
-    if not reader.mapping(node, "a calendar file", CALENDAR_KEYS):
+    if not reader.mapping(node, "a calendar file", CALENDAR_KEYS,
+                          "a calendar starts with items: followed by '- id: ...' entries"):
         return None, reader.problems
     name = default_name
     if (n := node.get("calendar")) is not None:
@@ -104,7 +105,8 @@ def _channels(reader: Reader, node: Node, config: Config) -> tuple[str, ...]:
             continue
         if name not in config.channels:
             known = list(config.channels)
-            hint = did_you_mean(name, known) if known else "define it under channels: in commcal.yaml"
+            hint = (did_you_mean(name, known) if known
+                    else "define it under channels: in commcal.yaml")
             reader.problem(entry.pos, f"unknown channel {name!r} (not in commcal.yaml)", hint)
             continue
         if name in names:
@@ -137,7 +139,8 @@ def _item(
     config: Config,
     templates: Collection[str],
 ) -> Item | None:
-    if not reader.mapping(node, "an item"):
+    if not reader.mapping(node, "an item", hint="an item is '- id: name' followed by its keys, "
+                          "indented under the id"):
         return None
     id_node = node.get("id")
     if id_node is None:
@@ -150,12 +153,14 @@ def _item(
         if kind is None:
             return None
     known = BASE_KEYS + KIND_KEYS[kind]
-    reader.mapping(node, f"item {item_id or '?'} ({kind})", known)
-    for key in node.keys():
-        if key not in known and key in _all_kind_keys():
-            owners = [k for k, keys in KIND_KEYS.items() if key in keys]
-            reader.problem(node.get(key).pos if node.get(key) else node.pos,  # type: ignore[union-attr]
-                           f"{key!r} belongs to kind {' or '.join(owners)}, not {kind}")
+    other_kinds = _all_kind_keys() - set(known)
+    reader.mapping(node, f"item {item_id or '?'} ({kind})", [*known, *other_kinds])
+    for key_node, _ in node.entries:
+        if key_node.text in other_kinds:
+            owners = [k for k, keys in KIND_KEYS.items() if key_node.text in keys]
+            reader.problem(key_node.pos, f"{key_node.text!r} belongs to kind "
+                           f"{' or '.join(owners)}, not {kind}",
+                           f"set kind: {owners[0]}, or remove {key_node.text}:")
     where = f"item {item_id!r}"
     channels = defaults.get("channels") or ()
     if (n := node.get("channels")) is not None:
@@ -245,7 +250,10 @@ def _repeat(reader: Reader, node: Node, where: str) -> Schedule | None:
             if day:
                 skip.add(day)
     if start and until and _sort_key(until) <= _sort_key(start):
-        reader.problem(node.pos, f"{where}: schedule.until is not after schedule.start")
+        until_node = node.get("until")
+        assert until_node is not None
+        reader.problem(until_node.pos, f"{where}: schedule.until is not after schedule.start",
+                       "until: is the last day; make it the same as or later than start:")
     window = Window(start, until, frozenset(skip))
     cron_node, every_node = node.get("cron"), node.get("every")
     if (cron_node is None) == (every_node is None):
@@ -397,13 +405,18 @@ def _poll(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
         reader.problem(node.pos, f"{where} is a poll and needs question: and options:")
         return None
     question = reader.text(question_node, f"{where} question")
-    options = [reader.text(o, f"{where} option") for o in reader.sequence(options_node, "options")]
+    option_nodes = reader.sequence(options_node, "options")
+    options = [reader.text(o, f"{where} option") for o in option_nodes]
     low, high = POLL_OPTIONS
     if not low <= len(options) <= high:
         reader.problem(options_node.pos, f"{where}: a poll has {low} to {high} options, this one "
                        f"has {len(options)}")
-    if len(set(options)) != len(options):
-        reader.problem(options_node.pos, f"{where}: two poll options are the same")
+    seen: set[str] = set()
+    for option, option_node in zip(options, option_nodes, strict=True):
+        if option is not None and option in seen:
+            reader.problem(option_node.pos, f"{where}: poll option {option!r} is listed twice",
+                           "each option must differ")
+        seen.add(option or "")
     duration = timedelta(days=1)
     if (n := node.get("duration")) is not None:
         duration = reader.duration(n, f"{where} duration", allow_negative=False) or duration
