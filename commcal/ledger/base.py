@@ -384,7 +384,11 @@ class SqlLedger(Ledger):
 
     @abstractmethod
     def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
-        """Run `fn` inside one transaction (retried whole on lock conflicts) and commit."""
+        """Run `fn` inside one transaction (retried whole on lock conflicts) and commit.
+
+        A commit that returns must be durable: `begin_send`'s above all, since were it lost the
+        row would fall back to CLAIMED and the next run would send the delivery again.
+        """
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
