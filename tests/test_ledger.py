@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from commcal.errors import ConfigError, LedgerError
 from commcal.ledger import (
@@ -381,6 +383,7 @@ def test_release_puts_a_claim_back_due_now(ledger: Ledger) -> None:
     rec = ledger.get(d.id)
     assert rec is not None and (rec.state, rec.next_attempt_at) == (State.PENDING, at(1))
     again = claim(ledger, d, at(1), worker="w2")
+    assert again.attempt == 1  # the released claim did not use up an attempt
     assert ledger.begin_send(again, at(1))
     assert not ledger.release(again, at(1))  # sending has begun: too late to hand it back
 
@@ -797,3 +800,120 @@ def test_a_worker_killed_mid_send_leaves_a_record_that_becomes_unknown(ledger_ur
         assert rec is not None and rec.state is State.SENDING and rec.claimed_by == "doomed"
         assert ledger.claim(due(1), worker="w2", now=at(6), lease=LEASE, idempotent=False) is None
         assert ledger.get("abcdef0001").state is State.UNKNOWN  # type: ignore[union-attr]
+
+
+# ---- random interleavings ---------------------------------------------------------------------
+
+# The state each event leaves a delivery in ("stale" changes nothing; "resolved" is either).
+EVENT_STATE = {
+    "claimed": State.CLAIMED,
+    "sending": State.SENDING,
+    "sent": State.SENT,
+    "retry": State.PENDING,
+    "failed": State.FAILED,
+    "unknown": State.UNKNOWN,
+    "released": State.PENDING,
+    "retry-requested": State.PENDING,
+    "expired": State.EXPIRED,
+    "skipped": State.SKIPPED,
+}
+OPERATIONS = ["claim", "begin", "sent", "transient", "failed", "release", "extend"]
+USER_OPS = ["expire", "retry", "resolve-sent", "resolve-not-sent"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            # Workers act far more often than users do; weight the draw the same way.
+            st.sampled_from(OPERATIONS * 3 + ["claim", "begin"] * 3 + USER_OPS),
+            st.integers(0, 1),  # which worker (and which of its claims)
+            st.sampled_from([0, 0, 1, 6]),  # minutes that pass first (leases are 5 minutes)
+        ),
+        max_size=40,
+    ),
+    idempotent=st.booleans(),
+)
+# A worker dies mid-send and another comes along after the lease: always tried, both ways.
+@example(
+    steps=[("claim", 0, 0), ("begin", 0, 0), ("claim", 1, 6), ("begin", 1, 0)], idempotent=False
+)
+@example(steps=[("claim", 0, 0), ("begin", 0, 0), ("claim", 1, 6), ("sent", 0, 0)], idempotent=True)
+def test_random_interleavings_never_send_twice(
+    ledger: Ledger, steps: list[tuple[str, int, int]], idempotent: bool
+) -> None:
+    """Whatever workers and users do in whatever order, the history stays consistent.
+
+    Checked after every step: the state is the one the last event says; at most one "sent";
+    and, on a channel without idempotency keys, no second "sending" unless something in between
+    said the first did not go out (a transient error, a user's retry or resolve).
+    """
+    d = due(id=uuid.uuid4().hex)  # examples share the ledger, so each uses its own delivery
+    now = T0
+    claims: dict[int, Claim] = {}
+    for op, who, minutes in steps:
+        now += timedelta(minutes=minutes)
+        worker = f"w{who}"
+        c = claims.get(who)
+        try:
+            if op == "claim":
+                got = ledger.claim(d, worker=worker, now=now, lease=LEASE, idempotent=idempotent)
+                if got is not None:
+                    claims[who] = got
+            elif op == "expire":
+                ledger.record_expired(d, reason="late", now=now)
+            elif op == "retry":
+                ledger.retry(d.id, now)
+            elif op.startswith("resolve"):
+                url = "https://x/1" if op == "resolve-sent" else None
+                ledger.resolve(d.id, sent_url=url, now=now)
+            elif c is None:
+                continue
+            elif op == "begin":
+                ledger.begin_send(c, now)
+            elif op == "sent":
+                ledger.record_sent(c, remote_id="r", url=None, now=now)
+            elif op == "transient":
+                ledger.record_transient(c, error="503", retry_at=now, max_attempts=3, now=now)
+            elif op == "failed":
+                ledger.record_failed(c, error="400", now=now)
+            elif op == "release":
+                ledger.release(c, now)
+            elif op == "extend":
+                renewed = ledger.extend(c, now, LEASE)
+                if renewed is not None:
+                    claims[who] = renewed
+        except StaleClaim:
+            pass
+        _check_history(ledger, d.id, idempotent)
+
+
+def _check_history(ledger: Ledger, delivery_id: str, idempotent: bool) -> None:
+    rec = ledger.get(delivery_id)
+    history = [a.event for a in ledger.attempts(delivery_id)]
+    if rec is None:
+        assert history == []
+        return
+    changes = [e for e in history if e != "stale"]
+    assert changes, history
+    last = changes[-1]
+    expected = EVENT_STATE.get(last)
+    if last == "resolved":
+        assert rec.state in (State.SENT, State.PENDING)
+    else:
+        assert rec.state is expected, history
+    assert history.count("sent") <= 1, history
+    if not idempotent:
+        since_send: list[str] | None = None
+        for event in changes:
+            if event == "sending":
+                assert since_send is None or {"retry", "retry-requested", "resolved"} & set(
+                    since_send
+                ), history
+                since_send = []
+            elif since_send is not None:
+                since_send.append(event)

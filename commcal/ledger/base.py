@@ -282,7 +282,10 @@ class Ledger(ABC):
 
     @abstractmethod
     def release(self, claim: Claim, now: datetime) -> bool:
-        """CLAIMED -> PENDING due now (clean shutdown before sending). False if not current."""
+        """CLAIMED -> PENDING due now (clean shutdown before sending). False if not current.
+
+        The attempt the claim counted is given back: the next claim has the same attempt number.
+        """
 
     @abstractmethod
     def record_expired(self, d: DueDelivery, *, reason: str, now: datetime) -> bool:
@@ -756,12 +759,16 @@ class SqlLedger(Ledger):
     def release(self, claim: Claim, now: datetime) -> bool:
         def tx() -> bool:
             now_db = self._t(now, "now")
+            # Nothing was sent, so the attempt this claim counted is given back: clean
+            # shutdowns must not use up max_attempts.
             rows = self._execute(
                 "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL, "
-                "updated_at = ? WHERE id = ? AND claim_token = ? AND state = ? RETURNING id",
+                "attempts = ?, updated_at = ? "
+                "WHERE id = ? AND claim_token = ? AND state = ? RETURNING id",
                 (
                     State.PENDING.value,
                     now_db,
+                    max(0, claim.attempt - 1),
                     now_db,
                     claim.delivery_id,
                     claim.token,

@@ -7,6 +7,9 @@ a row another worker is changing right now is simply not ours this time. Transac
 READ COMMITTED with autocommit off, each committed explicitly; deadlocks and serialisation
 failures are retried whole.
 
+The tables live in the first schema of the connection's search_path; to keep several ledgers in
+one database, choose a schema in the URL: `postgresql://host/db?options=-csearch_path%3Dteam_a`.
+
 This module imports psycopg at the top: `commcal.ledger.open_ledger` imports it only for
 postgresql:// URLs, so nobody else pays for it.
 """
