@@ -159,6 +159,7 @@ class Scheduler:
         self._scheduler: Any = None
         self._due_jobs: set[str] = set()
         self._extra_wakes: set[datetime] = set()
+        self._planned_at = 0.0  # monotonic time of the last full re-plan
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -283,7 +284,26 @@ class Scheduler:
         with self._replan_lock:
             self._replan_locked(list(extra))
 
+    def _add_wakes(self, extra: list[datetime]) -> None:
+        """Between full re-plans, only add the retry and lease wake-ups (cheap)."""
+        with self._replan_lock:
+            now = datetime.now(UTC)
+            for when in extra:
+                job_id = f"due-{when.isoformat()}"
+                if when <= now or job_id in self._due_jobs or self._scheduler is None:
+                    continue
+                self._extra_wakes.add(when)
+                self._due_jobs.add(job_id)
+                self._scheduler.add_job(
+                    self._wake.set,
+                    DateTrigger(run_date=when, timezone=UTC),
+                    id=job_id,
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
+
     def _replan_locked(self, extra: list[datetime]) -> None:
+        self._planned_at = time.monotonic()
         with self._lock:
             plan = self._current
         if plan is None or self._scheduler is None or self.stop_event.is_set():
@@ -356,7 +376,10 @@ class Scheduler:
                     extra = self._followups(plan)
                 except Exception as exc:
                     self._emit("error", f"ledger: {type(exc).__name__}: {exc}")
-                self._replan(extra)
+                if time.monotonic() - self._planned_at >= min(self.sweep, 60.0):
+                    self._replan(extra)  # also moves the horizon forward
+                else:
+                    self._add_wakes(extra)
 
     def _publish(self, plan: _Plan) -> Report:
         publisher = Publisher(
