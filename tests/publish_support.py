@@ -72,6 +72,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # two writes per answer: no 40 ms stall
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
