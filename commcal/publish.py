@@ -43,6 +43,9 @@ EXPIRY_LOOKBACK = timedelta(days=7)
 # A Retry-After longer than this is not waited for in-process: the delivery goes back to
 # `pending` and the next run (cron, or `commcal run`) picks it up when it is due.
 MAX_INLINE_WAIT = 60.0
+# Deliveries of one channel claimed in one ledger transaction: fewer commits per delivery, while
+# the claims a crash leaves behind (never `sending`) are few and taken over when their lease ends.
+CLAIM_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -211,24 +214,61 @@ class Publisher:
             return
         ledger = self.open()
         try:
-            for delivery in items:
+            for start in range(0, len(items), CLAIM_BATCH):
                 if self.stop.is_set():
                     break
-                self._report(report, self._deliver(ledger, adapter, delivery))
+                self._batch(ledger, adapter, items[start : start + CLAIM_BATCH], report)
         finally:
             adapter.close()
             ledger.close()
 
-    def _deliver(self, ledger: Ledger, adapter: Channel, delivery: Delivery) -> Outcome:
+    def _batch(
+        self, ledger: Ledger, adapter: Channel, batch: Sequence[Delivery], report: Report
+    ) -> None:
+        """Claim a batch in one transaction, then send each in due order, recording each
+        outcome right after its own send. Claims left unused (a stop request) are released."""
+        publish = self.config.publish
+        claims = {
+            c.delivery_id: c
+            for c in ledger.claim_many(
+                [due_delivery(d) for d in batch],
+                worker=self.worker,
+                now=self.clock(),
+                lease=publish.lease,
+                idempotent=adapter.idempotent,
+            )
+        }
+        for n, delivery in enumerate(batch):
+            if self.stop.is_set():
+                for rest in batch[n:]:
+                    if (claim := claims.get(rest.id)) is not None:
+                        ledger.release(claim, self.clock())
+                return
+            claim = claims.get(delivery.id)
+            # Earlier sends in the batch (retry waits, slow servers) may have used up much of
+            # this claim's lease: renew it while it is still ours.
+            if claim is not None and claim.lease_until - self.clock() < publish.lease / 2:
+                claim = ledger.extend(claim, self.clock(), publish.lease)
+                if claim is None:
+                    self._report(
+                        report, Outcome(delivery, "held", "claim lost to another worker; not sent")
+                    )
+                    continue
+            self._report(report, self._deliver(ledger, adapter, delivery, claim))
+
+    def _deliver(
+        self, ledger: Ledger, adapter: Channel, delivery: Delivery, claim: Claim | None = None
+    ) -> Outcome:
         planned = check(self.project, delivery)
         publish = self.config.publish
-        claim = ledger.claim(
-            due_delivery(delivery),
-            worker=self.worker,
-            now=self.clock(),
-            lease=publish.lease,
-            idempotent=adapter.idempotent,
-        )
+        if claim is None:
+            claim = ledger.claim(
+                due_delivery(delivery),
+                worker=self.worker,
+                now=self.clock(),
+                lease=publish.lease,
+                idempotent=adapter.idempotent,
+            )
         if claim is None:
             record = ledger.get(delivery.id)
             state = record.state if record else "held"
