@@ -123,6 +123,18 @@ CASES = [
         f"{C}:1:1",
         ("calendar file must be a mapping", "not a list", "items:"),
     ),
+    Case(
+        "control-character",
+        CAL + "    at: 2026-12-10 09:00\n    title: Hello\x1b[0m\n",
+        f"{C}:6:17",
+        ("control character U+001B", "delete it"),
+    ),
+    Case(
+        "alias-inside-itself",
+        "loop: &loop [*loop]\n" + CAL + "    at: 2026-12-10 09:00\n",
+        f"{C}:1:7",
+        ("alias (*name) refers to a value that contains it",),
+    ),
     # -- calendar and item structure ---------------------------------------------------------
     Case(
         "unknown-top-key",
@@ -328,6 +340,18 @@ CASES = [
         CAL + "    at: 2026-02-30 09:00\n",
         f"{C}:5:9",
         ("'2026-02-30 09:00' is not a real date",),
+    ),
+    Case(
+        "year-typo",
+        CAL + "    at: 0226-12-10 09:00\n",
+        f"{C}:5:9",
+        ("year 226 is outside 1970-2999", "typo"),
+    ),
+    Case(
+        "absurd-duration",
+        CAL + "    schedule: {every: 99999999999w, start: 2026-12-01}\n",
+        f"{C}:5:23",
+        ("'99999999999w' is longer than 10 years",),
     ),
     Case(
         "not-a-datetime",

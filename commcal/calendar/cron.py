@@ -111,7 +111,8 @@ def _field(text: str, name: str, low: int, high: int, names: list[str] | None) -
         if not piece:
             raise CronError(f"{name} field {text!r} has an empty list entry")
         step = 1
-        if "/" in piece:
+        stepped = "/" in piece
+        if stepped:
             piece, step_text = piece.split("/", 1)
             if not step_text.isdigit() or int(step_text) == 0:
                 raise CronError(f"{name} step {step_text!r} must be a whole number above 0")
@@ -127,7 +128,7 @@ def _field(text: str, name: str, low: int, high: int, names: list[str] | None) -
                 raise CronError(f"{name} range {piece!r} runs backwards; write {b}-{a}")
         else:
             first = _value(piece, name, low, high, names)
-            last = high if step > 1 else first
+            last = high if stepped else first  # `5/1` is 5-high, like `5-59/1` (crontab(5))
         result.update(range(first, last + 1, step))
     return result
 

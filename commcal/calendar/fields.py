@@ -21,6 +21,20 @@ from commcal.timeutil import parse_date, parse_datetime, parse_duration
 
 _DECIMAL = re.compile(r"^[-+]?\d+(\.\d+)?$")
 TRUTHY_WORDS = {"yes", "no", "on", "off", "y", "n"}
+# Schedulable years: beyond these a zone conversion overflows datetime (year 1, year 9999), and
+# nobody schedules a post for then; such a year is a typo.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+
+
+MAX_DURATION = timedelta(days=3653)  # ten years: longer is a typo, and would overflow dates
+
+
+def bounded_duration(text: str) -> timedelta | None:
+    """parse_duration, with absurd numbers (which overflow timedelta) read as longer than ever."""
+    try:
+        return parse_duration(text)
+    except OverflowError:
+        return MAX_DURATION * 2
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -144,7 +158,11 @@ class Reader:
 
     def duration(self, node: Node, what: str, *, allow_negative: bool = True) -> timedelta | None:
         if node.kind == "scalar" and not node.is_null:
-            value = parse_duration(node.text)
+            value = bounded_duration(node.text)
+            if value is not None and abs(value) > MAX_DURATION:
+                self.problem(node.pos, f"{what}: {node.text!r} is longer than "
+                             f"{MAX_DURATION.days // 365} years", "check it for a typo")
+                return None
             if value is not None:
                 if value < timedelta(0) and not allow_negative:
                     self.problem(node.pos, f"{what} must not be negative")
@@ -169,6 +187,10 @@ class Reader:
     def datetime(self, node: Node, what: str) -> datetime | None:
         if node.kind == "scalar" and not node.is_null:
             value = parse_datetime(node.text)
+            if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+                self.problem(node.pos, f"{what}: year {value.year} is outside "
+                             f"{FIRST_YEAR}-{LAST_YEAR}", "check the year for a typo")
+                return None
             if value is not None:
                 return value
             if parse_date(node.text.split(" ")[0].split("T")[0]) is None and re.match(

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from commcal.calendar.cron import CronError, parse_cron
-from commcal.calendar.fields import Reader, did_you_mean
+from commcal.calendar.fields import MAX_DURATION, Reader, bounded_duration, did_you_mean
 from commcal.calendar.model import (
     KINDS,
     At,
@@ -386,10 +386,8 @@ def _contest_step(reader: Reader, node: Node, name: str, template: str,
         anchor, sign, amount = match.groups()
         offset = timedelta(0)
         if amount:
-            from commcal.timeutil import parse_duration
-
-            parsed = parse_duration(amount)
-            if parsed is None or parsed < timedelta(0):
+            parsed = bounded_duration(amount)
+            if parsed is None or not timedelta(0) <= parsed <= MAX_DURATION:
                 reader.problem(node.pos, f"{where}: step at {text!r}: {amount!r} is not a "
                                "duration", "e.g. at: closes-1d or at: opens+7d")
                 return None

@@ -7,6 +7,7 @@ what each scalar means (`commcal.calendar.fields`), reporting the surprises with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,28 @@ def load(path: Path, display: str | None = None) -> tuple[Node | None, list[Prob
     return parse(text, shown)
 
 
+# What YAML 1.1 allows in a stream (spec 5.1); anything else stops PyYAML without a line number.
+_NOT_PRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _bad_character(text: str, display: str) -> Problem | None:
+    found = _NOT_PRINTABLE.search(text)
+    if found is None:
+        return None
+    before = text[: found.start()]
+    line = before.count("\n") + 1
+    column = found.start() - (before.rfind("\n") + 1) + 1
+    return Problem(Pos(display, line, column),
+                   f"invisible control character U+{ord(found.group()):04X} is not allowed in YAML",
+                   "delete it (it often comes along when text is pasted from another program)")
+
+
 def parse(text: str, display: str) -> tuple[Node | None, list[Problem]]:
+    bad = _bad_character(text, display)
+    if bad is not None:
+        return None, [bad]
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
