@@ -118,14 +118,15 @@ def test_sigkill_on_a_channel_without_keys_never_sends_twice(make_project: MakeP
         code, _, err = finish(start(root, now=now_at(6), env=env))
         states = ledger_states(root / "state.db")
         keys = receiver.keys()
+        seen = (states, kills, len(keys), err[-1500:])
         # Nothing twice at the server.
-        assert max(keys.values()) == 1
+        assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
         # Every delivery is sent or unknown (a kill while sending); nothing silently dropped.
-        assert set(states) <= {"sent", "unknown"}, states
-        assert states["sent"] + states["unknown"] == 500
-        assert states["unknown"] <= kills
+        assert set(states) <= {"sent", "unknown"}, seen
+        assert states["sent"] + states["unknown"] == 500, seen
+        assert states["unknown"] <= kills, seen
         # Each sent one arrived; an unknown one may or may not have.
-        assert states["sent"] <= len(keys) <= states["sent"] + states["unknown"]
+        assert states["sent"] <= len(keys) <= states["sent"] + states["unknown"], seen
         assert code == (1 if states["unknown"] else 0), err[-2000:]
 
         # A further run does not re-send unknown deliveries.
