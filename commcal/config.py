@@ -108,9 +108,17 @@ def load_config(root: Path) -> tuple[Config, list[Problem]]:
 
 
 def _env_or(reader: Reader, node: Node, what: str) -> Any:
-    value = reader.value(node, what)
+    return _env_refs(reader.value(node, what))
+
+
+def _env_refs(value: Any) -> Any:
+    """Every string holding a ${NAME} reference, at any depth, becomes an EnvRef."""
     if isinstance(value, str) and ENV_REF.search(value):
         return EnvRef(value)
+    if isinstance(value, dict):
+        return {k: _env_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_env_refs(v) for v in value]
     return value
 
 

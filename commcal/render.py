@@ -124,8 +124,8 @@ class Renderer:
         if text_name is None and html_name is None:
             raise RenderError(Problem(Pos(self._shown(base)), f"no template {base!r} for "
                                       f"{what}", f"create templates/{base}.j2"))
-        context = dict(context)
-        context.setdefault("_locale", locale)
+        if "_locale" not in context:
+            context = {**context, "_locale": locale}
         subject = text = html = None
         sources = []
         if text_name:
@@ -144,7 +144,7 @@ class Renderer:
 
         try:
             template = self.env.get_template(name)
-            ctx = template.new_context(dict(context))
+            ctx = template.new_context(context)  # type: ignore[arg-type]
             subject = None
             if "subject" in template.blocks:
                 subject = "".join(template.blocks["subject"](ctx))

@@ -8,6 +8,7 @@ only as `${ENV_VAR}` references; an adapter reads one with `self.secret(key)` at
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -180,6 +181,9 @@ class Channel:
             self.options[key] = value
         if problems:
             raise ConfigError(f"channel {name!r} ({self.type_name}): " + "; ".join(problems))
+        # `plan` measures a text for its check and again for its length column; counting the
+        # network's way (grapheme clusters, URL rules) is the costliest part of a check.
+        self.measure = functools.lru_cache(maxsize=256)(self.measure)  # type: ignore[method-assign]
         self.configure()
 
     # -- hooks for subclasses -------------------------------------------------------------------

@@ -71,6 +71,8 @@ def _patterns() -> dict[str, _regex_mod.Pattern[str]]:
 
 def graphemes(text: str) -> int:
     """User-perceived characters (Unicode extended grapheme clusters, UAX #29)."""
+    if text.isascii():  # in ASCII only CR LF is a cluster of two code points
+        return len(text) - text.count("\r\n")
     return len(_patterns()["grapheme"].findall(text))
 
 
@@ -133,6 +135,8 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     Spoiler text is added by the caller. Mastodon's rarer schemes (gemini://, dat:// ...) count
     in full here.
     """
+    if "://" not in text and "@" not in text:  # nothing to rewrite: the common case
+        return graphemes(text)
     from twitter_text.regexp.extract_url import extract_url
 
     entities: list[tuple[int, int, str]] = []
