@@ -16,11 +16,15 @@ from commcal.ledger.base import (
     Attempt,
     Claim,
     DeliveryRecord,
+    Draw,
     DueDelivery,
     Ledger,
     StaleClaim,
     State,
+    Suppression,
     WorkerInfo,
+    mask_address,
+    recipient_key,
 )
 
 __all__ = [
@@ -30,12 +34,16 @@ __all__ = [
     "Attempt",
     "Claim",
     "DeliveryRecord",
+    "Draw",
     "DueDelivery",
     "Ledger",
     "StaleClaim",
     "State",
+    "Suppression",
     "WorkerInfo",
+    "mask_address",
     "open_ledger",
+    "recipient_key",
     "sqlite_path",
 ]
 

@@ -15,6 +15,8 @@ Every state change appends a row to the history (`attempts`), which is never upd
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 import threading
 from abc import ABC, abstractmethod
@@ -139,6 +141,57 @@ class WorkerInfo:
     last_seen: datetime
     info: str
     holding: int
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """A member who must receive nothing more: unsubscribed, bounced, or removed by hand.
+
+    `recipient_key` is the 16-hex-digit hash the audience uses, never an address. `note` is for
+    people reading `commcal suppress --list`; it may hold a *masked* address (`mask_address`),
+    never a full one (`suppress` refuses that).
+    """
+
+    recipient_key: str
+    source: str  # "unsubscribe-link", "bounce", "cli", "import", ...
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One recorded contest draw: enough to show it was fair and to repeat it.
+
+    `winners` are display names or handles, in the order drawn, as the caller gave them.
+    """
+
+    item: str
+    at: datetime
+    seed: str
+    entries_sha256: str
+    entries: int
+    winners: tuple[str, ...]
+
+
+_RECIPIENT_KEY = re.compile(r"[0-9a-f]{16}")
+# An address in a note: a local part with no "*" in it means the address was not masked.
+_FULL_ADDRESS = re.compile(r"(?<![\w.+*-])[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def recipient_key(value: str) -> str:
+    """`value` as a recipient key (16 lower-case hex digits); anything else is a ValueError."""
+    key = value.strip().lower()
+    if not _RECIPIENT_KEY.fullmatch(key):
+        raise ValueError(f"a recipient key is 16 hex digits, not {value!r}")
+    return key
+
+
+def mask_address(address: str) -> str:
+    """`mary@example.org` -> `m***@example.org`: enough for a person to recognise, no more."""
+    local, sep, domain = address.strip().rpartition("@")
+    if not sep or not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
 
 
 class StaleClaim(LedgerError):
@@ -357,6 +410,84 @@ class Ledger(ABC):
     def workers(self, now: datetime) -> list[WorkerInfo]:
         """Every worker that sent a heartbeat, by name, with its live holdings."""
 
+    # ---- audiences: suppressions, single-use codes, contest draws --------------------------
+
+    @abstractmethod
+    def suppress(self, recipient_key: str, *, source: str, now: datetime, note: str = "") -> bool:
+        """Suppress a member: nothing more is delivered to them. True if newly suppressed.
+
+        Idempotent: suppressing again changes nothing (the first source and note are kept).
+        `note` is shown by `commcal suppress --list`; it may hold a masked address such as
+        `m***@example.org` (see `mask_address`) but never a full one: a note containing an
+        unmasked address is refused with ValueError.
+        """
+
+    @abstractmethod
+    def unsuppress(self, recipient_key: str, *, now: datetime) -> bool:
+        """Lift a suppression. True if the member was suppressed."""
+
+    @abstractmethod
+    def is_suppressed(self, recipient_key: str) -> bool:
+        """Whether the member is suppressed."""
+
+    @abstractmethod
+    def suppressed(self, keys: Iterable[str]) -> set[str]:
+        """The suppressed ones among `keys` (as lower-case keys), in a few queries."""
+
+    @abstractmethod
+    def suppressions(self, limit: int | None = None) -> list[Suppression]:
+        """Suppressions, newest first."""
+
+    @abstractmethod
+    def assign_code(
+        self, pool: str, recipient_key: str, codes: Sequence[str], *, now: datetime
+    ) -> str | None:
+        """The member's single-use code from `pool`, assigning one if they have none yet.
+
+        In one transaction: the code already assigned to this member in `pool` if any (the same
+        member always gets the same code), else the first of `codes` (in order) not assigned to
+        anyone in `pool`, recorded before it is returned. None when every code is taken. Safe
+        against any number of concurrent processes: a code is never given to two members.
+        """
+
+    @abstractmethod
+    def reserve_codes(
+        self, pool: str, recipient_keys: Sequence[str], codes: Sequence[str], *, now: datetime
+    ) -> dict[str, str]:
+        """Codes for all `recipient_keys` at once, or none: {key: code}.
+
+        Members who already hold a code keep it. If fewer codes are free than members need,
+        raises LedgerError saying how many are missing, and assigns nothing.
+        """
+
+    @abstractmethod
+    def code_for(self, pool: str, recipient_key: str) -> str | None:
+        """The code assigned to the member in `pool`, if any."""
+
+    @abstractmethod
+    def codes_assigned(self, pool: str) -> int:
+        """How many codes of `pool` have been assigned."""
+
+    @abstractmethod
+    def record_draw(
+        self,
+        item: str,
+        *,
+        seed: str,
+        entries_sha256: str,
+        entries: int,
+        winners: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Append a contest draw to the (append-only) record.
+
+        `winners` are stored as given: pass display names or handles, never addresses.
+        """
+
+    @abstractmethod
+    def draws(self, item: str) -> list[Draw]:
+        """The draws recorded for `item`, oldest first."""
+
 
 # --------------------------------------------------------------------------------------------
 # The SQL both backends share. Statements use `?` placeholders; PostgreSQL rewrites them.
@@ -367,6 +498,15 @@ _RECORD_COLUMNS = (
 )
 
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
+_IN_CHUNK = 500  # values per IN (...) list: far below either backend's parameter limit
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _key(value: str) -> str:
+    return recipient_key(value)
 
 
 class SqlLedger(Ledger):
@@ -1005,6 +1145,217 @@ class SqlLedger(Ledger):
         )
         return [
             WorkerInfo(r[0], r[1], int(r[2]), self._from_db(r[3]), r[4], int(r[5])) for r in rows
+        ]
+
+    # ---- suppressions ---------------------------------------------------------------------
+
+    def suppress(self, recipient_key: str, *, source: str, now: datetime, note: str = "") -> bool:
+        key = _key(recipient_key)
+        if _FULL_ADDRESS.search(note):
+            raise ValueError(
+                "a suppression note must not hold a full address; mask it (m***@example.org)"
+            )
+        at = self._t(now, "now")
+
+        def tx() -> bool:
+            rows = self._execute(
+                "INSERT INTO suppressions (recipient_key, source, note, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (recipient_key) DO NOTHING RETURNING recipient_key",
+                (key, source, note, at),
+            )
+            if rows:
+                self._suppression_event(key, at, "suppressed", source)
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    def unsuppress(self, recipient_key: str, *, now: datetime) -> bool:
+        key = _key(recipient_key)
+        at = self._t(now, "now")
+
+        def tx() -> bool:
+            rows = self._execute(
+                "DELETE FROM suppressions WHERE recipient_key = ? RETURNING recipient_key", (key,)
+            )
+            if rows:
+                self._suppression_event(key, at, "unsuppressed", "")
+            return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    def _suppression_event(self, key: str, at: Any, event: str, source: str) -> None:
+        self._execute(
+            "INSERT INTO suppression_events (recipient_key, at, event, source) VALUES (?, ?, ?, ?)",
+            (key, at, event, source),
+        )
+
+    def is_suppressed(self, recipient_key: str) -> bool:
+        return bool(self.suppressed([recipient_key]))
+
+    def suppressed(self, keys: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(_key(k) for k in keys))
+        if not wanted:
+            return set()
+
+        def tx() -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = self._execute(
+                    "SELECT recipient_key FROM suppressions WHERE recipient_key IN "
+                    f"({_marks(len(chunk))})",
+                    chunk,
+                )
+                found.update(r[0] for r in rows)
+            return found
+
+        return self._transaction(tx, write=False)
+
+    def suppressions(self, limit: int | None = None) -> list[Suppression]:
+        sql = (
+            "SELECT recipient_key, source, note, at FROM suppressions "
+            "ORDER BY at DESC, recipient_key"
+        )
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._transaction(lambda: self._execute(sql, params), write=False)
+        return [Suppression(r[0], r[1], r[2], self._from_db(r[3])) for r in rows]
+
+    # ---- single-use codes -----------------------------------------------------------------
+
+    def _pool_lock(self, pool: str) -> None:
+        """Serialise code assignment in `pool` across processes, where the transaction alone
+        does not (SQLite's BEGIN IMMEDIATE already does; PostgreSQL takes an advisory lock)."""
+
+    def _held_codes(self, pool: str, keys: Sequence[str]) -> dict[str, str]:
+        held: dict[str, str] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = list(keys[start : start + _IN_CHUNK])
+            rows = self._execute(
+                "SELECT recipient_key, code FROM code_assignments WHERE pool = ? "
+                f"AND recipient_key IN ({_marks(len(chunk))})",
+                [pool, *chunk],
+            )
+            held.update((r[0], r[1]) for r in rows)
+        return held
+
+    def _free_codes(self, pool: str, codes: Sequence[str], wanted: int) -> list[str]:
+        """Up to `wanted` codes of `codes`, in order, not yet assigned in `pool`."""
+        free: list[str] = []
+        unique = list(dict.fromkeys(codes))
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            rows = self._execute(
+                "SELECT code FROM code_assignments WHERE pool = ? "
+                f"AND code IN ({_marks(len(chunk))})",
+                [pool, *chunk],
+            )
+            taken = {r[0] for r in rows}
+            free.extend(c for c in chunk if c not in taken)
+            if len(free) >= wanted:
+                return free[:wanted]
+        return free
+
+    def _assign(self, pool: str, key: str, code: str, at: Any) -> None:
+        self._execute(
+            "INSERT INTO code_assignments (pool, code, recipient_key, at) VALUES (?, ?, ?, ?)",
+            (pool, code, key, at),
+        )
+
+    def assign_code(
+        self, pool: str, recipient_key: str, codes: Sequence[str], *, now: datetime
+    ) -> str | None:
+        key = _key(recipient_key)
+        at = self._t(now, "now")
+
+        def tx() -> str | None:
+            self._pool_lock(pool)
+            held = self._held_codes(pool, [key])
+            if key in held:
+                return held[key]
+            free = self._free_codes(pool, codes, 1)
+            if not free:
+                return None
+            self._assign(pool, key, free[0], at)
+            return free[0]
+
+        return self._transaction(tx, write=True)
+
+    def reserve_codes(
+        self, pool: str, recipient_keys: Sequence[str], codes: Sequence[str], *, now: datetime
+    ) -> dict[str, str]:
+        keys = list(dict.fromkeys(_key(k) for k in recipient_keys))
+        at = self._t(now, "now")
+
+        def tx() -> dict[str, str]:
+            self._pool_lock(pool)
+            held = self._held_codes(pool, keys)
+            needing = [k for k in keys if k not in held]
+            free = self._free_codes(pool, codes, len(needing))
+            if len(free) < len(needing):
+                missing = len(needing) - len(free)
+                raise LedgerError(
+                    f"code pool {pool!r} is {missing} code{'s' if missing != 1 else ''} short: "
+                    f"{len(needing)} members need a new code and only {len(free)} are left "
+                    "unassigned; add codes to the pool (nothing was assigned)"
+                )
+            for k, code in zip(needing, free, strict=True):
+                self._assign(pool, k, code, at)
+                held[k] = code
+            return {k: held[k] for k in keys}
+
+        return self._transaction(tx, write=True)
+
+    def code_for(self, pool: str, recipient_key: str) -> str | None:
+        key = _key(recipient_key)
+        held = self._transaction(lambda: self._held_codes(pool, [key]), write=False)
+        return held.get(key)
+
+    def codes_assigned(self, pool: str) -> int:
+        rows = self._transaction(
+            lambda: self._execute("SELECT count(*) FROM code_assignments WHERE pool = ?", (pool,)),
+            write=False,
+        )
+        return int(rows[0][0])
+
+    # ---- contest draws --------------------------------------------------------------------
+
+    def record_draw(
+        self,
+        item: str,
+        *,
+        seed: str,
+        entries_sha256: str,
+        entries: int,
+        winners: Sequence[str],
+        now: datetime,
+    ) -> None:
+        if isinstance(winners, str):
+            raise TypeError("winners is a sequence of names, not one string")
+        at = self._t(now, "now")
+        self._transaction(
+            lambda: self._execute(
+                "INSERT INTO draws (item, at, seed, entries_sha256, entries, winners) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (item, at, seed, entries_sha256, int(entries), json.dumps(list(winners))),
+            ),
+            write=True,
+        )
+
+    def draws(self, item: str) -> list[Draw]:
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT item, at, seed, entries_sha256, entries, winners FROM draws "
+                "WHERE item = ? ORDER BY seq",
+                (item,),
+            ),
+            write=False,
+        )
+        return [
+            Draw(r[0], self._from_db(r[1]), r[2], r[3], int(r[4]), tuple(json.loads(r[5])))
+            for r in rows
         ]
 
     # ---- schema ---------------------------------------------------------------------------

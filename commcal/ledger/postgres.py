@@ -35,6 +35,10 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
 RETRIES = 50  # deadlock/serialisation retries before giving up; each is rare
 MIGRATION_LOCK_KEY = 0x636F6D6D63616C  # "commcal": advisory lock serialising schema changes
+# Code pools are locked with the two-key advisory lock (CODE_POOL_LOCK_CLASS, hashtext(pool)):
+# a lock space apart from the one-key MIGRATION_LOCK_KEY. Two pools whose names hash alike
+# merely wait for each other.
+CODE_POOL_LOCK_CLASS = 0x636F6465  # "code"
 
 MIGRATIONS: list[list[str]] = [
     # 1: deliveries, their history (append-only, enforced), and worker heartbeats.
@@ -83,6 +87,48 @@ MIGRATIONS: list[list[str]] = [
             last_seen TIMESTAMPTZ NOT NULL,
             info TEXT NOT NULL DEFAULT ''
         )""",
+    ],
+    # 2: audiences. Suppressions (with an append-only log of changes), single-use codes (each
+    # assigned once per pool, to one member; never deleted, so never reused), contest draws.
+    [
+        """CREATE TABLE suppressions (
+            recipient_key TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE suppression_events (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            recipient_key TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL,
+            event TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE code_assignments (
+            pool TEXT NOT NULL,
+            code TEXT NOT NULL,
+            recipient_key TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (pool, code),
+            UNIQUE (pool, recipient_key)
+        )""",
+        """CREATE TABLE draws (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            item TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL,
+            seed TEXT NOT NULL,
+            entries_sha256 TEXT NOT NULL,
+            entries INTEGER NOT NULL,
+            winners TEXT NOT NULL
+        )""",
+        "CREATE INDEX draws_item ON draws (item, seq)",
+        """CREATE FUNCTION commcal_append_only() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$""",
+        *[
+            f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+               FOR EACH STATEMENT EXECUTE FUNCTION commcal_append_only()"""
+            for table in ("suppression_events", "code_assignments", "draws")
+        ],
     ],
 ]
 
@@ -174,3 +220,10 @@ class PostgresLedger(SqlLedger):
 
     def _migration_lock(self) -> None:
         self._execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+
+    def _pool_lock(self, pool: str) -> None:
+        # Held to the end of the transaction: overlapping assign_code/reserve_codes calls on one
+        # pool run one after another, each seeing the others' committed assignments (READ
+        # COMMITTED reads the latest commit per statement). The UNIQUE constraints stay as a
+        # second line of defence.
+        self._execute(f"SELECT pg_advisory_xact_lock({CODE_POOL_LOCK_CLASS}, hashtext(?))", (pool,))

@@ -93,6 +93,47 @@ MIGRATIONS: list[list[str]] = [
             info TEXT NOT NULL DEFAULT ''
         )""",
     ],
+    # 2: audiences. Suppressions (with an append-only log of changes), single-use codes (each
+    # assigned once per pool, to one member; never deleted, so never reused), contest draws.
+    [
+        f"""CREATE TABLE suppressions (
+            recipient_key TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            at {_TS} NOT NULL
+        )""",
+        f"""CREATE TABLE suppression_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            recipient_key TEXT NOT NULL,
+            at {_TS} NOT NULL,
+            event TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT ''
+        )""",
+        f"""CREATE TABLE code_assignments (
+            pool TEXT NOT NULL,
+            code TEXT NOT NULL,
+            recipient_key TEXT NOT NULL,
+            at {_TS} NOT NULL,
+            PRIMARY KEY (pool, code),
+            UNIQUE (pool, recipient_key)
+        )""",
+        f"""CREATE TABLE draws (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            item TEXT NOT NULL,
+            at {_TS} NOT NULL,
+            seed TEXT NOT NULL,
+            entries_sha256 TEXT NOT NULL,
+            entries INTEGER NOT NULL,
+            winners TEXT NOT NULL
+        )""",
+        "CREATE INDEX draws_item ON draws (item, seq)",
+        *[
+            f"""CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}
+               BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+            for table in ("suppression_events", "code_assignments", "draws")
+            for op in ("UPDATE", "DELETE")
+        ],
+    ],
 ]
 
 
