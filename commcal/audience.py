@@ -289,6 +289,8 @@ def _op_hint(column: str, op: str, allowed: tuple[str, ...]) -> str:
     owners = [c for c in ("points", "joined", "tags") if op in _ops_for(c)]
     if owners and column not in owners:
         return f"{op!r} works on {owners[0]}; {column} takes " + ", ".join(repr(a) for a in allowed)
+    if op[::-1] in allowed:  # '=>' for '>=': the spelling of some other languages
+        return f"did you mean {op[::-1]!r}?"
     return did_you_mean(op, allowed)
 
 
