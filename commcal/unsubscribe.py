@@ -1,0 +1,354 @@
+"""One-click unsubscribe for newsletters (RFC 8058), and the small web page behind the link.
+
+A token names a recipient by an opaque key (a subscriber id, never an address) and carries a
+truncated HMAC-SHA256, so the link cannot be forged or pointed at someone else::
+
+    token = sign("sub-42", secret)
+    url = unsubscribe_url("https://news.example.org", token)   # .../u/<token>
+    headers = list_unsubscribe_headers(url, "unsubscribe@example.org")
+
+The secret is read by the caller from the environment variable named in config; nothing here
+logs it or puts it in an error message.
+
+The web app answers `GET /u/<token>` with a confirmation page and changes nothing, because mail
+scanners and link previews follow links; only `POST /u/<token>` (the mail client's one-click POST,
+or the page's button) unsubscribes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import logging
+import re
+import socket
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+# Bump when the signed message changes; old links then stop verifying (on purpose).
+_VERSION = b"commcal-unsubscribe/v1"
+# 128 bits of HMAC-SHA256: far beyond online guessing; keeps links short (NIST SP 800-107 §5.3.4).
+_MAC_BYTES = 16
+# Longest token accepted: a generous key and list id; anything longer is not ours.
+_MAX_TOKEN = 512
+# Longest POST body read; the one-click body is 26 bytes (`List-Unsubscribe=One-Click`).
+_MAX_BODY = 64 * 1024
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_PATH = re.compile(r"/u/([^/]+)")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes | None:
+    """Strict base64url without padding: None unless `text` is the one canonical encoding."""
+    if not _B64URL.fullmatch(text):
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    # Different final characters can decode to the same bytes (unused low bits); accept only one,
+    # so that changing any character of a token changes what it says.
+    return data if _b64encode(data) == text else None
+
+
+def _mac(key: bytes, list_id: bytes, secret: str) -> bytes:
+    message = b"\x00".join((_VERSION, list_id, key))
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _check_part(name: str, value: str) -> bytes:
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL")
+    return value.encode("utf-8")
+
+
+def sign(recipient_key: str, secret: str, *, list_id: str = "") -> str:
+    """Return the unsubscribe token for `recipient_key` (an opaque id, not an email address).
+
+    `list_id` binds the token to one list: a token made for one list does not verify as made for
+    another with a different id, and it travels inside the token so `verify` needs only the secret.
+    """
+    if not recipient_key:
+        raise ValueError("recipient_key is empty")
+    if "@" in recipient_key:
+        # Tokens end up in URLs, logs and referrers; an address there is personal data on show.
+        raise ValueError("recipient_key looks like an email address; use an opaque subscriber id")
+    if not secret:
+        raise ValueError("the unsubscribe secret is empty")
+    key = _check_part("recipient_key", recipient_key)
+    lid = _check_part("list_id", list_id)
+    payload = key + b"\x00" + lid if lid else key
+    return _b64encode(payload) + "." + _b64encode(_mac(key, lid, secret))
+
+
+def verify(token: str, secret: str) -> str | None:
+    """Return the recipient key of a token made by `sign` with `secret`, else None. Never raises."""
+    opened = open_token(token, secret)
+    return opened[0] if opened else None
+
+
+def open_token(token: object, secret: str) -> tuple[str, str] | None:
+    """Return `(recipient_key, list_id)` of a genuine token, else None. Never raises."""
+    if not isinstance(token, str) or not secret or len(token) > _MAX_TOKEN:
+        return None
+    encoded_payload, dot, encoded_mac = token.partition(".")
+    if not dot:
+        return None
+    payload = _b64decode(encoded_payload)
+    given = _b64decode(encoded_mac)
+    if not payload or given is None or len(given) != _MAC_BYTES:
+        return None
+    key, _, lid = payload.partition(b"\x00")
+    if not hmac.compare_digest(_mac(key, lid, secret), given):
+        return None
+    try:
+        return key.decode("utf-8"), lid.decode("utf-8")
+    except UnicodeDecodeError:  # pragma: no cover - only reachable with the secret
+        return None
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """`https://news.example.org` + token -> `https://news.example.org/u/<token>`."""
+    return f"{base_url.rstrip('/')}/u/{token}"
+
+
+def list_unsubscribe_headers(url: str, mailto: str | None) -> dict[str, str]:
+    """The two headers that make a one-click unsubscribe (RFC 8058 §3.1, RFC 2369 §3.2).
+
+    `mailto` is an address (`unsubscribe@example.org`, with or without `mailto:`), or None.
+    Both headers must be covered by the message's DKIM signature (RFC 8058 §4).
+    """
+    # RFC 8058 §3.1: one-click needs an HTTPS URI; mail providers ignore plain http.
+    if not url.startswith("https://"):
+        raise ValueError(f"one-click unsubscribe needs an https:// URL, not {url!r}")
+    targets = [url]
+    if mailto:
+        address = mailto.removeprefix("mailto:")
+        targets.append(f"mailto:{address}?subject=unsubscribe")
+    for target in targets:
+        # Angle brackets and commas delimit the list; whitespace or line breaks would inject.
+        if re.search(r"[\s<>,\"]", target):
+            raise ValueError(f"unsafe character in List-Unsubscribe target {target!r}")
+    return {
+        "List-Unsubscribe": ", ".join(f"<{target}>" for target in targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+# Page texts. English is the reference; Greek and Swahili for readers of those newsletters.
+_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "confirm_title": "Unsubscribe",
+        "confirm_body": "Press the button to stop receiving these emails.",
+        "confirm_body_brand": "Press the button to stop receiving emails from {brand}.",
+        "button": "Unsubscribe",
+        "done_title": "You are unsubscribed",
+        "done_body": "You will not receive these emails any more.",
+        "bad_title": "This link does not work",
+        "bad_body": (
+            "The unsubscribe link is incomplete or has been changed. Please use the link "
+            "in the most recent email, or reply to that email and ask to be removed."
+        ),
+        "error_title": "Something went wrong",
+        "error_body": "We could not unsubscribe you just now. Please try again in a few minutes.",
+    },
+    "el": {
+        "confirm_title": "Διαγραφή",
+        "confirm_body": "Πατήστε το κουμπί για να μη λαμβάνετε πλέον αυτά τα μηνύματα.",
+        "confirm_body_brand": "Πατήστε το κουμπί για να μη λαμβάνετε πλέον μηνύματα από {brand}.",
+        "button": "Διαγραφή",
+        "done_title": "Η διαγραφή σας ολοκληρώθηκε",
+        "done_body": "Δεν θα λαμβάνετε πλέον αυτά τα μηνύματα.",
+        "bad_title": "Αυτός ο σύνδεσμος δεν λειτουργεί",
+        "bad_body": (
+            "Ο σύνδεσμος διαγραφής είναι ελλιπής ή έχει αλλοιωθεί. Χρησιμοποιήστε τον σύνδεσμο "
+            "από το πιο πρόσφατο μήνυμα ή απαντήστε σε αυτό ζητώντας τη διαγραφή σας."
+        ),
+        "error_title": "Κάτι πήγε στραβά",
+        "error_body": (
+            "Δεν ήταν δυνατή η διαγραφή σας αυτή τη στιγμή. Δοκιμάστε ξανά σε λίγα λεπτά."
+        ),
+    },
+    "sw": {
+        "confirm_title": "Jiondoe",
+        "confirm_body": "Bonyeza kitufe ili usipokee tena barua pepe hizi.",
+        "confirm_body_brand": "Bonyeza kitufe ili usipokee tena barua pepe kutoka {brand}.",
+        "button": "Jiondoe",
+        "done_title": "Umejiondoa",
+        "done_body": "Hutapokea tena barua pepe hizi.",
+        "bad_title": "Kiungo hiki hakifanyi kazi",
+        "bad_body": (
+            "Kiungo cha kujiondoa hakijakamilika au kimebadilishwa. Tafadhali tumia kiungo "
+            "kilicho kwenye barua pepe ya hivi karibuni, au ijibu ukiomba kuondolewa."
+        ),
+        "error_title": "Kuna hitilafu",
+        "error_body": (
+            "Hatukuweza kukuondoa sasa hivi. Tafadhali jaribu tena baada ya dakika chache."
+        ),
+    },
+}
+
+_STATUS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    500: "500 Internal Server Error",
+}
+
+
+def _page(lang: str, title: str, body: str, *, form: str = "") -> bytes:
+    """A whole HTML page; every argument except `form` is plain text and is escaped here."""
+    esc = html.escape
+    return (
+        "<!doctype html>\n"
+        f'<html lang="{esc(lang)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{esc(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;"
+        "padding:0 1rem;line-height:1.5}button{font-size:1rem;padding:.5rem 1.25rem}</style>"
+        f"</head><body><h1>{esc(title)}</h1><p>{esc(body)}</p>{form}</body></html>\n"
+    ).encode()
+
+
+def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -> WSGIApplication:
+    """The unsubscribe web app: `GET /u/<token>` asks, `POST /u/<token>` unsubscribes.
+
+    `suppress(recipient_key)` records the unsubscribe (it must be idempotent: mail clients may
+    retry the POST); its return value (True when newly suppressed) does not change the page.
+    """
+    if not secret:
+        raise ValueError("the unsubscribe secret is empty")
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        lang = query.get("lang", ["en"])[0]
+        if lang not in _TEXTS:
+            lang = "en"
+        texts = _TEXTS[lang]
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+
+        def respond(
+            status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()
+        ) -> list[bytes]:
+            headers = [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                # The token in the URL is a capability: keep it out of caches and referrers.
+                ("Cache-Control", "no-store"),
+                ("Referrer-Policy", "no-referrer"),
+                ("X-Robots-Tag", "noindex"),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+                ),
+                *extra,
+            ]
+            start_response(_STATUS[status], headers)
+            return [] if method == "HEAD" else [body]
+
+        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if not match:
+            return respond(404, _page(lang, "Not found", "There is no page here."))
+        if method not in ("GET", "HEAD", "POST"):
+            return respond(
+                405,
+                _page(lang, "Method not allowed", "Use GET or POST."),
+                (("Allow", "GET, HEAD, POST"),),
+            )
+        if method == "POST":
+            _drain(environ)
+        key = verify(match.group(1), secret)
+        if key is None:
+            return respond(400, _page(lang, texts["bad_title"], texts["bad_body"]))
+        if method in ("GET", "HEAD"):
+            body = (
+                texts["confirm_body_brand"].format(brand=brand) if brand else texts["confirm_body"]
+            )
+            # No action attribute: the form posts back to this very URL (token and ?lang kept),
+            # which also works behind a proxy that mounts the app under a prefix.
+            form = (
+                '<form method="post">'
+                '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+                f'<button type="submit">{html.escape(texts["button"])}</button></form>'
+            )
+            return respond(200, _page(lang, texts["confirm_title"], body, form=form))
+        # POST. RFC 8058 §3.2 lets clients send the body as multipart/form-data or urlencoded;
+        # the signed token is the authority, so the body is read but not required to parse.
+        try:
+            suppress(key)
+        except Exception:
+            log.exception("unsubscribe failed for a valid token")
+            return respond(500, _page(lang, texts["error_title"], texts["error_body"]))
+        return respond(200, _page(lang, texts["done_title"], texts["done_body"]))
+
+    return app
+
+
+def _drain(environ: WSGIEnvironment) -> None:
+    """Read (and drop) a bounded request body, so the connection stays usable."""
+    try:
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), _MAX_BODY)
+    except ValueError:
+        return
+    if length > 0:
+        environ["wsgi.input"].read(length)
+
+
+class UnsubscribeServer:
+    """The app on a waitress server: bound on creation (`port=0` picks a free port), then `run`.
+
+    waitress is a maintained, pure-Python production WSGI server (wsgiref is for development:
+    one request at a time, no limits). `stop` may be called from another thread.
+    """
+
+    def __init__(self, app: WSGIApplication, host: str, port: int) -> None:
+        from waitress.server import create_server
+
+        # Our own socket map, so that `stop` can close connections still open, not only the
+        # listening socket (waitress's loop runs while any socket is in the map).
+        self._sockets: dict[int, Any] = {}
+        # Bodies are capped: the one-click POST is tiny, and nothing else is accepted.
+        self._server = create_server(
+            app, map=self._sockets, host=host, port=port, max_request_body_size=_MAX_BODY
+        )
+        #: Where it listens, as (host, port) pairs: one per resolved address of `host`.
+        self.addresses: list[tuple[str, int]] = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in self._listening_sockets()
+        ]
+
+    def _listening_sockets(self) -> list[socket.socket]:
+        from waitress.server import BaseWSGIServer
+
+        servers = [self._server] if isinstance(self._server, BaseWSGIServer) else []
+        servers += [s for s in self._sockets.values() if isinstance(s, BaseWSGIServer)]
+        return list({id(s.socket): s.socket for s in servers if s.socket is not None}.values())
+
+    def run(self) -> None:
+        """Serve until `stop` (or Ctrl-C)."""
+        self._server.run()
+
+    def stop(self) -> None:
+        self._server.close()
+        for channel in list(self._sockets.values()):
+            channel.close()
+        self._server.task_dispatcher.shutdown()
+
+
+def serve(app: WSGIApplication, host: str, port: int) -> None:
+    """Serve `app` on host:port until interrupted (`commcal unsubscribe-server`)."""
+    UnsubscribeServer(app, host, port).run()
