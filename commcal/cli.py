@@ -87,9 +87,28 @@ def _now(value: str | None) -> datetime:
 
         return datetime.now(UTC)
     try:
-        return parse_instant(value)
+        return _in_range(parse_instant(value), "--now", value)
     except ValueError as exc:
         raise fail(f"--now: {exc}") from None
+
+
+def _in_range(value: datetime, option: str, text: str) -> datetime:
+    """Refuse years no calendar means (a typo like 20026), before date arithmetic overflows."""
+    from commcal.calendar.fields import FIRST_YEAR, LAST_YEAR
+
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise fail(f"{option}: {text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
+    return value
+
+
+def _local_instant(text: str, option: str, tz_name: str) -> datetime:
+    """A date or date-time typed on the command line, in the project's zone unless it says."""
+    from commcal.timeutil import parse_datetime, to_utc, zone
+
+    value = parse_datetime(text)
+    if value is None:
+        raise fail(f"{option}: {text!r} is not a date like 2026-12-01 or 2026-12-01T09:00")
+    return to_utc(_in_range(value, option, text), zone(tz_name))
 
 
 def _load(require_clean_config: bool = True) -> Project:
@@ -126,9 +145,11 @@ def _window(
     next_week: bool,
     tz_name: str,
 ) -> tuple[datetime, datetime]:
-    from commcal.timeutil import parse_datetime, to_utc, zone
+    from commcal.timeutil import to_utc, zone
 
     tz = zone(tz_name)
+    if next_week and (days is not None or start or end):
+        raise fail("--next-week chooses the window itself: leave out --days, --from and --to")
     if next_week:
         local = now.astimezone(tz).replace(tzinfo=None)
         monday = (local - timedelta(days=local.weekday())).replace(
@@ -137,31 +158,51 @@ def _window(
         first = to_utc(monday + timedelta(days=7), tz)
         return first, to_utc(monday + timedelta(days=14), tz)
 
-    def instant(text: str, option: str) -> datetime:
-        value = parse_datetime(text)
-        if value is None:
-            raise fail(f"{option}: {text!r} is not a date like 2026-12-01 or 2026-12-01T09:00")
-        return to_utc(value, tz)
-
-    first = instant(start, "--from") if start else now
+    first = _local_instant(start, "--from", tz_name) if start else now
     if end:
-        last = instant(end, "--to")
-        if start is None or len(end.strip()) == 10:
-            last = last + timedelta(days=1) if len(end.strip()) == 10 else last
+        last = _local_instant(end, "--to", tz_name)
+        if len(end.strip()) == 10:  # a date alone: the whole of that day
+            last += timedelta(days=1)
     else:
         last = first + timedelta(days=days if days is not None else 7)
     if last <= first:
-        raise fail("--to must be after --from")
+        raise fail(f"--to ({end}) must be after the start of the window ({start or 'now'})")
     return first, last
+
+
+def _check_filters(project: Project, **given: list[str] | None) -> None:
+    """A mistyped --channel or --item must not read as 'nothing planned'."""
+    from commcal.calendar.fields import did_you_mean
+    from commcal.calendar.model import KINDS
+
+    known = {
+        "calendar": {c.name for c in project.calendars},
+        "channel": set(project.config.channels),
+        "kind": set(KINDS),
+        "item": {i.id for c in project.calendars for i in c.items}
+        | {f"{c.name}/{i.id}" for c in project.calendars for i in c.items},
+    }
+    for option, values in given.items():
+        for value in values or []:
+            if value not in known[option]:
+                raise fail(
+                    f"--{option} {value!r}: no such {option}; "
+                    + did_you_mean(value, sorted(known[option]))
+                )
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 NowOption = Annotated[
     str | None,
     typer.Option(
-        "--now", help="Pretend it is this instant (ISO 8601, UTC unless an offset is given)."
+        "--now",
+        metavar="INSTANT",
+        help="Pretend it is this instant (ISO 8601, UTC unless an offset is given). Leases "
+        "and retry times are measured from it, so runs pinned to one instant never see a lease "
+        "run out.",
     ),
 ]
+NAME = "NAME"
 
 
 @app.command()
@@ -190,7 +231,10 @@ def init(
 @app.command()
 def validate(
     days: Annotated[
-        int, typer.Option(help="Render and check deliveries this many days ahead.")
+        int,
+        typer.Option(
+            min=1, max=3660, metavar="N", help="Render and check deliveries this many days ahead."
+        ),
     ] = 30,
     now: NowOption = None,
     format: FormatOption = Format.table,
@@ -219,20 +263,33 @@ def validate(
 
 @app.command()
 def plan(
-    days: Annotated[int | None, typer.Option(help="How many days ahead (default 7).")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="Start date (calendar zone).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="End date, inclusive.")] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3660, metavar="N", help="How many days ahead (default 7)."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", metavar="DATE", help="Start date (project zone)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE", help="End date, inclusive.")
+    ] = None,
     next_week: Annotated[
         bool, typer.Option("--next-week", help="Monday to Sunday of next week.")
     ] = False,
     calendar: Annotated[
-        list[str] | None, typer.Option(help="Only this calendar (repeatable).")
+        list[str] | None,
+        typer.Option(metavar=NAME, help="Only this calendar (repeatable)."),
     ] = None,
     channel: Annotated[
-        list[str] | None, typer.Option(help="Only this channel (repeatable).")
+        list[str] | None, typer.Option(metavar=NAME, help="Only this channel (repeatable).")
     ] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Only this kind (repeatable).")] = None,
-    item: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option(metavar="KIND", help="Only this kind (repeatable).")
+    ] = None,
+    item: Annotated[
+        list[str] | None, typer.Option(metavar="ID", help="Only this item id (repeatable).")
+    ] = None,
     now: NowOption = None,
     format: FormatOption = Format.table,
 ) -> None:
@@ -245,6 +302,7 @@ def plan(
 
     project = _load()
     _stop_on_errors(project)
+    _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
     first, last = _window(_now(now), days, start, end, next_week, project.config.timezone)
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
     planned = planning.plan(project, first, last, filters)
@@ -257,9 +315,10 @@ def plan(
 def preview(
     item: Annotated[str, typer.Argument(help="Item id (or calendar/id).")],
     at: Annotated[
-        str | None, typer.Option(help="Show the occurrence at or after this time.")
+        str | None,
+        typer.Option(metavar="WHEN", help="Show the occurrence at or after this time."),
     ] = None,
-    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    channel: Annotated[str | None, typer.Option(metavar=NAME, help="Only this channel.")] = None,
     now: NowOption = None,
     format: FormatOption = Format.table,
 ) -> None:
@@ -272,14 +331,8 @@ def preview(
 
     project = _load()
     _stop_on_errors(project)
-    from commcal.timeutil import parse_datetime, to_utc, zone
-
-    start = _now(now)
-    if at:
-        parsed = parse_datetime(at)
-        if parsed is None:
-            raise fail(f"--at: {at!r} is not a date like 2026-12-01 09:00")
-        start = to_utc(parsed, zone(project.config.timezone))
+    _check_filters(project, channel=[channel] if channel else None)
+    start = _local_instant(at, "--at", project.config.timezone) if at else _now(now)
     found = planning.find_item(project, item)
     if found is None:
         raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
@@ -504,12 +557,7 @@ def resolve(
         )
 
 
-channels_app = typer.Typer(
-    help="List configured channels, or test their credentials.\n\n"
-    "Example: commcal channels test mastodon",
-    no_args_is_help=False,
-    invoke_without_command=True,
-)
+channels_app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 app.add_typer(channels_app, name="channels")
 
 
@@ -518,9 +566,12 @@ def channels_list(
     ctx: typer.Context,
     format: FormatOption = Format.table,
 ) -> None:
-    """List configured channels: type, settings (secrets masked) and whether each secret is set.
+    """List configured channels (secrets masked, only whether each is set), or test one.
 
-    Example: commcal channels --format json
+    Subcommands: `commcal channels test NAME` checks credentials without posting;
+    `commcal channels types` lists the installed channel types.
+
+    Example: commcal channels test mastodon
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -600,3 +651,7 @@ def run(
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
     raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    main()

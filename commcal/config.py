@@ -19,7 +19,7 @@ CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
 KNOWN_LOCALES = ("en", "el", "sw")
 TOP_KEYS = ("timezone", "locale", "state", "publish", "channels", "vars", "links")
-PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay", "window")
+PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    utm_source: str = "commcal"
+    utm_source: str = ""  # empty: the channel name (mastodon, newsletter ...)
     utm_medium: str = "social"
 
 
@@ -145,8 +145,11 @@ def read_locale(reader: Reader, node: Node, what: str) -> str | None:
     try:
         Locale.parse(name.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
-        reader.problem(node.pos, f"unknown locale {name!r}",
-                       "use a language code such as en, el (Greek) or sw (Swahili)")
+        reader.problem(
+            node.pos,
+            f"unknown locale {name!r}",
+            "use a language code such as en, el (Greek) or sw (Swahili)",
+        )
         return None
     return name
 
@@ -164,14 +167,18 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
         if not ENV_REF.search(state) and not state.startswith(
             ("sqlite://", "postgresql://", "postgres://")
         ):
-            reader.problem(n.pos, f"state {state!r} is not a store URL",
-                           "use sqlite:///.commcal/state.db or postgresql://user@host/db")
+            reader.problem(
+                n.pos,
+                f"state {state!r} is not a store URL",
+                "use sqlite:///.commcal/state.db or postgresql://user@host/db",
+            )
     if (n := node.get("publish")) is not None:
         values["publish"] = _read_publish(reader, n)
     if (n := node.get("vars")) is not None and reader.mapping(n, "vars"):
         values["vars"] = reader.value(n, "vars")
-    if (n := node.get("links")) is not None and reader.mapping(n, "links", ("utm_source",
-                                                                            "utm_medium")):
+    if (n := node.get("links")) is not None and reader.mapping(
+        n, "links", ("utm_source", "utm_medium")
+    ):
         link_values = {k.text: reader.text(v, f"links.{k.text}") for k, v in n.entries}
         values["links"] = LinkConfig(**{k: v for k, v in link_values.items() if v})
     if (n := node.get("channels")) is not None:
@@ -209,8 +216,11 @@ def _read_channels(reader: Reader, node: Node) -> dict[str, ChannelConfig]:
             continue
         type_node = value.get("type")
         if type_node is None:
-            reader.problem(value.pos, f"channel {name!r} needs a type",
-                           "e.g. type: mastodon (see `commcal channels types`)")
+            reader.problem(
+                value.pos,
+                f"channel {name!r} needs a type",
+                "e.g. type: mastodon (see `commcal channels types`)",
+            )
             continue
         type_name = reader.text(type_node, f"channels.{name}.type")
         if type_name is None:

@@ -112,6 +112,7 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         _locale=item.locale,
         _tz=tz,
         _utm_medium=project.config.links.utm_medium,
+        _utm_source=project.config.links.utm_source,
     )
     extra = occurrence.extra
     if item.kind == "event":
@@ -142,7 +143,9 @@ def message_for(project: Project, delivery: Delivery) -> Message:
     rendered = project.renderer.render(
         delivery.occurrence.template, delivery.channel_type, item.locale, ctx, what=what
     )
-    subject = rendered.subject or (item.title or None)
+    adapter = project.channels.get(delivery.channel)
+    needs_subject = adapter is not None and adapter.needs_subject
+    subject = rendered.subject or (item.title if needs_subject and item.title else None)
     options: dict[str, Any] = {}
     if item.poll is not None:
         options["poll"] = {
@@ -200,7 +203,28 @@ def check(project: Project, delivery: Delivery) -> Planned:
 def plan(
     project: Project, start: datetime, end: datetime, filters: Filters = Filters()
 ) -> list[Planned]:
-    return [check(project, d) for d in deliveries(project, start, end, filters)]
+    planned = []
+    first_step: dict[str, str] = {}
+    for delivery in deliveries(project, start, end, filters):
+        entry = check(project, delivery)
+        step = delivery.occurrence.step
+        if delivery.id in first_step:
+            # The id is (calendar, item, instant, channel): two steps at one instant would be
+            # one delivery, and the ledger would send only the first.
+            item = delivery.item
+            clash = Problem(
+                item.pos,
+                f"item {item.id!r}: steps {first_step[delivery.id]!r} and {step!r} fall at the "
+                f"same instant ({delivery.local_due:%Y-%m-%d %H:%M}) on {delivery.channel}",
+                "move one of them by a minute or more; only one message per instant is sent",
+            )
+            entry = Planned(
+                delivery, entry.message, entry.length, entry.limit, (*entry.problems, clash)
+            )
+        else:
+            first_step[delivery.id] = step
+        planned.append(entry)
+    return planned
 
 
 def problems_of(planned: Iterable[Planned]) -> list[Problem]:

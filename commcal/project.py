@@ -65,7 +65,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
         if calendar.name in names:
             problems.append(
                 Problem(
-                    Pos(shown, 1, 1),
+                    calendar.name_pos or Pos(shown, 1, 1),
                     f"calendar name {calendar.name!r} is already used by {names[calendar.name]}",
                     "set calendar: to a unique name",
                 )

@@ -58,16 +58,19 @@ def template_bases(folder: Path) -> set[str]:
 class Renderer:
     """Compiles each template once and renders messages for deliveries."""
 
-    def __init__(self, folder: Path, *, display_root: Path | None = None,
-                 utm_medium: str = "social") -> None:
+    def __init__(
+        self, folder: Path, *, display_root: Path | None = None, utm_medium: str = "social"
+    ) -> None:
         self.folder = folder
         self.display_root = display_root or folder.parent
         self.utm_medium = utm_medium
         self._env: jinja2.Environment | None = None
         self._lookup: dict[tuple[str, str, str, str], str | None] = {}
-        self._files = {p.relative_to(folder).as_posix() for p in folder.rglob(f"*{SUFFIX}")} if (
-            folder.is_dir()
-        ) else set()
+        self._files = (
+            {p.relative_to(folder).as_posix() for p in folder.rglob(f"*{SUFFIX}")}
+            if (folder.is_dir())
+            else set()
+        )
 
     @property
     def env(self) -> jinja2.Environment:
@@ -108,22 +111,33 @@ class Renderer:
                 names = [f"{base}.{locale}.html", f"{base}.{lang}.html", f"{base}.html"]
             else:
                 names = [
-                    f"{base}.{locale}.{channel_type}", f"{base}.{lang}.{channel_type}",
-                    f"{base}.{channel_type}", f"{base}.{locale}", f"{base}.{lang}", base,
-                    f"{base}.{locale}.txt", f"{base}.{lang}.txt", f"{base}.txt",
+                    f"{base}.{locale}.{channel_type}",
+                    f"{base}.{lang}.{channel_type}",
+                    f"{base}.{channel_type}",
+                    f"{base}.{locale}",
+                    f"{base}.{lang}",
+                    base,
+                    f"{base}.{locale}.txt",
+                    f"{base}.{lang}.txt",
+                    f"{base}.txt",
                 ]
-            self._lookup[key] = next((n + SUFFIX for n in names if n + SUFFIX in self._files),
-                                     None)
+            self._lookup[key] = next((n + SUFFIX for n in names if n + SUFFIX in self._files), None)
         return self._lookup[key]
 
-    def render(self, base: str, channel_type: str, locale: str, context: Mapping[str, Any],
-               *, what: str) -> Rendered:
+    def render(
+        self, base: str, channel_type: str, locale: str, context: Mapping[str, Any], *, what: str
+    ) -> Rendered:
         """Render the parts of one message. `what` names the item for error messages."""
         text_name = self.find(base, channel_type, locale, "text")
         html_name = self.find(base, channel_type, locale, "html")
         if text_name is None and html_name is None:
-            raise RenderError(Problem(Pos(self._shown(base)), f"no template {base!r} for "
-                                      f"{what}", f"create templates/{base}.j2"))
+            raise RenderError(
+                Problem(
+                    Pos(self._shown(base)),
+                    f"no template {base!r} for {what}",
+                    f"create templates/{base}.j2",
+                )
+            )
         if "_locale" not in context:
             context = {**context, "_locale": locale}
         subject = text = html = None
@@ -156,19 +170,34 @@ class Renderer:
             return subject, body
         except jinja2.TemplateSyntaxError as exc:
             file_name = exc.name or name
-            raise RenderError(Problem(Pos(self._shown(file_name), exc.lineno),
-                                      f"template syntax error: {exc.message}",
-                                      f"used by {what}")) from None
+            raise RenderError(
+                Problem(
+                    Pos(self._shown(file_name), exc.lineno),
+                    f"template syntax error: {exc.message}",
+                    f"used by {what}",
+                )
+            ) from None
         except jinja2.TemplateError as exc:
             where_failed = self._failed_at(exc.__traceback__, name)
-            raise RenderError(Problem(where_failed, f"template error: {exc}",
-                                      f"while rendering {what}")) from None
-        except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError,
-                RecursionError) as exc:
+            raise RenderError(
+                Problem(where_failed, f"template error: {exc}", f"while rendering {what}")
+            ) from None
+        except (
+            TypeError,
+            ValueError,
+            LookupError,
+            AttributeError,
+            ArithmeticError,
+            RecursionError,
+        ) as exc:
             where_failed = self._failed_at(exc.__traceback__, name)
-            raise RenderError(Problem(where_failed,
-                                      f"template error: {type(exc).__name__}: {exc}",
-                                      f"while rendering {what}")) from None
+            raise RenderError(
+                Problem(
+                    where_failed,
+                    f"template error: {type(exc).__name__}: {exc}",
+                    f"while rendering {what}",
+                )
+            ) from None
 
     def _failed_at(self, tb: TracebackType | None, name: str) -> Pos:
         """The template file and line (not the compiled Python line) where rendering failed."""
@@ -212,6 +241,7 @@ def html_to_text(html: str) -> str:
 # Each takes the locale and zone from the template context (`_locale`, `_tz`), so a template
 # writes `{{ event.at | date }}` and gets "Πέμπτη 10 Δεκεμβρίου 2026" in a Greek calendar.
 
+
 def _pass_context(func: Callable[..., Any]) -> Callable[..., Any]:
     import jinja2
 
@@ -253,36 +283,87 @@ def format_time(ctx: Any, value: Any, format: str = "short", locale: str | None 
     when = _coerce(value)
     if not isinstance(when, datetime):
         raise ValueError(f"{value!r} has no time of day")
-    return str(babel_time(when, format=format, tzinfo=_zone(ctx) if when.tzinfo else None,
-                          locale=locale or ctx.get("_locale", "en")))
+    return str(
+        babel_time(
+            when,
+            format=format,
+            tzinfo=_zone(ctx) if when.tzinfo else None,
+            locale=locale or ctx.get("_locale", "en"),
+        )
+    )
 
 
 @_pass_context
-def format_datetime(ctx: Any, value: Any, format: str = "medium",
-                    locale: str | None = None) -> str:
+def format_datetime(ctx: Any, value: Any, format: str = "medium", locale: str | None = None) -> str:
     from babel.dates import format_datetime as babel_datetime
 
     when = _coerce(value)
     if not isinstance(when, datetime):
         when = datetime(when.year, when.month, when.day)
-    return str(babel_datetime(when, format=format, tzinfo=_zone(ctx) if when.tzinfo else None,
-                              locale=locale or ctx.get("_locale", "en")))
+    return str(
+        babel_datetime(
+            when,
+            format=format,
+            tzinfo=_zone(ctx) if when.tzinfo else None,
+            locale=locale or ctx.get("_locale", "en"),
+        )
+    )
 
 
 @_pass_context
-def format_timedelta(ctx: Any, value: Any, locale: str | None = None,
-                     add_direction: bool = False) -> str:
+def format_timedelta(
+    ctx: Any, value: Any, locale: str | None = None, add_direction: bool = False
+) -> str:
+    """A duration in words, exactly: 1h30m is "1 hour and 30 minutes", "1 ώρα και 30 λεπτά".
+
+    babel's format_timedelta rounds to one unit (1h30m -> "2 hours"), wrong for an event's
+    length; it is still used with add_direction=True ("in 2 hours"), where rounding is expected.
+    """
     from babel.dates import format_timedelta as babel_timedelta
+    from babel.lists import format_list
 
     if not isinstance(value, timedelta):
         raise ValueError(f"{value!r} is not a duration")
-    return str(babel_timedelta(value, locale=locale or ctx.get("_locale", "en"),
-                               add_direction=add_direction, threshold=1.0))
+    lang = locale or ctx.get("_locale", "en")
+    if add_direction:
+        return str(babel_timedelta(value, locale=lang, add_direction=True, threshold=1.0))
+    seconds = abs(int(value.total_seconds()))
+    parts = []
+    for unit, size in (
+        ("week", 604800),
+        ("day", 86400),
+        ("hour", 3600),
+        ("minute", 60),
+        ("second", 1),
+    ):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(_unit(count, unit, lang))
+    if not parts:
+        parts.append(_unit(0, "minute", lang))
+    return str(format_list(parts, locale=lang))
+
+
+def _unit(count: int, unit: str, lang: str) -> str:
+    """`count unit` in words; some locales (Swahili) have only the short form in CLDR."""
+    from babel.units import format_unit
+
+    for length in ("long", "short"):
+        text = str(format_unit(count, f"duration-{unit}", length=length, locale=lang))
+        if "duration-" not in text:
+            return text
+    return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
 @_pass_context
-def add_utm(ctx: Any, url: str, campaign: str | None = None, source: str | None = None,
-            medium: str | None = None, content: str | None = None) -> str:
+def add_utm(
+    ctx: Any,
+    url: str,
+    campaign: str | None = None,
+    source: str | None = None,
+    medium: str | None = None,
+    content: str | None = None,
+) -> str:
     """Tag a link for analytics; defaults: source = channel, medium = links.utm_medium,
     campaign = item id. Existing utm_* parameters in the URL are kept."""
     parts = urlsplit(str(url))
@@ -290,7 +371,7 @@ def add_utm(ctx: Any, url: str, campaign: str | None = None, source: str | None 
     channel = ctx.get("channel") or {}
     item = ctx.get("item") or {}
     tags = {
-        "utm_source": source or channel.get("name", "commcal"),
+        "utm_source": source or ctx.get("_utm_source") or channel.get("name", "commcal"),
         "utm_medium": medium or ctx.get("_utm_medium", "social"),
         "utm_campaign": campaign or item.get("id", ""),
         "utm_content": content or "",

@@ -132,7 +132,7 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     assert not load_project(target).errors
     result = invoke("-C", str(target), "validate", "--now", NOW)
     assert result.exit_code == 0, result.output
-    assert result.stdout == "1 calendars, 4 deliveries checked: no problems\n"
+    assert result.stdout == "1 calendar, 4 deliveries checked: no problems\n"
 
 
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
@@ -229,12 +229,12 @@ def test_plan_markdown_has_a_table_row_per_delivery(project: Path) -> None:
     )
     table = [line for line in lines if line.startswith("| ") and not line.startswith("| time ")]
     assert table == [
-        "| 10:00 UTC | archive | `launch` | Tip: launch | 11 |",
-        "| 10:00 UTC | console | `launch` | Tip: launch | 11 |",
-        "| 09:00 UTC | console | `tip` | Tip: tip | 8 |",
-        "| 18:00 UTC | archive | `meetup` (-1d) | Tip: meetup | 11 |",
-        "| 18:00 UTC | archive | `meetup` (start) | Tip: meetup | 11 |",
-        "| 09:00 UTC | console | `tip` | Tip: tip | 8 |",
+        "| 10:00 | archive | `launch` | Tip: launch | 11 |",
+        "| 10:00 | console | `launch` | Tip: launch | 11 |",
+        "| 09:00 | console | `tip` | Tip: tip | 8 |",
+        "| 18:00 | archive | `meetup` (-1d) | Tip: meetup | 11 |",
+        "| 18:00 | archive | `meetup` (start) | Tip: meetup | 11 |",
+        "| 09:00 | console | `tip` | Tip: tip | 8 |",
     ]
     assert "#### Thursday 03 December 2026" in lines
 

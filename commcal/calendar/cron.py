@@ -54,9 +54,7 @@ class Cron:
     weekday_restricted: bool
 
     def matches_day(self, day: date) -> bool:
-        return (
-            day.month in self.months and day.day in self.days and day.weekday() in self.weekdays
-        )
+        return day.month in self.months and day.day in self.days and day.weekday() in self.weekdays
 
     def wall_times(self, first: date, last: date) -> Iterator[datetime]:
         """Every matching wall-clock time on the days first..last, in order."""
@@ -148,7 +146,12 @@ def _value(text: str, name: str, low: int, high: int, names: list[str] | None) -
 
 def _long_name(short: str) -> str:
     long_names = {
-        "mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday",
-        "fri": "friday", "sat": "saturday", "sun": "sunday",
+        "mon": "monday",
+        "tue": "tuesday",
+        "wed": "wednesday",
+        "thu": "thursday",
+        "fri": "friday",
+        "sat": "saturday",
+        "sun": "sunday",
     }
     return long_names.get(short, short)

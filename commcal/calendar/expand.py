@@ -74,8 +74,10 @@ def _every(schedule: Every, tz: tzinfo, start: datetime, end: datetime) -> Itera
     step = schedule.interval
     if step % DAY == timedelta(0):
         # Whole days: the same wall-clock time each time, whatever DST does in between.
-        wall = schedule.start.replace(tzinfo=None) if schedule.start.tzinfo is None else (
-            local_wall(schedule.start, tz)
+        wall = (
+            schedule.start.replace(tzinfo=None)
+            if schedule.start.tzinfo is None
+            else (local_wall(schedule.start, tz))
         )
         days = step // DAY
         skipped = max(0, (lo - first) // DAY // days - 1)

@@ -56,18 +56,25 @@ class Reader:
 
     # -- structure -----------------------------------------------------------------------------
 
-    def mapping(self, node: Node, what: str, known: Iterable[str] | None = None,
-                hint: str = "") -> bool:
+    def mapping(
+        self, node: Node, what: str, known: Iterable[str] | None = None, hint: str = ""
+    ) -> bool:
         if node.kind != "map":
-            self.problem(node.pos, f"{what} must be a mapping (key: value lines), not "
-                         f"{node.describe()}", hint)
+            self.problem(
+                node.pos,
+                f"{what} must be a mapping (key: value lines), not {node.describe()}",
+                hint,
+            )
             return False
         if known is not None:
             known = list(known)
             for key, _ in node.entries:
                 if key.text not in known:
-                    self.problem(key.pos, f"unknown key {key.text!r} in {what}",
-                                 did_you_mean(key.text, known))
+                    self.problem(
+                        key.pos,
+                        f"unknown key {key.text!r} in {what}",
+                        did_you_mean(key.text, known),
+                    )
         return True
 
     def sequence(self, node: Node, what: str, *, allow_single: bool = False) -> list[Node]:
@@ -75,8 +82,11 @@ class Reader:
             return node.items
         if allow_single and node.kind == "scalar" and not node.is_null:
             return [node]
-        self.problem(node.pos, f"{what} must be a list, not {node.describe()}",
-                     f"write {what}: [a, b] or one '- value' per line")
+        self.problem(
+            node.pos,
+            f"{what} must be a list, not {node.describe()}",
+            f"write {what}: [a, b] or one '- value' per line",
+        )
         return []
 
     # -- scalars -------------------------------------------------------------------------------
@@ -91,8 +101,11 @@ class Reader:
         if node.plain:
             surprise = self._surprise(node)
             if surprise:
-                self.problem(node.pos, f"{what}: unquoted {node.text!r} {surprise}",
-                             f"quote it: \"{node.text}\"")
+                self.problem(
+                    node.pos,
+                    f"{what}: unquoted {node.text!r} {surprise}",
+                    f'quote it: "{node.text}"',
+                )
                 return None
         if not allow_empty and not node.text.strip():
             self.problem(node.pos, f"{what} is empty")
@@ -115,9 +128,12 @@ class Reader:
         if value is None:
             return None
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
-            self.problem(node.pos, f"{what} {value!r} may use only letters, digits, '.', '_' and "
-                         "'-', starting with a letter or digit",
-                         "ids appear in URLs, file names and the ledger")
+            self.problem(
+                node.pos,
+                f"{what} {value!r} may use only letters, digits, '.', '_' and "
+                "'-', starting with a letter or digit",
+                "ids appear in URLs, file names and the ledger",
+            )
             return None
         return value
 
@@ -136,16 +152,22 @@ class Reader:
             lowered = node.text.lower()
             if lowered in ("true", "false"):
                 return lowered == "true"
-            self.problem(node.pos, f"{what}: write true or false, not {node.text!r}",
-                         "YAML 1.1 words like yes/no/on/off are ambiguous across tools")
+            self.problem(
+                node.pos,
+                f"{what}: write true or false, not {node.text!r}",
+                "YAML 1.1 words like yes/no/on/off are ambiguous across tools",
+            )
             return None
         self.problem(node.pos, f"{what} must be true or false, not {node.describe()}")
         return None
 
-    def integer(self, node: Node, what: str, low: int | None = None,
-                high: int | None = None) -> int | None:
-        if node.kind != "scalar" or not re.fullmatch(r"[-+]?\d+", node.text.strip()) or (
-            not node.plain
+    def integer(
+        self, node: Node, what: str, low: int | None = None, high: int | None = None
+    ) -> int | None:
+        if (
+            node.kind != "scalar"
+            or not re.fullmatch(r"[-+]?\d+", node.text.strip())
+            or (not node.plain)
         ):
             self.problem(node.pos, f"{what} must be a whole number, not {node.describe()}")
             return None
@@ -160,8 +182,11 @@ class Reader:
         if node.kind == "scalar" and not node.is_null:
             value = bounded_duration(node.text)
             if value is not None and abs(value) > MAX_DURATION:
-                self.problem(node.pos, f"{what}: {node.text!r} is longer than "
-                             f"{MAX_DURATION.days // 365} years", "check it for a typo")
+                self.problem(
+                    node.pos,
+                    f"{what}: {node.text!r} is longer than {MAX_DURATION.days // 365} years",
+                    "check it for a typo",
+                )
                 return None
             if value is not None:
                 if value < timedelta(0) and not allow_negative:
@@ -169,11 +194,15 @@ class Reader:
                     return None
                 return value
             if node.plain and node.tag in (TAG_INT, TAG_FLOAT):
-                self.problem(node.pos, f"{what}: a bare number {node.text!r} has no unit",
-                             f"write {node.text}m, {node.text}h or {node.text}d")
+                self.problem(
+                    node.pos,
+                    f"{what}: a bare number {node.text!r} has no unit",
+                    f"write {node.text}m, {node.text}h or {node.text}d",
+                )
                 return None
-        self.problem(node.pos, f"{what} must be a duration like 90m, 1h30m, 2d or -1h, not "
-                     f"{node.describe()}")
+        self.problem(
+            node.pos, f"{what} must be a duration like 90m, 1h30m, 2d or -1h, not {node.describe()}"
+        )
         return None
 
     def date(self, node: Node, what: str) -> date | None:
@@ -188,8 +217,11 @@ class Reader:
         if node.kind == "scalar" and not node.is_null:
             value = parse_datetime(node.text)
             if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
-                self.problem(node.pos, f"{what}: year {value.year} is outside "
-                             f"{FIRST_YEAR}-{LAST_YEAR}", "check the year for a typo")
+                self.problem(
+                    node.pos,
+                    f"{what}: year {value.year} is outside {FIRST_YEAR}-{LAST_YEAR}",
+                    "check the year for a typo",
+                )
                 return None
             if value is not None:
                 return value
@@ -198,8 +230,11 @@ class Reader:
             ):
                 self.problem(node.pos, f"{what}: {node.text!r} is not a real date")
                 return None
-        self.problem(node.pos, f"{what} must be a date and time like 2026-12-10 18:00 (in the "
-                     f"calendar's zone) or 2026-12-10T16:00Z, not {node.describe()}")
+        self.problem(
+            node.pos,
+            f"{what} must be a date and time like 2026-12-10 18:00 (in the "
+            f"calendar's zone) or 2026-12-10T16:00Z, not {node.describe()}",
+        )
         return None
 
     # -- free-form values (vars) -------------------------------------------------------------
@@ -217,13 +252,19 @@ class Reader:
         if node.tag == TAG_BOOL:
             if node.text.lower() in ("true", "false"):
                 return node.text.lower() == "true"
-            self.problem(node.pos, f"{what}: unquoted {node.text!r} is read as a yes/no value by "
-                         "YAML 1.1", f"write true/false, or quote it as text: \"{node.text}\"")
+            self.problem(
+                node.pos,
+                f"{what}: unquoted {node.text!r} is read as a yes/no value by YAML 1.1",
+                f'write true/false, or quote it as text: "{node.text}"',
+            )
             return None
         if node.tag in (TAG_INT, TAG_FLOAT):
             if not _DECIMAL.match(node.text):
-                self.problem(node.pos, f"{what}: unquoted {node.text!r} {self._surprise(node)}",
-                             f"quote it: \"{node.text}\"")
+                self.problem(
+                    node.pos,
+                    f"{what}: unquoted {node.text!r} {self._surprise(node)}",
+                    f'quote it: "{node.text}"',
+                )
                 return None
             return float(node.text) if "." in node.text else int(node.text)
         return node.text

@@ -79,7 +79,7 @@ class Item:
     title: str = ""
     schedule: Schedule | None = None  # posts, newsletters, polls, offers, surveys
     steps: tuple[Step, ...] = ()  # events (reminders) and contests
-    anchors: Mapping[str, datetime] = field(default_factory=dict)  # event at / contest opens, closes
+    anchors: Mapping[str, datetime] = field(default_factory=dict)  # event at, contest opens/closes
     duration: timedelta | None = None  # events
     poll: Mapping[str, Any] | None = None  # question, options, duration
     audience: str | None = None
@@ -94,3 +94,4 @@ class Calendar:
     locale: str
     vars: Mapping[str, Any]
     items: tuple[Item, ...]
+    name_pos: Pos | None = None  # where `calendar:` names it (None: named after the file)

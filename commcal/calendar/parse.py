@@ -53,8 +53,12 @@ def parse_calendar(
 ) -> tuple[Calendar | None, list[Any]]:
     """One calendar file's tree -> Calendar. `templates` are the names `render` can resolve."""
     reader = Reader()
-    if not reader.mapping(node, "a calendar file", CALENDAR_KEYS,
-                          "a calendar starts with items: followed by '- id: ...' entries"):
+    if not reader.mapping(
+        node,
+        "a calendar file",
+        CALENDAR_KEYS,
+        "a calendar starts with items: followed by '- id: ...' entries",
+    ):
         return None, reader.problems
     name = default_name
     if (n := node.get("calendar")) is not None:
@@ -79,8 +83,11 @@ def parse_calendar(
     items: list[Item] = []
     items_node = node.get("items")
     if items_node is None:
-        reader.problem(node.pos, "a calendar needs an 'items:' list",
-                       "add items: with at least one '- id: ...' entry")
+        reader.problem(
+            node.pos,
+            "a calendar needs an 'items:' list",
+            "add items: with at least one '- id: ...' entry",
+        )
     else:
         seen: dict[str, int] = {}
         for item_node in reader.sequence(items_node, "items"):
@@ -88,12 +95,18 @@ def parse_calendar(
             if item is None:
                 continue
             if item.id in seen:
-                reader.problem(item.pos, f"duplicate item id {item.id!r} (first at line "
-                               f"{seen[item.id]})", "item ids must be unique in a calendar")
+                reader.problem(
+                    item.pos,
+                    f"duplicate item id {item.id!r} (first at line {seen[item.id]})",
+                    "item ids must be unique in a calendar",
+                )
                 continue
             seen[item.id] = item.pos.line
             items.append(item)
-    calendar = Calendar(name, path, tz, locale, cal_vars, tuple(items))
+    name_node = node.get("calendar")
+    calendar = Calendar(
+        name, path, tz, locale, cal_vars, tuple(items), name_node.pos if name_node else None
+    )
     return calendar, reader.problems
 
 
@@ -105,8 +118,9 @@ def _channels(reader: Reader, node: Node, config: Config) -> tuple[str, ...]:
             continue
         if name not in config.channels:
             known = list(config.channels)
-            hint = (did_you_mean(name, known) if known
-                    else "define it under channels: in commcal.yaml")
+            hint = (
+                did_you_mean(name, known) if known else "define it under channels: in commcal.yaml"
+            )
             reader.problem(entry.pos, f"unknown channel {name!r} (not in commcal.yaml)", hint)
             continue
         if name in names:
@@ -123,8 +137,11 @@ def _template(reader: Reader, node: Node, what: str, templates: Collection[str])
     name = name.strip().removesuffix(".j2")
     if name not in templates:
         hint = did_you_mean(name, templates) if templates else "templates/ is empty"
-        reader.problem(node.pos, f"template {name!r} not found under templates/",
-                       hint or f"create templates/{name}.j2")
+        reader.problem(
+            node.pos,
+            f"template {name!r} not found under templates/",
+            hint or f"create templates/{name}.j2",
+        )
         return None
     return name
 
@@ -139,8 +156,9 @@ def _item(
     config: Config,
     templates: Collection[str],
 ) -> Item | None:
-    if not reader.mapping(node, "an item", hint="an item is '- id: name' followed by its keys, "
-                          "indented under the id"):
+    if not reader.mapping(
+        node, "an item", hint="an item is '- id: name' followed by its keys, indented under the id"
+    ):
         return None
     id_node = node.get("id")
     if id_node is None:
@@ -158,16 +176,21 @@ def _item(
     for key_node, _ in node.entries:
         if key_node.text in other_kinds:
             owners = [k for k, keys in KIND_KEYS.items() if key_node.text in keys]
-            reader.problem(key_node.pos, f"{key_node.text!r} belongs to kind "
-                           f"{' or '.join(owners)}, not {kind}",
-                           f"set kind: {owners[0]}, or remove {key_node.text}:")
+            reader.problem(
+                key_node.pos,
+                f"{key_node.text!r} belongs to kind {' or '.join(owners)}, not {kind}",
+                f"set kind: {owners[0]}, or remove {key_node.text}:",
+            )
     where = f"item {item_id!r}"
     channels = defaults.get("channels") or ()
     if (n := node.get("channels")) is not None:
         channels = _channels(reader, n, config)
     if not channels and (n := node.get("channels")) is None:
-        reader.problem(node.pos, f"{where} has no channels",
-                       "add channels: [name, ...] or defaults: {channels: [...]} to the calendar")
+        reader.problem(
+            node.pos,
+            f"{where} has no channels",
+            "add channels: [name, ...] or defaults: {channels: [...]} to the calendar",
+        )
     template = defaults.get("template") or ""
     if (n := node.get("template")) is not None:
         template = _template(reader, n, f"{where} template", templates) or ""
@@ -194,8 +217,17 @@ def _item(
     if item_id is None:
         return None
     return Item(
-        calendar=calendar, id=item_id, kind=kind, channels=tuple(channels), template=template,
-        vars=item_vars, draft=draft, timezone=tz, locale=locale, pos=id_node.pos, title=title,
+        calendar=calendar,
+        id=item_id,
+        kind=kind,
+        channels=tuple(channels),
+        template=template,
+        vars=item_vars,
+        draft=draft,
+        timezone=tz,
+        locale=locale,
+        pos=id_node.pos,
+        title=title,
         **fields,
     )
 
@@ -207,12 +239,19 @@ def _all_kind_keys() -> set[str]:
 def _schedule(reader: Reader, node: Node, where: str) -> Schedule | None:
     given = [key for key in SCHEDULE_KEYS if node.get(key) is not None]
     if not given:
-        reader.problem(node.pos, f"{where} has no schedule",
-                       "add at: 2026-12-01 09:00, dates: [...], or schedule: {cron: ...}")
+        reader.problem(
+            node.pos,
+            f"{where} has no schedule",
+            "add at: 2026-12-01 09:00, dates: [...], or schedule: {cron: ...}",
+        )
         return None
     if len(given) > 1:
-        reader.problem(node.get(given[1]).pos, f"{where} has both {given[0]!r} and "  # type: ignore[union-attr]
-                       f"{given[1]!r}", "use one schedule form per item")
+        reader.problem(
+            node.get(given[1]).pos,
+            f"{where} has both {given[0]!r} and "  # type: ignore[union-attr]
+            f"{given[1]!r}",
+            "use one schedule form per item",
+        )
         return None
     key = given[0]
     value = node.get(key)
@@ -252,13 +291,19 @@ def _repeat(reader: Reader, node: Node, where: str) -> Schedule | None:
     if start and until and _sort_key(until) <= _sort_key(start):
         until_node = node.get("until")
         assert until_node is not None
-        reader.problem(until_node.pos, f"{where}: schedule.until is not after schedule.start",
-                       "until: is the last day; make it the same as or later than start:")
+        reader.problem(
+            until_node.pos,
+            f"{where}: schedule.until is not after schedule.start",
+            "until: is the last day; make it the same as or later than start:",
+        )
     window = Window(start, until, frozenset(skip))
     cron_node, every_node = node.get("cron"), node.get("every")
     if (cron_node is None) == (every_node is None):
-        reader.problem(node.pos, f"{where} schedule needs exactly one of cron or every",
-                       'e.g. cron: "0 9 * * MON" or every: 2h with start:')
+        reader.problem(
+            node.pos,
+            f"{where} schedule needs exactly one of cron or every",
+            'e.g. cron: "0 9 * * MON" or every: 2h with start:',
+        )
         return None
     if cron_node is not None:
         expression = reader.text(cron_node, f"{where} cron")
@@ -267,15 +312,20 @@ def _repeat(reader: Reader, node: Node, where: str) -> Schedule | None:
         try:
             cron = parse_cron(expression)
         except CronError as exc:
-            reader.problem(cron_node.pos, f"{where}: invalid cron {expression!r}: {exc}",
-                           'cron fields: minute hour day-of-month month day-of-week, '
-                           'e.g. "0 9 * * MON"')
+            reader.problem(
+                cron_node.pos,
+                f"{where}: invalid cron {expression!r}: {exc}",
+                'cron fields: minute hour day-of-month month day-of-week, e.g. "0 9 * * MON"',
+            )
             return None
         if cron.day_restricted and cron.weekday_restricted:
-            reader.problem(cron_node.pos, f"{where}: cron {expression!r} restricts both day of "
-                           "month and day of week; commcal fires only on days matching both",
-                           "classic cron fires on either; split it into two items if you meant "
-                           "that", severity="warning")
+            reader.problem(
+                cron_node.pos,
+                f"{where}: cron {expression!r} restricts both day of "
+                "month and day of week; commcal fires only on days matching both",
+                "classic cron fires on either; split it into two items if you meant that",
+                severity="warning",
+            )
         return CronSchedule(cron, window)
     assert every_node is not None
     interval = reader.duration(every_node, f"{where} every", allow_negative=False)
@@ -285,14 +335,18 @@ def _repeat(reader: Reader, node: Node, where: str) -> Schedule | None:
         reader.problem(every_node.pos, f"{where}: every must be at least 1m")
         return None
     if start is None:
-        reader.problem(node.pos, f"{where}: a schedule with every: needs start:",
-                       "e.g. start: 2026-12-01 09:00")
+        reader.problem(
+            node.pos,
+            f"{where}: a schedule with every: needs start:",
+            "e.g. start: 2026-12-01 09:00",
+        )
         return None
     return Every(interval, start, window)
 
 
-def _event(reader: Reader, node: Node, where: str, template: str,
-           templates: Collection[str]) -> dict[str, Any]:
+def _event(
+    reader: Reader, node: Node, where: str, template: str, templates: Collection[str]
+) -> dict[str, Any]:
     at_node = node.get("at")
     if at_node is None:
         reader.problem(node.pos, f"{where} is an event and needs at: (when it starts)")
@@ -332,14 +386,16 @@ def _event(reader: Reader, node: Node, where: str, template: str,
     return fields
 
 
-def _contest(reader: Reader, node: Node, where: str, template: str,
-             templates: Collection[str]) -> dict[str, Any]:
+def _contest(
+    reader: Reader, node: Node, where: str, template: str, templates: Collection[str]
+) -> dict[str, Any]:
     anchors: dict[str, datetime] = {}
     for key in ("opens", "closes"):
         n = node.get(key)
         if n is None:
-            reader.problem(node.pos, f"{where} is a contest and needs {key}:",
-                           f"e.g. {key}: 2026-12-05 10:00")
+            reader.problem(
+                node.pos, f"{where} is a contest and needs {key}:", f"e.g. {key}: 2026-12-05 10:00"
+            )
             continue
         when = reader.datetime(n, f"{where} {key}")
         if when:
@@ -348,8 +404,11 @@ def _contest(reader: Reader, node: Node, where: str, template: str,
         reader.problem(node.get("closes").pos, f"{where}: closes is not after opens")  # type: ignore[union-attr]
     steps_node = node.get("steps")
     if steps_node is None:
-        reader.problem(node.pos, f"{where} needs steps: (opens, reminders, closes, winners)",
-                       "e.g. steps: [{name: opens, at: opens, template: contests/open}]")
+        reader.problem(
+            node.pos,
+            f"{where} needs steps: (opens, reminders, closes, winners)",
+            "e.g. steps: [{name: opens, at: opens, template: contests/open}]",
+        )
         return {"anchors": anchors}
     steps: list[Step] = []
     names: set[str] = set()
@@ -358,8 +417,11 @@ def _contest(reader: Reader, node: Node, where: str, template: str,
             continue
         name_node, at_node = entry.get("name"), entry.get("at")
         if name_node is None or at_node is None:
-            reader.problem(entry.pos, "a contest step needs name: and at:",
-                           "e.g. {name: last-call, at: closes-1d, template: contests/last-call}")
+            reader.problem(
+                entry.pos,
+                "a contest step needs name: and at:",
+                "e.g. {name: last-call, at: closes-1d, template: contests/last-call}",
+            )
             continue
         name = reader.identifier(name_node, "step name")
         if name in names:
@@ -369,8 +431,11 @@ def _contest(reader: Reader, node: Node, where: str, template: str,
         if (t := entry.get("template")) is not None:
             step_template = _template(reader, t, f"{where} step template", templates) or ""
         elif not template:
-            reader.problem(entry.pos, f"{where}: step {name!r} has no template",
-                           "give the step a template: or the contest one")
+            reader.problem(
+                entry.pos,
+                f"{where}: step {name!r} has no template",
+                "give the step a template: or the contest one",
+            )
         step = _contest_step(reader, at_node, name or "", step_template, where)
         if step and name:
             names.add(name)
@@ -378,8 +443,7 @@ def _contest(reader: Reader, node: Node, where: str, template: str,
     return {"anchors": anchors, "steps": tuple(steps)}
 
 
-def _contest_step(reader: Reader, node: Node, name: str, template: str,
-                  where: str) -> Step | None:
+def _contest_step(reader: Reader, node: Node, name: str, template: str, where: str) -> Step | None:
     text = node.text if node.kind == "scalar" else ""
     match = CONTEST_ANCHOR.match(text)
     if match:
@@ -388,8 +452,11 @@ def _contest_step(reader: Reader, node: Node, name: str, template: str,
         if amount:
             parsed = bounded_duration(amount)
             if parsed is None or not timedelta(0) <= parsed <= MAX_DURATION:
-                reader.problem(node.pos, f"{where}: step at {text!r}: {amount!r} is not a "
-                               "duration", "e.g. at: closes-1d or at: opens+7d")
+                reader.problem(
+                    node.pos,
+                    f"{where}: step at {text!r}: {amount!r} is not a duration",
+                    "e.g. at: closes-1d or at: opens+7d",
+                )
                 return None
             offset = -parsed if sign == "-" else parsed
         return Step(name, anchor, offset, None, template, node.pos)
@@ -407,20 +474,28 @@ def _poll(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
     options = [reader.text(o, f"{where} option") for o in option_nodes]
     low, high = POLL_OPTIONS
     if not low <= len(options) <= high:
-        reader.problem(options_node.pos, f"{where}: a poll has {low} to {high} options, this one "
-                       f"has {len(options)}")
+        reader.problem(
+            options_node.pos,
+            f"{where}: a poll has {low} to {high} options, this one has {len(options)}",
+        )
     seen: set[str] = set()
     for option, option_node in zip(options, option_nodes, strict=True):
         if option is not None and option in seen:
-            reader.problem(option_node.pos, f"{where}: poll option {option!r} is listed twice",
-                           "each option must differ")
+            reader.problem(
+                option_node.pos,
+                f"{where}: poll option {option!r} is listed twice",
+                "each option must differ",
+            )
         seen.add(option or "")
     duration = timedelta(days=1)
     if (n := node.get("duration")) is not None:
         duration = reader.duration(n, f"{where} duration", allow_negative=False) or duration
         if duration < timedelta(minutes=5) or duration > timedelta(days=7):
-            reader.problem(n.pos, f"{where}: poll duration must be between 5m and 7d "
-                           "(the range every network with native polls accepts)")
+            reader.problem(
+                n.pos,
+                f"{where}: poll duration must be between 5m and 7d "
+                "(the range every network with native polls accepts)",
+            )
     if question is None or None in options:
         return None
     return {"question": question, "options": tuple(options), "duration": duration}

@@ -122,9 +122,7 @@ def load(path: Path, display: str | None = None) -> tuple[Node | None, list[Prob
 
 
 # What YAML 1.1 allows in a stream (spec 5.1); anything else stops PyYAML without a line number.
-_NOT_PRINTABLE = re.compile(
-    "[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+_NOT_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _bad_character(text: str, display: str) -> Problem | None:
@@ -134,9 +132,11 @@ def _bad_character(text: str, display: str) -> Problem | None:
     before = text[: found.start()]
     line = before.count("\n") + 1
     column = found.start() - (before.rfind("\n") + 1) + 1
-    return Problem(Pos(display, line, column),
-                   f"invisible control character U+{ord(found.group()):04X} is not allowed in YAML",
-                   "delete it (it often comes along when text is pasted from another program)")
+    return Problem(
+        Pos(display, line, column),
+        f"invisible control character U+{ord(found.group()):04X} is not allowed in YAML",
+        "delete it (it often comes along when text is pasted from another program)",
+    )
 
 
 def parse(text: str, display: str) -> tuple[Node | None, list[Problem]]:
@@ -154,14 +154,24 @@ def parse(text: str, display: str) -> tuple[Node | None, list[Problem]]:
         if exc.context:
             message = f"{exc.context}: {message}"
         if "expected a single document" in message:
-            return None, [Problem(pos, "more than one YAML document ('---') in the file",
-                                  "keep one document per file")]
+            return None, [
+                Problem(
+                    pos,
+                    "more than one YAML document ('---') in the file",
+                    "keep one document per file",
+                )
+            ]
         return None, [Problem(pos, f"invalid YAML: {message}", _yaml_hint(message))]
     except yaml.YAMLError as exc:
         return None, [Problem(Pos(display), f"invalid YAML: {exc}")]
     if root is None:
-        return None, [Problem(Pos(display, 1, 1), "the file is empty",
-                              "write key: value lines (a calendar starts with items:)")]
+        return None, [
+            Problem(
+                Pos(display, 1, 1),
+                "the file is empty",
+                "write key: value lines (a calendar starts with items:)",
+            )
+        ]
     size_problem = _check_size(root, display)
     if size_problem:
         return None, [size_problem]
@@ -204,11 +214,15 @@ def _check_size(root: yaml.Node, display: str) -> Problem | None:
             return sizes[key]
         pos = position(display, node.start_mark)
         if key in open_nodes:
-            return Problem(pos, "an alias (*name) refers to a value that contains it",
-                           "an anchor cannot be used inside its own value")
+            return Problem(
+                pos,
+                "an alias (*name) refers to a value that contains it",
+                "an anchor cannot be used inside its own value",
+            )
         if depth > MAX_DEPTH:
-            return Problem(pos, f"values are nested more than {MAX_DEPTH} levels deep",
-                           "flatten the structure")
+            return Problem(
+                pos, f"values are nested more than {MAX_DEPTH} levels deep", "flatten the structure"
+            )
         open_nodes.add(key)
         total = 1
         for child in children(node):
@@ -217,8 +231,11 @@ def _check_size(root: yaml.Node, display: str) -> Problem | None:
                 return found
             total += found
             if total > MAX_NODES:
-                return Problem(pos, f"aliases expand to more than {MAX_NODES:,} values",
-                               "this looks like an alias bomb; use fewer nested aliases")
+                return Problem(
+                    pos,
+                    f"aliases expand to more than {MAX_NODES:,} values",
+                    "this looks like an alias bomb; use fewer nested aliases",
+                )
         open_nodes.discard(key)
         sizes[key] = total
         return total
@@ -241,8 +258,11 @@ class _Converter:
             if not self.bomb:
                 self.bomb = True
                 self.problems.append(
-                    Problem(pos, f"aliases expand to more than {MAX_NODES:,} values",
-                            "this looks like an alias bomb; use fewer nested aliases")
+                    Problem(
+                        pos,
+                        f"aliases expand to more than {MAX_NODES:,} values",
+                        "this looks like an alias bomb; use fewer nested aliases",
+                    )
                 )
             return Node("scalar", pos)
         if isinstance(raw, yaml.ScalarNode):
@@ -265,14 +285,18 @@ class _Converter:
             key = self.convert(raw_key)
             value = self.convert(raw_value)
             if key.kind != "scalar":
-                self.problems.append(Problem(key.pos, "a key must be plain text, not "
-                                             f"{key.describe()}"))
+                self.problems.append(
+                    Problem(key.pos, f"a key must be plain text, not {key.describe()}")
+                )
                 continue
             if key.text in seen:
                 first = seen[key.text].pos
                 self.problems.append(
-                    Problem(key.pos, f"duplicate key {key.text!r} (first written at line "
-                            f"{first.line})", "remove one of them; YAML keeps only one")
+                    Problem(
+                        key.pos,
+                        f"duplicate key {key.text!r} (first written at line {first.line})",
+                        "remove one of them; YAML keeps only one",
+                    )
                 )
                 continue
             seen[key.text] = key
@@ -288,8 +312,12 @@ class _Converter:
         out: list[tuple[Node, Node]] = []
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
-                self.problems.append(Problem(position(self.display, source.start_mark),
-                                             "'<<' merges only mappings (or a list of them)"))
+                self.problems.append(
+                    Problem(
+                        position(self.display, source.start_mark),
+                        "'<<' merges only mappings (or a list of them)",
+                    )
+                )
                 continue
             node = self.convert(source)
             out.extend(node.entries)

@@ -142,9 +142,9 @@ class TelegramChannel(Channel):
                     f"poll option {choice!r} needs 1 to {self.poll_option_max} characters"
                 )
         duration = poll.get("duration_seconds")
-        low, high = self.poll_open_period
-        if duration is not None and not low <= int(duration) <= high:
-            problems.append(f"a telegram poll stays open {low} to {high} seconds, not {duration}")
+        low, _high = self.poll_open_period
+        if duration is not None and int(duration) < low:
+            problems.append(f"a telegram poll stays open at least {low} seconds, not {duration}")
         return problems
 
     # -- network --------------------------------------------------------------------------------
@@ -211,8 +211,11 @@ class TelegramChannel(Channel):
                 # InputPollOption objects (Bot API 7.3); plain strings are the older form.
                 "options": [{"text": str(choice)} for choice in poll.get("options", [])],
             }
-            if poll.get("duration_seconds") is not None:
-                payload["open_period"] = int(poll["duration_seconds"])
+            # open_period only reaches 600 s; a longer poll is sent without one and stays open
+            # (Telegram has no longer timer: https://core.telegram.org/bots/api#sendpoll).
+            duration = poll.get("duration_seconds")
+            if duration is not None and int(duration) <= self.poll_open_period[1]:
+                payload["open_period"] = int(duration)
             if poll.get("multiple"):
                 payload["allows_multiple_answers"] = True
             result = self._call("sendPoll", payload)

@@ -89,16 +89,16 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
                 table.add_section()
             day = local_day
             day_cell = f"{local_day:%a %d %b}"
-        label = d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else "")
+        label = Text(d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else ""))
         if d.item.draft:
-            label += " [draft]"
+            label.append(" (draft)", style="yellow")
         length = Text(length_cell(entry), style="" if entry.ok else "bold red")
         preview = entry.message.subject or entry.message.text if entry.message else ""
         if not entry.ok:
             preview = entry.problems[0].message
         table.add_row(
             Text(day_cell, style="bold"),
-            f"{d.local_due:%H:%M %Z}",
+            f"{d.due.astimezone(tz):%H:%M}",
             d.channel,
             label,
             Text(first_line(preview), style="" if entry.ok else "red"),
@@ -106,9 +106,10 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
         )
     out.print(table)
     if problems:
-        out.print(
-            Text(f"{problems} deliveries have problems; see `commcal validate`", style="bold red")
-        )
+        for entry in planned:
+            for problem in entry.problems:
+                out.print(Text(str(problem), style="red"))
+        out.print(Text(f"{problems} deliveries have problems", style="bold red"))
 
 
 def _markdown(
@@ -142,8 +143,9 @@ def _markdown(
         if not entry.ok:
             preview = entry.problems[0].message
         step = f" ({d.occurrence.step})" if d.occurrence.step else ""
+        step += " (draft)" if d.item.draft else ""
         lines.append(
-            f"| {d.local_due:%H:%M %Z} | {d.channel} | `{d.item.id}`{step} | "
+            f"| {d.due.astimezone(tz):%H:%M} | {d.channel} | `{d.item.id}`{step} | "
             f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |"
         )
     sys.stdout.write("\n".join(lines) + "\n")

@@ -38,7 +38,10 @@ def show(problems: list[Problem], fmt: str, *, checked: int, calendars: int) -> 
         return
     for problem in problems:
         sys.stderr.write(f"{problem}\n")
-    summary = f"{calendars} calendars, {checked} deliveries checked: "
+    summary = (
+        f"{calendars} calendar{'s' if calendars != 1 else ''}, {checked} "
+        f"deliver{'ies' if checked != 1 else 'y'} checked: "
+    )
     if errors or warnings:
         summary += (
             f"{errors} error{'s' if errors != 1 else ''}, {warnings} "

@@ -1,0 +1,5 @@
+"""`python -m commcal` is the same as the `commcal` command."""
+
+from commcal.cli import main
+
+main()
