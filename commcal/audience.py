@@ -38,6 +38,7 @@ _WHOLE = re.compile(
 )  # 18 digits: beyond is a typo, and int() of huge text is slow
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BOM = b"\xef\xbb\xbf"
+_SPACE = re.compile(r"\s")
 
 
 # -- members --------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ _BOM = b"\xef\xbb\xbf"
 def normalise_email(text: str) -> str | None:
     """The address stripped, with its domain lower-cased; None when it is not an address."""
     address = text.strip()
-    if address.count("@") != 1 or any(c.isspace() or not c.isprintable() for c in address):
+    if address.count("@") != 1 or not address.isprintable() or _SPACE.search(address):
         return None
     local, domain = address.split("@")
     labels = domain.split(".")
@@ -701,7 +702,7 @@ def _member(cells: Cells, line: int, display: str, report: Report) -> Member | N
             return None
         values[column] = value
     if not values.get("email"):
-        raw, pos = cells["email"]
+        raw, pos = cells.get("email", ("", Pos(display, line)))  # a short row may lack it
         shown = _cell_text(raw)
         report(
             Problem(
