@@ -18,7 +18,8 @@ from commcal.timeutil import zone, zone_suggestions
 CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
 KNOWN_LOCALES = ("en", "el", "sw")
-TOP_KEYS = ("timezone", "locale", "state", "publish", "channels", "vars", "links")
+TOP_KEYS = ("timezone", "locale", "state", "publish", "channels", "vars", "links", "members")
+MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
 
 
@@ -46,6 +47,15 @@ class LinkConfig:
 
 
 @dataclass(frozen=True)
+class MemberConfig:
+    """How messages to people are signed: unsubscribe links, survey tokens, derived codes."""
+
+    secret: EnvRef | None = None  # ${ENV} only: HMAC key for every member token
+    unsubscribe_url: str = ""  # base of the one-click link, served by `commcal unsubscribe-server`
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     timezone: str = "UTC"
@@ -55,6 +65,13 @@ class Config:
     channels: Mapping[str, ChannelConfig] = field(default_factory=dict)
     vars: Mapping[str, Any] = field(default_factory=dict)
     links: LinkConfig = LinkConfig()
+    members: MemberConfig = MemberConfig()
+
+    def member_secret(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The members secret's value, or None when unset (plan and preview do without)."""
+        if self.members.secret is None:
+            return None
+        return self.members.secret.resolve(os.environ if env is None else env)
 
     @property
     def path(self) -> Path:
@@ -183,6 +200,8 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
         values["links"] = LinkConfig(**{k: v for k, v in link_values.items() if v})
     if (n := node.get("channels")) is not None:
         values["channels"] = _read_channels(reader, n)
+    if (n := node.get("members")) is not None and reader.mapping(n, "members", MEMBER_KEYS):
+        values["members"] = _read_members(reader, n)
     return Config(root=root, **values)
 
 
@@ -232,3 +251,31 @@ def _read_channels(reader: Reader, node: Node) -> dict[str, ChannelConfig]:
         }
         channels[name] = ChannelConfig(name, type_name, settings, key.pos)
     return channels
+
+
+def _read_members(reader: Reader, node: Node) -> MemberConfig:
+    values: dict[str, Any] = {}
+    if (n := node.get("secret")) is not None and (text := reader.text(n, "members.secret")):
+        if not ENV_REF.search(text):
+            reader.problem(
+                n.pos,
+                "members.secret must be an environment reference, not a literal",
+                "e.g. secret: ${COMMCAL_MEMBER_SECRET}",
+            )
+        else:
+            values["secret"] = EnvRef(text)
+    if (n := node.get("unsubscribe_url")) is not None and (
+        url := reader.text(n, "members.unsubscribe_url")
+    ):
+        if not url.startswith(("https://", "http://localhost", "http://127.0.0.1")):
+            reader.problem(
+                n.pos,
+                "members.unsubscribe_url must be an https:// URL",
+                "mail clients only offer one-click unsubscribe over HTTPS (RFC 8058)",
+            )
+        values["unsubscribe_url"] = url
+    if (n := node.get("unsubscribe_mailto")) is not None and (
+        mail := reader.text(n, "members.unsubscribe_mailto")
+    ):
+        values["unsubscribe_mailto"] = mail.removeprefix("mailto:")
+    return MemberConfig(**values)

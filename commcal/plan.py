@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from commcal.audience import Member
 from commcal.calendar.expand import Occurrence, occurrences
 from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
 from commcal.errors import Problem
 from commcal.project import Project
 from commcal.render import RenderError
-from commcal.timeutil import iso_utc, zone
+from commcal.timeutil import iso_utc, local_wall, to_utc, zone
 
 
 def delivery_id(calendar: str, item: str, when: datetime, channel: str, recipient: str = "") -> str:
@@ -30,14 +31,32 @@ class Delivery:
     occurrence: Occurrence
     channel: str
     channel_type: str
+    # Audience items on a per-recipient channel (mail): one delivery per member. In `plan` the
+    # members are not expanded: one delivery stands for `audience_size` of them.
+    recipient: Member | None = None
+    at: datetime | None = None  # the member's own instant with send_at: local
+    audience_size: int = 0
+    code: str | None = None  # a pool code reserved in the ledger for this member (offers)
 
     @property
     def due(self) -> datetime:
-        return self.occurrence.when
+        return self.at or self.occurrence.when
 
     @property
     def calendar(self) -> str:
         return self.item.calendar
+
+    @property
+    def timezone(self) -> str:
+        if self.recipient is not None and self.recipient.timezone:
+            return self.recipient.timezone
+        return self.item.timezone
+
+    @property
+    def locale(self) -> str:
+        if self.recipient is not None and self.recipient.locale:
+            return self.recipient.locale
+        return self.item.locale
 
     @property
     def local_due(self) -> datetime:
@@ -64,10 +83,22 @@ class Filters:
 
 
 def deliveries(
-    project: Project, start: datetime, end: datetime, filters: Filters = Filters()
+    project: Project,
+    start: datetime,
+    end: datetime,
+    filters: Filters = Filters(),
+    *,
+    members: bool = False,
+    member: str | None = None,
 ) -> list[Delivery]:
-    """Every delivery due in [start, end), sorted by due time, calendar, item and channel."""
+    """Every delivery due in [start, end), sorted by due time, calendar, item and channel.
+
+    With `members`, audience items on per-recipient channels expand to one delivery per member
+    (streamed from the audience file); otherwise one delivery stands for the whole audience.
+    `member` (an address) keeps only that member's deliveries.
+    """
     found: list[Delivery] = []
+    sizes: dict[tuple[str, str], int] = {}
     for calendar in project.calendars:
         for item in calendar.items:
             if not filters.keeps(item):
@@ -75,26 +106,91 @@ def deliveries(
             channels = [c for c in item.channels if not filters.channels or c in filters.channels]
             if not channels:
                 continue
-            for occurrence in occurrences(item, start, end):
+            local = item.extra.get("send_at") == "local" and (members or member)
+            # A member's own zone may move an occurrence by up to a day either way.
+            pad = timedelta(days=1) if local else timedelta(0)
+            for occurrence in occurrences(item, start - pad, end + pad):
                 for channel in channels:
                     adapter = project.channels.get(channel)
-                    found.append(
-                        Delivery(
-                            delivery_id(item.calendar, item.id, occurrence.when, channel),
-                            item,
-                            occurrence,
-                            channel,
-                            adapter.type_name if adapter else project.config.channels[channel].type,
-                        )
-                    )
+                    kind = adapter.type_name if adapter else project.config.channels[channel].type
+                    audience = item.audience if adapter and adapter.per_recipient else None
+                    if audience is None:
+                        if start <= occurrence.when < end:
+                            found.append(
+                                Delivery(
+                                    delivery_id(item.calendar, item.id, occurrence.when, channel),
+                                    item,
+                                    occurrence,
+                                    channel,
+                                    kind,
+                                )
+                            )
+                        continue
+                    if not (members or member):
+                        if start <= occurrence.when < end:
+                            key = (item.calendar, item.id)
+                            if key not in sizes:
+                                sizes[key] = audience_size(project, item)
+                            found.append(
+                                Delivery(
+                                    delivery_id(item.calendar, item.id, occurrence.when, channel),
+                                    item,
+                                    occurrence,
+                                    channel,
+                                    kind,
+                                    audience_size=sizes[key],
+                                )
+                            )
+                        continue
+                    for person in _members(project, item, member):
+                        at = _member_instant(item, occurrence.when, person) if local else None
+                        due = at or occurrence.when
+                        if start <= due < end:
+                            found.append(
+                                Delivery(
+                                    delivery_id(
+                                        item.calendar, item.id, occurrence.when, channel, person.key
+                                    ),
+                                    item,
+                                    occurrence,
+                                    channel,
+                                    kind,
+                                    recipient=person,
+                                    at=at,
+                                )
+                            )
     found.sort(key=lambda d: (d.due, d.calendar, d.item.id, d.channel))
     return found
+
+
+def _members(project: Project, item: Item, only: str | None) -> Iterator[Member]:
+    from commcal.audience import members, recipient_key
+
+    assert item.audience is not None
+    wanted = recipient_key(only) if only else None
+    for person in members(project.root, item.audience, item.extra.get("where")):
+        if wanted is None or person.key == wanted:
+            yield person
+
+
+def audience_size(project: Project, item: Item) -> int:
+    from commcal.audience import count
+
+    return count(project.root, item.audience or "", item.extra.get("where"))
+
+
+def _member_instant(item: Item, when: datetime, person: Member) -> datetime | None:
+    """send_at: local: the occurrence's wall-clock time, in the member's own zone."""
+    if not person.timezone:
+        return None
+    wall = local_wall(when, zone(item.timezone))
+    return to_utc(wall, zone(person.timezone))
 
 
 def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> dict[str, Any]:
     """What a template sees. Later layers win: project vars, calendar vars, item vars."""
     item = delivery.item
-    tz = zone(item.timezone)
+    tz = zone(delivery.timezone)
     ctx: dict[str, Any] = {}
     ctx.update(project.config.vars)
     if calendar is not None:
@@ -105,11 +201,11 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
     ctx.update(
         item={"id": item.id, "kind": item.kind, "title": item.title, "calendar": item.calendar},
         channel={"name": delivery.channel, "type": delivery.channel_type},
-        at=local,
+        at=delivery.due.astimezone(tz),
         step=occurrence.step,
-        locale=item.locale,
-        timezone=item.timezone,
-        _locale=item.locale,
+        locale=delivery.locale,
+        timezone=delivery.timezone,
+        _locale=delivery.locale,
         _tz=tz,
         _utm_medium=project.config.links.utm_medium,
         _utm_source=project.config.links.utm_source,
@@ -132,7 +228,81 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         }
     if item.poll is not None:
         ctx["poll"] = dict(item.poll)
+    if item.audience is not None:
+        ctx.update(member_context(project, delivery))
     return ctx
+
+
+PREVIEW_TOKEN = "PREVIEW-TOKEN"
+
+
+def member_token(project: Project, delivery: Delivery, purpose: str) -> str:
+    """A signed token naming the member (no address inside); a placeholder without a secret,
+    which `publish` refuses (see `publish.Publisher`), so previews never need the secret."""
+    from commcal.unsubscribe import sign
+
+    secret = project.config.member_secret(project.env)
+    if delivery.recipient is None or not secret:
+        return PREVIEW_TOKEN
+    return sign(delivery.recipient.key, secret, list_id=purpose)
+
+
+def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
+    """`member`, `unsubscribe_url`, `survey_url` and `code` for audience items."""
+    from commcal.audience import Member
+    from commcal.unsubscribe import unsubscribe_url
+
+    item = delivery.item
+    person = delivery.recipient or Member(email="member@example.org", name="Member")
+    ctx: dict[str, Any] = {
+        "member": person.template_vars(),
+        "audience_size": delivery.audience_size,
+    }
+    members = project.config.members
+    if members.unsubscribe_url:
+        token = member_token(project, delivery, "unsubscribe")
+        ctx["unsubscribe_url"] = unsubscribe_url(members.unsubscribe_url, token)
+    survey = item.extra.get("survey_url")
+    if survey:
+        token = member_token(project, delivery, f"survey:{item.calendar}/{item.id}")
+        joiner = "&" if "?" in survey else "?"
+        ctx["survey_url"] = f"{survey}{joiner}m={token}"
+    codes = item.extra.get("codes")
+    if codes:
+        ctx["code"] = member_code(project, delivery, codes)
+    return ctx
+
+
+def member_code(project: Project, delivery: Delivery, codes: dict[str, Any]) -> str:
+    """A derived code (HMAC of item and member: nothing to store) or the reserved pool code."""
+    if delivery.code is not None:
+        return delivery.code
+    prefix = str(codes.get("prefix") or "")
+    if not codes.get("derive"):
+        return prefix + "POOL-CODE"  # plan/preview: the real one is reserved at publish time
+    import base64
+    import hmac
+
+    secret = project.config.member_secret(project.env)
+    if delivery.recipient is None or not secret:
+        return prefix + "X" * int(codes.get("length", 8))
+    item = delivery.item
+    digest = hmac.new(
+        secret.encode(),
+        f"code:{item.calendar}/{item.id}:{delivery.recipient.key}".encode(),
+        "sha256",
+    ).digest()
+    # Base32 without look-alikes is easy to read out loud or type from a phone.
+    text = base64.b32encode(digest).decode().replace("0", "").replace("1", "")
+    return prefix + text[: int(codes.get("length", 8))]
+
+
+def pool_codes(project: Project, item: Item) -> list[str]:
+    """The single-use codes of an offer's pool file, in file order (blank and # lines skipped)."""
+    codes = item.extra.get("codes") or {}
+    path = project.root / str(codes.get("pool"))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def message_for(project: Project, delivery: Delivery) -> Message:
@@ -141,27 +311,79 @@ def message_for(project: Project, delivery: Delivery) -> Message:
     ctx = context(project, project.calendar(item.calendar), delivery)
     what = f"item {item.id!r} in {item.pos.path} (channel {delivery.channel})"
     rendered = project.renderer.render(
-        delivery.occurrence.template, delivery.channel_type, item.locale, ctx, what=what
+        delivery.occurrence.template, delivery.channel_type, delivery.locale, ctx, what=what
     )
     adapter = project.channels.get(delivery.channel)
     needs_subject = adapter is not None and adapter.needs_subject
     subject = rendered.subject or (item.title if needs_subject and item.title else None)
     options: dict[str, Any] = {}
+    text = rendered.text
     if item.poll is not None:
-        options["poll"] = {
-            "question": item.poll["question"],
-            "options": list(item.poll["options"]),
-            "duration_seconds": int(item.poll["duration"].total_seconds()),
-        }
+        if adapter is not None and adapter.native_polls:
+            options["poll"] = {
+                "question": item.poll["question"],
+                "options": list(item.poll["options"]),
+                "duration_seconds": int(item.poll["duration"].total_seconds()),
+            }
+        else:
+            text = poll_fallback(text, item.poll)
+    headers: dict[str, str] = {}
+    recipient = None
+    if delivery.recipient is not None:
+        from commcal.channels.base import Recipient
+
+        person = delivery.recipient
+        recipient = Recipient(person.email, person.name, person.locale)
+        if "unsubscribe_url" in ctx:
+            from commcal.unsubscribe import list_unsubscribe_headers
+
+            headers.update(
+                list_unsubscribe_headers(
+                    ctx["unsubscribe_url"], project.config.members.unsubscribe_mailto or None
+                )
+            )
+    if item.kind == "event" and adapter is not None and adapter.per_recipient:
+        options["attachments"] = [event_invitation(item, delivery, text)]
     return Message(
         channel=delivery.channel,
         channel_type=delivery.channel_type,
-        text=rendered.text,
+        text=text,
         subject=subject,
         html=rendered.html,
-        language=item.locale.split("_")[0],
+        language=delivery.locale.split("_")[0],
+        recipient=recipient,
+        headers=headers,
         options=options,
     )
+
+
+def poll_fallback(text: str, poll: Mapping[str, Any]) -> str:
+    """Networks without native polls (Bluesky, Slack, mail) get the options as a numbered list
+    to answer by number, unless the template already lists every option itself."""
+    options = list(poll["options"])
+    if all(option in text for option in options):
+        return text
+    lines = [f"{number}. {option}" for number, option in enumerate(options, 1)]
+    return text.rstrip() + "\n\n" + "\n".join(lines)
+
+
+def event_invitation(item: Item, delivery: Delivery, text: str) -> tuple[str, str, bytes]:
+    """The .ics attachment every mail about an event carries; its UID is the same each time,
+    so calendar apps update one entry instead of adding another."""
+    from commcal.ics import attachment, event_ics
+
+    starts = delivery.occurrence.extra["event_at"]
+    ends = starts + item.duration if item.duration else None
+    ics = event_ics(
+        uid=f"{item.id}@{item.calendar}.commcal",
+        title=item.title or item.id,
+        start=starts,
+        end=ends,
+        description=text,
+        url=str(item.extra.get("url") or ""),
+        location=str(item.extra.get("location") or ""),
+    )
+    return attachment(ics)
 
 
 @dataclass(frozen=True)

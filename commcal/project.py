@@ -24,6 +24,7 @@ class Project:
     renderer: Renderer
     channels: dict[str, Channel]
     problems: list[Problem] = field(default_factory=list)
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -50,6 +51,9 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     channels = build_channels(config, os.environ if env is None else env, problems)
     renderer = Renderer(root / "templates", display_root=root, utm_medium=config.links.utm_medium)
     bases = template_bases(root / "templates")
+    from commcal.audience import audience_names
+
+    audiences = audience_names(root)
     calendars: list[Calendar] = []
     names: dict[str, str] = {}
     for path in calendar_files(root):
@@ -58,7 +62,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
         problems.extend(file_problems)
         if node is None:
             continue
-        calendar, cal_problems = parse_calendar(node, shown, config, path.stem, bases)
+        calendar, cal_problems = parse_calendar(node, shown, config, path.stem, bases, audiences)
         problems.extend(cal_problems)
         if calendar is None:
             continue
@@ -73,7 +77,15 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
             continue
         names[calendar.name] = shown
         calendars.append(calendar)
-    return Project(root, config, calendars, renderer, channels, sorted_problems(problems))
+    return Project(
+        root,
+        config,
+        calendars,
+        renderer,
+        channels,
+        sorted_problems(problems),
+        os.environ if env is None else env,
+    )
 
 
 def build_channels(

@@ -28,13 +28,14 @@ CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items")
 DEFAULT_KEYS = ("channels", "template", "kind")
 BASE_KEYS = ("id", "kind", "title", "channels", "template", "vars", "draft", "notes")
 SCHEDULE_KEYS = ("at", "dates", "schedule")
+AUDIENCE_KEYS = ("audience", "where", "send_at")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
     "post": SCHEDULE_KEYS,
-    "newsletter": SCHEDULE_KEYS,
-    "offer": SCHEDULE_KEYS,
-    "survey": SCHEDULE_KEYS,
+    "newsletter": (*SCHEDULE_KEYS, *AUDIENCE_KEYS),
+    "offer": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "codes"),
+    "survey": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "survey_url"),
     "poll": (*SCHEDULE_KEYS, "question", "options", "duration"),
-    "event": ("at", "duration", "reminders"),
+    "event": ("at", "duration", "reminders", "audience", "where", "location", "url"),
     "contest": ("opens", "closes", "steps"),
 }
 REPEAT_KEYS = ("cron", "every", "start", "until", "skip")
@@ -50,8 +51,10 @@ def parse_calendar(
     config: Config,
     default_name: str,
     templates: Collection[str],
+    audiences: Collection[str] = (),
 ) -> tuple[Calendar | None, list[Any]]:
-    """One calendar file's tree -> Calendar. `templates` are the names `render` can resolve."""
+    """One calendar file's tree -> Calendar. `templates` are the names `render` can resolve,
+    `audiences` the names under audiences/."""
     reader = Reader()
     if not reader.mapping(
         node,
@@ -91,7 +94,9 @@ def parse_calendar(
     else:
         seen: dict[str, int] = {}
         for item_node in reader.sequence(items_node, "items"):
-            item = _item(reader, item_node, name, tz, locale, defaults, config, templates)
+            item = _item(
+                reader, item_node, name, tz, locale, defaults, config, templates, audiences
+            )
             if item is None:
                 continue
             if item.id in seen:
@@ -155,6 +160,7 @@ def _item(
     defaults: Mapping[str, Any],
     config: Config,
     templates: Collection[str],
+    audiences: Collection[str] = (),
 ) -> Item | None:
     if not reader.mapping(
         node, "an item", hint="an item is '- id: name' followed by its keys, indented under the id"
@@ -214,6 +220,7 @@ def _item(
         fields["schedule"] = _schedule(reader, node, where)
         if kind == "poll":
             fields["poll"] = _poll(reader, node, where)
+    fields.update(_audience(reader, node, where, kind, audiences))
     if item_id is None:
         return None
     return Item(
@@ -232,6 +239,67 @@ def _item(
     )
 
 
+def _audience(
+    reader: Reader, node: Node, where: str, kind: str, audiences: Collection[str]
+) -> dict[str, Any]:
+    """audience, where, send_at, codes, survey_url, location, url: who an item reaches."""
+    fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if (n := node.get("audience")) is not None and (name := reader.text(n, f"{where} audience")):
+        if name not in audiences:
+            reader.problem(
+                n.pos,
+                f"{where}: no audience {name!r} under audiences/",
+                did_you_mean(name, audiences) if audiences else f"create audiences/{name}.csv",
+            )
+        fields["audience"] = name
+    if (n := node.get("where")) is not None:
+        from commcal.audience import parse_where
+
+        if "audience" not in fields:
+            reader.problem(n.pos, f"{where}: where: filters an audience; add audience: first")
+        extra["where"] = parse_where(reader, n)
+    if (n := node.get("send_at")) is not None:
+        mode = reader.choice(n, f"{where} send_at", ("calendar", "local"))
+        if mode == "local" and "audience" not in fields:
+            reader.problem(n.pos, f"{where}: send_at: local needs an audience (members' zones)")
+        extra["send_at"] = mode or "calendar"
+    if (n := node.get("codes")) is not None:
+        extra["codes"] = _codes(reader, n, where)
+    for key in ("survey_url", "url", "location"):
+        if (n := node.get(key)) is not None:
+            extra[key] = reader.text(n, f"{where} {key}")
+    if extra:
+        fields["extra"] = extra
+    return fields
+
+
+def _codes(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
+    """codes: {pool: offers/winter.txt} (single-use codes, one per member) or
+    {derive: true, prefix: WINTER-} (a code computed from the member, nothing to keep)."""
+    if not reader.mapping(node, f"{where} codes", ("pool", "derive", "prefix", "length")):
+        return None
+    pool, derive = node.get("pool"), node.get("derive")
+    if (pool is None) == (derive is None):
+        reader.problem(
+            node.pos,
+            f"{where}: codes needs exactly one of pool: or derive:",
+            "e.g. codes: {pool: codes/winter.txt} or codes: {derive: true}",
+        )
+        return None
+    result: dict[str, Any] = {"prefix": "", "length": 8}
+    if pool is not None:
+        result["pool"] = reader.text(pool, f"{where} codes.pool")
+    elif derive is not None:
+        result["derive"] = bool(reader.boolean(derive, f"{where} codes.derive"))
+    if (n := node.get("prefix")) is not None:
+        result["prefix"] = reader.text(n, f"{where} codes.prefix") or ""
+    if (n := node.get("length")) is not None:
+        result["length"] = reader.integer(n, f"{where} codes.length", 4, 32) or 8
+    result["pos"] = node.pos
+    return result
+
+
 def _all_kind_keys() -> set[str]:
     return {key for keys in KIND_KEYS.values() for key in keys}
 
@@ -247,9 +315,8 @@ def _schedule(reader: Reader, node: Node, where: str) -> Schedule | None:
         return None
     if len(given) > 1:
         reader.problem(
-            node.get(given[1]).pos,
-            f"{where} has both {given[0]!r} and "  # type: ignore[union-attr]
-            f"{given[1]!r}",
+            (node.get(given[1]) or node).pos,
+            f"{where} has both {given[0]!r} and {given[1]!r}",
             "use one schedule form per item",
         )
         return None

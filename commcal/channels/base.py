@@ -139,6 +139,9 @@ class Channel:
     # Whether a message needs a subject (mail) and whether the channel sends to recipients.
     needs_subject: ClassVar[bool] = False
     per_recipient: ClassVar[bool] = False
+    # Whether the network has native polls (Message.options["poll"]); elsewhere a poll's options
+    # are appended to the text as a numbered list (plan.poll_fallback).
+    native_polls: ClassVar[bool] = False
 
     def __init__(
         self,

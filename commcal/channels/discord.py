@@ -51,6 +51,7 @@ HINTS: Mapping[int, str] = {
 
 
 class DiscordChannel(Channel):
+    native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name: ClassVar[str] = "discord"
     description: ClassVar[str] = "Post to a Discord channel through a webhook (polls too)."
     settings_schema: ClassVar[Mapping[str, Setting]] = {

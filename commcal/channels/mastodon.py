@@ -33,6 +33,7 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 
 class MastodonChannel(Channel):
+    native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "mastodon"
     description = "A status on a Mastodon (or compatible) account"
     settings_schema: ClassVar[Mapping[str, Setting]] = {

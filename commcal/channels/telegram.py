@@ -51,6 +51,7 @@ def visible_text(text: str, parse_mode: str | None) -> str:
 
 
 class TelegramChannel(Channel):
+    native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "telegram"
     description = "A Telegram message or poll sent by a bot"
     settings_schema: ClassVar[Mapping[str, Setting]] = {

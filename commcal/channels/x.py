@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 
 class XChannel(Channel):
+    native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "x"
     description = "A post on X (Twitter) through API v2"
     settings_schema: ClassVar[Mapping[str, Setting]] = {
