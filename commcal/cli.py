@@ -254,7 +254,8 @@ def validate(
     planned = (
         [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
     )
-    problems = sorted_problems([*project.problems, *planning.problems_of(planned)])
+    audience = [] if project.config_errors else planning.audience_problems(project)
+    problems = sorted_problems([*project.problems, *audience, *planning.problems_of(planned)])
     view.show(problems, format.value, checked=len(planned), calendars=len(project.calendars))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -319,12 +320,16 @@ def preview(
         typer.Option(metavar="WHEN", help="Show the occurrence at or after this time."),
     ] = None,
     channel: Annotated[str | None, typer.Option(metavar=NAME, help="Only this channel.")] = None,
+    member: Annotated[
+        str | None,
+        typer.Option(metavar="EMAIL", help="Show the message this audience member receives."),
+    ] = None,
     now: NowOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Show the full rendered message(s) of an item's next occurrence.
 
-    Example: commcal preview weekly-tip --channel mastodon
+    Example: commcal preview monthly-letter --member eleni@example.org
     """
     from commcal import plan as planning
     from commcal.views import plan as view
@@ -336,7 +341,13 @@ def preview(
     found = planning.find_item(project, item)
     if found is None:
         raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
-    planned = planning.next_occurrence(project, found, start, channel)
+    if member and found.audience is None:
+        raise fail(f"item {item!r} has no audience; --member applies to audience items", 2)
+    planned = planning.next_occurrence(project, found, start, channel, member=member)
+    if member and not any(p.delivery.recipient for p in planned):
+        raise fail(
+            f"{member} is not in audience {found.audience!r} (or the filter leaves them out)", 1
+        )
     if not planned:
         raise fail(
             f"item {item!r} has no occurrence after {start:%Y-%m-%d %H:%M} UTC"
@@ -651,6 +662,148 @@ def run(
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def suppress(
+    emails: Annotated[
+        list[str] | None, typer.Argument(metavar="EMAIL...", help="Addresses to stop sending to.")
+    ] = None,
+    import_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            metavar="FILE",
+            help="A file of addresses, one per line (or a CSV with an email column).",
+        ),
+    ] = None,
+    remove: Annotated[
+        bool, typer.Option("--remove", help="Send to these addresses again.")
+    ] = False,
+    show: Annotated[bool, typer.Option("--list", help="List the suppression list.")] = False,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Stop (or resume) sending to members: every later delivery honours the list.
+
+    The ledger keeps only a key derived from each address (and a masked hint), never the address.
+
+    Example: commcal suppress eleni@example.org --import bounces.txt
+    """
+    from commcal import members as people
+    from commcal.errors import CommcalError
+
+    project = _load()
+    with _ledger(project, state) as ledger:
+        if show:
+            from commcal.views import status as view
+
+            view.show_suppressions(ledger.suppressions(), format.value)
+            return
+        try:
+            addresses = people.addresses(emails or [], import_file)
+        except CommcalError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        if not addresses:
+            raise fail("give addresses, --import FILE or --list")
+        changed = people.suppress(
+            ledger, addresses, remove=remove, source="cli" if emails else "import", now=_now(None)
+        )
+    verb = "removed from" if remove else "added to"
+    typer.echo(f"{changed} of {len(addresses)} addresses {verb} the suppression list")
+
+
+@app.command("unsubscribe-server")
+def unsubscribe_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+    state: StateOption = None,
+) -> None:
+    """Serve the one-click unsubscribe links of newsletters (RFC 8058), recording opt-outs.
+
+    A GET shows a confirmation button and changes nothing (mail scanners follow links); only a
+    POST unsubscribes. Put it behind your HTTPS proxy at members.unsubscribe_url.
+
+    Example: commcal unsubscribe-server --host 0.0.0.0 --port 8025
+    """
+    from commcal import members as people
+    from commcal.errors import CommcalError
+
+    project = _load()
+    _stop_on_errors(project)
+    try:
+        app_ = people.unsubscribe_app(project, state)
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    from commcal.unsubscribe import serve
+
+    typer.echo(f"serving unsubscribe links on http://{host}:{port}/u/<token>", err=True)
+    serve(app_, host, port)
+
+
+contest_app = typer.Typer(no_args_is_help=True)
+app.add_typer(contest_app, name="contest")
+
+
+@contest_app.callback()
+def contest_group() -> None:
+    """Contest tools: draw winners reproducibly.
+
+    Example: commcal contest draw photo-contest --entries entries.csv --winners 3 --seed 2026
+    """
+
+
+@contest_app.command("draw")
+def contest_draw(
+    item: Annotated[str, typer.Argument(help="The contest item id (or calendar/id).")],
+    entries: Annotated[Path, typer.Option(metavar="FILE", help="Entries CSV (one per row).")],
+    winners: Annotated[int, typer.Option(min=1, metavar="N", help="How many winners.")] = 1,
+    seed: Annotated[
+        str,
+        typer.Option(
+            metavar="TEXT",
+            help="Published seed: the same seed and entries always give the same winners.",
+        ),
+    ] = "",
+    column: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Identity column (default email, else handle, else the first)."
+        ),
+    ] = None,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Draw contest winners reproducibly from an entries CSV, duplicates removed first; the draw
+    is recorded in the ledger.
+
+    Example: commcal contest draw photo-contest --entries entries.csv --winners 3 --seed 2026
+    """
+    from commcal import plan as planning
+    from commcal.contest import draw
+    from commcal.errors import CommcalError
+    from commcal.views import status as view
+
+    if not seed:
+        raise fail("--seed is required: publish it before the draw so anyone can check it")
+    project = _load()
+    found = planning.find_item(project, item)
+    if found is None or found.kind != "contest":
+        raise fail(f"no contest item {item!r} (see `commcal plan --kind contest`)", 1)
+    try:
+        result = draw(entries, winners, seed, column=column)
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    with _ledger(project, state) as ledger:
+        ledger.record_draw(
+            f"{found.calendar}/{found.id}",
+            seed=seed,
+            entries_sha256=result.entries_sha256,
+            entries=result.entries,
+            winners=list(result.winners),
+            now=_now(None),
+        )
+    view.show_draw(found.id, result, format.value)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ class Delivery:
     # members are not expanded: one delivery stands for `audience_size` of them.
     recipient: Member | None = None
     at: datetime | None = None  # the member's own instant with send_at: local
-    audience_size: int = 0
+    audience_size: int = -1  # >= 0: this delivery stands for that many members (plan only)
     code: str | None = None  # a pool code reserved in the ledger for this member (offers)
 
     @property
@@ -174,9 +174,53 @@ def _members(project: Project, item: Item, only: str | None) -> Iterator[Member]
 
 
 def audience_size(project: Project, item: Item) -> int:
+    """How many members an item reaches; file errors are reported by `check` and `validate`."""
     from commcal.audience import count
 
-    return count(project.root, item.audience or "", item.extra.get("where"))
+    return count(project.root, item.audience or "", item.extra.get("where"), problems=[])
+
+
+def audience_problems(project: Project) -> list[Problem]:
+    """What `validate` adds for audiences: each file's errors and skipped rows, and offers
+    whose code pool is missing or smaller than the audience."""
+    from commcal.audience import check_audience
+
+    problems: list[Problem] = []
+    checked: set[str] = set()
+    for calendar in project.calendars:
+        for item in calendar.items:
+            if item.audience is None:
+                continue
+            if item.audience not in checked:
+                checked.add(item.audience)
+                problems.extend(check_audience(project.root, item.audience))
+            codes = item.extra.get("codes") or {}
+            if codes.get("pool"):
+                pos = codes.get("pos", item.pos)
+                try:
+                    available = len(pool_codes(project, item))
+                except OSError as exc:
+                    problems.append(
+                        Problem(
+                            pos,
+                            f"item {item.id!r}: cannot read code pool "
+                            f"{codes['pool']}: {exc.strerror}",
+                            "pool: is a text file, one code per line, relative "
+                            "to the project folder",
+                        )
+                    )
+                    continue
+                size = audience_size(project, item)
+                if available < size:
+                    problems.append(
+                        Problem(
+                            pos,
+                            f"item {item.id!r}: code pool {codes['pool']} "
+                            f"has {available} codes for {size} members",
+                            f"add at least {size - available} codes",
+                        )
+                    )
+    return problems
 
 
 def _member_instant(item: Item, when: datetime, person: Member) -> datetime | None:
@@ -197,7 +241,6 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         ctx.update(calendar.vars)
     ctx.update(item.vars)
     occurrence = delivery.occurrence
-    local = delivery.local_due
     ctx.update(
         item={"id": item.id, "kind": item.kind, "title": item.title, "calendar": item.calendar},
         channel={"name": delivery.channel, "type": delivery.channel_type},
@@ -228,7 +271,10 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         }
     if item.poll is not None:
         ctx["poll"] = dict(item.poll)
-    if item.audience is not None:
+    adapter = project.channels.get(delivery.channel)
+    if item.audience is not None and adapter is not None and adapter.per_recipient:
+        # Only messages to one person know who they are: a broadcast post of the same item
+        # (Mastodon, console) has no `member`, and a template that needs one says so.
         ctx.update(member_context(project, delivery))
     return ctx
 
@@ -256,7 +302,6 @@ def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     person = delivery.recipient or Member(email="member@example.org", name="Member")
     ctx: dict[str, Any] = {
         "member": person.template_vars(),
-        "audience_size": delivery.audience_size,
     }
     members = project.config.members
     if members.unsubscribe_url:
@@ -402,12 +447,30 @@ class Planned:
 
 
 def check(project: Project, delivery: Delivery) -> Planned:
-    """Render and check one delivery against its channel, offline."""
+    """Render and check one delivery against its channel, offline.
+
+    A delivery standing for a whole audience is rendered for the audience's first member, so
+    the preview shows a real message; the audience file's own errors are its problems.
+    """
     item = delivery.item
+    shown = delivery
+    audience_errors: tuple[Problem, ...] = ()
+    if delivery.recipient is None and delivery.audience_size >= 0 and item.audience:
+        adapter = project.channels.get(delivery.channel)
+        if adapter is not None and adapter.per_recipient:
+            from dataclasses import replace
+
+            from commcal.audience import sample
+
+            found: list[Problem] = []
+            people = sample(project.root, item.audience, item.extra.get("where"), 1, problems=found)
+            audience_errors = tuple(p for p in found if p.severity == "error")
+            if people:
+                shown = replace(delivery, recipient=people[0])
     try:
-        message = message_for(project, delivery)
+        message = message_for(project, shown)
     except RenderError as exc:
-        return Planned(delivery, None, problems=(exc.problem,))
+        return Planned(delivery, None, problems=(exc.problem, *audience_errors))
     adapter = project.channels.get(delivery.channel)
     if adapter is None:
         return Planned(delivery, message)
@@ -419,7 +482,13 @@ def check(project: Project, delivery: Delivery) -> Planned:
         )
         for text in adapter.check(message)
     )
-    return Planned(delivery, message, adapter.measure(message.text), adapter.limit(), problems)
+    return Planned(
+        delivery,
+        message,
+        adapter.measure(message.text),
+        adapter.limit(),
+        (*problems, *audience_errors),
+    )
 
 
 def plan(
@@ -466,7 +535,12 @@ def find_item(project: Project, name: str) -> Item | None:
 
 
 def next_occurrence(
-    project: Project, item: Item, start: datetime, channel: str | None = None
+    project: Project,
+    item: Item,
+    start: datetime,
+    channel: str | None = None,
+    *,
+    member: str | None = None,
 ) -> list[Planned]:
     """The item's first occurrence at or after `start` (looking up to ten years ahead)."""
     from datetime import timedelta
@@ -476,7 +550,7 @@ def next_occurrence(
     )
     end = start + timedelta(days=3660)
     for span in (timedelta(days=40), timedelta(days=400), end - start):
-        found = deliveries(project, start, start + span, filters)
+        found = deliveries(project, start, start + span, filters, member=member)
         if found:
             first = found[0].due
             return [check(project, d) for d in found if d.due == first]

@@ -83,6 +83,7 @@ def due_delivery(delivery: Delivery, content_hash: str = "") -> DueDelivery:
         delivery.item.id,
         delivery.channel,
         delivery.due,
+        recipient=delivery.recipient.key if delivery.recipient else "",
         content_hash=content_hash,
     )
 
@@ -125,7 +126,11 @@ class Publisher:
         max_late = self.config.publish.max_late
         lookback = max(EXPIRY_LOOKBACK, 2 * max_late)
         window = deliveries(
-            self.project, self.now - lookback, self.now + timedelta(seconds=1), self.filters
+            self.project,
+            self.now - lookback,
+            self.now + timedelta(seconds=1),
+            self.filters,
+            members=True,
         )
         due = [d for d in window if d.due <= self.now]
         late = [d for d in due if d.due < self.now - max_late]
@@ -168,12 +173,14 @@ class Publisher:
                 )
                 if r.state in TERMINAL
             }
+            todo = [d for d in fresh if d.id not in done and not d.item.draft]
+            todo = self._people(ledger, todo, report)
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in fresh:
             if delivery.id in done:
                 self._report(report, Outcome(delivery, "already"), quiet=True)
-            elif not delivery.item.draft:
-                by_channel.setdefault(delivery.channel, []).append(delivery)
+        for delivery in todo:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
         if not by_channel:
             return report
         workers = min(self.config.publish.concurrency, len(by_channel))
@@ -185,6 +192,71 @@ class Publisher:
             for future in futures:
                 future.result()
         return report
+
+    def _people(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
+        """Deliveries to members: drop the suppressed (recorded `skipped`, before rendering),
+        make sure member tokens can be signed, and reserve pool codes for every remaining member
+        of an offer before anything is sent (running out is an error, not a half-sent offer)."""
+        personal = [d for d in todo if d.recipient is not None]
+        if not personal:
+            return todo
+        blocked = ledger.suppressed({d.recipient.key for d in personal if d.recipient})
+        kept: list[Delivery] = []
+        for delivery in todo:
+            if delivery.recipient is not None and delivery.recipient.key in blocked:
+                if ledger.record_skipped(
+                    due_delivery(delivery), now=self.clock(), reason="unsubscribed"
+                ):
+                    self._report(report, Outcome(delivery, State.SKIPPED, "unsubscribed"))
+            else:
+                kept.append(delivery)
+        members = self.config.members
+        signed = members.unsubscribe_url or any(
+            d.item.extra.get("survey_url") or (d.item.extra.get("codes") or {}).get("derive")
+            for d in kept
+            if d.recipient is not None
+        )
+        if signed and kept and not self.config.member_secret(self.project.env):
+            names = ", ".join(members.secret.names) if members.secret else "members.secret"
+            raise ConfigError(
+                f"commcal.yaml: members.secret ({names}) is not set: unsubscribe links and "
+                "member tokens cannot be signed, so no mail to members was sent"
+            )
+        return self._codes(ledger, kept)
+
+    def _codes(self, ledger: Ledger, todo: list[Delivery]) -> list[Delivery]:
+        from dataclasses import replace
+
+        from commcal.errors import LedgerError
+        from commcal.plan import pool_codes
+
+        pools: dict[tuple[str, str], list[Delivery]] = {}
+        for delivery in todo:
+            codes = delivery.item.extra.get("codes") or {}
+            if delivery.recipient is not None and codes.get("pool"):
+                pools.setdefault((delivery.calendar, delivery.item.id), []).append(delivery)
+        if not pools:
+            return todo
+        assigned: dict[str, str] = {}
+        for (calendar, item_id), group in pools.items():
+            item = group[0].item
+            pool = f"{calendar}/{item_id}"
+            try:
+                codes = pool_codes(self.project, item)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{item.pos}: item {item_id!r}: cannot read its code pool "
+                    f"{item.extra['codes']['pool']}: {exc.strerror}"
+                ) from None
+            keys = sorted({d.recipient.key for d in group if d.recipient})
+            try:
+                given = ledger.reserve_codes(pool, keys, codes, now=self.clock())
+            except LedgerError as exc:
+                raise CommcalError(f"{item.pos}: item {item_id!r}: {exc}") from None
+            for delivery in group:
+                if delivery.recipient is not None:
+                    assigned[delivery.id] = given[delivery.recipient.key]
+        return [replace(d, code=assigned[d.id]) if d.id in assigned else d for d in todo]
 
     def _late_text(self, delivery: Delivery) -> str:
         from commcal.timeutil import format_duration

@@ -52,7 +52,10 @@ RESERVED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "sender"}
 )
 # CRLF line ends; 7-bit transfer encodings, so nothing depends on the relay's 8BITMIME support.
-SMTP_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+# max_line_length 998 (RFC 5322 2.1.1's hard limit) instead of 78: the email package folds a
+# header word longer than the line length into RFC 2047 encoded-words, which turns a long
+# List-Unsubscribe URL into =?utf-8?q?...?= that no mail client can follow (RFC 2369 needs <URL>).
+SMTP_POLICY = email.policy.SMTP.clone(cte_type="7bit", max_line_length=998)
 # RFC 5322 section 3.2.3 atext: what may stand unquoted left of the @ in a Message-ID.
 _ATEXT_SAFE = "!#$&'*+-/=?^_`{|}~"
 

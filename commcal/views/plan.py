@@ -29,6 +29,9 @@ def planned_json(entry: Planned) -> dict[str, Any]:
         "timezone": d.item.timezone,
         "locale": d.item.locale,
         "draft": d.item.draft,
+        "audience": d.item.audience,
+        "recipients": d.audience_size if d.audience_size >= 0 else None,
+        "recipient": d.recipient.email if d.recipient else None,
         "template": d.occurrence.template,
         "subject": message.subject if message else None,
         "text": message.text if message else None,
@@ -90,6 +93,8 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
             day = local_day
             day_cell = f"{local_day:%a %d %b}"
         label = Text(d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else ""))
+        if d.audience_size >= 0:
+            label.append(f" → {d.audience_size} members", style="cyan")
         if d.item.draft:
             label.append(" (draft)", style="yellow")
         length = Text(length_cell(entry), style="" if entry.ok else "bold red")
@@ -144,6 +149,8 @@ def _markdown(
             preview = entry.problems[0].message
         step = f" ({d.occurrence.step})" if d.occurrence.step else ""
         step += " (draft)" if d.item.draft else ""
+        if d.audience_size >= 0:
+            step += f" → {d.audience_size} members"
         lines.append(
             f"| {d.due.astimezone(tz):%H:%M} | {d.channel} | `{d.item.id}`{step} | "
             f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |"

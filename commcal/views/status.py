@@ -174,3 +174,49 @@ def show_channels(project: Project, fmt: str) -> None:
         rows,
         fmt,
     )
+
+
+def show_suppressions(entries: Sequence[Any], fmt: str) -> None:
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.suppressions/1",
+                "suppressions": [
+                    {
+                        "recipient_key": e.recipient_key,
+                        "source": e.source,
+                        "note": e.note,
+                        "at": iso_utc(e.at),
+                    }
+                    for e in entries
+                ],
+            }
+        )
+        return
+    rows = [[e.recipient_key, e.note, e.source, iso_utc(e.at)] for e in entries]
+    _table(f"{len(entries)} suppressed", ["key", "address", "source", "since (UTC)"], rows, fmt)
+
+
+def show_draw(item: str, result: Any, fmt: str) -> None:
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.draw/1",
+                "item": item,
+                "seed": result.seed,
+                "entries": result.entries,
+                "duplicates_removed": result.duplicates_removed,
+                "entries_sha256": result.entries_sha256,
+                "winners": list(result.winners),
+            }
+        )
+        return
+    rows = [[str(n), w] for n, w in enumerate(result.winners, 1)]
+    _table(
+        f"{item}: {len(result.winners)} winners from {result.entries} entries "
+        f"({result.duplicates_removed} duplicates removed), seed {result.seed!r}, entries sha256 "
+        f"{result.entries_sha256[:16]}…",
+        ["#", "winner"],
+        rows,
+        fmt,
+    )
