@@ -109,7 +109,7 @@ class BlueskyChannel(Channel):
     max_image_bytes = 1_000_000
 
     def configure(self) -> None:
-        _check_url(self, "service")
+        httpkit.check_https_url(self, "service")
         handle = self.options["handle"]
         if isinstance(handle, str) and not (
             handle.startswith("did:") or ("." in handle and not handle.startswith("@"))
@@ -188,11 +188,13 @@ class BlueskyChannel(Channel):
             reset = response.headers.get("ratelimit-reset", "")
             if retry_after is None and reset.isdigit():
                 retry_after = max(0.0, int(reset) - time.time())
-            raise _carry(
+            raise httpkit.carry(
                 XrpcTransientError(text, retry_after, status=response.status_code, name=name),
                 failure,
             )
-        raise _carry(XrpcPermanentError(text, status=response.status_code, name=name), failure)
+        raise httpkit.carry(
+            XrpcPermanentError(text, status=response.status_code, name=name), failure
+        )
 
     def _login(self) -> dict[str, Any]:
         if self._session is None:
@@ -380,29 +382,3 @@ def _meta(page: str, name: str) -> str:
 def _html_title(page: str) -> str:
     found = re.search(r"<title[^>]*>(.*?)</title>", page, flags=re.IGNORECASE | re.S)
     return " ".join(html.unescape(found.group(1)).split()) if found else ""
-
-
-def _carry(new: SendError, old: SendError) -> SendError:
-    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
-    for key, value in vars(old).items():
-        if key != "retry_after":  # the one thing `new` may know better
-            vars(new)[key] = value
-    return new
-
-
-def _check_url(channel: Channel, key: str) -> None:
-    """An https URL; plain http only for this machine (a local test server)."""
-    raw = channel.options.get(key)
-    if raw is None or not isinstance(raw, str):
-        return
-    parts = urlsplit(raw)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or (parts.scheme == "http" and not local)
-    ):
-        raise ConfigError(
-            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
-            f"such as https://example.org, not {raw!r}"
-        )

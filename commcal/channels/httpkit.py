@@ -5,8 +5,10 @@ from __future__ import annotations
 import email.utils
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from commcal.channels.base import PermanentError, TransientError
+from commcal.channels.base import Channel, PermanentError, SendError, TransientError
+from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
     import requests
@@ -94,6 +96,44 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
     except _requests.RequestException as exc:
         raise PermanentError(f"request to {_host(url)} failed: {type(exc).__name__}") from None
     return check_response(response)
+
+
+def json_body(response: requests.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} when the body is not one (an HTML error page ...)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def carry(new: SendError, old: SendError) -> SendError:
+    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered).
+
+    Adapters rebuild errors to add the network's own reason without chaining the original
+    (whose text may hold a URL with a token); this keeps its flags."""
+    for key, value in vars(old).items():
+        if key != "retry_after":  # the one thing `new` may know better
+            vars(new)[key] = value
+    return new
+
+
+def check_https_url(channel: Channel, key: str) -> None:
+    """An https URL; plain http only for this machine (a local test server)."""
+    raw = channel.options.get(key)
+    if raw is None or not isinstance(raw, str):
+        return
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or (parts.scheme == "http" and not local)
+    ):
+        raise ConfigError(
+            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
+            f"such as https://example.org, not {raw!r}"
+        )
 
 
 def _never_connected(exc: Exception) -> bool:

@@ -72,7 +72,7 @@ class MastodonChannel(Channel):
     media_poll_interval = 1.0
 
     def configure(self) -> None:
-        _check_url(self, "instance")
+        httpkit.check_https_url(self, "instance")
         if self.options["visibility"] not in VISIBILITIES:
             raise ConfigError(
                 f"channel {self.name!r} (mastodon): visibility must be one of "
@@ -248,21 +248,3 @@ def _reset_seconds(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _check_url(channel: Channel, key: str) -> None:
-    """An https URL; plain http only for this machine (a local test server)."""
-    raw = channel.options.get(key)
-    if raw is None or not isinstance(raw, str):
-        return  # an ${ENV} reference is checked when resolved
-    parts = urlsplit(raw)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or (parts.scheme == "http" and not local)
-    ):
-        raise ConfigError(
-            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
-            f"such as https://example.org, not {raw!r}"
-        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
@@ -53,7 +53,7 @@ class MatrixChannel(Channel):
     idempotent = True
 
     def configure(self) -> None:
-        _check_url(self, "homeserver")
+        httpkit.check_https_url(self, "homeserver")
         room = self.options["room_id"]
         if isinstance(room, str) and not room.startswith("!"):
             raise ConfigError(
@@ -108,7 +108,7 @@ class MatrixChannel(Channel):
             failure = exc
         # Matrix errors are {"errcode": "M_...", "error": "..."}; M_LIMIT_EXCEEDED carries
         # retry_after_ms (https://spec.matrix.org/v1.13/client-server-api/#rate-limiting).
-        body = _body(seen[-1])
+        body = httpkit.json_body(seen[-1])
         errcode, reason = str(body.get("errcode") or ""), str(body.get("error") or "")
         text = (
             f"HTTP {seen[-1].status_code}: {errcode} {reason}".strip() if errcode else str(failure)
@@ -118,8 +118,8 @@ class MatrixChannel(Channel):
             retry_after = failure.retry_after
             if retry_after is None and isinstance(body.get("retry_after_ms"), int):
                 retry_after = body["retry_after_ms"] / 1000
-            raise _carry(TransientError(text, retry_after), failure) from None
-        raise _carry(PermanentError(text), failure) from None
+            raise httpkit.carry(TransientError(text, retry_after), failure) from None
+        raise httpkit.carry(PermanentError(text), failure) from None
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         room = str(self.value("room_id"))
@@ -127,16 +127,18 @@ class MatrixChannel(Channel):
             f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/m.room.message/"
             f"{quote(idempotency_key, safe='')}"
         )
-        event = _body(self._call("PUT", path, json=self._content(message)))
+        event = httpkit.json_body(self._call("PUT", path, json=self._content(message)))
         event_id = event.get("event_id")
         if not isinstance(event_id, str):
             raise PermanentError("the homeserver answered without an event_id")
         return Receipt(remote_id=event_id, url=event_link(room, event_id))
 
     def verify(self) -> str:
-        who = _body(self._call("GET", "/_matrix/client/v3/account/whoami"))
+        who = httpkit.json_body(self._call("GET", "/_matrix/client/v3/account/whoami"))
         user = who.get("user_id", "?")
-        joined = _body(self._call("GET", "/_matrix/client/v3/joined_rooms")).get("joined_rooms", [])
+        joined = httpkit.json_body(self._call("GET", "/_matrix/client/v3/joined_rooms")).get(
+            "joined_rooms", []
+        )
         room = str(self.value("room_id"))
         if room not in joined:
             raise PermanentError(f"{user} has not joined {room}: invite the account first")
@@ -148,37 +150,3 @@ def event_link(room_id: str, event_id: str) -> str:
     link = f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(event_id, safe='$:')}"
     server = room_id.split(":", 1)[1] if ":" in room_id else ""
     return link + (f"?via={quote(server, safe='')}" if server else "")
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _carry(new: SendError, old: SendError) -> SendError:
-    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
-    for key, value in vars(old).items():
-        if key != "retry_after":  # the one thing `new` may know better
-            vars(new)[key] = value
-    return new
-
-
-def _check_url(channel: Channel, key: str) -> None:
-    """An https URL; plain http only for this machine (a local test server)."""
-    raw = channel.options.get(key)
-    if raw is None or not isinstance(raw, str):
-        return
-    parts = urlsplit(raw)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or (parts.scheme == "http" and not local)
-    ):
-        raise ConfigError(
-            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
-            f"such as https://example.org, not {raw!r}"
-        )

@@ -82,7 +82,7 @@ class TelegramChannel(Channel):
     poll_open_period = (5, 600)
 
     def configure(self) -> None:
-        _check_url(self, "api_url")
+        httpkit.check_https_url(self, "api_url")
         mode = self.options.get("parse_mode")
         if mode is not None and mode not in PARSE_MODES:
             raise ConfigError(
@@ -171,7 +171,7 @@ class TelegramChannel(Channel):
         if failure is not None:
             raise self._error(failure, seen[-1] if seen else None)
         assert response is not None
-        body = _body(response)
+        body = httpkit.json_body(response)
         if not body.get("ok"):
             raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
         return body.get("result")
@@ -180,8 +180,8 @@ class TelegramChannel(Channel):
         host = urlsplit(str(self.value("api_url"))).netloc
         if response is None:
             text = str(failure)
-            return _carry(type(failure)(self.redact(text)), failure)
-        body = _body(response)
+            return httpkit.carry(type(failure)(self.redact(text)), failure)
+        body = httpkit.json_body(response)
         code = body.get("error_code", response.status_code)
         description = str(body.get("description") or "").strip()
         text = self.redact(f"{host} answered {code}" + (f": {description}" if description else ""))
@@ -196,8 +196,8 @@ class TelegramChannel(Channel):
             if retry_after is None and isinstance(failure, TransientError):
                 retry_after = failure.retry_after
             seconds = float(retry_after) if retry_after is not None else None
-            return _carry(TransientError(text, seconds), failure)
-        return _carry(PermanentError(text), failure)
+            return httpkit.carry(TransientError(text, seconds), failure)
+        return httpkit.carry(PermanentError(text), failure)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
@@ -247,37 +247,3 @@ def message_url(chat_id: Any, message_id: str) -> str | None:
     if chat.startswith("-100") and chat[4:].isdigit():
         return f"https://t.me/c/{chat[4:]}/{message_id}"
     return None
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _carry(new: SendError, old: SendError) -> SendError:
-    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
-    for key, value in vars(old).items():
-        if key != "retry_after":  # the one thing `new` may know better
-            vars(new)[key] = value
-    return new
-
-
-def _check_url(channel: Channel, key: str) -> None:
-    """An https URL; plain http only for this machine (a local test server)."""
-    raw = channel.options.get(key)
-    if raw is None or not isinstance(raw, str):
-        return
-    parts = urlsplit(raw)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or (parts.scheme == "http" and not local)
-    ):
-        raise ConfigError(
-            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
-            f"such as https://example.org, not {raw!r}"
-        )

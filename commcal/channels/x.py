@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
@@ -21,7 +20,6 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.channels.text import x_length
-from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
     import requests
@@ -54,7 +52,7 @@ class XChannel(Channel):
     poll_minutes = (5, 10_080)
 
     def configure(self) -> None:
-        _check_url(self, "api_url")
+        httpkit.check_https_url(self, "api_url")
 
     def measure(self, text: str) -> int:
         return x_length(text)
@@ -114,8 +112,8 @@ class XChannel(Channel):
             reset = response.headers.get("x-rate-limit-reset", "")
             if retry_after is None and reset.isdigit():
                 retry_after = max(0.0, int(reset) - time.time())
-            raise _carry(TransientError(text, retry_after), failure) from None
-        raise _carry(PermanentError(text), failure) from None
+            raise httpkit.carry(TransientError(text, retry_after), failure) from None
+        raise httpkit.carry(PermanentError(text), failure) from None
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
@@ -125,7 +123,7 @@ class XChannel(Channel):
                 "options": [str(choice) for choice in poll.get("options", [])],
                 "duration_minutes": _minutes(poll),
             }
-        answer = _body(self._call("POST", "/2/tweets", json=body))
+        answer = httpkit.json_body(self._call("POST", "/2/tweets", json=body))
         data = answer.get("data")
         if not isinstance(data, dict) or "id" not in data:
             raise PermanentError("x answered without a post id")
@@ -133,7 +131,7 @@ class XChannel(Channel):
         return Receipt(remote_id=post_id, url=f"https://x.com/i/web/status/{post_id}")
 
     def verify(self) -> str:
-        me = _body(self._call("GET", "/2/users/me")).get("data") or {}
+        me = httpkit.json_body(self._call("GET", "/2/users/me")).get("data") or {}
         return f"token works for @{me.get('username', '?')}"
 
 
@@ -145,7 +143,7 @@ def _minutes(poll: Mapping[str, Any]) -> int:
 
 def _problem_text(response: requests.Response) -> str:
     """X errors are RFC 7807-style problems: {"title", "detail", "type", "errors": [...]}."""
-    body = _body(response)
+    body = httpkit.json_body(response)
     parts = [str(body[key]) for key in ("title", "detail") if isinstance(body.get(key), str)]
     for error in body.get("errors") or []:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -153,37 +151,3 @@ def _problem_text(response: requests.Response) -> str:
     if not parts:
         return ""
     return f"HTTP {response.status_code}: " + " ".join(" — ".join(parts).split())[:300]
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _carry(new: SendError, old: SendError) -> SendError:
-    """`new` with whatever else `old` knew (e.g. whether the request may have been delivered)."""
-    for key, value in vars(old).items():
-        if key != "retry_after":  # the one thing `new` may know better
-            vars(new)[key] = value
-    return new
-
-
-def _check_url(channel: Channel, key: str) -> None:
-    """An https URL; plain http only for this machine (a local test server)."""
-    raw = channel.options.get(key)
-    if raw is None or not isinstance(raw, str):
-        return
-    parts = urlsplit(raw)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if (
-        parts.scheme not in ("https", "http")
-        or not parts.hostname
-        or (parts.scheme == "http" and not local)
-    ):
-        raise ConfigError(
-            f"channel {channel.name!r} ({channel.type_name}): {key} must be an https:// URL "
-            f"such as https://example.org, not {raw!r}"
-        )
