@@ -2,8 +2,10 @@
 
 Guarantees (DESIGN.md section 3) and where they are kept:
 - never twice: a delivery is claimed atomically and marked `sending` durably before the network
-  call; a claim lost to another worker is never sent; adapters pass the delivery id as an
-  idempotency key; a send interrupted on a channel without one becomes `unknown`, never re-sent.
+  call (on idempotent channels in the batch's claim transaction itself: a crash before the send
+  is then a resend with the same idempotency key); a claim lost to another worker is never
+  sent; adapters pass the delivery id as an idempotency key; a send interrupted on a channel
+  without one becomes `unknown`, never re-sent.
 - never silently dropped: every due delivery ends in a recorded state; deliveries due longer ago
   than `publish.max_late` are recorded `expired`.
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
@@ -308,6 +310,9 @@ class Publisher:
                 now=self.clock(),
                 lease=publish.lease,
                 idempotent=adapter.idempotent,
+                # Idempotent channels are claimed straight into SENDING: no durable mark per
+                # delivery before its send (a crash here is a resend with the same key).
+                sending=adapter.idempotent,
             )
         }
         for n, delivery in enumerate(batch):

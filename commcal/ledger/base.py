@@ -21,7 +21,7 @@ import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -94,6 +94,9 @@ class Claim:
     token: str
     attempt: int
     lease_until: datetime
+    # Claimed straight into SENDING (`claim_many(..., sending=True)`, idempotent channels only):
+    # no `begin_send` commit is needed before the network call.
+    sending: bool = False
 
 
 @dataclass(frozen=True)
@@ -300,15 +303,28 @@ class Ledger(ABC):
         now: datetime,
         lease: timedelta,
         idempotent: Callable[[str], bool] | bool,
+        sending: bool = False,
     ) -> list[Claim]:
         """`claim` for many deliveries in few transactions; claims come back in input order.
 
         `idempotent` is a bool for all, or a function of the delivery's *channel* name.
+
+        `sending=True` claims the deliveries of *idempotent* channels straight into SENDING (with
+        `Claim.sending` set), saving the durable `begin_send` commit before each network call.
+        Safe only because the channel dedupes by the delivery id: a crash between this commit
+        and the send leaves SENDING rows whose lease runs out, and the next claim resends them
+        with the same idempotency key (RESEND), exactly as after a crash during the send.
+        Deliveries of non-idempotent channels are claimed CLAIMED as always: for them the
+        `begin_send` mark is what turns an interrupted send into UNKNOWN instead of a repeat.
         """
 
     @abstractmethod
     def begin_send(self, claim: Claim, now: datetime) -> bool:
-        """CLAIMED -> SENDING. False (do not send!) unless the claim is current, its lease live."""
+        """CLAIMED -> SENDING. False (do not send!) unless the claim is current, its lease live.
+
+        A claim made straight into SENDING (`claim.sending`) is already marked: True while its
+        lease (as last granted to us by `claim_many` or `extend`) is live, with no write.
+        """
 
     @abstractmethod
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
@@ -615,8 +631,18 @@ class SqlLedger(Ledger):
     # ---- claiming -------------------------------------------------------------------------
 
     def _claim_in_tx(
-        self, d: DueDelivery, worker: str, now: datetime, lease: timedelta, idempotent: bool
+        self,
+        d: DueDelivery,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        idempotent: bool,
+        sending: bool = False,
     ) -> Claim | None:
+        """Claim one delivery inside the caller's transaction. `sending` (idempotent channels
+        only) claims straight into SENDING, logging `claimed` and `sending` as begin_send would."""
+        sending = sending and idempotent
+        claimed_state = State.SENDING if sending else State.CLAIMED
         token = new_token()
         now_db = self._t(now, "now")
         lease_until = utc(now) + lease
@@ -633,7 +659,7 @@ class SqlLedger(Ledger):
                 d.channel,
                 d.recipient,
                 self._t(d.due_at, "due_at"),
-                State.CLAIMED.value,
+                claimed_state.value,
                 d.content_hash,
                 worker,
                 token,
@@ -644,7 +670,9 @@ class SqlLedger(Ledger):
         )
         if inserted:
             self._log(d.id, now, worker, "claimed")
-            return Claim(d.id, worker, token, 1, lease_until)
+            if sending:
+                self._log(d.id, now, worker, "sending")
+            return Claim(d.id, worker, token, 1, lease_until, sending)
 
         rows = self._execute(
             "SELECT state, attempts, next_attempt_at, lease_until, claimed_by FROM deliveries "
@@ -691,7 +719,7 @@ class SqlLedger(Ledger):
             "content_hash = ?, claimed_by = ?, claim_token = ?, lease_until = ?, updated_at = ? "
             "WHERE id = ? AND state = ?",
             (
-                State.CLAIMED.value,
+                claimed_state.value,
                 attempts,
                 d.content_hash,
                 worker,
@@ -703,7 +731,9 @@ class SqlLedger(Ledger):
             ),
         )
         self._log(d.id, now, worker, "claimed", note)
-        return Claim(d.id, worker, token, attempts, lease_until)
+        if sending:
+            self._log(d.id, now, worker, "sending")
+        return Claim(d.id, worker, token, attempts, lease_until, sending)
 
     def claim(
         self, d: DueDelivery, *, worker: str, now: datetime, lease: timedelta, idempotent: bool
@@ -720,6 +750,7 @@ class SqlLedger(Ledger):
         now: datetime,
         lease: timedelta,
         idempotent: Callable[[str], bool] | bool,
+        sending: bool = False,
     ) -> list[Claim]:
         def is_idempotent(d: DueDelivery) -> bool:
             return idempotent(d.channel) if callable(idempotent) else idempotent
@@ -734,7 +765,7 @@ class SqlLedger(Ledger):
             def claim_chunk(chunk: list[DueDelivery] = chunk) -> dict[str, Claim]:
                 got: dict[str, Claim] = {}
                 for d in chunk:
-                    c = self._claim_in_tx(d, worker, now, lease, is_idempotent(d))
+                    c = self._claim_in_tx(d, worker, now, lease, is_idempotent(d), sending)
                     if c is not None:
                         got[d.id] = c
                 return got
@@ -751,6 +782,12 @@ class SqlLedger(Ledger):
     # ---- after a claim --------------------------------------------------------------------
 
     def begin_send(self, claim: Claim, now: datetime) -> bool:
+        if claim.sending:
+            # Marked SENDING durably in the claim's own transaction. Only this token's holder
+            # moves lease_until (claim_many, extend), so our copy is the database's; a take-over
+            # needs lease_until < now, and so does this refusal.
+            return claim.lease_until >= utc(now, "now")
+
         def tx() -> bool:
             rows = self._execute(
                 "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND claim_token = ? "
@@ -792,7 +829,7 @@ class SqlLedger(Ledger):
 
         if not self._transaction(tx, write=True):
             return None
-        return Claim(claim.delivery_id, claim.worker, claim.token, claim.attempt, lease_until)
+        return replace(claim, lease_until=lease_until)
 
     def record_sent(
         self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
@@ -912,7 +949,9 @@ class SqlLedger(Ledger):
                     now_db,
                     claim.delivery_id,
                     claim.token,
-                    State.CLAIMED.value,
+                    # A claim made straight into SENDING that was never used is released the
+                    # same way: the caller promises nothing was sent.
+                    (State.SENDING if claim.sending else State.CLAIMED).value,
                 ),
             )
             if rows:
