@@ -56,7 +56,9 @@ def suppress(
         if remove:
             changed += ledger.unsuppress(key, now=now)
         else:
-            changed += ledger.suppress(key, source=source, now=now, note=mask_address(email))
+            changed += ledger.suppress(
+                key, source=source, now=now, note=mask_address(normalise_email(email) or email)
+            )
     return changed
 
 

@@ -27,7 +27,7 @@ def planned_json(entry: Planned) -> dict[str, Any]:
         "due_utc": iso_utc(d.due),
         "due_local": d.local_due.isoformat(),
         "timezone": d.item.timezone,
-        "locale": d.item.locale,
+        "locale": d.locale,
         "draft": d.item.draft,
         "audience": d.item.audience,
         "recipients": d.audience_size if d.audience_size >= 0 else None,
