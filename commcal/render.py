@@ -66,6 +66,12 @@ class Renderer:
         self.utm_medium = utm_medium
         self._env: jinja2.Environment | None = None
         self._lookup: dict[tuple[str, str, str, str], str | None] = {}
+        # Per-message work done once: compiled templates by file name (auto_reload is off, so
+        # jinja's own cache would give the same object after a slower lookup), and the
+        # environment's globals flattened into one dict (each jinja `new_context` otherwise
+        # copies a ChainMap of them, key by key, for every part of every message).
+        self._templates: dict[str, jinja2.Template] = {}
+        self._globals: dict[str, Any] | None = None
         self._files = (
             {p.relative_to(folder).as_posix() for p in folder.rglob(f"*{SUFFIX}")}
             if (folder.is_dir())
@@ -138,27 +144,37 @@ class Renderer:
                     f"create templates/{base}.j2",
                 )
             )
+        # One parent namespace for both parts, as jinja's `render` would build it (globals, then
+        # the variables); templates never write to it (`set` goes to the context's own vars).
+        if self._globals is None:
+            self._globals = dict(self.env.globals)
+        parent = {**self._globals, **context}
         if "_locale" not in context:
-            context = {**context, "_locale": locale}
+            parent["_locale"] = locale
         subject = text = html = None
         sources = []
         if text_name:
-            subject, text = self._parts(text_name, context, what)
+            subject, text = self._parts(text_name, parent, what)
             sources.append(text_name)
         if html_name:
-            html_subject, html = self._parts(html_name, context, what)
+            html_subject, html = self._parts(html_name, parent, what)
             subject = subject or html_subject
             sources.append(html_name)
         if text is None:  # an HTML-only mail still needs a plain part
             text = html_to_text(html or "")
         return Rendered(text.strip(), subject.strip() if subject else None, html, tuple(sources))
 
-    def _parts(self, name: str, context: Mapping[str, Any], what: str) -> tuple[str | None, str]:
+    def _parts(self, name: str, parent: dict[str, Any], what: str) -> tuple[str | None, str]:
+        """Render one template file; `parent` holds the globals and variables (not copied)."""
         import jinja2
 
         try:
-            template = self.env.get_template(name)
-            ctx = template.new_context(context)  # type: ignore[arg-type]
+            template = self._templates.get(name)
+            if template is None:
+                template = self._templates[name] = self.env.get_template(name)
+            env = template.environment
+            # What `template.new_context(parent, shared=True)` does, with the flattened globals.
+            ctx = env.context_class(env, parent, template.name, template.blocks, self._globals)
             subject = None
             if "subject" in template.blocks:
                 subject = "".join(template.blocks["subject"](ctx))
