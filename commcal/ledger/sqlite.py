@@ -20,6 +20,12 @@ kernel crash, where NORMAL may lose the last transactions. Losing a `begin_send`
 call went out would turn the row back into CLAIMED, and the next run would send it again; losing
 a `record_sent` would leave a delivery that went out as UNKNOWN. "Never twice" comes first, so we
 run FULL and pay about 40% of the throughput for it.
+
+Idempotent channels (2026-11-25) skip the `begin_send` commit instead: `claim_many(...,
+sending=True)` claims them straight into SENDING in the batch's one transaction, so a delivery
+costs one fsync (its `record_sent`) rather than two, still with FULL. Same machine, 2,000
+deliveries, one process: claim_many + begin_send + record_sent 1.75 s; claimed into SENDING +
+record_sent 1.00 s. Non-idempotent channels keep the separate durable `begin_send`.
 """
 
 from __future__ import annotations
