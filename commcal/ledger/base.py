@@ -353,6 +353,9 @@ class Ledger(ABC):
     def release(self, claim: Claim, now: datetime) -> bool:
         """CLAIMED -> PENDING due now (clean shutdown before sending). False if not current.
 
+        A claim made straight into SENDING (`claim.sending`) and never used is released from
+        SENDING the same way; the caller promises that nothing was sent for it.
+
         The attempt the claim counted is given back: the next claim has the same attempt number.
         """
 
