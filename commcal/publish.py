@@ -74,6 +74,13 @@ class Report:
         return not any(o.state in (State.FAILED, State.UNKNOWN) for o in self.outcomes)
 
 
+def unresolved(delivery: Delivery) -> str:
+    return (
+        "interrupted while sending; check the channel, then run "
+        f"`commcal resolve {delivery.id} --sent URL` or `--not-sent`"
+    )
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -169,7 +176,7 @@ class Publisher:
                     self._report(report, Outcome(delivery, State.SKIPPED, "draft"))
             # Finished ones are skipped before rendering: a cron run every minute stays cheap.
             done = {
-                r.id
+                r.id: r.state
                 for r in ledger.records(
                     due_from=self.now - max_late, due_to=self.now + timedelta(seconds=1)
                 )
@@ -179,7 +186,11 @@ class Publisher:
             todo = self._people(ledger, todo, report)
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in fresh:
-            if delivery.id in done:
+            if done.get(delivery.id) == State.UNKNOWN:
+                # Still unresolved from an earlier run: every run says so (and exits 1) until a
+                # person checks the channel, whichever run happened to notice the interruption.
+                self._report(report, Outcome(delivery, State.UNKNOWN, unresolved(delivery)))
+            elif delivery.id in done:
                 self._report(report, Outcome(delivery, "already"), quiet=True)
         for delivery in todo:
             by_channel.setdefault(delivery.channel, []).append(delivery)

@@ -517,6 +517,44 @@ def test_claim_many_follows_the_same_rules_and_keeps_input_order(ledger: Ledger)
     assert ledger.claim_many([], worker="w2", now=at(6), lease=LEASE, idempotent=True) == []
 
 
+def test_claim_many_into_sending_is_for_idempotent_channels_only(ledger: Ledger) -> None:
+    hook, plain = due(1, channel="hook"), due(2, channel="slack")
+    claims = ledger.claim_many(
+        [hook, plain],
+        worker="w1",
+        now=T0,
+        lease=LEASE,
+        idempotent=lambda channel: channel == "hook",
+        sending=True,
+    )
+    by_id = {c.delivery_id: c for c in claims}
+    # The idempotent one is SENDING at once (one durable commit for the batch) ...
+    assert ledger.get(hook.id).state is State.SENDING  # type: ignore[union-attr]
+    assert events(ledger, hook.id) == ["claimed", "sending"]
+    assert by_id[hook.id].sending
+    # ... the other keeps the durable mark before its own send.
+    assert ledger.get(plain.id).state is State.CLAIMED  # type: ignore[union-attr]
+    assert not by_id[plain.id].sending
+    assert ledger.begin_send(by_id[hook.id], at(1))
+    assert events(ledger, hook.id) == ["claimed", "sending"]  # nothing more written
+    ledger.record_sent(by_id[hook.id], remote_id="r1", url=None, now=at(1))
+    assert ledger.get(hook.id).state is State.SENT  # type: ignore[union-attr]
+
+
+def test_a_crash_after_claiming_into_sending_is_a_resend_with_the_same_key(
+    ledger: Ledger,
+) -> None:
+    hook = due(1, channel="hook")
+    (first,) = ledger.claim_many(
+        [hook], worker="w1", now=T0, lease=LEASE, idempotent=True, sending=True
+    )
+    assert not ledger.begin_send(first, at(6)), "the lease ran out: do not send"
+    again = ledger.claim(hook, worker="w2", now=at(6), lease=LEASE, idempotent=True)
+    assert again is not None and again.attempt == first.attempt + 1
+    with pytest.raises(StaleClaim):
+        ledger.record_sent(first, remote_id="late", url=None, now=at(7))
+
+
 def test_claim_many_handles_thousands(ledger: Ledger) -> None:
     ds = [due(n) for n in range(1_200)]
     claims = ledger.claim_many(ds, worker="w1", now=T0, lease=LEASE, idempotent=False)
