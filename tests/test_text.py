@@ -170,3 +170,66 @@ def test_every_facet_slices_to_its_feature(parts: list[tuple[str, str]], noise: 
             assert not feature["tag"].isdigit()
         else:
             assert piece.startswith("@") and "." in piece
+
+
+def _mastodon_length_whole_text(text: str, url_length: int = 23) -> int:
+    """The straightforward reference: twitter-text's URL pattern over the whole text."""
+    from twitter_text.regexp.extract_url import extract_url
+
+    from commcal.channels.text import _masto_url_end, _patterns, graphemes
+
+    entities = []
+    for found in extract_url.finditer(text):
+        if not found.group(4):
+            continue
+        host_end = found.end(6) if found.group(6) else found.end(5)
+        entities.append((found.start(3), _masto_url_end(text, host_end), "x" * url_length))
+    for match in _patterns()["masto_mention"].finditer(text):
+        entities.append((match.start(), match.end(), "@" + match.group(1)))
+    entities.sort()
+    out, position = [], 0
+    for start, end, replacement in entities:
+        if start < position:
+            continue
+        out += [text[position:start], replacement]
+        position = end
+    out.append(text[position:])
+    return graphemes("".join(out))
+
+
+_PIECES = st.sampled_from(
+    [
+        "https://example.org",
+        "http://εμείς.gr/σελίδα?q=1",
+        "https://x.co/a_(b)",
+        "(https://example.org/path).",
+        "see:https://a.b/c?d=e&f=g,",
+        "ftp://files.example.org",
+        "example.org/no-protocol",
+        "@anna@social.example",
+        "@bob",
+        "https://",
+        "://",
+        "https://bad",
+        "wwwhttps://x.org",
+        "😀",
+        "Καλημέρα",
+        "Habari",
+        " ",
+        "\n",
+        "\u00a0",
+        "\u3000",
+        "!",
+        ".",
+        ",",
+        "(",
+        ")",
+        "#tag",
+    ]
+)
+
+
+@given(st.lists(_PIECES, max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_mastodon_length_token_scan_equals_whole_text_scan(text: str) -> None:
+    assert mastodon_length(text) == _mastodon_length_whole_text(text)

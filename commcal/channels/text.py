@@ -6,6 +6,8 @@ rejects. The functions here follow each network's own reference code, cited next
 
 from __future__ import annotations
 
+import re
+
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -125,6 +127,9 @@ def _masto_url_end(text: str, position: int) -> int:
     return position
 
 
+_URL_TOKEN = re.compile(r"\S*://\S*")
+
+
 def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     """Mastodon's count: grapheme clusters, each http(s) URL as `url_length`, `@u@dom` as `@u`.
 
@@ -140,12 +145,19 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     from twitter_text.regexp.extract_url import extract_url
 
     entities: list[tuple[int, int, str]] = []
-    for found in extract_url.finditer(text):
-        protocol = found.group(4)
-        if not protocol:
-            continue
-        host_end = found.end(6) if found.group(6) else found.end(5)
-        entities.append((found.start(3), _masto_url_end(text, host_end), "x" * url_length))
+    # twitter-text's URL pattern is costly on a whole post (most of a plan's check time). A URL
+    # never spans white space, so it is matched only in the tokens holding "://", each with the
+    # character before it for the pattern's look-behind; tests prove it equal to a whole-text scan.
+    for token in _URL_TOKEN.finditer(text):
+        base = max(0, token.start() - 1)
+        for found in extract_url.finditer(text[base : token.end()]):
+            protocol = found.group(4)
+            if not protocol:
+                continue
+            host_end = base + (found.end(6) if found.group(6) else found.end(5))
+            entities.append(
+                (base + found.start(3), _masto_url_end(text, host_end), "x" * url_length)
+            )
     for match in _patterns()["masto_mention"].finditer(text):
         entities.append((match.start(), match.end(), "@" + match.group(1)))
     # Extractor.remove_overlapping_entities: sorted by start, a later overlapping one is dropped.
