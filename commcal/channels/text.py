@@ -6,9 +6,8 @@ rejects. The functions here follow each network's own reference code, cited next
 
 from __future__ import annotations
 
-import re
-
 import functools
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
