@@ -11,6 +11,7 @@ bad row never stops the others. Nothing here prints.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import itertools
 import re
@@ -80,8 +81,9 @@ class Member:
     vars: Mapping[str, Any] = field(default_factory=dict)
     row: int = 0
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        # Read for the delivery id, the suppression check and every token: hash once.
         return recipient_key(self.email)
 
     @property
