@@ -24,7 +24,7 @@ def delivery_id(calendar: str, item: str, when: datetime, channel: str, recipien
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     id: str
     item: Item
@@ -109,11 +109,14 @@ def deliveries(
             local = item.extra.get("send_at") == "local" and (members or member)
             # A member's own zone may move an occurrence by up to a day either way.
             pad = timedelta(days=1) if local else timedelta(0)
+            routes = []
+            for channel in channels:
+                adapter = project.channels.get(channel)
+                kind = adapter.type_name if adapter else project.config.channels[channel].type
+                audience = item.audience if adapter and adapter.per_recipient else None
+                routes.append((channel, kind, audience))
             for occurrence in occurrences(item, start - pad, end + pad):
-                for channel in channels:
-                    adapter = project.channels.get(channel)
-                    kind = adapter.type_name if adapter else project.config.channels[channel].type
-                    audience = item.audience if adapter and adapter.per_recipient else None
+                for channel, kind, audience in routes:
                     if audience is None:
                         if start <= occurrence.when < end:
                             found.append(
@@ -231,18 +234,36 @@ def _member_instant(item: Item, when: datetime, person: Member) -> datetime | No
     return to_utc(wall, zone(person.timezone))
 
 
+def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dict[str, Any]:
+    """The part of an item's context that no occurrence changes, built once per item and run:
+    project vars, calendar vars, item vars (later layers win), and the item itself."""
+    key = ("context", item.calendar, item.id)
+    layers = project.cache.get(key)
+    if layers is None:
+        layers = {}
+        layers.update(project.config.vars)
+        if calendar is not None:
+            layers.update(calendar.vars)
+        layers.update(item.vars)
+        layers["item"] = {
+            "id": item.id,
+            "kind": item.kind,
+            "title": item.title,
+            "calendar": item.calendar,
+        }
+        layers["_utm_medium"] = project.config.links.utm_medium
+        layers["_utm_source"] = project.config.links.utm_source
+        project.cache[key] = layers
+    return layers
+
+
 def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> dict[str, Any]:
     """What a template sees. Later layers win: project vars, calendar vars, item vars."""
     item = delivery.item
     tz = zone(delivery.timezone)
-    ctx: dict[str, Any] = {}
-    ctx.update(project.config.vars)
-    if calendar is not None:
-        ctx.update(calendar.vars)
-    ctx.update(item.vars)
+    ctx = dict(_item_layers(project, calendar, item))
     occurrence = delivery.occurrence
     ctx.update(
-        item={"id": item.id, "kind": item.kind, "title": item.title, "calendar": item.calendar},
         channel={"name": delivery.channel, "type": delivery.channel_type},
         at=delivery.due.astimezone(tz),
         step=occurrence.step,
@@ -250,8 +271,6 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         timezone=delivery.timezone,
         _locale=delivery.locale,
         _tz=tz,
-        _utm_medium=project.config.links.utm_medium,
-        _utm_source=project.config.links.utm_source,
     )
     extra = occurrence.extra
     if item.kind == "event":
@@ -431,7 +450,7 @@ def event_invitation(item: Item, delivery: Delivery, text: str) -> tuple[str, st
     return attachment(ics)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Planned:
     """A delivery with its rendered message and the channel's verdict on it."""
 

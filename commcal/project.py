@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from commcal.calendar.model import Calendar
 from commcal.calendar.parse import parse_calendar
@@ -25,6 +26,9 @@ class Project:
     channels: dict[str, Channel]
     problems: list[Problem] = field(default_factory=list)
     env: Mapping[str, str] = field(default_factory=dict)
+    # Per-run memo of what every delivery of an item shares (plan.context); a project is loaded
+    # afresh for each command and each reload of `run`, so it never goes stale.
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -35,7 +39,11 @@ class Project:
         return [p for p in self.errors if p.pos.path == "commcal.yaml"]
 
     def calendar(self, name: str) -> Calendar | None:
-        return next((c for c in self.calendars if c.name == name), None)
+        by_name = self.cache.get("calendars")
+        if by_name is None:
+            by_name = self.cache["calendars"] = {c.name: c for c in self.calendars}
+        found: Calendar | None = by_name.get(name)
+        return found
 
 
 def calendar_files(root: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from commcal.timeutil import local_wall, to_utc, zone
 DAY = timedelta(days=1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Occurrence:
     item: Item
     when: datetime  # UTC

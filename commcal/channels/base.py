@@ -39,7 +39,7 @@ class Media:
     mime_type: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """A rendered message, ready to check and send. `text` is the post, or a mail's plain part."""
 

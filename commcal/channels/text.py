@@ -129,6 +129,19 @@ def _masto_url_end(text: str, position: int) -> int:
 _URL_TOKEN = re.compile(r"\S*://\S*")
 
 
+@functools.lru_cache(maxsize=4096)
+def _protocol_urls(window: str) -> tuple[tuple[int, int], ...]:
+    """(start, end of host) of each URL with a protocol in a token. Cached: a calendar's posts
+    repeat their links (the same UTM-tagged URL in every occurrence of an item)."""
+    from twitter_text.regexp.extract_url import extract_url
+
+    return tuple(
+        (found.start(3), found.end(6) if found.group(6) else found.end(5))
+        for found in extract_url.finditer(window)
+        if found.group(4)
+    )
+
+
 def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     """Mastodon's count: grapheme clusters, each http(s) URL as `url_length`, `@u@dom` as `@u`.
 
@@ -141,21 +154,15 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     """
     if "://" not in text and "@" not in text:  # nothing to rewrite: the common case
         return graphemes(text)
-    from twitter_text.regexp.extract_url import extract_url
-
     entities: list[tuple[int, int, str]] = []
     # twitter-text's URL pattern is costly on a whole post (most of a plan's check time). A URL
     # never spans white space, so it is matched only in the tokens holding "://", each with the
     # character before it for the pattern's look-behind; tests prove it equal to a whole-text scan.
     for token in _URL_TOKEN.finditer(text):
         base = max(0, token.start() - 1)
-        for found in extract_url.finditer(text[base : token.end()]):
-            protocol = found.group(4)
-            if not protocol:
-                continue
-            host_end = base + (found.end(6) if found.group(6) else found.end(5))
+        for start, host_end in _protocol_urls(text[base : token.end()]):
             entities.append(
-                (base + found.start(3), _masto_url_end(text, host_end), "x" * url_length)
+                (base + start, _masto_url_end(text, base + host_end), "x" * url_length)
             )
     for match in _patterns()["masto_mention"].finditer(text):
         entities.append((match.start(), match.end(), "@" + match.group(1)))
