@@ -161,9 +161,7 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
     for token in _URL_TOKEN.finditer(text):
         base = max(0, token.start() - 1)
         for start, host_end in _protocol_urls(text[base : token.end()]):
-            entities.append(
-                (base + start, _masto_url_end(text, base + host_end), "x" * url_length)
-            )
+            entities.append((base + start, _masto_url_end(text, base + host_end), "x" * url_length))
     for match in _patterns()["masto_mention"].finditer(text):
         entities.append((match.start(), match.end(), "@" + match.group(1)))
     # Extractor.remove_overlapping_entities: sorted by start, a later overlapping one is dropped.
