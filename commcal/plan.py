@@ -301,12 +301,20 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
 PREVIEW_TOKEN = "PREVIEW-TOKEN"
 
 
+def _member_secret(project: Project) -> str | None:
+    """members.secret resolved once per run, not once per member's message."""
+    if "member_secret" not in project.cache:
+        project.cache["member_secret"] = project.config.member_secret(project.env)
+    secret: str | None = project.cache["member_secret"]
+    return secret
+
+
 def member_token(project: Project, delivery: Delivery, purpose: str) -> str:
     """A signed token naming the member (no address inside); a placeholder without a secret,
     which `publish` refuses (see `publish.Publisher`), so previews never need the secret."""
     from commcal.unsubscribe import sign
 
-    secret = project.config.member_secret(project.env)
+    secret = _member_secret(project)
     if delivery.recipient is None or not secret:
         return PREVIEW_TOKEN
     return sign(delivery.recipient.key, secret, list_id=purpose)
@@ -347,7 +355,7 @@ def member_code(project: Project, delivery: Delivery, codes: dict[str, Any]) -> 
     import base64
     import hmac
 
-    secret = project.config.member_secret(project.env)
+    secret = _member_secret(project)
     if delivery.recipient is None or not secret:
         return prefix + "X" * int(codes.get("length", 8))
     item = delivery.item

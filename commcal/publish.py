@@ -75,10 +75,7 @@ class Report:
 
 
 def unresolved(delivery: Delivery) -> str:
-    return (
-        "interrupted while sending; check the channel, then run "
-        f"`commcal resolve {delivery.id} --sent URL` or `--not-sent`"
-    )
+    return f"check the channel, then run `commcal resolve {delivery.id} --sent URL` or `--not-sent`"
 
 
 def worker_name() -> str:
@@ -189,7 +186,14 @@ class Publisher:
             if done.get(delivery.id) == State.UNKNOWN:
                 # Still unresolved from an earlier run: every run says so (and exits 1) until a
                 # person checks the channel, whichever run happened to notice the interruption.
-                self._report(report, Outcome(delivery, State.UNKNOWN, unresolved(delivery)))
+                self._report(
+                    report,
+                    Outcome(
+                        delivery,
+                        State.UNKNOWN,
+                        f"interrupted while sending in an earlier run; {unresolved(delivery)}",
+                    ),
+                )
             elif delivery.id in done:
                 self._report(report, Outcome(delivery, "already"), quiet=True)
         for delivery in todo:
@@ -459,8 +463,7 @@ class Publisher:
         return Outcome(
             delivery,
             State.UNKNOWN,
-            f"{error}; check the channel, then run "
-            f"`commcal resolve {delivery.id} --sent URL` or `--not-sent`",
+            f"{error}; {unresolved(delivery)}",
             attempts=claim.attempt,
         )
 
