@@ -10,11 +10,19 @@ Guarantees (DESIGN.md section 3) and where they are kept:
   than `publish.max_late` are recorded `expired`.
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
   over its own ledger connection, in due order.
+
+On idempotent channels a successful send is recorded by a second thread (`SentRecorder`), several
+per commit, while the channel's thread goes on to the next send: the commit's fsync no longer
+sits between two network calls. It changes nothing a crash can do: until its `sent` commit a
+delivery is `sending`, and a `sending` delivery of an idempotent channel is resent with the same
+idempotency key, whether the crash came before the send or after it. Non-idempotent channels
+record each send before the next, because for them that record decides `sent` or `unknown`.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import random
 import socket
 import threading
@@ -33,6 +41,7 @@ from commcal.ledger import (
     Claim,
     DueDelivery,
     Ledger,
+    Sent,
     StaleClaim,
     State,
     open_ledger,
@@ -48,6 +57,11 @@ MAX_INLINE_WAIT = 60.0
 # Deliveries of one channel claimed in one ledger transaction: fewer commits per delivery, while
 # the claims a crash leaves behind (never `sending`) are few and taken over when their lease ends.
 CLAIM_BATCH = 32
+# Sends of an idempotent channel that may be out but not yet recorded `sent`: what a crash makes
+# the next run resend (with the same idempotency key) besides the one in flight; also the most
+# one commit records. The recorder waits up to RECORD_GATHER seconds to fill a commit.
+MAX_UNRECORDED = 16
+RECORD_GATHER = 0.02
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,69 @@ def state_url(
 ) -> str:
     environ = os.environ if env is None else env
     return override or environ.get("COMMCAL_STATE") or project.config.state_url(environ)
+
+
+class SentRecorder:
+    """Records the sends of one channel in a thread of its own, many per transaction.
+
+    `add` queues a send that went out, and waits while MAX_UNRECORDED are queued; the thread
+    commits what is queued in one `record_sent_many` and then reports the outcomes. `close`
+    waits for the last commit. A ledger error stops the recording; it is raised by the next
+    `add` and by `close`, and the sends it did not record stay `sending` (resent with the same
+    key by a later run).
+    """
+
+    def __init__(self, ledger: Ledger, report: Callable[[Outcome], None]) -> None:
+        self._ledger = ledger
+        self._report = report
+        self._queue: queue.SimpleQueue[tuple[Sent, Outcome] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._room = threading.BoundedSemaphore(MAX_UNRECORDED)
+        self._thread = threading.Thread(target=self._loop, name="commcal-record", daemon=True)
+        self._thread.start()
+
+    def add(self, sent: Sent, outcome: Outcome) -> None:
+        while not self._room.acquire(timeout=0.1):
+            if self._error is not None:
+                raise self._error
+        if self._error is not None:
+            raise self._error
+        self._queue.put((sent, outcome))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _loop(self) -> None:
+        done = False
+        while not done:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            # Gather what the next few sends add: fewer, larger commits.
+            deadline = time.monotonic() + RECORD_GATHER
+            while len(batch) < MAX_UNRECORDED:
+                try:
+                    entry = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if entry is None:
+                    done = True
+                    break
+                batch.append(entry)
+            try:
+                results = self._ledger.record_sent_many([sent for sent, _ in batch])
+            except BaseException as exc:  # handed to the sending thread, which raises it
+                self._error = exc
+                return
+            for (_, outcome), stale in zip(batch, results, strict=True):
+                self._room.release()
+                if stale is not None:
+                    outcome = Outcome(outcome.delivery, "held", str(stale))
+                self._report(outcome)
 
 
 @dataclass
@@ -302,17 +379,29 @@ class Publisher:
                 )
             return
         ledger = self.open()
+        recorder = None
         try:
+            if adapter.idempotent:
+                recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
             for start in range(0, len(items), CLAIM_BATCH):
                 if self.stop.is_set():
                     break
-                self._batch(ledger, adapter, items[start : start + CLAIM_BATCH], report)
+                self._batch(ledger, adapter, items[start : start + CLAIM_BATCH], report, recorder)
         finally:
-            adapter.close()
-            ledger.close()
+            try:
+                if recorder is not None:  # also after an error: record what went out
+                    recorder.close()
+            finally:
+                adapter.close()
+                ledger.close()
 
     def _batch(
-        self, ledger: Ledger, adapter: Channel, batch: Sequence[Delivery], report: Report
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        batch: Sequence[Delivery],
+        report: Report,
+        recorder: SentRecorder | None = None,
     ) -> None:
         """Claim a batch in one transaction, then send each in due order, recording each
         outcome right after its own send. Claims left unused (a stop request) are released."""
@@ -346,11 +435,20 @@ class Publisher:
                         report, Outcome(delivery, "held", "claim lost to another worker; not sent")
                     )
                     continue
-            self._report(report, self._deliver(ledger, adapter, delivery, claim))
+            outcome = self._deliver(ledger, adapter, delivery, claim, recorder)
+            if outcome is not None:
+                self._report(report, outcome)
 
     def _deliver(
-        self, ledger: Ledger, adapter: Channel, delivery: Delivery, claim: Claim | None = None
-    ) -> Outcome:
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        delivery: Delivery,
+        claim: Claim | None = None,
+        recorder: SentRecorder | None = None,
+    ) -> Outcome | None:
+        """Render, check and send one delivery; its outcome, or None when `recorder` will
+        report it once its `sent` is committed."""
         planned = check(self.project, delivery)
         publish = self.config.publish
         if claim is None:
@@ -373,11 +471,17 @@ class Publisher:
         if not planned.ok or planned.message is None:
             reason = "; ".join(p.message for p in planned.problems) or "could not render"
             return self._fail(ledger, claim, delivery, f"not sent: {reason}")
-        return self._send(ledger, adapter, delivery, claim, planned.message)
+        return self._send(ledger, adapter, delivery, claim, planned.message, recorder)
 
     def _send(
-        self, ledger: Ledger, adapter: Channel, delivery: Delivery, claim: Claim, message: Message
-    ) -> Outcome:
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        delivery: Delivery,
+        claim: Claim,
+        message: Message,
+        recorder: SentRecorder | None = None,
+    ) -> Outcome | None:
         publish = self.config.publish
         while True:
             if not ledger.begin_send(claim, self.clock()):
@@ -432,15 +536,18 @@ class Publisher:
                 return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
             except CommcalError as exc:  # e.g. a missing ${ENV} secret: nothing was sent
                 return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
-            try:
-                ledger.record_sent(
-                    claim, remote_id=receipt.remote_id, url=receipt.url, now=self.clock()
-                )
-            except StaleClaim as stale:
-                return Outcome(delivery, "held", str(stale))
-            return Outcome(
+            sent = Sent(claim, receipt.remote_id, receipt.url, self.clock())
+            outcome = Outcome(
                 delivery, State.SENT, receipt.remote_id or "", receipt.url, claim.attempt
             )
+            if recorder is not None:
+                recorder.add(sent, outcome)
+                return None
+            try:
+                ledger.record_sent(claim, remote_id=sent.remote_id, url=sent.url, now=sent.now)
+            except StaleClaim as stale:
+                return Outcome(delivery, "held", str(stale))
+            return outcome
 
     def _fail(self, ledger: Ledger, claim: Claim, delivery: Delivery, error: str) -> Outcome:
         try:

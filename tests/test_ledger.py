@@ -29,6 +29,7 @@ from commcal.ledger import (
     Claim,
     DueDelivery,
     Ledger,
+    Sent,
     StaleClaim,
     State,
     open_ledger,
@@ -323,6 +324,31 @@ def test_begin_send_needs_a_live_lease_and_extend_renews_it(ledger: Ledger) -> N
     assert not ledger.begin_send(renewed, at(10))  # only once
     assert ledger.extend(renewed, at(11), LEASE) is not None  # renewing while sending is fine
     assert events(ledger, d.id) == ["claimed", "sending"]
+
+
+def test_record_sent_many_records_each_and_reports_the_stale_one_without_losing_it(
+    ledger: Ledger,
+) -> None:
+    ours = [claim(ledger, due(n), T0) for n in (1, 2, 3)]
+    for c in ours:
+        assert ledger.begin_send(c, T0)
+    # Delivery 2's lease runs out and another worker takes it over before our record lands.
+    taken = claim(ledger, due(2), at(6), worker="w2", idem=True)
+    results = ledger.record_sent_many(
+        [Sent(c, f"r-{n}", f"https://x/{n}", at(7)) for n, c in zip((1, 2, 3), ours, strict=True)]
+    )
+    assert results[0] is None and results[2] is None
+    stale = results[1]
+    assert isinstance(stale, StaleClaim) and stale.held_by == "w2"
+    records = {n: ledger.get(due(n).id) for n in (1, 2, 3)}
+    assert [(r.state, r.remote_id) for r in records.values() if r] == [
+        (State.SENT, "r-1"),
+        (State.CLAIMED, None),  # the new owner's now: its own send and record decide
+        (State.SENT, "r-3"),
+    ]
+    assert events(ledger, due(2).id)[-1] == "stale"  # the late result is kept in the history
+    assert ledger.begin_send(taken, at(7))
+    assert ledger.record_sent_many([]) == []
 
 
 def test_record_sent_keeps_remote_id_and_url_and_is_safe_to_repeat(ledger: Ledger) -> None:

@@ -100,6 +100,16 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """One successful send to record (`Ledger.record_sent_many`)."""
+
+    claim: Claim
+    remote_id: str | None
+    url: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
 class DeliveryRecord:
     """One delivery as stored."""
 
@@ -335,6 +345,21 @@ class Ledger(ABC):
         self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
     ) -> None:
         """SENDING -> SENT. Raises `StaleClaim` if the claim is no longer current."""
+
+    def record_sent_many(self, sent: Sequence[Sent]) -> list[StaleClaim | None]:
+        """`record_sent` for several deliveries in one transaction (one durable commit).
+
+        Returns, in input order, None for each recorded one and the `StaleClaim` for each whose
+        claim was no longer current (its late result is kept in the history all the same).
+        """
+        results: list[StaleClaim | None] = []
+        for s in sent:
+            try:
+                self.record_sent(s.claim, remote_id=s.remote_id, url=s.url, now=s.now)
+                results.append(None)
+            except StaleClaim as stale:
+                results.append(stale)
+        return results
 
     @abstractmethod
     def record_transient(
@@ -837,31 +862,41 @@ class SqlLedger(Ledger):
     def record_sent(
         self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
     ) -> None:
-        def tx() -> StaleClaim | None:
-            rows = self._execute(
-                "UPDATE deliveries SET state = ?, remote_id = ?, url = ?, last_error = NULL, "
-                "lease_until = NULL, updated_at = ? WHERE id = ? AND claim_token = ? AND state = ? "
-                "RETURNING id",
-                (
-                    State.SENT.value,
-                    remote_id,
-                    url,
-                    self._t(now, "now"),
-                    claim.delivery_id,
-                    claim.token,
-                    State.SENDING.value,
-                ),
-            )
-            if rows:
-                self._log(claim.delivery_id, now, claim.worker, "sent", url, remote_id)
-                return None
-            if self._already(claim, State.SENT):
-                return None  # a repeated call after a commit whose answer was lost
-            return self._stale(claim, now, "sent", f"url={url} remote_id={remote_id}", remote_id)
-
-        stale = self._transaction(tx, write=True)
+        stale = self._transaction(lambda: self._sent_in_tx(claim, remote_id, url, now), write=True)
         if stale is not None:
             raise stale
+
+    def record_sent_many(self, sent: Sequence[Sent]) -> list[StaleClaim | None]:
+        if not sent:
+            return []
+        return self._transaction(
+            lambda: [self._sent_in_tx(s.claim, s.remote_id, s.url, s.now) for s in sent],
+            write=True,
+        )
+
+    def _sent_in_tx(
+        self, claim: Claim, remote_id: str | None, url: str | None, now: datetime
+    ) -> StaleClaim | None:
+        rows = self._execute(
+            "UPDATE deliveries SET state = ?, remote_id = ?, url = ?, last_error = NULL, "
+            "lease_until = NULL, updated_at = ? WHERE id = ? AND claim_token = ? AND state = ? "
+            "RETURNING id",
+            (
+                State.SENT.value,
+                remote_id,
+                url,
+                self._t(now, "now"),
+                claim.delivery_id,
+                claim.token,
+                State.SENDING.value,
+            ),
+        )
+        if rows:
+            self._log(claim.delivery_id, now, claim.worker, "sent", url, remote_id)
+            return None
+        if self._already(claim, State.SENT):
+            return None  # a repeated call after a commit whose answer was lost
+        return self._stale(claim, now, "sent", f"url={url} remote_id={remote_id}", remote_id)
 
     def _already(self, claim: Claim, state: State) -> bool:
         rows = self._execute(
