@@ -11,12 +11,14 @@ Guarantees (DESIGN.md section 3) and where they are kept:
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
   over its own ledger connection, in due order.
 
-On idempotent channels a successful send is recorded by a second thread (`SentRecorder`), several
-per commit, while the channel's thread goes on to the next send: the commit's fsync no longer
-sits between two network calls. It changes nothing a crash can do: until its `sent` commit a
-delivery is `sending`, and a `sending` delivery of an idempotent channel is resent with the same
-idempotency key, whether the crash came before the send or after it. Non-idempotent channels
-record each send before the next, because for them that record decides `sent` or `unknown`.
+On channels that remember idempotency keys for good (webhook, Bluesky's derived record key), a
+successful send is recorded by a second thread (`SentRecorder`), several per commit, while the
+channel's thread goes on to the next send: the commit's fsync no longer sits between two network
+calls. Until its `sent` commit a delivery stays `sending`, and a `sending` delivery of an
+idempotent channel is resent with the same key after a crash, so a crash now repeats up to
+MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Mastodon and Matrix
+forget keys after an hour or less, and non-idempotent channels decide `sent` or `unknown` by
+that record: they record each send before the next.
 """
 
 from __future__ import annotations
@@ -381,7 +383,7 @@ class Publisher:
         ledger = self.open()
         recorder = None
         try:
-            if adapter.idempotent:
+            if adapter.idempotent and adapter.idempotency_window is None:
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
             for start in range(0, len(items), CLAIM_BATCH):
                 if self.stop.is_set():

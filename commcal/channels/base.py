@@ -136,6 +136,11 @@ class Channel:
     # Whether the network deduplicates by our idempotency key, so a send interrupted by a crash
     # may be repeated safely. Otherwise an interrupted send is recorded `unknown`.
     idempotent: ClassVar[bool] = False
+    # How long the network remembers a key, in seconds; None: for good (a key that is part of
+    # the post itself, or a receiver that promises it). Only channels that remember for good
+    # have their sends recorded in the background (publish.SentRecorder), since that leaves a
+    # few more sends to repeat after a crash.
+    idempotency_window: ClassVar[float | None] = None
     # Whether a message needs a subject (mail) and whether the channel sends to recipients.
     needs_subject: ClassVar[bool] = False
     per_recipient: ClassVar[bool] = False

@@ -59,6 +59,7 @@ class MastodonChannel(Channel):
     # retries an interrupted send within minutes, so this is honest in practice; a send retried
     # more than an hour later could post twice.
     idempotent = True
+    idempotency_window = 3600.0
     # Defaults of configuration.polls and configuration.media_attachments
     # (https://docs.joinmastodon.org/entities/Instance/#polls).
     poll_max_options = 4

@@ -51,6 +51,9 @@ class MatrixChannel(Channel):
     # nothing new (https://spec.matrix.org/v1.13/client-server-api/#transaction-identifiers).
     # Transaction ids are scoped to the access token's device: a new token forgets them.
     idempotent = True
+    # Synapse forgets a transaction id after 30 to 60 minutes (synapse/rest/client/
+    # transactions.py, CLEANUP_PERIOD_MS); the spec promises no duration at all.
+    idempotency_window = 1800.0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "homeserver")
