@@ -129,6 +129,19 @@ def deliveries(
     (streamed from the audience file); otherwise one delivery stands for the whole audience.
     `member` (an address) keeps only that member's deliveries.
     """
+    with fewer_collections():
+        return _deliveries(project, start, end, filters, members=members, member=member)
+
+
+def _deliveries(
+    project: Project,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    *,
+    members: bool,
+    member: str | None,
+) -> list[Delivery]:
     found: list[Delivery] = []
     sizes: dict[tuple[str, str], int] = {}
     for calendar in project.calendars:
