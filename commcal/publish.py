@@ -94,6 +94,12 @@ def unresolved(delivery: Delivery) -> str:
     return f"check the channel, then run `commcal resolve {delivery.id} --sent URL` or `--not-sent`"
 
 
+def key_window(adapter: Channel) -> timedelta | None:
+    """How long the adapter's network remembers an idempotency key; None: for good."""
+    seconds = adapter.idempotency_window
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -419,6 +425,7 @@ class Publisher:
                 # Idempotent channels are claimed straight into SENDING: no durable mark per
                 # delivery before its send (a crash here is a resend with the same key).
                 sending=adapter.idempotent,
+                key_window=key_window(adapter),
             )
         }
         for n, delivery in enumerate(batch):
@@ -460,6 +467,7 @@ class Publisher:
                 now=self.clock(),
                 lease=publish.lease,
                 idempotent=adapter.idempotent,
+                key_window=key_window(adapter),
             )
         if claim is None:
             record = ledger.get(delivery.id)
@@ -492,12 +500,12 @@ class Publisher:
                 receipt = adapter.send(message, delivery.id)
             except TransientError as exc:
                 error = adapter.redact(str(exc))
-                if exc.maybe_sent and not adapter.idempotent:
+                delay = self._backoff(claim.attempt, exc.retry_after)
+                retry_at = self.clock() + timedelta(seconds=delay)
+                if exc.maybe_sent and not self._may_repeat(ledger, adapter, delivery, retry_at):
                     # Retrying could post twice: leave it `sending` and let the lease turn it
                     # `unknown`, which only a person resolves.
                     return self._unknown(ledger, claim, delivery, error)
-                delay = self._backoff(claim.attempt, exc.retry_after)
-                retry_at = self.clock() + timedelta(seconds=delay)
                 try:
                     state = ledger.record_transient(
                         claim,
@@ -529,6 +537,7 @@ class Publisher:
                     now=max(self.clock(), retry_at),
                     lease=publish.lease,
                     idempotent=adapter.idempotent,
+                    key_window=key_window(adapter),
                 )
                 if next_claim is None:
                     return Outcome(delivery, State.PENDING, f"{error}; retry later")
@@ -550,6 +559,19 @@ class Publisher:
             except StaleClaim as stale:
                 return Outcome(delivery, "held", str(stale))
             return outcome
+
+    def _may_repeat(
+        self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime
+    ) -> bool:
+        """Whether a send that may have arrived can be repeated at `retry_at` without posting
+        twice: the channel dedupes by key and still remembers this delivery's key by then."""
+        if not adapter.idempotent:
+            return False
+        window = key_window(adapter)
+        if window is None:
+            return True
+        first = ledger.first_send(delivery.id)
+        return first is None or retry_at <= first + window
 
     def _fail(self, ledger: Ledger, claim: Claim, delivery: Delivery, error: str) -> Outcome:
         try:

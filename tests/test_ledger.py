@@ -351,6 +351,40 @@ def test_record_sent_many_records_each_and_reports_the_stale_one_without_losing_
     assert ledger.record_sent_many([]) == []
 
 
+def test_an_interrupted_send_is_resent_only_while_the_network_remembers_its_key(
+    ledger: Ledger,
+) -> None:
+    hour = timedelta(hours=1)
+    early, late = due(1), due(2)
+    for d in (early, late):
+        c = claim(ledger, d, T0, idem=True)
+        assert ledger.begin_send(c, T0)
+    assert ledger.first_send(early.id) == T0
+    # Lease lost, 30 minutes later: Mastodon still remembers the key, so it is resent.
+    again = ledger.claim(
+        early, worker="w2", now=at(30), lease=LEASE, idempotent=True, key_window=hour
+    )
+    assert again is not None and again.attempt == 2
+    # Two hours later the key is forgotten: a resend could post twice, so it is unknown.
+    kw: dict[str, Any] = {"lease": LEASE, "idempotent": True, "key_window": hour}
+    assert ledger.claim(late, worker="w2", now=at(120), **kw) is None
+    record = ledger.get(late.id)
+    assert record is not None and record.state is State.UNKNOWN
+    assert "no longer remembers the idempotency key" in (ledger.attempts(late.id)[-1].error or "")
+    # A person says it never went out: the window starts again with the next send.
+    assert ledger.resolve(late.id, sent_url=None, now=at(121))
+    c = claim(ledger, late, at(121), idem=True)
+    assert ledger.begin_send(c, at(121))
+    assert ledger.first_send(late.id) == at(121)
+    retaken = ledger.claim(late, worker="w3", now=at(130), **kw)
+    assert retaken is not None and retaken.attempt == c.attempt + 1
+    # Without a window (a key kept for good, like Bluesky's record key) age does not matter.
+    kept = due(3)
+    assert ledger.begin_send(claim(ledger, kept, T0, idem=True), T0)
+    (resent,) = ledger.claim_many([kept], worker="w4", now=at(10_000), lease=LEASE, idempotent=True)
+    assert resent.attempt == 2
+
+
 def test_record_sent_keeps_remote_id_and_url_and_is_safe_to_repeat(ledger: Ledger) -> None:
     d = due()
     c = claim(ledger, d, T0)

@@ -301,6 +301,42 @@ def test_a_read_timeout_on_a_channel_without_keys_is_unknown_until_resolved(
         assert record is not None and record.url == "https://chat.example/p/1"
 
 
+@pytest.mark.parametrize(
+    ("retry_delay", "requests", "state"), [("0", 2, "sent"), ("3h", 1, "unknown")]
+)
+def test_a_timed_out_mastodon_post_is_retried_only_while_mastodon_remembers_its_key(
+    make_project: MakeProject,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_delay: str,
+    requests: int,
+    state: str,
+) -> None:
+    """Mastodon keeps an Idempotency-Key for an hour: a retry within it is safe, one after it
+    could post twice, so it is left `unknown` for a person to check."""
+    from commcal import http
+
+    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
+    status = b'{"id": "7", "url": "https://masto.example/@us/7"}'
+    receiver.behave = lambda request: Answer(
+        body=status, delay=1.0 if len(receiver.requests) == 1 else 0.0
+    )
+    channel = f"  masto:\n    type: mastodon\n    instance: {receiver.url}\n    token: ${{MT}}\n"
+    root = project(
+        make_project,
+        channel,
+        every_minute("tip", ["masto"], "2026-01-01 00:00", 1),
+        publish=f"max_late: 6h, retry_delay: {retry_delay}, lease: 5s, max_attempts: 4",
+    )
+    code, out, err = cli(root, "publish", "--now", NOW, env={"MT": "token-1"})
+    assert len(receiver.requests) == requests, out
+    assert {r.headers["Idempotency-Key"] for r in receiver.requests} == set(
+        status_json(root, {"MT": "token-1"})
+    )
+    assert set(status_json(root, {"MT": "token-1"}).values()) == {state}
+    assert code == (0 if state == "sent" else 1), (out, err)
+
+
 def test_status_json_shows_every_state(make_project: MakeProject, receiver: Receiver) -> None:
     receiver.behave = lambda request: (
         Answer(400, b'{"error": "nope"}') if request.path == "/bad" else Answer()

@@ -247,10 +247,13 @@ def claim_action(
     lease_until: datetime | None,
     idempotent: bool,
     now: datetime,
+    key_expires: datetime | None = None,
 ) -> ClaimAction:
     """The claim protocol for an existing row, in one place for every backend.
 
     A lease that ends exactly at `now` is still live: only `lease_until < now` is lost.
+    `key_expires`: when the network forgets the idempotency key of the row's first send (None:
+    never); from then on an interrupted send is UNKNOWN even on an idempotent channel.
     """
     if state is State.PENDING:
         due = next_attempt_at is None or next_attempt_at <= now
@@ -259,7 +262,8 @@ def claim_action(
     if state is State.CLAIMED and lost:
         return ClaimAction.TAKE_OVER
     if state is State.SENDING and lost:
-        return ClaimAction.RESEND if idempotent else ClaimAction.MARK_UNKNOWN
+        remembered = key_expires is None or now <= key_expires
+        return ClaimAction.RESEND if idempotent and remembered else ClaimAction.MARK_UNKNOWN
     return ClaimAction.NONE
 
 
@@ -294,7 +298,14 @@ class Ledger(ABC):
 
     @abstractmethod
     def claim(
-        self, d: DueDelivery, *, worker: str, now: datetime, lease: timedelta, idempotent: bool
+        self,
+        d: DueDelivery,
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        idempotent: bool,
+        key_window: timedelta | None = None,
     ) -> Claim | None:
         """Claim one delivery atomically, or None if someone else has it or it is not due.
 
@@ -302,6 +313,10 @@ class Ledger(ABC):
         a lost lease: taken over. SENDING with a lost lease: taken over with attempts + 1 if
         `idempotent` (the adapter resends with the same idempotency key), else UNKNOWN and None.
         Anything else: None.
+
+        `key_window`: how long the network remembers an idempotency key (None: for good). A
+        SENDING row whose first send began longer ago than that is not resent but UNKNOWN:
+        the network would no longer recognise the key, so a resend could post twice.
         """
 
     @abstractmethod
@@ -314,10 +329,12 @@ class Ledger(ABC):
         lease: timedelta,
         idempotent: Callable[[str], bool] | bool,
         sending: bool = False,
+        key_window: timedelta | None = None,
     ) -> list[Claim]:
         """`claim` for many deliveries in few transactions; claims come back in input order.
 
-        `idempotent` is a bool for all, or a function of the delivery's *channel* name.
+        `idempotent` is a bool for all, or a function of the delivery's *channel* name;
+        `key_window` applies to all, as in `claim`.
 
         `sending=True` claims the deliveries of *idempotent* channels straight into SENDING (with
         `Claim.sending` set), saving the durable `begin_send` commit before each network call.
@@ -327,6 +344,11 @@ class Ledger(ABC):
         Deliveries of non-idempotent channels are claimed CLAIMED as always: for them the
         `begin_send` mark is what turns an interrupted send into UNKNOWN instead of a repeat.
         """
+
+    @abstractmethod
+    def first_send(self, delivery_id: str) -> datetime | None:
+        """When the delivery's current series of sends began (its first `sending` since a person
+        last cleared it with `retry` or `resolve --not-sent`); None if it never began."""
 
     @abstractmethod
     def begin_send(self, claim: Claim, now: datetime) -> bool:
@@ -666,6 +688,7 @@ class SqlLedger(Ledger):
         lease: timedelta,
         idempotent: bool,
         sending: bool = False,
+        key_window: timedelta | None = None,
     ) -> Claim | None:
         """Claim one delivery inside the caller's transaction. `sending` (idempotent channels
         only) claims straight into SENDING, logging `claimed` and `sending` as begin_send would."""
@@ -712,12 +735,17 @@ class SqlLedger(Ledger):
         state = State(rows[0][0])
         attempts = int(rows[0][1])
         previous = rows[0][4] or "?"
+        key_expires = None
+        if state is State.SENDING and idempotent and key_window is not None:
+            first = self._first_send(d.id)
+            key_expires = None if first is None else first + key_window
         action = claim_action(
             state,
             next_attempt_at=self._opt_from_db(rows[0][2]),
             lease_until=self._opt_from_db(rows[0][3]),
             idempotent=idempotent,
             now=utc(now),
+            key_expires=key_expires,
         )
         if action is ClaimAction.NONE:
             return None
@@ -727,9 +755,10 @@ class SqlLedger(Ledger):
                 "updated_at = ? WHERE id = ? AND state = ?",
                 (State.UNKNOWN.value, INTERRUPTED_WHILE_SENDING, now_db, d.id, state.value),
             )
-            self._log(
-                d.id, now, worker, "unknown", f"{previous} stopped while sending; lease ran out"
-            )
+            why = f"{previous} stopped while sending; lease ran out"
+            if idempotent:
+                why += "; too late to resend: the network no longer remembers the idempotency key"
+            self._log(d.id, now, worker, "unknown", why)
             return None
         note: str | None = None
         if action is ClaimAction.CLAIM_PENDING:
@@ -764,11 +793,31 @@ class SqlLedger(Ledger):
         return Claim(d.id, worker, token, attempts, lease_until, sending)
 
     def claim(
-        self, d: DueDelivery, *, worker: str, now: datetime, lease: timedelta, idempotent: bool
+        self,
+        d: DueDelivery,
+        *,
+        worker: str,
+        now: datetime,
+        lease: timedelta,
+        idempotent: bool,
+        key_window: timedelta | None = None,
     ) -> Claim | None:
         return self._transaction(
-            lambda: self._claim_in_tx(d, worker, now, lease, idempotent), write=True
+            lambda: self._claim_in_tx(d, worker, now, lease, idempotent, key_window=key_window),
+            write=True,
         )
+
+    def first_send(self, delivery_id: str) -> datetime | None:
+        return self._transaction(lambda: self._first_send(delivery_id), write=False)
+
+    def _first_send(self, delivery_id: str) -> datetime | None:
+        rows = self._execute(
+            "SELECT min(at) FROM attempts WHERE delivery_id = ? AND event = 'sending' AND seq > "
+            "(SELECT coalesce(max(seq), 0) FROM attempts WHERE delivery_id = ? "
+            "AND event IN ('retry-requested', 'resolved'))",
+            (delivery_id, delivery_id),
+        )
+        return self._opt_from_db(rows[0][0]) if rows else None
 
     def claim_many(
         self,
@@ -779,6 +828,7 @@ class SqlLedger(Ledger):
         lease: timedelta,
         idempotent: Callable[[str], bool] | bool,
         sending: bool = False,
+        key_window: timedelta | None = None,
     ) -> list[Claim]:
         def is_idempotent(d: DueDelivery) -> bool:
             return idempotent(d.channel) if callable(idempotent) else idempotent
@@ -793,7 +843,9 @@ class SqlLedger(Ledger):
             def claim_chunk(chunk: list[DueDelivery] = chunk) -> dict[str, Claim]:
                 got: dict[str, Claim] = {}
                 for d in chunk:
-                    c = self._claim_in_tx(d, worker, now, lease, is_idempotent(d), sending)
+                    c = self._claim_in_tx(
+                        d, worker, now, lease, is_idempotent(d), sending, key_window
+                    )
                     if c is not None:
                         got[d.id] = c
                 return got
