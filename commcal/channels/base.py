@@ -67,6 +67,11 @@ class Receipt:
 class SendError(Exception):
     """A send did not succeed. The message must be safe to show and store: no secret in it."""
 
+    # The unsuccessful HTTP answer, when there was one (`httpkit.check_response` sets it), so an
+    # adapter can read the network's own error detail. Never shown or stored: its request holds
+    # the URL and headers, secrets included.
+    response: requests.Response | None = None
+
 
 class TransientError(SendError):
     """Worth retrying later: timeouts, connection errors, HTTP 408/429/5xx."""

@@ -157,11 +157,6 @@ class BlueskyChannel(Channel):
     ) -> requests.Response:
         """One XRPC call. Errors carry the XRPC `error` name and `message`, and 429s the
         `ratelimit-reset` time (https://docs.bsky.app/docs/advanced-guides/rate-limits)."""
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         headers = dict(kwargs.pop("headers", {}))
         if auth is not None:
             session = self._login()
@@ -171,14 +166,12 @@ class BlueskyChannel(Channel):
         url = str(self.value("service")).rstrip("/") + "/xrpc/" + nsid
         failure: SendError
         try:
-            return httpkit.request(
-                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
-            )
+            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
         except SendError as exc:
             failure = exc
-        if not seen:
+        if failure.response is None:
             raise failure
-        response = seen[-1]
+        response = failure.response
         name, reason = _xrpc_error(response)
         text = self.redact(
             f"HTTP {response.status_code}: {name}: {reason}" if name else str(failure)

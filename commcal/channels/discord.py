@@ -100,11 +100,6 @@ class DiscordChannel(Channel):
             problems = poll_problems(poll)
             if problems:
                 raise PermanentError("poll: " + "; ".join(problems))
-        responses: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-            responses.append(response)
-
         try:
             response = httpkit.request(
                 self.http,
@@ -113,10 +108,9 @@ class DiscordChannel(Channel):
                 # wait=true: answer with the Message object, and fail loudly if it was not saved.
                 params={"wait": "true"},
                 json=self.payload(message),
-                hooks={"response": keep},
             )
         except SendError as exc:
-            raise self.explained(exc, responses[-1] if responses else None) from None
+            raise self.explained(exc, exc.response) from None
         return _receipt(response)
 
     def payload(self, message: Message) -> dict[str, Any]:

@@ -66,9 +66,13 @@ def check_response(response: requests.Response) -> requests.Response:
     if 200 <= status < 300:
         return response
     text = error_text(response)
+    error: SendError
     if status in TRANSIENT_STATUS or status >= 500:
-        raise TransientError(text, retry_after_seconds(response.headers.get("Retry-After")))
-    raise PermanentError(text)
+        error = TransientError(text, retry_after_seconds(response.headers.get("Retry-After")))
+    else:
+        error = PermanentError(text)
+    error.response = response
+    raise error
 
 
 def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:

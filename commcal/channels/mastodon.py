@@ -55,9 +55,8 @@ class MastodonChannel(Channel):
     max_length = 500
     length_unit = "characters"
     # Mastodon keeps an Idempotency-Key for one hour and answers a repeat with the first status
-    # (https://docs.joinmastodon.org/methods/statuses/#create, header Idempotency-Key). commcal
-    # retries an interrupted send within minutes, so this is honest in practice; a send retried
-    # more than an hour later could post twice.
+    # (https://docs.joinmastodon.org/methods/statuses/#create, header Idempotency-Key). Later
+    # than that a repeat could post twice, so the ledger records such a send `unknown` instead.
     idempotent = True
     idempotency_window = 3600.0
     # Defaults of configuration.polls and configuration.media_attachments
@@ -149,11 +148,6 @@ class MastodonChannel(Channel):
         return {"Authorization": f"Bearer {self.secret('token')}"}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         headers = {**self._headers(), **kwargs.pop("headers", {})}
         try:
             return httpkit.request(
@@ -161,14 +155,13 @@ class MastodonChannel(Channel):
                 method,
                 self._url(path),
                 headers=headers,
-                hooks={"response": keep},
                 **kwargs,
             )
         except TransientError as exc:
             # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
             # (https://docs.joinmastodon.org/api/rate-limits/).
-            if exc.retry_after is None and seen:
-                exc.retry_after = _reset_seconds(seen[-1].headers.get("X-RateLimit-Reset"))
+            if exc.retry_after is None and exc.response is not None:
+                exc.retry_after = _reset_seconds(exc.response.headers.get("X-RateLimit-Reset"))
             raise
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:

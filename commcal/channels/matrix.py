@@ -94,27 +94,20 @@ class MatrixChannel(Channel):
         return content
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         url = str(self.value("homeserver")).rstrip("/") + path
         headers = {"Authorization": f"Bearer {self.secret('access_token')}"}
         try:
-            return httpkit.request(
-                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
-            )
+            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
         except SendError as exc:
-            if not seen:
+            if exc.response is None:
                 raise
-            failure = exc
+            failure, response = exc, exc.response
         # Matrix errors are {"errcode": "M_...", "error": "..."}; M_LIMIT_EXCEEDED carries
         # retry_after_ms (https://spec.matrix.org/v1.13/client-server-api/#rate-limiting).
-        body = httpkit.json_body(seen[-1])
+        body = httpkit.json_body(response)
         errcode, reason = str(body.get("errcode") or ""), str(body.get("error") or "")
         text = (
-            f"HTTP {seen[-1].status_code}: {errcode} {reason}".strip() if errcode else str(failure)
+            f"HTTP {response.status_code}: {errcode} {reason}".strip() if errcode else str(failure)
         )
         text = self.redact(text)
         if isinstance(failure, TransientError):

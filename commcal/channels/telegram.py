@@ -152,24 +152,17 @@ class TelegramChannel(Channel):
 
     def _call(self, method: str, payload: Mapping[str, Any]) -> Any:
         """POST one Bot API method; return `result`. No error mentions or chains the URL."""
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
         failure: SendError | None = None
         response: requests.Response | None = None
         try:
-            response = httpkit.request(
-                self.http, "POST", url, json=dict(payload), hooks={"response": keep}
-            )
+            response = httpkit.request(self.http, "POST", url, json=dict(payload))
         except SendError as exc:
             failure = exc
         # Raised outside the except block, so the requests exception (whose text can hold the
         # URL, token included) is neither the cause nor the context of what we raise.
         if failure is not None:
-            raise self._error(failure, seen[-1] if seen else None)
+            raise self._error(failure, failure.response)
         assert response is not None
         body = httpkit.json_body(response)
         if not body.get("ok"):

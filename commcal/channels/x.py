@@ -88,22 +88,14 @@ class XChannel(Channel):
         return problems
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         url = str(self.value("api_url")).rstrip("/") + path
         headers = {"Authorization": f"Bearer {self.secret('token')}"}
         try:
-            return httpkit.request(
-                self.http, method, url, headers=headers, hooks={"response": keep}, **kwargs
-            )
+            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
         except SendError as exc:
-            if not seen:
+            if exc.response is None:
                 raise
-            failure = exc
-        response = seen[-1]
+            failure, response = exc, exc.response
         text = self.redact(_problem_text(response) or str(failure))
         if isinstance(failure, TransientError):
             retry_after = failure.retry_after
