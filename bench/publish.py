@@ -1,11 +1,12 @@
 """Publish throughput: commcal's publish loop against a bare `requests` loop, same server.
 
-    .venv/bin/python bench/publish.py [--count 2000] [--profile]
+    .venv/bin/python bench/publish.py [--count 2000] [--repeat 3] [--profile]
 
 A ThreadingHTTPServer on loopback answers every POST with 200 JSON at once. The baseline POSTs
 `count` JSON payloads through one `requests.Session`; then commcal publishes `count` due
 deliveries to one webhook channel through the library, with a durable SQLite ledger (WAL, a
-claim and a record per delivery). Target: commcal >= 0.7x the bare loop's deliveries/s.
+claim and a record per delivery). The two alternate, `--repeat` times; the fastest of each
+counts. Target: commcal >= 0.7x the bare loop's deliveries/s.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import requests
 
 from commcal.project import load_project
 from commcal.publish import publish
+
+TARGET = 0.7
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -88,22 +91,12 @@ def project(root: Path, url: str, count: int) -> Path:
     return root
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--profile", action="store_true", help="cProfile the commcal run")
-    args = parser.parse_args()
-    count: int = args.count
-
-    server, url = serve()
-    bare(url, 50)  # warm up
-    t_bare = bare(url, count)
-
+def run_commcal(url: str, count: int, profiler: cProfile.Profile | None) -> tuple[float, int]:
+    """One `publish()` of `count` due deliveries into a fresh project and ledger."""
     with tempfile.TemporaryDirectory() as tmp:
         root = project(Path(tmp), url, count)
         proj = load_project(root)
         now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=count + 1)
-        profiler = cProfile.Profile() if args.profile else None
         if profiler:
             # The sending happens in one thread per channel: profile that thread.
             from commcal.publish import Publisher
@@ -117,20 +110,49 @@ def main() -> int:
             Publisher._channel = profiled  # type: ignore[method-assign]
         started = time.perf_counter()
         report = publish(proj, now=now)
-        t_commcal = time.perf_counter() - started
-        sent = report.count("sent")
+        return time.perf_counter() - started, report.count("sent")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the fastest counts")
+    parser.add_argument("--profile", action="store_true", help="cProfile one commcal run")
+    args = parser.parse_args()
+    count: int = args.count
+
+    server, url = serve()
+    bare(url, 50)  # warm up
+    # Interleaved, fastest of each: a slow spell on a shared machine then hits both sides alike.
+    bare_times, commcal_times = [], []
+    for _ in range(args.repeat):
+        bare_times.append(bare(url, count))
+        elapsed, sent = run_commcal(url, count, None)
+        if sent != count:
+            print(f"commcal sent {sent} of {count}", file=sys.stderr)
+            return 1
+        commcal_times.append(elapsed)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        run_commcal(url, count, profiler)
     server.shutdown()
 
-    if sent != count:
-        print(f"commcal sent {sent} of {count}", file=sys.stderr)
-        return 1
-    ratio = (count / t_commcal) / (count / t_bare)
-    print(f"bare requests loop: {t_bare:7.2f} s  {count / t_bare:8.0f} deliveries/s")
-    print(f"commcal publish:    {t_commcal:7.2f} s  {count / t_commcal:8.0f} deliveries/s")
-    print(f"ratio (commcal / bare throughput): {ratio:.2f}  (target >= 0.70)")
+    t_bare, t_commcal = min(bare_times), min(commcal_times)
+    ratio = t_bare / t_commcal
+    runs = ", ".join(f"{b / c:.2f}" for b, c in zip(bare_times, commcal_times, strict=True))
+    print(f"bare requests loop: {t_bare:7.2f} s  {count / t_bare:8.0f} deliveries/s (fastest)")
+    print(
+        f"commcal publish:    {t_commcal:7.2f} s  {count / t_commcal:8.0f} deliveries/s (fastest)"
+    )
+    print(f"each run's ratio: {runs}")
+    met = ratio >= TARGET
+    print(
+        f"ratio (commcal / bare throughput): {ratio:.2f}  target >= {TARGET}  "
+        f"{'MET' if met else 'MISSED'}"
+    )
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
