@@ -220,7 +220,7 @@ def test_check_poll_limits(tmp_path: Path) -> None:
     assert "a poll needs 2 to 4 options, not 5" in problems
     assert any("poll duration" in p for p in problems)
     long = {"options": ["a" * 51, "b"], "duration_seconds": 3600}
-    assert any("longer than 50" in p for p in masto.check(message("Vote", poll=long)))
+    assert any("needs 1 to 50 characters" in p for p in masto.check(message("Vote", poll=long)))
     image = tmp_path / "x.png"
     image.write_bytes(b"x")
     both = message("Vote", poll={"options": ["a", "b"]}, media=(Media(str(image)),))

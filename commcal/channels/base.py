@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -62,6 +62,30 @@ class Receipt:
 
     remote_id: str | None = None
     url: str | None = None
+
+
+def poll_option_problems(
+    poll: Mapping[str, Any],
+    *,
+    fewest: int,
+    most: int,
+    longest: int,
+    measure: Callable[[str], int] = len,
+) -> list[str]:
+    """What is wrong with a native poll's options: how many there are, and how long each is
+    (`measure` counts the network's way). Checks of the question and duration stay with each
+    adapter: those rules differ more than they agree."""
+    choices = [str(choice) for choice in poll.get("options") or []]
+    problems = []
+    if not fewest <= len(choices) <= most:
+        problems.append(f"a poll needs {fewest} to {most} options, not {len(choices)}")
+    for choice in choices:
+        if not 1 <= measure(choice) <= longest:
+            problems.append(f"poll option {choice!r} needs 1 to {longest} characters")
+    return problems
+
+
+NOT_A_POLL = "poll must be a mapping with question, options and duration_seconds"
 
 
 class SendError(Exception):

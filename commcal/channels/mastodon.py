@@ -16,12 +16,14 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    NOT_A_POLL,
     Channel,
     Message,
     PermanentError,
     Receipt,
     Setting,
     TransientError,
+    poll_option_problems,
 )
 from commcal.channels.text import graphemes, mastodon_length
 from commcal.errors import ConfigError
@@ -116,19 +118,14 @@ class MastodonChannel(Channel):
 
     def _poll_problems(self, poll: Any) -> list[str]:
         if not isinstance(poll, Mapping):
-            return ["poll must be a mapping with question, options and duration_seconds"]
-        problems = []
-        choices = list(poll.get("options") or [])
-        if not 2 <= len(choices) <= self.poll_max_options:
-            problems.append(
-                f"a poll needs 2 to {self.poll_max_options} options, not {len(choices)}"
-            )
-        for choice in choices:
-            if graphemes(str(choice)) > self.poll_max_option_chars:
-                problems.append(
-                    f"poll option {str(choice)!r} is longer than "
-                    f"{self.poll_max_option_chars} characters"
-                )
+            return [NOT_A_POLL]
+        problems = poll_option_problems(
+            poll,
+            fewest=2,
+            most=self.poll_max_options,
+            longest=self.poll_max_option_chars,
+            measure=graphemes,
+        )
         duration = poll.get("duration_seconds")
         if duration is not None and not (
             self.poll_min_seconds <= int(duration) <= self.poll_max_seconds

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    NOT_A_POLL,
     Channel,
     Message,
     PermanentError,
@@ -22,6 +23,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    poll_option_problems,
 )
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
@@ -126,22 +128,18 @@ class TelegramChannel(Channel):
 
     def _poll_problems(self, poll: Any, text: str) -> list[str]:
         if not isinstance(poll, Mapping):
-            return ["poll must be a mapping with question, options and duration_seconds"]
+            return [NOT_A_POLL]
         problems = []
         question = str(poll.get("question") or text)
         if not 1 <= utf16_units(question) <= self.poll_question_max:
             problems.append(f"a poll question needs 1 to {self.poll_question_max} characters")
-        choices = [str(choice) for choice in poll.get("options") or []]
-        if not self.poll_min_options <= len(choices) <= self.poll_max_options:
-            problems.append(
-                f"a poll needs {self.poll_min_options} to {self.poll_max_options} options, "
-                f"not {len(choices)}"
-            )
-        for choice in choices:
-            if not 1 <= utf16_units(choice) <= self.poll_option_max:
-                problems.append(
-                    f"poll option {choice!r} needs 1 to {self.poll_option_max} characters"
-                )
+        problems += poll_option_problems(
+            poll,
+            fewest=self.poll_min_options,
+            most=self.poll_max_options,
+            longest=self.poll_option_max,
+            measure=utf16_units,
+        )
         duration = poll.get("duration_seconds")
         low, _high = self.poll_open_period
         if duration is not None and int(duration) < low:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    NOT_A_POLL,
     Channel,
     Message,
     PermanentError,
@@ -18,6 +19,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    poll_option_problems,
 )
 from commcal.channels.text import x_length
 
@@ -68,19 +70,13 @@ class XChannel(Channel):
 
     def _poll_problems(self, poll: Any) -> list[str]:
         if not isinstance(poll, Mapping):
-            return ["poll must be a mapping with question, options and duration_seconds"]
-        problems = []
-        choices = [str(choice) for choice in poll.get("options") or []]
-        if not self.poll_min_options <= len(choices) <= self.poll_max_options:
-            problems.append(
-                f"a poll needs {self.poll_min_options} to {self.poll_max_options} options, "
-                f"not {len(choices)}"
-            )
-        for choice in choices:
-            if not 1 <= len(choice) <= self.poll_option_max:
-                problems.append(
-                    f"poll option {choice!r} needs 1 to {self.poll_option_max} characters"
-                )
+            return [NOT_A_POLL]
+        problems = poll_option_problems(
+            poll,
+            fewest=self.poll_min_options,
+            most=self.poll_max_options,
+            longest=self.poll_option_max,
+        )
         low, high = self.poll_minutes
         minutes = _minutes(poll)
         if not low <= minutes <= high:
