@@ -281,6 +281,52 @@ def _member_instant(item: Item, when: datetime, person: Member) -> datetime | No
     return to_utc(wall, zone(person.timezone))
 
 
+def local_send_times(project: Project, start: datetime, end: datetime) -> set[datetime]:
+    """The instants in [start, end) at which `send_at: local` items fall due in their members'
+    own zones: what `commcal run` wakes up for. One instant per distinct zone, members are not
+    expanded (`deliveries(members=True)` does that when the run wakes)."""
+    times: set[datetime] = set()
+    pad = timedelta(days=1)  # a member's zone moves an occurrence by up to a day either way
+    for calendar in project.calendars:
+        for item in calendar.items:
+            if item.extra.get("send_at") != "local" or item.audience is None or item.draft:
+                continue
+            if not any(
+                (adapter := project.channels.get(name)) is not None and adapter.per_recipient
+                for name in item.channels
+            ):
+                continue
+            zones = _member_zones(project, item)
+            item_zone = zone(item.timezone)
+            for occurrence in occurrences(item, start - pad, end + pad) if zones else ():
+                wall = local_wall(occurrence.when, item_zone)
+                times.update(
+                    at for name in zones if start <= (at := to_utc(wall, zone(name))) < end
+                )
+    return times
+
+
+def _member_zones(project: Project, item: Item) -> frozenset[str]:
+    """The distinct zones of an item's members, read once per version of the audience file."""
+    from commcal.audience import audience_names
+
+    path = audience_names(project.root).get(item.audience or "")
+    if path is None:
+        return frozenset()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return frozenset()
+    key = ("member-zones", item.calendar, item.id, stamp)
+    zones = project.cache.get(key)
+    if zones is None:
+        zones = project.cache[key] = frozenset(
+            person.timezone for person in _members(project, item, None) if person.timezone
+        )
+    found: frozenset[str] = zones
+    return found
+
+
 def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dict[str, Any]:
     """The part of an item's context that no occurrence changes, built once per item and run:
     project vars, calendar vars, item vars (later layers win), and the item itself."""

@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import State, open_ledger
-from commcal.plan import deliveries
+from commcal.plan import deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
 from commcal.publish import Outcome, Publisher, Report, state_url, worker_name
 
@@ -312,10 +312,14 @@ class Scheduler:
         max_late = plan.project.config.publish.max_late
         try:
             found = deliveries(plan.project, now - max_late, now + self.horizon)
+            # `send_at: local`: each member zone's own instant (deliveries() above lists the
+            # calendar zone's only, since it does not expand members).
+            local = local_send_times(plan.project, now, now + self.horizon)
         except Exception as exc:
             self._emit("error", f"planning failed: {type(exc).__name__}: {exc}")
             return
         times = {d.due for d in found if d.due > now and not d.item.draft}
+        times.update(t for t in local if t > now)
         times.update(t for t in self._extra_wakes if t > now)
         times.update(t for t in extra if t > now)
         self._extra_wakes = {t for t in self._extra_wakes | set(extra) if t > now}

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typer.testing import CliRunner, Result
 from commcal.cli import app
 from commcal.ledger import State, open_ledger
 from commcal.members import unsubscribe_app
+from commcal.plan import deliveries, local_send_times
 from commcal.project import load_project
 from commcal.unsubscribe import UnsubscribeServer
 from tests.conftest import MakeProject
@@ -172,6 +173,41 @@ items:
     (root / "audiences").mkdir()
     (root / "audiences" / "members.csv").write_text(MEMBERS, encoding="utf-8")
     return root
+
+
+def test_send_at_local_lists_each_member_zones_own_instant_for_the_scheduler(
+    make_project: MakeProject,
+) -> None:
+    root = make_project(
+        config=config(free_port()),
+        calendars={
+            "main.yaml": """\
+items:
+  - id: letter
+    kind: newsletter
+    at: 2026-12-01 09:00
+    send_at: local
+    channels: [newsletter]
+    template: news/letter
+    audience: members
+"""
+        },
+        templates=LETTER,
+    )
+    (root / "audiences").mkdir()
+    (root / "audiences" / "members.csv").write_text(MEMBERS, encoding="utf-8")
+    project = load_project(root)
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    # 09:00 in London (UTC+0 in December), Athens (UTC+2) and Nairobi (UTC+3).
+    nine = {datetime(2026, 12, 1, h, tzinfo=UTC) for h in (9, 7, 6)}
+    assert local_send_times(project, start, start + timedelta(days=3)) == nine
+    # The same instants the members' own deliveries fall due at.
+    members = deliveries(project, start, start + timedelta(days=3), members=True)
+    assert {d.due for d in members} == nine
+    # Only what falls inside the window.
+    assert local_send_times(project, start, datetime(2026, 12, 1, 6, 30, tzinfo=UTC)) == {
+        datetime(2026, 12, 1, 6, tzinfo=UTC)
+    }
 
 
 # -- newsletter, languages, unsubscribe ----------------------------------------------------------

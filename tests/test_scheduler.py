@@ -380,3 +380,81 @@ def test_killed_worker_is_taken_over_after_lease(make_project: MakeProject, pg_u
             assert counts[State.SENT] <= len(texts) <= count
     finally:
         slow.close()
+
+
+# -- send_at: local -----------------------------------------------------------------------------
+
+
+class Arrivals:
+    """An aiosmtpd handler recording (arrival time, recipient) of every mail."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[float, str]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:  # type: ignore[attr-defined]
+                self.mails.append((time.time(), rcpt))
+        return "250 2.0.0 queued"
+
+
+def test_send_at_local_mail_leaves_on_time_in_the_members_own_zone(
+    make_project: MakeProject,
+) -> None:
+    """The calendar says 09:00-ish UTC an hour from now; a member an hour east (Etc/GMT-1 is
+    UTC+1) is due at that wall time in their zone: in a few seconds. `run` wakes for it then,
+    not at its next 30 s sweep, and the member in UTC waits for their own hour."""
+    from aiosmtpd.controller import Controller
+
+    from tests.test_community import free_port
+
+    mailbox = Arrivals()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, server_hostname="mail.test")
+    controller.start()
+    due = whole_second(4)
+    wall = due + timedelta(hours=1)  # the item's time in its calendar zone (UTC)
+    root = make_project(
+        config=(
+            "timezone: UTC\nstate: sqlite:///.commcal/state.db\n"
+            "publish: {lease: 3s, max_late: 1h}\n"
+            "members:\n  secret: ${MEMBER_SECRET}\n  unsubscribe_url: https://news.example.org\n"
+            "channels:\n  mail:\n    type: smtp\n    host: 127.0.0.1\n"
+            f"    port: {port}\n    security: none\n    from: hello@example.org\n"
+        ),
+        calendars={
+            "c.yaml": (
+                "items:\n  - id: letter\n    kind: newsletter\n"
+                f"    at: {wall:%Y-%m-%d %H:%M:%S}\n    send_at: local\n"
+                "    channels: [mail]\n    template: news/letter\n    audience: members\n"
+            )
+        },
+        templates={
+            "news/letter.j2": "{% block subject %}News{% endblock %}Hello {{ member.name }}"
+        },
+    )
+    (root / "audiences").mkdir()
+    (root / "audiences" / "members.csv").write_text(
+        "email,name,timezone\neast@example.org,East,Etc/GMT-1\nutc@example.org,Utc,UTC\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "MEMBER_SECRET": "x" * 40, "PYTHONUNBUFFERED": "1"}
+    env.pop("COMMCAL_STATE", None)
+    proc = subprocess.Popen(
+        [COMMCAL, "-C", str(root), "run", "--log-format", "json"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = LogReader(proc)
+    try:
+        wait_until(lambda: mailbox.mails, 15)
+        time.sleep(0.5)
+    finally:
+        code, _ = stop(proc)
+        controller.stop()
+    assert code == 0, "".join(log.raw)
+    assert [rcpt for _, rcpt in mailbox.mails] == ["east@example.org"], "".join(log.raw)
+    late = mailbox.mails[0][0] - due.timestamp()
+    assert 0 <= late < 2.0, late
