@@ -25,9 +25,11 @@ def delivery_id(calendar: str, item: str, when: datetime, channel: str, recipien
     return _hashed(id_prefix(calendar, item, when, channel), recipient)
 
 
-def id_prefix(calendar: str, item: str, when: datetime, channel: str) -> bytes:
-    """What the ids of one occurrence on one channel share (every member's, for an audience)."""
-    return f"{calendar}\x1f{item}\x1f{iso_utc(when)}\x1f{channel}\x1f".encode()
+def id_prefix(calendar: str, item: str, when: datetime | str, channel: str) -> bytes:
+    """What the ids of one occurrence on one channel share (every member's, for an audience).
+    `when` may be given as its `iso_utc` text already."""
+    instant = when if isinstance(when, str) else iso_utc(when)
+    return f"{calendar}\x1f{item}\x1f{instant}\x1f{channel}\x1f".encode()
 
 
 def _hashed(prefix: bytes, recipient: str) -> str:
@@ -161,14 +163,16 @@ def _deliveries(
                 audience = item.audience if adapter and adapter.per_recipient else None
                 routes.append((channel, kind, audience))
             for occurrence in occurrences(item, start - pad, end + pad):
+                if not local and not start <= occurrence.when < end:
+                    continue
+                instant = iso_utc(occurrence.when)  # shared by every channel's id
                 for channel, kind, audience in routes:
                     if audience is None:
                         if start <= occurrence.when < end:
                             found.append(
                                 Delivery(
                                     _hashed(
-                                        id_prefix(item.calendar, item.id, occurrence.when, channel),
-                                        "",
+                                        id_prefix(item.calendar, item.id, instant, channel), ""
                                     ),
                                     item,
                                     occurrence,
@@ -184,7 +188,9 @@ def _deliveries(
                                 sizes[key] = audience_size(project, item)
                             found.append(
                                 Delivery(
-                                    delivery_id(item.calendar, item.id, occurrence.when, channel),
+                                    _hashed(
+                                        id_prefix(item.calendar, item.id, instant, channel), ""
+                                    ),
                                     item,
                                     occurrence,
                                     channel,
@@ -193,7 +199,7 @@ def _deliveries(
                                 )
                             )
                         continue
-                    prefix = id_prefix(item.calendar, item.id, occurrence.when, channel)
+                    prefix = id_prefix(item.calendar, item.id, instant, channel)
                     for person in _members(project, item, member):
                         at = _member_instant(item, occurrence.when, person) if local else None
                         due = at or occurrence.when
@@ -353,18 +359,17 @@ def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dic
 def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> dict[str, Any]:
     """What a template sees. Later layers win: project vars, calendar vars, item vars."""
     item = delivery.item
-    tz = zone(delivery.timezone)
+    timezone = delivery.timezone
+    locale = delivery.locale
+    tz = zone(timezone)
     ctx = dict(_item_layers(project, calendar, item))
     occurrence = delivery.occurrence
-    ctx.update(
-        channel={"name": delivery.channel, "type": delivery.channel_type},
-        at=delivery.due.astimezone(tz),
-        step=occurrence.step,
-        locale=delivery.locale,
-        timezone=delivery.timezone,
-        _locale=delivery.locale,
-        _tz=tz,
-    )
+    ctx["channel"] = {"name": delivery.channel, "type": delivery.channel_type}
+    ctx["at"] = (delivery.at or occurrence.when).astimezone(tz)
+    ctx["step"] = occurrence.step
+    ctx["locale"] = ctx["_locale"] = locale
+    ctx["timezone"] = timezone
+    ctx["_tz"] = tz
     extra = occurrence.extra
     if item.kind == "event":
         starts = extra["event_at"].astimezone(tz)
@@ -474,9 +479,12 @@ def message_for(project: Project, delivery: Delivery) -> Message:
     """Render one delivery; raises RenderError with the template's file and line."""
     item = delivery.item
     ctx = context(project, project.calendar(item.calendar), delivery)
-    what = f"item {item.id!r} in {item.pos.path} (channel {delivery.channel})"
     rendered = project.renderer.render(
-        delivery.occurrence.template, delivery.channel_type, delivery.locale, ctx, what=what
+        delivery.occurrence.template,
+        delivery.channel_type,
+        ctx["_locale"],
+        ctx,
+        what=lambda: f"item {item.id!r} in {item.pos.path} (channel {delivery.channel})",
     )
     adapter = project.channels.get(delivery.channel)
     needs_subject = adapter is not None and adapter.needs_subject

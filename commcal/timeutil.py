@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DURATION = re.compile(
@@ -50,6 +50,7 @@ def format_duration(value: timedelta) -> str:
 
 
 @cache
+@lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
     """An IANA zone; raises KeyError for an unknown name (callers turn it into a Problem)."""
     if not name or name != name.strip():
@@ -147,4 +148,7 @@ def parse_instant(text: str) -> datetime:
 
 def iso_utc(when: datetime) -> str:
     """UTC as `2026-12-01T09:00:00Z`: the one spelling used in ids, JSON and the ledger."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is C code, a third faster than strftime, and ids are built from this text for
+    # every delivery of a plan (bench/plan_year.py).
+    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
+    return utc.isoformat(timespec="seconds")[:19] + "Z"
