@@ -79,7 +79,7 @@ class Reader:
 
     def sequence(self, node: Node, what: str, *, allow_single: bool = False) -> list[Node]:
         if node.kind == "seq":
-            return node.items
+            return list(node.items)
         if allow_single and node.kind == "scalar" and not node.is_null:
             return [node]
         self.problem(

@@ -8,7 +8,8 @@ what each scalar means (`commcal.calendar.fields`), reporting the surprises with
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ TAG_NULL = "tag:yaml.org,2002:null"
 TAG_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A YAML node: a mapping (`entries`), a sequence (`items`) or a scalar (`text`)."""
 
@@ -44,8 +45,10 @@ class Node:
     tag: str = TAG_STR
     text: str = ""
     plain: bool = False  # an unquoted scalar, which YAML 1.1 may have read as something else
-    items: list[Node] = field(default_factory=list)
-    entries: list[tuple[Node, Node]] = field(default_factory=list)
+    # Shared empty tuples by default: a calendar has thousands of scalars, each of which used to
+    # get two empty lists of its own.
+    items: Sequence[Node] = ()
+    entries: Sequence[tuple[Node, Node]] = ()
 
     def get(self, key: str) -> Node | None:
         for k, v in self.entries:
