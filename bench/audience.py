@@ -179,7 +179,7 @@ def main() -> int:
         root = Path(tmp) / "project"
         write_project(root, args.members)
 
-        commcal_ms, done = best(lambda: run_commcal(root), args.repeat)
+        done = run_commcal(root)  # a warm-up, and the count to check
         assert done == args.members, f"{done} messages for {args.members} members"
 
         # The baseline's jobs: the exact variables commcal rendered with (built untimed), and
@@ -206,13 +206,23 @@ def main() -> int:
             html_env = env.overlay(autoescape=True)
             text_t = env.get_template("mail/news.j2")
             html_t = html_env.get_template("mail/news.html.j2")
-            out = []
+            out: list[tuple[str, str]] = []
             for ctx in contexts:
                 text, html = text_t.render(ctx), html_t.render(ctx)
                 out.append((text, html) if len(out) < 3 else ("", ""))  # keep only a few
             return out
 
-        bare_ms, bare_out = best(run_bare, args.repeat)
+        # Interleaved, fastest of each: a slow spell on a shared machine then hits both sides
+        # alike (run back to back, the ratio moved from 1.30x to 1.47x with a test suite running).
+        commcal_times: list[float] = []
+        bare_times: list[float] = []
+        bare_out: list[tuple[str, str]] = []
+        for _ in range(args.repeat):
+            ms, _ = best(lambda: run_commcal(root), 1)
+            commcal_times.append(ms)
+            ms, bare_out = best(run_bare, 1)
+            bare_times.append(ms)
+        commcal_ms, bare_ms = min(commcal_times), min(bare_times)
         for n in (0, 1, 2):
             text, html = bare_out[n]
             message = samples[n]
