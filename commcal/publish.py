@@ -526,6 +526,7 @@ class Publisher:
                         retry_at=retry_at,
                         max_attempts=publish.max_attempts,
                         now=self.clock(),
+                        maybe_sent=exc.maybe_sent,
                     )
                 except StaleClaim as stale:
                     return Outcome(delivery, "held", str(stale))

@@ -385,6 +385,33 @@ def test_an_interrupted_send_is_resent_only_while_the_network_remembers_its_key(
     assert resent.attempt == 2
 
 
+def test_a_retry_that_may_have_arrived_is_repeated_only_while_the_key_is_remembered(
+    ledger: Ledger,
+) -> None:
+    kw: dict[str, Any] = {"lease": LEASE, "idempotent": True, "key_window": timedelta(hours=1)}
+    unsure, timely, definite = due(1), due(2), due(3)
+    for d, maybe_sent in ((unsure, True), (timely, True), (definite, False)):
+        c = claim(ledger, d, T0, idem=True)
+        assert ledger.begin_send(c, T0)
+        state = ledger.record_transient(
+            c, error="timed out", retry_at=at(5), max_attempts=5, now=at(1), maybe_sent=maybe_sent
+        )
+        assert state is State.PENDING
+    assert events(ledger, unsure.id)[-1] == "retry-unsure"
+    assert events(ledger, definite.id)[-1] == "retry"
+    # The next run comes within Mastodon's hour: repeated with the same key.
+    again = ledger.claim(timely, worker="w2", now=at(30), **kw)
+    assert again is not None and again.attempt == 2
+    # The next run comes two hours later: it may have arrived and the key is forgotten.
+    assert ledger.claim(unsure, worker="w2", now=at(120), **kw) is None
+    record = ledger.get(unsure.id)
+    assert record is not None and record.state is State.UNKNOWN
+    assert "no longer remembers its idempotency key" in (record.last_error or "")
+    # A failure that cannot have arrived (an HTTP 503) is retried however late.
+    late = ledger.claim(definite, worker="w2", now=at(120), **kw)
+    assert late is not None and late.attempt == 2
+
+
 def test_record_sent_keeps_remote_id_and_url_and_is_safe_to_repeat(ledger: Ledger) -> None:
     d = due()
     c = claim(ledger, d, T0)

@@ -337,6 +337,34 @@ def test_a_timed_out_mastodon_post_is_retried_only_while_mastodon_remembers_its_
     assert code == (0 if state == "sent" else 1), (out, err)
 
 
+def test_a_timed_out_mastodon_post_left_for_a_later_run_is_not_repeated_after_the_hour(
+    make_project: MakeProject, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry after a timeout is due in 20-40 minutes, inside Mastodon's hour, so it is left
+    pending for a later run; when that run only comes two hours later (the host was down), the
+    post may be on Mastodon and its key forgotten: unknown, not posted again."""
+    from commcal import http
+
+    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
+    status = b'{"id": "7", "url": "https://masto.example/@us/7"}'
+    receiver.behave = lambda request: Answer(body=status, delay=1.0)
+    channel = f"  masto:\n    type: mastodon\n    instance: {receiver.url}\n    token: ${{MT}}\n"
+    root = project(
+        make_project,
+        channel,
+        every_minute("tip", ["masto"], "2026-01-01 00:00", 1),
+        publish="max_late: 6h, retry_delay: 40m, lease: 5s, max_attempts: 4",
+    )
+    env = {"MT": "token-1"}
+    code, out, err = cli(root, "publish", "--now", NOW, env=env)
+    assert len(receiver.requests) == 1
+    assert set(status_json(root, env).values()) == {"pending"}, (out, err)
+    code, out, err = cli(root, "publish", "--now", "2026-01-01T02:10:00Z", env=env)
+    assert code == 1, (out, err)
+    assert len(receiver.requests) == 1
+    assert set(status_json(root, env).values()) == {"unknown"}
+
+
 def test_status_json_shows_every_state(make_project: MakeProject, receiver: Receiver) -> None:
     receiver.behave = lambda request: (
         Answer(400, b'{"error": "nope"}') if request.path == "/bad" else Answer()

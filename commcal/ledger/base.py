@@ -50,6 +50,10 @@ TERMINAL: frozenset[State] = frozenset(
 HELD: frozenset[State] = frozenset({State.CLAIMED, State.SENDING})
 
 INTERRUPTED_WHILE_SENDING = "interrupted while sending; check the channel and run `commcal resolve`"
+TOO_LATE_TO_REPEAT = (
+    "its last send may have arrived, and the network no longer remembers its idempotency key; "
+    "check the channel and run `commcal resolve`"
+)
 
 # Events in the history. "stale" records a result reported by a worker after its claim had
 # passed to another one: the state is not changed, but the evidence (say, the URL of a post that
@@ -59,6 +63,7 @@ EVENTS = (
     "sending",
     "sent",
     "retry",
+    "retry-unsure",
     "failed",
     "expired",
     "unknown",
@@ -68,6 +73,10 @@ EVENTS = (
     "retry-requested",
     "stale",
 )
+
+# The event of a transient failure whose send may have arrived (a timeout, a connection dropped
+# after the request went out).
+UNSURE_RETRY = "retry-unsure"
 
 MIN_PREFIX = 6  # shortest id prefix `find` accepts: shorter ones match too much to be safe
 
@@ -253,10 +262,13 @@ def claim_action(
 
     A lease that ends exactly at `now` is still live: only `lease_until < now` is lost.
     `key_expires`: when the network forgets the idempotency key of the row's first send (None:
-    never); from then on an interrupted send is UNKNOWN even on an idempotent channel.
+    never, or nothing can have arrived); from then on a send that was interrupted, or failed
+    in a way that may have arrived, is UNKNOWN even on an idempotent channel.
     """
     if state is State.PENDING:
         due = next_attempt_at is None or next_attempt_at <= now
+        if due and key_expires is not None and now > key_expires:
+            return ClaimAction.MARK_UNKNOWN  # a send that may have arrived, too late to repeat
         return ClaimAction.CLAIM_PENDING if due else ClaimAction.NONE
     lost = lease_until is None or lease_until < now
     if state is State.CLAIMED and lost:
@@ -385,9 +397,20 @@ class Ledger(ABC):
 
     @abstractmethod
     def record_transient(
-        self, claim: Claim, *, error: str, retry_at: datetime, max_attempts: int, now: datetime
+        self,
+        claim: Claim,
+        *,
+        error: str,
+        retry_at: datetime,
+        max_attempts: int,
+        now: datetime,
+        maybe_sent: bool = False,
     ) -> State:
         """-> PENDING due at `retry_at`, or FAILED once attempts >= max_attempts. Returns which.
+
+        `maybe_sent`: the failed send may have arrived (a timeout). It is kept in the history
+        (event `retry-unsure`), so that a claim with a `key_window` repeats it only while the
+        network still remembers the key.
 
         Raises `StaleClaim` if the claim is no longer current.
         """
@@ -736,7 +759,7 @@ class SqlLedger(Ledger):
         attempts = int(rows[0][1])
         previous = rows[0][4] or "?"
         key_expires = None
-        if state is State.SENDING and idempotent and key_window is not None:
+        if idempotent and key_window is not None and self._may_have_arrived(d.id, state):
             first = self._first_send(d.id)
             key_expires = None if first is None else first + key_window
         action = claim_action(
@@ -750,12 +773,16 @@ class SqlLedger(Ledger):
         if action is ClaimAction.NONE:
             return None
         if action is ClaimAction.MARK_UNKNOWN:
+            reason = TOO_LATE_TO_REPEAT if state is State.PENDING else INTERRUPTED_WHILE_SENDING
             self._execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, "
                 "updated_at = ? WHERE id = ? AND state = ?",
-                (State.UNKNOWN.value, INTERRUPTED_WHILE_SENDING, now_db, d.id, state.value),
+                (State.UNKNOWN.value, reason, now_db, d.id, state.value),
             )
-            why = f"{previous} stopped while sending; lease ran out"
+            if state is State.PENDING:
+                why = "its last send may have arrived"
+            else:
+                why = f"{previous} stopped while sending; lease ran out"
             if idempotent:
                 why += "; too late to resend: the network no longer remembers the idempotency key"
             self._log(d.id, now, worker, "unknown", why)
@@ -809,6 +836,19 @@ class SqlLedger(Ledger):
 
     def first_send(self, delivery_id: str) -> datetime | None:
         return self._transaction(lambda: self._first_send(delivery_id), write=False)
+
+    def _may_have_arrived(self, delivery_id: str, state: State) -> bool:
+        """Whether an earlier send of this row may have reached the network: it is SENDING, or
+        PENDING after a failure that may have arrived (the last event is `retry-unsure`)."""
+        if state is State.SENDING:
+            return True
+        if state is not State.PENDING:
+            return False
+        rows = self._execute(
+            "SELECT event FROM attempts WHERE delivery_id = ? ORDER BY seq DESC LIMIT 1",
+            (delivery_id,),
+        )
+        return bool(rows) and rows[0][0] == UNSURE_RETRY
 
     def _first_send(self, delivery_id: str) -> datetime | None:
         rows = self._execute(
@@ -958,8 +998,17 @@ class SqlLedger(Ledger):
         return bool(rows)
 
     def record_transient(
-        self, claim: Claim, *, error: str, retry_at: datetime, max_attempts: int, now: datetime
+        self,
+        claim: Claim,
+        *,
+        error: str,
+        retry_at: datetime,
+        max_attempts: int,
+        now: datetime,
+        maybe_sent: bool = False,
     ) -> State:
+        retry_event = UNSURE_RETRY if maybe_sent else "retry"
+
         def tx() -> State | StaleClaim:
             rows = self._execute(
                 "UPDATE deliveries SET state = CASE WHEN attempts >= ? THEN ? ELSE ? END, "
@@ -987,7 +1036,7 @@ class SqlLedger(Ledger):
                 claim.delivery_id,
                 now,
                 claim.worker,
-                "retry" if state is State.PENDING else "failed",
+                retry_event if state is State.PENDING else "failed",
                 error,
             )
             return state
