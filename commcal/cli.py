@@ -254,7 +254,14 @@ def validate(
     planned = (
         [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
     )
-    audience = [] if project.config_errors else planning.audience_problems(project)
+    audience = (
+        []
+        if project.config_errors
+        else [
+            *planning.audience_problems(project),
+            *planning.member_render_problems(project, planned),
+        ]
+    )
     problems = sorted_problems([*project.problems, *audience, *planning.problems_of(planned)])
     view.show(problems, format.value, checked=len(planned), calendars=len(project.calendars))
     errors = [p for p in problems if p.severity == "error"]

@@ -237,8 +237,8 @@ def audience_size(project: Project, item: Item) -> int:
 
 
 def audience_problems(project: Project) -> list[Problem]:
-    """What `validate` adds for audiences: each file's errors and skipped rows, and offers
-    whose code pool is missing or smaller than the audience."""
+    """What `validate` adds for audiences: each file's errors and skipped rows, offers whose code
+    pool is missing or smaller than the audience, and members whose language has no template."""
     from commcal.audience import check_audience
 
     problems: list[Problem] = []
@@ -250,6 +250,7 @@ def audience_problems(project: Project) -> list[Problem]:
             if item.audience not in checked:
                 checked.add(item.audience)
                 problems.extend(check_audience(project.root, item.audience))
+            problems.extend(_untranslated(project, item))
             codes = item.extra.get("codes") or {}
             if codes.get("pool"):
                 pos = codes.get("pos", item.pos)
@@ -276,6 +277,101 @@ def audience_problems(project: Project) -> list[Problem]:
                             f"add at least {size - available} codes",
                         )
                     )
+    return problems
+
+
+def locale_samples(project: Project, item: Item) -> list[Member]:
+    """One member of the item's audience for each locale in it (the first, in file order).
+    Read once per item and run: an audience may have tens of thousands of rows."""
+    key = ("locale-samples", item.calendar, item.id)
+    samples: list[Member] | None = project.cache.get(key)
+    if samples is None:
+        found: dict[str, Member] = {}
+        for person in _members(project, item, None):
+            found.setdefault(person.locale or "", person)
+        samples = project.cache[key] = list(found.values())
+    return samples
+
+
+def member_render_problems(project: Project, planned: Iterable[Planned]) -> list[Problem]:
+    """What `validate` adds to `plan`: `plan` renders a message to an audience for its first
+    member only, but each locale may use its own template variant, so render it once more for
+    one member of every locale in the audience (each step and channel once)."""
+    from dataclasses import replace
+
+    problems: list[Problem] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for entry in planned:
+        delivery = entry.delivery
+        adapter = project.channels.get(delivery.channel)
+        if delivery.audience_size < 0 or adapter is None or not adapter.per_recipient:
+            continue
+        item = delivery.item
+        key = (item.calendar, item.id, delivery.occurrence.template, delivery.channel)
+        if key in seen:
+            continue
+        seen.add(key)
+        for person in locale_samples(project, item):
+            try:
+                message_for(project, replace(delivery, recipient=person))
+            except RenderError as exc:
+                locale = person.locale or item.locale
+                problems.append(
+                    replace(
+                        exc.problem, hint=f"{exc.problem.hint}, for members with locale {locale}"
+                    )
+                )
+    return list(dict.fromkeys(problems))
+
+
+def _untranslated(project: Project, item: Item) -> list[Problem]:
+    """A warning for members whose language has no variant of the item's template: they would
+    get the text written for the item's own locale, with dates and numbers in theirs (Greek
+    text saying "24 December"). Templates that look at `locale` themselves are left alone."""
+    from collections import Counter
+
+    per_recipient = [
+        adapter
+        for name in item.channels
+        if (adapter := project.channels.get(name)) is not None and adapter.per_recipient
+    ]
+    if not per_recipient or not item.template:
+        return []
+    own_language = item.locale.split("_")[0].split("-")[0]
+    languages = Counter(
+        language
+        for person in _members(project, item, None)
+        if person.locale and (language := person.locale.split("_")[0].split("-")[0]) != own_language
+    )
+    renderer = project.renderer
+    problems: list[Problem] = []
+    for adapter in per_recipient:
+        kind = adapter.type_name
+        own = [renderer.find(item.template, kind, item.locale, p) for p in ("text", "html")]
+        if own == [None, None] or any(name and "locale" in renderer.source(name) for name in own):
+            continue
+        missing = sorted(
+            language
+            for language in languages
+            if [renderer.find(item.template, kind, language, p) for p in ("text", "html")] == own
+        )
+        if missing:
+            count = sum(languages[language] for language in missing)
+            shown = next(name for name in own if name)
+            problems.append(
+                Problem(
+                    item.pos,
+                    f"item {item.id!r}: {count} member{'s' if count != 1 else ''} with locale "
+                    f"{', '.join(missing)} {'get' if count != 1 else 'gets'} templates/{shown}, "
+                    "the text for "
+                    f"{item.locale} readers, with dates in their own language",
+                    "add "
+                    + " and ".join(f"templates/{item.template}.{lang}.j2" for lang in missing)
+                    + f", or keep them out with where: {{locale: {own_language}}}",
+                    severity="warning",
+                )
+            )
+            break  # one warning per item is enough
     return problems
 
 

@@ -114,6 +114,13 @@ class Renderer:
         )
         return env
 
+    def source(self, name: str) -> str:
+        """A template file's text (name as `find` gives it); empty if it cannot be read."""
+        try:
+            return (self.folder / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
     def find(self, base: str, channel_type: str, locale: str, part: str) -> str | None:
         key = (base, channel_type, locale, part)
         if key not in self._lookup:

@@ -148,11 +148,24 @@ def text_of(mail: EmailMessage) -> str:
     return content
 
 
-def newsletter_project(make_project: MakeProject, port: int) -> Path:
+def members_project(
+    make_project: MakeProject, calendar: str, templates: dict[str, str], port: int = 0
+) -> Path:
+    """A project with the three-member audience `members` and one calendar."""
     root = make_project(
-        config=config(port),
-        calendars={
-            "main.yaml": """\
+        config=config(port or free_port()),
+        calendars={"main.yaml": calendar},
+        templates=templates,
+    )
+    (root / "audiences").mkdir()
+    (root / "audiences" / "members.csv").write_text(MEMBERS, encoding="utf-8")
+    return root
+
+
+def newsletter_project(make_project: MakeProject, port: int) -> Path:
+    return members_project(
+        make_project,
+        """\
 items:
   - id: letter-1
     kind: newsletter
@@ -166,22 +179,18 @@ items:
     channels: [newsletter]
     template: news/letter
     audience: members
-"""
-        },
-        templates=LETTER,
+""",
+        LETTER,
+        port,
     )
-    (root / "audiences").mkdir()
-    (root / "audiences" / "members.csv").write_text(MEMBERS, encoding="utf-8")
-    return root
 
 
 def test_send_at_local_lists_each_member_zones_own_instant_for_the_scheduler(
     make_project: MakeProject,
 ) -> None:
-    root = make_project(
-        config=config(free_port()),
-        calendars={
-            "main.yaml": """\
+    root = members_project(
+        make_project,
+        """\
 items:
   - id: letter
     kind: newsletter
@@ -190,12 +199,9 @@ items:
     channels: [newsletter]
     template: news/letter
     audience: members
-"""
-        },
-        templates=LETTER,
+""",
+        LETTER,
     )
-    (root / "audiences").mkdir()
-    (root / "audiences" / "members.csv").write_text(MEMBERS, encoding="utf-8")
     project = load_project(root)
     start = datetime(2026, 11, 30, tzinfo=UTC)
     # 09:00 in London (UTC+0 in December), Athens (UTC+2) and Nairobi (UTC+3).
@@ -208,6 +214,71 @@ items:
     assert local_send_times(project, start, datetime(2026, 12, 1, 6, 30, tzinfo=UTC)) == {
         datetime(2026, 12, 1, 6, tzinfo=UTC)
     }
+
+
+def gold_offer_project(make_project: MakeProject, templates: dict[str, str]) -> Path:
+    return members_project(
+        make_project,
+        """\
+items:
+  - id: offer
+    kind: offer
+    at: 2026-12-05 10:00
+    channels: [newsletter]
+    template: offers/gold
+    audience: members
+""",
+        templates,
+    )
+
+
+def test_validate_renders_an_audience_message_for_every_locale_in_it(
+    make_project: MakeProject,
+) -> None:
+    """`plan` renders the first member's message only; a broken Greek variant must still be
+    found before Eleni's mail fails at send time."""
+    english = (
+        "{% block subject %}Offer{% endblock %}{% block text %}10% off, {{ member.name }}"
+        "{% endblock %}"
+    )
+    greek = "{% block subject %}Προσφορά{% endblock %}{% block text %}{{ shop_gr }}{% endblock %}"
+    root = gold_offer_project(
+        make_project,
+        {"offers/gold.j2": english, "offers/gold.el.j2": greek, "offers/gold.sw.j2": english},
+    )
+    result = run(root, "validate", "--now", "2026-12-01T00:00:00Z")
+    assert result.exit_code == 1, result.output
+    assert "templates/offers/gold.el.j2:1: error: template error: 'shop_gr' is undefined" in (
+        result.output
+    )
+    assert "for members with locale el" in result.output
+
+
+def test_validate_warns_when_members_would_get_another_languages_text(
+    make_project: MakeProject,
+) -> None:
+    text = (
+        "{% block subject %}Προσφορά{% endblock %}{% block text %}Έως {{ at | date }}{% endblock %}"
+    )
+    root = gold_offer_project(make_project, {"offers/gold.j2": text})
+    result = run(root, "validate", "--now", "2026-12-01T00:00:00Z")
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert (
+        "warning: item 'offer': 3 members with locale el, sw get templates/offers/gold.j2"
+        in (shown)
+        or "warning: item 'offer': 2 members with locale el, sw get templates/offers/gold.j2"
+        in shown
+    )
+    assert "add templates/offers/gold.el.j2 and templates/offers/gold.sw.j2" in shown
+    # A template that chooses its language itself is trusted.
+    (root / "templates" / "offers" / "gold.j2").write_text(
+        "{% block subject %}{% if locale == 'el' %}Προσφορά{% else %}Offer{% endif %}{% endblock %}"
+        "{% block text %}{{ at | date }}{% endblock %}",
+        encoding="utf-8",
+    )
+    result = run(root, "validate", "--now", "2026-12-01T00:00:00Z")
+    assert "warning" not in result.output, result.output
 
 
 # -- newsletter, languages, unsubscribe ----------------------------------------------------------
