@@ -233,3 +233,24 @@ _PIECES = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 def test_mastodon_length_token_scan_equals_whole_text_scan(text: str) -> None:
     assert mastodon_length(text) == _mastodon_length_whole_text(text)
+
+
+def _query_end_by_hand(text: str, position: int) -> int:
+    """Mastodon's query rule, character by character: the oracle for the pattern in text.py."""
+    from commcal.channels.text import _MASTO_QUERY, _MASTO_QUERY_END
+
+    end, scan = position, position + 1
+    while scan < len(text) and (text[scan] in _MASTO_QUERY or ord(text[scan]) >= 0xA0):
+        if text[scan] in _MASTO_QUERY_END or ord(text[scan]) >= 0xA0:
+            end = scan + 1
+        scan += 1
+    return end
+
+
+@given(st.text(alphabet="?a_&=#/-.,!()[]@~ \n\u00a0é😀\u2028%+;:Z9", max_size=16))
+@settings(max_examples=500, deadline=None)
+def test_a_query_ends_where_mastodon_ends_it(tail: str) -> None:
+    from commcal.channels.text import _masto_url_end
+
+    text = "?" + tail
+    assert _masto_url_end(text, 0) == _query_end_by_hand(text, 0)

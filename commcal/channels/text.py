@@ -95,6 +95,13 @@ _MASTO_QUERY = set(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!?*'();:&=+$/%#[]-_.,~|@^"
 )
 _MASTO_QUERY_END = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_&=#/-")
+# The same as a pattern (any character from U+00A0 up counts as both): a query is scanned
+# character by character otherwise, half of a whole Mastodon length count.
+_MASTO_QUERY_RUN = re.compile(
+    "[{}\u00a0-\U0010ffff]*[{}\u00a0-\U0010ffff]".format(
+        re.escape("".join(sorted(_MASTO_QUERY))), re.escape("".join(sorted(_MASTO_QUERY_END)))
+    )
+)
 
 
 def _masto_url_end(text: str, position: int) -> int:
@@ -116,13 +123,10 @@ def _masto_url_end(text: str, position: int) -> int:
                 end = scan
         position = end
     if position < len(text) and text[position] == "?":
-        end = position
-        scan = position + 1
-        while scan < len(text) and (text[scan] in _MASTO_QUERY or ord(text[scan]) >= 0xA0):
-            if text[scan] in _MASTO_QUERY_END or ord(text[scan]) >= 0xA0:
-                end = scan + 1
-            scan += 1
-        position = end
+        # The longest run of query characters that ends in one a query may end with.
+        query = _MASTO_QUERY_RUN.match(text, position + 1)
+        if query is not None:
+            position = query.end()
     return position
 
 
