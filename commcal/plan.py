@@ -280,16 +280,18 @@ def audience_problems(project: Project) -> list[Problem]:
     return problems
 
 
-def locale_samples(project: Project, item: Item) -> list[Member]:
-    """One member of the item's audience for each locale in it (the first, in file order).
-    Read once per item and run: an audience may have tens of thousands of rows."""
+def locale_samples(project: Project, item: Item) -> dict[str, tuple[Member, int]]:
+    """For each locale in the item's audience ("" for members without one): its first member
+    in file order and how many members have it. Read once per item and run: an audience may
+    have tens of thousands of rows."""
     key = ("locale-samples", item.calendar, item.id)
-    samples: list[Member] | None = project.cache.get(key)
+    samples: dict[str, tuple[Member, int]] | None = project.cache.get(key)
     if samples is None:
-        found: dict[str, Member] = {}
+        samples = {}
         for person in _members(project, item, None):
-            found.setdefault(person.locale or "", person)
-        samples = project.cache[key] = list(found.values())
+            first, count = samples.get(person.locale or "", (person, 0))
+            samples[person.locale or ""] = (first, count + 1)
+        project.cache[key] = samples
     return samples
 
 
@@ -311,7 +313,7 @@ def member_render_problems(project: Project, planned: Iterable[Planned]) -> list
         if key in seen:
             continue
         seen.add(key)
-        for person in locale_samples(project, item):
+        for person, _ in locale_samples(project, item).values():
             try:
                 message_for(project, replace(delivery, recipient=person))
             except RenderError as exc:
@@ -328,8 +330,6 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
     """A warning for members whose language has no variant of the item's template: they would
     get the text written for the item's own locale, with dates and numbers in theirs (Greek
     text saying "24 December"). Templates that look at `locale` themselves are left alone."""
-    from collections import Counter
-
     per_recipient = [
         adapter
         for name in item.channels
@@ -337,42 +337,45 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
     ]
     if not per_recipient or not item.template:
         return []
-    own_language = item.locale.split("_")[0].split("-")[0]
-    languages = Counter(
-        language
-        for person in _members(project, item, None)
-        if person.locale and (language := person.locale.split("_")[0].split("-")[0]) != own_language
-    )
+
+    def language(locale: str) -> str:
+        return locale.split("_")[0].split("-")[0]
+
+    own_language = language(item.locale)
+    others = {
+        locale: count
+        for locale, (_, count) in locale_samples(project, item).items()
+        if locale and language(locale) != own_language
+    }
     renderer = project.renderer
-    problems: list[Problem] = []
     for adapter in per_recipient:
         kind = adapter.type_name
         own = [renderer.find(item.template, kind, item.locale, p) for p in ("text", "html")]
         if own == [None, None] or any(name and "locale" in renderer.source(name) for name in own):
             continue
+        # Members of these locales would get the very files the item's own locale gets.
         missing = sorted(
-            language
-            for language in languages
-            if [renderer.find(item.template, kind, language, p) for p in ("text", "html")] == own
+            locale
+            for locale in others
+            if [renderer.find(item.template, kind, locale, p) for p in ("text", "html")] == own
         )
-        if missing:
-            count = sum(languages[language] for language in missing)
-            shown = next(name for name in own if name)
-            problems.append(
-                Problem(
-                    item.pos,
-                    f"item {item.id!r}: {count} member{'s' if count != 1 else ''} with locale "
-                    f"{', '.join(missing)} {'get' if count != 1 else 'gets'} templates/{shown}, "
-                    "the text for "
-                    f"{item.locale} readers, with dates in their own language",
-                    "add "
-                    + " and ".join(f"templates/{item.template}.{lang}.j2" for lang in missing)
-                    + f", or keep them out with where: {{locale: {own_language}}}",
-                    severity="warning",
-                )
+        if not missing:
+            continue
+        count = sum(others[locale] for locale in missing)
+        shown = next(name for name in own if name)
+        files = dict.fromkeys(f"templates/{item.template}.{language(m)}.j2" for m in missing)
+        return [
+            Problem(
+                item.pos,
+                f"item {item.id!r}: {count} member{'s' if count != 1 else ''} with locale "
+                f"{', '.join(missing)} {'get' if count != 1 else 'gets'} templates/{shown}, "
+                f"the text for {item.locale} readers, with dates in their own language",
+                f"add {' and '.join(files)}, or keep them out with where: {{locale: "
+                f"{own_language}}}",
+                severity="warning",
             )
-            break  # one warning per item is enough
-    return problems
+        ]  # one warning per item is enough
+    return []
 
 
 def _member_instant(item: Item, when: datetime, person: Member) -> datetime | None:
