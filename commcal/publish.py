@@ -165,6 +165,12 @@ class SentRecorder:
             raise self._error
 
     def _loop(self) -> None:
+        try:
+            self._record_until_closed()
+        except BaseException as exc:  # handed to the sending thread, which raises it
+            self._error = exc
+
+    def _record_until_closed(self) -> None:
         done = False
         while not done:
             first = self._queue.get()
@@ -184,11 +190,7 @@ class SentRecorder:
                     done = True
                     break
                 batch.append(entry)
-            try:
-                results = self._ledger.record_sent_many([sent for sent, _ in batch])
-            except BaseException as exc:  # handed to the sending thread, which raises it
-                self._error = exc
-                return
+            results = self._ledger.record_sent_many([sent for sent, _ in batch])
             for (_, outcome), stale in zip(batch, results, strict=True):
                 self._room.release()
                 if stale is not None:
@@ -425,7 +427,8 @@ class Publisher:
         recorder: SentRecorder | None = None,
     ) -> None:
         """Claim a batch in one transaction, then send each in due order, recording each
-        outcome right after its own send. Claims left unused (a stop request) are released."""
+        outcome right after its own send (or, with a `recorder`, a successful one a few sends
+        later). Claims left unused (a stop request) are released."""
         publish = self.config.publish
         claims = {
             c.delivery_id: c

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -363,6 +363,42 @@ def test_a_timed_out_mastodon_post_left_for_a_later_run_is_not_repeated_after_th
     assert code == 1, (out, err)
     assert len(receiver.requests) == 1
     assert set(status_json(root, env).values()) == {"unknown"}
+
+
+def test_an_error_while_recording_sends_stops_the_run_and_the_next_run_finishes(
+    make_project: MakeProject, receiver: Receiver
+) -> None:
+    """Webhook sends are recorded by a second thread. When reporting an outcome fails there, the
+    run must stop with that error, not wait forever for room to record; nothing is lost."""
+    import threading
+
+    root = project(
+        make_project,
+        webhook("hook", receiver.url),
+        every_minute("tip", ["hook"], "2026-01-01 00:00", 40),
+    )
+
+    def broken(outcome: object) -> None:
+        raise RuntimeError("the progress display broke")
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            publish(load_project(root), now=WHEN + timedelta(minutes=40), on_outcome=broken)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "publish hung after the recorder failed"
+    assert [str(e) for e in failure] == ["the progress display broke"]
+    # The next run, once the 5 s leases are over, sends the rest; repeats carry the same key.
+    report = publish(load_project(root), now=WHEN + timedelta(minutes=40, seconds=10))
+    assert report.ok
+    assert ledger_states(root / "state.db") == {"sent": 40}
+    assert len(receiver.keys()) == 40
 
 
 def test_status_json_shows_every_state(make_project: MakeProject, receiver: Receiver) -> None:
