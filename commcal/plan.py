@@ -16,7 +16,7 @@ from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
 from commcal.errors import Problem
 from commcal.project import Project
-from commcal.render import RenderError
+from commcal.render import RenderError, language_of
 from commcal.timeutil import iso_utc, local_wall, to_utc, zone
 
 
@@ -337,15 +337,11 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
     ]
     if not per_recipient or not item.template:
         return []
-
-    def language(locale: str) -> str:
-        return locale.split("_")[0].split("-")[0]
-
-    own_language = language(item.locale)
+    own_language = language_of(item.locale)
     others = {
         locale: count
         for locale, (_, count) in locale_samples(project, item).items()
-        if locale and language(locale) != own_language
+        if locale and language_of(locale) != own_language
     }
     renderer = project.renderer
     for adapter in per_recipient:
@@ -363,7 +359,7 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
             continue
         count = sum(others[locale] for locale in missing)
         shown = next(name for name in own if name)
-        files = dict.fromkeys(f"templates/{item.template}.{language(m)}.j2" for m in missing)
+        files = dict.fromkeys(f"templates/{item.template}.{language_of(m)}.j2" for m in missing)
         return [
             Problem(
                 item.pos,

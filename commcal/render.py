@@ -35,6 +35,11 @@ class Rendered(NamedTuple):
     sources: tuple[str, ...]  # template files used, relative to templates/
 
 
+def language_of(locale: str) -> str:
+    """A locale's language: `el` for el, el_GR and el-CY (template variants fall back to it)."""
+    return locale.split("_")[0].split("-")[0]
+
+
 def _named(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
 
@@ -124,7 +129,7 @@ class Renderer:
     def find(self, base: str, channel_type: str, locale: str, part: str) -> str | None:
         key = (base, channel_type, locale, part)
         if key not in self._lookup:
-            lang = locale.split("_")[0].split("-")[0]
+            lang = language_of(locale)
             if part == "html":
                 names = [f"{base}.{locale}.html", f"{base}.{lang}.html", f"{base}.html"]
             else:
