@@ -167,13 +167,12 @@ def _deliveries(
                     continue
                 instant = iso_utc(occurrence.when)  # shared by every channel's id
                 for channel, kind, audience in routes:
+                    prefix = id_prefix(item.calendar, item.id, instant, channel)
                     if audience is None:
                         if start <= occurrence.when < end:
                             found.append(
                                 Delivery(
-                                    _hashed(
-                                        id_prefix(item.calendar, item.id, instant, channel), ""
-                                    ),
+                                    _hashed(prefix, ""),
                                     item,
                                     occurrence,
                                     channel,
@@ -188,9 +187,7 @@ def _deliveries(
                                 sizes[key] = audience_size(project, item)
                             found.append(
                                 Delivery(
-                                    _hashed(
-                                        id_prefix(item.calendar, item.id, instant, channel), ""
-                                    ),
+                                    _hashed(prefix, ""),
                                     item,
                                     occurrence,
                                     channel,
@@ -199,7 +196,6 @@ def _deliveries(
                                 )
                             )
                         continue
-                    prefix = id_prefix(item.calendar, item.id, instant, channel)
                     for person in _members(project, item, member):
                         at = _member_instant(item, occurrence.when, person) if local else None
                         due = at or occurrence.when
