@@ -456,3 +456,31 @@ def test_the_secret_appears_nowhere(
     report = publish(load_project(root), now=WHEN, state="sqlite:///other.db")
     assert report.outcomes
     assert all(secret not in o.detail for o in report.outcomes)
+
+
+def test_publish_goes_through_the_proxy_the_environment_names(
+    make_project: MakeProject, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """commcal reads HTTP_PROXY / NO_PROXY once per host rather than per request (a speed-up):
+    the proxy must still be used for every request, and NO_PROXY still honoured."""
+    monkeypatch.setenv("HTTP_PROXY", receiver.url)
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    root = project(
+        make_project,
+        webhook("far", "http://hooks.example.invalid/in"),
+        every_minute("tip", ["far"], "2026-01-01 00:00", 3),
+    )
+    assert publish(load_project(root), now=WHEN).ok
+    # Through a proxy, the request line carries the whole URL.
+    assert [r.path for r in receiver.requests] == ["http://hooks.example.invalid/in"] * 3
+    monkeypatch.setenv("NO_PROXY", "hooks.example.invalid")
+    receiver.clear()
+    root = project(
+        make_project,
+        webhook("far", "http://hooks.example.invalid/in"),
+        every_minute("tip", ["far"], "2026-01-01 00:00", 1),
+    )
+    report = publish(load_project(root), now=WHEN)
+    assert receiver.requests == []  # not through the proxy: the made-up host cannot be reached
+    assert report.count("sent") == 0
