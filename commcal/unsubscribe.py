@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import html
@@ -321,6 +322,7 @@ class UnsubscribeServer:
         # Our own socket map, so that `stop` can close connections still open, not only the
         # listening socket (waitress's loop runs while any socket is in the map).
         self._sockets: dict[int, Any] = {}
+        self._stopping = False
         # Bodies are capped: the one-click POST is tiny, and nothing else is accepted.
         self._server = create_server(
             app, map=self._sockets, host=host, port=port, max_request_body_size=_MAX_BODY
@@ -340,9 +342,16 @@ class UnsubscribeServer:
 
     def run(self) -> None:
         """Serve until `stop` (or Ctrl-C)."""
-        self._server.run()
+        try:
+            self._server.run()
+        except OSError as exc:
+            # `stop` closes the sockets from another thread, possibly while the loop waits in
+            # select() on them: the "bad file descriptor" that follows is the loop noticing.
+            if not (self._stopping and exc.errno == errno.EBADF):
+                raise
 
     def stop(self) -> None:
+        self._stopping = True
         self._server.close()
         for channel in list(self._sockets.values()):
             channel.close()
