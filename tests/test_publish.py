@@ -43,6 +43,14 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
+@pytest.fixture
+def short_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0.3 s read timeout, so a slow answer is a timeout within the test's time."""
+    from commcal import http
+
+    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
+
+
 def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, ["-C", str(root), *args], env=env)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -255,13 +263,10 @@ NO_KEYS = [
 
 
 @pytest.mark.parametrize("kind", NO_KEYS)
+@pytest.mark.usefixtures("short_read_timeout")
 def test_a_read_timeout_on_a_channel_without_keys_is_unknown_until_resolved(
-    make_project: MakeProject, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, kind: str
+    make_project: MakeProject, receiver: Receiver, kind: str
 ) -> None:
-    from commcal import http
-
-    # A short read timeout, so a slow answer is a timeout within the test's time.
-    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
     ok = Answer(body=b"ok")
     if kind == "telegram":
         ok = Answer(body=b'{"ok": true, "result": {"message_id": 7, "chat": {"id": 42}}}')
@@ -301,33 +306,33 @@ def test_a_read_timeout_on_a_channel_without_keys_is_unknown_until_resolved(
         assert record is not None and record.url == "https://chat.example/p/1"
 
 
-@pytest.mark.parametrize(
-    ("retry_delay", "requests", "state"), [("0", 2, "sent"), ("3h", 1, "unknown")]
-)
-def test_a_timed_out_mastodon_post_is_retried_only_while_mastodon_remembers_its_key(
-    make_project: MakeProject,
-    receiver: Receiver,
-    monkeypatch: pytest.MonkeyPatch,
-    retry_delay: str,
-    requests: int,
-    state: str,
-) -> None:
-    """Mastodon keeps an Idempotency-Key for an hour: a retry within it is safe, one after it
-    could post twice, so it is left `unknown` for a person to check."""
-    from commcal import http
+MASTO_STATUS = b'{"id": "7", "url": "https://masto.example/@us/7"}'
 
-    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
-    status = b'{"id": "7", "url": "https://masto.example/@us/7"}'
-    receiver.behave = lambda request: Answer(
-        body=status, delay=1.0 if len(receiver.requests) == 1 else 0.0
-    )
+
+def mastodon_project(make_project: MakeProject, receiver: Receiver, retry_delay: str) -> Path:
+    """One post due on a Mastodon channel (token in $MT) that `receiver` answers."""
     channel = f"  masto:\n    type: mastodon\n    instance: {receiver.url}\n    token: ${{MT}}\n"
-    root = project(
+    return project(
         make_project,
         channel,
         every_minute("tip", ["masto"], "2026-01-01 00:00", 1),
         publish=f"max_late: 6h, retry_delay: {retry_delay}, lease: 5s, max_attempts: 4",
     )
+
+
+@pytest.mark.usefixtures("short_read_timeout")
+@pytest.mark.parametrize(
+    ("retry_delay", "requests", "state"), [("0", 2, "sent"), ("3h", 1, "unknown")]
+)
+def test_a_timed_out_mastodon_post_is_retried_only_while_mastodon_remembers_its_key(
+    make_project: MakeProject, receiver: Receiver, retry_delay: str, requests: int, state: str
+) -> None:
+    """Mastodon keeps an Idempotency-Key for an hour: a retry within it is safe, one after it
+    could post twice, so it is left `unknown` for a person to check."""
+    receiver.behave = lambda request: Answer(
+        body=MASTO_STATUS, delay=1.0 if len(receiver.requests) == 1 else 0.0
+    )
+    root = mastodon_project(make_project, receiver, retry_delay)
     code, out, err = cli(root, "publish", "--now", NOW, env={"MT": "token-1"})
     assert len(receiver.requests) == requests, out
     assert {r.headers["Idempotency-Key"] for r in receiver.requests} == set(
@@ -337,24 +342,15 @@ def test_a_timed_out_mastodon_post_is_retried_only_while_mastodon_remembers_its_
     assert code == (0 if state == "sent" else 1), (out, err)
 
 
+@pytest.mark.usefixtures("short_read_timeout")
 def test_a_timed_out_mastodon_post_left_for_a_later_run_is_not_repeated_after_the_hour(
-    make_project: MakeProject, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    make_project: MakeProject, receiver: Receiver
 ) -> None:
     """The retry after a timeout is due in 20-40 minutes, inside Mastodon's hour, so it is left
     pending for a later run; when that run only comes two hours later (the host was down), the
     post may be on Mastodon and its key forgotten: unknown, not posted again."""
-    from commcal import http
-
-    monkeypatch.setattr(http, "new_session", lambda: http.TimeoutSession((2.0, 0.3)))
-    status = b'{"id": "7", "url": "https://masto.example/@us/7"}'
-    receiver.behave = lambda request: Answer(body=status, delay=1.0)
-    channel = f"  masto:\n    type: mastodon\n    instance: {receiver.url}\n    token: ${{MT}}\n"
-    root = project(
-        make_project,
-        channel,
-        every_minute("tip", ["masto"], "2026-01-01 00:00", 1),
-        publish="max_late: 6h, retry_delay: 40m, lease: 5s, max_attempts: 4",
-    )
+    receiver.behave = lambda request: Answer(body=MASTO_STATUS, delay=1.0)
+    root = mastodon_project(make_project, receiver, "40m")
     env = {"MT": "token-1"}
     code, out, err = cli(root, "publish", "--now", NOW, env=env)
     assert len(receiver.requests) == 1
