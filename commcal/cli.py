@@ -211,20 +211,33 @@ def init(
     force: Annotated[
         bool, typer.Option(help="Write files even if the folder is not empty.")
     ] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ZONE",
+            help="The project's IANA zone (default: this machine's, from TZ or its settings).",
+        ),
+    ] = None,
 ) -> None:
     """Create a new project with a calendar, a template and a console channel.
 
     Example: commcal init my-calendar && cd my-calendar && commcal plan
     """
+    import os
+
     from commcal.errors import CommcalError
-    from commcal.scaffold import scaffold
+    from commcal.scaffold import choose_zone, scaffold
 
     try:
-        written = scaffold(directory, force=force)
+        chosen = choose_zone(timezone, os.environ)
+        written = scaffold(directory, force=force, timezone=chosen.name)
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
     for path in written:
         typer.echo(f"created {path}")
+    typer.echo(f"timezone: {chosen.name} (from {chosen.source})")
+    if chosen.note:
+        typer.echo(f"note: {chosen.note}", err=True)
     typer.echo(f"next: cd {directory} && commcal plan")
 
 
