@@ -211,20 +211,33 @@ def init(
     force: Annotated[
         bool, typer.Option(help="Write files even if the folder is not empty.")
     ] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ZONE",
+            help="The project's IANA zone (default: this machine's, from TZ or its settings).",
+        ),
+    ] = None,
 ) -> None:
     """Create a new project with a calendar, a template and a console channel.
 
     Example: commcal init my-calendar && cd my-calendar && commcal plan
     """
+    import os
+
     from commcal.errors import CommcalError
-    from commcal.scaffold import scaffold
+    from commcal.scaffold import choose_zone, scaffold
 
     try:
-        written = scaffold(directory, force=force)
+        chosen = choose_zone(timezone, os.environ)
+        written = scaffold(directory, force=force, timezone=chosen.name)
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
     for path in written:
         typer.echo(f"created {path}")
+    typer.echo(f"timezone: {chosen.name} (from {chosen.source})")
+    if chosen.note:
+        typer.echo(f"note: {chosen.note}", err=True)
     typer.echo(f"next: cd {directory} && commcal plan")
 
 
@@ -336,7 +349,7 @@ def preview(
 ) -> None:
     """Show the full rendered message(s) of an item's next occurrence.
 
-    Example: commcal preview monthly-letter --member eleni@example.org
+    Example: commcal preview monthly-letter --member eleni@example.gr
     """
     from commcal import plan as planning
     from commcal.views import plan as view
@@ -412,7 +425,7 @@ def publish(
     Run it from cron every minute. Exit 0 when all went out, 1 when any delivery failed or is
     unknown, 2 on configuration errors.
 
-    Example: commcal publish --dry-run --now 2026-12-07T07:00:00Z
+    Example: commcal publish --dry-run --now 2026-12-07T09:00:00Z
     """
     import signal
     import threading
@@ -589,7 +602,7 @@ def channels_list(
     Subcommands: `commcal channels test NAME` checks credentials without posting;
     `commcal channels types` lists the installed channel types.
 
-    Example: commcal channels test mastodon
+    Example: commcal channels --format json
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -695,7 +708,7 @@ def suppress(
 
     The ledger keeps only a key derived from each address (and a masked hint), never the address.
 
-    Example: commcal suppress eleni@example.org --import bounces.txt
+    Example: commcal suppress eleni@example.gr --import examples/bounces.txt
     """
     from commcal import members as people
     from commcal.errors import CommcalError
@@ -756,7 +769,7 @@ app.add_typer(contest_app, name="contest")
 def contest_group() -> None:
     """Contest tools: draw winners reproducibly.
 
-    Example: commcal contest draw photo-contest --entries entries.csv --winners 3 --seed 2026
+    Example: commcal contest draw winter-contest --entries examples/entries.csv --seed 2026
     """
 
 
@@ -784,7 +797,7 @@ def contest_draw(
     """Draw contest winners reproducibly from an entries CSV, duplicates removed first; the draw
     is recorded in the ledger.
 
-    Example: commcal contest draw photo-contest --entries entries.csv --winners 3 --seed 2026
+    Example: commcal contest draw winter-contest --entries examples/entries.csv --seed 2026
     """
     from commcal import plan as planning
     from commcal.contest import draw

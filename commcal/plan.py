@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commcal.audience import Member
-from commcal.calendar.expand import Occurrence, occurrences
+from commcal.calendar.expand import Occurrence, occurrences, written_wall
 from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
 from commcal.errors import Problem
 from commcal.project import Project
 from commcal.render import RenderError, language_of
-from commcal.timeutil import iso_utc, local_wall, to_utc, zone
+from commcal.timeutil import iso_utc, to_utc, zone
 
 
 def delivery_id(calendar: str, item: str, when: datetime, channel: str, recipient: str = "") -> str:
@@ -71,6 +71,9 @@ class Delivery:
     at: datetime | None = None  # the member's own instant with send_at: local
     audience_size: int = -1  # >= 0: this delivery stands for that many members (plan only)
     code: str | None = None  # a pool code reserved in the ledger for this member (offers)
+    # send_at: local in `plan`: the members' zone this delivery stands for (one per zone, at
+    # that zone's own instant `at`, `audience_size` = the members in it); "" otherwise.
+    zone: str = ""
 
     @property
     def due(self) -> datetime:
@@ -84,7 +87,7 @@ class Delivery:
     def timezone(self) -> str:
         if self.recipient is not None and self.recipient.timezone:
             return self.recipient.timezone
-        return self.item.timezone
+        return self.zone or self.item.timezone
 
     @property
     def locale(self) -> str:
@@ -153,7 +156,7 @@ def _deliveries(
             channels = [c for c in item.channels if not filters.channels or c in filters.channels]
             if not channels:
                 continue
-            local = item.extra.get("send_at") == "local" and (members or member)
+            local = item.extra.get("send_at") == "local"
             # A member's own zone may move an occurrence by up to a day either way.
             pad = timedelta(days=1) if local else timedelta(0)
             routes = []
@@ -179,6 +182,16 @@ def _deliveries(
                                     kind,
                                 )
                             )
+                        continue
+                    if not (members or member) and local:
+                        # One delivery per member zone, at that zone's own instant.
+                        found.extend(
+                            d
+                            for d in _zone_deliveries(
+                                project, item, occurrence, prefix, channel, kind
+                            )
+                            if start <= d.due < end
+                        )
                         continue
                     if not (members or member):
                         if start <= occurrence.when < end:
@@ -211,8 +224,30 @@ def _deliveries(
                                     at=at,
                                 )
                             )
-    found.sort(key=lambda d: (d.due, d.calendar, d.item.id, d.channel))
+    found.sort(key=lambda d: (d.due, d.calendar, d.item.id, d.channel, d.zone))
     return found
+
+
+def _zone_deliveries(
+    project: Project, item: Item, occurrence: Occurrence, prefix: bytes, channel: str, kind: str
+) -> Iterator[Delivery]:
+    """`send_at: local` in `plan`: one delivery per zone of the item's members, due at the
+    instant `publish` sends that zone's members (`member_zone_instant`). The calendar zone's
+    delivery keeps the id a plan without zones would give it; the others add their zone."""
+    counts = {name: count for name, (_, count) in member_zones(project, item).items()}
+    for name, count in (counts or {item.timezone: 0}).items():
+        at = member_zone_instant(item, occurrence, name)
+        salt = "" if name == item.timezone else f"zone:{name}"
+        yield Delivery(
+            _hashed(prefix, salt),
+            item,
+            occurrence,
+            channel,
+            kind,
+            at=at,
+            audience_size=count,
+            zone=name,
+        )
 
 
 def _members(project: Project, item: Item, only: str | None) -> Iterator[Member]:
@@ -374,8 +409,22 @@ def _member_instant(item: Item, when: datetime, person: Member) -> datetime | No
     """send_at: local: the occurrence's wall-clock time, in the member's own zone."""
     if not person.timezone:
         return None
-    wall = local_wall(when, zone(item.timezone))
-    return to_utc(wall, zone(person.timezone))
+    return _zone_instant(item, when, person.timezone)
+
+
+def member_zone_instant(item: Item, occurrence: Occurrence, name: str) -> datetime:
+    """send_at: local: when the occurrence is due for members in zone `name`: the wall-clock
+    time the calendar wrote, in that zone (a time in that zone's DST gap moves forward by the
+    gap there). `publish`, `run` and `plan` all use this."""
+    return _zone_instant(item, occurrence.when, name)
+
+
+def _zone_instant(item: Item, when: datetime, name: str) -> datetime:
+    if name == item.timezone:
+        return when
+    # The written time, not `when`'s wall clock: inside the calendar zone's DST gap those
+    # differ by the gap, and a member elsewhere has no gap at that hour.
+    return to_utc(written_wall(item, when), zone(name))
 
 
 def local_send_times(project: Project, start: datetime, end: datetime) -> set[datetime]:
@@ -393,35 +442,39 @@ def local_send_times(project: Project, start: datetime, end: datetime) -> set[da
                 for name in item.channels
             ):
                 continue
-            zones = _member_zones(project, item)
-            item_zone = zone(item.timezone)
+            zones = [name for name in member_zones(project, item) if name != item.timezone]
             for occurrence in occurrences(item, start - pad, end + pad) if zones else ():
-                wall = local_wall(occurrence.when, item_zone)
                 times.update(
-                    at for name in zones if start <= (at := to_utc(wall, zone(name))) < end
+                    at
+                    for name in zones
+                    if start <= (at := member_zone_instant(item, occurrence, name)) < end
                 )
     return times
 
 
-def _member_zones(project: Project, item: Item) -> frozenset[str]:
-    """The distinct zones of an item's members, read once per version of the audience file."""
+def member_zones(project: Project, item: Item) -> dict[str, tuple[Member, int]]:
+    """The zones of an item's members (after `where:`), each with its first member in file
+    order and how many members it has; members without a zone count in the item's zone. Read
+    once per version of the audience file."""
     from commcal.audience import audience_names
 
     path = audience_names(project.root).get(item.audience or "")
     if path is None:
-        return frozenset()
+        return {}
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
-        return frozenset()
+        return {}
     key = ("member-zones", item.calendar, item.id, stamp)
-    zones = project.cache.get(key)
+    zones: dict[str, tuple[Member, int]] | None = project.cache.get(key)
     if zones is None:
-        zones = project.cache[key] = frozenset(
-            person.timezone for person in _members(project, item, None) if person.timezone
-        )
-    found: frozenset[str] = zones
-    return found
+        zones = {}
+        for person in _members(project, item, None):
+            name = person.timezone or item.timezone
+            first, count = zones.get(name, (person, 0))
+            zones[name] = (first, count + 1)
+        project.cache[key] = zones
+    return zones
 
 
 def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dict[str, Any]:
@@ -684,6 +737,9 @@ def check(project: Project, delivery: Delivery) -> Planned:
             found: list[Problem] = []
             people = sample(project.root, item.audience, item.extra.get("where"), 1, problems=found)
             audience_errors = tuple(p for p in found if p.severity == "error")
+            first = member_zones(project, item).get(delivery.zone) if delivery.zone else None
+            if first is not None:  # send_at: local: a member of this zone
+                people = [first[0]]
             if people:
                 shown = replace(delivery, recipient=people[0])
     try:
@@ -776,6 +832,7 @@ def next_occurrence(
     for span in (timedelta(days=40), timedelta(days=400), end - start):
         found = deliveries(project, start, start + span, filters, member=member)
         if found:
-            first = found[0].due
-            return [check(project, d) for d in found if d.due == first]
+            # One occurrence: with send_at: local, its delivery for each member zone.
+            first = found[0].occurrence.when
+            return [check(project, d) for d in found if d.occurrence.when == first]
     return []

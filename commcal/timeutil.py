@@ -89,6 +89,22 @@ def local_wall(when: datetime, tz: tzinfo) -> datetime:
     return when.astimezone(tz).replace(tzinfo=None)
 
 
+def gap_wall(when: datetime, tz: tzinfo) -> datetime | None:
+    """The wall-clock time inside a DST gap that `to_utc` moved forward to `when`, or None.
+
+    Both 02:30 (in the gap) and 03:30 on New York's spring-forward day are 07:30 UTC: the
+    instant cannot tell which was written, so callers that need the written time (`send_at:
+    local`) check this candidate against the schedule (`calendar.expand.written_wall`).
+    """
+    # The wall clock read with the offset of a day before: the offset before the transition
+    # when one happened within that day (gaps are at most a day long: Samoa, 2011).
+    day = timedelta(days=1)
+    candidate = local_wall(when - day, tz) + day
+    if candidate == local_wall(when, tz) or to_utc(candidate, tz) != when.astimezone(UTC):
+        return None
+    return candidate
+
+
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})(?:[T ]+(?P<time>\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?"

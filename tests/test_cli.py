@@ -120,12 +120,14 @@ def test_version_prints_the_version() -> None:
 
 def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     target = tmp_path / "cal"
-    result = invoke("init", str(target))
+    result = invoke("init", str(target), "--timezone", "Europe/Athens")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         f"created {target / 'commcal.yaml'}",
         f"created {target / 'calendars/community.yaml'}",
         f"created {target / 'templates/posts/tip.j2'}",
+        f"created {target / '.gitignore'}",
+        "timezone: Europe/Athens (from --timezone)",
         f"next: cd {target} && commcal plan",
     ]
     assert find_project(explicit=str(target)) == target

@@ -234,3 +234,24 @@ def test_mail_has_a_subject_and_the_newsletter_an_html_part(season: list[Planned
         assert entry.message is not None and entry.message.html is not None
         assert entry.message.html.startswith("<!doctype html>")
         assert "utm_medium=email" in entry.message.text
+
+
+@pytest.mark.parametrize("now", ["2031-06-01T00:00:00Z", "2044-02-29T12:00:00Z"])
+def test_the_example_keeps_planning_whatever_todays_date_is(now: str) -> None:
+    """The README's "Try:" commands run on today's date: the example's recurring items have no
+    end, so every calendar has something planned in any week, and it renders without problems
+    (the monthly letter falls back to its `default` issue)."""
+    result = CliRunner().invoke(
+        app, ["-C", str(ROOT), "plan", "--now", now, "--days", "7", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["summary"]["with_problems"] == 0
+    per_calendar = Counter(d["calendar"] for d in data["deliveries"])
+    assert set(per_calendar) == {"community-en", "koinotita-el", "jamii-sw"}, per_calendar
+    checked = CliRunner().invoke(app, ["-C", str(ROOT), "validate", "--now", now, "--days", "40"])
+    assert checked.exit_code == 0, checked.output
+    assert "no problems" in checked.output
+    for item_id in ("weekly-tip", "monthly-letter", "saa-ya-jamii", "symvouli-tis-evdomadas"):
+        shown = CliRunner().invoke(app, ["-C", str(ROOT), "preview", item_id, "--now", now])
+        assert shown.exit_code == 0, shown.output

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from commcal.calendar.model import At, CronSchedule, Dates, Every, Item, Step, Window
-from commcal.timeutil import local_wall, to_utc, zone
+from commcal.timeutil import gap_wall, local_wall, to_utc, zone
 
 DAY = timedelta(days=1)
 
@@ -122,3 +122,51 @@ def _steps(item: Item, tz: tzinfo, start: datetime, end: datetime) -> list[Occur
         extra["offset"] = step.offset
         found.append(Occurrence(item, when.astimezone(UTC), step.name, step.template, extra))
     return sorted(found, key=lambda o: o.when)
+
+
+def written_wall(item: Item, when: datetime) -> datetime:
+    """The wall-clock time (naive, in the item's zone) the calendar wrote for the occurrence at
+    `when`. It differs from `when`'s own wall clock only inside a DST gap: 02:30 written on New
+    York's spring-forward day is due at 03:30 there, but at 02:30 in a member's own zone
+    (`send_at: local`), not at 03:30. When both a gap time and the time after it are written
+    (an hourly cron), they are one occurrence and the first one is the written time."""
+    tz = zone(item.timezone)
+    shown = local_wall(when, tz)
+    candidate = gap_wall(when, tz)
+    if candidate is None or not _writes(item, candidate):
+        return shown
+    return candidate
+
+
+def _writes(item: Item, wall: datetime) -> bool:
+    """Whether the item's schedule itself names the wall-clock time `wall`."""
+    if item.steps:
+        for step in item.steps:
+            if not step.anchor:
+                if step.when is not None and step.when.tzinfo is None and step.when == wall:
+                    return True
+                continue
+            anchor = item.anchors.get(step.anchor)
+            if anchor is None or anchor.tzinfo is not None or step.offset % DAY:
+                continue  # shorter offsets are elapsed time, not a written wall clock
+            if anchor + step.offset == wall:
+                return True
+        return False
+    schedule = item.schedule
+    if isinstance(schedule, At):
+        return schedule.when.tzinfo is None and schedule.when == wall
+    if isinstance(schedule, Dates):
+        return any(t.tzinfo is None and t == wall for t in schedule.times)
+    if isinstance(schedule, CronSchedule):
+        cron = schedule.cron
+        return (
+            cron.matches_day(wall.date())
+            and wall.hour in cron.hours
+            and wall.minute in cron.minutes
+        ) and wall.second == 0
+    if isinstance(schedule, Every) and schedule.interval % DAY == timedelta(0):
+        start = schedule.start
+        if start.tzinfo is not None:
+            return False
+        return wall >= start and (wall - start) % schedule.interval == timedelta(0)
+    return False

@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from commcal.plan import Planned
+from commcal.plan import Delivery, Planned
 from commcal.timeutil import iso_utc, zone
 from commcal.views.common import console, md_escape, problem_json, write_json
 
@@ -32,6 +32,8 @@ def planned_json(entry: Planned) -> dict[str, Any]:
         "audience": d.item.audience,
         "recipients": d.audience_size if d.audience_size >= 0 else None,
         "recipient": d.recipient.email if d.recipient else None,
+        "member_timezone": d.zone or None,
+        "due_member_local": d.due.astimezone(zone(d.zone)).isoformat() if d.zone else None,
         "template": d.occurrence.template,
         "subject": message.subject if message else None,
         "text": message.text if message else None,
@@ -40,6 +42,14 @@ def planned_json(entry: Planned) -> dict[str, Any]:
         "ok": entry.ok,
         "problems": [problem_json(p) for p in entry.problems],
     }
+
+
+def members_text(d: Delivery) -> str:
+    """`3 members`, or with send_at: local `3 members in Asia/Tokyo at 09:00 there`."""
+    text = f"{d.audience_size} members"
+    if d.zone:
+        text += f" in {d.zone} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
+    return text
 
 
 def first_line(text: str | None) -> str:
@@ -94,7 +104,7 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
             day_cell = f"{local_day:%a %d %b}"
         label = Text(d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else ""))
         if d.audience_size >= 0:
-            label.append(f" → {d.audience_size} members", style="cyan")
+            label.append(f" → {members_text(d)}", style="cyan")
         if d.item.draft:
             label.append(" (draft)", style="yellow")
         length = Text(length_cell(entry), style="" if entry.ok else "bold red")
@@ -150,7 +160,7 @@ def _markdown(
         step = f" ({d.occurrence.step})" if d.occurrence.step else ""
         step += " (draft)" if d.item.draft else ""
         if d.audience_size >= 0:
-            step += f" → {d.audience_size} members"
+            step += f" → {members_text(d)}"
         lines.append(
             f"| {d.due.astimezone(tz):%H:%M} | {d.channel} | `{d.item.id}`{step} | "
             f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |"
