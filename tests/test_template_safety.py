@@ -129,3 +129,34 @@ def test_a_link_to_a_device_is_refused_without_reading_it(make_project: MakeProj
     assert "templates/posts/leak.j2: error: template file is a link to /dev/zero" in (
         validated.output
     )
+
+
+def test_a_template_saved_with_a_byte_order_mark_is_read_without_it(
+    make_project: MakeProject,
+) -> None:
+    """Some editors start a UTF-8 file with U+FEFF; X refuses a post holding it (twitter-text
+    INVALID_CHARACTERS). The mark is dropped when the template is read; one inside the text
+    (here from a variable) is a problem `validate` names."""
+    import json
+
+    config = "timezone: UTC\nlocale: en\nchannels:\n  x:\n    type: x\n    token: ${X_TOKEN}\n"
+    calendar = CALENDAR.replace("[console]", "[x]").replace("posts/leak", "posts/tip")
+    calendar += '    vars: {name: "Ann"}\n'
+    root = make_project(
+        config=config,
+        calendars={"main.yaml": calendar},
+        templates={"posts/tip.j2": "\ufeffHello {{ name }}\n"},
+    )
+    validated = run(root, "validate", "--now", "2026-12-01T00:00:00Z")
+    assert validated.exit_code == 0, validated.output
+    shown = run(root, "preview", "leaky", "--format", "json", "--now", "2026-12-01T00:00:00Z")
+    assert shown.exit_code == 0, shown.output
+    (entry,) = json.loads(shown.stdout)["deliveries"]
+    assert entry["text"] == "Hello Ann"
+
+    (root / "calendars" / "main.yaml").write_text(
+        calendar.replace('"Ann"', '"\ufeffAnn"'), encoding="utf-8"
+    )
+    validated = run(root, "validate", "--now", "2026-12-01T00:00:00Z")
+    assert validated.exit_code == 1, validated.output
+    assert "text holds U+FEFF (byte order mark), which X refuses; remove it" in validated.output
