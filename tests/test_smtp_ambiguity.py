@@ -34,8 +34,8 @@ from tests.conftest import MakeProject
 SECRET = "a-long-random-member-secret-for-tests-0123456789"
 ENV = {"MEMBER_SECRET": SECRET}
 MEMBERS = 120
-CLIENT_TIMEOUT = 0.4  # seconds; a "late" answer comes after it
-LATE = 1.0
+CLIENT_TIMEOUT = 1.0  # seconds; a "late" answer comes after it
+LATE = 2.0
 
 # Sent after the body was received: the mail may or may not be queued (the relay keeps it).
 AMBIGUOUS = ("taken-then-cut", "taken-then-late", "lost-in-cut")
@@ -83,7 +83,8 @@ class FaultyRelay:
         elif fate == "refused-451":
             return "451 4.3.0 queue full, try again later"
         elif fate == "ok-then-close":
-            asyncio.get_running_loop().call_later(0.02, server.transport.abort)
+            # Right after the 250 has been written: the next mail finds the connection dead.
+            asyncio.get_running_loop().call_soon(server.transport.abort)
         return "250 2.0.0 queued"
 
 
