@@ -628,7 +628,9 @@ def message_for(project: Project, delivery: Delivery) -> Message:
         delivery.channel_type,
         ctx["_locale"],
         ctx,
-        what=lambda: f"item {item.id!r} in {item.pos.path} (channel {delivery.channel})",
+        what=lambda: (
+            f"item {item.id!r} in {item.pos.path}:{item.pos.line} (channel {delivery.channel})"
+        ),
     )
     adapter = project.channels.get(delivery.channel)
     needs_subject = adapter is not None and adapter.needs_subject

@@ -44,6 +44,46 @@ def _named(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
 
 
+class TemplateOutside(Exception):
+    """A template file whose real path (after every symlink) is outside `templates/`."""
+
+    def __init__(self, name: str, real: Path) -> None:
+        super().__init__(f"{name} is a link to {real}, outside templates/")
+        self.name = name
+        self.real = real
+
+
+def read_template(folder: Path, name: str) -> str:
+    """The text of `templates/<name>`, refusing anything that is not a file inside `folder`.
+
+    A symlink (`templates/leak.j2 -> /etc/passwd`, or a linked folder reached through
+    `{% include %}`) must not let a calendar edit publish a file from elsewhere on the host, so
+    the file's real path must lie inside the real templates folder; it is checked before the
+    file is opened (a link to /dev/zero or a FIFO would otherwise be read). A leading UTF-8 BOM,
+    which some editors write, is dropped: it is not text (X counts U+FEFF as invalid).
+    Raises TemplateOutside, FileNotFoundError, or UnicodeDecodeError.
+    """
+    path = folder.joinpath(*_name_parts(name))
+    root = folder.resolve()
+    real = path.resolve()
+    if not real.is_relative_to(root):
+        raise TemplateOutside(name, real)
+    if not real.is_file():
+        raise FileNotFoundError(name)
+    return real.read_text(encoding="utf-8").removeprefix("\ufeff")
+
+
+def _name_parts(name: str) -> list[str]:
+    """`posts/tip.j2` -> ["posts", "tip.j2"]; names with `..` are refused, as jinja does."""
+    from jinja2 import TemplateNotFound
+    from jinja2.loaders import split_template_path
+
+    try:
+        return split_template_path(name)
+    except TemplateNotFound:
+        raise FileNotFoundError(name) from None
+
+
 class RenderError(Exception):
     """A template failed; `problem` names the template file and line."""
 
@@ -99,7 +139,7 @@ class Renderer:
         from jinja2.sandbox import SandboxedEnvironment
 
         env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(self.folder),
+            loader=_confined_loader(self.folder),
             undefined=jinja2.StrictUndefined,
             autoescape=lambda name: bool(name) and ".html" in name,
             trim_blocks=True,
@@ -120,10 +160,11 @@ class Renderer:
         return env
 
     def source(self, name: str) -> str:
-        """A template file's text (name as `find` gives it); empty if it cannot be read."""
+        """A template file's text (name as `find` gives it); empty if it cannot be read or lies
+        outside templates/."""
         try:
-            return (self.folder / name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            return read_template(self.folder, name)
+        except (OSError, UnicodeDecodeError, TemplateOutside):
             return ""
 
     def find(self, base: str, channel_type: str, locale: str, part: str) -> str | None:
@@ -210,6 +251,16 @@ class Renderer:
             else:
                 body = "".join(template.root_render_func(ctx))
             return subject, body
+        except TemplateOutside as exc:
+            at = self._failed_at(exc.__traceback__, name)
+            used = f"included at {at}, " if at.line else ""
+            raise RenderError(
+                Problem(
+                    Pos(self._shown(exc.name)),
+                    f"template file is a link to {exc.real}, outside templates/; it is not read",
+                    f"{used}used by {_named(what)}; copy the file into templates/ instead",
+                )
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             file_name = exc.name or name
             raise RenderError(
@@ -252,6 +303,30 @@ class Renderer:
             return path.relative_to(self.display_root).as_posix()
         except ValueError:
             return str(path)
+
+
+def _confined_loader(folder: Path) -> jinja2.BaseLoader:
+    """A jinja loader over `templates/` that reads through `read_template`, so `{% include %}`,
+    `{% extends %}` and `{% import %}` are confined to the folder as well."""
+    import os
+
+    import jinja2
+
+    class ConfinedLoader(jinja2.BaseLoader):
+        def get_source(
+            self, environment: jinja2.Environment, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
+            try:
+                text = read_template(folder, template)
+            except FileNotFoundError:
+                raise jinja2.TemplateNotFound(template) from None
+            except OSError as exc:  # a folder, no permission ...
+                reason = exc.strerror or type(exc).__name__
+                raise jinja2.TemplateError(f"cannot read template {template}: {reason}") from None
+            filename = os.path.join(folder, *_name_parts(template))
+            return text, filename, lambda: True  # auto_reload is off: never stale
+
+    return ConfinedLoader()
 
 
 def _template_line(tb: TracebackType | None) -> tuple[str, int]:

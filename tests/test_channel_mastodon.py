@@ -201,6 +201,19 @@ def test_check_counts_urls_as_23_and_remote_mentions_by_user() -> None:
     assert masto.measure("👨‍👩‍👧‍👦" * 10) == 10
 
 
+def test_check_counts_as_the_mastodon_server_does() -> None:
+    """Mastodon's own URL schemes cost 23, a URL over 4,096 characters and a mention followed by
+    another @ count in full (config/initializers/twitter_regex.rb, app/lib/extractor.rb)."""
+    masto = MastodonChannel(
+        "masto", {"instance": "https://masto.example", "token": EnvRef("${T}")}, env={}
+    )
+    gemini = "gemini://gemini.example.org/" + "a" * 200
+    assert masto.check(message("x" * 476 + " " + gemini)) == []  # 476 + 1 + 23 = 500
+    huge = "https://example.org/" + "a" * 4100
+    assert masto.measure(huge) == len(huge)
+    assert masto.measure("@bob@example.com@x") == 18
+
+
 def test_check_content_warning_counts_towards_limit() -> None:
     masto = MastodonChannel(
         "masto",

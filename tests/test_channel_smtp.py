@@ -59,6 +59,11 @@ class Recorder:
     rcpt_reply: str | None = None  # e.g. "550 5.1.1 no such user"
     rcpt_delay: float = 0.0  # seconds to stall before answering RCPT
     drop_mail: int = 0  # abort the connection on this many upcoming MAIL commands
+    # How the next DATA commands end, one entry each: "cut" (take the mail, then cut the
+    # connection), "late" (take it, answer after `late_delay`), "cut-after-rcpt" (cut before
+    # DATA), "close-after" (answer 250, then close the kept-alive connection), or a reply line.
+    data_faults: list[str] = field(default_factory=list)
+    late_delay: float = 1.5
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -79,12 +84,26 @@ class Recorder:
         if self.rcpt_reply:
             return self.rcpt_reply
         envelope.rcpt_tos.append(address)
+        if self.data_faults and self.data_faults[0] == "cut-after-rcpt":
+            self.data_faults.pop(0)
+            asyncio.get_running_loop().call_soon(server.transport.abort)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        fault = self.data_faults.pop(0) if self.data_faults else ""
+        if fault[:1].isdigit() and not fault.startswith("2"):
+            return fault  # refused: nothing taken
         self.received.append(
             (session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
         )
+        if fault == "cut":
+            server.transport.abort()
+        elif fault == "late":
+            await asyncio.sleep(self.late_delay)
+        elif fault == "close-after":
+            asyncio.get_running_loop().call_later(0.05, server.transport.abort)
+        elif fault:
+            return fault
         return "250 2.0.0 queued"
 
     @property
@@ -239,9 +258,92 @@ def test_a_server_that_keeps_dropping_is_transient(server: tuple[Controller, Rec
     controller, handler = server
     channel = channel_for(controller)
     handler.drop_mail = 2
-    with pytest.raises(TransientError, match="closed the connection twice"):
+    with pytest.raises(TransientError, match="closed the connection twice") as caught:
         channel.send(NEWSLETTER, "dlv-c")
     assert handler.received == []
+    assert not caught.value.maybe_sent  # nothing had been handed over: a plain retry
+
+
+@pytest.mark.parametrize("fault", ["cut", "late"])
+def test_no_clear_answer_after_the_body_may_have_been_delivered(
+    server: tuple[Controller, Recorder], fault: str
+) -> None:
+    """The relay took the mail, then cut the connection or answered after our timeout: a
+    retry would mail Maria twice, so the error says it may have been delivered."""
+    controller, handler = server
+    handler.data_faults = [fault]
+    handler.late_delay = 1.5
+    channel = channel_for(controller, timeout=0.5)
+    with pytest.raises(TransientError, match="may have been delivered") as caught:
+        channel.send(NEWSLETTER, "dlv-amb")
+    assert caught.value.maybe_sent
+    assert len(handler.received) == 1  # it was taken
+    what = "closed the connection" if fault == "cut" else "did not answer in time"
+    assert what in str(caught.value)
+    # The session is gone; the next reader goes over a new connection, without a fuss.
+    channel.send(NEWSLETTER, "dlv-next")
+    channel.close()
+    assert len(handler.received) == 2
+    assert len(handler.connections) == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("451 4.3.0 queue full", TransientError), ("554 5.6.0 spam", PermanentError)],
+)
+def test_a_clear_refusal_of_the_body_is_not_ambiguous(
+    server: tuple[Controller, Recorder], reply: str, error: type[Exception]
+) -> None:
+    controller, handler = server
+    handler.data_faults = [reply]
+    channel = channel_for(controller)
+    with pytest.raises(error, match=re.escape(reply)) as caught:
+        channel.send(NEWSLETTER, "dlv-ref")
+    assert not getattr(caught.value, "maybe_sent", False)
+    assert handler.received == []
+    channel.send(NEWSLETTER, "dlv-after")  # the session was reset and is still usable
+    channel.close()
+    assert len(handler.connections) == 1
+
+
+def test_an_answer_that_is_not_smtp_after_the_body_is_ambiguous(
+    server: tuple[Controller, Recorder],
+) -> None:
+    controller, handler = server
+    handler.data_faults = ["OK thanks"]
+    channel = channel_for(controller)
+    with pytest.raises(TransientError, match="not an SMTP reply") as caught:
+        channel.send(NEWSLETTER, "dlv-garbage")
+    assert caught.value.maybe_sent
+
+
+def test_a_cut_before_data_is_a_plain_retry(server: tuple[Controller, Recorder]) -> None:
+    controller, handler = server
+    handler.data_faults = ["cut-after-rcpt"]
+    channel = channel_for(controller)
+    with pytest.raises(TransientError, match="before the message was sent") as caught:
+        channel.send(NEWSLETTER, "dlv-early")
+    assert not caught.value.maybe_sent
+    assert handler.received == []
+
+
+def test_a_kept_alive_connection_found_dead_at_the_next_mail_is_not_ambiguous(
+    server: tuple[Controller, Recorder],
+) -> None:
+    """The relay answered 250 and then closed the idle connection: the next mail finds it dead
+    at MAIL FROM, before anything of it went out, and simply reconnects."""
+    controller, handler = server
+    handler.data_faults = ["close-after"]
+    channel = channel_for(controller)
+    channel.send(NEWSLETTER, "dlv-first")
+    time.sleep(0.2)
+    channel.send(NEWSLETTER, "dlv-second")
+    channel.close()
+    assert [handler.mail(i)["Message-ID"] for i in range(2)] == [
+        "<dlv-first@community.example.org>",
+        "<dlv-second@community.example.org>",
+    ]
+    assert len(handler.connections) == 2
 
 
 def test_550_is_permanent_with_the_server_reply(server: tuple[Controller, Recorder]) -> None:

@@ -207,6 +207,36 @@ def test_visible_text_strips_markup() -> None:
     assert visible_text(r"*Jambo* \- [karibu](https://x\.org)", "MarkdownV2") == "Jambo - karibu"
 
 
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
+        ("&lt;&gt;&amp;&quot;", '<>&"'),
+        ("&nbsp;", "&nbsp;"),  # only four named entities: the rest stay as written
+        ("&apos; &copy; &hellip;", "&apos; &copy; &hellip;"),
+        ("&LT;", "&LT;"),  # names are case-sensitive
+        ("&lt &amp", "< &"),  # the ";" is optional
+        ("&#65;&#x42;&#X43;", "AB&#X43;"),  # hexadecimal needs a lower-case x
+        ("&#x1F600;", "😀"),
+        ("&#0; &#1114111; &#12345678;", "&#0; &#1114111; &#12345678;"),
+        ("&#0000065;", "A"),  # 9 characters before the ";": still decoded
+        ("&#00000065;", "&#00000065;"),  # 10: not
+        ("a & b", "a & b"),
+    ],
+)
+def test_html_mode_decodes_entities_as_telegram_does(html: str, shown: str) -> None:
+    """Bot API #html-style and tdlib's decode_html_entity (td/telegram/MessageEntity.cpp)."""
+    assert visible_text(html, "HTML") == shown
+
+
+def test_an_unsupported_entity_counts_in_full() -> None:
+    tg = channel("https://api.telegram.org", parse_mode="HTML")
+    assert tg.check(message("a" * 4090 + "&nbsp;")) == []
+    assert tg.check(message("a" * 4091 + "&nbsp;")) == [
+        "text is 4097 characters (UTF-16 units, emoji count 2), over telegram's limit of 4096 by 1"
+    ]
+    assert tg.check(message("a" * 4095 + "&amp;")) == []
+
+
 def test_check_counts_utf16_after_markup() -> None:
     tg = channel("https://api.telegram.org", parse_mode="HTML")
     assert tg.check(message("<b>" + "a" * 4096 + "</b>")) == []

@@ -173,6 +173,16 @@ def test_check_weighted_length_and_poll_limits() -> None:
     ]
 
 
+@pytest.mark.parametrize("char", ["\ufeff", "\ufffe", "\uffff"])
+def test_characters_x_refuses_are_a_problem_anywhere(char: str) -> None:
+    """twitter-text INVALID_CHARACTERS: a post holding one is invalid whatever its length."""
+    x = XChannel("x", {"token": EnvRef("${X_TOKEN}")}, env={})
+    for text in (char + "Hello", "Hel" + char + "lo", "Hello" + char):
+        (problem,) = x.check(message(text))
+        assert "which X refuses; remove it" in problem
+        assert f"U+{ord(char):04X}" in problem
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [

@@ -173,28 +173,25 @@ def test_every_facet_slices_to_its_feature(parts: list[tuple[str, str]], noise: 
 
 
 def _mastodon_length_whole_text(text: str, url_length: int = 23) -> int:
-    """The straightforward reference: twitter-text's URL pattern over the whole text."""
-    from twitter_text.regexp.extract_url import extract_url
-
-    from commcal.channels.text import _masto_url_end, _patterns, graphemes
+    """The straightforward reference: Mastodon's URL pattern over the whole text."""
+    from commcal.channels.text import (
+        _masto_url_pattern,
+        graphemes,
+        masto_mentions,
+        masto_url_entity,
+        rewrite,
+    )
 
     entities = []
-    for found in extract_url.finditer(text):
+    for found in _masto_url_pattern().finditer(text):
         if not found.group(4):
             continue
         host_end = found.end(6) if found.group(6) else found.end(5)
-        entities.append((found.start(3), _masto_url_end(text, host_end), "x" * url_length))
-    for match in _patterns()["masto_mention"].finditer(text):
-        entities.append((match.start(), match.end(), "@" + match.group(1)))
-    entities.sort()
-    out, position = [], 0
-    for start, end, replacement in entities:
-        if start < position:
-            continue
-        out += [text[position:start], replacement]
-        position = end
-    out.append(text[position:])
-    return graphemes("".join(out))
+        entity = masto_url_entity(text, found.start(3), host_end, found.group(5), url_length)
+        if entity is not None:
+            entities.append(entity)
+    entities.extend(masto_mentions(text))
+    return graphemes(rewrite(text, entities))
 
 
 _PIECES = st.sampled_from(
@@ -205,6 +202,10 @@ _PIECES = st.sampled_from(
         "(https://example.org/path).",
         "see:https://a.b/c?d=e&f=g,",
         "ftp://files.example.org",
+        "gemini://gemini.example.org/log",
+        "ipfs://bafy.example/x",
+        "@bob@example.com@x",
+        "@anna@social.example://",
         "example.org/no-protocol",
         "@anna@social.example",
         "@bob",
@@ -254,3 +255,87 @@ def test_a_query_ends_where_mastodon_ends_it(tail: str) -> None:
 
     text = "?" + tail
     assert _masto_url_end(text, 0) == _query_end_by_hand(text, 0)
+
+
+# -- counting rules checked against the networks' own code (issue 15 point 22) --------------------
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "gemini://gemini.example.org/" + "a" * 60,
+        "ipfs://bafybeigdyrzt.ipfs.io/" + "b" * 60,
+        "ipns://docs.example.org/" + "c" * 60,
+        "dat://archive.example.org/" + "d" * 60,
+        "dweb://site.example.org/" + "e" * 60,
+        "ssb://pub.example.org/" + "f" * 60,
+        "gopher://hole.example.org/" + "g" * 60,
+        "HTTPS://EXAMPLE.ORG/" + "h" * 60,
+    ],
+)
+def test_mastodon_counts_each_of_its_url_schemes_as_23(link: str) -> None:
+    """config/initializers/twitter_regex.rb: `(?:https?|dat|dweb|ipfs|ipns|ssb|gopher|gemini)://`"""
+    assert mastodon_length(f"Read {link} today") == len("Read ") + 23 + len(" today")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "ftp://files.example.org/" + "a" * 40,
+        "xmpp:room@conference.example.org",
+        "magnet:?xt=urn",
+        # Mastodon's pattern wants a domain with a known TLD: a bare IPFS CID is none.
+        "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+    ],
+)
+def test_other_schemes_count_in_full_on_mastodon(link: str) -> None:
+    assert mastodon_length(link) == len(link)
+
+
+def test_a_mastodon_url_over_4096_characters_counts_in_full() -> None:
+    """twitter-text Extractor#is_valid_domain: url.length <= MAX_URL_LENGTH (4096)."""
+    base = "https://example.org/"
+    at_limit = base + "a" * (4096 - len(base))
+    assert mastodon_length(at_limit) == 23
+    assert mastodon_length(at_limit + "a") == 4097
+    assert mastodon_length(f"see {at_limit}a and https://example.org/b") == 4 + 4097 + 5 + 23
+    # The domain is counted in its ASCII (punycode) form: "δρόμος.gr" is 9, "xn--kxaekss5a.gr" 16.
+    greek = "https://δρόμος.gr/"
+    growth = len("δρόμος.gr".encode("idna")) - len("δρόμος.gr")
+    fits = greek + "a" * (4096 - len(greek) - growth)
+    assert mastodon_length(fits) == 23
+    assert mastodon_length(fits + "a") == len(fits) + 1
+    # A label over 63 characters cannot be converted to ASCII: no URL at all.
+    long_label = "https://" + "a" * 64 + ".org/x"
+    assert mastodon_length(long_label) == len(long_label)
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("@bob@example.com", 4),
+        ("@bob@example.com@x", 18),  # end_mention_match: another @ follows: no mention
+        ("@bob@example.com://", 19),  # ... or ://
+        ("hi @bob@example.com, and @ann", len("hi @bob, and @ann")),
+        ("=@bob@example.com", 17),  # MENTION_RE's look-behind refuses = / and word characters
+        ("a@bob@example.com", 17),
+        ("@bob.smith@social.example", len("@bob.smith")),
+        ("@bob@" + "d" * 250 + ".org", 4 + 1 + 250 + 4),  # domain over 253: no mention
+        ("@bob@" + "d" * 245 + ".org", 4),
+        ("@jürgen@example.com", len("@jürgen@example.com")),  # ü is no username character
+    ],
+)
+def test_mastodon_mentions_follow_its_extractor(text: str, count: int) -> None:
+    """app/lib/extractor.rb extract_mentions_or_lists_with_indices with Account::MENTION_RE."""
+    assert mastodon_length(text) == count
+
+
+def test_x_invalid_characters_are_named() -> None:
+    from commcal.channels.text import x_invalid_characters
+
+    assert x_invalid_characters("Hello") == []
+    assert x_invalid_characters("\ufeffHello \ufffe and \uffff") == [
+        "U+FFFE",
+        "U+FEFF (byte order mark)",
+        "U+FFFF",
+    ]

@@ -16,6 +16,11 @@ so, because it promises an HTTPS endpoint that unsubscribes on a bare POST (RFC 
 Connection: opened on the first send and reused; a server that dropped it (idle timeout, restart)
 before it accepted our MAIL FROM/RCPT TO is reconnected once. Only SMTP replies decide between a
 retry and a failure: 4xx is transient, 5xx permanent (RFC 5321 section 4.2.1).
+
+Once the end of the message body has gone out, the server may have queued the mail whatever
+happens next: a cut connection, a timeout or a reply that is not SMTP is "may have been
+delivered" (`TransientError(maybe_sent=True)`), which the publisher records `unknown` instead of
+mailing the reader again. Only a clear 4xx/5xx answer to the end of data says it was not taken.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import email.errors
 import email.policy
 import email.utils
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping
@@ -198,18 +204,67 @@ class SmtpChannel(Channel):
                     raise TransientError(
                         "the SMTP server closed the connection twice before taking the message"
                     ) from None
+        self._data(smtp, data)
+
+    def _data(self, smtp: smtplib.SMTP, data: bytes) -> None:
+        """DATA, the body, and the server's answer to its end.
+
+        Until the body's final "." has gone out nothing can have been queued, so a failure is a
+        plain retry. After it, only a clear 4xx/5xx reply says the server refused the mail; a
+        cut connection, a reply that comes too late or one that is not an SMTP reply leaves it
+        open whether the mail was taken (RFC 5321 section 4.1.1.4: the transaction is complete
+        when the server answers the end of data, and section 6.1: once it says 250 it must
+        deliver). A retry could then mail the reader twice, so the error says `maybe_sent`.
+        """
         try:
-            code, reply = smtp.data(data)
+            code, reply = smtp.docmd("data")
         except smtplib.SMTPServerDisconnected as exc:
             self._discard()
-            # After the body went out the server may or may not have queued it.
-            what = "timed out" if _timed_out(exc) else "closed the connection"
+            if _timed_out(exc):
+                raise self._timeout() from None
             raise TransientError(
-                f"the SMTP server {what} while the message was being sent "
-                "(it may have been delivered)"
+                "the SMTP server closed the connection before the message was sent"
             ) from None
-        if code != 250:
+        if code != 354:
             self._refused(smtp, code, reply)
+        # RFC 5321 section 4.5.2: a line starting with "." gets one more; then CRLF "." CRLF.
+        body = re.sub(rb"(?m)^\.", b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        try:
+            smtp.send(body + b".\r\n")
+        except smtplib.SMTPServerDisconnected:
+            # The end of data never left: the server cannot have taken the message.
+            self._discard()
+            raise TransientError(
+                "the SMTP server closed the connection before the message was sent"
+            ) from None
+        try:
+            code, reply = smtp.getreply()
+        except smtplib.SMTPServerDisconnected as exc:
+            self._discard()
+            what = "did not answer in time" if _timed_out(exc) else "closed the connection"
+            raise self._maybe_sent(
+                f"the SMTP server {what} after it received the message"
+            ) from None
+        except smtplib.SMTPResponseException:  # a reply line too long to be SMTP
+            self._discard()
+            raise self._maybe_sent("the SMTP server's answer to the message was not SMTP") from None
+        if 200 <= code < 300:
+            return
+        if 400 <= code < 600:
+            self._refused(smtp, code, reply)
+        self._discard()
+        raise self._maybe_sent(
+            f"the SMTP server answered the message with {_reply_text(code, reply)!r}, "
+            "which is not an SMTP reply"
+        )
+
+    def _maybe_sent(self, what: str) -> TransientError:
+        return TransientError(
+            self.redact(f"{what}: it may have been delivered, so it is not sent again"),
+            maybe_sent=True,
+        )
 
     def _envelope(
         self, smtp: smtplib.SMTP, sender: str, recipient: str, size: int, international: bool
@@ -465,7 +520,10 @@ def _attachment_problems(attachments: Any) -> list[str]:
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
-    text = exc.smtp_error
+    return _reply_text(exc.smtp_code, exc.smtp_error)
+
+
+def _reply_text(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return f"{exc.smtp_code} {' '.join(str(text).split())}"
+    return f"{code} {' '.join(str(text).split())}"

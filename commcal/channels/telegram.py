@@ -7,7 +7,6 @@ server's answer, with nothing chained to them.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,6 +35,31 @@ PARSE_MODES = ("HTML", "MarkdownV2")
 _CHAT_USERNAME = re.compile(r"@[A-Za-z][A-Za-z0-9_]{4,31}")
 
 
+# HTML mode decodes only these named entities, and numeric ones (https://core.telegram.org/bots/
+# api#html-style: "All numerical HTML entities are supported. The API currently supports only the
+# following named HTML entities: &lt;, &gt;, &amp; and &quot;"). tdlib's decode_html_entity
+# (td/telegram/MessageEntity.cpp) shows the rest: names are case-sensitive, the ";" is optional,
+# hexadecimal needs a lower-case "x", a reference of 10 or more characters before the ";", or for
+# code point 0 or U+10FFFF and above, is not decoded; whatever is not decoded stays as written
+# (`&nbsp;` counts 6 characters).
+_HTML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_HTML_ENTITY = re.compile(r"&(?:#x([0-9A-Fa-f]*)|#([0-9]*)|([A-Za-z]*));?")
+
+
+def _decode_entity(match: re.Match[str]) -> str:
+    hex_digits, digits, name = match.groups()
+    if name is not None:
+        return _HTML_NAMED.get(name, match.group(0))
+    number = hex_digits if hex_digits is not None else digits
+    prefix = 3 if hex_digits is not None else 2  # "&#x" or "&#"
+    code = int(number, 16 if hex_digits is not None else 10) if number else 0
+    if code == 0 or code >= 0x10FFFF or prefix + len(number) >= 10:
+        return match.group(0)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"  # Telegram refuses a lone surrogate; count it as one character
+    return chr(code)
+
+
 def visible_text(text: str, parse_mode: str | None) -> str:
     """The text Telegram counts: what remains after its formatting markup is parsed.
 
@@ -44,7 +68,7 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     close enough for a length check; Telegram itself rejects malformed markup.
     """
     if parse_mode == "HTML":
-        return html.unescape(re.sub(r"<[^>]*>", "", text))
+        return _HTML_ENTITY.sub(_decode_entity, re.sub(r"<[^>]*>", "", text))
     if parse_mode == "MarkdownV2":
         text = re.sub(r"(?<!\\)\[((?:\\.|[^\]\\])*)\]\((?:\\.|[^)\\])*\)", r"\1", text)
         text = re.sub(r"(?<!\\)(\|\||__|[*_~`])", "", text)

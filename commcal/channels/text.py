@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import regex as _regex_mod
 
+# Ruby's [[:word:]] on a UTF-8 string (Onigmo): Letter, Mark, Decimal_Number, Connector_Punctuation.
+_RUBY_WORD = r"\p{L}\p{M}\p{Nd}\p{Pc}"
+# twitter-text LATIN_ACCENTS (rb/lib/twitter-text/regex.rb).
+_LATIN_ACCENTS = (
+    "\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff\u0100-\u024f\u0253\u0254\u0256\u0257\u0259"
+    "\u025b\u0263\u0268\u026f\u0272\u0289\u028b\u02bb\u0300-\u036f\u1e00-\u1eff"
+)
+
 # JavaScript's `\s` (ECMA-262 WhiteSpace + LineTerminator). Bluesky's detection runs in JS, and
 # Python's `\s` differs from it (it includes U+001C..U+001F and U+0085, omits U+FEFF).
 _JS_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -28,6 +36,24 @@ TAG_MAX_BYTES = 640
 # Mastodon: every URL costs 23 characters whatever its length
 # (app/validators/status_length_validator.rb, URL_PLACEHOLDER_CHARS).
 MASTODON_URL_LENGTH = 23
+# ...but only a URL of at most 4,096 characters is one: twitter-text's Extractor#is_valid_domain
+# (twitter/twitter-text rb/lib/twitter-text/extractor.rb, MAX_URL_LENGTH), which Mastodon's
+# extract_urls_with_indices calls, drops longer ones, so they count in full.
+MASTODON_MAX_URL = 4096
+# The schemes Mastodon's URL pattern knows (config/initializers/twitter_regex.rb, valid_url:
+# `(?:https?|dat|dweb|ipfs|ipns|ssb|gopher|gemini)://`): each such link costs 23 as well. (The
+# web composer's counter, app/javascript/mastodon/features/compose/util/url_regex.js, knows
+# http(s) only and so shows more than the server counts; the server decides.)
+MASTODON_SCHEMES = ("https?", "dat", "dweb", "ipfs", "ipns", "ssb", "gopher", "gemini")
+# A remote mention whose domain is longer than this is no mention (app/lib/extractor.rb).
+MASTODON_MAX_DOMAIN = 253
+# X refuses these anywhere in a post (twitter-text rb/lib/twitter-text/regex.rb,
+# INVALID_CHARACTERS: U+FFFE and U+FEFF "BOM", U+FFFF "Special"; Validation#tweet_invalid?).
+X_INVALID_CHARACTERS = {
+    "\ufffe": "U+FFFE",
+    "\ufeff": "U+FEFF (byte order mark)",
+    "\uffff": "U+FFFF",
+}
 
 
 @functools.cache
@@ -63,10 +89,17 @@ def _patterns() -> dict[str, _regex_mod.Pattern[str]]:
             r")?"
         ),
         "trailing_punct": regex.compile(r"\p{P}+$"),
-        # Mastodon's remote mention `@user@domain` (Account::MENTION_RE): only `@user` counts.
+        # Mastodon's mention, Account::MENTION_RE (app/models/account.rb):
+        #   (?<![=/[:word:]])@((USERNAME_RE)(?:@[[:word:]]+([.-]+[[:word:]]+)*)?)
+        # with USERNAME_RE = [a-z0-9_]+([.-]+[a-z0-9_]+)*/i; Ruby's [[:word:]] is Unicode
+        # letters, marks, decimal digits and connector punctuation. Only `@user` counts.
         "masto_mention": regex.compile(
-            r"(?<![\w/])@([a-zA-Z0-9_]+(?:[a-zA-Z0-9_.-]+[a-zA-Z0-9_])?)@[\w.-]+\w"
+            rf"(?<![=/{_RUBY_WORD}])@(([a-zA-Z0-9_]+(?:[.-]+[a-zA-Z0-9_]+)*)"
+            rf"(?:@([{_RUBY_WORD}]+(?:[.-]+[{_RUBY_WORD}]+)*))?)"
         ),
+        # twitter-text's end_mention_match (rb/lib/twitter-text/regex.rb): a mention followed by
+        # another @, a Latin accented letter or :// is no mention (`@bob@example.com@x`).
+        "masto_mention_end": regex.compile(rf"[@＠]|[{_LATIN_ACCENTS}]|://"),
     }
 
 
@@ -133,42 +166,77 @@ def _masto_url_end(text: str, position: int) -> int:
 _URL_TOKEN = re.compile(r"\S*://\S*")
 
 
-@functools.lru_cache(maxsize=4096)
-def _protocol_urls(window: str) -> tuple[tuple[int, int], ...]:
-    """(start, end of host) of each URL with a protocol in a token. Cached: a calendar's posts
-    repeat their links (the same UTM-tagged URL in every occurrence of an item)."""
+@functools.cache
+def _masto_url_pattern() -> re.Pattern[str]:
+    """twitter-text's URL pattern with Mastodon's schemes in place of `https?` (twitter_regex.rb
+    valid_url). Its path and query parts are twitter-text's; `_masto_url_end` applies
+    Mastodon's wider ones from where the host ends."""
     from twitter_text.regexp.extract_url import extract_url
 
+    protocol = "(https?:\\/\\/)?"
+    assert extract_url.pattern.count(protocol) == 1, "twitter-text's URL pattern changed"
+    schemes = "|".join(MASTODON_SCHEMES)
+    return re.compile(
+        extract_url.pattern.replace(protocol, f"((?:{schemes}):\\/\\/)?"), extract_url.flags
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _protocol_urls(window: str) -> tuple[tuple[int, int, str], ...]:
+    """(start, end of host, domain) of each URL with a scheme in a token. Cached: a calendar's
+    posts repeat their links (the same UTM-tagged URL in every occurrence of an item)."""
     return tuple(
-        (found.start(3), found.end(6) if found.group(6) else found.end(5))
-        for found in extract_url.finditer(window)
+        (found.start(3), found.end(6) if found.group(6) else found.end(5), found.group(5))
+        for found in _masto_url_pattern().finditer(window)
         if found.group(4)
     )
 
 
-def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
-    """Mastodon's count: grapheme clusters, each http(s) URL as `url_length`, `@u@dom` as `@u`.
+@functools.lru_cache(maxsize=1024)
+def _idna_growth(domain: str) -> int | None:
+    """How many characters IDNA (ToASCII, RFC 3490) adds to a domain; None if it cannot be
+    converted (a label over 63 characters ...), which makes the URL no URL for twitter-text."""
+    try:
+        return max(0, len(domain.encode("idna")) - len(domain))
+    except UnicodeError:
+        return None
 
-    Mirrors StatusLengthValidator#countable_text (mastodon/mastodon
-    app/validators/status_length_validator.rb): URLs are found by twitter-text's extractor
-    with `extract_url_without_protocol: false` (so a bare `example.org` counts in full) and
-    Mastodon's wider path rules, and the rewritten text is measured with `grapheme_length`.
-    Spoiler text is added by the caller. Mastodon's rarer schemes (gemini://, dat:// ...) count
-    in full here.
+
+def masto_url_entity(
+    text: str, start: int, host_end: int, domain: str, url_length: int = MASTODON_URL_LENGTH
+) -> tuple[int, int, str] | None:
+    """The URL at `start` as Mastodon rewrites it, or None when it is no URL to Mastodon.
+
+    Extractor#extract_urls_with_indices keeps a URL only if `is_valid_domain(url.length,
+    domain, protocol)`: its domain converts to ASCII and the URL, counted with the ASCII form of
+    the domain, is at most 4,096 characters. (twitter-text's t.co special case is left out.)
     """
-    if "://" not in text and "@" not in text:  # nothing to rewrite: the common case
-        return graphemes(text)
-    entities: list[tuple[int, int, str]] = []
-    # twitter-text's URL pattern is costly on a whole post (most of a plan's check time). A URL
-    # never spans white space, so it is matched only in the tokens holding "://", each with the
-    # character before it for the pattern's look-behind; tests prove it equal to a whole-text scan.
-    for token in _URL_TOKEN.finditer(text):
-        base = max(0, token.start() - 1)
-        for start, host_end in _protocol_urls(text[base : token.end()]):
-            entities.append((base + start, _masto_url_end(text, base + host_end), "x" * url_length))
-    for match in _patterns()["masto_mention"].finditer(text):
-        entities.append((match.start(), match.end(), "@" + match.group(1)))
-    # Extractor.remove_overlapping_entities: sorted by start, a later overlapping one is dropped.
+    end = _masto_url_end(text, host_end)
+    growth = _idna_growth(domain)
+    if growth is None or end - start + growth > MASTODON_MAX_URL:
+        return None
+    return (start, end, "x" * url_length)
+
+
+def masto_mentions(text: str) -> list[tuple[int, int, str]]:
+    """Mastodon's mentions (app/lib/extractor.rb, extract_mentions_or_lists_with_indices), each
+    as (start, end, `@user`): a match followed by `@`, a Latin accent or `://` is no mention,
+    nor is one whose domain is over 253 characters."""
+    patterns = _patterns()
+    found = []
+    for match in patterns["masto_mention"].finditer(text):
+        if patterns["masto_mention_end"].match(text, match.end()):
+            continue
+        domain = match.group(3)
+        if domain and len(domain) > MASTODON_MAX_DOMAIN:
+            continue
+        found.append((match.start(), match.end(), "@" + match.group(2)))
+    return found
+
+
+def rewrite(text: str, entities: list[tuple[int, int, str]]) -> str:
+    """Extractor.remove_overlapping_entities (sorted by start, a later overlapping one dropped),
+    then StatusLengthValidator#rewrite_entities."""
     entities.sort()
     rewritten: list[str] = []
     position = 0
@@ -179,7 +247,39 @@ def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
         rewritten.append(replacement)
         position = end
     rewritten.append(text[position:])
-    return graphemes("".join(rewritten))
+    return "".join(rewritten)
+
+
+def mastodon_length(text: str, url_length: int = MASTODON_URL_LENGTH) -> int:
+    """Mastodon's count: grapheme clusters, each URL as `url_length`, `@u@dom` as `@u`.
+
+    Mirrors StatusLengthValidator#countable_text (mastodon/mastodon
+    app/validators/status_length_validator.rb): URLs are found by twitter-text's extractor
+    with `extract_url_without_protocol: false` (so a bare `example.org` counts in full) and
+    Mastodon's URL pattern (its schemes: gemini://, ipfs:// ... cost 23 too; its wider path
+    rules), URLs over 4,096 characters are no URLs, mentions follow Mastodon's Extractor, and
+    the rewritten text is measured with `grapheme_length`. Spoiler text is added by the caller.
+    """
+    if "://" not in text and "@" not in text:  # nothing to rewrite: the common case
+        return graphemes(text)
+    entities: list[tuple[int, int, str]] = []
+    # twitter-text's URL pattern is costly on a whole post (most of a plan's check time). A URL
+    # never spans white space, so it is matched only in the tokens holding "://", each with the
+    # character before it for the pattern's look-behind; tests prove it equal to a whole-text scan.
+    for token in _URL_TOKEN.finditer(text):
+        base = max(0, token.start() - 1)
+        for start, host_end, domain in _protocol_urls(text[base : token.end()]):
+            entity = masto_url_entity(text, base + start, base + host_end, domain, url_length)
+            if entity is not None:
+                entities.append(entity)
+    if "@" in text:
+        entities.extend(masto_mentions(text))
+    return graphemes(rewrite(text, entities))
+
+
+def x_invalid_characters(text: str) -> list[str]:
+    """The characters X refuses that `text` holds (twitter-text INVALID_CHARACTERS), named."""
+    return [name for char, name in X_INVALID_CHARACTERS.items() if char in text]
 
 
 def x_length(text: str) -> int:

@@ -21,7 +21,7 @@ from commcal.channels.base import (
     TransientError,
     poll_option_problems,
 )
-from commcal.channels.text import x_length
+from commcal.channels.text import x_invalid_characters, x_length
 
 if TYPE_CHECKING:
     import requests
@@ -61,6 +61,13 @@ class XChannel(Channel):
 
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
+        invalid = x_invalid_characters(message.text)
+        if invalid:
+            # twitter-text's Validation: a post holding one is invalid whatever its length.
+            problems.append(
+                f"text holds {', '.join(invalid)}, which X refuses; remove it (a template saved "
+                "with a byte order mark, or an invisible character pasted into a variable)"
+            )
         poll = message.options.get("poll")
         if poll:
             problems.extend(self._poll_problems(poll))
