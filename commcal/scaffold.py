@@ -9,6 +9,7 @@ from commcal.errors import ConfigError
 FILES = {
     "commcal.yaml": """\
 # commcal project configuration: see docs/calendar-format.md
+project: {project}    # the ledger remembers this name: one ledger serves one project
 timezone: Europe/Athens
 locale: en
 state: sqlite:///.commcal/state.db
@@ -45,6 +46,15 @@ Tip of the week from {{ brand }}: {{ topic }}.
 }
 
 
+def project_line(directory: Path) -> str:
+    """The folder's name as a YAML scalar for `project:` (quoted unless plainly safe)."""
+    import json
+    import re
+
+    name = directory.resolve().name or "commcal"
+    return name if re.fullmatch(r"[A-Za-z][\w.-]*", name) else json.dumps(name)
+
+
 def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
     if directory.exists() and any(directory.iterdir()) and not force:
         if (directory / "commcal.yaml").exists():
@@ -55,6 +65,8 @@ def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
         path = directory / name
         if path.exists():
             continue
+        if name == "commcal.yaml":
+            text = text.replace("{project}", project_line(directory))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)
