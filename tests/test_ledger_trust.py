@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -199,6 +200,34 @@ def test_two_projects_on_one_ledger_are_refused_with_both_names(
     assert (code, counts(out)) == (0, {"already": 3}), err
 
 
+def test_one_ledger_one_project_and_a_dry_run_that_writes_nothing_on_both_backends(
+    make_project: MakeProject,
+    receiver: Receiver,
+    ledger_url: str,  # noqa: F811
+) -> None:
+    calendar = every_minute("tip", ["hook"], "2026-01-01 00:00", 2)
+    first = hook_project(make_project, receiver, calendar)
+    second = hook_project(make_project, receiver, calendar)
+    state = ["--state", ledger_url]
+    code, out, err = cli(first, "publish", "--now", NOW, *state, "-f", "json")
+    assert (code, counts(out)) == (0, {"sent": 2}), err
+    code, out, err = cli(second, "publish", "--now", NOW, *state)
+    assert code == 2 and "belongs to project 'project', not to 'project-2'" in err
+    assert "password" not in err and "options" not in err
+
+    def snapshot() -> list[Any]:
+        with open_ledger(ledger_url) as ledger:
+            found = [ledger.records(), ledger.workers(datetime(2026, 1, 1, tzinfo=UTC))]
+            return [*found, ledger.meta(), [ledger.attempts(r.id) for r in found[0]]]
+
+    before = snapshot()
+    code, out, err = cli(first, "publish", "--dry-run", "--now", "2026-01-01T00:11:30Z", *state)
+    assert code == 0, err
+    assert "2 already" in out
+    assert snapshot() == before
+    assert len(receiver.requests) == 2
+
+
 def test_init_names_the_project_after_its_folder(tmp_path: Path) -> None:
     target = tmp_path / "river-news"
     result = CliRunner().invoke(app, ["init", str(target)])
@@ -213,7 +242,7 @@ def test_a_bad_project_name_is_a_config_problem(make_project: MakeProject) -> No
     root = make_project(config="project: ' padded'\ntimezone: UTC\nchannels: {}\n")
     code, out, err = cli(root, "validate")
     assert code == 2
-    assert "commcal.yaml:1" in err + out and "project" in err + out
+    assert "commcal.yaml:1" in err + out and "project ' padded' is not a usable name" in err + out
 
 
 def _old_ledger(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
