@@ -532,7 +532,7 @@ class Publisher:
             held = self._would_with_record(ledger, adapter, delivery, record)
             if held is not None:
                 return held
-        elif delivery.recipient is not None and delivery.recipient.key in blocked:
+        if delivery.recipient is not None and delivery.recipient.key in blocked:
             return Outcome(delivery, "would-skip", "unsubscribed")
         if adapter is None:
             return Outcome(
