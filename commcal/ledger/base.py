@@ -1343,13 +1343,6 @@ class SqlLedger(Ledger):
             return {}
         return {r[0]: r[1] for r in self._execute("SELECT key, value FROM ledger_meta")}
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._execute(
-            "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
     def meta(self) -> LedgerMeta:
         values = self._transaction(self._meta_values, write=False)
 
@@ -1395,15 +1388,17 @@ class SqlLedger(Ledger):
         return self._transaction(tx, write=True)
 
     def mark_swept(self, through: datetime) -> None:
-        when = utc(through, "through")
-
-        def tx() -> None:
-            rows = self._execute("SELECT value FROM ledger_meta WHERE key = 'swept_through'")
-            if rows and datetime.fromisoformat(rows[0][0]) >= when:
-                return
-            self._set_meta("swept_through", _iso(when))
-
-        self._transaction(tx, write=True)
+        # One conditional upsert: two runs committing at once never move the mark back (the
+        # fixed-width text compares as the instants do).
+        self._transaction(
+            lambda: self._execute(
+                "INSERT INTO ledger_meta (key, value) VALUES ('swept_through', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE ledger_meta.value < excluded.value",
+                (_iso(utc(through, "through")),),
+            ),
+            write=True,
+        )
 
     def reopen_skipped(self, delivery_ids: Iterable[str], now: datetime) -> list[str]:
         wanted = sorted(set(delivery_ids))
