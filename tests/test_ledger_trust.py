@@ -410,6 +410,23 @@ def test_retry_refuses_a_failed_send_that_may_have_arrived_and_force_says_the_ri
     assert states(root) == {delivery: "pending"}
 
 
+@pytest.mark.usefixtures("short_read_timeout")
+def test_retry_of_a_timed_out_webhook_is_allowed_because_the_receiver_dedupes_for_good(
+    make_project: MakeProject, receiver: Receiver
+) -> None:
+    receiver.behave = lambda request: Answer(delay=1.0)
+    calendar = every_minute("tip", ["hook"], "2026-01-01 00:00", 1)
+    root = hook_project(make_project, receiver, calendar, publish="max_late: 6h, max_attempts: 1")
+    assert cli(root, "publish", "--now", NOW)[0] == 1
+    (delivery,) = states(root)
+    assert states(root) == {delivery: "failed"}
+    with open_ledger("sqlite:///state.db", project_dir=root) as ledger:
+        assert ledger.may_have_been_sent(delivery)  # it timed out after the request went out
+    code, out, err = cli(root, "retry", delivery[:10], "--now", "2026-01-01T02:10:00Z")
+    assert code == 0, err
+    assert "queued again" in out and "twice" not in out
+
+
 def test_resolve_settles_a_failed_send_that_may_have_arrived(
     make_project: MakeProject, receiver: Receiver, short_read_timeout: None
 ) -> None:
