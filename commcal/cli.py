@@ -395,13 +395,20 @@ StateOption = Annotated[
 ]
 
 
-def _ledger(project: Project, state: str | None) -> Any:
+def _ledger(
+    project: Project, state: str | None, *, create: bool = True, read_only: bool = False
+) -> Any:
+    """The project's ledger. Commands that only read it, or change what it holds, pass
+    `create=False` / `read_only=True`: a mistyped --state is an error naming the path, never a
+    new, empty ledger."""
     from commcal.errors import CommcalError
     from commcal.ledger import open_ledger
     from commcal.publish import state_url
 
     try:
-        return open_ledger(state_url(project, state), project_dir=project.root)
+        return open_ledger(
+            state_url(project, state), project_dir=project.root, create=create, read_only=read_only
+        )
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
 
@@ -410,7 +417,27 @@ def _ledger(project: Project, state: str | None) -> Any:
 def publish(
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Render and check what is due; send and record nothing."),
+        typer.Option(
+            "--dry-run",
+            help="Say what a real publish would do now, delivery by delivery (already sent, "
+            "would skip, would expire, would send, ...); send and write nothing.",
+        ),
+    ] = False,
+    catch_up: Annotated[
+        bool,
+        typer.Option(
+            "--catch-up",
+            help="Also send what came due (within publish.max_late) before this ledger took "
+            "over from an earlier one, which may have sent it already.",
+        ),
+    ] = False,
+    new_ledger: Annotated[
+        bool,
+        typer.Option(
+            "--new-ledger",
+            help="Confirm that this new, empty ledger replaces the one the project last "
+            "published to; what came due before now is recorded skipped.",
+        ),
     ] = False,
     only: Annotated[list[str] | None, typer.Option(help="Only this item id (repeatable).")] = None,
     channel: Annotated[
@@ -453,6 +480,8 @@ def publish(
             filters=Filters(channels=channel or (), items=only or ()),
             on_outcome=progress.outcome,
             stop=stop,
+            catch_up=catch_up,
+            new_ledger=new_ledger,
         )
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
@@ -491,9 +520,17 @@ def status(
     from commcal.views import status as view
 
     project = _load()
-    with _ledger(project, state) as ledger:
+    with _ledger(project, state, read_only=True) as ledger:
         if workers:
-            view.show_workers(ledger.workers(_now(now)), format.value)
+            import socket
+
+            from commcal.ledger.base import live_workers
+
+            when = _now(now)
+            alive = live_workers(
+                ledger.workers(when), when, project.config.publish.lease, socket.gethostname()
+            )
+            view.show_workers(alive, format.value)
             return
         if delivery:
             record = _one(ledger, delivery)
@@ -527,33 +564,68 @@ def _one(ledger: Any, prefix: str) -> Any:
 def retry(
     delivery: Annotated[str | None, typer.Argument(help="Delivery id (or a prefix).")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Retry every failed delivery.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also retry deliveries that may have been delivered already (an interrupted or "
+            "timed-out send, or state unknown): the post may appear twice.",
+        ),
+    ] = False,
     now: NowOption = None,
     state: StateOption = None,
 ) -> None:
     """Put failed deliveries back in the queue; the next `commcal publish` sends them.
 
+    A delivery whose last send may have arrived is not retried (a repeat could post it twice):
+    check the channel and `commcal resolve` it, or pass --force to take that risk.
+
     Example: commcal retry --failed
     """
-    from commcal.ledger import State
+    from commcal.ledger import MaybeSent, State
 
     if not delivery and not failed:
         raise fail("name a delivery id, or pass --failed")
     project = _load()
     when = _now(now)
-    with _ledger(project, state) as ledger:
+    refused = 0
+    with _ledger(project, state, create=False) as ledger:
         targets = (
             ledger.records(states=[State.FAILED]) if failed else [_one(ledger, delivery or "")]
         )
         done = 0
         for record in targets:
-            if ledger.retry(record.id, when):
-                done += 1
+            adapter = project.channels.get(record.channel)
+            # A channel that dedupes by our key for good takes a repeat safely.
+            safe = adapter is not None and adapter.idempotent and adapter.idempotency_window is None
+            try:
+                queued = ledger.retry(record.id, when, force=force or safe)
+            except MaybeSent:
+                refused += 1
                 typer.echo(
-                    f"{record.id} {record.calendar}/{record.item} on {record.channel}: queued again"
+                    f"commcal: {record.id} {record.calendar}/{record.item} on {record.channel}: "
+                    "may have been delivered already (its last send was interrupted or timed "
+                    f"out after the request went out), and {record.channel} would not recognise "
+                    "a repeat, so a retry could post it twice. Check the channel, then run "
+                    f"`commcal resolve {record.id} --sent URL` or `--not-sent`; or "
+                    f"`commcal retry {record.id} --force` if you accept that the post may "
+                    "appear twice",
+                    err=True,
+                )
+                continue
+            if queued:
+                done += 1
+                risk = " (forced: it may appear twice)" if force else ""
+                typer.echo(
+                    f"{record.id} {record.calendar}/{record.item} on {record.channel}: "
+                    f"queued again{risk}"
                 )
             else:
-                typer.echo(f"{record.id}: is {record.state}, not failed; left alone", err=True)
+                expected = "failed or unknown" if force else "failed"
+                typer.echo(f"{record.id}: is {record.state}, not {expected}; left alone", err=True)
         typer.echo(f"{done} deliver{'y' if done == 1 else 'ies'} queued for the next publish")
+        if refused:
+            raise typer.Exit(2)
         if not failed and done == 0:
             raise typer.Exit(1)
 
@@ -571,17 +643,18 @@ def resolve(
     now: NowOption = None,
     state: StateOption = None,
 ) -> None:
-    """Settle a delivery whose send was interrupted (state unknown), after checking the channel.
+    """Settle a delivery whose send may have arrived (state unknown, or failed after a send
+    that timed out), after checking the channel.
 
     Example: commcal resolve 3f9a1c --sent https://mastodon.example/@us/1234
     """
     if (sent is None) == (not not_sent):
         raise fail("give exactly one of --sent URL or --not-sent")
     project = _load()
-    with _ledger(project, state) as ledger:
+    with _ledger(project, state, create=False) as ledger:
         record = _one(ledger, delivery)
         if not ledger.resolve(record.id, sent_url=sent, now=_now(now)):
-            raise fail(f"{record.id} is {record.state}, not unknown; nothing changed", 1)
+            raise fail(f"{record.id} is {record.state}, not unknown or failed; nothing changed", 1)
         typer.echo(
             f"{record.id}: "
             + ("recorded as sent" if sent else "queued to be sent at the next publish")

@@ -18,7 +18,17 @@ from commcal.timeutil import zone, zone_suggestions
 CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
 KNOWN_LOCALES = ("en", "el", "sw")
-TOP_KEYS = ("timezone", "locale", "state", "publish", "channels", "vars", "links", "members")
+TOP_KEYS = (
+    "project",
+    "timezone",
+    "locale",
+    "state",
+    "publish",
+    "channels",
+    "vars",
+    "links",
+    "members",
+)
 MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
 
@@ -58,6 +68,9 @@ class MemberConfig:
 @dataclass(frozen=True)
 class Config:
     root: Path
+    # The project's name, which its ledger remembers: one ledger serves one project. Empty:
+    # the name of the project's folder (see `project_name`).
+    project: str = ""
     timezone: str = "UTC"
     locale: str = "en"
     state: str | EnvRef = DEFAULT_STATE
@@ -76,6 +89,11 @@ class Config:
     @property
     def path(self) -> Path:
         return self.root / CONFIG_FILE
+
+    @property
+    def project_name(self) -> str:
+        """`project:` from commcal.yaml, else the name of the folder holding it."""
+        return self.project or self.root.resolve().name or "commcal"
 
     def state_url(self, env: Mapping[str, str] | None = None) -> str:
         if isinstance(self.state, EnvRef):
@@ -175,6 +193,15 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
     if not reader.mapping(node, "commcal.yaml", TOP_KEYS):
         return Config(root=root)
     values: dict[str, Any] = {}
+    if (n := node.get("project")) is not None and (name := reader.text(n, "project")):
+        if name.strip() != name or not name.isprintable() or len(name) > 100:
+            reader.problem(
+                n.pos,
+                f"project {name!r} is not a usable name",
+                "one line of at most 100 characters, e.g. project: community-news",
+            )
+        else:
+            values["project"] = name
     if (n := node.get("timezone")) is not None and (tz := read_zone(reader, n, "timezone")):
         values["timezone"] = tz
     if (n := node.get("locale")) is not None and (loc := read_locale(reader, n, "locale")):

@@ -23,6 +23,7 @@ that record: they record each send before the next.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import random
@@ -32,22 +33,29 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from commcal.channels.base import Channel, Message, PermanentError, TransientError
 from commcal.config import Config
 from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import (
+    CAUGHT_UP_PREFIX,
     TERMINAL,
     Claim,
+    DeliveryRecord,
     DueDelivery,
     Ledger,
+    LedgerMeta,
+    LedgerMissing,
     Sent,
     StaleClaim,
     State,
     open_ledger,
 )
+from commcal.ledger.base import ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
 
@@ -94,7 +102,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not any(o.state in (State.FAILED, State.UNKNOWN) for o in self.outcomes)
+        return not any(
+            o.state in (State.FAILED, State.UNKNOWN, "would-fail") for o in self.outcomes
+        )
 
 
 def unresolved(delivery: Delivery) -> str:
@@ -120,6 +130,77 @@ def due_delivery(delivery: Delivery, content_hash: str = "") -> DueDelivery:
         delivery.due,
         recipient=delivery.recipient.key if delivery.recipient else "",
         content_hash=content_hash,
+    )
+
+
+def caught_up_reason(took_over_at: datetime) -> str:
+    return (
+        f"{CAUGHT_UP_PREFIX} from an earlier one at {took_over_at:%Y-%m-%d %H:%M} UTC: that "
+        "ledger may have sent it; `commcal publish --catch-up` sends it"
+    )
+
+
+def _short(reason: str) -> str:
+    if reason.startswith(CAUGHT_UP_PREFIX):
+        return "due before this ledger took over; `commcal publish --catch-up` sends it"
+    return "draft" if reason.startswith("draft") else reason
+
+
+def display_url(url: str) -> str:
+    """A ledger URL fit to show: no password, no query (where passwords also hide)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}@{host}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+# The project's memory of the ledger it last published to (per checkout: .commcal/ is not in
+# git). Lost with the folder: a fresh checkout trusts the first ledger it is given.
+MEMORY_FILE = ".commcal/ledger.json"
+
+
+def remembered_ledger(root: Path) -> dict[str, str] | None:
+    """What this checkout remembers of its last ledger, or None (never published, or lost)."""
+    try:
+        data = json.loads((root / MEMORY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("ledger_id"), str):
+        return None
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def remember_ledger(root: Path, meta: LedgerMeta, url: str) -> None:
+    """Remember the ledger published to, when it changed (a write only then)."""
+    remembered = remembered_ledger(root)
+    if not meta.ledger_id or (remembered and remembered.get("ledger_id") == meta.ledger_id):
+        return
+    path = root / MEMORY_FILE
+    data = {
+        "ledger_id": meta.ledger_id,
+        "ledger": display_url(url),
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only checkout publishes all the same, without this protection
+
+
+def new_ledger_refusal(remembered: Mapping[str, str], where: str) -> str:
+    return (
+        f"this project last published to the ledger {remembered.get('ledger', '?')} (id "
+        f"{remembered.get('ledger_id', '?')[:8]}, since {remembered.get('since', '?')}); {where} "
+        "is a different ledger with no deliveries in it, and publishing there could send again "
+        "what the other one sent. If the state setting is a mistake (a typo in state:, --state "
+        "or COMMCAL_STATE, a deleted ledger file), fix it. If this is the project's new ledger, "
+        "run `commcal publish --new-ledger` once: deliveries due before now are recorded "
+        "skipped; `commcal publish --catch-up` sends those still within publish.max_late instead"
     )
 
 
@@ -210,6 +291,11 @@ class Publisher:
     filters: Filters = field(default_factory=Filters)
     stop: threading.Event = field(default_factory=threading.Event)
     on_outcome: Callable[[Outcome], None] | None = None
+    # --catch-up: also send what came due before this ledger took over from an earlier one
+    # (confirms the take-over, as --new-ledger does). --new-ledger: this empty ledger replaces
+    # the one the project last published to; what came due before now is recorded `skipped`.
+    catch_up: bool = False
+    new_ledger: bool = False
 
     def __post_init__(self) -> None:
         self._started = time.monotonic()
@@ -226,26 +312,11 @@ class Publisher:
 
     def run(self) -> Report:
         report = Report(dry_run=self.dry_run)
-        max_late = self.config.publish.max_late
-        lookback = max(EXPIRY_LOOKBACK, 2 * max_late)
-        window = deliveries(
-            self.project,
-            self.now - lookback,
-            self.now + timedelta(seconds=1),
-            self.filters,
-            members=True,
-        )
-        due = [d for d in window if d.due <= self.now]
-        late = [d for d in due if d.due < self.now - max_late]
-        fresh = [d for d in due if d.due >= self.now - max_late]
         if self.dry_run:
-            for delivery in fresh:
-                planned = check(self.project, delivery)
-                state = "would-send" if planned.ok else State.FAILED
-                detail = "; ".join(p.message for p in planned.problems)
-                self._report(report, Outcome(delivery, state, detail))
-            return report
+            return self._dry_run(report)
+        max_late = self.config.publish.max_late
         with self.open() as ledger:
+            meta = self._check_ledger(ledger, ledger.meta(), write=True)
             ledger.heartbeat(
                 self.worker,
                 self.clock(),
@@ -253,7 +324,17 @@ class Publisher:
                 pid=os.getpid(),
                 info="publish",
             )
+            start = self._window_start(meta)
+            late, fresh = self._due(start)
+            # One read of what is recorded: what is finished is not written again.
+            known = {
+                r.id: r
+                for r in ledger.records(due_from=start, due_to=self.now + timedelta(seconds=1))
+            }
             for delivery in late:
+                record = known.get(delivery.id)
+                if record is not None and record.state is not State.PENDING:
+                    continue
                 if ledger.record_expired(
                     due_delivery(delivery),
                     now=self.clock(),
@@ -262,12 +343,15 @@ class Publisher:
                     self._report(
                         report, Outcome(delivery, State.EXPIRED, "later than publish.max_late")
                     )
-            drafts = [d for d in fresh if d.item.draft]
-            for delivery in drafts:
-                if ledger.record_skipped(
-                    due_delivery(delivery), now=self.clock(), reason="draft: never published"
-                ):
-                    self._report(report, Outcome(delivery, State.SKIPPED, "draft"))
+            reported: set[str] = set()
+            for delivery, reason in self._not_sent(fresh, known, meta):
+                reported.add(delivery.id)
+                if ledger.record_skipped(due_delivery(delivery), now=self.clock(), reason=reason):
+                    self._report(report, Outcome(delivery, State.SKIPPED, _short(reason)))
+            if self.catch_up and meta.took_over_at is not None:
+                ledger.reopen_skipped(
+                    [d.id for d in fresh if d.due < meta.took_over_at], self.clock()
+                )
             # Finished ones are skipped before rendering: a cron run every minute stays cheap.
             done = {
                 r.id: r.state
@@ -276,10 +360,16 @@ class Publisher:
                 )
                 if r.state in TERMINAL
             }
-            todo = [d for d in fresh if d.id not in done and not d.item.draft]
+            todo = [d for d in fresh if d.id not in done and d.id not in reported]
+            if not self.filters.channels and not self.filters.items:
+                # Every delivery due before now - max_late has a row now (or is held).
+                ledger.mark_swept(self.now - max_late)
+            remember_ledger(self.project.root, meta, self.ledger_url)
             todo = self._people(ledger, todo, report)
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in fresh:
+            if delivery.id in reported:
+                continue  # recorded `skipped` just now: counted once, as skipped
             if done.get(delivery.id) == State.UNKNOWN:
                 # Still unresolved from an earlier run: every run says so (and exits 1) until a
                 # person checks the channel, whichever run happened to notice the interruption.
@@ -306,6 +396,209 @@ class Publisher:
             for future in futures:
                 future.result()
         return report
+
+    def _window_start(self, meta: LedgerMeta) -> datetime:
+        """Where this run looks back from: the usual look-back, or further, to where the last
+        full run left off (after an outage longer than the look-back, every delivery missed
+        gets its `expired` row; a new ledger starts at the look-back)."""
+        lookback = self.now - max(EXPIRY_LOOKBACK, 2 * self.config.publish.max_late)
+        if meta.swept_through is None:
+            return lookback
+        return min(lookback, meta.swept_through)
+
+    def _due(self, start: datetime) -> tuple[list[Delivery], list[Delivery]]:
+        """The deliveries due in [start, now]: those too late to send, and the rest."""
+        max_late = self.config.publish.max_late
+        window = deliveries(
+            self.project, start, self.now + timedelta(seconds=1), self.filters, members=True
+        )
+        due = [d for d in window if d.due <= self.now]
+        late = [d for d in due if d.due < self.now - max_late]
+        fresh = [d for d in due if d.due >= self.now - max_late]
+        return late, fresh
+
+    def _not_sent(
+        self, fresh: Sequence[Delivery], known: Mapping[str, DeliveryRecord], meta: LedgerMeta
+    ) -> list[tuple[Delivery, str]]:
+        """Due deliveries without a row that are recorded `skipped` rather than sent, and why:
+        drafts, and those due before this ledger took over from an earlier one (unless
+        --catch-up)."""
+        out: list[tuple[Delivery, str]] = []
+        for delivery in fresh:
+            if delivery.id in known:
+                continue
+            if delivery.item.draft:
+                out.append((delivery, "draft: never published"))
+            elif (
+                meta.took_over_at is not None
+                and delivery.due < meta.took_over_at
+                and not self.catch_up
+            ):
+                out.append((delivery, caught_up_reason(meta.took_over_at)))
+        return out
+
+    def _check_ledger(self, ledger: Ledger | None, meta: LedgerMeta, *, write: bool) -> LedgerMeta:
+        """Refuse a ledger of another project, or a new, empty one standing in for the ledger
+        this project last published to; record the project (and a confirmed take-over).
+
+        `ledger` None: no ledger exists yet (a dry run); `write=False` changes nothing and
+        answers what a real run would do."""
+        name = self.config.project_name
+        where = display_url(self.ledger_url)
+        if meta.project is not None and meta.project != name:
+            raise ConfigError(
+                f"the ledger {where} belongs to project {meta.project!r}, not to {name!r} "
+                f"(project: in {self.config.path.name}, default the folder's name): one ledger "
+                "serves one project, or their deliveries would be taken for each other's. Give "
+                "this project a ledger of its own (state: in commcal.yaml, --state or "
+                f"COMMCAL_STATE); if it is the same project renamed, set project: {meta.project}"
+            )
+        remembered = remembered_ledger(self.project.root)
+        replacing = remembered is not None and remembered.get("ledger_id") != meta.ledger_id
+        confirmed = self.new_ledger or self.catch_up
+        if (replacing or self.new_ledger) and meta.took_over_at is None:
+            held = 0 if ledger is None else sum(ledger.counts().values())
+            if held and self.new_ledger:
+                raise ConfigError(
+                    f"--new-ledger: the ledger {where} already holds {held} deliveries; it is "
+                    "not new. Leave out --new-ledger"
+                )
+            if not held and replacing and not confirmed:
+                assert remembered is not None
+                raise ConfigError(new_ledger_refusal(remembered, where))
+            if not held and confirmed:
+                if write and ledger is not None:
+                    ledger.take_over(self.now)
+                    meta = ledger.meta()
+                else:
+                    meta = replace(meta, took_over_at=self.now)
+        if write and ledger is not None and meta.project is None:
+            meta = replace(meta, project=ledger.adopt_project(name))
+        return meta
+
+    # -- the dry run ----------------------------------------------------------------------------
+
+    def _dry_run(self, report: Report) -> Report:
+        """What a real run would do now, delivery by delivery, writing nothing anywhere: the
+        ledger is opened read-only (a missing one is an empty one), no heartbeat, no claim."""
+        try:
+            ledger: Ledger | None = open_ledger(
+                self.ledger_url, project_dir=self.project.root, read_only=True
+            )
+        except LedgerMissing:
+            ledger = None
+        try:
+            meta = ledger.meta() if ledger is not None else LedgerMeta("", None)
+            meta = self._check_ledger(ledger, meta, write=False)
+            start = self._window_start(meta)
+            late, fresh = self._due(start)
+            known = (
+                {}
+                if ledger is None
+                else {
+                    r.id: r
+                    for r in ledger.records(due_from=start, due_to=self.now + timedelta(seconds=1))
+                }
+            )
+            keys = {d.recipient.key for d in fresh if d.recipient is not None}
+            blocked = ledger.suppressed(keys) if ledger is not None and keys else set()
+            for delivery in late:
+                record = known.get(delivery.id)
+                if record is None or record.state is State.PENDING:
+                    detail = f"due {self._late_text(delivery)} ago, later than publish.max_late"
+                    self._report(report, Outcome(delivery, "would-expire", detail))
+            skips = {d.id: reason for d, reason in self._not_sent(fresh, known, meta)}
+            for delivery in fresh:
+                outcome = self._would(ledger, delivery, known.get(delivery.id), skips, blocked)
+                self._report(report, outcome)
+        finally:
+            if ledger is not None:
+                ledger.close()
+        return report
+
+    def _would(
+        self,
+        ledger: Ledger | None,
+        delivery: Delivery,
+        record: DeliveryRecord | None,
+        skips: Mapping[str, str],
+        blocked: set[str],
+    ) -> Outcome:
+        """What a real run would do with one due delivery, given its row (if any)."""
+        if delivery.id in skips:
+            return Outcome(delivery, "would-skip", skips[delivery.id])
+        adapter = self.project.channels.get(delivery.channel)
+        if record is not None and ledger is not None:
+            held = self._would_with_record(ledger, adapter, delivery, record)
+            if held is not None:
+                return held
+        if delivery.recipient is not None and delivery.recipient.key in blocked:
+            return Outcome(delivery, "would-skip", "unsubscribed")
+        if adapter is None:
+            return Outcome(
+                delivery, "would-fail", f"channel {delivery.channel!r} is not configured correctly"
+            )
+        planned = check(self.project, delivery)
+        if not planned.ok:
+            return Outcome(delivery, "would-fail", "; ".join(p.message for p in planned.problems))
+        return Outcome(delivery, "would-send")
+
+    def _would_with_record(
+        self,
+        ledger: Ledger,
+        adapter: Channel | None,
+        delivery: Delivery,
+        record: DeliveryRecord,
+    ) -> Outcome | None:
+        """The outcome a real run reports for a delivery that has a row; None: it would send."""
+        state = record.state
+        if (
+            state is State.SKIPPED
+            and self.catch_up
+            and (record.last_error or "").startswith(CAUGHT_UP_PREFIX)
+        ):
+            return None  # --catch-up reopens it
+        if state is State.UNKNOWN:
+            return Outcome(delivery, State.UNKNOWN, unresolved(delivery), record.url)
+        if state in TERMINAL:
+            detail = str(state)
+            if record.last_error:
+                detail += f": {record.last_error}"
+            return Outcome(delivery, "already", detail, record.url, record.attempts)
+        idempotent = adapter is not None and adapter.idempotent
+        window = key_window(adapter) if adapter is not None and idempotent else None
+        key_expires = None
+        if window is not None and (
+            state is State.SENDING or ledger.may_have_been_sent(delivery.id)
+        ):
+            first = ledger.first_send(delivery.id)
+            key_expires = None if first is None else first + window
+        action = claim_action(
+            state,
+            next_attempt_at=record.next_attempt_at,
+            lease_until=record.lease_until,
+            idempotent=idempotent,
+            now=self.now,
+            key_expires=key_expires,
+        )
+        if action is ClaimAction.MARK_UNKNOWN:
+            return Outcome(
+                delivery,
+                State.UNKNOWN,
+                "its last send may have arrived and cannot be repeated safely: a real run "
+                f"records it unknown; {unresolved(delivery)}",
+            )
+        if action is not ClaimAction.NONE:
+            return None
+        if state is State.PENDING and record.next_attempt_at is not None:
+            return Outcome(
+                delivery,
+                State.PENDING,
+                f"retry at {record.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
+                attempts=record.attempts,
+            )
+        until = f" until {record.lease_until:%H:%M:%S} UTC" if record.lease_until else ""
+        return Outcome(delivery, "held", f"held by {record.claimed_by or 'another worker'}{until}")
 
     def _people(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
         """Deliveries to members: drop the suppressed (recorded `skipped`, before rendering),
@@ -339,8 +632,6 @@ class Publisher:
         return self._codes(ledger, kept)
 
     def _codes(self, ledger: Ledger, todo: list[Delivery]) -> list[Delivery]:
-        from dataclasses import replace
-
         from commcal.errors import LedgerError
         from commcal.plan import pool_codes
 
@@ -631,6 +922,8 @@ def publish(
     filters: Filters = Filters(),
     on_outcome: Callable[[Outcome], None] | None = None,
     stop: threading.Event | None = None,
+    catch_up: bool = False,
+    new_ledger: bool = False,
 ) -> Report:
     """Send everything due at `now`. Raises ConfigError when the project cannot publish."""
     if project.errors:
@@ -643,5 +936,7 @@ def publish(
         filters=filters,
         on_outcome=on_outcome,
         stop=stop or threading.Event(),
+        catch_up=catch_up,
+        new_ledger=new_ledger,
     )
     return publisher.run()

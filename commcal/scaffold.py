@@ -19,6 +19,7 @@ from commcal.timeutil import zone, zone_suggestions
 FILES = {
     "commcal.yaml": """\
 # commcal project configuration: see docs/calendar-format.md
+project: {project}    # the ledger remembers this name: one ledger serves one project
 timezone: Europe/Athens
 locale: en
 state: sqlite:///.commcal/state.db
@@ -133,6 +134,15 @@ def _zone_name(text: str) -> str | None:
     return name
 
 
+def project_line(directory: Path) -> str:
+    """The folder's name as a YAML scalar for `project:` (quoted unless plainly safe)."""
+    import json
+    import re
+
+    name = directory.resolve().name or "commcal"
+    return name if re.fullmatch(r"[A-Za-z][\w.-]*", name) else json.dumps(name)
+
+
 def scaffold(directory: Path, *, force: bool = False, timezone: str = "UTC") -> list[Path]:
     if directory.exists() and any(directory.iterdir()) and not force:
         if (directory / "commcal.yaml").exists():
@@ -151,6 +161,7 @@ def scaffold(directory: Path, *, force: bool = False, timezone: str = "UTC") -> 
                 count=1,
                 flags=re.M,
             )
+            text = text.replace("{project}", project_line(directory))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(path)

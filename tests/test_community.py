@@ -510,8 +510,10 @@ def test_derived_codes_are_stable_and_distinct(
     assert run(root, "publish", "--now", "2026-12-14T09:00:30Z").exit_code == 0
     first = codes_received(box)
     box.received.clear()
-    # A fresh ledger sends again: the same member gets the same code.
-    again = run(root, "publish", "--now", "2026-12-14T09:00:30Z", "--state", "sqlite:///b.db")
+    # A fresh ledger sends again when asked to (--catch-up): the same member gets the same code.
+    again = run(
+        root, "publish", "--now", "2026-12-14T09:00:30Z", "--state", "sqlite:///b.db", "--catch-up"
+    )
     assert again.exit_code == 0, again.output
     assert codes_received(box) == first
     assert len(set(first.values())) == 4

@@ -9,7 +9,8 @@ The command walker (`test_a_documented_command_runs_as_shown`):
   `Example: commcal ...` line. Lines starting otherwise (`git clone`, a crontab's `* * * * *`,
   `ExecStart=`, `export`) are not commands to it.
 - **How.** In a fresh copy of the bundled project (the top level's commcal.yaml, calendars/,
-  templates/, audiences/, codes/, examples/), as written: a trailing `# comment` is dropped,
+  templates/, audiences/, codes/, examples/) with an empty ledger, as written: a trailing
+  `# comment` is dropped,
   `A && B` runs A then B, `cd DIR` moves into DIR. Every `${VAR}` that commcal.yaml references
   (COMMCAL_MEMBER_SECRET, MASTODON_TOKEN, ...) is set to a test value, and HTTP(S) goes to a
   proxy on a closed loopback port, so nothing can reach a real network. Commands without
@@ -42,6 +43,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from commcal.cli import app
+from commcal.ledger import open_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -215,6 +217,9 @@ def test_a_documented_command_runs_as_shown(
             shutil.copytree(source, project / part)
         else:
             shutil.copy2(source, project / part)
+    # The state of a project that has been set up: its ledger exists, empty (commands such as
+    # `status` refuse to create one, so that a mistyped `state:` is noticed).
+    open_ledger("sqlite:///.commcal/state.db", project_dir=project).close()
     monkeypatch.chdir(project)
     command = re.sub(r"^(?:\$\s+)?(?:\.venv/bin/)?", "", shown.line)
     assert not SHELL.search(command), (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from commcal.errors import LedgerError
 from commcal.ledger.base import (
+    CAUGHT_UP_PREFIX,
     HELD,
     INTERRUPTED_WHILE_SENDING,
     TERMINAL,
@@ -19,6 +20,9 @@ from commcal.ledger.base import (
     Draw,
     DueDelivery,
     Ledger,
+    LedgerMeta,
+    LedgerMissing,
+    MaybeSent,
     Sent,
     StaleClaim,
     State,
@@ -29,6 +33,7 @@ from commcal.ledger.base import (
 )
 
 __all__ = [
+    "CAUGHT_UP_PREFIX",
     "HELD",
     "INTERRUPTED_WHILE_SENDING",
     "TERMINAL",
@@ -38,6 +43,9 @@ __all__ = [
     "Draw",
     "DueDelivery",
     "Ledger",
+    "LedgerMeta",
+    "LedgerMissing",
+    "MaybeSent",
     "Sent",
     "StaleClaim",
     "State",
@@ -68,8 +76,18 @@ def sqlite_path(url: str, project_dir: Path | None = None) -> Path | None:
     return path
 
 
-def open_ledger(url: str, *, project_dir: Path | None = None) -> Ledger:
+def open_ledger(
+    url: str,
+    *,
+    project_dir: Path | None = None,
+    create: bool = True,
+    read_only: bool = False,
+) -> Ledger:
     """Open (creating and migrating as needed) the ledger a URL names.
+
+    `create=False`: a ledger that does not exist yet is `LedgerMissing`, not created (commands
+    that only look at or change what a ledger holds). `read_only=True` also writes nothing at
+    all, not even a migration (`status`, a dry run).
 
     Raises LedgerError for an unknown scheme, an unreachable database, a missing psycopg, or a
     schema newer than this code.
@@ -79,7 +97,16 @@ def open_ledger(url: str, *, project_dir: Path | None = None) -> Ledger:
 
         path = sqlite_path(url, project_dir)
         if path is None:
+            if read_only or not create:
+                raise LedgerMissing(f"{url} names a new, empty ledger in memory")
             return SqliteLedger(":memory:")
+        if read_only:
+            return SqliteLedger(path, read_only=True)
+        if not create and not path.is_file():
+            raise LedgerMissing(
+                f"no ledger at {path}: check state: in commcal.yaml, --state and "
+                "COMMCAL_STATE (the first `commcal publish` creates the ledger)"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -94,6 +121,6 @@ def open_ledger(url: str, *, project_dir: Path | None = None) -> Ledger:
             raise LedgerError(
                 "a PostgreSQL ledger needs psycopg: pip install 'commcal[postgres]'"
             ) from e
-        return PostgresLedger(url)
+        return PostgresLedger(url, read_only=read_only, create=create)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise LedgerError(f"unsupported ledger URL scheme {scheme!r}: use {ACCEPTED}")

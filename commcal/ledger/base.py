@@ -65,6 +65,7 @@ EVENTS = (
     "retry",
     "retry-unsure",
     "failed",
+    "failed-unsure",
     "expired",
     "unknown",
     "skipped",
@@ -77,6 +78,16 @@ EVENTS = (
 # The event of a transient failure whose send may have arrived (a timeout, a connection dropped
 # after the request went out).
 UNSURE_RETRY = "retry-unsure"
+# The same failure when it used up the last attempt: the delivery is FAILED, but may be out.
+UNSURE_FAILED = "failed-unsure"
+# Events after which a delivery "may have been delivered", until a person clears it with
+# `retry --force` (`retry-requested`) or `resolve` (`resolved`).
+MAYBE_SENT_EVENTS = frozenset({UNSURE_RETRY, UNSURE_FAILED, "unknown"})
+CLEARED_EVENTS = ("retry-requested", "resolved")
+
+# Why a delivery due before its ledger took over from an earlier one was not sent; the text
+# starts the same way always, so `publish --catch-up` finds these again (`reopen_skipped`).
+CAUGHT_UP_PREFIX = "due before this ledger took over"
 
 MIN_PREFIX = 6  # shortest id prefix `find` accepts: shorter ones match too much to be safe
 
@@ -166,6 +177,40 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True)
+class LedgerMeta:
+    """Who a ledger is: its id, when it was created, which project it belongs to, and how far
+    `publish` has swept it (see docs/deployment.md, "Guarantees and their limits").
+
+    `took_over_at`: set when this ledger replaced an earlier one of its project (`publish
+    --new-ledger`): deliveries due before it may have been sent by that earlier ledger.
+    `swept_through`: every delivery due before this instant has a row (a final state, or one
+    a worker is still working on). None for a ledger no unfiltered `publish` has swept yet.
+    """
+
+    ledger_id: str
+    created_at: datetime | None
+    project: str | None = None
+    took_over_at: datetime | None = None
+    swept_through: datetime | None = None
+
+
+class MaybeSent(LedgerError):
+    """`retry` refused: the delivery's last send may have arrived (see `Ledger.retry`)."""
+
+    def __init__(self, delivery_id: str, state: State) -> None:
+        self.delivery_id = delivery_id
+        self.state = state
+        super().__init__(
+            f"delivery {delivery_id} may have been delivered already (its last send was "
+            "interrupted or timed out after the request went out): a retry could post it twice"
+        )
+
+
+class LedgerMissing(LedgerError):
+    """A command that must not create a ledger was pointed at one that does not exist."""
+
+
+@dataclass(frozen=True)
 class Suppression:
     """A member who must receive nothing more: unsubscribed, bounced, or removed by hand.
 
@@ -193,6 +238,32 @@ class Draw:
     entries_sha256: str
     entries: int
     winners: tuple[str, ...]
+
+
+def live_workers(
+    workers: Iterable[WorkerInfo], now: datetime, lease: timedelta, host: str
+) -> list[WorkerInfo]:
+    """The workers still alive, or still holding a live claim: a worker is gone when it said
+    so (`stopped`), when its last heartbeat is older than a lease (a publish run lasts no
+    longer without renewing: renewals need no heartbeat, but a live `run` beats every few
+    seconds), or when it ran on this host and its process no longer exists."""
+    import os
+
+    def alive(w: WorkerInfo) -> bool:
+        if w.info in ("stopped", "exited"):
+            return False
+        if utc(now) - w.last_seen > lease:
+            return False
+        if w.host == host:
+            try:
+                os.kill(w.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True  # another user's process: it exists
+        return True
+
+    return [w for w in workers if w.holding or alive(w)]
 
 
 _RECIPIENT_KEY = re.compile(r"[0-9a-f]{16}")
@@ -481,15 +552,50 @@ class Ledger(ABC):
         """CLAIMED or SENDING deliveries whose lease has run out: nobody is looking after them."""
 
     @abstractmethod
-    def retry(self, delivery_id: str, now: datetime) -> bool:
-        """FAILED -> PENDING due now, attempts reset to 0. False if it was not FAILED."""
+    def retry(self, delivery_id: str, now: datetime, *, force: bool = False) -> bool:
+        """FAILED -> PENDING due now, attempts reset to 0. False if it was not FAILED.
+
+        A delivery that may have been delivered (`may_have_been_sent`) is refused with
+        `MaybeSent`, because a repeat after the network forgot its idempotency key posts twice;
+        `force=True` retries it all the same (and an UNKNOWN one too), at the caller's risk.
+        """
+
+    @abstractmethod
+    def may_have_been_sent(self, delivery_id: str) -> bool:
+        """Whether an earlier send of the delivery may have arrived and nobody has settled it
+        since: it is UNKNOWN, or its history since the last `retry`/`resolve` by a person holds
+        a send that timed out or was interrupted."""
 
     @abstractmethod
     def resolve(self, delivery_id: str, *, sent_url: str | None, now: datetime) -> bool:
-        """UNKNOWN -> SENT (with `sent_url`), or, with None, -> PENDING due now (it did not go out).
-
-        False if it was not UNKNOWN.
+        """UNKNOWN or FAILED -> SENT (with `sent_url`), or, with None, -> PENDING due now (it
+        did not go out). False if it was neither UNKNOWN nor FAILED.
         """
+
+    # ---- the ledger's identity ------------------------------------------------------------
+
+    @abstractmethod
+    def meta(self) -> LedgerMeta:
+        """The ledger's id, creation time, project and sweep mark."""
+
+    @abstractmethod
+    def adopt_project(self, project: str) -> str:
+        """The project this ledger belongs to: `project` if it had none yet (now recorded)."""
+
+    @abstractmethod
+    def take_over(self, at: datetime) -> bool:
+        """Record that this ledger replaces an earlier one from `at` on: deliveries due before
+        `at` may have been sent by that one. Only an empty ledger takes over (False otherwise,
+        and nothing changes); a second call keeps the first instant."""
+
+    @abstractmethod
+    def mark_swept(self, through: datetime) -> None:
+        """Every delivery due before `through` has a row now; the mark only moves forward."""
+
+    @abstractmethod
+    def reopen_skipped(self, delivery_ids: Iterable[str], now: datetime) -> list[str]:
+        """SKIPPED -> PENDING due now for those skipped because they came due before the
+        ledger took over (`CAUGHT_UP_PREFIX`); the ids reopened."""
 
     @abstractmethod
     def heartbeat(self, worker: str, now: datetime, *, host: str, pid: int, info: str = "") -> None:
@@ -598,6 +704,11 @@ def _key(value: str) -> str:
     return recipient_key(value)
 
 
+def _iso(value: datetime) -> str:
+    """A UTC instant as ledger_meta stores it (fixed width, so text order is time order)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 class SqlLedger(Ledger):
     """The ledger in SQL that SQLite and PostgreSQL both run.
 
@@ -633,6 +744,10 @@ class SqlLedger(Ledger):
     @abstractmethod
     def _from_db(self, value: Any) -> datetime:
         """A stored time back as an aware UTC datetime."""
+
+    @abstractmethod
+    def _table_exists(self, name: str) -> bool:
+        """Whether the schema holds table `name` (inside the current transaction)."""
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -1036,7 +1151,9 @@ class SqlLedger(Ledger):
                 claim.delivery_id,
                 now,
                 claim.worker,
-                retry_event if state is State.PENDING else "failed",
+                retry_event
+                if state is State.PENDING
+                else (UNSURE_FAILED if maybe_sent else "failed"),
                 error,
             )
             return state
@@ -1141,40 +1258,174 @@ class SqlLedger(Ledger):
 
     # ---- the user's commands ---------------------------------------------------------------
 
-    def retry(self, delivery_id: str, now: datetime) -> bool:
+    def retry(self, delivery_id: str, now: datetime, *, force: bool = False) -> bool:
         def tx() -> bool:
             now_db = self._t(now, "now")
+            state, _ = self._current(delivery_id)
+            if state not in (State.FAILED, State.UNKNOWN):
+                return False
+            if not force and self._maybe_sent_in_tx(delivery_id, state):
+                raise MaybeSent(delivery_id, state)
             rows = self._execute(
                 "UPDATE deliveries SET state = ?, next_attempt_at = ?, attempts = 0, "
                 "lease_until = NULL, updated_at = ? WHERE id = ? AND state = ? RETURNING id",
-                (State.PENDING.value, now_db, now_db, delivery_id, State.FAILED.value),
+                (State.PENDING.value, now_db, now_db, delivery_id, state.value),
             )
             if rows:
-                self._log(delivery_id, now, "", "retry-requested")
+                note = "forced: the earlier send may have arrived" if force else None
+                self._log(delivery_id, now, "", "retry-requested", note)
             return bool(rows)
 
         return self._transaction(tx, write=True)
+
+    def _maybe_sent_in_tx(self, delivery_id: str, state: State | None) -> bool:
+        if state is State.UNKNOWN:
+            return True
+        rows = self._execute(
+            "SELECT 1 FROM attempts WHERE delivery_id = ? AND event IN (?, ?, ?) AND seq > "
+            "(SELECT coalesce(max(seq), 0) FROM attempts WHERE delivery_id = ? "
+            "AND event IN (?, ?)) LIMIT 1",
+            (delivery_id, *sorted(MAYBE_SENT_EVENTS), delivery_id, *CLEARED_EVENTS),
+        )
+        return bool(rows)
+
+    def may_have_been_sent(self, delivery_id: str) -> bool:
+        def tx() -> bool:
+            state, _ = self._current(delivery_id)
+            return state is not None and self._maybe_sent_in_tx(delivery_id, state)
+
+        return self._transaction(tx, write=False)
 
     def resolve(self, delivery_id: str, *, sent_url: str | None, now: datetime) -> bool:
         def tx() -> bool:
             now_db = self._t(now, "now")
             if sent_url is not None:
                 rows = self._execute(
-                    "UPDATE deliveries SET state = ?, url = ?, updated_at = ? "
-                    "WHERE id = ? AND state = ? RETURNING id",
-                    (State.SENT.value, sent_url, now_db, delivery_id, State.UNKNOWN.value),
+                    "UPDATE deliveries SET state = ?, url = ?, last_error = NULL, "
+                    "updated_at = ? WHERE id = ? AND state IN (?, ?) RETURNING id",
+                    (
+                        State.SENT.value,
+                        sent_url,
+                        now_db,
+                        delivery_id,
+                        State.UNKNOWN.value,
+                        State.FAILED.value,
+                    ),
                 )
                 note = f"confirmed sent: {sent_url}"
             else:
                 rows = self._execute(
-                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ? "
-                    "WHERE id = ? AND state = ? RETURNING id",
-                    (State.PENDING.value, now_db, now_db, delivery_id, State.UNKNOWN.value),
+                    # A failed one gets a fresh count of attempts, as after `retry`.
+                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, "
+                    "attempts = CASE WHEN state = ? THEN 0 ELSE attempts END, "
+                    "updated_at = ? WHERE id = ? AND state IN (?, ?) RETURNING id",
+                    (
+                        State.PENDING.value,
+                        now_db,
+                        State.FAILED.value,
+                        now_db,
+                        delivery_id,
+                        State.UNKNOWN.value,
+                        State.FAILED.value,
+                    ),
                 )
                 note = "confirmed not sent; will send again"
             if rows:
                 self._log(delivery_id, now, "", "resolved", note)
             return bool(rows)
+
+        return self._transaction(tx, write=True)
+
+    # ---- the ledger's identity ------------------------------------------------------------
+
+    def _meta_values(self) -> dict[str, str]:
+        if not self._table_exists("ledger_meta"):  # read-only, on a ledger not yet migrated
+            return {}
+        return {r[0]: r[1] for r in self._execute("SELECT key, value FROM ledger_meta")}
+
+    def meta(self) -> LedgerMeta:
+        values = self._transaction(self._meta_values, write=False)
+
+        def instant(key: str) -> datetime | None:
+            text = values.get(key)
+            return datetime.fromisoformat(text).astimezone(UTC) if text else None
+
+        return LedgerMeta(
+            ledger_id=values.get("ledger_id", ""),
+            created_at=instant("created_at"),
+            project=values.get("project") or None,
+            took_over_at=instant("took_over_at"),
+            swept_through=instant("swept_through"),
+        )
+
+    def adopt_project(self, project: str) -> str:
+        if not project:
+            raise ValueError("a project name is needed")
+
+        def tx() -> str:
+            self._execute(
+                "INSERT INTO ledger_meta (key, value) VALUES ('project', ?) "
+                "ON CONFLICT (key) DO NOTHING",
+                (project,),
+            )
+            return str(self._execute("SELECT value FROM ledger_meta WHERE key = 'project'")[0][0])
+
+        return self._transaction(tx, write=True)
+
+    def take_over(self, at: datetime) -> bool:
+        when = _iso(utc(at, "at"))
+
+        def tx() -> bool:
+            if self._execute("SELECT 1 FROM deliveries LIMIT 1"):
+                return False
+            self._execute(
+                "INSERT INTO ledger_meta (key, value) VALUES ('took_over_at', ?) "
+                "ON CONFLICT (key) DO NOTHING",
+                (when,),
+            )
+            return True
+
+        return self._transaction(tx, write=True)
+
+    def mark_swept(self, through: datetime) -> None:
+        # One conditional upsert: two runs committing at once never move the mark back (the
+        # fixed-width text compares as the instants do).
+        self._transaction(
+            lambda: self._execute(
+                "INSERT INTO ledger_meta (key, value) VALUES ('swept_through', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE ledger_meta.value < excluded.value",
+                (_iso(utc(through, "through")),),
+            ),
+            write=True,
+        )
+
+    def reopen_skipped(self, delivery_ids: Iterable[str], now: datetime) -> list[str]:
+        wanted = sorted(set(delivery_ids))
+        now_db = self._t(now, "now")
+
+        def tx() -> list[str]:
+            reopened: list[str] = []
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = self._execute(
+                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = NULL, "
+                    "updated_at = ? WHERE state = ? AND substr(last_error, 1, ?) = ? "
+                    f"AND id IN ({_marks(len(chunk))}) RETURNING id",
+                    [
+                        State.PENDING.value,
+                        now_db,
+                        now_db,
+                        State.SKIPPED.value,
+                        len(CAUGHT_UP_PREFIX),
+                        CAUGHT_UP_PREFIX,
+                        *chunk,
+                    ],
+                )
+                for (delivery_id,) in rows:
+                    self._log(delivery_id, now, "", "retry-requested", "publish --catch-up")
+                    reopened.append(delivery_id)
+            return reopened
 
         return self._transaction(tx, write=True)
 
@@ -1565,8 +1816,39 @@ class SqlLedger(Ledger):
                     "INSERT INTO commcal_schema (version, applied_at) VALUES (?, ?)",
                     (version, datetime.now(UTC).isoformat()),
                 )
+            if current < len(steps) and self._table_exists("ledger_meta"):
+                # A new ledger (or one from before ledgers had an identity) gets its id and
+                # creation time once; the wall clock, not a pinned --now: this is a fact.
+                for key, value in (
+                    ("ledger_id", new_token()),
+                    ("created_at", _iso(datetime.now(UTC))),
+                ):
+                    self._execute(
+                        "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT (key) DO NOTHING",
+                        (key, value),
+                    )
 
         self._transaction(tx, write=True)
+
+    def _check_readable(self, steps: Sequence[Sequence[str]], where: str) -> None:
+        """For a read-only ledger: it must exist (LedgerMissing) and not be newer than us."""
+
+        def tx() -> int:
+            if not self._table_exists("commcal_schema"):
+                raise LedgerMissing(
+                    f"{where} holds no commcal ledger: check state: in commcal.yaml, --state "
+                    "and COMMCAL_STATE (the first `commcal publish` creates the ledger)"
+                )
+            rows = self._execute("SELECT max(version) FROM commcal_schema")
+            return int(rows[0][0] or 0)
+
+        current = self._transaction(tx, write=False)
+        if current > len(steps):
+            raise LedgerError(
+                f"the ledger at {where} has schema version {current}, but this commcal "
+                f"knows only up to version {len(steps)}; upgrade commcal to use it"
+            )
 
     def _migration_lock(self) -> None:
         """Serialise migrations across processes, where the transaction alone does not."""

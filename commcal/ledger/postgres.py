@@ -130,6 +130,9 @@ MIGRATIONS: list[list[str]] = [
             for table in ("suppression_events", "code_assignments", "draws")
         ],
     ],
+    # 3: the ledger's identity: its id and creation time, the project it belongs to, when it
+    # took over from an earlier ledger, and how far `publish` has swept it (base.LedgerMeta).
+    ["CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
 ]
 
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -152,9 +155,12 @@ class PostgresLedger(SqlLedger):
 
     _row_lock = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False, create: bool = True) -> None:
+        """`read_only`: no migration and no writes (the session is read-only); a database
+        without a commcal ledger is `LedgerMissing`, as it is with `create=False`."""
         super().__init__()
         self.where = mask_url(url)
+        self.read_only = read_only
         self._sql: dict[str, str] = {}
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
@@ -164,8 +170,13 @@ class PostgresLedger(SqlLedger):
             raise LedgerError(f"cannot reach the PostgreSQL ledger at {self.where}: {e}") from e
         try:
             self._conn.execute("SET TIME ZONE 'UTC'")
+            if read_only:
+                self._conn.execute("SET default_transaction_read_only = on")
             self._conn.commit()
-            self._migrate(MIGRATIONS, self.where)
+            if read_only or not create:
+                self._check_readable(MIGRATIONS, self.where)
+            if not read_only:
+                self._migrate(MIGRATIONS, self.where)
         except BaseException:
             self._conn.close()
             raise
@@ -217,6 +228,10 @@ class PostgresLedger(SqlLedger):
         if not isinstance(value, datetime):
             raise LedgerError(f"ledger {self.where}: expected a timestamp, got {value!r}")
         return value.astimezone(UTC)
+
+    def _table_exists(self, name: str) -> bool:
+        rows = self._execute("SELECT to_regclass(?) IS NOT NULL", (name,))
+        return bool(rows[0][0])
 
     def _migration_lock(self) -> None:
         self._execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")

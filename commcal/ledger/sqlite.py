@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from commcal.errors import LedgerError
-from commcal.ledger.base import SqlLedger
+from commcal.ledger.base import LedgerMissing, SqlLedger
 
 T = TypeVar("T")
 
@@ -140,6 +140,9 @@ MIGRATIONS: list[list[str]] = [
             for op in ("UPDATE", "DELETE")
         ],
     ],
+    # 3: the ledger's identity: its id and creation time, the project it belongs to, when it
+    # took over from an earlier ledger, and how far `publish` has swept it (base.LedgerMeta).
+    ["CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
 ]
 
 
@@ -151,24 +154,53 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
 class SqliteLedger(SqlLedger):
     """The ledger in a SQLite database file (or ":memory:")."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = SYNCHRONOUS) -> None:
+    def __init__(
+        self, path: Path | str, *, synchronous: str = SYNCHRONOUS, read_only: bool = False
+    ) -> None:
+        """`read_only`: open an existing file with `mode=ro` (never created, never migrated,
+        nothing written: a dry run and `status` leave its bytes as they were); a missing file
+        is `LedgerMissing`."""
         super().__init__()
         self.path = str(path)
+        self.read_only = read_only
         self.synchronous = synchronous.upper()
         if self.synchronous not in {"FULL", "NORMAL", "EXTRA"}:
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        try:
-            self._conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # SqlLedger serialises threads with its lock
+        if read_only and (self.path == ":memory:" or not Path(self.path).is_file()):
+            raise LedgerMissing(
+                f"no ledger at {self.path}: check state: in commcal.yaml, --state and "
+                "COMMCAL_STATE (the first `commcal publish` creates the ledger)"
             )
+        try:
+            if read_only:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri,
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                self._conn = sqlite3.connect(
+                    self.path,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                    check_same_thread=False,  # SqlLedger serialises threads with its lock
+                )
         except sqlite3.Error as e:
             raise LedgerError(f"cannot open the ledger {self.path}: {e}") from e
         try:
-            self._with_retry(self._pragmas)
-            self._migrate(MIGRATIONS, self.path)
+            if read_only:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                self._conn.execute("PRAGMA query_only = 1")
+                self._check_readable(MIGRATIONS, self.path)
+            else:
+                self._with_retry(self._pragmas)
+                self._migrate(MIGRATIONS, self.path)
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise LedgerError(f"cannot open the ledger {self.path}: {e}") from e
         except BaseException:
             self._conn.close()
             raise
@@ -226,3 +258,9 @@ class SqliteLedger(SqlLedger):
 
     def _from_db(self, value: Any) -> datetime:
         return datetime.fromisoformat(value).astimezone(UTC)
+
+    def _table_exists(self, name: str) -> bool:
+        rows = self._execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+        return bool(rows)

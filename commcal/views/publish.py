@@ -17,9 +17,12 @@ ORDER = [
     "already",
     "pending",
     "failed",
+    "would-fail",
     "unknown",
     "expired",
+    "would-expire",
     "skipped",
+    "would-skip",
     "held",
 ]
 
