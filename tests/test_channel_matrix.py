@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeProject
+from publish_support import TEMPLATES, config, every_minute
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -200,3 +214,288 @@ def test_missing_env_var_at_send_names_it() -> None:
     )
     with pytest.raises(ConfigError, match="MATRIX_TOKEN is not set"):
         mx.send(message(), "k")
+
+
+# ---- the access token's device: transaction ids are kept per device -------------------------
+
+
+class Synapse:
+    """A loopback homeserver that keeps transaction ids per device, as Synapse does (table
+    event_txn_id_device_id): a repeated PUT from the same device answers the first event's id,
+    the same txnId from another device (a new login) is a new event. `put` decides each PUT:
+    "ok", "stall" (record the event, then never answer) or "drop" (record it, then close the
+    connection without an answer)."""
+
+    def __init__(self, tokens: dict[str, tuple[str, str | None]]) -> None:
+        self.tokens = tokens  # access token -> (user_id, device_id)
+        self.events: list[tuple[str, str, dict[str, Any]]] = []  # (device, txnId, content)
+        self.txns: dict[tuple[str, str], str] = {}
+        self.whoami = 0
+        self.put: Callable[[int], str] = lambda number: "ok"
+        self.puts = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        synapse = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _who(self) -> tuple[str, str | None] | None:
+                auth = self.headers.get("Authorization", "")
+                return synapse.tokens.get(auth.removeprefix("Bearer "))
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                out = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_GET(self) -> None:
+                who = self._who()
+                if who is None:
+                    self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                with synapse.lock:
+                    synapse.whoami += 1
+                body: dict[str, Any] = {"user_id": who[0], "is_guest": False}
+                if who[1] is not None:
+                    body["device_id"] = who[1]
+                self._answer(200, body)
+
+            def do_PUT(self) -> None:
+                content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                who = self._who()
+                if who is None:
+                    self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                device = who[1] or "token:" + self.headers["Authorization"]
+                txn = self.path.rsplit("/", 1)[1]
+                with synapse.lock:
+                    synapse.puts += 1
+                    what = synapse.put(synapse.puts)
+                    if (device, txn) not in synapse.txns:
+                        synapse.txns[device, txn] = f"$ev{len(synapse.events) + 1}"
+                        synapse.events.append((device, txn, content))
+                    event_id = synapse.txns[device, txn]
+                if what == "stall":
+                    synapse.release.wait(30)
+                    self.close_connection = True
+                    return
+                if what == "drop":
+                    self.close_connection = True
+                    return
+                self._answer(200, {"event_id": event_id})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Synapse:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def bodies(self) -> Counter[str]:
+        with self.lock:
+            return Counter(str(content["body"]) for _, _, content in self.events)
+
+
+TOKENS: dict[str, tuple[str, str | None]] = {
+    "syt_old_device_token": ("@bot:localhost", "OLDDEVICE"),
+    "syt_new_device_token": ("@bot:localhost", "NEWDEVICE"),
+}
+START = "2026-01-01 00:00"
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def matrix_project(make_project: MakeProject, homeserver: str, publish: str) -> Path:
+    channels = (
+        "  room:\n    type: matrix\n"
+        f"    homeserver: {homeserver}\n"
+        "    access_token: ${MATRIX_TOKEN}\n"
+        "    room_id: '!room:localhost'\n"
+    )
+    return make_project(
+        config=config(channels, publish=publish),
+        calendars={"main.yaml": every_minute("tip", ["room"], START, 3)},
+        templates=TEMPLATES,
+    )
+
+
+def commcal_command() -> list[str]:
+    exe = shutil.which("commcal") or str(Path(sys.executable).with_name("commcal"))
+    if os.path.exists(exe):
+        return [exe]
+    return [sys.executable, "-c", "from commcal.cli import main; main()"]
+
+
+def publish_process(root: Path, now: datetime, token: str) -> subprocess.Popen[str]:
+    args = ["-C", str(root), "publish", "--now", now.isoformat(), "--format", "json"]
+    return subprocess.Popen(
+        [*commcal_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MATRIX_TOKEN": token},
+    )
+
+
+def killed_mid_send(root: Path, synapse: Synapse) -> None:
+    """A `commcal publish` SIGKILLed while its first PUT has reached the homeserver, unanswered."""
+    synapse.put = lambda number: "stall" if number == 1 else "ok"
+    proc = publish_process(root, NOW, "syt_old_device_token")
+    try:
+        deadline = time.monotonic() + 30
+        while not synapse.events and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert synapse.events, proc.communicate(timeout=5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    synapse.put = lambda number: "ok"
+
+
+def resume(root: Path, token: str, synapse: Synapse) -> tuple[int, dict[str, Any]]:
+    synapse.whoami = 0
+    proc = publish_process(root, NOW + timedelta(minutes=1), token)
+    out, err = proc.communicate(timeout=60)
+    assert out, err
+    return proc.returncode, json.loads(out)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_resend_after_a_crash_from_another_device_is_unknown_not_a_second_message(
+    make_project: MakeProject,
+) -> None:
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, lease: 2s, retry_delay: 0")
+        killed_mid_send(root, synapse)
+        # The operator rotates the access token (a new login: a new device) before the resume.
+        code, report = resume(root, "syt_new_device_token", synapse)
+        # One message per delivery in the room: the one whose PUT arrived is not posted again.
+        assert set(synapse.bodies().values()) == {1}
+        assert len(synapse.events) == 3
+        assert code == 1
+        assert report["counts"] == {"unknown": 1, "sent": 2}
+        [unknown] = [d for d in report["deliveries"] if d["state"] == "unknown"]
+        assert "device OLDDEVICE of @bot:localhost" in unknown["detail"]
+        assert "device NEWDEVICE of @bot:localhost" in unknown["detail"]
+        assert "commcal resolve" in unknown["detail"]
+        assert "--not-sent" in unknown["detail"]
+        # The device is asked once per run, not once per send.
+        assert synapse.whoami == 1
+        # The next run says the same and posts nothing.
+        code, report = resume(root, "syt_new_device_token", synapse)
+        assert code == 1 and report["counts"].get("unknown") == 1
+        assert len(synapse.events) == 3
+        with sqlite3.connect(root / "state.db") as db:
+            scopes = {s for (s,) in db.execute("SELECT send_scope FROM deliveries")}
+        assert scopes == {
+            "device OLDDEVICE of @bot:localhost",
+            "device NEWDEVICE of @bot:localhost",
+        }
+        assert not any("syt_" in str(s) for s in scopes)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_resend_after_a_crash_from_the_same_device_reuses_the_txn_id(
+    make_project: MakeProject,
+) -> None:
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, lease: 2s, retry_delay: 0")
+        killed_mid_send(root, synapse)
+        code, report = resume(root, "syt_old_device_token", synapse)
+        assert code == 0, report
+        assert report["counts"] == {"sent": 3}
+        assert len(synapse.events) == 3 and set(synapse.bodies().values()) == {1}
+        # The delivery in flight was resent with its txnId, and answered with the first event.
+        assert synapse.puts == 1 + 3
+
+
+def test_a_dropped_send_retried_from_another_device_is_unknown(
+    make_project: MakeProject,
+) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    with Synapse(TOKENS) as synapse:
+        # A retry_delay far over a minute: the run leaves the delivery `pending` to retry later.
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, retry_delay: 10m")
+        synapse.put = lambda number: "drop" if number == 1 else "ok"
+        runner = CliRunner()
+        args = ["-C", str(root), "publish", "--format", "json", "--only", "tip"]
+        first = runner.invoke(
+            app, [*args, "--now", NOW.isoformat()], env={"MATRIX_TOKEN": "syt_old_device_token"}
+        )
+        counts = json.loads(first.stdout)["counts"]
+        assert counts == {"pending": 1, "sent": 2}, first.stdout
+        later = (NOW + timedelta(minutes=15)).isoformat()  # within the 30-min key window
+        second = runner.invoke(
+            app, [*args, "--now", later], env={"MATRIX_TOKEN": "syt_new_device_token"}
+        )
+        report = json.loads(second.stdout)
+        assert second.exit_code == 1
+        assert report["counts"] == {"unknown": 1, "already": 2}, second.stdout
+        [unknown] = [d for d in report["deliveries"] if d["state"] == "unknown"]
+        assert "OLDDEVICE" in unknown["detail"] and "NEWDEVICE" in unknown["detail"]
+        assert len(synapse.events) == 3 and set(synapse.bodies().values()) == {1}
+
+
+def test_idempotency_scope_is_the_device_asked_once(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        "/_matrix/client/v3/account/whoami", method="GET", headers=AUTH
+    ).respond_with_json({"user_id": "@acme:matrix.org", "device_id": "ABCDEF"})
+    mx = channel(httpserver)
+    assert mx.idempotency_scope() == "device ABCDEF of @acme:matrix.org"
+    assert mx.idempotency_scope() == "device ABCDEF of @acme:matrix.org"
+    httpserver.check_assertions()
+
+
+def test_idempotency_scope_without_a_device_is_a_hash_of_the_token(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/_matrix/client/v3/account/whoami").respond_with_json(
+        {"user_id": "@bridge:matrix.org"}
+    )
+    scope = channel(httpserver).idempotency_scope()
+    assert scope.startswith("token sha256:") and scope.endswith("of @bridge:matrix.org (no device)")
+    assert "syt_" not in scope and "secret" not in scope
+
+
+def test_idempotency_scope_errors_are_send_errors(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/_matrix/client/v3/account/whoami").respond_with_json(
+        {"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token passed."}, status=401
+    )
+    with pytest.raises(PermanentError, match="M_UNKNOWN_TOKEN") as caught:
+        channel(httpserver).idempotency_scope()
+    assert "syt_YWNtZQ_secret" not in str(caught.value)
+
+
+def test_a_homeserver_that_cannot_say_the_device_gets_no_send(make_project: MakeProject) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, retry_delay: 10m")
+        # A token the homeserver does not know: whoami answers 401, so nothing is sent.
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
+            env={"MATRIX_TOKEN": "syt_revoked_token"},
+        )
+        report = json.loads(result.stdout)
+        assert result.exit_code == 1
+        assert report["counts"] == {"failed": 3}
+        assert all("M_UNKNOWN_TOKEN" in d["detail"] for d in report["deliveries"])
+        assert "syt_revoked_token" not in result.stdout
+        assert synapse.puts == 0

@@ -257,6 +257,18 @@ class Channel:
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         raise NotImplementedError(f"{self.type_name} cannot send yet")
 
+    def idempotency_scope(self) -> str | None:
+        """Where the network keeps our idempotency keys, when that is not one place for good.
+
+        None (the default): a key means the same whoever sends it again. Otherwise a short name
+        of the scope a person can recognise and that holds no secret (Matrix: "device ABCDEF of
+        @bot:example.org", since a homeserver keeps transaction ids per device and a new login
+        is a new device). The publisher records it when a send begins, and a send that may have
+        arrived is repeated only under the same scope; under another it becomes `unknown`.
+        May ask the network (cache the answer per instance); raise as `send` does.
+        """
+        return None
+
     def verify(self) -> str:
         """Check credentials without posting; return a short description of what was checked."""
         return "nothing to verify"

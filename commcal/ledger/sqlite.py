@@ -140,6 +140,10 @@ MIGRATIONS: list[list[str]] = [
             for op in ("UPDATE", "DELETE")
         ],
     ],
+    # 3: where the network keeps the idempotency key of a delivery's latest send, when its keys
+    # are not global (Channel.idempotency_scope: a Matrix access token's device). A send that
+    # may have arrived is repeated only under the same scope.
+    ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
 ]
 
 
