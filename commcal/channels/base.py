@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.errors import ConfigError
@@ -176,6 +177,9 @@ class Channel:
     # Whether the network has native polls (Message.options["poll"]); elsewhere a poll's options
     # are appended to the text as a numbered list (plan.poll_fallback).
     native_polls: ClassVar[bool] = False
+    # A folder of the project where the adapter may keep state between runs (a login session),
+    # set by the project after construction (`<project>/.commcal`); None: keep nothing.
+    state_dir: Path | None = None
 
     def __init__(
         self,
