@@ -5,7 +5,9 @@ Guarantees (DESIGN.md section 3) and where they are kept:
   call (on idempotent channels in the batch's claim transaction itself: a crash before the send
   is then a resend with the same idempotency key); a claim lost to another worker is never
   sent; adapters pass the delivery id as an idempotency key; a send interrupted on a channel
-  without one becomes `unknown`, never re-sent.
+  without one becomes `unknown`, never re-sent; where the network keeps keys per scope
+  (`Channel.idempotency_scope`: a Matrix device), the scope is recorded with each send, and a
+  send that may have arrived is repeated only under the same one, else `unknown`.
 - never silently dropped: every due delivery ends in a recorded state; deliveries due longer ago
   than `publish.max_late` are recorded `expired`.
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,

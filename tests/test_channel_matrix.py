@@ -318,16 +318,24 @@ START = "2026-01-01 00:00"
 NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
-def matrix_project(make_project: MakeProject, homeserver: str, publish: str) -> Path:
+def matrix_project(
+    make_project: MakeProject,
+    homeserver: str,
+    publish: str,
+    *,
+    room: str = "!room:localhost",
+    item: str = "tip",
+    count: int = 3,
+) -> Path:
     channels = (
         "  room:\n    type: matrix\n"
         f"    homeserver: {homeserver}\n"
         "    access_token: ${MATRIX_TOKEN}\n"
-        "    room_id: '!room:localhost'\n"
+        f"    room_id: '{room}'\n"
     )
     return make_project(
         config=config(channels, publish=publish),
-        calendars={"main.yaml": every_minute("tip", ["room"], START, 3)},
+        calendars={"main.yaml": every_minute(item, ["room"], START, count)},
         templates=TEMPLATES,
     )
 
@@ -499,3 +507,148 @@ def test_a_homeserver_that_cannot_say_the_device_gets_no_send(make_project: Make
         assert all("M_UNKNOWN_TOKEN" in d["detail"] for d in report["deliveries"])
         assert "syt_revoked_token" not in result.stdout
         assert synapse.puts == 0
+
+
+# ---- a real Synapse -----------------------------------------------------------------------------
+
+SYNAPSE_SCRIPT = Path(os.environ.get("COMMCAL_SYNAPSE_SCRIPT", "/work/shared/servers/synapse.sh"))
+
+
+def real_synapse() -> tuple[str, str, str]:
+    """(homeserver, access token, room id) from synapse.sh: each call is a new login, so a new
+    device (and a new room). Skipped where matrix-synapse is not installed, unless
+    COMMCAL_REQUIRE_SYNAPSE=1, which installs and starts it (minutes, the first time)."""
+    import importlib.util
+
+    required = os.environ.get("COMMCAL_REQUIRE_SYNAPSE") == "1"
+    venv = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers" / "synapse-venv"
+    installed = (venv / "bin" / "python").exists() or importlib.util.find_spec("synapse")
+    if not SYNAPSE_SCRIPT.is_file() or not (installed or required):
+        if required:
+            pytest.fail(f"COMMCAL_REQUIRE_SYNAPSE=1 but {SYNAPSE_SCRIPT} is missing")
+        pytest.skip(
+            f"matrix-synapse is not installed or {SYNAPSE_SCRIPT} is missing "
+            "(COMMCAL_REQUIRE_SYNAPSE=1 makes this test install and start it)"
+        )
+    done = subprocess.run(
+        ["bash", str(SYNAPSE_SCRIPT)], capture_output=True, text=True, timeout=1200
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    homeserver, token, room = done.stdout.strip().splitlines()[-1].split()
+    return homeserver, token, room
+
+
+class DropFirstPut:
+    """A loopback HTTP proxy to the homeserver that passes the first PUT on, then closes the
+    connection without its answer: the message is in the room, the sender cannot know."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+        self.puts = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if self.command == "PUT":
+                    proxy.puts += 1
+                    if proxy.puts == 1:
+                        self.close_connection = True
+                        return
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type") or "")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> DropFirstPut:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
+    import requests
+
+    answer = requests.get(
+        f"{homeserver}/_matrix/client/v3/rooms/{room}/messages",
+        params={"dir": "b", "limit": "1000"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return Counter(
+        str(event["content"].get("body"))
+        for event in answer.json()["chunk"]
+        if event.get("type") == "m.room.message"
+    )
+
+
+def test_real_synapse_a_dropped_send_is_resent_by_its_device_and_unknown_from_another(
+    make_project: MakeProject,
+) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    homeserver, first_token, room = real_synapse()
+    _, second_token, _ = real_synapse()  # the same account logged in again: another device
+    runner = CliRunner()
+
+    def publish(root: Path, now: datetime, token: str) -> dict[str, Any]:
+        result = runner.invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", now.isoformat()],
+            env={"MATRIX_TOKEN": token},
+        )
+        assert first_token not in result.output and second_token not in result.output
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    later = NOW + timedelta(minutes=15)  # within the 30-minute key window
+    for item, resume_token, expected in (
+        ("same-device", first_token, "sent"),
+        ("new-device", second_token, "unknown"),
+    ):
+        with DropFirstPut(homeserver) as proxy:
+            root = matrix_project(
+                make_project,
+                proxy.url,
+                "max_late: 1d, retry_delay: 10m",
+                room=room,
+                item=item,
+                count=1,
+            )
+            assert publish(root, NOW, first_token)["counts"] == {"pending": 1}
+            report = publish(root, later, resume_token)
+            assert report["counts"] == {expected: 1}, report
+        [body] = [b for b in room_bodies(homeserver, first_token, room) if item in b]
+        assert room_bodies(homeserver, first_token, room)[body] == 1
+        if expected == "unknown":
+            detail = report["deliveries"][0]["detail"]
+            assert "device" in detail and "commcal resolve" in detail
