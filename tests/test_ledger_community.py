@@ -242,12 +242,12 @@ def test_a_version_1_ledger_is_upgraded_and_keeps_its_deliveries(
             assert old.schema_version() == 1  # type: ignore[attr-defined]
             old.record_skipped(due(), reason="before the upgrade", now=T0)
     with open_ledger(ledger_url) as new:
-        assert new.schema_version() == len(backend.MIGRATIONS) == 2  # type: ignore[attr-defined]
+        assert new.schema_version() == len(backend.MIGRATIONS)  # type: ignore[attr-defined]
         assert new.get(due().id) is not None
         assert new.suppress(key(1), source="cli", now=T0)
         assert new.assign_code("p", key(1), ["A"], now=T0) == "A"
     with open_ledger(ledger_url) as again:  # opening once more changes nothing
-        assert again.schema_version() == 2  # type: ignore[attr-defined]
+        assert again.schema_version() == len(backend.MIGRATIONS)  # type: ignore[attr-defined]
         assert again.is_suppressed(key(1))
         assert again.code_for("p", key(1)) == "A"
 
