@@ -219,6 +219,11 @@ def test_missing_env_var_at_send_names_it() -> None:
 # ---- the access token's device: transaction ids are kept per device -------------------------
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client killed mid-request is what these tests do
+
+
 class Synapse:
     """A loopback homeserver that keeps transaction ids per device, as Synapse does (table
     event_txn_id_device_id): a repeated PUT from the same device answers the first event's id,
@@ -291,7 +296,7 @@ class Synapse:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -373,9 +378,11 @@ def killed_mid_send(root: Path, synapse: Synapse) -> None:
     synapse.put = lambda number: "ok"
 
 
-def resume(root: Path, token: str, synapse: Synapse) -> tuple[int, dict[str, Any]]:
+def resume(
+    root: Path, token: str, synapse: Synapse, minutes: int = 1
+) -> tuple[int, dict[str, Any]]:
     synapse.whoami = 0
-    proc = publish_process(root, NOW + timedelta(minutes=1), token)
+    proc = publish_process(root, NOW + timedelta(minutes=minutes), token)
     out, err = proc.communicate(timeout=60)
     assert out, err
     return proc.returncode, json.loads(out)
@@ -428,6 +435,48 @@ def test_a_resend_after_a_crash_from_the_same_device_reuses_the_txn_id(
         assert len(synapse.events) == 3 and set(synapse.bodies().values()) == {1}
         # The delivery in flight was resent with its txnId, and answered with the first event.
         assert synapse.puts == 1 + 3
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kills_with_a_new_token_each_time_never_post_twice(make_project: MakeProject) -> None:
+    """The issue's run (100 posts, 8 kills, 3 duplicates) made smaller: SIGKILL at random
+    moments, each resume with another device's token."""
+    import random
+
+    tokens = {f"syt_device_{n}": ("@bot:localhost", f"DEVICE{n}") for n in range(5)}
+    rng = random.Random(15)
+    with Synapse(tokens) as synapse:
+        synapse.put = lambda number: time.sleep(0.01) or "ok"  # type: ignore[func-returns-value]
+        root = make_project(
+            config=config(
+                "  room:\n    type: matrix\n"
+                f"    homeserver: {synapse.url}\n"
+                "    access_token: ${MATRIX_TOKEN}\n"
+                "    room_id: '!room:localhost'\n",
+                publish="max_late: 1d, lease: 1s, retry_delay: 0",
+            ),
+            calendars={"main.yaml": every_minute("tip", ["room"], START, 60)},
+            templates=TEMPLATES,
+        )
+        kills = 0
+        for run in range(4):
+            proc = publish_process(root, NOW + timedelta(minutes=run), f"syt_device_{run}")
+            deadline = time.monotonic() + 30
+            before = len(synapse.events)
+            while len(synapse.events) < before + rng.randint(3, 12) and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=10)
+        _, report = resume(root, "syt_device_4", synapse, minutes=10)
+        counts = Counter(d["state"] for d in report["deliveries"])
+        assert counts["sent"] + counts["already"] + counts["unknown"] == 60, report["counts"]
+        # Never twice; each kill leaves at most the one send in flight to decide.
+        assert set(synapse.bodies().values()) == {1}
+        assert counts["unknown"] <= kills
+        assert len(synapse.events) >= 60 - counts["unknown"]
 
 
 def test_a_dropped_send_retried_from_another_device_is_unknown(
