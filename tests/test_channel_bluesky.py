@@ -678,3 +678,21 @@ def test_overlapping_runs_log_in_once(make_project: MakeProject) -> None:
         data = json.loads(session_file(root).read_text())
         assert data["accessJwt"] == "eyJ.access-1"
         assert stat.S_IMODE(session_file(root).stat().st_mode) == 0o600
+
+
+def test_a_session_answer_without_tokens_is_a_clear_failure(make_project: MakeProject) -> None:
+    from commcal.cli import app
+
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        pds.handle_post = lambda path, token, body: (200, {"did": ALICE})  # type: ignore[method-assign]
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", "2026-01-01T00:00:30Z"],
+            env={"BSKY_PASSWORD": "alice-app-pass"},
+        )
+        assert result.exit_code == 1, result.output
+        [delivery] = json.loads(result.stdout)["deliveries"]
+        assert delivery["state"] == "failed"
+        assert "without handle, accessJwt, refreshJwt" in delivery["detail"]
+        assert not session_file(root).exists()

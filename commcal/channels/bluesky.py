@@ -308,6 +308,11 @@ class BlueskyChannel(Channel):
         return None if store is None else store.load(*self._account())
 
     def _keep(self, session: dict[str, Any]) -> dict[str, Any]:
+        missing = [k for k in SESSION_KEYS if not isinstance(session.get(k), str) or not session[k]]
+        if missing:
+            raise PermanentError(
+                f"the PDS answered its session without {', '.join(missing)}; check `service`"
+            )
         self._session = session
         store = self._session_file()
         if store is not None:
