@@ -296,8 +296,9 @@ class BlueskyChannel(Channel):
     # -- the session ----------------------------------------------------------------------------
 
     def _session_file(self) -> SessionFile | None:
-        folder = None if self.state_dir is None else self.state_dir / "sessions"
-        return None if folder is None else SessionFile(folder, self.name)
+        if self.state_dir is None:  # no project folder (a plugin host, tests): keep nothing
+            return None
+        return SessionFile(self.state_dir / "sessions", self.name)
 
     def _account(self) -> tuple[str, str, str]:
         service = str(self.value("service")).rstrip("/")
