@@ -56,7 +56,9 @@ def calendar_files(root: Path) -> list[Path]:
 def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     """Load everything, collecting every problem; raises only for what is not the user's input."""
     config, problems = load_config(root)
-    channels = build_channels(config, os.environ if env is None else env, problems)
+    channels = build_channels(
+        config, os.environ if env is None else env, problems, state_dir=root / ".commcal"
+    )
     renderer = Renderer(root / "templates", display_root=root, utm_medium=config.links.utm_medium)
     bases = template_bases(root / "templates")
     from commcal.audience import audience_names
@@ -97,8 +99,14 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
 
 
 def build_channels(
-    config: Config, env: Mapping[str, str], problems: list[Problem]
+    config: Config,
+    env: Mapping[str, str],
+    problems: list[Problem],
+    *,
+    state_dir: Path | None = None,
 ) -> dict[str, Channel]:
+    """The configured channels; `state_dir` (the project's `.commcal`) is where adapters may
+    keep state between runs, such as Bluesky's session."""
     from commcal.channels.registry import channel_class
 
     channels: dict[str, Channel] = {}
@@ -108,4 +116,6 @@ def build_channels(
             channels[name] = cls(name, spec.settings, env=env)
         except CommcalError as exc:
             problems.append(Problem(spec.pos, str(exc)))
+        else:
+            channels[name].state_dir = state_dir
     return channels

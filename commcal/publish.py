@@ -5,7 +5,9 @@ Guarantees (DESIGN.md section 3) and where they are kept:
   call (on idempotent channels in the batch's claim transaction itself: a crash before the send
   is then a resend with the same idempotency key); a claim lost to another worker is never
   sent; adapters pass the delivery id as an idempotency key; a send interrupted on a channel
-  without one becomes `unknown`, never re-sent.
+  without one becomes `unknown`, never re-sent; where the network keeps keys per scope
+  (`Channel.idempotency_scope`: a Matrix device), the scope is recorded with each send, and a
+  send that may have arrived is repeated only under the same one, else `unknown`.
 - never silently dropped: every due delivery ends in a recorded state; deliveries due longer ago
   than `publish.max_late` are recorded `expired`.
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
@@ -38,9 +40,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from commcal.channels.base import Channel, Message, PermanentError, TransientError
+from commcal.channels.base import (
+    Channel,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    TransientError,
+)
 from commcal.config import Config
-from commcal.errors import CommcalError, ConfigError
+from commcal.errors import CommcalError, ConfigError, LedgerError
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
     TERMINAL,
@@ -115,6 +124,15 @@ def key_window(adapter: Channel) -> timedelta | None:
     """How long the adapter's network remembers an idempotency key; None: for good."""
     seconds = adapter.idempotency_window
     return None if seconds is None else timedelta(seconds=seconds)
+
+
+def scope_of(adapter: Channel) -> tuple[str | None, bool]:
+    """The adapter's idempotency scope, and whether it could be learnt (a lookup that failed
+    is asked again, and handled, by the send itself)."""
+    try:
+        return adapter.idempotency_scope(), True
+    except (SendError, CommcalError):
+        return None, False
 
 
 def worker_name() -> str:
@@ -721,6 +739,7 @@ class Publisher:
         outcome right after its own send (or, with a `recorder`, a successful one a few sends
         later). Claims left unused (a stop request) are released."""
         publish = self.config.publish
+        scope, known = scope_of(adapter)
         claims = {
             c.delivery_id: c
             for c in ledger.claim_many(
@@ -730,9 +749,13 @@ class Publisher:
                 lease=publish.lease,
                 idempotent=adapter.idempotent,
                 # Idempotent channels are claimed straight into SENDING: no durable mark per
-                # delivery before its send (a crash here is a resend with the same key).
-                sending=adapter.idempotent,
+                # delivery before its send (a crash here is a resend with the same key). Not
+                # those whose keys have a scope (Matrix: a device): each send is marked on its
+                # own, so that after a crash and a change of scope (a new access token) only
+                # the send in flight is `unknown`, not the whole batch.
+                sending=adapter.idempotent and known and scope is None,
                 key_window=key_window(adapter),
+                scope=scope,
             )
         }
         for n, delivery in enumerate(batch):
@@ -775,6 +798,7 @@ class Publisher:
                 lease=publish.lease,
                 idempotent=adapter.idempotent,
                 key_window=key_window(adapter),
+                scope=scope_of(adapter)[0],
             )
         if claim is None:
             record = ledger.get(delivery.id)
@@ -801,10 +825,8 @@ class Publisher:
     ) -> Outcome | None:
         publish = self.config.publish
         while True:
-            if not ledger.begin_send(claim, self.clock()):
-                return Outcome(delivery, "held", "claim lost to another worker; not sent")
             try:
-                receipt = adapter.send(message, delivery.id)
+                receipt = self._begin_and_send(ledger, adapter, claim, message, delivery.id)
             except TransientError as exc:
                 error = adapter.redact(str(exc))
                 delay = self._backoff(claim.attempt, exc.retry_after)
@@ -846,6 +868,7 @@ class Publisher:
                     lease=publish.lease,
                     idempotent=adapter.idempotent,
                     key_window=key_window(adapter),
+                    scope=scope_of(adapter)[0],
                 )
                 if next_claim is None:
                     return Outcome(delivery, State.PENDING, f"{error}; retry later")
@@ -853,8 +876,12 @@ class Publisher:
                 continue
             except PermanentError as exc:
                 return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+            except LedgerError:
+                raise
             except CommcalError as exc:  # e.g. a missing ${ENV} secret: nothing was sent
                 return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+            if receipt is None:
+                return Outcome(delivery, "held", "claim lost to another worker; not sent")
             sent = Sent(claim, receipt.remote_id, receipt.url, self.clock())
             outcome = Outcome(
                 delivery, State.SENT, receipt.remote_id or "", receipt.url, claim.attempt
@@ -867,6 +894,21 @@ class Publisher:
             except StaleClaim as stale:
                 return Outcome(delivery, "held", str(stale))
             return outcome
+
+    def _begin_and_send(
+        self, ledger: Ledger, adapter: Channel, claim: Claim, message: Message, key: str
+    ) -> Receipt | None:
+        """Mark the send begun, with the adapter's idempotency scope, and send; None (nothing
+        sent) when the claim is no longer ours. The scope is looked up first (Matrix asks the
+        homeserver once per run): its failure is a send that never left."""
+        try:
+            scope = adapter.idempotency_scope()
+        except TransientError as exc:
+            exc.maybe_sent = False  # a question, not a post
+            raise
+        if not ledger.begin_send(claim, self.clock(), scope=scope):
+            return None
+        return adapter.send(message, key)
 
     def _may_repeat(
         self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeProject
+from publish_support import TEMPLATES, config, every_minute
 from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
 from werkzeug import Request, Response
 
 from commcal.channels.base import EnvRef, Media, Message, PermanentError, TransientError
@@ -367,3 +377,322 @@ def test_missing_env_var_at_send_names_it() -> None:
     )
     with pytest.raises(ConfigError, match="BSKY_PASSWORD is not set"):
         bsky.send(message("x"), "k")
+
+
+# ---- the session, kept between runs ------------------------------------------------------------
+
+
+class Pds:
+    """A loopback PDS with real sessions: createSession (counted: Bluesky limits logins per
+    account), refreshSession (rotates the refresh token, as the PDS does), createRecord and
+    getRecord checked against the access token. `expire()` makes the access tokens issued so
+    far answer 400 ExpiredToken, `revoke()` the refresh tokens too."""
+
+    def __init__(self, accounts: dict[str, tuple[str, str]]) -> None:
+        self.accounts = accounts  # handle -> (app password, did)
+        self.access: dict[str, str] = {}  # live access token -> did
+        self.refresh: dict[str, str] = {}  # live refresh token -> did
+        self.expired: set[str] = set()
+        self.logins: list[str] = []  # the identifier of each createSession
+        self.refreshes = 0
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.authorizations: list[str] = []
+        self.lock = threading.Lock()
+        self.issued = 0
+        self.login_delay = 0.0  # seconds a login takes: overlapping runs all wait for one
+        pds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                out = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def _bearer(self) -> str:
+                return self.headers.get("Authorization", "").removeprefix("Bearer ")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.endswith("createSession"):
+                    time.sleep(pds.login_delay)
+                with pds.lock:
+                    status, answer = pds.handle_post(self.path, self._bearer(), body)
+                self._answer(status, answer)
+
+            def do_GET(self) -> None:
+                with pds.lock:
+                    status, answer = pds.handle_get(self.path, self._bearer())
+                self._answer(status, answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Pds:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _issue(self, did: str) -> dict[str, Any]:
+        self.issued += 1
+        access, refresh = f"eyJ.access-{self.issued}", f"eyJ.refresh-{self.issued}"
+        self.access[access], self.refresh[refresh] = did, did
+        handle = next(h for h, (_, d) in self.accounts.items() if d == did)
+        return {"did": did, "handle": handle, "accessJwt": access, "refreshJwt": refresh}
+
+    def _did(self, token: str) -> tuple[int, dict[str, Any]] | str:
+        if token in self.expired:
+            return 400, {"error": "ExpiredToken", "message": "Token has expired"}
+        if token not in self.access:  # as @atproto/pds 0.5.35 answers
+            return 400, {"error": "InvalidToken", "message": "Token could not be verified"}
+        return self.access[token]
+
+    def handle_post(self, path: str, token: str, body: dict[str, Any]) -> tuple[int, Any]:
+        self.authorizations.append(token)
+        name = path.rsplit("/", 1)[1]
+        if name == "com.atproto.server.createSession":
+            self.logins.append(str(body.get("identifier")))
+            account = self.accounts.get(str(body.get("identifier")))
+            if account is None or account[0] != body.get("password"):
+                return 401, {
+                    "error": "AuthenticationRequired",
+                    "message": "Invalid identifier or password",
+                }
+            return 200, self._issue(account[1])
+        if name == "com.atproto.server.refreshSession":
+            self.refreshes += 1
+            did = self.refresh.pop(token, None)
+            if did is None or token in self.expired:
+                return 400, {"error": "ExpiredToken", "message": "Token has been revoked"}
+            return 200, self._issue(did)
+        if name == "com.atproto.repo.createRecord":
+            did = self._did(token)
+            if not isinstance(did, str):
+                return did
+            if body["repo"] != did:
+                return 401, {"error": "AuthRequired", "message": "not your repo"}
+            key = (did, body["rkey"])
+            if key in self.records:
+                return 500, {"error": "InternalServerError", "message": "Internal Server Error"}
+            self.records[key] = body["record"]
+            return 200, {"uri": f"at://{did}/app.bsky.feed.post/{body['rkey']}", "cid": "bafy"}
+        return 404, {"error": "MethodNotImplemented", "message": name}
+
+    def handle_get(self, path: str, token: str) -> tuple[int, Any]:
+        return 404, {"error": "MethodNotImplemented", "message": path}
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired.update(self.access)
+
+    def forget(self) -> None:
+        """Every session issued so far is unknown (the PDS's data or signing key changed)."""
+        with self.lock:
+            self.access.clear()
+            self.refresh.clear()
+
+    def revoke(self) -> None:
+        with self.lock:
+            self.expired.update(self.access)
+            self.refresh.clear()
+
+
+ALICE, BOB = "did:plc:alice0000000000000000000", "did:plc:bob000000000000000000000"
+ACCOUNTS = {"alice.test": ("alice-app-pass", ALICE), "bob.test": ("bob-app-pass", BOB)}
+START = "2026-01-01 00:00"
+T0 = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+
+
+def sky_project(
+    make_project: MakeProject, service: str, handle: str = "alice.test", items: int = 1
+) -> Path:
+    channels = (
+        "  sky:\n    type: bluesky\n"
+        f"    handle: {handle}\n"
+        "    app_password: ${BSKY_PASSWORD}\n"
+        f"    service: {service}\n"
+    )
+    return make_project(
+        config=config(channels, publish="max_late: 1d, retry_delay: 0"),
+        calendars={
+            "main.yaml": "items:\n"
+            + "".join(
+                every_minute(f"tip{n}", ["sky"], START, 10).removeprefix("items:\n")
+                for n in range(items)
+            )
+        },
+        templates=TEMPLATES,
+    )
+
+
+def publish_at(root: Path, minute: int, password: str = "alice-app-pass") -> dict[str, Any]:
+    """One `commcal publish` run (a fresh project load, as each cron run is)."""
+    from commcal.cli import app
+
+    now = (T0 + timedelta(minutes=minute, seconds=30)).isoformat()
+    result = CliRunner().invoke(
+        app,
+        ["-C", str(root), "publish", "--format", "json", "--now", now],
+        env={"BSKY_PASSWORD": password},
+    )
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert "eyJ." not in result.output and password not in result.output
+    return report
+
+
+def session_file(root: Path) -> Path:
+    return root / ".commcal" / "sessions" / "sky.json"
+
+
+def test_five_runs_log_in_once_and_keep_the_session_private(make_project: MakeProject) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        for minute in range(5):
+            report = publish_at(root, minute)
+            assert report["counts"].get("sent") == 1, report
+        assert len(pds.records) == 5
+        assert pds.logins == ["alice.test"]
+        assert pds.refreshes == 0
+        path = session_file(root)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        text = path.read_text()
+        assert "alice-app-pass" not in text
+        assert json.loads(text)["accessJwt"] == "eyJ.access-1"
+        # Nothing else in the folder: no temporary file left behind.
+        assert sorted(p.name for p in path.parent.iterdir()) == ["sky.json", "sky.lock"]
+
+
+def test_an_expired_access_token_is_refreshed_not_a_new_login(make_project: MakeProject) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        publish_at(root, 0)
+        pds.expire()  # two hours later: the access token has run out
+        report = publish_at(root, 1)
+        assert report["counts"].get("sent") == 1, report
+        assert pds.logins == ["alice.test"]
+        assert pds.refreshes == 1
+        # The refreshed session is kept: the next run neither refreshes nor logs in.
+        publish_at(root, 2)
+        assert pds.logins == ["alice.test"] and pds.refreshes == 1
+        assert pds.authorizations[-1] == "eyJ.access-2"
+        assert stat.S_IMODE(session_file(root).stat().st_mode) == 0o600
+
+
+def test_a_revoked_refresh_token_falls_back_to_one_login(make_project: MakeProject) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        publish_at(root, 0)
+        pds.revoke()  # e.g. the app password was deleted and created again
+        report = publish_at(root, 1)
+        assert report["counts"].get("sent") == 1, report
+        assert pds.logins == ["alice.test", "alice.test"] and pds.refreshes == 1
+        publish_at(root, 2)
+        assert len(pds.logins) == 2
+
+
+def test_a_session_the_pds_cannot_verify_is_replaced_by_one_login(
+    make_project: MakeProject,
+) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        publish_at(root, 0)
+        pds.forget()
+        report = publish_at(root, 1)
+        assert report["counts"].get("sent") == 1, report
+        assert pds.logins == ["alice.test", "alice.test"]
+        publish_at(root, 2)
+        assert len(pds.logins) == 2
+
+
+def test_a_session_of_another_account_is_never_used(make_project: MakeProject) -> None:
+    with Pds(dict(ACCOUNTS)) as pds:
+        root = sky_project(make_project, pds.url)
+        publish_at(root, 0)
+        # The project now posts as bob: alice's session stays unused, bob logs in.
+        config_file = root / "commcal.yaml"
+        config_file.write_text(config_file.read_text().replace("alice.test", "bob.test"))
+        report = publish_at(root, 1, password="bob-app-pass")
+        assert report["counts"].get("sent") == 1, report
+        assert pds.logins == ["alice.test", "bob.test"]
+        assert [did for did, _ in pds.records] == [ALICE, BOB]
+        # A new app password for the same account: its own login, not the old session.
+        pds.accounts["bob.test"] = ("bob-new-pass", BOB)
+        publish_at(root, 2, password="bob-new-pass")
+        assert pds.logins == ["alice.test", "bob.test", "bob.test"]
+
+
+def test_a_damaged_session_file_costs_one_login(make_project: MakeProject) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        publish_at(root, 0)
+        session_file(root).write_text('{"version": 1, "accessJwt": ')
+        publish_at(root, 1)
+        publish_at(root, 2)
+        assert len(pds.logins) == 2
+        assert json.loads(session_file(root).read_text())["version"] == 1
+
+
+def commcal_command() -> list[str]:
+    exe = shutil.which("commcal") or str(Path(sys.executable).with_name("commcal"))
+    if os.path.exists(exe):
+        return [exe]
+    return [sys.executable, "-c", "from commcal.cli import main; main()"]
+
+
+def test_overlapping_runs_log_in_once(make_project: MakeProject) -> None:
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url, items=5)
+        pds.login_delay = 2.0  # long enough for every run to want a session at once
+        now = (T0 + timedelta(minutes=1, seconds=30)).isoformat()
+        args = ["publish", "--now", now, "--format", "json"]
+        procs = [
+            subprocess.Popen(
+                [*commcal_command(), "-C", str(root), *args, "--only", f"tip{n}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "BSKY_PASSWORD": "alice-app-pass"},
+            )
+            for n in range(5)
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert "eyJ." not in out + err
+        assert len(pds.records) == 10  # 5 items, 2 due each
+        assert pds.logins == ["alice.test"]
+        data = json.loads(session_file(root).read_text())
+        assert data["accessJwt"] == "eyJ.access-1"
+        assert stat.S_IMODE(session_file(root).stat().st_mode) == 0o600
+
+
+def test_a_session_answer_without_tokens_is_a_clear_failure(make_project: MakeProject) -> None:
+    from commcal.cli import app
+
+    with Pds(ACCOUNTS) as pds:
+        root = sky_project(make_project, pds.url)
+        pds.handle_post = lambda path, token, body: (200, {"did": ALICE})  # type: ignore[method-assign]
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", "2026-01-01T00:00:30Z"],
+            env={"BSKY_PASSWORD": "alice-app-pass"},
+        )
+        assert result.exit_code == 1, result.output
+        [delivery] = json.loads(result.stdout)["deliveries"]
+        assert delivery["state"] == "failed"
+        assert "without handle, accessJwt, refreshJwt" in delivery["detail"]
+        assert not session_file(root).exists()

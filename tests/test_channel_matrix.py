@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import MakeProject
+from publish_support import TEMPLATES, config, every_minute
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -200,3 +214,490 @@ def test_missing_env_var_at_send_names_it() -> None:
     )
     with pytest.raises(ConfigError, match="MATRIX_TOKEN is not set"):
         mx.send(message(), "k")
+
+
+# ---- the access token's device: transaction ids are kept per device -------------------------
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client killed mid-request is what these tests do
+
+
+class Synapse:
+    """A loopback homeserver that keeps transaction ids per device, as Synapse does (table
+    event_txn_id_device_id): a repeated PUT from the same device answers the first event's id,
+    the same txnId from another device (a new login) is a new event. `put` decides each PUT:
+    "ok", "stall" (record the event, then never answer) or "drop" (record it, then close the
+    connection without an answer)."""
+
+    def __init__(self, tokens: dict[str, tuple[str, str | None]]) -> None:
+        self.tokens = tokens  # access token -> (user_id, device_id)
+        self.events: list[tuple[str, str, dict[str, Any]]] = []  # (device, txnId, content)
+        self.txns: dict[tuple[str, str], str] = {}
+        self.whoami = 0
+        self.put: Callable[[int], str] = lambda number: "ok"
+        self.puts = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        synapse = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _who(self) -> tuple[str, str | None] | None:
+                auth = self.headers.get("Authorization", "")
+                return synapse.tokens.get(auth.removeprefix("Bearer "))
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                out = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_GET(self) -> None:
+                who = self._who()
+                if who is None:
+                    self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                with synapse.lock:
+                    synapse.whoami += 1
+                body: dict[str, Any] = {"user_id": who[0], "is_guest": False}
+                if who[1] is not None:
+                    body["device_id"] = who[1]
+                self._answer(200, body)
+
+            def do_PUT(self) -> None:
+                content = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                who = self._who()
+                if who is None:
+                    self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                device = who[1] or "token:" + self.headers["Authorization"]
+                txn = self.path.rsplit("/", 1)[1]
+                with synapse.lock:
+                    synapse.puts += 1
+                    what = synapse.put(synapse.puts)
+                    if (device, txn) not in synapse.txns:
+                        synapse.txns[device, txn] = f"$ev{len(synapse.events) + 1}"
+                        synapse.events.append((device, txn, content))
+                    event_id = synapse.txns[device, txn]
+                if what == "stall":
+                    synapse.release.wait(30)
+                    self.close_connection = True
+                    return
+                if what == "drop":
+                    self.close_connection = True
+                    return
+                self._answer(200, {"event_id": event_id})
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Synapse:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def bodies(self) -> Counter[str]:
+        with self.lock:
+            return Counter(str(content["body"]) for _, _, content in self.events)
+
+
+TOKENS: dict[str, tuple[str, str | None]] = {
+    "syt_old_device_token": ("@bot:localhost", "OLDDEVICE"),
+    "syt_new_device_token": ("@bot:localhost", "NEWDEVICE"),
+}
+START = "2026-01-01 00:00"
+NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+def matrix_project(
+    make_project: MakeProject,
+    homeserver: str,
+    publish: str,
+    *,
+    room: str = "!room:localhost",
+    item: str = "tip",
+    count: int = 3,
+) -> Path:
+    channels = (
+        "  room:\n    type: matrix\n"
+        f"    homeserver: {homeserver}\n"
+        "    access_token: ${MATRIX_TOKEN}\n"
+        f"    room_id: '{room}'\n"
+    )
+    return make_project(
+        config=config(channels, publish=publish),
+        calendars={"main.yaml": every_minute(item, ["room"], START, count)},
+        templates=TEMPLATES,
+    )
+
+
+def commcal_command() -> list[str]:
+    exe = shutil.which("commcal") or str(Path(sys.executable).with_name("commcal"))
+    if os.path.exists(exe):
+        return [exe]
+    return [sys.executable, "-c", "from commcal.cli import main; main()"]
+
+
+def publish_process(root: Path, now: datetime, token: str) -> subprocess.Popen[str]:
+    args = ["-C", str(root), "publish", "--now", now.isoformat(), "--format", "json"]
+    return subprocess.Popen(
+        [*commcal_command(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MATRIX_TOKEN": token},
+    )
+
+
+def killed_mid_send(root: Path, synapse: Synapse) -> None:
+    """A `commcal publish` SIGKILLed while its first PUT has reached the homeserver, unanswered."""
+    synapse.put = lambda number: "stall" if number == 1 else "ok"
+    proc = publish_process(root, NOW, "syt_old_device_token")
+    try:
+        deadline = time.monotonic() + 30
+        while not synapse.events and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert synapse.events, proc.communicate(timeout=5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    synapse.put = lambda number: "ok"
+
+
+def resume(
+    root: Path, token: str, synapse: Synapse, minutes: int = 1
+) -> tuple[int, dict[str, Any]]:
+    synapse.whoami = 0
+    proc = publish_process(root, NOW + timedelta(minutes=minutes), token)
+    out, err = proc.communicate(timeout=60)
+    assert out, err
+    return proc.returncode, json.loads(out)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_resend_after_a_crash_from_another_device_is_unknown_not_a_second_message(
+    make_project: MakeProject,
+) -> None:
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, lease: 2s, retry_delay: 0")
+        killed_mid_send(root, synapse)
+        # The operator rotates the access token (a new login: a new device) before the resume.
+        code, report = resume(root, "syt_new_device_token", synapse)
+        # One message per delivery in the room: the one whose PUT arrived is not posted again.
+        assert set(synapse.bodies().values()) == {1}
+        assert len(synapse.events) == 3
+        assert code == 1
+        assert report["counts"] == {"unknown": 1, "sent": 2}
+        [unknown] = [d for d in report["deliveries"] if d["state"] == "unknown"]
+        assert "device OLDDEVICE of @bot:localhost" in unknown["detail"]
+        assert "device NEWDEVICE of @bot:localhost" in unknown["detail"]
+        assert "commcal resolve" in unknown["detail"]
+        assert "--not-sent" in unknown["detail"]
+        # The device is asked once per run, not once per send.
+        assert synapse.whoami == 1
+        # The next run says the same and posts nothing.
+        code, report = resume(root, "syt_new_device_token", synapse)
+        assert code == 1 and report["counts"].get("unknown") == 1
+        assert len(synapse.events) == 3
+        with sqlite3.connect(root / "state.db") as db:
+            scopes = {s for (s,) in db.execute("SELECT send_scope FROM deliveries")}
+        assert scopes == {
+            "device OLDDEVICE of @bot:localhost",
+            "device NEWDEVICE of @bot:localhost",
+        }
+        assert not any("syt_" in str(s) for s in scopes)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_resend_after_a_crash_from_the_same_device_reuses_the_txn_id(
+    make_project: MakeProject,
+) -> None:
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, lease: 2s, retry_delay: 0")
+        killed_mid_send(root, synapse)
+        code, report = resume(root, "syt_old_device_token", synapse)
+        assert code == 0, report
+        assert report["counts"] == {"sent": 3}
+        assert len(synapse.events) == 3 and set(synapse.bodies().values()) == {1}
+        # The delivery in flight was resent with its txnId, and answered with the first event.
+        assert synapse.puts == 1 + 3
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kills_with_a_new_token_each_time_never_post_twice(make_project: MakeProject) -> None:
+    """The issue's run (100 posts, 8 kills, 3 duplicates) made smaller: SIGKILL at random
+    moments, each resume with another device's token."""
+    import random
+
+    tokens = {f"syt_device_{n}": ("@bot:localhost", f"DEVICE{n}") for n in range(5)}
+    rng = random.Random(15)
+    with Synapse(tokens) as synapse:
+        synapse.put = lambda number: time.sleep(0.01) or "ok"  # type: ignore[func-returns-value]
+        root = make_project(
+            config=config(
+                "  room:\n    type: matrix\n"
+                f"    homeserver: {synapse.url}\n"
+                "    access_token: ${MATRIX_TOKEN}\n"
+                "    room_id: '!room:localhost'\n",
+                publish="max_late: 1d, lease: 1s, retry_delay: 0",
+            ),
+            calendars={"main.yaml": every_minute("tip", ["room"], START, 60)},
+            templates=TEMPLATES,
+        )
+        kills = 0
+        for run in range(4):
+            proc = publish_process(root, NOW + timedelta(minutes=run), f"syt_device_{run}")
+            deadline = time.monotonic() + 30
+            before = len(synapse.events)
+            while len(synapse.events) < before + rng.randint(3, 12) and proc.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=10)
+        _, report = resume(root, "syt_device_4", synapse, minutes=10)
+        counts = Counter(d["state"] for d in report["deliveries"])
+        assert counts["sent"] + counts["already"] + counts["unknown"] == 60, report["counts"]
+        # Never twice; each kill leaves at most the one send in flight to decide.
+        assert set(synapse.bodies().values()) == {1}
+        assert counts["unknown"] <= kills
+        assert len(synapse.events) >= 60 - counts["unknown"]
+
+
+def test_a_dropped_send_retried_from_another_device_is_unknown(
+    make_project: MakeProject,
+) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    with Synapse(TOKENS) as synapse:
+        # A retry_delay far over a minute: the run leaves the delivery `pending` to retry later.
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, retry_delay: 10m")
+        synapse.put = lambda number: "drop" if number == 1 else "ok"
+        runner = CliRunner()
+        args = ["-C", str(root), "publish", "--format", "json", "--only", "tip"]
+        first = runner.invoke(
+            app, [*args, "--now", NOW.isoformat()], env={"MATRIX_TOKEN": "syt_old_device_token"}
+        )
+        counts = json.loads(first.stdout)["counts"]
+        assert counts == {"pending": 1, "sent": 2}, first.stdout
+        later = (NOW + timedelta(minutes=15)).isoformat()  # within the 30-min key window
+        second = runner.invoke(
+            app, [*args, "--now", later], env={"MATRIX_TOKEN": "syt_new_device_token"}
+        )
+        report = json.loads(second.stdout)
+        assert second.exit_code == 1
+        assert report["counts"] == {"unknown": 1, "already": 2}, second.stdout
+        [unknown] = [d for d in report["deliveries"] if d["state"] == "unknown"]
+        assert "OLDDEVICE" in unknown["detail"] and "NEWDEVICE" in unknown["detail"]
+        assert len(synapse.events) == 3 and set(synapse.bodies().values()) == {1}
+
+
+def test_idempotency_scope_is_the_device_asked_once(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        "/_matrix/client/v3/account/whoami", method="GET", headers=AUTH
+    ).respond_with_json({"user_id": "@acme:matrix.org", "device_id": "ABCDEF"})
+    mx = channel(httpserver)
+    assert mx.idempotency_scope() == "device ABCDEF of @acme:matrix.org"
+    assert mx.idempotency_scope() == "device ABCDEF of @acme:matrix.org"
+    httpserver.check_assertions()
+
+
+def test_idempotency_scope_without_a_device_is_a_hash_of_the_token(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/_matrix/client/v3/account/whoami").respond_with_json(
+        {"user_id": "@bridge:matrix.org"}
+    )
+    scope = channel(httpserver).idempotency_scope()
+    assert scope.startswith("token sha256:") and scope.endswith("of @bridge:matrix.org (no device)")
+    assert "syt_" not in scope and "secret" not in scope
+
+
+def test_idempotency_scope_errors_are_send_errors(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/_matrix/client/v3/account/whoami").respond_with_json(
+        {"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token passed."}, status=401
+    )
+    with pytest.raises(PermanentError, match="M_UNKNOWN_TOKEN") as caught:
+        channel(httpserver).idempotency_scope()
+    assert "syt_YWNtZQ_secret" not in str(caught.value)
+
+
+def test_a_homeserver_that_cannot_say_the_device_gets_no_send(make_project: MakeProject) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    with Synapse(TOKENS) as synapse:
+        root = matrix_project(make_project, synapse.url, "max_late: 1d, retry_delay: 10m")
+        # A token the homeserver does not know: whoami answers 401, so nothing is sent.
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
+            env={"MATRIX_TOKEN": "syt_revoked_token"},
+        )
+        report = json.loads(result.stdout)
+        assert result.exit_code == 1
+        assert report["counts"] == {"failed": 3}
+        assert all("M_UNKNOWN_TOKEN" in d["detail"] for d in report["deliveries"])
+        assert "syt_revoked_token" not in result.stdout
+        assert synapse.puts == 0
+
+
+# ---- a real Synapse -----------------------------------------------------------------------------
+
+SYNAPSE_SCRIPT = Path(os.environ.get("COMMCAL_SYNAPSE_SCRIPT", "/work/shared/servers/synapse.sh"))
+
+
+def real_synapse() -> tuple[str, str, str]:
+    """(homeserver, access token, room id) from synapse.sh: each call is a new login, so a new
+    device (and a new room). Skipped where matrix-synapse is not installed, unless
+    COMMCAL_REQUIRE_SYNAPSE=1, which installs and starts it (minutes, the first time)."""
+    import importlib.util
+
+    required = os.environ.get("COMMCAL_REQUIRE_SYNAPSE") == "1"
+    venv = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers" / "synapse-venv"
+    installed = (venv / "bin" / "python").exists() or importlib.util.find_spec("synapse")
+    if not SYNAPSE_SCRIPT.is_file() or not (installed or required):
+        if required:
+            pytest.fail(f"COMMCAL_REQUIRE_SYNAPSE=1 but {SYNAPSE_SCRIPT} is missing")
+        pytest.skip(
+            f"matrix-synapse is not installed or {SYNAPSE_SCRIPT} is missing "
+            "(COMMCAL_REQUIRE_SYNAPSE=1 makes this test install and start it)"
+        )
+    done = subprocess.run(
+        ["bash", str(SYNAPSE_SCRIPT)], capture_output=True, text=True, timeout=1200
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    homeserver, token, room = done.stdout.strip().splitlines()[-1].split()
+    return homeserver, token, room
+
+
+class DropFirstPut:
+    """A loopback HTTP proxy to the homeserver that passes the first PUT on, then closes the
+    connection without its answer: the message is in the room, the sender cannot know."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+        self.puts = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if self.command == "PUT":
+                    proxy.puts += 1
+                    if proxy.puts == 1:
+                        self.close_connection = True
+                        return
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type") or "")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> DropFirstPut:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
+    import requests
+
+    answer = requests.get(
+        f"{homeserver}/_matrix/client/v3/rooms/{room}/messages",
+        params={"dir": "b", "limit": "1000"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return Counter(
+        str(event["content"].get("body"))
+        for event in answer.json()["chunk"]
+        if event.get("type") == "m.room.message"
+    )
+
+
+def test_real_synapse_a_dropped_send_is_resent_by_its_device_and_unknown_from_another(
+    make_project: MakeProject,
+) -> None:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    homeserver, first_token, room = real_synapse()
+    _, second_token, _ = real_synapse()  # the same account logged in again: another device
+    runner = CliRunner()
+
+    def publish(root: Path, now: datetime, token: str) -> dict[str, Any]:
+        result = runner.invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", now.isoformat()],
+            env={"MATRIX_TOKEN": token},
+        )
+        assert first_token not in result.output and second_token not in result.output
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    later = NOW + timedelta(minutes=15)  # within the 30-minute key window
+    for item, resume_token, expected in (
+        ("same-device", first_token, "sent"),
+        ("new-device", second_token, "unknown"),
+    ):
+        with DropFirstPut(homeserver) as proxy:
+            root = matrix_project(
+                make_project,
+                proxy.url,
+                "max_late: 1d, retry_delay: 10m",
+                room=room,
+                item=item,
+                count=1,
+            )
+            assert publish(root, NOW, first_token)["counts"] == {"pending": 1}
+            report = publish(root, later, resume_token)
+            assert report["counts"] == {expected: 1}, report
+        [body] = [b for b in room_bodies(homeserver, first_token, room) if item in b]
+        assert room_bodies(homeserver, first_token, room)[body] == 1
+        if expected == "unknown":
+            detail = report["deliveries"][0]["detail"]
+            assert "device" in detail and "commcal resolve" in detail

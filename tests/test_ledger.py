@@ -34,7 +34,7 @@ from commcal.ledger import (
     State,
     open_ledger,
 )
-from commcal.ledger.sqlite import MIGRATIONS
+from commcal.ledger.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -413,6 +413,47 @@ def test_a_retry_that_may_have_arrived_is_repeated_only_while_the_key_is_remembe
     assert late is not None and late.attempt == 2
 
 
+def test_a_send_that_may_have_arrived_is_repeated_only_under_the_same_scope(
+    ledger: Ledger,
+) -> None:
+    # Matrix keeps transaction ids per device: a resend from another device is a new message.
+    old, new = "device OLD of @bot:example.org", "device NEW of @bot:example.org"
+    kw: dict[str, Any] = {"lease": LEASE, "idempotent": True, "key_window": timedelta(hours=1)}
+    same, moved, unsure, blind, fresh = due(1), due(2), due(3), due(4), due(5)
+    for d in (same, moved, unsure, blind):
+        c = ledger.claim(d, worker="w1", now=T0, scope=old, **kw)
+        assert c is not None and ledger.begin_send(c, T0, scope=old)
+    c = ledger.claim(unsure, worker="w1", now=T0, scope=old, **kw)  # lease still live
+    assert c is None
+    # Interrupted (lease lost), resumed under the same scope: resent with the same key.
+    again = ledger.claim(same, worker="w2", now=at(10), scope=old, **kw)
+    assert again is not None and again.attempt == 2
+    # Resumed under another scope: unknown, and the reason names both.
+    assert ledger.claim(moved, worker="w2", now=at(10), scope=new, **kw) is None
+    record = ledger.get(moved.id)
+    assert record is not None and record.state is State.UNKNOWN
+    assert old in (record.last_error or "") and new in (record.last_error or "")
+    assert "commcal resolve" in (record.last_error or "")
+    # Resumed by a claimer that could not learn its scope: left alone for one that can.
+    assert ledger.claim(blind, worker="w2", now=at(10), **kw) is None
+    record = ledger.get(blind.id)
+    assert record is not None and record.state is State.SENDING
+    # A retry that may have arrived, due under another scope: unknown too.
+    (c,) = ledger.claim_many([unsure], worker="w3", now=at(10), scope=old, **kw)
+    assert ledger.begin_send(c, at(10), scope=old)
+    ledger.record_transient(
+        c, error="dropped", retry_at=at(11), max_attempts=5, now=at(10), maybe_sent=True
+    )
+    assert ledger.claim(unsure, worker="w4", now=at(12), scope=new, **kw) is None
+    record = ledger.get(unsure.id)
+    assert record is not None and record.state is State.UNKNOWN
+    # A claim straight into SENDING records its scope; nothing sent yet is claimed anywhere.
+    (c,) = ledger.claim_many([fresh], worker="w5", now=T0, sending=True, scope=new, **kw)
+    assert c.sending
+    resent = ledger.claim(fresh, worker="w6", now=at(10), scope=new, **kw)
+    assert resent is not None and resent.attempt == 2
+
+
 def test_record_sent_keeps_remote_id_and_url_and_is_safe_to_repeat(ledger: Ledger) -> None:
     d = due()
     c = claim(ledger, d, T0)
@@ -742,7 +783,8 @@ def test_opening_twice_migrates_once(ledger_url: str) -> None:
     first = open_ledger(ledger_url)
     second = open_ledger(ledger_url)
     try:
-        assert first.schema_version() == second.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+        latest = len(SQLITE_MIGRATIONS)
+        assert first.schema_version() == second.schema_version() == latest  # type: ignore[attr-defined]
         first.record_skipped(due(), reason="x", now=T0)
         assert second.get(due().id) is not None
     finally:
@@ -909,7 +951,7 @@ def test_processes_opening_a_new_ledger_at_once_migrate_it_once(ledger_url: str)
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
     with open_ledger(ledger_url) as ledger:
-        assert ledger.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+        assert ledger.schema_version() == len(SQLITE_MIGRATIONS)  # type: ignore[attr-defined]
 
 
 def test_a_worker_killed_mid_send_leaves_a_record_that_becomes_unknown(ledger_url: str) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.errors import ConfigError
@@ -176,6 +177,9 @@ class Channel:
     # Whether the network has native polls (Message.options["poll"]); elsewhere a poll's options
     # are appended to the text as a numbered list (plan.poll_fallback).
     native_polls: ClassVar[bool] = False
+    # A folder of the project where the adapter may keep state between runs (a login session),
+    # set by the project after construction (`<project>/.commcal`); None: keep nothing.
+    state_dir: Path | None = None
 
     def __init__(
         self,
@@ -256,6 +260,18 @@ class Channel:
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         raise NotImplementedError(f"{self.type_name} cannot send yet")
+
+    def idempotency_scope(self) -> str | None:
+        """Where the network keeps our idempotency keys, when that is not one place for good.
+
+        None (the default): a key means the same whoever sends it again. Otherwise a short name
+        of the scope a person can recognise and that holds no secret (Matrix: "device ABCDEF of
+        @bot:example.org", since a homeserver keeps transaction ids per device and a new login
+        is a new device). The publisher records it when a send begins, and a send that may have
+        arrived is repeated only under the same scope; under another it becomes `unknown`.
+        May ask the network (cache the answer per instance); raise as `send` does.
+        """
+        return None
 
     def verify(self) -> str:
         """Check credentials without posting; return a short description of what was checked."""

@@ -3,18 +3,27 @@
 API: https://docs.bsky.app/docs/advanced-guides/posts and the lexicons in
 https://github.com/bluesky-social/atproto/tree/main/lexicons (com.atproto.server.createSession,
 com.atproto.repo.createRecord, com.atproto.repo.getRecord, com.atproto.repo.uploadBlob).
+
+The session is kept between runs: Bluesky limits logins (createSession) per account, 30 per 5
+minutes and 300 a day (https://docs.bsky.app/docs/advanced-guides/rate-limits), and cron runs
+`commcal publish` every minute. See `SessionFile`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import html
+import json
 import mimetypes
 import os
 import re
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -57,6 +66,101 @@ class XrpcTransientError(TransientError):
         super().__init__(message, retry_after)
         self.status = status
         self.name = name
+
+
+SESSION_VERSION = 1
+SESSION_KEYS = ("did", "handle", "accessJwt", "refreshJwt")
+
+
+class SessionFile:
+    """One channel's Bluesky session, kept between runs in `<project>/.commcal/sessions/`.
+
+    The file holds the access and refresh tokens (a refresh token lasts 90 days on the PDS:
+    packages/pds/src/account-manager/helpers/auth.ts), so it is created mode 0600 and replaced
+    by an atomic rename, never rewritten in place: a reader sees the old file or the new one.
+    It names the account it belongs to by a salted hash of service, handle and app password,
+    so a session of another account, or of a replaced app password, is never used. Logins and
+    refreshes take an exclusive lock (`<channel>.lock`), so overlapping runs log in once and
+    then read what the first one wrote. Any trouble with the folder (read-only, full) only
+    costs a login: the session is then kept for this run alone.
+    """
+
+    def __init__(self, folder: Path, channel: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", channel)
+        self.path = folder / f"{safe}.json"
+        self.lock_path = folder / f"{safe}.lock"
+
+    @staticmethod
+    def _account(salt: str, service: str, handle: str, password: str) -> str:
+        text = "\0".join((salt, service, handle.lower(), password))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def load(self, service: str, handle: str, password: str) -> dict[str, Any] | None:
+        """The stored session if it belongs to this account, else None."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, encoding="utf-8") as handle_file:
+                if os.fstat(fd).st_mode & 0o077:  # loosened by hand: take it back
+                    os.fchmod(fd, 0o600)
+                data = json.load(handle_file)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("version") != SESSION_VERSION:
+            return None
+        salt, account = data.get("salt"), data.get("account")
+        if not isinstance(salt, str) or not isinstance(account, str):
+            return None
+        if not hmac.compare_digest(account, self._account(salt, service, handle, password)):
+            return None
+        session = {key: data.get(key) for key in SESSION_KEYS}
+        if not all(isinstance(value, str) and value for value in session.values()):
+            return None
+        return session
+
+    def save(self, session: Mapping[str, Any], service: str, handle: str, password: str) -> None:
+        salt = secrets.token_hex(16)
+        data: dict[str, Any] = {
+            "version": SESSION_VERSION,
+            "service": service,
+            "salt": salt,
+            "account": self._account(salt, service, handle, password),
+        }
+        data.update({key: session.get(key) for key in SESSION_KEYS})
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{salt[:8]}.tmp")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the channel's session lock (shared by every process of this project)."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock, at worst one login too many
+            yield
+            return
+        try:
+            self.lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def record_key(idempotency_key: str) -> str:
@@ -189,33 +293,86 @@ class BlueskyChannel(Channel):
             XrpcPermanentError(text, status=response.status_code, name=name), failure
         )
 
-    def _login(self) -> dict[str, Any]:
-        if self._session is None:
-            response = self._xrpc(
-                "POST",
-                "com.atproto.server.createSession",
-                auth=None,
-                json={"identifier": self.value("handle"), "password": self.secret("app_password")},
+    # -- the session ----------------------------------------------------------------------------
+
+    def _session_file(self) -> SessionFile | None:
+        if self.state_dir is None:  # no project folder (a plugin host, tests): keep nothing
+            return None
+        return SessionFile(self.state_dir / "sessions", self.name)
+
+    def _account(self) -> tuple[str, str, str]:
+        service = str(self.value("service")).rstrip("/")
+        return service, str(self.value("handle")), self.secret("app_password")
+
+    def _stored(self) -> dict[str, Any] | None:
+        store = self._session_file()
+        return None if store is None else store.load(*self._account())
+
+    def _keep(self, session: dict[str, Any]) -> dict[str, Any]:
+        missing = [k for k in SESSION_KEYS if not isinstance(session.get(k), str) or not session[k]]
+        if missing:
+            raise PermanentError(
+                f"the PDS answered its session without {', '.join(missing)}; check `service`"
             )
-            self._session = _json(response)
+        self._session = session
+        store = self._session_file()
+        if store is not None:
+            store.save(session, *self._account())
+        return session
+
+    @contextlib.contextmanager
+    def _session_lock(self) -> Iterator[None]:
+        store = self._session_file()
+        with contextlib.nullcontext() if store is None else store.locked():
+            yield
+
+    def _create_session(self) -> dict[str, Any]:
+        """A login (com.atproto.server.createSession): the call Bluesky counts and limits."""
+        _, handle, password = self._account()
+        response = self._xrpc(
+            "POST",
+            "com.atproto.server.createSession",
+            auth=None,
+            json={"identifier": handle, "password": password},
+        )
+        return self._keep(_json(response))
+
+    def _login(self) -> dict[str, Any]:
+        """This run's session: the one kept from an earlier run when it is this account's,
+        else a new login, made once however many runs overlap (under the session lock)."""
+        if self._session is None:
+            self._session = self._stored()
+        if self._session is None:
+            with self._session_lock():
+                self._session = self._stored() or self._create_session()
         return self._session
 
     def _refresh(self) -> None:
-        """A new access token: refreshSession with the refresh token, else a new session."""
-        try:
-            response = self._xrpc("POST", "com.atproto.server.refreshSession", auth="refresh")
-            self._session = {**(self._session or {}), **_json(response)}
-        except PermanentError:
-            self._session = None
-            self._login()
+        """A new access token: refreshSession with the refresh token, else a new session (the
+        refresh token expired or was revoked, e.g. with its app password)."""
+        used = (self._session or {}).get("accessJwt")
+        with self._session_lock():
+            stored = self._stored()
+            if stored is not None and stored.get("accessJwt") != used:
+                self._session = stored  # another run has refreshed it meanwhile
+                return
+            try:
+                response = self._xrpc("POST", "com.atproto.server.refreshSession", auth="refresh")
+            except PermanentError:
+                self._session = None
+                self._create_session()
+                return
+            self._keep({**(self._session or {}), **_json(response)})
 
     def _authed(self, method: str, nsid: str, **kwargs: Any) -> requests.Response:
         """An authenticated call, refreshing an expired session once."""
         try:
             return self._xrpc(method, nsid, **kwargs)
         except XrpcPermanentError as exc:
-            # An expired access token: 400 ExpiredToken; a revoked one: 401.
-            if exc.name != "ExpiredToken" and exc.status != 401:
+            # An expired access token: 400 ExpiredToken; one the PDS cannot verify (a session
+            # kept from a run before its signing key changed): 400 InvalidToken (both seen on
+            # @atproto/pds 0.5.35); a revoked one: 401.
+            if exc.name not in ("ExpiredToken", "InvalidToken") and exc.status != 401:
                 raise
         self._refresh()
         return self._xrpc(method, nsid, **kwargs)
@@ -332,12 +489,19 @@ class BlueskyChannel(Channel):
         }
 
     def verify(self) -> str:
-        self._session = None
-        session = self._login()
+        # A real login, so that the app password itself is checked (one of the day's logins).
+        with self._session_lock():
+            session = self._create_session()
         return f"app password works for {session.get('handle')} ({session.get('did')})"
 
+    def secrets(self) -> list[str]:
+        found = super().secrets()
+        session = getattr(self, "_session", None) or {}
+        found.extend(str(session[key]) for key in ("accessJwt", "refreshJwt") if session.get(key))
+        return found
+
     def close(self) -> None:
-        self._session = None
+        self._session = None  # kept in the session file, read again by the next send
 
 
 def _xrpc_error(response: requests.Response) -> tuple[str, str]:

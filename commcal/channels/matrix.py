@@ -5,6 +5,7 @@ API: https://spec.matrix.org/v1.13/client-server-api/#put_matrixclientv3roomsroo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,7 +50,8 @@ class MatrixChannel(Channel):
     length_unit = "bytes (UTF-8)"
     # The homeserver answers a repeated transaction id with the first event's id and posts
     # nothing new (https://spec.matrix.org/v1.13/client-server-api/#transaction-identifiers).
-    # Transaction ids are scoped to the access token's device: a new token forgets them.
+    # Transaction ids are scoped to the access token's device: a new token forgets them, so
+    # `idempotency_scope` names the device and the publisher records it with each send.
     idempotent = True
     # Synapse forgets a transaction id after 30 to 60 minutes (synapse/rest/client/
     # transactions.py, CLEANUP_PERIOD_MS); the spec promises no duration at all.
@@ -65,6 +67,9 @@ class MatrixChannel(Channel):
             )
         if self.options["msgtype"] not in MSGTYPES:
             raise ConfigError(f"channel {self.name!r} (matrix): msgtype must be m.text or m.notice")
+        # idempotency_scope's answer, by access token (a hash of it: the key of a dict is no
+        # place for a secret either).
+        self._scopes: dict[str, str] = {}
 
     def measure(self, text: str) -> int:
         return utf8_bytes(text)
@@ -128,6 +133,29 @@ class MatrixChannel(Channel):
         if not isinstance(event_id, str):
             raise PermanentError("the homeserver answered without an event_id")
         return Receipt(remote_id=event_id, url=event_link(room, event_id))
+
+    def idempotency_scope(self) -> str:
+        """The access token's device, from /account/whoami: a homeserver keeps transaction ids
+        per device (Synapse: table event_txn_id_device_id, about 24 hours), and a new login is
+        a new device, so a resend with a new token would be a second message.
+
+        https://spec.matrix.org/v1.13/client-server-api/#get_matrixclientv3accountwhoami
+        """
+        token = hashlib.sha256(self.secret("access_token").encode()).hexdigest()
+        scope = self._scopes.get(token)
+        if scope is None:
+            who = httpkit.json_body(self._call("GET", "/_matrix/client/v3/account/whoami"))
+            user, device = who.get("user_id"), who.get("device_id")
+            if not isinstance(user, str) or not user:
+                raise TransientError("the homeserver's whoami answer names no user_id")
+            if isinstance(device, str) and device:
+                scope = f"device {device} of {user}"
+            else:
+                # No device (an application service's token): the token itself is the scope,
+                # shown as a short hash that cannot be turned back into it.
+                scope = f"token sha256:{token[:12]} of {user} (no device)"
+            self._scopes[token] = scope
+        return scope
 
     def verify(self) -> str:
         who = httpkit.json_body(self._call("GET", "/_matrix/client/v3/account/whoami"))

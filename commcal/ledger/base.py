@@ -55,6 +55,16 @@ TOO_LATE_TO_REPEAT = (
     "check the channel and run `commcal resolve`"
 )
 
+
+def moved_scope_reason(before: str, now: str) -> str:
+    """Why a send that may have arrived is not repeated under another idempotency scope."""
+    return (
+        f"its last send may have arrived, made as {before}; this run sends as {now}, which does "
+        "not share its idempotency keys, so a resend could post twice; check the channel, then "
+        "run `commcal resolve ID --sent URL` (it is there) or `--not-sent` (it is not)"
+    )
+
+
 # Events in the history. "stale" records a result reported by a worker after its claim had
 # passed to another one: the state is not changed, but the evidence (say, the URL of a post that
 # did go out) is kept for whoever resolves the delivery.
@@ -328,6 +338,7 @@ def claim_action(
     idempotent: bool,
     now: datetime,
     key_expires: datetime | None = None,
+    other_scope: bool = False,
 ) -> ClaimAction:
     """The claim protocol for an existing row, in one place for every backend.
 
@@ -335,17 +346,20 @@ def claim_action(
     `key_expires`: when the network forgets the idempotency key of the row's first send (None:
     never, or nothing can have arrived); from then on a send that was interrupted, or failed
     in a way that may have arrived, is UNKNOWN even on an idempotent channel.
+    `other_scope`: such a send was made under another idempotency scope than the claimer's
+    (a Matrix device): the network would not recognise the key either, so it is UNKNOWN too.
     """
     if state is State.PENDING:
         due = next_attempt_at is None or next_attempt_at <= now
-        if due and key_expires is not None and now > key_expires:
-            return ClaimAction.MARK_UNKNOWN  # a send that may have arrived, too late to repeat
+        too_late = key_expires is not None and now > key_expires
+        if due and (too_late or other_scope):
+            return ClaimAction.MARK_UNKNOWN  # a send that may have arrived, unsafe to repeat
         return ClaimAction.CLAIM_PENDING if due else ClaimAction.NONE
     lost = lease_until is None or lease_until < now
     if state is State.CLAIMED and lost:
         return ClaimAction.TAKE_OVER
     if state is State.SENDING and lost:
-        remembered = key_expires is None or now <= key_expires
+        remembered = (key_expires is None or now <= key_expires) and not other_scope
         return ClaimAction.RESEND if idempotent and remembered else ClaimAction.MARK_UNKNOWN
     return ClaimAction.NONE
 
@@ -389,6 +403,7 @@ class Ledger(ABC):
         lease: timedelta,
         idempotent: bool,
         key_window: timedelta | None = None,
+        scope: str | None = None,
     ) -> Claim | None:
         """Claim one delivery atomically, or None if someone else has it or it is not due.
 
@@ -400,6 +415,13 @@ class Ledger(ABC):
         `key_window`: how long the network remembers an idempotency key (None: for good). A
         SENDING row whose first send began longer ago than that is not resent but UNKNOWN:
         the network would no longer recognise the key, so a resend could post twice.
+
+        `scope`: where the network keeps the claimer's idempotency keys, when they are not
+        global (`Channel.idempotency_scope`, e.g. a Matrix device); None: global, or not known.
+        A send that may have arrived (SENDING with a lost lease, or PENDING after a
+        `retry-unsure`) and was begun under a recorded scope is resent only under the same one:
+        under another it becomes UNKNOWN (the reason names both), and with `scope` None it is
+        left as it is (not claimed) until a claimer that knows its scope comes.
         """
 
     @abstractmethod
@@ -413,11 +435,13 @@ class Ledger(ABC):
         idempotent: Callable[[str], bool] | bool,
         sending: bool = False,
         key_window: timedelta | None = None,
+        scope: str | None = None,
     ) -> list[Claim]:
         """`claim` for many deliveries in few transactions; claims come back in input order.
 
         `idempotent` is a bool for all, or a function of the delivery's *channel* name;
-        `key_window` applies to all, as in `claim`.
+        `key_window` and `scope` apply to all, as in `claim` (a claim into SENDING records
+        `scope` as `begin_send` would).
 
         `sending=True` claims the deliveries of *idempotent* channels straight into SENDING (with
         `Claim.sending` set), saving the durable `begin_send` commit before each network call.
@@ -434,11 +458,13 @@ class Ledger(ABC):
         last cleared it with `retry` or `resolve --not-sent`); None if it never began."""
 
     @abstractmethod
-    def begin_send(self, claim: Claim, now: datetime) -> bool:
+    def begin_send(self, claim: Claim, now: datetime, *, scope: str | None = None) -> bool:
         """CLAIMED -> SENDING. False (do not send!) unless the claim is current, its lease live.
 
-        A claim made straight into SENDING (`claim.sending`) is already marked: True while its
-        lease (as last granted to us by `claim_many` or `extend`) is live, with no write.
+        `scope`: the adapter's idempotency scope, recorded with the send (see `claim`).
+        A claim made straight into SENDING (`claim.sending`) is already marked (its scope with
+        it): True while its lease (as last granted to us by `claim_many` or `extend`) is live,
+        with no write.
         """
 
     @abstractmethod
@@ -827,9 +853,11 @@ class SqlLedger(Ledger):
         idempotent: bool,
         sending: bool = False,
         key_window: timedelta | None = None,
+        scope: str | None = None,
     ) -> Claim | None:
         """Claim one delivery inside the caller's transaction. `sending` (idempotent channels
-        only) claims straight into SENDING, logging `claimed` and `sending` as begin_send would."""
+        only) claims straight into SENDING, logging `claimed` and `sending` (and recording
+        `scope`) as begin_send would."""
         sending = sending and idempotent
         claimed_state = State.SENDING if sending else State.CLAIMED
         token = new_token()
@@ -838,8 +866,9 @@ class SqlLedger(Ledger):
         lease_db = self._to_db(lease_until)
         inserted = self._execute(
             "INSERT INTO deliveries (id, calendar, item, channel, recipient, due_at, state, "
-            "attempts, content_hash, claimed_by, claim_token, lease_until, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING "
+            "attempts, content_hash, claimed_by, claim_token, lease_until, created_at, updated_at, "
+            "send_scope) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING "
             "RETURNING id",
             (
                 d.id,
@@ -855,6 +884,7 @@ class SqlLedger(Ledger):
                 lease_db,
                 now_db,
                 now_db,
+                scope if sending else None,
             ),
         )
         if inserted:
@@ -864,8 +894,8 @@ class SqlLedger(Ledger):
             return Claim(d.id, worker, token, 1, lease_until, sending)
 
         rows = self._execute(
-            "SELECT state, attempts, next_attempt_at, lease_until, claimed_by FROM deliveries "
-            "WHERE id = ?" + self._row_lock,
+            "SELECT state, attempts, next_attempt_at, lease_until, claimed_by, send_scope "
+            "FROM deliveries WHERE id = ?" + self._row_lock,
             (d.id,),
         )
         if not rows:  # PostgreSQL: another transaction holds the row right now
@@ -873,10 +903,17 @@ class SqlLedger(Ledger):
         state = State(rows[0][0])
         attempts = int(rows[0][1])
         previous = rows[0][4] or "?"
+        sent_as: str | None = rows[0][5]
         key_expires = None
-        if idempotent and key_window is not None and self._may_have_arrived(d.id, state):
-            first = self._first_send(d.id)
-            key_expires = None if first is None else first + key_window
+        moved = False  # the send that may have arrived was made under another scope
+        checks = idempotent and (key_window is not None or sent_as is not None)
+        if checks and self._may_have_arrived(d.id, state):
+            if key_window is not None:
+                first = self._first_send(d.id)
+                key_expires = None if first is None else first + key_window
+            if sent_as is not None and scope is None:
+                return None  # cannot tell whether a resend would be recognised: wait
+            moved = sent_as is not None and sent_as != scope
         action = claim_action(
             state,
             next_attempt_at=self._opt_from_db(rows[0][2]),
@@ -884,11 +921,14 @@ class SqlLedger(Ledger):
             idempotent=idempotent,
             now=utc(now),
             key_expires=key_expires,
+            other_scope=moved,
         )
         if action is ClaimAction.NONE:
             return None
         if action is ClaimAction.MARK_UNKNOWN:
             reason = TOO_LATE_TO_REPEAT if state is State.PENDING else INTERRUPTED_WHILE_SENDING
+            if moved and sent_as is not None and scope is not None:
+                reason = moved_scope_reason(sent_as, scope)
             self._execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, lease_until = NULL, "
                 "updated_at = ? WHERE id = ? AND state = ?",
@@ -898,7 +938,9 @@ class SqlLedger(Ledger):
                 why = "its last send may have arrived"
             else:
                 why = f"{previous} stopped while sending; lease ran out"
-            if idempotent:
+            if moved:
+                why += f"; not resent: it was sent as {sent_as}, this run sends as {scope}"
+            elif idempotent:
                 why += "; too late to resend: the network no longer remembers the idempotency key"
             self._log(d.id, now, worker, "unknown", why)
             return None
@@ -913,9 +955,12 @@ class SqlLedger(Ledger):
                 f"took over from {previous}, which stopped while sending; "
                 "resending with the same idempotency key"
             )
+        # Into SENDING, the new send's scope replaces the last one's; a CLAIMED row keeps the
+        # last one's until begin_send (a row that may have arrived is compared against it).
         self._execute(
             "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = NULL, "
-            "content_hash = ?, claimed_by = ?, claim_token = ?, lease_until = ?, updated_at = ? "
+            "content_hash = ?, claimed_by = ?, claim_token = ?, lease_until = ?, updated_at = ?, "
+            "send_scope = CASE WHEN ? THEN ? ELSE send_scope END "
             "WHERE id = ? AND state = ?",
             (
                 claimed_state.value,
@@ -925,6 +970,8 @@ class SqlLedger(Ledger):
                 token,
                 lease_db,
                 now_db,
+                sending,
+                scope,
                 d.id,
                 state.value,
             ),
@@ -943,9 +990,12 @@ class SqlLedger(Ledger):
         lease: timedelta,
         idempotent: bool,
         key_window: timedelta | None = None,
+        scope: str | None = None,
     ) -> Claim | None:
         return self._transaction(
-            lambda: self._claim_in_tx(d, worker, now, lease, idempotent, key_window=key_window),
+            lambda: self._claim_in_tx(
+                d, worker, now, lease, idempotent, key_window=key_window, scope=scope
+            ),
             write=True,
         )
 
@@ -984,6 +1034,7 @@ class SqlLedger(Ledger):
         idempotent: Callable[[str], bool] | bool,
         sending: bool = False,
         key_window: timedelta | None = None,
+        scope: str | None = None,
     ) -> list[Claim]:
         def is_idempotent(d: DueDelivery) -> bool:
             return idempotent(d.channel) if callable(idempotent) else idempotent
@@ -999,7 +1050,7 @@ class SqlLedger(Ledger):
                 got: dict[str, Claim] = {}
                 for d in chunk:
                     c = self._claim_in_tx(
-                        d, worker, now, lease, is_idempotent(d), sending, key_window
+                        d, worker, now, lease, is_idempotent(d), sending, key_window, scope
                     )
                     if c is not None:
                         got[d.id] = c
@@ -1016,7 +1067,7 @@ class SqlLedger(Ledger):
 
     # ---- after a claim --------------------------------------------------------------------
 
-    def begin_send(self, claim: Claim, now: datetime) -> bool:
+    def begin_send(self, claim: Claim, now: datetime, *, scope: str | None = None) -> bool:
         if claim.sending:
             # Marked SENDING durably in the claim's own transaction. Only this token's holder
             # moves lease_until (claim_many, extend), so our copy is the database's; a take-over
@@ -1025,11 +1076,12 @@ class SqlLedger(Ledger):
 
         def tx() -> bool:
             rows = self._execute(
-                "UPDATE deliveries SET state = ?, updated_at = ? WHERE id = ? AND claim_token = ? "
-                "AND state = ? AND lease_until >= ? RETURNING id",
+                "UPDATE deliveries SET state = ?, updated_at = ?, send_scope = ? WHERE id = ? "
+                "AND claim_token = ? AND state = ? AND lease_until >= ? RETURNING id",
                 (
                     State.SENDING.value,
                     self._t(now, "now"),
+                    scope,
                     claim.delivery_id,
                     claim.token,
                     State.CLAIMED.value,

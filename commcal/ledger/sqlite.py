@@ -143,6 +143,10 @@ MIGRATIONS: list[list[str]] = [
     # 3: the ledger's identity: its id and creation time, the project it belongs to, when it
     # took over from an earlier ledger, and how far `publish` has swept it (base.LedgerMeta).
     ["CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+    # 4: where the network keeps the idempotency key of a delivery's latest send, when its keys
+    # are not global (Channel.idempotency_scope: a Matrix access token's device). A send that
+    # may have arrived is repeated only under the same scope.
+    ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
 ]
 
 
