@@ -560,7 +560,11 @@ def test_a_homeserver_that_cannot_say_the_device_gets_no_send(make_project: Make
 
 # ---- a real Synapse -----------------------------------------------------------------------------
 
-SYNAPSE_SCRIPT = Path(os.environ.get("COMMCAL_SYNAPSE_SCRIPT", "/work/shared/servers/synapse.sh"))
+# ../shared/servers/synapse.sh beside the checkout (as CI lays it out), or COMMCAL_SYNAPSE_SCRIPT.
+SYNAPSE_SCRIPT = Path(
+    os.environ.get("COMMCAL_SYNAPSE_SCRIPT")
+    or Path(__file__).resolve().parents[2] / "shared" / "servers" / "synapse.sh"
+)
 
 
 def real_synapse() -> tuple[str, str, str]:
