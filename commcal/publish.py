@@ -215,6 +215,9 @@ class Publisher:
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self.config: Config = self.project.config
+        # Channels found down in this run: name -> (why, when to try again). Once a channel's
+        # circuit is open, its remaining deliveries go back to `pending` untried.
+        self._open_circuits: dict[str, tuple[str, datetime]] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -445,6 +448,9 @@ class Publisher:
             )
         }
         for n, delivery in enumerate(batch):
+            if (circuit := self._open_circuits.get(adapter.name)) is not None:
+                self._defer(ledger, batch[n:], claims, circuit, report)
+                return
             if self.stop.is_set():
                 for rest in batch[n:]:
                     if (claim := claims.get(rest.id)) is not None:
@@ -463,6 +469,45 @@ class Publisher:
             outcome = self._deliver(ledger, adapter, delivery, claim, recorder)
             if outcome is not None:
                 self._report(report, outcome)
+
+    def _open_circuit(
+        self, adapter: Channel, exc: TransientError, error: str, at: datetime
+    ) -> bool:
+        """Stop sending on `adapter` for the rest of the run when its server is unreachable
+        (nothing was sent) or asks to wait longer than MAX_INLINE_WAIT: every other send would
+        fail the same way, each waiting out its own backoff. True if the circuit opened."""
+        if exc.unreachable:
+            why = f"{adapter.name} is unreachable: {error}"
+        elif exc.retry_after is not None and exc.retry_after > MAX_INLINE_WAIT:
+            why = f"{adapter.name} asked to wait: {error}"
+        else:
+            return False
+        self._open_circuits[adapter.name] = (why, at)
+        return True
+
+    def _defer(
+        self,
+        ledger: Ledger,
+        rest: Sequence[Delivery],
+        claims: Mapping[str, Claim],
+        circuit: tuple[str, datetime],
+        report: Report,
+    ) -> None:
+        """Put the untried deliveries of a channel whose circuit is open back to `pending`,
+        due when the failed send is retried; their attempts are not used up."""
+        why, retry_at = circuit
+        for delivery in rest:
+            claim = claims.get(delivery.id)
+            if claim is None:  # not ours: another worker has it, or it is finished
+                continue
+            if ledger.release(claim, self.clock(), retry_at=retry_at, reason=f"not tried: {why}"):
+                detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
+                self._report(
+                    report,
+                    Outcome(delivery, State.PENDING, detail, attempts=claim.attempt - 1),
+                )
+            else:
+                self._report(report, Outcome(delivery, "held", "claim lost to another worker"))
 
     def _deliver(
         self,
@@ -533,6 +578,7 @@ class Publisher:
                     )
                 except StaleClaim as stale:
                     return Outcome(delivery, "held", str(stale))
+                circuit_open = self._open_circuit(adapter, exc, error, retry_at)
                 if state == State.FAILED:
                     return Outcome(
                         delivery,
@@ -540,7 +586,7 @@ class Publisher:
                         f"{error} (after {claim.attempt} attempts)",
                         attempts=claim.attempt,
                     )
-                if delay > MAX_INLINE_WAIT or self.stop.is_set():
+                if circuit_open or delay > MAX_INLINE_WAIT or self.stop.is_set():
                     return Outcome(
                         delivery,
                         State.PENDING,
