@@ -111,15 +111,22 @@ def _local_instant(text: str, option: str, tz_name: str) -> datetime:
     return to_utc(_in_range(value, option, text), zone(tz_name))
 
 
-def _load(require_clean_config: bool = True) -> Project:
+# Writes the command's JSON object for a run stopped by these problems (`--format json` keeps
+# stdout one JSON document whatever happens: docs/json.md).
+Stopped = Callable[[list[Any]], None]
+
+
+def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project:
     from commcal.config import find_project
-    from commcal.errors import CommcalError
+    from commcal.errors import CommcalError, Pos, Problem
     from commcal.project import load_project
 
     try:
         root = find_project(explicit=STATE.project_dir)
         return load_project(root)
     except CommcalError as exc:
+        if fmt is Format.json and stopped is not None:
+            stopped([Problem(Pos("commcal.yaml"), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
 
 
@@ -128,12 +135,16 @@ def _print_problems(problems: list[Any]) -> None:
         typer.echo(str(problem), err=True)
 
 
-def _stop_on_errors(project: Project) -> None:
+def _stop_on_errors(
+    project: Project, fmt: Format = Format.table, stopped: Stopped | None = None
+) -> None:
     """Configuration errors stop with 2, calendar errors with 1; all are printed first."""
     if project.errors:
         _print_problems(project.problems)
         count = len(project.errors)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        if fmt is Format.json and stopped is not None:
+            stopped(project.problems)
         raise typer.Exit(2 if project.config_errors else 1)
 
 
@@ -249,7 +260,7 @@ def validate(
     from commcal.errors import sorted_problems
     from commcal.views import problems as view
 
-    project = _load()
+    project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
     start = _now(now)
     planned = (
         [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
@@ -308,8 +319,8 @@ def plan(
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load()
-    _stop_on_errors(project)
+    project = _load(format, view.show_stopped)
+    _stop_on_errors(project, format, view.show_stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
     first, last = _window(_now(now), days, start, end, next_week, project.config.timezone)
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
@@ -341,8 +352,8 @@ def preview(
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load()
-    _stop_on_errors(project)
+    project = _load(format, view.show_preview_stopped)
+    _stop_on_errors(project, format, view.show_preview_stopped)
     _check_filters(project, channel=[channel] if channel else None)
     start = _local_instant(at, "--at", project.config.timezone) if at else _now(now)
     found = planning.find_item(project, item)
@@ -422,8 +433,28 @@ def publish(
     from commcal.plan import Filters
     from commcal.views import publish as view
 
-    project = _load()
-    _stop_on_errors(project)
+    def stopped(problems: list[Any]) -> None:
+        view.show_stopped(problems, dry_run=dry_run)
+
+    project = _load(format, stopped)
+    blocker = project.publish_blocker()
+    if project.errors:
+        # Errors in calendars stop only their items (or files): the rest is published.
+        _print_problems(project.problems)
+        if blocker is None:
+            count = len(project.errors)
+            typer.echo(
+                f"{count} problem{'s' if count != 1 else ''}: the items and files they are in "
+                "are not published; everything else is",
+                err=True,
+            )
+    if blocker is not None:
+        if format is Format.json:
+            stopped(project.problems)
+        raise fail(blocker, 2)
+    _check_filters(project, item=only, channel=channel)
+    if format is Format.json:
+        _console_to_stderr(project)
     stop = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:
@@ -442,12 +473,24 @@ def publish(
             stop=stop,
         )
     except CommcalError as exc:
+        if format is Format.json:
+            stopped(project.problems)
         raise fail(str(exc), exc.exit_code) from None
     finally:
         progress.close()
     view.show(report, format.value)
+    _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _console_to_stderr(project: Project) -> None:
+    """Keep standard output one JSON document: console channels print to standard error."""
+    from commcal.channels.console import ConsoleChannel
+
+    for adapter in project.channels.values():
+        if isinstance(adapter, ConsoleChannel):
+            adapter.to_stderr = True
 
 
 @app.command()
@@ -663,7 +706,9 @@ def run(
     from commcal.scheduler import Scheduler, stream_log
 
     project = _load()
-    _stop_on_errors(project)
+    if (blocker := project.publish_blocker()) is not None:
+        _print_problems(project.problems)
+        raise fail(blocker, 2)
     try:
         code = Scheduler(project.root, state, log=stream_log(log_format.value)).run()
     except CommcalError as exc:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from commcal.channels.base import Channel, Message, PermanentError, TransientError
 from commcal.config import Config
-from commcal.errors import CommcalError, ConfigError
+from commcal.errors import CommcalError, ConfigError, Problem
 from commcal.ledger import (
     TERMINAL,
     Claim,
@@ -84,17 +84,27 @@ class Outcome:
     attempts: int = 0
 
 
+# A report-only outcome: not published in this run because a problem stops its item (a short
+# or unreadable code pool, a missing members.secret); nothing is recorded, so the next run after
+# the fix sends it (or records it `expired` once it is later than publish.max_late).
+BLOCKED = "blocked"
+
+
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     dry_run: bool = False
+    # Errors that kept items or files from being published (file:line); the rest went out.
+    problems: list[Problem] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
 
     @property
     def ok(self) -> bool:
-        return not any(o.state in (State.FAILED, State.UNKNOWN) for o in self.outcomes)
+        return not self.problems and not any(
+            o.state in (State.FAILED, State.UNKNOWN) for o in self.outcomes
+        )
 
 
 def unresolved(delivery: Delivery) -> str:
@@ -335,13 +345,51 @@ class Publisher:
         )
         if signed and kept and not self.config.member_secret(self.project.env):
             names = ", ".join(members.secret.names) if members.secret else "members.secret"
-            raise ConfigError(
-                f"commcal.yaml: members.secret ({names}) is not set: unsubscribe links and "
-                "member tokens cannot be signed, so no mail to members was sent"
-            )
-        return self._codes(ledger, kept)
 
-    def _codes(self, ledger: Ledger, todo: list[Delivery]) -> list[Delivery]:
+            def needs_secret(d: Delivery) -> bool:
+                extra = d.item.extra
+                return d.recipient is not None and bool(
+                    members.unsubscribe_url
+                    or extra.get("survey_url")
+                    or (extra.get("codes") or {}).get("derive")
+                )
+
+            kept = self._block(
+                report,
+                kept,
+                needs_secret,
+                f"members.secret ({names}) is not set: its unsubscribe links and member tokens "
+                "cannot be signed",
+                "set the environment variable; the mail goes out at the next publish",
+            )
+        return self._codes(ledger, kept, report)
+
+    def _block(
+        self,
+        report: Report,
+        todo: list[Delivery],
+        stopped: Callable[[Delivery], bool],
+        why: str,
+        hint: str = "",
+    ) -> list[Delivery]:
+        """Leave out the deliveries `stopped` picks: each is reported `blocked`, and each of
+        their items gets one problem at its position. Returns the others."""
+        kept: list[Delivery] = []
+        items: dict[tuple[str, str], Delivery] = {}
+        for delivery in todo:
+            if stopped(delivery):
+                items.setdefault((delivery.calendar, delivery.item.id), delivery)
+                self._report(report, Outcome(delivery, BLOCKED, why), quiet=True)
+            else:
+                kept.append(delivery)
+        for delivery in items.values():
+            item = delivery.item
+            report.problems.append(
+                Problem(item.pos, f"item {item.id!r} was not published: {why}", hint)
+            )
+        return kept
+
+    def _codes(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
         from dataclasses import replace
 
         from commcal.errors import LedgerError
@@ -355,24 +403,31 @@ class Publisher:
         if not pools:
             return todo
         assigned: dict[str, str] = {}
+        stopped: dict[tuple[str, str], str] = {}  # an offer that cannot go out: why
         for (calendar, item_id), group in pools.items():
             item = group[0].item
             pool = f"{calendar}/{item_id}"
             try:
                 codes = pool_codes(self.project, item)
-            except OSError as exc:
-                raise ConfigError(
-                    f"{item.pos}: item {item_id!r}: cannot read its code pool "
-                    f"{item.extra['codes']['pool']}: {exc.strerror}"
-                ) from None
-            keys = sorted({d.recipient.key for d in group if d.recipient})
-            try:
+                keys = sorted({d.recipient.key for d in group if d.recipient})
                 given = ledger.reserve_codes(pool, keys, codes, now=self.clock())
-            except LedgerError as exc:
-                raise CommcalError(f"{item.pos}: item {item_id!r}: {exc}") from None
+            except OSError as exc:
+                stopped[(calendar, item_id)] = (
+                    f"cannot read its code pool {item.extra['codes']['pool']}: {exc.strerror}"
+                )
+                continue
+            except LedgerError as exc:  # too few codes for the members: none is sent
+                stopped[(calendar, item_id)] = str(exc)
+                continue
             for delivery in group:
                 if delivery.recipient is not None:
                     assigned[delivery.id] = given[delivery.recipient.key]
+        for key, why in stopped.items():
+
+            def in_item(d: Delivery, key: tuple[str, str] = key) -> bool:
+                return (d.calendar, d.item.id) == key
+
+            todo = self._block(report, todo, in_item, why)
         return [replace(d, code=assigned[d.id]) if d.id in assigned else d for d in todo]
 
     def _late_text(self, delivery: Delivery) -> str:
@@ -678,11 +733,13 @@ def publish(
     on_outcome: Callable[[Outcome], None] | None = None,
     stop: threading.Event | None = None,
 ) -> Report:
-    """Send everything due at `now`. Raises ConfigError when the project cannot publish."""
-    if project.errors:
-        raise ConfigError(f"{len(project.errors)} problems in the project; run `commcal validate`")
+    """Send everything due at `now`. Raises ConfigError when the project cannot publish at all
+    (errors in commcal.yaml, no channels). Items and files with errors are left out and listed
+    in the report's problems; everything else is published."""
+    if (blocker := project.publish_blocker()) is not None:
+        raise ConfigError(blocker)
     publisher = Publisher(
-        project,
+        project.publishable(),
         state_url(project, state),
         now or datetime.now(UTC),
         dry_run=dry_run,
@@ -690,4 +747,6 @@ def publish(
         on_outcome=on_outcome,
         stop=stop or threading.Event(),
     )
-    return publisher.run()
+    report = publisher.run()
+    report.problems[:0] = project.errors
+    return report
