@@ -181,8 +181,15 @@ def _window(
     return first, last
 
 
-def _check_filters(project: Project, **given: list[str] | None) -> None:
-    """A mistyped --channel or --item must not read as 'nothing planned'."""
+def _check_filters(
+    project: Project,
+    recorded: Callable[[str, str], bool] | None = None,
+    flags: dict[str, str] | None = None,
+    **given: list[str] | None,
+) -> None:
+    """A mistyped --channel or --item must not read as 'nothing planned' (exit 2, with the
+    closest name). `recorded(option, value)`: a value the ledger knows, though the project
+    no longer does (a removed item), is accepted too."""
     from commcal.calendar.fields import did_you_mean
     from commcal.calendar.model import KINDS
 
@@ -195,11 +202,22 @@ def _check_filters(project: Project, **given: list[str] | None) -> None:
     }
     for option, values in given.items():
         for value in values or []:
-            if value not in known[option]:
+            if value not in known[option] and not (recorded and recorded(option, value)):
+                flag = (flags or {}).get(option, f"--{option}")
                 raise fail(
-                    f"--{option} {value!r}: no such {option}; "
+                    f"{flag} {value!r}: no such {option}; "
                     + did_you_mean(value, sorted(known[option]))
                 )
+
+
+def _close(project: Project, item: str) -> str:
+    """`; did you mean 'x'?` for a mistyped item id, or nothing when no id is close."""
+    import difflib
+
+    ids = {i.id for c in project.calendars for i in c.items}
+    ids |= {f"{c.name}/{i.id}" for c in project.calendars for i in c.items}
+    close = difflib.get_close_matches(item, sorted(ids), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -358,7 +376,7 @@ def preview(
     start = _local_instant(at, "--at", project.config.timezone) if at else _now(now)
     found = planning.find_item(project, item)
     if found is None:
-        raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
+        raise fail(f"no item {item!r} (see `commcal plan` for item ids){_close(project, item)}", 1)
     if member and found.audience is None:
         raise fail(f"item {item!r} has no audience; --member applies to audience items", 2)
     planned = planning.next_occurrence(project, found, start, channel, member=member)
@@ -452,7 +470,7 @@ def publish(
         if format is Format.json:
             stopped(project.problems)
         raise fail(blocker, 2)
-    _check_filters(project, item=only, channel=channel)
+    _check_filters(project, flags={"item": "--only"}, item=only, channel=channel)
     if format is Format.json:
         _console_to_stderr(project)
     stop = threading.Event()
@@ -522,6 +540,17 @@ def status(
 
     project = _load()
     with _ledger(project, state) as ledger:
+
+        def recorded(option: str, value: str) -> bool:
+            return bool(sum(ledger.counts(**{option: value}).values()) > 0)
+
+        _check_filters(
+            project,
+            recorded,
+            calendar=[calendar] if calendar else None,
+            channel=[channel] if channel else None,
+            item=[item] if item else None,
+        )
         if workers:
             view.show_workers(ledger.workers(_now(now)), format.value)
             return

@@ -211,7 +211,15 @@ def _item(
     where = f"item {item_id!r}"
     channels = defaults.get("channels") or ()
     if (n := node.get("channels")) is not None:
+        before = _errors(reader)
         channels = _channels(reader, n, config)
+        if not channels and _errors(reader) == before:
+            reader.problem(
+                n.pos,
+                f"{where} has an empty channels: list, so it would go nowhere",
+                "name at least one channel from commcal.yaml, or set draft: true to keep it "
+                "unpublished",
+            )
     if not channels and (n := node.get("channels")) is None:
         reader.problem(
             node.pos,
