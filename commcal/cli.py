@@ -490,9 +490,11 @@ def publish(
             on_outcome=progress.outcome,
             stop=stop,
         )
-    except CommcalError as exc:
+    except CommcalError as exc:  # e.g. the ledger cannot be opened
         if format is Format.json:
-            stopped(project.problems)
+            from commcal.errors import Pos, Problem
+
+            stopped([*project.problems, Problem(Pos(""), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
     finally:
         progress.close()
