@@ -813,7 +813,8 @@ def unsubscribe_server(
     from commcal.errors import CommcalError
 
     project = _load()
-    _stop_on_errors(project)
+    if project.config_errors:  # a calendar typo must not stop members unsubscribing
+        _stop_on_errors(project)
     try:
         app_ = people.unsubscribe_app(project, state)
     except CommcalError as exc:

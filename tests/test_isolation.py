@@ -289,3 +289,40 @@ def test_a_missing_member_secret_stops_member_mail_only(
         r"members\.secret \(MEMBER_SECRET\) is not set",
         output,
     ), output
+
+
+def test_a_calendar_typo_does_not_stop_the_unsubscribe_server(
+    make_project: MakeProject,
+) -> None:
+    import socket
+    import urllib.request
+
+    root = make_project(
+        config=config(free_port()),
+        calendars={
+            "main.yaml": "items:\n" + LETTER.replace("template:", "titel: x\n    template:")
+        },
+        templates=LETTER_TEMPLATE,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [*command(), "-C", str(root), "unsubscribe-server", "--port", str(port)],
+        env={**os.environ, **ENV},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and proc.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status < 500
+    except urllib.error.HTTPError as exc:  # any HTTP answer at all means it is serving
+        assert exc.code < 500
+    finally:
+        proc.terminate()
+        proc.wait(10)
