@@ -47,17 +47,24 @@ def publish(root: Path, now: str, env: dict[str, str]) -> tuple[int, dict[str, o
 
 
 def project(make_project: MakeProject, kind: str, url: str) -> tuple[Path, dict[str, str]]:
-    channel = webhook("hook", url) if kind == "webhook" else slack("hook", "HOOK_URL")
+    if kind == "webhook":
+        channel = webhook("hook", url)
+    elif kind == "slack":
+        channel = slack("hook", "HOOK_URL")
+    else:  # keys remembered for an hour only
+        base = url.removesuffix("/hook")
+        channel = f"  hook:\n    type: mastodon\n    instance: {base}\n    token: ${{MT}}\n"
     root = make_project(
         config=config(channel, publish="max_late: 1d"),
         # Ten posts, due 08:50 ... 08:59: all due at NOW.
         calendars={"c.yaml": every_minute("tip", ["hook"], "2026-01-01 08:50", 10)},
         templates=TEMPLATES,
     )
-    return root, {"HOOK_URL": url}
+    return root, {"HOOK_URL": url, "MT": "test-token"}
 
 
-@pytest.mark.parametrize("kind", ["webhook", "slack"])  # idempotent / keyless channels
+# Keys remembered for good / no keys / keys remembered for an hour.
+@pytest.mark.parametrize("kind", ["webhook", "slack", "mastodon"])
 def test_server_down_costs_one_try_then_each_is_sent_once(
     make_project: MakeProject, kind: str
 ) -> None:
