@@ -416,6 +416,11 @@ class Publisher:
                     f"cannot read its code pool {item.extra['codes']['pool']}: {exc.strerror}"
                 )
                 continue
+            except UnicodeDecodeError:
+                stopped[(calendar, item_id)] = (
+                    f"its code pool {item.extra['codes']['pool']} is not UTF-8 text"
+                )
+                continue
             except LedgerError as exc:  # too few codes for the members: none is sent
                 stopped[(calendar, item_id)] = str(exc)
                 continue

@@ -326,3 +326,22 @@ def test_a_calendar_typo_does_not_stop_the_unsubscribe_server(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_an_unreadable_code_pool_stops_only_its_offer(
+    make_project: MakeProject, smtp: tuple[int, Mailbox]
+) -> None:
+    port, box = smtp
+    root = offer_project(make_project, port, members=3, codes=3)
+    main = root / "calendars" / "main.yaml"
+    main.write_text(main.read_text(encoding="utf-8") + LETTER, encoding="utf-8")
+    (root / "templates" / "letters").mkdir()
+    for name, text in LETTER_TEMPLATE.items():
+        (root / "templates" / name).write_text(text, encoding="utf-8")
+    (root / "codes" / "winter.txt").write_bytes(b"WINTER-\xe9\xe9\n" * 3)  # Latin-1, not UTF-8
+
+    code, output = runner(root, "publish", "--now", "2026-12-14T09:00:30Z", env=ENV)
+    assert code == 1, output
+    assert "item 'winter-offer' was not published" in output
+    assert "Traceback" not in output
+    assert [mail["Subject"] for mail in box.mails()] == ["Hello"] * 3
