@@ -345,3 +345,46 @@ def test_an_unreadable_code_pool_stops_only_its_offer(
     assert "item 'winter-offer' was not published" in output
     assert "Traceback" not in output
     assert [mail["Subject"] for mail in box.mails()] == ["Hello"] * 3
+
+
+def test_run_reports_a_short_pool_once_and_keeps_sending_the_rest(
+    make_project: MakeProject, smtp: tuple[int, Mailbox]
+) -> None:
+    port, box = smtp
+    root = offer_project(make_project, port, members=2, codes=1)
+    offer_at, first, second = whole_second(1), whole_second(3), whole_second(5)
+    letters = "".join(
+        LETTER.replace("hello-letter", name).replace("2026-12-14 09:00", json.dumps(z(when)))
+        for name, when in (("first", first), ("second", second))
+    )
+    (root / "calendars" / "main.yaml").write_text(
+        (root / "calendars" / "main.yaml")
+        .read_text(encoding="utf-8")
+        .replace("2026-12-14 09:00", json.dumps(z(offer_at)))
+        + letters,
+        encoding="utf-8",
+    )
+    (root / "templates" / "letters").mkdir()
+    for name, text in LETTER_TEMPLATE.items():
+        (root / "templates" / name).write_text(text, encoding="utf-8")
+    proc = subprocess.Popen(
+        [*command(), "-C", str(root), "run", "--log-format", "json"],
+        env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = LogReader(proc)
+    try:
+        log.wait_for("sent", nth=4, timeout=20)  # both letters to both members
+        time.sleep(0.5)
+    finally:
+        code, _ = stop(proc)
+    assert code == 0
+    about_offer = [
+        line
+        for line in log.lines
+        if line["event"] == "problem" and "winter-offer" in str(line["message"])
+    ]
+    assert len(about_offer) == 1, log.raw  # three wake-ups, one report
+    assert "1 code short" in str(about_offer[0]["message"])
+    assert sorted(mail["Subject"] for mail in box.mails()) == ["Hello"] * 4
