@@ -111,15 +111,22 @@ def _local_instant(text: str, option: str, tz_name: str) -> datetime:
     return to_utc(_in_range(value, option, text), zone(tz_name))
 
 
-def _load(require_clean_config: bool = True) -> Project:
+# Writes the command's JSON object for a run stopped by these problems (`--format json` keeps
+# stdout one JSON document whatever happens: docs/json.md).
+Stopped = Callable[[list[Any]], None]
+
+
+def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project:
     from commcal.config import find_project
-    from commcal.errors import CommcalError
+    from commcal.errors import CommcalError, Pos, Problem
     from commcal.project import load_project
 
     try:
         root = find_project(explicit=STATE.project_dir)
         return load_project(root)
     except CommcalError as exc:
+        if fmt is Format.json and stopped is not None:
+            stopped([Problem(Pos("commcal.yaml"), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
 
 
@@ -128,12 +135,16 @@ def _print_problems(problems: list[Any]) -> None:
         typer.echo(str(problem), err=True)
 
 
-def _stop_on_errors(project: Project) -> None:
+def _stop_on_errors(
+    project: Project, fmt: Format = Format.table, stopped: Stopped | None = None
+) -> None:
     """Configuration errors stop with 2, calendar errors with 1; all are printed first."""
     if project.errors:
         _print_problems(project.problems)
         count = len(project.errors)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
+        if fmt is Format.json and stopped is not None:
+            stopped(project.problems)
         raise typer.Exit(2 if project.config_errors else 1)
 
 
@@ -170,8 +181,15 @@ def _window(
     return first, last
 
 
-def _check_filters(project: Project, **given: list[str] | None) -> None:
-    """A mistyped --channel or --item must not read as 'nothing planned'."""
+def _check_filters(
+    project: Project,
+    recorded: Callable[[str, str], bool] | None = None,
+    flags: dict[str, str] | None = None,
+    **given: list[str] | None,
+) -> None:
+    """A mistyped --channel or --item must not read as 'nothing planned' (exit 2, with the
+    closest name). `recorded(option, value)`: a value the ledger knows, though the project
+    no longer does (a removed item), is accepted too."""
     from commcal.calendar.fields import did_you_mean
     from commcal.calendar.model import KINDS
 
@@ -184,11 +202,22 @@ def _check_filters(project: Project, **given: list[str] | None) -> None:
     }
     for option, values in given.items():
         for value in values or []:
-            if value not in known[option]:
+            if value not in known[option] and not (recorded and recorded(option, value)):
+                flag = (flags or {}).get(option, f"--{option}")
                 raise fail(
-                    f"--{option} {value!r}: no such {option}; "
+                    f"{flag} {value!r}: no such {option}; "
                     + did_you_mean(value, sorted(known[option]))
                 )
+
+
+def _close(project: Project, item: str) -> str:
+    """`; did you mean 'x'?` for a mistyped item id, or nothing when no id is close."""
+    import difflib
+
+    ids = {i.id for c in project.calendars for i in c.items}
+    ids |= {f"{c.name}/{i.id}" for c in project.calendars for i in c.items}
+    close = difflib.get_close_matches(item, sorted(ids), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -262,7 +291,7 @@ def validate(
     from commcal.errors import sorted_problems
     from commcal.views import problems as view
 
-    project = _load()
+    project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
     start = _now(now)
     planned = (
         [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
@@ -321,8 +350,8 @@ def plan(
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load()
-    _stop_on_errors(project)
+    project = _load(format, view.show_stopped)
+    _stop_on_errors(project, format, view.show_stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
     first, last = _window(_now(now), days, start, end, next_week, project.config.timezone)
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
@@ -354,13 +383,13 @@ def preview(
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load()
-    _stop_on_errors(project)
+    project = _load(format, view.show_preview_stopped)
+    _stop_on_errors(project, format, view.show_preview_stopped)
     _check_filters(project, channel=[channel] if channel else None)
     start = _local_instant(at, "--at", project.config.timezone) if at else _now(now)
     found = planning.find_item(project, item)
     if found is None:
-        raise fail(f"no item {item!r} (see `commcal plan` for item ids)", 1)
+        raise fail(f"no item {item!r} (see `commcal plan` for item ids){_close(project, item)}", 1)
     if member and found.audience is None:
         raise fail(f"item {item!r} has no audience; --member applies to audience items", 2)
     planned = planning.next_occurrence(project, found, start, channel, member=member)
@@ -462,8 +491,28 @@ def publish(
     from commcal.plan import Filters
     from commcal.views import publish as view
 
-    project = _load()
-    _stop_on_errors(project)
+    def stopped(problems: list[Any]) -> None:
+        view.show_stopped(problems, dry_run=dry_run)
+
+    project = _load(format, stopped)
+    blocker = project.publish_blocker()
+    if project.errors:
+        # Errors in calendars stop only their items (or files): the rest is published.
+        _print_problems(project.problems)
+        if blocker is None:
+            count = len(project.errors)
+            typer.echo(
+                f"{count} problem{'s' if count != 1 else ''}: the items and files they are in "
+                "are not published; everything else is",
+                err=True,
+            )
+    if blocker is not None:
+        if format is Format.json:
+            stopped(project.problems)
+        raise fail(blocker, 2)
+    _check_filters(project, flags={"item": "--only"}, item=only, channel=channel)
+    if format is Format.json:
+        _console_to_stderr(project)
     stop = threading.Event()
 
     def _stop(signum: int, frame: Any) -> None:
@@ -483,13 +532,27 @@ def publish(
             catch_up=catch_up,
             new_ledger=new_ledger,
         )
-    except CommcalError as exc:
+    except CommcalError as exc:  # e.g. the ledger cannot be opened
+        if format is Format.json:
+            from commcal.errors import Pos, Problem
+
+            stopped([*project.problems, Problem(Pos(""), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
     finally:
         progress.close()
     view.show(report, format.value)
+    _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _console_to_stderr(project: Project) -> None:
+    """Keep standard output one JSON document: console channels print to standard error."""
+    from commcal.channels.console import ConsoleChannel
+
+    for adapter in project.channels.values():
+        if isinstance(adapter, ConsoleChannel):
+            adapter.to_stderr = True
 
 
 @app.command()
@@ -521,6 +584,17 @@ def status(
 
     project = _load()
     with _ledger(project, state, read_only=True) as ledger:
+
+        def recorded(option: str, value: str) -> bool:
+            return bool(sum(ledger.counts(**{option: value}).values()) > 0)
+
+        _check_filters(
+            project,
+            recorded,
+            calendar=[calendar] if calendar else None,
+            channel=[channel] if channel else None,
+            item=[item] if item else None,
+        )
         if workers:
             import socket
 
@@ -749,7 +823,9 @@ def run(
     from commcal.scheduler import Scheduler, stream_log
 
     project = _load()
-    _stop_on_errors(project)
+    if (blocker := project.publish_blocker()) is not None:
+        _print_problems(project.problems)
+        raise fail(blocker, 2)
     try:
         code = Scheduler(project.root, state, log=stream_log(log_format.value)).run()
     except CommcalError as exc:
@@ -823,7 +899,8 @@ def unsubscribe_server(
     from commcal.errors import CommcalError
 
     project = _load()
-    _stop_on_errors(project)
+    if project.config_errors:  # a calendar typo must not stop members unsubscribing
+        _stop_on_errors(project)
     try:
         app_ = people.unsubscribe_app(project, state)
     except CommcalError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class Project:
     # Per-run memo of what every delivery of an item shares (plan.context); a project is loaded
     # afresh for each command and each reload of `run`, so it never goes stale.
     cache: dict[Any, Any] = field(default_factory=dict)
+    # Calendar files (as shown, e.g. calendars/main.yaml) with errors outside any one item:
+    # a YAML syntax error, a bad header or defaults, a calendar name used twice.
+    broken_files: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Problem]:
@@ -37,6 +40,53 @@ class Project:
     @property
     def config_errors(self) -> list[Problem]:
         return [p for p in self.errors if p.pos.path == "commcal.yaml"]
+
+    def publish_blocker(self) -> str | None:
+        """Why nothing at all can be published (errors in commcal.yaml, no channels), or None.
+        Errors in calendars stop only the items or files they are in (`publishable`)."""
+        if self.config_errors:
+            count = len(self.config_errors)
+            return (
+                f"{count} problem{'s' if count != 1 else ''} in commcal.yaml: nothing was "
+                "published; run `commcal validate`"
+            )
+        if not self.config.channels:
+            return "commcal.yaml defines no channels: nothing can be published (add channels:)"
+        return None
+
+    def publishable(self, previous: Project | None = None) -> Project:
+        """This project as publishing sees it: an item with errors is left out, and so is a
+        calendar file with errors outside its items; everything else is kept. With `previous`
+        (the last project `commcal run` published), a left-out file or item keeps its last
+        good version from there instead."""
+        if not self.errors:
+            return self
+        old = {c.path: c for c in previous.calendars} if previous is not None else {}
+        calendars: list[Calendar] = []
+        for calendar in self.calendars:
+            before = old.get(calendar.path)
+            if before is not None and before.name != calendar.name:
+                before = None
+            if calendar.broken:
+                if before is not None:
+                    calendars.append(before)
+                continue
+            if calendar.broken_items:
+                last_good = {i.id: i for i in before.items} if before is not None else {}
+                items = tuple(
+                    last_good.get(i.id) if i.id in calendar.broken_items else i
+                    for i in calendar.items
+                )
+                calendar = replace(calendar, items=tuple(i for i in items if i is not None))
+            calendars.append(calendar)
+        names = {c.name for c in calendars}
+        shown = {c.path for c in self.calendars}
+        for path in sorted(self.broken_files - shown):  # files that did not load at all
+            before = old.get(path)
+            if before is not None and before.name not in names:
+                names.add(before.name)
+                calendars.append(before)
+        return replace(self, calendars=calendars, cache={})
 
     def calendar(self, name: str) -> Calendar | None:
         by_name = self.cache.get("calendars")
@@ -66,17 +116,24 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     audiences = audience_names(root)
     calendars: list[Calendar] = []
     names: dict[str, str] = {}
+    broken: set[str] = set()
     for path in calendar_files(root):
         shown = display_path(path, root)
         node, file_problems = load(path, shown)
         problems.extend(file_problems)
+        if node is None or any(p.severity == "error" for p in file_problems):
+            broken.add(shown)
         if node is None:
             continue
         calendar, cal_problems = parse_calendar(node, shown, config, path.stem, bases, audiences)
         problems.extend(cal_problems)
         if calendar is None:
+            broken.add(shown)
             continue
+        if shown in broken:
+            calendar = replace(calendar, broken=True)
         if calendar.name in names:
+            broken.add(shown)
             problems.append(
                 Problem(
                     calendar.name_pos or Pos(shown, 1, 1),
@@ -95,6 +152,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
         channels,
         sorted_problems(problems),
         os.environ if env is None else env,
+        broken_files=frozenset(broken),
     )
 
 

@@ -49,7 +49,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.config import Config
-from commcal.errors import CommcalError, ConfigError, LedgerError
+from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
     TERMINAL,
@@ -101,17 +101,25 @@ class Outcome:
     attempts: int = 0
 
 
+# A report-only outcome: not published in this run because a problem stops its item (a short
+# or unreadable code pool, a missing members.secret); nothing is recorded, so the next run after
+# the fix sends it (or records it `expired` once it is later than publish.max_late).
+BLOCKED = "blocked"
+
+
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
     dry_run: bool = False
+    # Errors that kept items or files from being published (file:line); the rest went out.
+    problems: list[Problem] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
 
     @property
     def ok(self) -> bool:
-        return not any(
+        return not self.problems and not any(
             o.state in (State.FAILED, State.UNKNOWN, "would-fail") for o in self.outcomes
         )
 
@@ -319,6 +327,9 @@ class Publisher:
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self.config: Config = self.project.config
+        # Channels found down in this run: name -> (why, when to try again). Once a channel's
+        # circuit is open, its remaining deliveries go back to `pending` untried.
+        self._open_circuits: dict[str, tuple[str, datetime]] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -643,13 +654,51 @@ class Publisher:
         )
         if signed and kept and not self.config.member_secret(self.project.env):
             names = ", ".join(members.secret.names) if members.secret else "members.secret"
-            raise ConfigError(
-                f"commcal.yaml: members.secret ({names}) is not set: unsubscribe links and "
-                "member tokens cannot be signed, so no mail to members was sent"
-            )
-        return self._codes(ledger, kept)
 
-    def _codes(self, ledger: Ledger, todo: list[Delivery]) -> list[Delivery]:
+            def needs_secret(d: Delivery) -> bool:
+                extra = d.item.extra
+                return d.recipient is not None and bool(
+                    members.unsubscribe_url
+                    or extra.get("survey_url")
+                    or (extra.get("codes") or {}).get("derive")
+                )
+
+            kept = self._block(
+                report,
+                kept,
+                needs_secret,
+                f"members.secret ({names}) is not set: its unsubscribe links and member tokens "
+                "cannot be signed",
+                "set the environment variable; the mail goes out at the next publish",
+            )
+        return self._codes(ledger, kept, report)
+
+    def _block(
+        self,
+        report: Report,
+        todo: list[Delivery],
+        stopped: Callable[[Delivery], bool],
+        why: str,
+        hint: str = "",
+    ) -> list[Delivery]:
+        """Leave out the deliveries `stopped` picks: each is reported `blocked`, and each of
+        their items gets one problem at its position. Returns the others."""
+        kept: list[Delivery] = []
+        items: dict[tuple[str, str], Delivery] = {}
+        for delivery in todo:
+            if stopped(delivery):
+                items.setdefault((delivery.calendar, delivery.item.id), delivery)
+                self._report(report, Outcome(delivery, BLOCKED, why), quiet=True)
+            else:
+                kept.append(delivery)
+        for delivery in items.values():
+            item = delivery.item
+            report.problems.append(
+                Problem(item.pos, f"item {item.id!r} was not published: {why}", hint)
+            )
+        return kept
+
+    def _codes(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
         from commcal.errors import LedgerError
         from commcal.plan import pool_codes
 
@@ -661,24 +710,36 @@ class Publisher:
         if not pools:
             return todo
         assigned: dict[str, str] = {}
+        stopped: dict[tuple[str, str], str] = {}  # an offer that cannot go out: why
         for (calendar, item_id), group in pools.items():
             item = group[0].item
             pool = f"{calendar}/{item_id}"
             try:
                 codes = pool_codes(self.project, item)
-            except OSError as exc:
-                raise ConfigError(
-                    f"{item.pos}: item {item_id!r}: cannot read its code pool "
-                    f"{item.extra['codes']['pool']}: {exc.strerror}"
-                ) from None
-            keys = sorted({d.recipient.key for d in group if d.recipient})
-            try:
+                keys = sorted({d.recipient.key for d in group if d.recipient})
                 given = ledger.reserve_codes(pool, keys, codes, now=self.clock())
-            except LedgerError as exc:
-                raise CommcalError(f"{item.pos}: item {item_id!r}: {exc}") from None
+            except OSError as exc:
+                stopped[(calendar, item_id)] = (
+                    f"cannot read its code pool {item.extra['codes']['pool']}: {exc.strerror}"
+                )
+                continue
+            except UnicodeDecodeError:
+                stopped[(calendar, item_id)] = (
+                    f"its code pool {item.extra['codes']['pool']} is not UTF-8 text"
+                )
+                continue
+            except LedgerError as exc:  # too few codes for the members: none is sent
+                stopped[(calendar, item_id)] = str(exc)
+                continue
             for delivery in group:
                 if delivery.recipient is not None:
                     assigned[delivery.id] = given[delivery.recipient.key]
+        for key, why in stopped.items():
+
+            def in_item(d: Delivery, key: tuple[str, str] = key) -> bool:
+                return (d.calendar, d.item.id) == key
+
+            todo = self._block(report, todo, in_item, why)
         return [replace(d, code=assigned[d.id]) if d.id in assigned else d for d in todo]
 
     def _late_text(self, delivery: Delivery) -> str:
@@ -759,6 +820,9 @@ class Publisher:
             )
         }
         for n, delivery in enumerate(batch):
+            if (circuit := self._open_circuits.get(adapter.name)) is not None:
+                self._defer(ledger, batch[n:], claims, circuit, report)
+                return
             if self.stop.is_set():
                 for rest in batch[n:]:
                     if (claim := claims.get(rest.id)) is not None:
@@ -777,6 +841,45 @@ class Publisher:
             outcome = self._deliver(ledger, adapter, delivery, claim, recorder)
             if outcome is not None:
                 self._report(report, outcome)
+
+    def _open_circuit(
+        self, adapter: Channel, exc: TransientError, error: str, at: datetime
+    ) -> bool:
+        """Stop sending on `adapter` for the rest of the run when its server is unreachable
+        (nothing was sent) or asks to wait longer than MAX_INLINE_WAIT: every other send would
+        fail the same way, each waiting out its own backoff. True if the circuit opened."""
+        if exc.unreachable:
+            why = f"{adapter.name} is unreachable: {error}"
+        elif exc.retry_after is not None and exc.retry_after > MAX_INLINE_WAIT:
+            why = f"{adapter.name} asked to wait: {error}"
+        else:
+            return False
+        self._open_circuits[adapter.name] = (why, at)
+        return True
+
+    def _defer(
+        self,
+        ledger: Ledger,
+        rest: Sequence[Delivery],
+        claims: Mapping[str, Claim],
+        circuit: tuple[str, datetime],
+        report: Report,
+    ) -> None:
+        """Put the untried deliveries of a channel whose circuit is open back to `pending`,
+        due when the failed send is retried; their attempts are not used up."""
+        why, retry_at = circuit
+        for delivery in rest:
+            claim = claims.get(delivery.id)
+            if claim is None:  # not ours: another worker has it, or it is finished
+                continue
+            if ledger.release(claim, self.clock(), retry_at=retry_at, reason=f"not tried: {why}"):
+                detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
+                self._report(
+                    report,
+                    Outcome(delivery, State.PENDING, detail, attempts=claim.attempt - 1),
+                )
+            else:
+                self._report(report, Outcome(delivery, "held", "claim lost to another worker"))
 
     def _deliver(
         self,
@@ -846,6 +949,7 @@ class Publisher:
                     )
                 except StaleClaim as stale:
                     return Outcome(delivery, "held", str(stale))
+                circuit_open = self._open_circuit(adapter, exc, error, retry_at)
                 if state == State.FAILED:
                     return Outcome(
                         delivery,
@@ -853,7 +957,7 @@ class Publisher:
                         f"{error} (after {claim.attempt} attempts)",
                         attempts=claim.attempt,
                     )
-                if delay > MAX_INLINE_WAIT or self.stop.is_set():
+                if circuit_open or delay > MAX_INLINE_WAIT or self.stop.is_set():
                     return Outcome(
                         delivery,
                         State.PENDING,
@@ -967,11 +1071,13 @@ def publish(
     catch_up: bool = False,
     new_ledger: bool = False,
 ) -> Report:
-    """Send everything due at `now`. Raises ConfigError when the project cannot publish."""
-    if project.errors:
-        raise ConfigError(f"{len(project.errors)} problems in the project; run `commcal validate`")
+    """Send everything due at `now`. Raises ConfigError when the project cannot publish at all
+    (errors in commcal.yaml, no channels). Items and files with errors are left out and listed
+    in the report's problems; everything else is published."""
+    if (blocker := project.publish_blocker()) is not None:
+        raise ConfigError(blocker)
     publisher = Publisher(
-        project,
+        project.publishable(),
         state_url(project, state),
         now or datetime.now(UTC),
         dry_run=dry_run,
@@ -981,4 +1087,6 @@ def publish(
         catch_up=catch_up,
         new_ledger=new_ledger,
     )
-    return publisher.run()
+    report = publisher.run()
+    report.problems[:0] = project.errors
+    return report

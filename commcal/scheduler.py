@@ -160,6 +160,7 @@ class Scheduler:
         self._due_jobs: set[str] = set()
         self._extra_wakes: set[datetime] = set()
         self._planned_at = 0.0  # monotonic time of the last full re-plan
+        self._reported: set[str] = set()  # problems of publish runs logged since the last reload
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -173,15 +174,15 @@ class Scheduler:
     def run(self) -> int:
         """Run until stopped. Raises ConfigError when the project is broken at start."""
         project = load_project(self.root)
-        if project.errors:
-            for problem in project.errors:
-                self._emit("problem", str(problem))
-            raise ConfigError(
-                f"{len(project.errors)} problems in the project; run `commcal validate`"
-            )
+        for problem in project.errors:
+            self._emit("problem", str(problem))
+        if (blocker := project.publish_blocker()) is not None:
+            raise ConfigError(blocker)
         url = state_url(project, self.state)
         open_ledger(url, project_dir=project.root).close()  # fail fast on a bad ledger URL
-        self._current = _Plan(project, url)
+        if project.errors:
+            self._emit("isolated", _isolated(project))
+        self._current = _Plan(project.publishable(), url)
         seen = signature(self.root)
         restore = self._install_signals()
         self._scheduler = BackgroundScheduler(timezone=UTC)
@@ -256,13 +257,10 @@ class Scheduler:
                 "reload-failed", f"{type(exc).__name__}: {exc}; keeping the last good project"
             )
             return
-        if project.errors:
-            for problem in project.errors:
-                self._emit("problem", str(problem))
-            self._emit(
-                "reload-failed",
-                f"{len(project.errors)} problems; keeping the last good project and schedule",
-            )
+        for problem in project.errors:
+            self._emit("problem", str(problem))
+        if (blocker := project.publish_blocker()) is not None:
+            self._emit("reload-failed", f"{blocker}; keeping the last good project and schedule")
             return
         try:
             url = state_url(project, self.state)
@@ -271,8 +269,14 @@ class Scheduler:
             return
         if url != self._current.ledger_url:
             self._emit("warning", "the ledger URL changed: restart `commcal run` to use it")
+        for path in sorted(project.broken_files):
+            self._emit("reload-failed", f"{path} has errors; keeping its last good version")
+        if project.errors:
+            self._emit("isolated", _isolated(project))
+        publishable = project.publishable(previous=self._current.project)
         with self._lock:
-            self._current = _Plan(project, self._current.ledger_url)
+            self._current = _Plan(publishable, self._current.ledger_url)
+            self._reported.clear()
         self._emit("reloaded", f"{sum(len(c.items) for c in project.calendars)} items")
         self._replan()
         self._wake.set()  # an edit may have made something due right now
@@ -394,7 +398,12 @@ class Scheduler:
             stop=self.stop_event,
             on_outcome=self._outcome,
         )
-        return publisher.run()
+        report = publisher.run()
+        for problem in report.problems:  # e.g. a short code pool: logged once, not each wake-up
+            if str(problem) not in self._reported:
+                self._reported.add(str(problem))
+                self._emit("problem", str(problem))
+        return report
 
     def _outcome(self, outcome: Outcome) -> None:
         if outcome.state not in LOGGED and not (
@@ -439,6 +448,14 @@ class Scheduler:
 
     def _emit(self, event: str, message: str) -> None:
         self.log({"time": _stamp(), "event": event, "message": message})
+
+
+def _isolated(project: Project) -> str:
+    count = len(project.errors)
+    return (
+        f"{count} problem{'s' if count != 1 else ''}: the items and calendar files they are in "
+        "keep their last good version (or are left out); everything else is published"
+    )
 
 
 def _safe_url(url: str) -> str:

@@ -8,6 +8,8 @@ converting each wall time once gives one firing per wall time (fold: the first i
 moved forward), and the tests prove it equal to CronTrigger on UTC, where neither issue arises.
 Semantics kept from APScheduler: when both day-of-month and day-of-week are restricted, a day
 must match both (classic cron fires on either); validation warns about that combination.
+A day-of-week range may wrap round the week: `SAT-SUN` is Saturday and Sunday, `FRI-MON` Friday
+to Monday (classic cron refuses them; APScheduler reads them as nothing or every day).
 """
 
 from __future__ import annotations
@@ -122,6 +124,12 @@ def _field(text: str, name: str, low: int, high: int, names: list[str] | None) -
         elif "-" in piece:
             a, b = piece.split("-", 1)
             first, last = _value(a, name, low, high, names), _value(b, name, low, high, names)
+            if first > last and name == "day of week":
+                # SAT-SUN, FRI-MON: the week wraps round, and that is what the writer means
+                # (Saturday and Sunday), not "every day" (SUN-SAT) nor an error.
+                days = [*range(first, 7), *range(0, last + 1)]
+                result.update(days[::step])
+                continue
             if first > last:
                 raise CronError(f"{name} range {piece!r} runs backwards; write {b}-{a}")
         else:

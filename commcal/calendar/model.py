@@ -95,3 +95,7 @@ class Calendar:
     vars: Mapping[str, Any]
     items: tuple[Item, ...]
     name_pos: Pos | None = None  # where `calendar:` names it (None: named after the file)
+    # Ids of items with errors, and whether the file has errors outside any item: publishing
+    # leaves out such items (or the whole file) and goes on with the rest (Project.publishable).
+    broken_items: frozenset[str] = frozenset()
+    broken: bool = False

@@ -91,28 +91,49 @@ def parse_calendar(
             "a calendar needs an 'items:' list",
             "add items: with at least one '- id: ...' entry",
         )
-    else:
+    # Errors so far are the file's own (header, defaults): they concern every item.
+    file_errors = _errors(reader)
+    broken: set[str] = set()
+    if items_node is not None:
         seen: dict[str, int] = {}
         for item_node in reader.sequence(items_node, "items"):
+            before = _errors(reader)
             item = _item(
                 reader, item_node, name, tz, locale, defaults, config, templates, audiences
             )
             if item is None:
                 continue
+            if _errors(reader) > before:
+                broken.add(item.id)
             if item.id in seen:
                 reader.problem(
                     item.pos,
                     f"duplicate item id {item.id!r} (first at line {seen[item.id]})",
                     "item ids must be unique in a calendar",
                 )
+                broken.add(item.id)  # which of the two is meant? neither is published
                 continue
             seen[item.id] = item.pos.line
             items.append(item)
+        if items_node.kind != "seq":
+            file_errors += 1
     name_node = node.get("calendar")
     calendar = Calendar(
-        name, path, tz, locale, cal_vars, tuple(items), name_node.pos if name_node else None
+        name,
+        path,
+        tz,
+        locale,
+        cal_vars,
+        tuple(items),
+        name_node.pos if name_node else None,
+        broken_items=frozenset(broken),
+        broken=file_errors > 0,
     )
     return calendar, reader.problems
+
+
+def _errors(reader: Reader) -> int:
+    return sum(1 for p in reader.problems if p.severity == "error")
 
 
 def _channels(reader: Reader, node: Node, config: Config) -> tuple[str, ...]:
@@ -190,7 +211,15 @@ def _item(
     where = f"item {item_id!r}"
     channels = defaults.get("channels") or ()
     if (n := node.get("channels")) is not None:
+        before = _errors(reader)
         channels = _channels(reader, n, config)
+        if not channels and _errors(reader) == before:
+            reader.problem(
+                n.pos,
+                f"{where} has an empty channels: list, so it would go nowhere",
+                "name at least one channel from commcal.yaml, or set draft: true to keep it "
+                "unpublished",
+            )
     if not channels and (n := node.get("channels")) is None:
         reader.problem(
             node.pos,

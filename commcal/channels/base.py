@@ -102,10 +102,19 @@ class TransientError(SendError):
     """Worth retrying later: timeouts, connection errors, HTTP 408/429/5xx."""
 
     def __init__(
-        self, message: str, retry_after: float | None = None, *, maybe_sent: bool = False
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        maybe_sent: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        # The server could not be reached at all (connection refused, connect timeout, name
+        # not resolved): nothing was sent, and the channel's other sends would fail the same
+        # way, so the publisher stops trying this channel for the run (its circuit opens).
+        self.unreachable = unreachable
         # The request may have reached the network before it failed (a read timeout, a dropped
         # connection after the body went out). On a channel without idempotency keys a retry
         # could post twice, so the publisher records such a delivery `unknown` instead.

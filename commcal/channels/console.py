@@ -24,7 +24,8 @@ def _utc_now() -> datetime:
 
 
 class ConsoleChannel(Channel):
-    """Writes each message to a stream (standard output unless a test sets `stream`)."""
+    """Writes each message to a stream: standard output (standard error while the command's
+    output is JSON), unless a test sets `stream`."""
 
     type_name: ClassVar[str] = "console"
     description: ClassVar[str] = "Print messages to the terminal (dry runs and demos)."
@@ -36,9 +37,13 @@ class ConsoleChannel(Channel):
     def configure(self) -> None:
         # Looked up at send time, not import time, so pytest's capsys and redirections apply.
         self.stream: IO[str] | None = None
+        # Standard error instead: set by the CLI when standard output carries a JSON document.
+        self.to_stderr = False
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
-        stream = self.stream if self.stream is not None else sys.stdout
+        stream = self.stream
+        if stream is None:
+            stream = sys.stderr if self.to_stderr else sys.stdout
         header = f"── {message.channel}"
         if message.subject:
             header += f" · {message.subject}"

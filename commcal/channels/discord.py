@@ -150,7 +150,9 @@ class DiscordChannel(Channel):
             if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
                 # The body's float is more precise than the header's whole seconds.
                 retry_after = float(body["retry_after"])
-            return TransientError(text, retry_after, maybe_sent=exc.maybe_sent)
+            return TransientError(
+                text, retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
+            )
         return PermanentError(text)
 
 

@@ -84,7 +84,7 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
     # `from None` everywhere: requests' exception text holds the full URL, and URLs hold tokens
     # (Telegram's path, Slack's and Discord's webhook URLs).
     except _requests.ConnectTimeout:
-        raise TransientError(f"timed out connecting to {_host(url)}") from None
+        raise TransientError(f"timed out connecting to {_host(url)}", unreachable=True) from None
     except _requests.Timeout:
         raise TransientError(
             f"timed out waiting for {_host(url)} (the request may have been delivered)",
@@ -92,7 +92,7 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
         ) from None
     except _requests.ConnectionError as exc:
         if _never_connected(exc):
-            raise TransientError(f"could not connect to {_host(url)}") from None
+            raise TransientError(f"could not connect to {_host(url)}", unreachable=True) from None
         raise TransientError(
             f"connection to {_host(url)} broke off (the request may have been delivered)",
             maybe_sent=True,

@@ -91,7 +91,9 @@ class SlackChannel(Channel):
         if reason in HINTS:
             text = f"{text} ({HINTS[reason]})"
         if isinstance(exc, TransientError):
-            return TransientError(text, exc.retry_after, maybe_sent=exc.maybe_sent)
+            return TransientError(
+                text, exc.retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
+            )
         return PermanentError(text)
 
 

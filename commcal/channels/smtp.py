@@ -30,6 +30,7 @@ import email.policy
 import email.utils
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -319,10 +320,17 @@ class SmtpChannel(Channel):
         security = self.options["security"]
         context = self._tls_context() if security != "none" else None
         smtp: smtplib.SMTP
-        if security == "tls":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
+        try:
+            if security == "tls":
+                smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(host, port, timeout=timeout)
+        except (ConnectionRefusedError, TimeoutError, socket.gaierror) as exc:
+            # No connection, so nothing was sent: the publisher pauses the channel for the run.
+            reason = exc.strerror or "timed out"
+            raise TransientError(
+                f"could not talk to the SMTP server {host}: {reason}", unreachable=True
+            ) from None
         try:
             smtp.ehlo()
             if security == "starttls":

@@ -125,7 +125,9 @@ class WebhookChannel(Channel):
         full URL, which a traceback would print."""
         text = self.redact(str(exc))
         if isinstance(exc, TransientError):
-            return TransientError(text, exc.retry_after, maybe_sent=exc.maybe_sent)
+            return TransientError(
+                text, exc.retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
+            )
         return PermanentError(text)
 
     def extra_headers(self) -> Mapping[Any, Any]:

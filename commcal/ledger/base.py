@@ -81,6 +81,7 @@ EVENTS = (
     "skipped",
     "resolved",
     "released",
+    "deferred",  # not tried: its channel was unreachable in this run; due again later
     "retry-requested",
     "stale",
 )
@@ -517,13 +518,17 @@ class Ledger(ABC):
         """-> FAILED (permanent error). Raises `StaleClaim` if the claim is no longer current."""
 
     @abstractmethod
-    def release(self, claim: Claim, now: datetime) -> bool:
+    def release(
+        self, claim: Claim, now: datetime, *, retry_at: datetime | None = None, reason: str = ""
+    ) -> bool:
         """CLAIMED -> PENDING due now (clean shutdown before sending). False if not current.
 
         A claim made straight into SENDING (`claim.sending`) and never used is released from
         SENDING the same way; the caller promises that nothing was sent for it.
 
         The attempt the claim counted is given back: the next claim has the same attempt number.
+        `retry_at` and `reason` (a channel found unreachable, so this one was not tried): due
+        again at `retry_at`, with `reason` as its last error and in its history (`deferred`).
         """
 
     @abstractmethod
@@ -1241,19 +1246,23 @@ class SqlLedger(Ledger):
         if stale is not None:
             raise stale
 
-    def release(self, claim: Claim, now: datetime) -> bool:
+    def release(
+        self, claim: Claim, now: datetime, *, retry_at: datetime | None = None, reason: str = ""
+    ) -> bool:
         def tx() -> bool:
             now_db = self._t(now, "now")
             # Nothing was sent, so the attempt this claim counted is given back: clean
-            # shutdowns must not use up max_attempts.
+            # shutdowns (and sends not tried while the channel is down) must not use up
+            # max_attempts.
             rows = self._execute(
                 "UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL, "
-                "attempts = ?, updated_at = ? "
+                "attempts = ?, last_error = COALESCE(?, last_error), updated_at = ? "
                 "WHERE id = ? AND claim_token = ? AND state = ? RETURNING id",
                 (
                     State.PENDING.value,
-                    now_db,
+                    now_db if retry_at is None else self._t(retry_at, "retry_at"),
                     max(0, claim.attempt - 1),
+                    reason or None,
                     now_db,
                     claim.delivery_id,
                     claim.token,
@@ -1263,7 +1272,10 @@ class SqlLedger(Ledger):
                 ),
             )
             if rows:
-                self._log(claim.delivery_id, now, claim.worker, "released")
+                if reason:
+                    self._log(claim.delivery_id, now, claim.worker, "deferred", reason)
+                else:
+                    self._log(claim.delivery_id, now, claim.worker, "released")
             return bool(rows)
 
         return self._transaction(tx, write=True)

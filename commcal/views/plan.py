@@ -6,6 +6,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from commcal.errors import Problem
 from commcal.plan import Delivery, Planned
 from commcal.timeutil import iso_utc, zone
 from commcal.views.common import console, md_escape, problem_json, write_json
@@ -209,3 +210,28 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
                 body, title=title, title_align="left", border_style="green" if entry.ok else "red"
             )
         )
+
+
+def show_stopped(problems: list[Problem]) -> None:
+    """`plan --format json` when the project's errors stop it: the same object, nothing
+    planned, and the problems (docs/json.md)."""
+    write_json(
+        {
+            "schema": "commcal.plan/1",
+            "window": None,
+            "deliveries": [],
+            "summary": {"deliveries": 0, "with_problems": 0},
+            "problems": [problem_json(p) for p in problems],
+        }
+    )
+
+
+def show_preview_stopped(problems: list[Problem]) -> None:
+    """`preview --format json` when the project's errors stop it."""
+    write_json(
+        {
+            "schema": "commcal.preview/1",
+            "deliveries": [],
+            "problems": [problem_json(p) for p in problems],
+        }
+    )

@@ -7,9 +7,10 @@ import threading
 from collections import Counter
 from typing import Any
 
+from commcal.errors import Problem
 from commcal.publish import Outcome, Report
 from commcal.timeutil import iso_utc
-from commcal.views.common import console, write_json
+from commcal.views.common import console, problem_json, write_json
 
 ORDER = [
     "sent",
@@ -24,6 +25,7 @@ ORDER = [
     "skipped",
     "would-skip",
     "held",
+    "blocked",
 ]
 
 
@@ -83,6 +85,7 @@ def show(report: Report, fmt: str) -> None:
                 "ok": report.ok,
                 "counts": {k: counts[k] for k in ORDER if counts[k]},
                 "deliveries": [outcome_json(o) for o in report.outcomes],
+                "problems": [problem_json(p) for p in report.problems],
             }
         )
         return
@@ -97,3 +100,18 @@ def show(report: Report, fmt: str) -> None:
 
     style = "bold green" if report.ok else "bold red"
     console().print(Text(("dry run: " if report.dry_run else "") + summary, style=style))
+
+
+def show_stopped(problems: list[Problem], *, dry_run: bool = False) -> None:
+    """The JSON object of a publish run that could not start (errors in commcal.yaml, no
+    channels, a ledger that cannot be opened): nothing handled, and why."""
+    write_json(
+        {
+            "schema": "commcal.publish/1",
+            "dry_run": dry_run,
+            "ok": False,
+            "counts": {},
+            "deliveries": [],
+            "problems": [problem_json(p) for p in problems],
+        }
+    )
