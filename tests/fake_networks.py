@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-ACCESS_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY2Nlc3NTd2VlcDAwMTYifQ.acSig0016LLLLllllLLLL"
-REFRESH_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyZWZyZXNoU3dlZXAwMDE3In0.rfSig0017MMMMmmmmMMMM"
+ACCESS_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhY2Nlc3Mi.YklN7bsS14oN3nUZ5pQJUOrf1uMAzqKQxGAsSkaP"
+REFRESH_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyZWZyZXNoIn0.AzY2yRUgrpkqBLcSqcHqwuJd3ooTRkqQfJCXEy1"
 DID = "did:plc:sweep4u2bq7vxyz"
 
 
@@ -87,6 +87,7 @@ class Networks:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # two writes per answer: no 40 ms stall
 
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -138,25 +139,26 @@ HTTP_TYPES = ("webhook", "slack", "discord", "telegram", "mastodon", "x", "matri
 
 # Distinctive values for every secret setting: each is looked for, and any 8 characters of it.
 ENV_TEMPLATE = {
-    "HOOK_SECRET": "whsecSweep0001AAAAaaaaAAAA",
-    "HOOK_AUTH": "hdrAuthSweep0002BBBBbbbbBBBB",
-    "HOOK_KEY": "hdrKeySweep0003CCCCccccCCCC",
-    "HOOK_URL": "{url}/hook/whPathSweep0004DDDDdddd?token=whQuerySweep0005EEEEeeee",
-    "SLACK_URL": "{url}/services/T0SWEEP06/B0SWEEP07/slackSweepTok0008FFFFffffFFFF",
-    "DISCORD_URL": "{url}/api/webhooks/918273645091/discordSweepTok0009GGGGggggGGGGgggg",
-    "TG_TOKEN": "7654321098:tgSweepTok0010HHHHhhhhHHHHhhhh",
-    "MASTO_TOKEN": "mastoSweepTok0011IIIIiiiiIIIIiiiiIIIIiiii",
-    "X_TOKEN": "xSweepTok0012JJJJjjjjJJJJjjjjJJJJjjjj",
-    "MATRIX_TOKEN": "syt_matrixSweep0013KKKKkkkkKKKKkkkk",
-    "BSKY_PASSWORD": "bskySweepPw0014-nnnn-NNNN",
+    "HOOK_SECRET": "whsecvvclXqVBv0mYOjvcTU",
+    "HOOK_AUTH": "hdrAuthnrGCOAFy4GGEEsuDQo",
+    "HOOK_KEY": "hdrKeyqoYUQqojdclik9w7z0",
+    "HOOK_URL": "{url}/hook/whPathpSchPkJhydq7ZXMTmJ?token=whQuerykvqZZfDCXk2cQYUs0s",
+    "SLACK_URL": "{url}/services/T0SWEEP06/B0SWEEP07/slackSp37sAuNle8pJUA3puTeU0Ek",
+    "DISCORD_URL": "{url}/api/webhooks/918273645091/"
+    "discordgpzYQMNGIvSiwDPFLyWh0VdkRlP1MXzYbdPBoCjFNHYs2cLv7QtrYQZ9hNQA",
+    "TG_TOKEN": "7654321098:tgLUIqnU66vE6eMAscjInwiamL69DfJZ6Te",
+    "MASTO_TOKEN": "mastotGjgQLyzFWeXyfAY7dxrTBcRKDccRe5TeFdtXr",
+    "X_TOKEN": "xtokGquTQmUlABBtCMyjdPBHWHXJxbqFY97OufW0",
+    "MATRIX_TOKEN": "syt_QgiMuD16RAgGb8Cfv9iYZLelvHTfBW",
+    "BSKY_PASSWORD": "wNEJ-I9xr-G8Mj-M2G2",
 }
 # What must never show, besides the values above: the parts of the URLs that are tokens, and
 # the session tokens Bluesky hands out.
 TOKEN_PARTS = (
-    "whPathSweep0004DDDDdddd",
-    "whQuerySweep0005EEEEeeee",
-    "slackSweepTok0008FFFFffffFFFF",
-    "discordSweepTok0009GGGGggggGGGGgggg",
+    "whPathpSchPkJhydq7ZXMTmJ",
+    "whQuerykvqZZfDCXk2cQYUs0s",
+    "slackSp37sAuNle8pJUA3puTeU0Ek",
+    "discordgpzYQMNGIvSiwDPFLyWh0VdkRlP1MXzYbdPBoCjFNHYs2cLv7QtrYQZ9hNQA",
     ACCESS_JWT,
     REFRESH_JWT,
 )

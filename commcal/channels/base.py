@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from commcal.errors import ConfigError
+from commcal.errors import CommcalError, ConfigError
 from commcal.redact import Secrets
 
 if TYPE_CHECKING:
@@ -171,8 +171,35 @@ def mask(value: Any) -> str:
     return "***" if value else ""
 
 
+def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`send`/`verify` whose SendError and CommcalError texts are redacted (`Channel.redact`) as
+    they leave the adapter, whatever the adapter (a plugin too) put in them."""
+
+    @functools.wraps(method)
+    def wrapper(self: Channel, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (SendError, CommcalError) as exc:
+            exc.args = (self.redact(str(exc)),)
+            raise
+
+    wrapper.__redacting__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Channel:
-    """Base class of every adapter type. Subclasses set the class attributes and override `send`."""
+    """Base class of every adapter type. Subclasses set the class attributes and override `send`.
+
+    The text of every SendError or CommcalError leaving `send` or `verify` is redacted on its way
+    out (`_redacting`): no secret of the channel is in it, and it is at most ERROR_LIMIT long.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("send", "verify"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__redacting__", False):
+                setattr(cls, name, _redacting(method))
 
     type_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
