@@ -450,7 +450,8 @@ class Scheduler:
             return text
         secrets = url_secrets(plan.ledger_url)
         for adapter in plan.project.channels.values():
-            secrets.update(adapter.secret_set())
+            with contextlib.suppress(Exception):  # a plugin's broken extra_secrets
+                secrets.update(adapter.secret_set())
         with contextlib.suppress(Exception):
             secrets.add(plan.project.config.member_secret(plan.project.env))
         return secrets.redact(text)

@@ -155,6 +155,13 @@ def _never_connected(exc: Exception) -> bool:
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc or url
+    """Host and port only: the userinfo of a URL is a credential, its path may hold a token."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "the server"
+    if not host:
+        return "the server"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
