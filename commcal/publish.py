@@ -984,17 +984,27 @@ class Publisher:
                 raise
             except CommcalError as exc:  # e.g. a missing ${ENV} secret: nothing was sent
                 return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+            except Exception as exc:  # an adapter's bug, or an answer it could not read
+                # The request may have left: never re-sent blindly, never left `sending`.
+                error = adapter.redact(f"unexpected {type(exc).__name__} while sending: {exc}")
+                return self._unknown(ledger, claim, delivery, error)
             if receipt is None:
                 return Outcome(delivery, "held", "claim lost to another worker; not sent")
-            sent = Sent(claim, receipt.remote_id, receipt.url, self.clock())
+            sent = Sent(claim, receipt.remote_id, receipt.url, self.clock(), receipt.note)
             outcome = Outcome(
-                delivery, State.SENT, receipt.remote_id or "", receipt.url, claim.attempt
+                delivery,
+                State.SENT,
+                receipt.remote_id or receipt.note,
+                receipt.url,
+                claim.attempt,
             )
             if recorder is not None:
                 recorder.add(sent, outcome)
                 return None
             try:
-                ledger.record_sent(claim, remote_id=sent.remote_id, url=sent.url, now=sent.now)
+                ledger.record_sent(
+                    claim, remote_id=sent.remote_id, url=sent.url, now=sent.now, note=sent.note
+                )
             except StaleClaim as stale:
                 return Outcome(delivery, "held", str(stale))
             return outcome

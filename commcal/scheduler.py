@@ -41,6 +41,7 @@ from commcal.ledger import State, open_ledger
 from commcal.plan import deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
 from commcal.publish import Outcome, Publisher, Report, state_url, worker_name
+from commcal.redact import safe_url, url_secrets
 
 LogRecord = dict[str, Any]
 Log = Callable[[LogRecord], None]
@@ -423,7 +424,7 @@ class Scheduler:
         if outcome.url:
             record["url"] = outcome.url
         if outcome.detail and outcome.state != State.SENT:
-            record["detail"] = outcome.detail
+            record["detail"] = self._redact(outcome.detail)
         if outcome.attempts:
             record["attempts"] = outcome.attempts
         self.log(record)
@@ -447,7 +448,22 @@ class Scheduler:
             self._emit("error", f"heartbeat failed: {type(exc).__name__}: {exc}")
 
     def _emit(self, event: str, message: str) -> None:
-        self.log({"time": _stamp(), "event": event, "message": message})
+        self.log({"time": _stamp(), "event": event, "message": self._redact(message)})
+
+    def _redact(self, text: str) -> str:
+        """Log text without any secret of the project: every channel's (Channel.secret_set),
+        the ledger URL's password and the members secret. Errors are redacted where they are
+        made; this catches whatever escaped (an exception's own text)."""
+        plan = self._current
+        if plan is None:
+            return text
+        secrets = url_secrets(plan.ledger_url)
+        for adapter in plan.project.channels.values():
+            with contextlib.suppress(Exception):  # a plugin's broken extra_secrets
+                secrets.update(adapter.secret_set())
+        with contextlib.suppress(Exception):
+            secrets.add(plan.project.config.member_secret(plan.project.env))
+        return secrets.redact(text)
 
 
 def _isolated(project: Project) -> str:
@@ -459,10 +475,5 @@ def _isolated(project: Project) -> str:
 
 
 def _safe_url(url: str) -> str:
-    """The ledger URL without a password."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}@{host}"
-    return url
+    """The ledger URL without a password (in the userinfo or the query)."""
+    return safe_url(url)

@@ -696,3 +696,51 @@ def test_a_session_answer_without_tokens_is_a_clear_failure(make_project: MakePr
         assert delivery["state"] == "failed"
         assert "without handle, accessJwt, refreshJwt" in delivery["detail"]
         assert not session_file(root).exists()
+
+
+def test_a_session_answer_without_tokens_is_a_refused_login_not_a_crash(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/xrpc/com.atproto.server.createSession").respond_with_json({})
+    with pytest.raises(PermanentError, match="answered its session without"):
+        channel(httpserver).send(message("hi"), "delivery-1")
+
+
+def test_an_unreadable_created_record_is_sent_with_the_uri_unknown(httpserver: HTTPServer) -> None:
+    expect_session(httpserver)
+    httpserver.expect_request("/xrpc/com.atproto.repo.createRecord").respond_with_data(
+        "<html>ok</html>", content_type="text/html"
+    )
+    receipt = channel(httpserver).send(message("hi"), "delivery-1")
+    assert receipt.remote_id is None
+    assert (
+        receipt.url == f"https://bsky.app/profile/acme.bsky.social/post/{record_key('delivery-1')}"
+    )
+    assert "remote id unknown" in receipt.note
+
+
+def test_the_session_tokens_are_redacted_from_errors(httpserver: HTTPServer) -> None:
+    """A PDS (or a proxy before it) that echoes the request's Authorization header."""
+    session = {**SESSION, "accessJwt": "eyJhbGciOiJFUzI1NksifQ.sessionTokenAbcdef0123"}
+    httpserver.expect_request("/xrpc/com.atproto.server.createSession").respond_with_json(session)
+    httpserver.expect_request("/xrpc/com.atproto.repo.createRecord").respond_with_handler(
+        lambda request: Response(
+            json.dumps(
+                {
+                    "error": "InvalidRequest",
+                    "message": "x" * 270 + " got " + request.headers["Authorization"],
+                }
+            ),
+            status=400,
+            content_type="application/json",
+        )
+    )
+    httpserver.expect_request("/xrpc/com.atproto.repo.getRecord").respond_with_json(
+        {"error": "RecordNotFound", "message": "no"}, status=400
+    )
+    with pytest.raises(PermanentError) as raised:
+        channel(httpserver).send(message("hi"), "delivery-1")
+    text = str(raised.value)
+    assert "InvalidRequest" in text
+    token = session["accessJwt"]
+    assert not any(token[i : i + 8] in text for i in range(len(token) - 7)), text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,44 @@ def test_missing_env_var_at_send_names_it() -> None:
     )
     with pytest.raises(ConfigError, match="MASTO_TOKEN is not set"):
         masto.send(message(), "k")
+
+
+@pytest.mark.parametrize("answer", [{}, [1, 2], "<html>Welcome</html>"])
+def test_an_unreadable_status_is_sent_with_the_id_unknown(
+    httpserver: HTTPServer, answer: Any
+) -> None:
+    """Mastodon said yes (200) in a body that names no status: no KeyError, no failure."""
+    handler = httpserver.expect_request("/api/v1/statuses", method="POST")
+    if isinstance(answer, str):
+        handler.respond_with_data(answer, content_type="text/html")
+    else:
+        handler.respond_with_json(answer)
+    receipt = channel(httpserver).send(message(), "k")
+    assert receipt.remote_id is None
+    assert "remote id unknown" in receipt.note
+
+
+@pytest.mark.parametrize("pad", range(230, 278, 4))
+def test_an_echoed_token_is_redacted_before_the_error_is_shortened(
+    httpserver: HTTPServer, pad: int
+) -> None:
+    """A proxy echoes the Authorization header around the 300th character of its error, where
+    the cut used to leave the token's first 12-15 characters."""
+    token = "masto-0123456789abcdefghijklmnopqrstuvwxyz"
+    httpserver.expect_request("/api/v1/statuses").respond_with_handler(
+        lambda request: Response(
+            json.dumps({"error": "x" * pad + " you sent " + request.headers["Authorization"]}),
+            status=401,
+            content_type="application/json",
+        )
+    )
+    masto = MastodonChannel(
+        "masto",
+        {"instance": httpserver.url_for("/").rstrip("/"), "token": EnvRef("${MASTO_TOKEN}")},
+        env={"MASTO_TOKEN": token},
+    )
+    with pytest.raises(PermanentError) as raised:
+        masto.send(message(), "k")
+    text = str(raised.value)
+    assert text.startswith("HTTP 401: xxx")
+    assert not any(token[i : i + 8] in text for i in range(len(token) - 7)), text

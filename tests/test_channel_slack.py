@@ -136,3 +136,21 @@ def test_missing_environment_variable_is_named() -> None:
     channel = SlackChannel("team", {"webhook_url": EnvRef("${SLACK_WEBHOOK_URL}")}, env={})
     with pytest.raises(ConfigError, match="SLACK_WEBHOOK_URL is not set"):
         channel.send(MESSAGE, "dlv-8")
+
+
+def test_a_path_echoed_without_the_host_is_redacted(httpserver: HTTPServer) -> None:
+    """A proxy that names only the path it could not forward: the token is in it."""
+    httpserver.expect_request(TOKEN_PATH).respond_with_handler(
+        lambda request: Response(f"no route for POST {request.path}", status=502)
+    )
+    with pytest.raises(TransientError) as raised:
+        make(httpserver).send(MESSAGE, "k")
+    assert "no route for POST" in str(raised.value)
+    assert_secret_free(raised.value)
+
+
+def test_a_2xx_other_than_ok_is_sent_with_a_note(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(TOKEN_PATH).respond_with_data("<html>portal</html>", status=200)
+    receipt = make(httpserver).send(MESSAGE, "k")
+    assert receipt.remote_id is None
+    assert "remote id unknown" in receipt.note

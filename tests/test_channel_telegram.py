@@ -278,3 +278,42 @@ def test_missing_env_var_at_send_names_it() -> None:
     tg = TelegramChannel("tg", {"token": EnvRef("${TG_TOKEN}"), "chat_id": 1}, env={})
     with pytest.raises(ConfigError, match="TG_TOKEN is not set"):
         tg.send(message(), "k")
+
+
+@pytest.mark.parametrize("body", ["{}", "[]", '{"ok": true}', "<html>hi</html>"])
+def test_an_unreadable_2xx_is_sent_with_the_message_id_unknown(
+    httpserver: HTTPServer, body: str
+) -> None:
+    """Not `failed` (which `retry --failed` would send again): the message is in the chat."""
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_data(body, status=200)
+    receipt = channel(url(httpserver)).send(message(), "k")
+    assert receipt.remote_id is None
+    assert "remote id unknown" in receipt.note
+
+
+def test_a_refusal_in_a_2xx_is_still_a_refusal(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_json(
+        {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+    )
+    with pytest.raises(PermanentError, match="chat not found"):
+        channel(url(httpserver)).send(message(), "k")
+
+
+def test_a_path_echoed_with_the_token_cut_short_leaves_nothing_of_it(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request(f"{BOT}/sendMessage").respond_with_handler(
+        lambda request: Response(
+            '{"ok": false, "error_code": 404, "description": "Not Found: '
+            + request.path[:-16].replace("/", "\\\\/")
+            + '"}',
+            status=404,
+            content_type="application/json",
+        )
+    )
+    with pytest.raises(PermanentError) as raised:
+        channel(url(httpserver)).send(message(), "k")
+    text = str(raised.value)
+    assert "Not Found" in text
+    secret = TOKEN.split(":", 1)[1]
+    assert not any(secret[i : i + 8] in text for i in range(len(secret) - 7)), text

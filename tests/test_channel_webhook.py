@@ -181,3 +181,31 @@ def test_missing_environment_variable_is_named(httpserver: HTTPServer) -> None:
     )
     with pytest.raises(ConfigError, match="HOOK_SECRET is not set"):
         channel.send(MESSAGE, "dlv-10")
+
+
+def test_header_values_and_an_env_url_with_a_token_are_redacted_from_errors(
+    httpserver: HTTPServer,
+) -> None:
+    """A receiver that echoes the whole request: headers, path and query."""
+
+    def echo(request: Request) -> Response:
+        said = f"{request.full_path} " + " ".join(f"{k}={v}" for k, v in request.headers.items())
+        return Response(json.dumps({"error": said}), status=403, content_type="application/json")
+
+    httpserver.expect_request("/hooks/commcal").respond_with_handler(echo)
+    url = httpserver.url_for("/hooks/commcal") + "?token=urlToken0123456789"
+    channel = WebhookChannel(
+        "hook",
+        {
+            "url": EnvRef("${HOOK_URL}"),
+            "headers": {"Authorization": EnvRef("Bearer ${HOOK_AUTH}"), "X-Team": "events"},
+        },
+        env={"HOOK_URL": url, "HOOK_AUTH": "headerToken0123456789"},
+        http=TimeoutSession(timeout=(1, 2)),
+    )
+    with pytest.raises(PermanentError) as raised:
+        channel.send(MESSAGE, "k")
+    text = str(raised.value)
+    assert "X-Team=events" in text  # the echo did arrive: only the secrets are gone
+    for token in ("urlToken0123456789", "headerToken0123456789"):
+        assert not any(token[i : i + 8] in text for i in range(len(token) - 7)), text

@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from commcal.errors import ConfigError
+from commcal.errors import CommcalError, ConfigError
+from commcal.redact import Secrets
 
 if TYPE_CHECKING:
     import requests
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Error text is redacted first, then cut to this many characters (`Channel.redact`); a server's
+# own reason to REASON_LIMIT where an adapter adds a hint after it.
+ERROR_LIMIT = 500
+REASON_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,23 @@ class Message:
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the network answered: its id for the post and, where it has one, a public URL."""
+    """What the network answered: its id for the post and, where it has one, a public URL.
+
+    `note`: why the id is missing when the network said yes (2xx) in an answer that cannot be
+    read. The post is out all the same: it is recorded `sent`, never posted again."""
 
     remote_id: str | None = None
     url: str | None = None
+    note: str = ""
+
+
+def unreadable(response: requests.Response, wanted: str) -> str:
+    """The note of a Receipt whose 2xx answer did not name the post (see `Receipt.note`)."""
+    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip() or "no type"
+    return (
+        f"sent, remote id unknown: {response.status_code} answer without {wanted} ({kind}, "
+        f"{len(response.content)} bytes)"
+    )
 
 
 def poll_option_problems(
@@ -163,8 +181,35 @@ def mask(value: Any) -> str:
     return "***" if value else ""
 
 
+def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`send`/`verify` whose SendError and CommcalError texts are redacted (`Channel.redact`) as
+    they leave the adapter, whatever the adapter (a plugin too) put in them."""
+
+    @functools.wraps(method)
+    def wrapper(self: Channel, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (SendError, CommcalError) as exc:
+            exc.args = (self.redact(str(exc)),)
+            raise
+
+    wrapper.__redacting__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Channel:
-    """Base class of every adapter type. Subclasses set the class attributes and override `send`."""
+    """Base class of every adapter type. Subclasses set the class attributes and override `send`.
+
+    The text of every SendError or CommcalError leaving `send` or `verify` is redacted on its way
+    out (`_redacting`): no secret of the channel is in it, and it is at most ERROR_LIMIT long.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("send", "verify"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__redacting__", False):
+                setattr(cls, name, _redacting(method))
 
     type_name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -201,6 +246,8 @@ class Channel:
         self.name = name
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._http = http
+        # Secrets the adapter came by itself (session tokens ...): `add_secret`.
+        self._found_secrets = Secrets()
         self.options: dict[str, Any] = {}
         problems: list[str] = []
         for key in settings:
@@ -312,7 +359,7 @@ class Channel:
         return str(value)
 
     def secrets(self) -> list[str]:
-        """Every resolved secret value of this channel, for redaction of error text."""
+        """Every resolved secret value of this channel's private settings."""
         found = []
         for key, spec in self.settings_schema.items():
             raw = self.options.get(key)
@@ -322,11 +369,34 @@ class Channel:
                     found.append(resolved)
         return found
 
-    def redact(self, text: str) -> str:
-        for secret in self.secrets():
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+    def add_secret(self, value: str | None, *, url: bool = False) -> None:
+        """Redact `value` (a token the adapter obtained, a URL with a token in it) from every
+        error text of this channel from now on."""
+        if url:
+            self._found_secrets.add_url(value)
+        else:
+            self._found_secrets.add(value)
+
+    def extra_secrets(self, secrets: Secrets) -> None:
+        """Add what else is secret in this channel's settings (subclasses: ${ENV} values in
+        headers or URLs that are not private settings)."""
+
+    def secret_set(self) -> Secrets:
+        """Everything `redact` hides: private settings (URL-valued ones part by part), what
+        `extra_secrets` adds, and what the adapter handed to `add_secret`."""
+        found = Secrets()
+        for value in self.secrets():
+            found.add(value)
+            if "://" in value:
+                found.add_url(value)
+        self.extra_secrets(found)
+        found.update(self._found_secrets)
+        return found
+
+    def redact(self, text: str, limit: int | None = ERROR_LIMIT) -> str:
+        """`text` without this channel's secrets, then cut to `limit` characters: the one way
+        error text leaves an adapter for output, logs and the ledger (see commcal.redact)."""
+        return self.secret_set().redact(text, limit)
 
     @property
     def http(self) -> requests.Session:

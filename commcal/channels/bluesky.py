@@ -36,6 +36,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    unreadable,
 )
 from commcal.channels.text import bluesky_facets, graphemes, utf8_bytes
 from commcal.errors import ConfigError
@@ -309,6 +310,10 @@ class BlueskyChannel(Channel):
         return None if store is None else store.load(*self._account())
 
     def _keep(self, session: dict[str, Any]) -> dict[str, Any]:
+        for key in ("accessJwt", "refreshJwt"):  # redacted from every error text from now on
+            value = session.get(key)
+            if isinstance(value, str):
+                self.add_secret(value)
         missing = [k for k in SESSION_KEYS if not isinstance(session.get(k), str) or not session[k]]
         if missing:
             raise PermanentError(
@@ -399,18 +404,25 @@ class BlueskyChannel(Channel):
         if embed:
             record["embed"] = embed
         body = {"repo": did, "collection": POST, "rkey": rkey, "record": record}
+        url = f"https://bsky.app/profile/{handle}/post/{rkey}"
         try:
-            created = _json(self._authed("POST", "com.atproto.repo.createRecord", json=body))
+            response = self._authed("POST", "com.atproto.repo.createRecord", json=body)
         except SendError as exc:
             if isinstance(exc, XrpcTransientError) and exc.status == 429:
                 raise
             existing = self._existing(did, rkey)
             if existing is None:
                 raise
-            created = existing
-        return Receipt(
-            remote_id=str(created["uri"]), url=f"https://bsky.app/profile/{handle}/post/{rkey}"
-        )
+            # getRecord found exactly this repo, collection and key: that is the record's URI.
+            uri = existing.get("uri")
+            return Receipt(
+                remote_id=uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}", url=url
+            )
+        # A 2xx is a created record, whatever its body says: never posted again.
+        uri = httpkit.json_body(response).get("uri")
+        if not isinstance(uri, str):
+            return Receipt(url=url, note=unreadable(response, "a record uri"))
+        return Receipt(remote_id=uri, url=url)
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
         """The record this delivery already created, if a previous attempt got through."""
@@ -422,7 +434,7 @@ class BlueskyChannel(Channel):
             )
         except PermanentError:
             return None  # 400 RecordNotFound
-        return _json(response)
+        return httpkit.json_body(response)
 
     def _resolve_handle(self, handle: str) -> str | None:
         """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text."""
@@ -432,7 +444,7 @@ class BlueskyChannel(Channel):
             )
         except PermanentError:
             return None
-        did = _json(response).get("did")
+        did = httpkit.json_body(response).get("did")
         return did if isinstance(did, str) else None
 
     def _embed(self, message: Message, facets: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -514,7 +526,8 @@ def _xrpc_error(response: requests.Response) -> tuple[str, str]:
         return "", ""
     name = body.get("error") if isinstance(body.get("error"), str) else ""
     reason = body.get("message") if isinstance(body.get("message"), str) else ""
-    return str(name), " ".join(str(reason).split())[:300]
+    # Not shortened here: `Channel.redact` redacts first, then cuts.
+    return str(name), " ".join(str(reason).split())
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    REASON_LIMIT,
     Channel,
     Message,
     PermanentError,
@@ -26,6 +27,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    unreadable,
 )
 from commcal.errors import ConfigError
 
@@ -131,7 +133,7 @@ class DiscordChannel(Channel):
     def explained(self, exc: SendError, response: requests.Response | None) -> SendError:
         """The error with Discord's own detail and its `retry_after`, without the URL and
         without the cause (a requests exception names the full URL)."""
-        text = self.redact(str(exc))
+        text = self.redact(str(exc), REASON_LIMIT)
         body: Any = None
         if response is not None:
             try:
@@ -141,7 +143,7 @@ class DiscordChannel(Channel):
         if isinstance(body, dict):
             detail = _field_errors(body.get("errors"))
             if detail:
-                text += f" ({self.redact(detail)})"
+                text += f" ({self.redact(detail, REASON_LIMIT)})"
             code = body.get("code")
             if isinstance(code, int) and code in HINTS:
                 text += f" ({HINTS[code]})"
@@ -225,13 +227,13 @@ def _field_errors(errors: Any, path: str = "") -> str:
 
 
 def _receipt(response: requests.Response) -> Receipt:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return Receipt()
-    if not isinstance(body, dict) or body.get("id") is None:
-        return Receipt()
-    message_id = str(body["id"])
+    """With wait=true Discord answers the Message; a 2xx without its id is still a message
+    posted (recorded sent with the id unknown, never posted again)."""
+    body = httpkit.json_body(response)
+    message_id = body.get("id")
+    if not isinstance(message_id, str | int) or isinstance(message_id, bool):
+        return Receipt(note=unreadable(response, "a message id"))
+    message_id = str(message_id)
     guild_id = body.get("guild_id")
     channel_id = body.get("channel_id")
     url = None

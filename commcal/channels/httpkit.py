@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from commcal.channels.base import Channel, PermanentError, SendError, TransientError
 from commcal.errors import ConfigError
+from commcal.redact import SCAN_LIMIT
 
 if TYPE_CHECKING:
     import requests
@@ -36,8 +37,12 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - current)
 
 
-def error_text(response: requests.Response, limit: int = 300) -> str:
-    """The server's own reason, shortened: a JSON `error`/`message` field, or the body."""
+def error_text(response: requests.Response, limit: int = SCAN_LIMIT) -> str:
+    """The server's own reason: a JSON `error`/`message` field, or the body.
+
+    Not shortened to a readable length here: a server may echo the request (its token) anywhere
+    in it, and a cut before redaction would leave the token's first characters where redaction
+    no longer recognises them. `Channel.redact` redacts, then cuts; `limit` only bounds memory."""
     reason = ""
     try:
         body: Any = response.json()
@@ -150,6 +155,13 @@ def _never_connected(exc: Exception) -> bool:
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc or url
+    """Host and port only: the userinfo of a URL is a credential, its path may hold a token."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "the server"
+    if not host:
+        return "the server"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host

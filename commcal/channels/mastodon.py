@@ -24,6 +24,7 @@ from commcal.channels.base import (
     Setting,
     TransientError,
     poll_option_problems,
+    unreadable,
 )
 from commcal.channels.text import graphemes, mastodon_length
 from commcal.errors import ConfigError
@@ -186,9 +187,15 @@ class MastodonChannel(Channel):
         response = self._call(
             "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
         )
-        status = _json(response)
+        # A 2xx is a status that exists, whatever its body: an answer without an id (a proxy's
+        # page, `{}`) is recorded sent with the id unknown, never posted again.
+        status = httpkit.json_body(response)
         # `url` is the HTML page; it is null for some remote-only cases, `uri` never is.
-        return Receipt(remote_id=str(status["id"]), url=status.get("url") or status.get("uri"))
+        url = next((v for v in (status.get("url"), status.get("uri")) if isinstance(v, str)), None)
+        status_id = status.get("id")
+        if not isinstance(status_id, str | int) or isinstance(status_id, bool):
+            return Receipt(url=url, note=unreadable(response, "a status id"))
+        return Receipt(remote_id=str(status_id), url=url)
 
     def _upload(self, path: str, alt: str, mime_type: str) -> str:
         mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -205,6 +212,11 @@ class MastodonChannel(Channel):
                 data=data,
             )
         attachment = _json(response)
+        if not isinstance(attachment.get("id"), str | int):
+            # Nothing is posted yet: failing here costs an unused upload at most.
+            raise PermanentError(
+                f"HTTP {response.status_code}: mastodon answered the upload without a media id"
+            )
         media_id = str(attachment["id"])
         if response.status_code == 202:
             for _ in range(self.media_poll_attempts):
@@ -227,7 +239,10 @@ def _json(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         raise PermanentError(f"HTTP {response.status_code}: the answer is not JSON") from None
     if not isinstance(body, dict):
-        raise PermanentError(f"HTTP {response.status_code}: unexpected answer {body!r:.100}")
+        # The body is not quoted: a proxy may have echoed the request, token included.
+        raise PermanentError(
+            f"HTTP {response.status_code}: unexpected answer (a JSON {type(body).__name__})"
+        )
     return body
 
 

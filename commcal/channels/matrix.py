@@ -20,6 +20,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    unreadable,
 )
 from commcal.channels.text import utf8_bytes
 from commcal.errors import ConfigError
@@ -128,10 +129,11 @@ class MatrixChannel(Channel):
             f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/m.room.message/"
             f"{quote(idempotency_key, safe='')}"
         )
-        event = httpkit.json_body(self._call("PUT", path, json=self._content(message)))
-        event_id = event.get("event_id")
+        response = self._call("PUT", path, json=self._content(message))
+        # A 2xx is an event in the room: without its id, it is sent with the id unknown.
+        event_id = httpkit.json_body(response).get("event_id")
         if not isinstance(event_id, str):
-            raise PermanentError("the homeserver answered without an event_id")
+            return Receipt(note=unreadable(response, "an event_id"))
         return Receipt(remote_id=event_id, url=event_link(room, event_id))
 
     def idempotency_scope(self) -> str:

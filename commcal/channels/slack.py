@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    REASON_LIMIT,
     Channel,
     Message,
     PermanentError,
@@ -27,6 +28,7 @@ from commcal.channels.base import (
     SendError,
     Setting,
     TransientError,
+    unreadable,
 )
 from commcal.errors import ConfigError
 
@@ -78,15 +80,19 @@ class SlackChannel(Channel):
             )
         payload = {"text": escape(message.text)}
         try:
-            httpkit.request(self.http, "POST", url, json=payload)
+            response = httpkit.request(self.http, "POST", url, json=payload)
         except SendError as exc:
             raise self.explained(exc) from None
+        # Slack answers `ok` and no id. Any other 2xx (a proxy's page ...) is recorded sent all
+        # the same, never posted again, with a note of what came back.
+        if response.text.strip() != "ok":
+            return Receipt(note=unreadable(response, "Slack's `ok`"))
         return Receipt()
 
     def explained(self, exc: SendError) -> SendError:
         """The error with Slack's reason spelled out, without the URL and without its cause
         (a requests exception names the full URL, which a traceback would print)."""
-        text = self.redact(str(exc))
+        text = self.redact(str(exc), REASON_LIMIT)
         reason = text.rsplit(": ", 1)[-1].strip()
         if reason in HINTS:
             text = f"{text} ({HINTS[reason]})"

@@ -25,6 +25,7 @@ mailing the reader again. Only a clear 4xx/5xx answer to the end of data says it
 
 from __future__ import annotations
 
+import contextlib
 import email.errors
 import email.policy
 import email.utils
@@ -50,6 +51,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.errors import ConfigError
+from commcal.redact import Secrets
 
 # The usual port of each kind of security: 587 submission with STARTTLS (RFC 6409, RFC 3207),
 # 465 implicit TLS (RFC 8314 section 3.3), 25 plain relay (RFC 5321).
@@ -419,6 +421,14 @@ class SmtpChannel(Channel):
                 '(expected e.g. "Community <hello@example.org>")'
             )
         return parsed
+
+    def extra_secrets(self, secrets: Secrets) -> None:
+        """The password also as AUTH PLAIN and LOGIN send it (base64): a server may echo it."""
+        password = self.secrets()
+        with contextlib.suppress(ConfigError):  # a username from an unset ${ENV}
+            username = self.value("username")
+            if password and username:
+                secrets.add_login(str(username), password[0])
 
     def _timeout(self) -> TransientError:
         return TransientError(f"timed out talking to the SMTP server {self.value('host')}")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REASON_LIMIT,
     Channel,
     Message,
     PermanentError,
@@ -23,6 +24,7 @@ from commcal.channels.base import (
     Setting,
     TransientError,
     poll_option_problems,
+    unreadable,
 )
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
@@ -174,6 +176,14 @@ class TelegramChannel(Channel):
 
     def _call(self, method: str, payload: Mapping[str, Any]) -> Any:
         """POST one Bot API method; return `result`. No error mentions or chains the URL."""
+        response = self._post(method, payload)
+        body = httpkit.json_body(response)
+        if not body.get("ok"):
+            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+        return body.get("result")
+
+    def _post(self, method: str, payload: Mapping[str, Any]) -> requests.Response:
+        """POST one Bot API method; the 2xx answer, or the error. No error holds the URL."""
         url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
         failure: SendError | None = None
         response: requests.Response | None = None
@@ -186,10 +196,7 @@ class TelegramChannel(Channel):
         if failure is not None:
             raise self._error(failure, failure.response)
         assert response is not None
-        body = httpkit.json_body(response)
-        if not body.get("ok"):
-            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
-        return body.get("result")
+        return response
 
     def _error(self, failure: SendError, response: requests.Response | None) -> SendError:
         host = urlsplit(str(self.value("api_url"))).netloc
@@ -199,7 +206,9 @@ class TelegramChannel(Channel):
         body = httpkit.json_body(response)
         code = body.get("error_code", response.status_code)
         description = str(body.get("description") or "").strip()
-        text = self.redact(f"{host} answered {code}" + (f": {description}" if description else ""))
+        text = self.redact(
+            f"{host} answered {code}" + (f": {description}" if description else ""), REASON_LIMIT
+        )
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         assert isinstance(parameters, dict)
         # https://core.telegram.org/bots/api#responseparameters
@@ -234,7 +243,7 @@ class TelegramChannel(Channel):
                 payload["open_period"] = int(duration)
             if poll.get("multiple"):
                 payload["allows_multiple_answers"] = True
-            result = self._call("sendPoll", payload)
+            response = self._post("sendPoll", payload)
         else:
             payload = {"chat_id": chat_id, "text": message.text}
             if mode:
@@ -242,10 +251,17 @@ class TelegramChannel(Channel):
             if not self.options["link_preview"]:
                 # Bot API 7.0 replaced disable_web_page_preview with link_preview_options.
                 payload["link_preview_options"] = {"is_disabled": True}
-            result = self._call("sendMessage", payload)
-        if not isinstance(result, dict) or "message_id" not in result:
-            raise PermanentError("telegram answered without a message_id")
-        message_id = str(result["message_id"])
+            response = self._post("sendMessage", payload)
+        body = httpkit.json_body(response)
+        if body.get("ok") is False:  # a refusal, in a 2xx (the Bot API itself uses 4xx)
+            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+        # Any other 2xx is a message in the chat: without its id, it is sent with the id
+        # unknown (recorded, never posted again), not a failure that a retry would repeat.
+        result = body.get("result")
+        message_id = result.get("message_id") if isinstance(result, dict) else None
+        if body.get("ok") is not True or not isinstance(message_id, int | str):
+            return Receipt(note=unreadable(response, "a message_id"))
+        message_id = str(message_id)
         return Receipt(remote_id=message_id, url=message_url(chat_id, message_id))
 
     def verify(self) -> str:

@@ -45,9 +45,12 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.errors import ConfigError
+from commcal.redact import Secrets
 
 SIGNATURE_HEADER = "X-Commcal-Signature"
 TIMESTAMP_HEADER = "X-Commcal-Timestamp"
+# Header names whose values are credentials even when written literally in commcal.yaml.
+CREDENTIAL_HEADER_WORDS = ("auth", "token", "key", "secret", "password", "cookie", "session")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -120,6 +123,26 @@ class WebhookChannel(Channel):
             "options": dict(message.options),
         }
 
+    def extra_secrets(self, secrets: Secrets) -> None:
+        """Header values read from the environment, and literal ones of credential headers
+        (Authorization, X-Api-Key ...); the URL when it comes from the environment, and the
+        secret-looking query values of a literal one."""
+        for key, value in self.extra_headers().items():
+            if isinstance(value, EnvRef):
+                resolved = value.resolve(self.env)
+                secrets.add(resolved)
+                if resolved and "://" in resolved:
+                    secrets.add_url(resolved)
+            elif any(word in str(key).lower() for word in CREDENTIAL_HEADER_WORDS):
+                secrets.add(str(value))
+                # "Bearer abc": the credential is the last word.
+                secrets.add(str(value).split()[-1] if str(value).split() else "")
+        url = self.options.get("url")
+        if isinstance(url, EnvRef):
+            secrets.add_url(url.resolve(self.env))
+        elif isinstance(url, str):
+            secrets.add_url(url, whole=False)
+
     def scrubbed(self, exc: SendError) -> SendError:
         """The same error without secrets and without its cause: a requests exception names the
         full URL, which a traceback would print."""
@@ -159,15 +182,12 @@ def check_url(channel: str, key: str, url: str, *, show: bool = True) -> None:
 
 
 def _receipt(response: Any) -> Receipt:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return Receipt()
-    if not isinstance(body, dict):
-        return Receipt()
+    """Any 2xx is a delivery; its JSON `id` and `url` are recorded when it has them (a receiver
+    need not answer JSON at all)."""
+    body = httpkit.json_body(response)
     remote_id = body.get("id")
     url = body.get("url")
     return Receipt(
-        remote_id=None if remote_id is None else str(remote_id),
+        remote_id=str(remote_id) if isinstance(remote_id, str | int) else None,
         url=url if isinstance(url, str) else None,
     )

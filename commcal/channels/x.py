@@ -20,6 +20,7 @@ from commcal.channels.base import (
     Setting,
     TransientError,
     poll_option_problems,
+    unreadable,
 )
 from commcal.channels.text import x_invalid_characters, x_length
 
@@ -118,11 +119,14 @@ class XChannel(Channel):
                 "options": [str(choice) for choice in poll.get("options", [])],
                 "duration_minutes": _minutes(poll),
             }
-        answer = httpkit.json_body(self._call("POST", "/2/tweets", json=body))
-        data = answer.get("data")
-        if not isinstance(data, dict) or "id" not in data:
-            raise PermanentError("x answered without a post id")
-        post_id = str(data["id"])
+        response = self._call("POST", "/2/tweets", json=body)
+        # A 2xx is a post that exists: without an id in it, it is sent with the id unknown
+        # (recorded, never posted again), not a failure that `retry --failed` would repeat.
+        data = httpkit.json_body(response).get("data")
+        post_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(post_id, str | int) or isinstance(post_id, bool):
+            return Receipt(note=unreadable(response, "a post id"))
+        post_id = str(post_id)
         return Receipt(remote_id=post_id, url=f"https://x.com/i/web/status/{post_id}")
 
     def verify(self) -> str:
@@ -145,4 +149,5 @@ def _problem_text(response: requests.Response) -> str:
             parts.append(error["message"])
     if not parts:
         return ""
-    return f"HTTP {response.status_code}: " + " ".join(" — ".join(parts).split())[:300]
+    # Not shortened here: `Channel.redact` redacts first, then cuts.
+    return f"HTTP {response.status_code}: " + " ".join(" — ".join(parts).split())

@@ -122,5 +122,8 @@ def open_ledger(
                 "a PostgreSQL ledger needs psycopg: pip install 'commcal[postgres]'"
             ) from e
         return PostgresLedger(url, read_only=read_only, create=create)
-    scheme = url.split(":", 1)[0] if ":" in url else url
+    # Only the scheme is shown: the rest of a mistyped URL may hold a password.
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        raise LedgerError(f"the ledger setting is not a URL: use {ACCEPTED}")
     raise LedgerError(f"unsupported ledger URL scheme {scheme!r}: use {ACCEPTED}")

@@ -138,6 +138,7 @@ class Sent:
     remote_id: str | None
     url: str | None
     now: datetime
+    note: str = ""  # kept in the history: why the remote id is unknown (Receipt.note)
 
 
 @dataclass(frozen=True)
@@ -474,9 +475,16 @@ class Ledger(ABC):
 
     @abstractmethod
     def record_sent(
-        self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
+        self,
+        claim: Claim,
+        *,
+        remote_id: str | None,
+        url: str | None,
+        now: datetime,
+        note: str = "",
     ) -> None:
-        """SENDING -> SENT. Raises `StaleClaim` if the claim is no longer current."""
+        """SENDING -> SENT (`note`, kept in the history: why the remote id is unknown).
+        Raises `StaleClaim` if the claim is no longer current."""
 
     def record_sent_many(self, sent: Sequence[Sent]) -> list[StaleClaim | None]:
         """`record_sent` for several deliveries in one transaction (one durable commit).
@@ -487,7 +495,7 @@ class Ledger(ABC):
         results: list[StaleClaim | None] = []
         for s in sent:
             try:
-                self.record_sent(s.claim, remote_id=s.remote_id, url=s.url, now=s.now)
+                self.record_sent(s.claim, remote_id=s.remote_id, url=s.url, now=s.now, note=s.note)
                 results.append(None)
             except StaleClaim as stale:
                 results.append(stale)
@@ -1124,9 +1132,17 @@ class SqlLedger(Ledger):
         return replace(claim, lease_until=lease_until)
 
     def record_sent(
-        self, claim: Claim, *, remote_id: str | None, url: str | None, now: datetime
+        self,
+        claim: Claim,
+        *,
+        remote_id: str | None,
+        url: str | None,
+        now: datetime,
+        note: str = "",
     ) -> None:
-        stale = self._transaction(lambda: self._sent_in_tx(claim, remote_id, url, now), write=True)
+        stale = self._transaction(
+            lambda: self._sent_in_tx(claim, remote_id, url, now, note), write=True
+        )
         if stale is not None:
             raise stale
 
@@ -1134,12 +1150,12 @@ class SqlLedger(Ledger):
         if not sent:
             return []
         return self._transaction(
-            lambda: [self._sent_in_tx(s.claim, s.remote_id, s.url, s.now) for s in sent],
+            lambda: [self._sent_in_tx(s.claim, s.remote_id, s.url, s.now, s.note) for s in sent],
             write=True,
         )
 
     def _sent_in_tx(
-        self, claim: Claim, remote_id: str | None, url: str | None, now: datetime
+        self, claim: Claim, remote_id: str | None, url: str | None, now: datetime, note: str = ""
     ) -> StaleClaim | None:
         rows = self._execute(
             "UPDATE deliveries SET state = ?, remote_id = ?, url = ?, last_error = NULL, "
@@ -1156,7 +1172,8 @@ class SqlLedger(Ledger):
             ),
         )
         if rows:
-            self._log(claim.delivery_id, now, claim.worker, "sent", url, remote_id)
+            detail = f"{url} ({note})" if url and note else url or note or None
+            self._log(claim.delivery_id, now, claim.worker, "sent", detail, remote_id)
             return None
         if self._already(claim, State.SENT):
             return None  # a repeated call after a commit whose answer was lost

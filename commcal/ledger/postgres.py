@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg.errors
 
 from commcal.errors import LedgerError
 from commcal.ledger.base import SqlLedger
+from commcal.redact import safe_url, url_secrets
 
 T = TypeVar("T")
 
@@ -143,15 +143,8 @@ _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailu
 
 
 def mask_url(url: str) -> str:
-    """The URL without its password, for messages (secrets never reach output)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without its password (userinfo or `?password=`), for messages."""
+    return safe_url(url)
 
 
 class PostgresLedger(SqlLedger):
@@ -165,13 +158,19 @@ class PostgresLedger(SqlLedger):
         super().__init__()
         self.where = mask_url(url)
         self.read_only = read_only
+        # libpq quotes parts of a URL it cannot read ("unexpected spaces found in ..."), the
+        # password too: every error text passes through these.
+        self._secrets = url_secrets(url)
         self._sql: dict[str, str] = {}
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
                 url, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S
             )
         except psycopg.Error as e:
-            raise LedgerError(f"cannot reach the PostgreSQL ledger at {self.where}: {e}") from e
+            # Not chained: a traceback would print libpq's text unredacted.
+            raise LedgerError(
+                self._secrets.redact(f"cannot reach the PostgreSQL ledger at {self.where}: {e}")
+            ) from None
         try:
             self._conn.execute("SET TIME ZONE 'UTC'")
             if read_only:
@@ -207,10 +206,10 @@ class PostgresLedger(SqlLedger):
                 except _RETRYABLE as e:
                     self._rollback()
                     if attempt == RETRIES:
-                        raise LedgerError(f"ledger {self.where}: {e}") from e
+                        raise LedgerError(self._secrets.redact(f"ledger {self.where}: {e}")) from e
                 except psycopg.Error as e:
                     self._rollback()
-                    raise LedgerError(f"ledger {self.where}: {e}") from e
+                    raise LedgerError(self._secrets.redact(f"ledger {self.where}: {e}")) from e
                 except BaseException:
                     self._rollback()
                     raise
