@@ -10,6 +10,7 @@ bad row never stops the others. Nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -39,30 +40,79 @@ _WHOLE = re.compile(
 )  # 18 digits: beyond is a typo, and int() of huge text is slow
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BOM = b"\xef\xbb\xbf"
-_SPACE = re.compile(r"\s")
 
 
 # -- members --------------------------------------------------------------------------------------
 
 
+class AddressError(ValueError):
+    """Not an e-mail address; the message says why (email-validator's own words)."""
+
+
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
+
+
+def email_address(text: str) -> str:
+    """The one normal form of an address, for members, suppressions, imports and keys alike.
+
+    Peels what mail clients and bounce reports wrap around an address (surrounding space,
+    `<...>`, `mailto:`, a trailing `;` or `,`, a display name as in `Maya <maya@example.org>`),
+    then checks the rest with email-validator (syntax only: no DNS lookup). The result is its
+    normalised form: the local part as written (Unicode NFC; mail servers may treat case in it
+    as significant, so it is kept), the domain lower-cased. A domain written in punycode stays
+    ASCII, so a server without SMTPUTF8 can still take it. Raises AddressError saying why not.
+    """
+    from email_validator import EmailNotValidError, validate_email
+
+    address = text.strip().rstrip(";,").strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    address = _MAILTO.sub("", address).strip()
+    if address.startswith("<") and address.endswith(">"):  # mailto:<...>
+        address = address[1:-1].strip()
+    if not address:
+        raise AddressError("there is no address")
+    try:
+        info = validate_email(address, check_deliverability=False, allow_display_name=True)
+    except EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    written_domain = address.rpartition("@")[2].rstrip(">").strip()
+    domain = info.ascii_domain if written_domain.isascii() and info.ascii_domain else info.domain
+    return f"{info.local_part}@{domain}"
+
+
 def normalise_email(text: str) -> str | None:
-    """The address stripped, with its domain lower-cased; None when it is not an address."""
-    address = text.strip()
-    if address.count("@") != 1 or not address.isprintable() or _SPACE.search(address):
+    """`email_address(text)`, or None when it is not an address."""
+    try:
+        return email_address(text)
+    except AddressError:
         return None
-    local, domain = address.split("@")
-    labels = domain.split(".")
-    if not local or len(labels) < 2 or not all(labels):
-        return None
-    return f"{local}@{domain.lower()}"
 
 
 def recipient_key(email: str) -> str:
     """16 hex characters naming a recipient in delivery ids and the ledger, instead of the address.
 
-    The same for any spelling of the address that differs only in case or surrounding spaces.
+    The same for every spelling of one address: any case, `<...>`, `mailto:`, a domain in
+    punycode or in Unicode. For an address already in normal form and plain ASCII it is the
+    key earlier versions made (SHA-256 of the lower-cased address), so ledgers stay valid.
     """
-    digest = hashlib.sha256(_KEY_PREFIX + email.strip().lower().encode("utf-8", "replace"))
+    normal = normalise_email(email)
+    return _key_of(normal) if normal is not None else _hash(email.strip())
+
+
+def _key_of(normal: str) -> str:
+    """The key of an address already in `email_address` form."""
+    local, _, domain = normal.rpartition("@")
+    if "xn--" in domain.lower():  # punycode and Unicode spellings of a domain are one person
+        import idna
+
+        with contextlib.suppress(idna.IDNAError):
+            domain = idna.decode(domain)
+    return _hash(f"{local}@{domain}")
+
+
+def _hash(text: str) -> str:
+    digest = hashlib.sha256(_KEY_PREFIX + text.lower().encode("utf-8", "replace"))
     return digest.hexdigest()[:16]
 
 
@@ -83,8 +133,9 @@ class Member:
 
     @functools.cached_property
     def key(self) -> str:
-        # Read for the delivery id, the suppression check and every token: hash once.
-        return recipient_key(self.email)
+        # Read for the delivery id, the suppression check and every token: hash once. The
+        # address is already in normal form (read through `email_address`).
+        return _key_of(self.email)
 
     @property
     def first_name(self) -> str:
@@ -168,12 +219,17 @@ class Condition:
 
 
 def _text_equal(column: str, actual: str, wanted: str) -> bool:
-    if column == "email":
-        return actual.lower() == wanted.strip().lower()
+    if column == "email":  # the same person however the condition spells the address
+        return bool(actual) and _key_of(actual) == _wanted_key(wanted)
     if column == "locale":  # `el` matches el, el_GR and el-CY: a language names its regions too
         a, w = actual.replace("-", "_").lower(), wanted.replace("-", "_").lower()
         return a == w or a.startswith(w + "_")
     return actual == wanted
+
+
+@lru_cache(maxsize=256)
+def _wanted_key(address: str) -> str:
+    return recipient_key(address)
 
 
 def _as_number(value: Any) -> float | None:
@@ -712,7 +768,7 @@ def _member(cells: Cells, line: int, display: str, report: Report) -> Member | N
                 "the row has no email; the row is skipped"
                 if not (shown or "").strip()
                 else f"{shown!r} is not an e-mail address; the row is skipped",
-                "an address has one @, a name before it and a domain with a dot after it",
+                "write the member's address in the email column",
                 "warning",
             )
         )
@@ -749,7 +805,12 @@ def _known(column: str, raw: Any) -> tuple[Any, tuple[str, str] | None]:
         return None, (f"{column} must be text, not a list or mapping", "")
     text = text.strip()
     if column == "email":
-        return normalise_email(text) or "", None  # reported by the caller, which has the row
+        if not text:
+            return "", None  # reported by the caller, which has the row
+        try:
+            return email_address(text), None
+        except AddressError as exc:
+            return None, (f"{text!r} is not an e-mail address", str(exc))
     if column == "joined":
         if not text:
             return None, None
