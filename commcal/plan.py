@@ -14,7 +14,7 @@ from commcal.audience import Member
 from commcal.calendar.expand import Occurrence, occurrences
 from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
-from commcal.errors import Problem
+from commcal.errors import Problem, ProblemsFound
 from commcal.project import Project
 from commcal.render import RenderError, language_of
 from commcal.timeutil import iso_utc, local_wall, to_utc, zone
@@ -284,9 +284,12 @@ def locale_samples(project: Project, item: Item) -> dict[str, tuple[Member, int]
     samples: dict[str, tuple[Member, int]] | None = project.cache.get(key)
     if samples is None:
         samples = {}
-        for person in _members(project, item, None):
-            first, count = samples.get(person.locale or "", (person, 0))
-            samples[person.locale or ""] = (first, count + 1)
+        try:
+            for person in _members(project, item, None):
+                first, count = samples.get(person.locale or "", (person, 0))
+                samples[person.locale or ""] = (first, count + 1)
+        except ProblemsFound:  # a broken audience file: `audience_problems` reports it
+            samples = {}
         project.cache[key] = samples
     return samples
 
