@@ -515,7 +515,7 @@ def member_token(project: Project, delivery: Delivery, purpose: str) -> str:
 def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     """`member`, `unsubscribe_url`, `survey_url` and `code` for audience items."""
     from commcal.audience import Member
-    from commcal.unsubscribe import unsubscribe_url
+    from commcal.unsubscribe import SURVEY, UNSUBSCRIBE, token_list, unsubscribe_url
 
     item = delivery.item
     person = delivery.recipient or Member(email="member@example.org", name="Member")
@@ -524,11 +524,11 @@ def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     }
     members = project.config.members
     if members.unsubscribe_url:
-        token = member_token(project, delivery, "unsubscribe")
+        token = member_token(project, delivery, token_list(UNSUBSCRIBE, item.audience or ""))
         ctx["unsubscribe_url"] = unsubscribe_url(members.unsubscribe_url, token)
     survey = item.extra.get("survey_url")
     if survey:
-        token = member_token(project, delivery, f"survey:{item.calendar}/{item.id}")
+        token = member_token(project, delivery, token_list(SURVEY, f"{item.calendar}/{item.id}"))
         joiner = "&" if "?" in survey else "?"
         ctx["survey_url"] = f"{survey}{joiner}m={token}"
     codes = item.extra.get("codes")

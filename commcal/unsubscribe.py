@@ -12,7 +12,8 @@ logs it or puts it in an error message.
 
 The web app answers `GET /u/<token>` with a confirmation page and changes nothing, because mail
 scanners and link previews follow links; only `POST /u/<token>` (the mail client's one-click POST,
-or the page's button) unsubscribes.
+or the page's button) unsubscribes. A token names its purpose and list (`sign_for`): the app takes
+only unsubscribe tokens and answers any other genuine token (a survey link's) with 403.
 """
 
 from __future__ import annotations
@@ -94,6 +95,36 @@ def sign(recipient_key: str, secret: str, *, list_id: str = "") -> str:
     return _b64encode(payload) + "." + _b64encode(_mac(key, lid, secret))
 
 
+# What a token is for travels in its signed list field as `purpose:list` (`unsubscribe:members`,
+# `survey:community/feedback`), so a token made for one purpose never works for another.
+UNSUBSCRIBE = "unsubscribe"
+SURVEY = "survey"
+# Signed list fields that make an unsubscribe token: "" is `sign`'s own default (the plain form
+# this module documents), "unsubscribe" is what commcal put in every unsubscribe link it mailed
+# before tokens named their list. Both stay valid: people click links in old mail.
+_UNSUBSCRIBE_LEGACY = ("", UNSUBSCRIBE)
+
+
+def token_list(purpose: str, name: str = "") -> str:
+    """The signed list field for a token of `purpose` about list `name` (an audience, an item)."""
+    if not purpose or ":" in purpose:
+        raise ValueError(f"a token purpose is one word, not {purpose!r}")
+    return f"{purpose}:{name}" if name else purpose
+
+
+def token_purpose(list_id: str) -> tuple[str, str]:
+    """`unsubscribe:members` -> (`unsubscribe`, `members`); "" is an unsubscribe token."""
+    if list_id in _UNSUBSCRIBE_LEGACY:
+        return UNSUBSCRIBE, ""
+    purpose, _, name = list_id.partition(":")
+    return purpose, name
+
+
+def sign_for(purpose: str, recipient_key: str, secret: str, name: str = "") -> str:
+    """A token for `purpose` (UNSUBSCRIBE, SURVEY, ...) about list or item `name`."""
+    return sign(recipient_key, secret, list_id=token_list(purpose, name))
+
+
 def verify(token: str, secret: str) -> str | None:
     """Return the recipient key of a token made by `sign` with `secret`, else None. Never raises."""
     opened = open_token(token, secret)
@@ -164,6 +195,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         ),
         "error_title": "Something went wrong",
         "error_body": "We could not unsubscribe you just now. Please try again in a few minutes.",
+        "other_title": "This is not an unsubscribe link",
+        "other_body": (
+            "This link was made for something else, so it cannot unsubscribe anyone. Use the "
+            "unsubscribe link at the end of the email."
+        ),
     },
     "el": {
         "confirm_title": "Διαγραφή",
@@ -180,6 +216,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "error_title": "Κάτι πήγε στραβά",
         "error_body": (
             "Δεν ήταν δυνατή η διαγραφή σας αυτή τη στιγμή. Δοκιμάστε ξανά σε λίγα λεπτά."
+        ),
+        "other_title": "Αυτός δεν είναι σύνδεσμος διαγραφής",
+        "other_body": (
+            "Αυτός ο σύνδεσμος φτιάχτηκε για κάτι άλλο και δεν μπορεί να διαγράψει κανέναν. "
+            "Χρησιμοποιήστε τον σύνδεσμο διαγραφής στο τέλος του μηνύματος."
         ),
     },
     "sw": {
@@ -198,12 +239,18 @@ _TEXTS: dict[str, dict[str, str]] = {
         "error_body": (
             "Hatukuweza kukuondoa sasa hivi. Tafadhali jaribu tena baada ya dakika chache."
         ),
+        "other_title": "Hiki si kiungo cha kujiondoa",
+        "other_body": (
+            "Kiungo hiki kilitengenezwa kwa jambo jingine, kwa hivyo hakiwezi kumwondoa mtu "
+            "yeyote. Tumia kiungo cha kujiondoa kilicho mwishoni mwa barua pepe."
+        ),
     },
 }
 
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
+    403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     500: "500 Internal Server Error",
@@ -272,9 +319,14 @@ def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -
             )
         if method == "POST":
             _drain(environ)
-        key = verify(match.group(1), secret)
-        if key is None:
+        opened = open_token(match.group(1), secret)
+        if opened is None:
             return respond(400, _page(lang, texts["bad_title"], texts["bad_body"]))
+        key, list_id = opened
+        if token_purpose(list_id)[0] != UNSUBSCRIBE:
+            # Genuine, but made for something else (a survey link, say): whoever saw that link
+            # must not be able to unsubscribe its owner with it.
+            return respond(403, _page(lang, texts["other_title"], texts["other_body"]))
         if method in ("GET", "HEAD"):
             body = (
                 texts["confirm_body_brand"].format(brand=brand) if brand else texts["confirm_body"]
