@@ -807,10 +807,48 @@ def contest_draw(
             seed=seed,
             entries_sha256=result.entries_sha256,
             entries=result.entries,
-            winners=list(result.winners),
+            winners=list(result.winner_keys),  # keys: the entries file holds the addresses
             now=_now(None),
         )
     view.show_draw(found.id, result, format.value)
+
+
+@contest_app.command("winners")
+def contest_winners(
+    item: Annotated[str, typer.Argument(help="The contest item id (or calendar/id).")],
+    entries: Annotated[
+        Path, typer.Option(metavar="FILE", help="The entries CSV the draw was made from.")
+    ],
+    column: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Identity column (default email, else handle, else the first)."
+        ),
+    ] = None,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show the recorded draws of a contest, each winner named from the entries file: the
+    ledger keeps only a key per winner, never the address.
+
+    Example: commcal contest winners photo-contest --entries entries.csv
+    """
+    from commcal import plan as planning
+    from commcal.contest import winners_in
+    from commcal.errors import CommcalError
+    from commcal.views import status as view
+
+    project = _load()
+    found = planning.find_item(project, item)
+    if found is None or found.kind != "contest":
+        raise fail(f"no contest item {item!r} (see `commcal plan --kind contest`)", 1)
+    with _ledger(project, state) as ledger:
+        draws = ledger.draws(f"{found.calendar}/{found.id}")
+    try:
+        named = [winners_in(entries, d.winners, column=column) for d in draws]
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    view.show_draws(found.id, draws, named, format.value)
 
 
 if __name__ == "__main__":
