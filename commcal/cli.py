@@ -723,7 +723,7 @@ def suppress(
 @app.command("unsubscribe-server")
 def unsubscribe_server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8025,
     state: StateOption = None,
 ) -> None:
     """Serve the one-click unsubscribe links of newsletters (RFC 8058), recording opt-outs.
@@ -736,16 +736,24 @@ def unsubscribe_server(
     from commcal import members as people
     from commcal.errors import CommcalError
 
+    if not 1 <= port <= 65535:  # waitress would listen on port % 65536 without a word
+        raise fail(f"--port {port}: a port is a number from 1 to 65535, e.g. --port 8025")
     project = _load()
     _stop_on_errors(project)
     try:
         app_ = people.unsubscribe_app(project, state)
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
-    from commcal.unsubscribe import serve
+    from commcal.unsubscribe import ServerError, UnsubscribeServer
 
-    typer.echo(f"serving unsubscribe links on http://{host}:{port}/u/<token>", err=True)
-    serve(app_, host, port)
+    try:
+        server = UnsubscribeServer(app_, host, port)
+    except ServerError as exc:
+        raise fail(str(exc)) from None
+    for address, bound in server.addresses:
+        shown = f"[{address}]" if ":" in address else address
+        typer.echo(f"serving unsubscribe links on http://{shown}:{bound}/u/<token>", err=True)
+    server.run()
 
 
 contest_app = typer.Typer(no_args_is_help=True)
