@@ -273,7 +273,7 @@ def _read_members(reader: Reader, node: Node) -> MemberConfig:
         if problem:
             reader.problem(
                 n.pos,
-                f"members.unsubscribe_url must be an https:// URL: {problem}",
+                f"members.unsubscribe_url must be an https:// URL, not {url!r}: {problem}",
                 "use the https:// address of the proxy in front of `commcal unsubscribe-server`;"
                 " mail clients offer one-click unsubscribe over HTTPS only (RFC 8058), and"
                 " http://localhost is accepted for tests only",

@@ -163,7 +163,7 @@ _UNSAFE = re.compile(r"[\s<>,\"]")
 
 
 def unsubscribe_url_problem(url: str) -> str | None:
-    """Why `url` cannot carry one-click unsubscribe links, or None when it can.
+    """Why `url` cannot carry one-click unsubscribe links ("it is plain http"), or None.
 
     RFC 8058 §3.1: the URI must be HTTPS; `http://localhost` (and 127.0.0.1, [::1]) is let
     through for tests. Characters that would break or inject into List-Unsubscribe are refused.
@@ -171,20 +171,20 @@ def unsubscribe_url_problem(url: str) -> str | None:
     from urllib.parse import urlsplit
 
     if _UNSAFE.search(url):
-        return f"{url!r} contains a space, quote, comma or angle bracket"
+        return "it contains a space, quote, comma or angle bracket"
     try:
         parts = urlsplit(url)
         host = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        return f"{url!r} is not a URL"
+        return "it is not a URL"
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        return "it is plain http"
+    if parts.scheme not in ("http", "https"):
+        return f"it starts with {parts.scheme}:" if parts.scheme else "it has no https://"
     if not host:
-        return f"{url!r} has no host name"
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return None
-    if parts.scheme == "http":
-        return f"{url!r} is plain http: one-click unsubscribe needs an https:// URL"
-    return f"{url!r} is not an https:// URL"
+        return "it has no host name"
+    return None
 
 
 def list_unsubscribe_headers(url: str, mailto: str | None) -> dict[str, str]:
@@ -196,7 +196,7 @@ def list_unsubscribe_headers(url: str, mailto: str | None) -> dict[str, str]:
     # RFC 8058 §3.1: one-click needs an HTTPS URI; mail providers ignore plain http.
     problem = unsubscribe_url_problem(url)
     if problem:
-        raise ValueError(problem)
+        raise ValueError(f"one-click unsubscribe needs an https:// URL, not {url!r}: {problem}")
     targets = [url]
     if mailto:
         address = mailto.removeprefix("mailto:")
@@ -447,6 +447,10 @@ class UnsubscribeServer:
             self._server = create_server(app, map=self._sockets, host=host, port=port, **options)
         except OSError as exc:
             raise ServerError(_listen_error(host, port, exc)) from None
+        except ValueError:  # waitress's word for a host name that does not resolve
+            raise ServerError(
+                f"cannot listen on {host!r}: no such host name or address on this machine"
+            ) from None
         for server in self._wsgi_servers():
             _enforce_deadline(server, request_deadline)
         #: Where it listens, as (host, port) pairs: one per resolved address of `host`.

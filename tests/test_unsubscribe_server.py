@@ -218,6 +218,29 @@ def test_a_port_out_of_range_is_refused(make_project: MakeProject, port: str) ->
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("nosuchhost.invalid", "cannot listen on 'nosuchhost.invalid': no such host name"),
+        ("192.0.2.1", "cannot listen on 192.0.2.1: it is not an address of this machine"),
+    ],
+)
+def test_a_host_that_is_not_here_is_a_clear_error(
+    make_project: MakeProject, host: str, message: str
+) -> None:
+    root = member_project(make_project)
+    done = subprocess.run(
+        commcal("-C", str(root), "unsubscribe-server", "--host", host, "--port", "8025"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MEMBER_SECRET": SECRET},
+    )
+    assert done.returncode == 2, done
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_library_refuses_a_port_waitress_would_wrap() -> None:
     from commcal.unsubscribe import ServerError
 
