@@ -75,8 +75,6 @@ def email_address(text: str) -> str:
     as significant, so it is kept), the domain lower-cased. A domain written in punycode stays
     ASCII, so a server without SMTPUTF8 can still take it. Raises AddressError saying why not.
     """
-    from email_validator import EmailNotValidError, validate_email
-
     address = text.strip().rstrip(";,").strip()
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1].strip()
@@ -85,6 +83,44 @@ def email_address(text: str) -> str:
         address = address[1:-1].strip()
     if not address:
         raise AddressError("there is no address")
+    local, at, domain = address.rpartition("@")
+    if (
+        at
+        and len(local) <= _MAX_LOCAL
+        and len(address) <= _MAX_ADDRESS
+        and _PLAIN_LOCAL.fullmatch(local)
+        and (checked := _checked_domain(domain)) is not None
+    ):
+        # The everyday case, without running the whole validator again for each member: a
+        # plain dot-atom before the @ (which email-validator keeps as written) and a domain it
+        # has already accepted. tests/test_addresses.py checks this gives its very answers.
+        return f"{local}@{checked}"
+    return _validated(address)
+
+
+# RFC 5321 4.5.3.1: 64 octets before the @; email-validator's limit for a whole address.
+_MAX_LOCAL = 64
+_MAX_ADDRESS = 254
+# An RFC 5322 dot-atom of ASCII characters: the local part of nearly every real address.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """An ASCII domain lower-cased if email-validator accepts it, else None. Cached: a list of
+    50,000 members has a few hundred domains, and checking one costs most of a validation."""
+    if not domain.isascii():
+        return None
+    try:
+        return _validated(f"a@{domain}").partition("@")[2]
+    except AddressError:
+        return None
+
+
+def _validated(address: str) -> str:
+    """email-validator's normal form of `address` (see `email_address`), or AddressError."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(address, check_deliverability=False, allow_display_name=True)
     except EmailNotValidError as exc:

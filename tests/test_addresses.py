@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commcal.audience import check_audience, email_address, recipient_key
 from tests.conftest import MakeProject
@@ -173,3 +175,27 @@ def test_the_normal_form_keeps_the_local_part_and_lowers_the_domain() -> None:
     assert email_address(" Maya.Said@Example.ORG ") == "Maya.Said@example.org"
     assert email_address("user@XN--BCHER-KVA.example") == "user@xn--bcher-kva.example"
     assert email_address("Ελένη@Παράδειγμα.gr") == "Ελένη@παράδειγμα.gr"
+
+
+_ADDRESSISH = st.lists(
+    st.sampled_from([*"aZ09.-_+@!#$%&'*/=?^`{|}~\"(),:;<>[]\\ é", "xn--", ".org", "a" * 30]),
+    max_size=20,
+).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(local=_ADDRESSISH, domain=st.sampled_from(["example.org", "EXAMPLE.gr", "x.test", "a..b"]))
+def test_the_fast_path_answers_as_email_validator_does(local: str, domain: str) -> None:
+    from commcal.audience import AddressError, _validated
+
+    for text in (f"{local}@{domain}", local):
+        try:
+            expected: str | None = _validated(text.strip())
+        except AddressError:
+            expected = None
+        try:
+            got: str | None = email_address(text)
+        except AddressError:
+            got = None
+        if text.strip() == text and not text.endswith((";", ",", ">")) and "mailto:" not in text:
+            assert got == expected, text
