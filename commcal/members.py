@@ -50,7 +50,8 @@ def _import_rows(import_file: Path) -> Iterator[tuple[int, str]]:
     lines = text.splitlines()
     if lines and "email" in [c.strip().lower() for c in lines[0].split(",")]:
         reader = csv.DictReader(lines)
-        column = next(c for c in reader.fieldnames or [] if c.strip().lower() == "email")
+        names = reader.fieldnames or []
+        column = next((c for c in names if c.strip().lower() == "email"), "email")
         for row in reader:
             value = (row.get(column) or "").strip()
             if value and not value.startswith("#"):

@@ -12,7 +12,7 @@ logs it or puts it in an error message.
 
 The web app answers `GET /u/<token>` with a confirmation page and changes nothing, because mail
 scanners and link previews follow links; only `POST /u/<token>` (the mail client's one-click POST,
-or the page's button) unsubscribes. A token names its purpose and list (`sign_for`): the app takes
+or the page's button) unsubscribes. A token names its purpose and list (`token_list`): the app takes
 only unsubscribe tokens and answers any other genuine token (a survey link's) with 403.
 """
 
@@ -119,11 +119,6 @@ def token_purpose(list_id: str) -> tuple[str, str]:
         return UNSUBSCRIBE, ""
     purpose, _, name = list_id.partition(":")
     return purpose, name
-
-
-def sign_for(purpose: str, recipient_key: str, secret: str, name: str = "") -> str:
-    """A token for `purpose` (UNSUBSCRIBE, SURVEY, ...) about list or item `name`."""
-    return sign(recipient_key, secret, list_id=token_list(purpose, name))
 
 
 def verify(token: str, secret: str) -> str | None:
