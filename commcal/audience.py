@@ -10,9 +10,11 @@ bad row never stops the others. Nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
+import io
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -39,30 +41,127 @@ _WHOLE = re.compile(
 )  # 18 digits: beyond is a typo, and int() of huge text is slow
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _BOM = b"\xef\xbb\xbf"
-_SPACE = re.compile(r"\s")
 
 
 # -- members --------------------------------------------------------------------------------------
 
 
+class AudienceBroken(ProblemsFound):
+    """An audience file has an error: nothing may be sent to that audience until it is fixed.
+
+    Its text names each problem with file:line, since a command shows only this text."""
+
+    def __str__(self) -> str:
+        shown = [str(p) for p in self.problems[:5]]
+        if len(self.problems) > 5:
+            shown.append(f"... and {len(self.problems) - 5} more (see `commcal validate`)")
+        return "\n".join(shown)
+
+
+class AddressError(ValueError):
+    """Not an e-mail address; the message says why (email-validator's own words)."""
+
+
+_MAILTO = re.compile(r"^mailto:", re.IGNORECASE)
+
+
+def email_address(text: str) -> str:
+    """The one normal form of an address, for members, suppressions, imports and keys alike.
+
+    Peels what mail clients and bounce reports wrap around an address (surrounding space,
+    `<...>`, `mailto:`, a trailing `;` or `,`, a display name as in `Maya <maya@example.org>`),
+    then checks the rest with email-validator (syntax only: no DNS lookup). The result is its
+    normalised form: the local part as written (Unicode NFC; mail servers may treat case in it
+    as significant, so it is kept), the domain lower-cased. A domain written in punycode stays
+    ASCII, so a server without SMTPUTF8 can still take it. Raises AddressError saying why not.
+    """
+    address = text.strip().rstrip(";,").strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    address = _MAILTO.sub("", address).strip()
+    if address.startswith("<") and address.endswith(">"):  # mailto:<...>
+        address = address[1:-1].strip()
+    if not address:
+        raise AddressError("there is no address")
+    local, at, domain = address.rpartition("@")
+    if (
+        at
+        and len(local) <= _MAX_LOCAL
+        and len(address) <= _MAX_ADDRESS
+        and _PLAIN_LOCAL.fullmatch(local)
+        and (checked := _checked_domain(domain)) is not None
+    ):
+        # The everyday case, without running the whole validator again for each member: a
+        # plain dot-atom before the @ (which email-validator keeps as written) and a domain it
+        # has already accepted. tests/test_addresses.py checks this gives its very answers.
+        return f"{local}@{checked}"
+    return _validated(address)
+
+
+# RFC 5321 4.5.3.1: 64 octets before the @; email-validator's limit for a whole address.
+_MAX_LOCAL = 64
+_MAX_ADDRESS = 254
+# An RFC 5322 dot-atom of ASCII characters: the local part of nearly every real address.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@lru_cache(maxsize=4096)
+def _checked_domain(domain: str) -> str | None:
+    """An ASCII domain lower-cased if email-validator accepts it, else None. Cached: a list of
+    50,000 members has a few hundred domains, and checking one costs most of a validation."""
+    if not domain.isascii():
+        return None
+    try:
+        return _validated(f"a@{domain}").partition("@")[2]
+    except AddressError:
+        return None
+
+
+def _validated(address: str) -> str:
+    """email-validator's normal form of `address` (see `email_address`), or AddressError."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        info = validate_email(address, check_deliverability=False, allow_display_name=True)
+    except EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    written_domain = address.rpartition("@")[2].rstrip(">").strip()
+    domain = info.ascii_domain if written_domain.isascii() and info.ascii_domain else info.domain
+    return f"{info.local_part}@{domain}"
+
+
 def normalise_email(text: str) -> str | None:
-    """The address stripped, with its domain lower-cased; None when it is not an address."""
-    address = text.strip()
-    if address.count("@") != 1 or not address.isprintable() or _SPACE.search(address):
+    """`email_address(text)`, or None when it is not an address."""
+    try:
+        return email_address(text)
+    except AddressError:
         return None
-    local, domain = address.split("@")
-    labels = domain.split(".")
-    if not local or len(labels) < 2 or not all(labels):
-        return None
-    return f"{local}@{domain.lower()}"
 
 
 def recipient_key(email: str) -> str:
     """16 hex characters naming a recipient in delivery ids and the ledger, instead of the address.
 
-    The same for any spelling of the address that differs only in case or surrounding spaces.
+    The same for every spelling of one address: any case, `<...>`, `mailto:`, a domain in
+    punycode or in Unicode. For an address already in normal form and plain ASCII it is the
+    key earlier versions made (SHA-256 of the lower-cased address), so ledgers stay valid.
     """
-    digest = hashlib.sha256(_KEY_PREFIX + email.strip().lower().encode("utf-8", "replace"))
+    normal = normalise_email(email)
+    return _key_of(normal) if normal is not None else _hash(email.strip())
+
+
+def _key_of(normal: str) -> str:
+    """The key of an address already in `email_address` form."""
+    local, _, domain = normal.rpartition("@")
+    if "xn--" in domain.lower():  # punycode and Unicode spellings of a domain are one person
+        import idna
+
+        with contextlib.suppress(idna.IDNAError):
+            domain = idna.decode(domain)
+    return _hash(f"{local}@{domain}")
+
+
+def _hash(text: str) -> str:
+    digest = hashlib.sha256(_KEY_PREFIX + text.lower().encode("utf-8", "replace"))
     return digest.hexdigest()[:16]
 
 
@@ -83,8 +182,9 @@ class Member:
 
     @functools.cached_property
     def key(self) -> str:
-        # Read for the delivery id, the suppression check and every token: hash once.
-        return recipient_key(self.email)
+        # Read for the delivery id, the suppression check and every token: hash once. The
+        # address is already in normal form (read through `email_address`).
+        return _key_of(self.email)
 
     @property
     def first_name(self) -> str:
@@ -168,12 +268,17 @@ class Condition:
 
 
 def _text_equal(column: str, actual: str, wanted: str) -> bool:
-    if column == "email":
-        return actual.lower() == wanted.strip().lower()
+    if column == "email":  # the same person however the condition spells the address
+        return bool(actual) and _key_of(actual) == _wanted_key(wanted)
     if column == "locale":  # `el` matches el, el_GR and el-CY: a language names its regions too
         a, w = actual.replace("-", "_").lower(), wanted.replace("-", "_").lower()
         return a == w or a.startswith(w + "_")
     return actual == wanted
+
+
+@lru_cache(maxsize=256)
+def _wanted_key(address: str) -> str:
+    return recipient_key(address)
 
 
 def _as_number(value: Any) -> float | None:
@@ -379,14 +484,16 @@ def members(
     """The good members of audience `name` that match `where`, in file order, read lazily.
 
     Row problems are appended to `problems` as warnings and the row is skipped. A file problem is
-    appended as an error and nothing is yielded; with `problems=None` it raises ProblemsFound
-    instead (row warnings are then dropped), so a missing audience is never read as an empty one.
+    appended as an error (a missing or unreadable file yields nothing; a broken row, such as a
+    quote never closed or a wrong number of cells, is skipped and reading goes on, to report
+    every one). With `problems=None` an error raises AudienceBroken instead, at once (row
+    warnings are then dropped): a broken audience is never read as a smaller one.
     """
     sink: list[Problem] = [] if problems is None else problems
 
     def report(problem: Problem) -> None:
         if problem.severity == "error" and problems is None:
-            raise ProblemsFound([problem])
+            raise AudienceBroken([problem])
         sink.append(problem)
 
     path, problem = _audience_file(root, name)
@@ -467,16 +574,36 @@ def _canonical(column: str) -> str:
     return lowered if lowered in KNOWN_COLUMNS else column.strip()
 
 
-def _decoded_lines(handle: BinaryIO, bad: set[int]) -> Iterator[str]:
-    """Lines as text; a line that is not UTF-8 is noted in `bad` (its row is skipped later)."""
-    for number, raw in enumerate(handle, 1):
-        if number == 1 and raw.startswith(_BOM):
+class _Lines:
+    """The file's lines as text, counting physical lines and keeping those of the current row.
+
+    A line that is not UTF-8 is noted in `bad` (its row is skipped later). `captured` holds the
+    raw lines read since it was last emptied: the lines one CSV row was read from.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.number = 0  # physical line number of the last line read
+        self.bad: set[int] = set()
+        self.captured: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._handle.readline()
+        if not raw:
+            raise StopIteration
+        self.number += 1
+        if self.number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         try:
-            yield raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            bad.add(number)
-            yield raw.decode("utf-8", "replace")
+            self.bad.add(self.number)
+            text = raw.decode("utf-8", "replace")
+        self.captured.append(text)
+        return text
 
 
 def _csv_rows(path: Path, display: str, report: Report) -> Iterator[tuple[Cells, int]]:
@@ -486,8 +613,7 @@ def _csv_rows(path: Path, display: str, report: Report) -> Iterator[tuple[Cells,
         report(Problem(Pos(display), f"cannot read audience file: {exc.strerror}"))
         return
     with handle:
-        bad: set[int] = set()
-        lines = _decoded_lines(handle, bad)
+        lines = _Lines(handle)
         first = next(lines, None)
         while first is not None and not first.strip():  # blank lines before the header
             first = next(lines, None)
@@ -500,17 +626,16 @@ def _csv_rows(path: Path, display: str, report: Report) -> Iterator[tuple[Cells,
                 )
             )
             return
+        header_line = lines.number
         # Spreadsheets set to a comma-decimal locale (Greek, German, ...) save with ';'.
         delimiter = ";" if first.count(";") > first.count(",") else ","
         reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
-        header_line = 1
         try:
             header = next(reader)
-            header_line = reader.line_num
         except csv.Error as exc:
             report(Problem(Pos(display, header_line), f"cannot read the header row: {exc}"))
             return
-        if bad & set(range(1, header_line + 1)):
+        if lines.bad & set(range(1, lines.number + 1)):
             report(
                 Problem(
                     Pos(display, header_line),
@@ -522,32 +647,36 @@ def _csv_rows(path: Path, display: str, report: Report) -> Iterator[tuple[Cells,
         columns = [_canonical(c) for c in header]
         if not _header_ok(columns, display, header_line, report):
             return
+        shape = _Shape(display, header_line, columns, delimiter)
         while True:
-            start = reader.line_num + 1
+            start = lines.number + 1
+            lines.captured = []
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                report(_skipped(display, start, f"cannot read this row: {exc}"))
-                continue
-            end = reader.line_num
-            if not cells or not any(c.strip() for c in cells):
-                continue  # blank line
-            if bad & set(range(start, end + 1)):
+                # Most often a quote that is never closed: the value grew past csv's field limit.
                 report(
-                    _skipped(
-                        display, start, "the row is not valid UTF-8", "save the file as CSV UTF-8"
+                    shape.broken(
+                        start,
+                        f'cannot read the row that starts here ({exc}): a quote (") opened in it '
+                        "is probably never closed",
+                        _QUOTE_HINT,
                     )
                 )
                 continue
-            if len(cells) > len(columns):
+            end = lines.number
+            broken = shape.check(start, end, cells, lines.captured)
+            if broken is not None:
+                report(broken)
+                continue
+            if not cells or not any(c.strip() for c in cells):
+                continue  # blank line
+            if lines.bad & set(range(start, end + 1)):
                 report(
                     _skipped(
-                        display,
-                        start,
-                        f"the row has {len(cells)} cells but the header has {len(columns)} columns",
-                        f"quote a value that contains {delimiter!r}",
+                        display, start, "the row is not valid UTF-8", "save the file as CSV UTF-8"
                     )
                 )
                 continue
@@ -556,6 +685,101 @@ def _csv_rows(path: Path, display: str, report: Report) -> Iterator[tuple[Cells,
                 {col: (cell, pos) for col, cell in zip(columns, cells, strict=False) if col},
                 start,
             )
+
+
+_QUOTE_HINT = 'close the quote on that line, or write "" for a quote inside a value'
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What every row of one CSV file must look like: as many cells as the header has columns,
+    and no quoted value that swallows the lines after it. A row that breaks this is an error,
+    not a skipped row: one stray quote can swallow thousands of members into one value."""
+
+    display: str
+    header_line: int
+    columns: list[str]
+    delimiter: str
+
+    def broken(self, line: int, message: str, hint: str) -> Problem:
+        return Problem(
+            Pos(self.display, line),
+            f"{message}; nothing is sent to this audience until the file is fixed",
+            hint,
+        )
+
+    def check(self, start: int, end: int, cells: list[str], raw: list[str]) -> Problem | None:
+        text = "".join(raw)
+        if '"' in text and text.count('"') % 2 and _quote_left_open(text, self.delimiter):
+            swallowed = self._row_like(raw[1:], start + 1)
+            rest = ""
+            if end == start + 1:
+                rest = f"; line {end} was read as part of one value"
+            elif end > start:
+                rest = f"; lines {start + 1}-{end} were read as part of one value"
+            also = ""
+            if swallowed and end == start + 1:
+                also = " (it looks like a member row)"
+            elif swallowed and end > start:
+                also = f" ({len(swallowed)} of them look like member rows)"
+            return self.broken(
+                start, f'a quote (") opened in this row is never closed{rest}{also}', _QUOTE_HINT
+            )
+        if end > start:
+            swallowed = self._row_like(raw[1:], start + 1)
+            if swallowed:
+                return self.broken(
+                    start,
+                    f"a quoted value in this row runs over {len(swallowed)} "
+                    f"line{'s' if len(swallowed) != 1 else ''} that look like member rows "
+                    f"({_lines_text(swallowed)}): a closing quote is probably missing",
+                    _QUOTE_HINT,
+                )
+        if not cells or not any(c.strip() for c in cells) or len(cells) == len(self.columns):
+            return None
+        past = cells[len(self.columns) :]
+        if past and not any(c.strip() for c in past):
+            return None  # empty cells past the last column: spreadsheets pad rows like that
+        hint = (
+            f"quote a value that contains {self.delimiter!r}"
+            if len(cells) > len(self.columns)
+            else f"add the missing {self.delimiter!r} (empty cells are fine)"
+        )
+        return self.broken(
+            start,
+            f"the row has {len(cells)} cell{'s' if len(cells) != 1 else ''} but the header "
+            f"has {len(self.columns)} columns",
+            hint,
+        )
+
+    def _row_like(self, raw: list[str], first_line: int) -> list[int]:
+        """Line numbers of lines that, read on their own, would be a member row."""
+        where = self.columns.index("email")
+        found = []
+        for number, line in enumerate(raw, first_line):
+            if self.delimiter not in line or "@" not in line:
+                continue
+            cells = next(csv.reader([line], delimiter=self.delimiter), [])
+            if len(cells) == len(self.columns) and "@" in cells[where]:
+                found.append(number)
+        return found
+
+
+def _quote_left_open(text: str, delimiter: str) -> bool:
+    """Whether CSV `text` ends inside a quoted value (csv's strict mode says so; the lenient
+    reader used for reading silently takes the rest of the file as the value)."""
+    try:
+        for _ in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _lines_text(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    return f"lines {numbers[0]}-{numbers[-1]}"
 
 
 def _header_ok(columns: list[str], display: str, line: int, report: Report) -> bool:
@@ -712,7 +936,7 @@ def _member(cells: Cells, line: int, display: str, report: Report) -> Member | N
                 "the row has no email; the row is skipped"
                 if not (shown or "").strip()
                 else f"{shown!r} is not an e-mail address; the row is skipped",
-                "an address has one @, a name before it and a domain with a dot after it",
+                "write the member's address in the email column",
                 "warning",
             )
         )
@@ -749,7 +973,12 @@ def _known(column: str, raw: Any) -> tuple[Any, tuple[str, str] | None]:
         return None, (f"{column} must be text, not a list or mapping", "")
     text = text.strip()
     if column == "email":
-        return normalise_email(text) or "", None  # reported by the caller, which has the row
+        if not text:
+            return "", None  # reported by the caller, which has the row
+        try:
+            return email_address(text), None
+        except AddressError as exc:
+            return None, (f"{text!r} is not an e-mail address", str(exc))
     if column == "joined":
         if not text:
             return None, None

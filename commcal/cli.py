@@ -885,7 +885,7 @@ def suppress(
 @app.command("unsubscribe-server")
 def unsubscribe_server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8025,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8025,
     state: StateOption = None,
 ) -> None:
     """Serve the one-click unsubscribe links of newsletters (RFC 8058), recording opt-outs.
@@ -898,6 +898,8 @@ def unsubscribe_server(
     from commcal import members as people
     from commcal.errors import CommcalError
 
+    if not 1 <= port <= 65535:  # waitress would listen on port % 65536 without a word
+        raise fail(f"--port {port}: a port is a number from 1 to 65535, e.g. --port 8025")
     project = _load()
     if project.config_errors:  # a calendar typo must not stop members unsubscribing
         _stop_on_errors(project)
@@ -905,10 +907,16 @@ def unsubscribe_server(
         app_ = people.unsubscribe_app(project, state)
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
-    from commcal.unsubscribe import serve
+    from commcal.unsubscribe import ServerError, UnsubscribeServer
 
-    typer.echo(f"serving unsubscribe links on http://{host}:{port}/u/<token>", err=True)
-    serve(app_, host, port)
+    try:
+        server = UnsubscribeServer(app_, host, port)
+    except ServerError as exc:
+        raise fail(str(exc)) from None
+    for address, bound in server.addresses:
+        shown = f"[{address}]" if ":" in address else address
+        typer.echo(f"serving unsubscribe links on http://{shown}:{bound}/u/<token>", err=True)
+    server.run()
 
 
 contest_app = typer.Typer(no_args_is_help=True)
@@ -970,10 +978,48 @@ def contest_draw(
             seed=seed,
             entries_sha256=result.entries_sha256,
             entries=result.entries,
-            winners=list(result.winners),
+            winners=list(result.winner_keys),  # keys: the entries file holds the addresses
             now=_now(None),
         )
     view.show_draw(found.id, result, format.value)
+
+
+@contest_app.command("winners")
+def contest_winners(
+    item: Annotated[str, typer.Argument(help="The contest item id (or calendar/id).")],
+    entries: Annotated[
+        Path, typer.Option(metavar="FILE", help="The entries CSV the draw was made from.")
+    ],
+    column: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Identity column (default email, else handle, else the first)."
+        ),
+    ] = None,
+    state: StateOption = None,
+    format: FormatOption = Format.table,
+) -> None:
+    """Show the recorded draws of a contest, each winner named from the entries file: the
+    ledger keeps only a key per winner, never the address.
+
+    Example: commcal contest winners photo-contest --entries entries.csv
+    """
+    from commcal import plan as planning
+    from commcal.contest import winners_in
+    from commcal.errors import CommcalError
+    from commcal.views import status as view
+
+    project = _load()
+    found = planning.find_item(project, item)
+    if found is None or found.kind != "contest":
+        raise fail(f"no contest item {item!r} (see `commcal plan --kind contest`)", 1)
+    with _ledger(project, state) as ledger:
+        draws = ledger.draws(f"{found.calendar}/{found.id}")
+    try:
+        named = [winners_in(entries, d.winners, column=column) for d in draws]
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    view.show_draws(found.id, draws, named, format.value)
 
 
 if __name__ == "__main__":

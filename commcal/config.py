@@ -294,15 +294,30 @@ def _read_members(reader: Reader, node: Node) -> MemberConfig:
     if (n := node.get("unsubscribe_url")) is not None and (
         url := reader.text(n, "members.unsubscribe_url")
     ):
-        if not url.startswith(("https://", "http://localhost", "http://127.0.0.1")):
+        from commcal.unsubscribe import unsubscribe_url_problem
+
+        problem = unsubscribe_url_problem(url)
+        if problem:
             reader.problem(
                 n.pos,
-                "members.unsubscribe_url must be an https:// URL",
-                "mail clients only offer one-click unsubscribe over HTTPS (RFC 8058)",
+                f"members.unsubscribe_url must be an https:// URL, not {url!r}: {problem}",
+                "use the https:// address of the proxy in front of `commcal unsubscribe-server`;"
+                " mail clients offer one-click unsubscribe over HTTPS only (RFC 8058), and"
+                " http://localhost is accepted for tests only",
             )
-        values["unsubscribe_url"] = url
+        else:
+            values["unsubscribe_url"] = url
     if (n := node.get("unsubscribe_mailto")) is not None and (
         mail := reader.text(n, "members.unsubscribe_mailto")
     ):
-        values["unsubscribe_mailto"] = mail.removeprefix("mailto:")
+        from commcal.audience import AddressError, email_address
+
+        try:  # an address that would break the List-Unsubscribe header of every mail
+            values["unsubscribe_mailto"] = email_address(mail)
+        except AddressError as exc:
+            reader.problem(
+                n.pos,
+                f"members.unsubscribe_mailto {mail!r} is not an e-mail address: {exc}",
+                "e.g. unsubscribe_mailto: leave@example.org",
+            )
     return MemberConfig(**values)

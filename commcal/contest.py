@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ METHOD = "commcal-draw/v1: sha256 counter stream, rejection sampling, partial Fi
 # Header names taken as the identity column, in this order, when `column` is not given.
 # "email address" is what Google Forms and Microsoft Forms export.
 _IDENTITY_COLUMNS = ("email", "email address", "e-mail", "handle")
+# Salted like recipient keys, so a key cannot be looked up in a table of hashed handles.
+_ENTRY_KEY_PREFIX = b"commcal-entry-v1:"
 
 
 class DrawError(CommcalError):
@@ -55,6 +58,8 @@ class Draw:
     winners: tuple[str, ...]  # as written in the file (first row of each person), in draw order
     column: str  # the identity column used
     method: str = METHOD
+    # `entry_key` of each winner, in draw order: what the ledger records, never the address.
+    winner_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,36 @@ def normalise(identity: str) -> str:
     """The form two entries are compared in: NFC, case-folded, inner whitespace collapsed."""
     folded = unicodedata.normalize("NFC", unicodedata.normalize("NFC", identity).casefold())
     return " ".join(folded.split())
+
+
+def entry_key(identity: str) -> str:
+    """16 hex characters naming an entrant in the ledger instead of their address or handle.
+
+    An address gets its recipient key (`commcal.audience.recipient_key`), so a winner who is
+    also a member has the same key in both; any other identity (a handle) a salted hash of its
+    normalised form. The entries file maps a key back to the person (`winners_in`).
+    """
+    from commcal.audience import normalise_email, recipient_key
+
+    address = normalise_email(identity)
+    if address is not None:
+        return recipient_key(address)
+    digest = hashlib.sha256(_ENTRY_KEY_PREFIX + normalise(identity).encode("utf-8", "replace"))
+    return digest.hexdigest()[:16]
+
+
+def winners_in(
+    entries_csv: Path, keys: Sequence[str], *, column: str | None = None
+) -> list[str | None]:
+    """Each key's entrant as written in `entries_csv` (None when the file no longer has them)."""
+    _, rows = _read_entries(entries_csv, column)
+    wanted = set(keys)
+    found: dict[str, str] = {}
+    for entry in rows:
+        key = entry_key(entry.display)
+        if key in wanted:
+            found.setdefault(key, entry.display)
+    return [found.get(key) for key in keys]
 
 
 def draw(entries_csv: Path, winners: int, seed: str, *, column: str | None = None) -> Draw:
@@ -97,6 +132,7 @@ def draw(entries_csv: Path, winners: int, seed: str, *, column: str | None = Non
         seed=seed,
         winners=tuple(ordered[i].display for i in picked),
         column=used_column,
+        winner_keys=tuple(entry_key(ordered[i].display) for i in picked),
     )
 
 

@@ -3,39 +3,33 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from commcal.audience import normalise_email, recipient_key
+from commcal.audience import AddressError, email_address, normalise_email, recipient_key
 from commcal.errors import ConfigError
 from commcal.ledger import Ledger, open_ledger
 from commcal.project import Project
 
 
 def addresses(given: Sequence[str], import_file: Path | None) -> list[str]:
-    """Addresses from the command line and a file (one per line, or a CSV with `email`)."""
+    """Addresses from the command line and a file (one per line, or a CSV with `email`), each in
+    the normal form of `email_address`; junk is a ConfigError naming the argument or file:line."""
     found: list[str] = []
     bad: list[str] = []
     for text in given:
-        (found if normalise_email(text) else bad).append(text)
-    if import_file is not None:
         try:
-            lines = import_file.read_text(encoding="utf-8-sig").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"--import {import_file}: {exc.strerror}") from None
-        rows: Iterable[str] = lines
-        if lines and "email" in [c.strip().lower() for c in lines[0].split(",")]:
-            rows = (row.get("email") or row.get("Email") or "" for row in csv.DictReader(lines))
-        for number, text in enumerate(rows, 1):
-            text = text.strip()
-            if not text or text.startswith("#"):
-                continue
-            if normalise_email(text):
-                found.append(text)
-            else:
-                bad.append(f"{import_file}:{number}: {text!r}")
+            found.append(email_address(text))
+        except AddressError as exc:
+            bad.append(f"{text!r} ({exc})")
+    if import_file is not None:
+        for number, text in _import_rows(import_file):
+            try:
+                found.append(email_address(text))
+            except AddressError as exc:
+                bad.append(f"{import_file}:{number}: {text!r} ({exc})")
     if bad:
         raise ConfigError(
             "not e-mail addresses: "
@@ -45,9 +39,34 @@ def addresses(given: Sequence[str], import_file: Path | None) -> list[str]:
     return found
 
 
+def _import_rows(import_file: Path) -> Iterator[tuple[int, str]]:
+    """(line, text) of each address in a bounce or export file, skipping blanks and # lines."""
+    try:
+        text = import_file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"--import {import_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--import {import_file}: not UTF-8 text") from None
+    lines = text.splitlines()
+    if lines and "email" in [c.strip().lower() for c in lines[0].split(",")]:
+        reader = csv.DictReader(lines)
+        names = reader.fieldnames or []
+        column = next((c for c in names if c.strip().lower() == "email"), "email")
+        for row in reader:
+            value = (row.get(column) or "").strip()
+            if value and not value.startswith("#"):
+                yield reader.line_num, value
+        return
+    for number, line in enumerate(lines, 1):
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield number, value
+
+
 def suppress(
     ledger: Ledger, emails: Sequence[str], *, remove: bool, source: str, now: datetime
 ) -> int:
+    """Add (or remove) addresses to the suppression list, as keys; returns how many changed."""
     from commcal.ledger.base import mask_address
 
     changed = 0

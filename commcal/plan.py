@@ -14,7 +14,7 @@ from commcal.audience import Member
 from commcal.calendar.expand import Occurrence, occurrences, written_wall
 from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
-from commcal.errors import Problem
+from commcal.errors import Problem, ProblemsFound
 from commcal.project import Project
 from commcal.render import RenderError, language_of
 from commcal.timeutil import iso_utc, to_utc, zone
@@ -319,9 +319,12 @@ def locale_samples(project: Project, item: Item) -> dict[str, tuple[Member, int]
     samples: dict[str, tuple[Member, int]] | None = project.cache.get(key)
     if samples is None:
         samples = {}
-        for person in _members(project, item, None):
-            first, count = samples.get(person.locale or "", (person, 0))
-            samples[person.locale or ""] = (first, count + 1)
+        try:
+            for person in _members(project, item, None):
+                first, count = samples.get(person.locale or "", (person, 0))
+                samples[person.locale or ""] = (first, count + 1)
+        except ProblemsFound:  # a broken audience file: `audience_problems` reports it
+            samples = {}
         project.cache[key] = samples
     return samples
 
@@ -565,7 +568,7 @@ def member_token(project: Project, delivery: Delivery, purpose: str) -> str:
 def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     """`member`, `unsubscribe_url`, `survey_url` and `code` for audience items."""
     from commcal.audience import Member
-    from commcal.unsubscribe import unsubscribe_url
+    from commcal.unsubscribe import SURVEY, UNSUBSCRIBE, token_list, unsubscribe_url
 
     item = delivery.item
     person = delivery.recipient or Member(email="member@example.org", name="Member")
@@ -574,11 +577,11 @@ def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     }
     members = project.config.members
     if members.unsubscribe_url:
-        token = member_token(project, delivery, "unsubscribe")
+        token = member_token(project, delivery, token_list(UNSUBSCRIBE, item.audience or ""))
         ctx["unsubscribe_url"] = unsubscribe_url(members.unsubscribe_url, token)
     survey = item.extra.get("survey_url")
     if survey:
-        token = member_token(project, delivery, f"survey:{item.calendar}/{item.id}")
+        token = member_token(project, delivery, token_list(SURVEY, f"{item.calendar}/{item.id}"))
         joiner = "&" if "?" in survey else "?"
         ctx["survey_url"] = f"{survey}{joiner}m={token}"
     codes = item.extra.get("codes")

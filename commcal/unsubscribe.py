@@ -12,7 +12,8 @@ logs it or puts it in an error message.
 
 The web app answers `GET /u/<token>` with a confirmation page and changes nothing, because mail
 scanners and link previews follow links; only `POST /u/<token>` (the mail client's one-click POST,
-or the page's button) unsubscribes.
+or the page's button) unsubscribes. A token names its purpose and list (`token_list`): the app takes
+only unsubscribe tokens and answers any other genuine token (a survey link's) with 403.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import html
 import logging
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -94,6 +96,31 @@ def sign(recipient_key: str, secret: str, *, list_id: str = "") -> str:
     return _b64encode(payload) + "." + _b64encode(_mac(key, lid, secret))
 
 
+# What a token is for travels in its signed list field as `purpose:list` (`unsubscribe:members`,
+# `survey:community/feedback`), so a token made for one purpose never works for another.
+UNSUBSCRIBE = "unsubscribe"
+SURVEY = "survey"
+# Signed list fields that make an unsubscribe token: "" is `sign`'s own default (the plain form
+# this module documents), "unsubscribe" is what commcal put in every unsubscribe link it mailed
+# before tokens named their list. Both stay valid: people click links in old mail.
+_UNSUBSCRIBE_LEGACY = ("", UNSUBSCRIBE)
+
+
+def token_list(purpose: str, name: str = "") -> str:
+    """The signed list field for a token of `purpose` about list `name` (an audience, an item)."""
+    if not purpose or ":" in purpose:
+        raise ValueError(f"a token purpose is one word, not {purpose!r}")
+    return f"{purpose}:{name}" if name else purpose
+
+
+def token_purpose(list_id: str) -> tuple[str, str]:
+    """`unsubscribe:members` -> (`unsubscribe`, `members`); "" is an unsubscribe token."""
+    if list_id in _UNSUBSCRIBE_LEGACY:
+        return UNSUBSCRIBE, ""
+    purpose, _, name = list_id.partition(":")
+    return purpose, name
+
+
 def verify(token: str, secret: str) -> str | None:
     """Return the recipient key of a token made by `sign` with `secret`, else None. Never raises."""
     opened = open_token(token, secret)
@@ -125,6 +152,36 @@ def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/u/{token}"
 
 
+# Plain http is accepted only on this machine, for tests: no mail provider would offer it.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+_UNSAFE = re.compile(r"[\s<>,\"]")
+
+
+def unsubscribe_url_problem(url: str) -> str | None:
+    """Why `url` cannot carry one-click unsubscribe links ("it is plain http"), or None.
+
+    RFC 8058 §3.1: the URI must be HTTPS; `http://localhost` (and 127.0.0.1, [::1]) is let
+    through for tests. Characters that would break or inject into List-Unsubscribe are refused.
+    """
+    from urllib.parse import urlsplit
+
+    if _UNSAFE.search(url):
+        return "it contains a space, quote, comma or angle bracket"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "it is not a URL"
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        return "it is plain http"
+    if parts.scheme not in ("http", "https"):
+        return f"it starts with {parts.scheme}:" if parts.scheme else "it has no https://"
+    if not host:
+        return "it has no host name"
+    return None
+
+
 def list_unsubscribe_headers(url: str, mailto: str | None) -> dict[str, str]:
     """The two headers that make a one-click unsubscribe (RFC 8058 §3.1, RFC 2369 §3.2).
 
@@ -132,8 +189,9 @@ def list_unsubscribe_headers(url: str, mailto: str | None) -> dict[str, str]:
     Both headers must be covered by the message's DKIM signature (RFC 8058 §4).
     """
     # RFC 8058 §3.1: one-click needs an HTTPS URI; mail providers ignore plain http.
-    if not url.startswith("https://"):
-        raise ValueError(f"one-click unsubscribe needs an https:// URL, not {url!r}")
+    problem = unsubscribe_url_problem(url)
+    if problem:
+        raise ValueError(f"one-click unsubscribe needs an https:// URL, not {url!r}: {problem}")
     targets = [url]
     if mailto:
         address = mailto.removeprefix("mailto:")
@@ -164,6 +222,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         ),
         "error_title": "Something went wrong",
         "error_body": "We could not unsubscribe you just now. Please try again in a few minutes.",
+        "other_title": "This is not an unsubscribe link",
+        "other_body": (
+            "This link was made for something else, so it cannot unsubscribe anyone. Use the "
+            "unsubscribe link at the end of the email."
+        ),
     },
     "el": {
         "confirm_title": "Διαγραφή",
@@ -180,6 +243,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "error_title": "Κάτι πήγε στραβά",
         "error_body": (
             "Δεν ήταν δυνατή η διαγραφή σας αυτή τη στιγμή. Δοκιμάστε ξανά σε λίγα λεπτά."
+        ),
+        "other_title": "Αυτός δεν είναι σύνδεσμος διαγραφής",
+        "other_body": (
+            "Αυτός ο σύνδεσμος φτιάχτηκε για κάτι άλλο και δεν μπορεί να διαγράψει κανέναν. "
+            "Χρησιμοποιήστε τον σύνδεσμο διαγραφής στο τέλος του μηνύματος."
         ),
     },
     "sw": {
@@ -198,12 +266,18 @@ _TEXTS: dict[str, dict[str, str]] = {
         "error_body": (
             "Hatukuweza kukuondoa sasa hivi. Tafadhali jaribu tena baada ya dakika chache."
         ),
+        "other_title": "Hiki si kiungo cha kujiondoa",
+        "other_body": (
+            "Kiungo hiki kilitengenezwa kwa jambo jingine, kwa hivyo hakiwezi kumwondoa mtu "
+            "yeyote. Tumia kiungo cha kujiondoa kilicho mwishoni mwa barua pepe."
+        ),
     },
 }
 
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
+    403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     500: "500 Internal Server Error",
@@ -272,9 +346,14 @@ def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -
             )
         if method == "POST":
             _drain(environ)
-        key = verify(match.group(1), secret)
-        if key is None:
+        opened = open_token(match.group(1), secret)
+        if opened is None:
             return respond(400, _page(lang, texts["bad_title"], texts["bad_body"]))
+        key, list_id = opened
+        if token_purpose(list_id)[0] != UNSUBSCRIBE:
+            # Genuine, but made for something else (a survey link, say): whoever saw that link
+            # must not be able to unsubscribe its owner with it.
+            return respond(403, _page(lang, texts["other_title"], texts["other_body"]))
         if method in ("GET", "HEAD"):
             body = (
                 texts["confirm_body_brand"].format(brand=brand) if brand else texts["confirm_body"]
@@ -309,35 +388,81 @@ def _drain(environ: WSGIEnvironment) -> None:
         environ["wsgi.input"].read(length)
 
 
+# Limits of the server, so that slow or many clients cannot starve real ones. A one-click POST
+# is well under 1 KB and arrives in one packet; anything slower is a broken or hostile client.
+REQUEST_DEADLINE = 10.0  # seconds from a request's first byte to its last, then the connection goes
+_LIMITS: dict[str, int] = {
+    # waitress's default is 100 connections: 100 clients dribbling a byte a second stop all
+    # service. 500 stays well below the usual limit of 1,024 open files per process.
+    "connection_limit": 500,
+    # An idle keep-alive connection is closed after this many seconds (waitress: 120).
+    "channel_timeout": 30,
+    # How often idle connections and the request deadline are checked (waitress: 30 s).
+    "cleanup_interval": 2,
+    # A token is at most 512 characters; proxies add a few headers. waitress allows 256 KB.
+    "max_request_header_size": 16 * 1024,
+    # The one-click body is 26 bytes; nothing else is accepted.
+    "max_request_body_size": _MAX_BODY,
+}
+
+
+class ServerError(ValueError):
+    """The server cannot listen where it was asked to (port in use, no such address, ...)."""
+
+
 class UnsubscribeServer:
     """The app on a waitress server: bound on creation (`port=0` picks a free port), then `run`.
 
     waitress is a maintained, pure-Python production WSGI server (wsgiref is for development:
-    one request at a time, no limits). `stop` may be called from another thread.
+    one request at a time, no limits). `stop` may be called from another thread. Beyond
+    waitress's own limits, a connection that takes longer than `request_deadline` seconds to
+    send one request is closed: waitress only closes *idle* connections, and a client sending
+    a byte a second is never idle.
     """
 
-    def __init__(self, app: WSGIApplication, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        host: str,
+        port: int,
+        *,
+        request_deadline: float = REQUEST_DEADLINE,
+        **limits: int,
+    ) -> None:
         from waitress.server import create_server
 
+        if not 0 <= port <= 65535:  # waitress would silently take port % 65536
+            raise ServerError(f"port {port} is not a port number: use 1 to 65535")
         # Our own socket map, so that `stop` can close connections still open, not only the
         # listening socket (waitress's loop runs while any socket is in the map).
         self._sockets: dict[int, Any] = {}
         self._stopping = False
-        # Bodies are capped: the one-click POST is tiny, and nothing else is accepted.
-        self._server = create_server(
-            app, map=self._sockets, host=host, port=port, max_request_body_size=_MAX_BODY
-        )
+        options: dict[str, Any] = {**_LIMITS, **limits}
+        try:
+            self._server = create_server(app, map=self._sockets, host=host, port=port, **options)
+        except OSError as exc:
+            raise ServerError(_listen_error(host, port, exc)) from None
+        except ValueError:  # waitress's word for a host name that does not resolve
+            raise ServerError(
+                f"cannot listen on {host!r}: no such host name or address on this machine"
+            ) from None
+        for server in self._wsgi_servers():
+            _enforce_deadline(server, request_deadline)
         #: Where it listens, as (host, port) pairs: one per resolved address of `host`.
         self.addresses: list[tuple[str, int]] = [
             (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
             for sock in self._listening_sockets()
         ]
 
-    def _listening_sockets(self) -> list[socket.socket]:
+    def _wsgi_servers(self) -> list[Any]:
         from waitress.server import BaseWSGIServer
 
         servers = [self._server] if isinstance(self._server, BaseWSGIServer) else []
         servers += [s for s in self._sockets.values() if isinstance(s, BaseWSGIServer)]
+        return list({id(s): s for s in servers}.values())
+
+    def _listening_sockets(self) -> list[socket.socket]:
+        servers = self._wsgi_servers()
         return list({id(s.socket): s.socket for s in servers if s.socket is not None}.values())
 
     def run(self) -> None:
@@ -361,3 +486,48 @@ class UnsubscribeServer:
 def serve(app: WSGIApplication, host: str, port: int) -> None:
     """Serve `app` on host:port until interrupted (`commcal unsubscribe-server`)."""
     UnsubscribeServer(app, host, port).run()
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is already in use on {host}: stop the program using it, "
+            "or choose another with --port"
+        )
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port}: ports below 1024 need root; use 8025"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {host}: it is not an address of this machine"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {host!r}: no such host name"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _enforce_deadline(server: Any, deadline: float) -> None:
+    """Close connections whose request has been arriving for longer than `deadline` seconds.
+
+    Checked with waitress's own idle check (every `cleanup_interval` seconds); a connection with
+    a request being answered is left alone.
+    """
+    from waitress.channel import HTTPChannel
+
+    class Channel(HTTPChannel):
+        request_started = 0.0
+
+        def received(self, data: bytes) -> bool:
+            if self.request is None and data:
+                self.request_started = time.time()  # waitress's clock for `maintenance`
+            return bool(super().received(data))
+
+    original = server.maintenance
+
+    def maintenance(now: float) -> None:
+        original(now)
+        cutoff = now - deadline
+        for channel in list(server.active_channels.values()):
+            started = getattr(channel, "request_started", now)
+            if channel.request is not None and not channel.requests and started < cutoff:
+                channel.will_close = True
+
+    server.channel_class = Channel
+    server.maintenance = maintenance

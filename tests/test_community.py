@@ -27,6 +27,7 @@ from aiosmtpd.controller import Controller
 from typer.testing import CliRunner, Result
 
 from commcal.cli import app
+from commcal.contest import entry_key
 from commcal.ledger import State, open_ledger
 from commcal.members import unsubscribe_app
 from commcal.plan import deliveries, local_send_times
@@ -682,7 +683,8 @@ items:
     with open_ledger("sqlite:///state.db", project_dir=root) as ledger:
         draws = ledger.draws("main/photo-contest")
     assert len(draws) == 3
-    assert {tuple(d.winners) for d in draws} == {tuple(as_json["winners"])}
+    # Issue 15 point 15: the ledger records the winners' keys, never their addresses.
+    assert {tuple(d.winners) for d in draws} == {tuple(entry_key(w) for w in as_json["winners"])}
     assert all(d.seed == "2026-01-15" for d in draws)
 
 

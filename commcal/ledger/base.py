@@ -241,7 +241,8 @@ class Suppression:
 class Draw:
     """One recorded contest draw: enough to show it was fair and to repeat it.
 
-    `winners` are display names or handles, in the order drawn, as the caller gave them.
+    `winners` are entrant keys (`commcal.contest.entry_key`) in the order drawn, as the caller
+    gave them; never addresses.
     """
 
     item: str
@@ -715,7 +716,8 @@ class Ledger(ABC):
     ) -> None:
         """Append a contest draw to the (append-only) record.
 
-        `winners` are stored as given: pass display names or handles, never addresses.
+        `winners` are keys (`commcal.contest.entry_key`), in draw order: the entries file holds
+        the addresses. Anything that looks like a full address is refused (ValueError).
         """
 
     @abstractmethod
@@ -1844,6 +1846,9 @@ class SqlLedger(Ledger):
     ) -> None:
         if isinstance(winners, str):
             raise TypeError("winners is a sequence of names, not one string")
+        if any(_FULL_ADDRESS.search(w) for w in winners):
+            # "The ledger stores a key per address, never the address."
+            raise ValueError("a draw's winners are stored as keys (entry_key), never addresses")
         at = self._t(now, "now")
         self._transaction(
             lambda: self._execute(

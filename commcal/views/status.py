@@ -220,3 +220,41 @@ def show_draw(item: str, result: Any, fmt: str) -> None:
         rows,
         fmt,
     )
+
+
+def show_draws(
+    item: str, draws: Sequence[Any], named: Sequence[Sequence[str | None]], fmt: str
+) -> None:
+    """Recorded draws, each winner's key with the entrant the entries file names for it."""
+    if fmt == "json":
+        write_json(
+            {
+                "schema": "commcal.draws/1",
+                "item": item,
+                "draws": [
+                    {
+                        "at": iso_utc(d.at),
+                        "seed": d.seed,
+                        "entries": d.entries,
+                        "entries_sha256": d.entries_sha256,
+                        "winners": [
+                            {"key": key, "entrant": who}
+                            for key, who in zip(d.winners, names, strict=True)
+                        ],
+                    }
+                    for d, names in zip(draws, named, strict=True)
+                ],
+            }
+        )
+        return
+    rows = [
+        [iso_utc(d.at), d.seed, str(n), who or f"(not in this entries file: key {key})"]
+        for d, names in zip(draws, named, strict=True)
+        for n, (key, who) in enumerate(zip(d.winners, names, strict=True), 1)
+    ]
+    _table(
+        f"{item}: {len(draws)} recorded draw{'s' if len(draws) != 1 else ''}",
+        ["drawn (UTC)", "seed", "#", "winner"],
+        rows,
+        fmt,
+    )
