@@ -1002,7 +1002,7 @@ def contest_winners(
     """Show the recorded draws of a contest, each winner named from the entries file: the
     ledger keeps only a key per winner, never the address.
 
-    Example: commcal contest winners photo-contest --entries entries.csv
+    Example: commcal contest winners winter-contest --entries examples/entries.csv
     """
     from commcal import plan as planning
     from commcal.contest import winners_in
