@@ -127,15 +127,22 @@ def deliveries(
     *,
     members: bool = False,
     member: str | None = None,
+    broken: list[Problem] | None = None,
 ) -> list[Delivery]:
     """Every delivery due in [start, end), sorted by due time, calendar, item and channel.
 
     With `members`, audience items on per-recipient channels expand to one delivery per member
     (streamed from the audience file); otherwise one delivery stands for the whole audience.
     `member` (an address) keeps only that member's deliveries.
+
+    An audience file with errors raises ProblemsFound; with a `broken` list, instead, the items
+    that read it get no delivery at all (never a smaller audience) and the problems, with one
+    per item left out, are appended to `broken`: publishing isolates them, the rest goes on.
     """
     with fewer_collections():
-        return _deliveries(project, start, end, filters, members=members, member=member)
+        return _deliveries(
+            project, start, end, filters, members=members, member=member, broken=broken
+        )
 
 
 def _deliveries(
@@ -146,6 +153,7 @@ def _deliveries(
     *,
     members: bool,
     member: str | None,
+    broken: list[Problem] | None = None,
 ) -> list[Delivery]:
     found: list[Delivery] = []
     sizes: dict[tuple[str, str], int] = {}
@@ -153,79 +161,109 @@ def _deliveries(
         for item in calendar.items:
             if not filters.keeps(item):
                 continue
-            channels = [c for c in item.channels if not filters.channels or c in filters.channels]
-            if not channels:
-                continue
-            local = item.extra.get("send_at") == "local"
-            # A member's own zone may move an occurrence by up to a day either way.
-            pad = timedelta(days=1) if local else timedelta(0)
-            routes = []
-            for channel in channels:
-                adapter = project.channels.get(channel)
-                kind = adapter.type_name if adapter else project.config.channels[channel].type
-                audience = item.audience if adapter and adapter.per_recipient else None
-                routes.append((channel, kind, audience))
-            for occurrence in occurrences(item, start - pad, end + pad):
-                if not local and not start <= occurrence.when < end:
-                    continue
-                instant = iso_utc(occurrence.when)  # shared by every channel's id
-                for channel, kind, audience in routes:
-                    prefix = id_prefix(item.calendar, item.id, instant, channel)
-                    if audience is None:
-                        if start <= occurrence.when < end:
-                            found.append(
-                                Delivery(
-                                    _hashed(prefix, ""),
-                                    item,
-                                    occurrence,
-                                    channel,
-                                    kind,
-                                )
-                            )
-                        continue
-                    if not (members or member) and local:
-                        # One delivery per member zone, at that zone's own instant.
-                        found.extend(
-                            d
-                            for d in _zone_deliveries(
-                                project, item, occurrence, prefix, channel, kind
-                            )
-                            if start <= d.due < end
-                        )
-                        continue
-                    if not (members or member):
-                        if start <= occurrence.when < end:
-                            key = (item.calendar, item.id)
-                            if key not in sizes:
-                                sizes[key] = audience_size(project, item)
-                            found.append(
-                                Delivery(
-                                    _hashed(prefix, ""),
-                                    item,
-                                    occurrence,
-                                    channel,
-                                    kind,
-                                    audience_size=sizes[key],
-                                )
-                            )
-                        continue
-                    for person in _members(project, item, member):
-                        at = _member_instant(item, occurrence.when, person) if local else None
-                        due = at or occurrence.when
-                        if start <= due < end:
-                            found.append(
-                                Delivery(
-                                    _hashed(prefix, person.key),
-                                    item,
-                                    occurrence,
-                                    channel,
-                                    kind,
-                                    recipient=person,
-                                    at=at,
-                                )
-                            )
+            mark = len(found)
+            try:
+                _item_deliveries(
+                    project, item, start, end, filters, found, sizes, members=members, member=member
+                )
+            except ProblemsFound as exc:  # its audience file has errors (audience.AudienceBroken)
+                if broken is None:
+                    raise
+                del found[mark:]  # the members read before the broken row: none is sent
+                broken.extend(exc.problems)
+                broken.append(
+                    Problem(
+                        item.pos,
+                        f"item {item.id!r} was not published: its audience file has errors",
+                        "fix the file; its mail goes out at the next publish",
+                    )
+                )
     found.sort(key=lambda d: (d.due, d.calendar, d.item.id, d.channel, d.zone))
     return found
+
+
+def _item_deliveries(
+    project: Project,
+    item: Item,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    found: list[Delivery],
+    sizes: dict[tuple[str, str], int],
+    *,
+    members: bool,
+    member: str | None,
+) -> None:
+    """Append one item's deliveries in [start, end) to `found` (see `deliveries`)."""
+    channels = [c for c in item.channels if not filters.channels or c in filters.channels]
+    if not channels:
+        return
+    local = item.extra.get("send_at") == "local"
+    # A member's own zone may move an occurrence by up to a day either way.
+    pad = timedelta(days=1) if local else timedelta(0)
+    routes = []
+    for channel in channels:
+        adapter = project.channels.get(channel)
+        kind = adapter.type_name if adapter else project.config.channels[channel].type
+        audience = item.audience if adapter and adapter.per_recipient else None
+        routes.append((channel, kind, audience))
+    for occurrence in occurrences(item, start - pad, end + pad):
+        if not local and not start <= occurrence.when < end:
+            continue
+        instant = iso_utc(occurrence.when)  # shared by every channel's id
+        for channel, kind, audience in routes:
+            prefix = id_prefix(item.calendar, item.id, instant, channel)
+            if audience is None:
+                if start <= occurrence.when < end:
+                    found.append(
+                        Delivery(
+                            _hashed(prefix, ""),
+                            item,
+                            occurrence,
+                            channel,
+                            kind,
+                        )
+                    )
+                continue
+            if not (members or member) and local:
+                # One delivery per member zone, at that zone's own instant.
+                found.extend(
+                    d
+                    for d in _zone_deliveries(project, item, occurrence, prefix, channel, kind)
+                    if start <= d.due < end
+                )
+                continue
+            if not (members or member):
+                if start <= occurrence.when < end:
+                    key = (item.calendar, item.id)
+                    if key not in sizes:
+                        sizes[key] = audience_size(project, item)
+                    found.append(
+                        Delivery(
+                            _hashed(prefix, ""),
+                            item,
+                            occurrence,
+                            channel,
+                            kind,
+                            audience_size=sizes[key],
+                        )
+                    )
+                continue
+            for person in _members(project, item, member):
+                at = _member_instant(item, occurrence.when, person) if local else None
+                due = at or occurrence.when
+                if start <= due < end:
+                    found.append(
+                        Delivery(
+                            _hashed(prefix, person.key),
+                            item,
+                            occurrence,
+                            channel,
+                            kind,
+                            recipient=person,
+                            at=at,
+                        )
+                    )
 
 
 def _zone_deliveries(

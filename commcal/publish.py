@@ -354,7 +354,7 @@ class Publisher:
                 info="publish",
             )
             start = self._window_start(meta)
-            late, fresh = self._due(start)
+            late, fresh = self._due(start, report)
             # One read of what is recorded: what is finished is not written again.
             known = {
                 r.id: r
@@ -435,12 +435,21 @@ class Publisher:
             return lookback
         return min(lookback, meta.swept_through)
 
-    def _due(self, start: datetime) -> tuple[list[Delivery], list[Delivery]]:
-        """The deliveries due in [start, now]: those too late to send, and the rest."""
+    def _due(self, start: datetime, report: Report) -> tuple[list[Delivery], list[Delivery]]:
+        """The deliveries due in [start, now]: those too late to send, and the rest. An item
+        whose audience file has errors gets none (nothing recorded, so the first run after the
+        fix sends it) and its problems go to the report."""
         max_late = self.config.publish.max_late
+        broken: list[Problem] = []
         window = deliveries(
-            self.project, start, self.now + timedelta(seconds=1), self.filters, members=True
+            self.project,
+            start,
+            self.now + timedelta(seconds=1),
+            self.filters,
+            members=True,
+            broken=broken,
         )
+        report.problems.extend(broken)
         due = [d for d in window if d.due <= self.now]
         late = [d for d in due if d.due < self.now - max_late]
         fresh = [d for d in due if d.due >= self.now - max_late]
@@ -520,7 +529,7 @@ class Publisher:
             meta = ledger.meta() if ledger is not None else LedgerMeta("", None)
             meta = self._check_ledger(ledger, meta, write=False)
             start = self._window_start(meta)
-            late, fresh = self._due(start)
+            late, fresh = self._due(start, report)
             known = (
                 {}
                 if ledger is None

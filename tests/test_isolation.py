@@ -388,3 +388,43 @@ def test_run_reports_a_short_pool_once_and_keeps_sending_the_rest(
     assert len(about_offer) == 1, log.raw  # three wake-ups, one report
     assert "1 code short" in str(about_offer[0]["message"])
     assert sorted(mail["Subject"] for mail in box.mails()) == ["Hello"] * 4
+
+
+def test_a_broken_audience_file_stops_only_the_mail_that_reads_it(
+    make_project: MakeProject, smtp: tuple[int, Mailbox]
+) -> None:
+    """A stray quote in one audience file: its newsletter is not sent to anybody (never to a
+    smaller audience), the other audience's newsletter goes out, and publish says why with
+    file:line and exits 1; once the file is fixed, the held letter reaches every member once."""
+    port, box = smtp
+    root = offer_project(make_project, port, members=3, codes=3)
+    (root / "calendars" / "main.yaml").write_text(
+        "items:\n"
+        + LETTER
+        + LETTER.replace("hello-letter", "vip-letter").replace(
+            "audience: members", "audience: vip"
+        ),
+        encoding="utf-8",
+    )
+    (root / "templates" / "letters").mkdir()
+    for name, text in LETTER_TEMPLATE.items():
+        (root / "templates" / name).write_text(text, encoding="utf-8")
+    vip = root / "audiences" / "vip.csv"
+    vip.write_text('email,name\nv1@example.org,"Vera\nv2@example.org,Vic\n', encoding="utf-8")
+
+    code, output = runner(root, "publish", "--now", "2026-12-14T09:00:30Z", env=ENV)
+    assert code == 1, output
+    assert "audiences/vip.csv:2: error: a quote" in output, output
+    assert re.search(
+        r"calendars/main\.yaml:\d+:\d+: error: item 'vip-letter' was not published", output
+    ), output
+    assert sorted(to for mail in box.mails() for to in [mail["To"]]) == [
+        f"Member {n} <m{n}@example.org>" for n in range(3)
+    ]
+
+    vip.write_text("email,name\nv1@example.org,Vera\nv2@example.org,Vic\n", encoding="utf-8")
+    code, output = runner(root, "publish", "--now", "2026-12-14T09:01:30Z", env=ENV)
+    assert code == 0, output
+    to = sorted(mail["To"] for mail in box.mails())
+    assert to.count("Vera <v1@example.org>") == 1 and to.count("Vic <v2@example.org>") == 1
+    assert len(to) == 5
