@@ -18,10 +18,14 @@ a file that must hold exact bytes (non-UTF-8 input). Calling the fixture twice w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.test_community import Mailbox
 
 DEFAULT_CONFIG = """\
 timezone: UTC
@@ -65,3 +69,19 @@ def make_project(tmp_path: Path) -> MakeProject:
         return root
 
     return make
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: `(port, mailbox)`; the mailbox
+    keeps every message it accepted."""
+    from aiosmtpd.controller import Controller
+
+    from tests.test_community import Mailbox, free_port
+
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
+    controller.start()
+    yield port, box
+    controller.stop()

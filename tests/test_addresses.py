@@ -7,28 +7,15 @@ to a real SMTP server on loopback, and looks at who got mail.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commcal.audience import check_audience, email_address, recipient_key
 from tests.conftest import MakeProject
-from tests.test_community import Mailbox, config, free_port, run
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Mailbox]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
-    controller.start()
-    yield port, box
-    controller.stop()
-
+from tests.test_community import Mailbox, config, run
 
 MAYA_MEMBERS = """\
 email,name

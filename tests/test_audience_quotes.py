@@ -8,11 +8,9 @@ the file is fixed. Through the CLI, with a real SMTP server on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from commcal.audience import check_audience
 from tests.conftest import MakeProject
@@ -35,16 +33,6 @@ TEMPLATES = {
     )
 }
 NOW = "2026-12-01T08:01:00Z"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Mailbox]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
-    controller.start()
-    yield port, box
-    controller.stop()
 
 
 def rows(count: int) -> list[str]:

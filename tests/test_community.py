@@ -13,7 +13,6 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -23,7 +22,6 @@ from typing import Any
 import icalendar
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 from typer.testing import CliRunner, Result
 
 from commcal.cli import app
@@ -105,16 +103,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Mailbox]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
-    controller.start()
-    yield port, box
-    controller.stop()
 
 
 def config(smtp_port: int, extra_channels: str = "") -> str:

@@ -14,11 +14,9 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from commcal.cli import app
@@ -201,18 +199,6 @@ def test_run_keeps_a_broken_files_last_good_version_and_applies_other_edits(
 
 
 # -- code pools and member secrets --------------------------------------------------------------
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Mailbox]]:
-    from aiosmtpd.controller import Controller
-
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
-    controller.start()
-    yield port, box
-    controller.stop()
 
 
 def runner(root: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from aiosmtpd.controller import Controller
 
 from commcal.audience import recipient_key
 from commcal.ledger import open_ledger
@@ -23,7 +22,7 @@ from commcal.members import unsubscribe_app
 from commcal.project import load_project
 from commcal.unsubscribe import UnsubscribeServer, open_token, sign
 from tests.conftest import MakeProject
-from tests.test_community import MEMBERS, SECRET, Mailbox, config, free_port, run, text_of
+from tests.test_community import MEMBERS, SECRET, Mailbox, config, run, text_of
 
 CALENDAR = """\
 items:
@@ -38,16 +37,6 @@ items:
 """
 TEMPLATE = "Answer: {{ survey_url }}\nLeave: {{ unsubscribe_url }}\n"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Mailbox]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="mail.test")
-    controller.start()
-    yield port, box
-    controller.stop()
 
 
 @pytest.fixture
