@@ -230,6 +230,16 @@ def new_ledger_refusal(remembered: Mapping[str, str], where: str) -> str:
     )
 
 
+def check_ledger(project: Project, url: str, now: datetime) -> None:
+    """Refuse, as `publish` would, a ledger that belongs to another project or a new, empty
+    one in place of the ledger this project last published to (ConfigError); a bad URL or an
+    unreachable database is a LedgerError. Writes nothing but a new ledger's creation: `run`
+    calls it at start, so a wrong ledger stops it at once instead of at every wake-up."""
+    publisher = Publisher(project, url, now)
+    with publisher.open() as ledger:
+        publisher._check_ledger(ledger, ledger.meta(), write=False)
+
+
 def state_url(
     project: Project, override: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:

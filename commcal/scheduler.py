@@ -40,7 +40,7 @@ from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import State, open_ledger
 from commcal.plan import deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
-from commcal.publish import Outcome, Publisher, Report, state_url, worker_name
+from commcal.publish import Outcome, Publisher, Report, check_ledger, state_url, worker_name
 from commcal.redact import safe_url, url_secrets
 
 LogRecord = dict[str, Any]
@@ -180,7 +180,9 @@ class Scheduler:
         if (blocker := project.publish_blocker()) is not None:
             raise ConfigError(blocker)
         url = state_url(project, self.state)
-        open_ledger(url, project_dir=project.root).close()  # fail fast on a bad ledger URL
+        # Fail fast on a bad ledger URL, another project's ledger or a new one in place of the
+        # last (publish.check_ledger), not at every wake-up.
+        check_ledger(project, url, datetime.now(UTC))
         if project.errors:
             self._emit("isolated", _isolated(project))
         self._current = _Plan(project.publishable(), url)

@@ -32,7 +32,7 @@ from tests.publish_support import (
     every_minute,
     webhook,
 )
-from tests.test_community import LETTER, Mailbox, members_project, smtp  # noqa: F401
+from tests.test_community import LETTER, Mailbox, members_project
 from tests.test_ledger import ledger_url, postgres_db  # noqa: F401
 
 NOW = "2026-01-01T00:10:00Z"
@@ -516,7 +516,7 @@ def outcomes(out: str) -> dict[str, list[tuple[str, str]]]:
 
 def test_a_dry_run_answers_what_publish_would_do_and_changes_no_byte(
     make_project: MakeProject,
-    smtp: tuple[int, Mailbox],  # noqa: F811
+    smtp: tuple[int, Mailbox],
 ) -> None:
     port, box = smtp
     root = members_project(make_project, DRY_CALENDAR, LETTER, port)
@@ -633,3 +633,42 @@ def test_status_workers_drops_workers_that_have_exited(
     code, out, err = cli(root, "status", "--workers", "--now", NOW, "-f", "json")
     assert code == 0, err
     assert [w["name"] for w in json.loads(out)["workers"]] == ["alive"]
+
+
+def test_run_refuses_at_start_a_new_ledger_in_place_of_the_last_and_another_projects(
+    make_project: MakeProject, receiver: Receiver
+) -> None:
+    """`commcal run` checks the ledger as `publish` does, once, at start: exit 2 with the same
+    explanation, instead of starting and failing at every wake-up."""
+    from tests.test_publish_processes import command
+
+    root = hook_project(
+        make_project, receiver, every_minute("tip", ["hook"], "2026-01-01 00:00", 2)
+    )
+    code, _, err = cli(root, "publish", "--now", NOW)
+    assert code == 0, err
+    env = {**os.environ, "HOOK_URL": receiver.url}
+    typo = subprocess.run(
+        [*command(), "-C", str(root), "run", "--state", "sqlite:///stat.db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert typo.returncode == 2, typo.stderr
+    assert "last published to the ledger sqlite:///state.db" in typo.stderr
+    assert "commcal publish --new-ledger" in typo.stderr
+
+    other = hook_project(
+        make_project, receiver, every_minute("tip", ["hook"], "2026-01-01 00:00", 2)
+    )
+    theirs = subprocess.run(
+        [*command(), "-C", str(other), "run", "--state", f"sqlite:///{root / 'state.db'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert theirs.returncode == 2, theirs.stderr
+    assert "belongs to project 'project', not to 'project-2'" in theirs.stderr
+    assert len(receiver.requests) == 2

@@ -20,9 +20,7 @@ from commcal.calendar.expand import occurrences, written_wall
 from commcal.project import load_project
 from commcal.timeutil import gap_wall, zone
 from tests.conftest import MakeProject
-from tests.test_community import Mailbox, config, free_port, run, smtp
-
-__all__ = ["smtp"]  # the loopback SMTP server fixture
+from tests.test_community import Mailbox, config, free_port, run
 
 MEMBERS = """\
 email,name,timezone
