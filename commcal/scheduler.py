@@ -40,7 +40,8 @@ from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import State, open_ledger
 from commcal.plan import deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
-from commcal.publish import Outcome, Publisher, Report, check_ledger, state_url, worker_name
+from commcal.publish.publisher import Publisher, check_ledger, state_url, worker_name
+from commcal.publish.results import Outcome, Report
 from commcal.redact import safe_url, url_secrets
 
 LogRecord = dict[str, Any]

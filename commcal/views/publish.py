@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from commcal.errors import Problem
-from commcal.publish import Outcome, Report
+from commcal.publish.results import Outcome, Report
 from commcal.timeutil import iso_utc
 from commcal.views.common import console, problem_json, write_json
 
