@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 
 from commcal.ledger import Ledger, Sent
-from commcal.publish.results import Outcome
+from commcal.publish.results import Outcome, OutcomeState
 
 # Sends of an idempotent channel that may be out but not yet recorded `sent`: what a crash makes
 # the next run resend (with the same idempotency key) besides the one in flight; also the most
 # one commit records. The recorder lets RECORD_GATHER seconds of sends queue up before each
-# commit (bench/publish.py: 0.75x -> 0.80x a bare requests loop, against waking for each send).
+# commit, rather than waking for each send (bench/README.md: "the recorder wakes once per
+# commit").
 MAX_UNRECORDED = 16
 RECORD_GATHER = 0.005
 
@@ -82,5 +83,5 @@ class SentRecorder:
             for (_, outcome), stale in zip(batch, results, strict=True):
                 self._room.release()
                 if stale is not None:
-                    outcome = Outcome(outcome.delivery, "held", str(stale))
+                    outcome = Outcome(outcome.delivery, OutcomeState.HELD, str(stale))
                 self._report(outcome)
