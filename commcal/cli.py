@@ -432,11 +432,13 @@ def _ledger(
     new, empty ledger."""
     from commcal.errors import CommcalError
     from commcal.ledger import open_ledger
-    from commcal.publish import state_url
 
     try:
         return open_ledger(
-            state_url(project, state), project_dir=project.root, create=create, read_only=read_only
+            project.config.ledger_url(state),
+            project_dir=project.root,
+            create=create,
+            read_only=read_only,
         )
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None

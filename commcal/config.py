@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,9 +12,32 @@ from typing import Any
 
 from commcal.calendar.fields import Reader
 from commcal.calendar.yamlnodes import Node, load
-from commcal.channels.base import ENV_REF, EnvRef
 from commcal.errors import ConfigError, Pos, Problem
 from commcal.timeutil import zone, zone_suggestions
+
+# A `${NAME}` reference to an environment variable in commcal.yaml.
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """A `${NAME}` reference in commcal.yaml, resolved only when a value is needed."""
+
+    template: str
+
+    @property
+    def names(self) -> list[str]:
+        return ENV_REF.findall(self.template)
+
+    def resolve(self, env: Mapping[str, str]) -> str | None:
+        missing = [n for n in self.names if not env.get(n)]
+        if missing:
+            return None
+        return ENV_REF.sub(lambda m: env[m.group(1)], self.template)
+
+    def __str__(self) -> str:
+        return self.template
+
 
 CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
@@ -95,7 +119,14 @@ class Config:
         """`project:` from commcal.yaml, else the name of the folder holding it."""
         return self.project or self.root.resolve().name or "commcal"
 
+    def ledger_url(self, override: str | None = None, env: Mapping[str, str] | None = None) -> str:
+        """The ledger a command uses: `override` (--state), else COMMCAL_STATE, else `state:`
+        in commcal.yaml (default sqlite:///.commcal/state.db)."""
+        environ = os.environ if env is None else env
+        return override or environ.get("COMMCAL_STATE") or self.state_url(environ)
+
     def state_url(self, env: Mapping[str, str] | None = None) -> str:
+        """`state:` of commcal.yaml, its ${ENV} references resolved."""
         if isinstance(self.state, EnvRef):
             resolved = self.state.resolve(os.environ if env is None else env)
             if resolved is None:

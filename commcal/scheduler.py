@@ -40,7 +40,8 @@ from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import State, open_ledger
 from commcal.plan import deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
-from commcal.publish import Outcome, Publisher, Report, check_ledger, state_url, worker_name
+from commcal.publish.publisher import Publisher, check_ledger, worker_name
+from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.redact import safe_url, url_secrets
 
 LogRecord = dict[str, Any]
@@ -50,7 +51,15 @@ HORIZON = timedelta(hours=1)  # due times further ahead are scheduled by a later
 SWEEP = 30.0  # seconds between wake-ups that catch retries and abandoned claims
 HEARTBEAT = 10.0
 POLL = 1.0  # seconds between checks of file mtimes
-LOGGED = frozenset({State.SENT, State.FAILED, State.UNKNOWN, State.EXPIRED, State.SKIPPED})
+LOGGED = frozenset(
+    {
+        OutcomeState.SENT,
+        OutcomeState.FAILED,
+        OutcomeState.UNKNOWN,
+        OutcomeState.EXPIRED,
+        OutcomeState.SKIPPED,
+    }
+)
 
 
 # -- logging ------------------------------------------------------------------------------------
@@ -179,7 +188,7 @@ class Scheduler:
             self._emit("problem", str(problem))
         if (blocker := project.publish_blocker()) is not None:
             raise ConfigError(blocker)
-        url = state_url(project, self.state)
+        url = project.config.ledger_url(self.state)
         # Fail fast on a bad ledger URL, another project's ledger or a new one in place of the
         # last (publish.check_ledger), not at every wake-up.
         check_ledger(project, url, datetime.now(UTC))
@@ -266,7 +275,7 @@ class Scheduler:
             self._emit("reload-failed", f"{blocker}; keeping the last good project and schedule")
             return
         try:
-            url = state_url(project, self.state)
+            url = project.config.ledger_url(self.state)
         except CommcalError as exc:
             self._emit("reload-failed", f"{exc}; keeping the last good project")
             return
@@ -410,13 +419,13 @@ class Scheduler:
 
     def _outcome(self, outcome: Outcome) -> None:
         if outcome.state not in LOGGED and not (
-            outcome.state == State.PENDING and outcome.attempts
+            outcome.state is OutcomeState.PENDING and outcome.attempts
         ):
             return  # held by another worker, or finished earlier: nothing happened here
         d = outcome.delivery
         record: LogRecord = {
             "time": _stamp(),
-            "event": outcome.state if isinstance(outcome.state, str) else str(outcome.state),
+            "event": str(outcome.state),
             "id": d.id,
             "calendar": d.calendar,
             "item": d.item.id,
@@ -425,7 +434,7 @@ class Scheduler:
         }
         if outcome.url:
             record["url"] = outcome.url
-        if outcome.detail and outcome.state != State.SENT:
+        if outcome.detail and outcome.state is not OutcomeState.SENT:
             record["detail"] = self._redact(outcome.detail)
         if outcome.attempts:
             record["attempts"] = outcome.attempts

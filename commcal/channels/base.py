@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from commcal.config import EnvRef as EnvRef  # its home is config; re-exported for adapters
 from commcal.errors import CommcalError, ConfigError
 from commcal.redact import Secrets
 
 if TYPE_CHECKING:
     import requests
 
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Error text is redacted first, then cut to this many characters (`Channel.redact`); a server's
 # own reason to REASON_LIMIT where an adapter adds a hint after it.
 ERROR_LIMIT = 500
@@ -152,26 +151,6 @@ class Setting:
     private: bool = False  # a secret: must be a ${ENV_VAR} reference, never shown
     default: Any = None
     kind: type | tuple[type, ...] = str
-
-
-@dataclass(frozen=True)
-class EnvRef:
-    """A `${NAME}` reference in commcal.yaml, resolved only when a value is needed."""
-
-    template: str
-
-    @property
-    def names(self) -> list[str]:
-        return ENV_REF.findall(self.template)
-
-    def resolve(self, env: Mapping[str, str]) -> str | None:
-        missing = [n for n in self.names if not env.get(n)]
-        if missing:
-            return None
-        return ENV_REF.sub(lambda m: env[m.group(1)], self.template)
-
-    def __str__(self) -> str:
-        return self.template
 
 
 def mask(value: Any) -> str:

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import Counter
 from typing import Any
 
 from commcal.errors import Problem
-from commcal.publish import Outcome, Report
+from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.timeutil import iso_utc
 from commcal.views.common import console, problem_json, write_json
-
-ORDER = [
-    "sent",
-    "would-send",
-    "already",
-    "pending",
-    "failed",
-    "would-fail",
-    "unknown",
-    "expired",
-    "would-expire",
-    "skipped",
-    "would-skip",
-    "held",
-    "blocked",
-]
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -52,7 +35,7 @@ def line(outcome: Outcome) -> str:
     )
     if outcome.url:
         text += f" {outcome.url}"
-    if outcome.detail and str(outcome.state) not in ("sent", "would-send"):
+    if outcome.detail and outcome.state not in (OutcomeState.SENT, OutcomeState.WOULD_SEND):
         text += f": {outcome.detail}"
     return text
 
@@ -76,14 +59,14 @@ class Progress:
 
 
 def show(report: Report, fmt: str) -> None:
-    counts = Counter(str(o.state) for o in report.outcomes)
+    counts = report.counts()
     if fmt == "json":
         write_json(
             {
                 "schema": "commcal.publish/1",
                 "dry_run": report.dry_run,
                 "ok": report.ok,
-                "counts": {k: counts[k] for k in ORDER if counts[k]},
+                "counts": {str(state): n for state, n in counts.items()},
                 "deliveries": [outcome_json(o) for o in report.outcomes],
                 "problems": [problem_json(p) for p in report.problems],
             }
@@ -92,7 +75,7 @@ def show(report: Report, fmt: str) -> None:
     if not report.outcomes:
         sys.stdout.write("nothing due\n")
         return
-    summary = ", ".join(f"{counts[k]} {k}" for k in ORDER if counts[k])
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if fmt == "markdown":
         sys.stdout.write(f"**commcal publish**: {summary}\n")
         return

@@ -139,7 +139,7 @@ def show_channels(project: Project, fmt: str) -> None:
     """Configured channels with secrets masked: only whether each referenced variable is set."""
     import os
 
-    from commcal.channels.base import EnvRef
+    from commcal.config import EnvRef
 
     entries: list[dict[str, Any]] = []
     for name, spec in project.config.channels.items():

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import random
 import socket
 import threading
 import time
@@ -52,10 +50,10 @@ from commcal.config import Config
 from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
+    HELD,
     TERMINAL,
     Claim,
     DeliveryRecord,
-    DueDelivery,
     Ledger,
     LedgerMeta,
     LedgerMissing,
@@ -67,65 +65,39 @@ from commcal.ledger import (
 from commcal.ledger.base import ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
+from commcal.publish.people import for_members
+from commcal.publish.recorder import SentRecorder
+from commcal.publish.results import Outcome, OutcomeState, Report
+from commcal.publish.retry import backoff, ceiling
+from commcal.publish.rows import due_delivery
 
 # How far back `publish` looks for deliveries nobody handled, to record them `expired`.
 EXPIRY_LOOKBACK = timedelta(days=7)
-# A Retry-After longer than this is not waited for in-process: the delivery goes back to
-# `pending` and the next run (cron, or `commcal run`) picks it up when it is due.
+# A Retry-After or a backoff ceiling (publish.retry) longer than this is not waited for
+# in-process: the delivery goes back to `pending`, and the next run (cron, or `commcal run`)
+# picks it up when it is due.
 MAX_INLINE_WAIT = 60.0
 # Deliveries of one channel claimed in one ledger transaction: fewer commits per delivery, while
 # the claims a crash leaves behind are few and taken over when their lease ends. A channel that
 # sends a batch in under CLAIM_GROW_UNDER seconds gets twice the batch next time, up to
-# CLAIM_BATCH_MAX: there the claim's commit is a real share of the time (bench/publish.py: 128
-# instead of 32 took throughput from 0.72x to 0.79x a bare requests loop), while slow channels
+# CLAIM_BATCH_MAX: there the claim's commit is a real share of the time (measured with
+# bench/publish.py, figures in bench/README.md: "claim batches grow"), while slow channels
 # keep small batches, so hosts sharing a PostgreSQL ledger share their deliveries too.
 CLAIM_BATCH = 32
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
-# Sends of an idempotent channel that may be out but not yet recorded `sent`: what a crash makes
-# the next run resend (with the same idempotency key) besides the one in flight; also the most
-# one commit records. The recorder lets RECORD_GATHER seconds of sends queue up before each
-# commit (bench/publish.py: 0.75x -> 0.80x a bare requests loop, against waking for each send).
-MAX_UNRECORDED = 16
-RECORD_GATHER = 0.005
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one delivery in this run."""
-
-    delivery: Delivery
-    state: str  # a ledger State value, or "would-send" / "already" / "held" in reports
-    detail: str = ""
-    url: str | None = None
-    attempts: int = 0
-
-
-# A report-only outcome: not published in this run because a problem stops its item (a short
-# or unreadable code pool, a missing members.secret); nothing is recorded, so the next run after
-# the fix sends it (or records it `expired` once it is later than publish.max_late).
-BLOCKED = "blocked"
-
-
-@dataclass
-class Report:
-    outcomes: list[Outcome] = field(default_factory=list)
-    dry_run: bool = False
-    # Errors that kept items or files from being published (file:line); the rest went out.
-    problems: list[Problem] = field(default_factory=list)
-
-    def count(self, state: str) -> int:
-        return sum(1 for o in self.outcomes if o.state == state)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not any(
-            o.state in (State.FAILED, State.UNKNOWN, "would-fail") for o in self.outcomes
-        )
 
 
 def unresolved(delivery: Delivery) -> str:
     return f"check the channel, then run `commcal resolve {delivery.id} --sent URL` or `--not-sent`"
+
+
+def held(delivery: Delivery, record: DeliveryRecord | None) -> Outcome:
+    """A delivery another worker holds: this run leaves it alone."""
+    who = record.claimed_by if record is not None and record.claimed_by else "another worker"
+    lease = record.lease_until if record is not None else None
+    until = f" until {lease:%H:%M:%S} UTC" if lease else ""
+    return Outcome(delivery, OutcomeState.HELD, f"held by {who}{until}")
 
 
 def key_window(adapter: Channel) -> timedelta | None:
@@ -145,18 +117,6 @@ def scope_of(adapter: Channel) -> tuple[str | None, bool]:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def due_delivery(delivery: Delivery, content_hash: str = "") -> DueDelivery:
-    return DueDelivery(
-        delivery.id,
-        delivery.calendar,
-        delivery.item.id,
-        delivery.channel,
-        delivery.due,
-        recipient=delivery.recipient.key if delivery.recipient else "",
-        content_hash=content_hash,
-    )
 
 
 def caught_up_reason(took_over_at: datetime) -> str:
@@ -243,76 +203,8 @@ def check_ledger(project: Project, url: str, now: datetime) -> None:
 def state_url(
     project: Project, override: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:
-    environ = os.environ if env is None else env
-    return override or environ.get("COMMCAL_STATE") or project.config.state_url(environ)
-
-
-class SentRecorder:
-    """Records the sends of one channel in a thread of its own, many per transaction.
-
-    `add` queues a send that went out, and waits while MAX_UNRECORDED are queued; the thread
-    commits what is queued in one `record_sent_many` and then reports the outcomes. `close`
-    waits for the last commit. A ledger error stops the recording; it is raised by the next
-    `add` and by `close`, and the sends it did not record stay `sending` (resent with the same
-    key by a later run).
-    """
-
-    def __init__(self, ledger: Ledger, report: Callable[[Outcome], None]) -> None:
-        self._ledger = ledger
-        self._report = report
-        self._queue: queue.SimpleQueue[tuple[Sent, Outcome] | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._room = threading.BoundedSemaphore(MAX_UNRECORDED)
-        self._thread = threading.Thread(target=self._loop, name="commcal-record", daemon=True)
-        self._thread.start()
-
-    def add(self, sent: Sent, outcome: Outcome) -> None:
-        # Usually there is room; waiting (with a timeout, to notice a recording error) is slower.
-        while not self._room.acquire(blocking=False) and not self._room.acquire(timeout=0.1):
-            if self._error is not None:
-                raise self._error
-        if self._error is not None:
-            raise self._error
-        self._queue.put((sent, outcome))
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def _loop(self) -> None:
-        try:
-            self._record_until_closed()
-        except BaseException as exc:  # handed to the sending thread, which raises it
-            self._error = exc
-
-    def _record_until_closed(self) -> None:
-        done = False
-        while not done:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            # Let the next few sends go out, then take everything queued: fewer, larger commits,
-            # and one wake-up of this thread per commit rather than one per send (each wake-up
-            # takes the interpreter lock from the sending thread).
-            time.sleep(RECORD_GATHER)
-            while len(batch) < MAX_UNRECORDED:
-                try:
-                    entry = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if entry is None:
-                    done = True
-                    break
-                batch.append(entry)
-            results = self._ledger.record_sent_many([sent for sent, _ in batch])
-            for (_, outcome), stale in zip(batch, results, strict=True):
-                self._room.release()
-                if stale is not None:
-                    outcome = Outcome(outcome.delivery, "held", str(stale))
-                self._report(outcome)
+    """The project's ledger URL (Config.ledger_url): --state, COMMCAL_STATE, or state:."""
+    return project.config.ledger_url(override, env)
 
 
 @dataclass
@@ -380,13 +272,14 @@ class Publisher:
                     reason=f"due {self._late_text(delivery)} ago, later than publish.max_late",
                 ):
                     self._report(
-                        report, Outcome(delivery, State.EXPIRED, "later than publish.max_late")
+                        report,
+                        Outcome(delivery, OutcomeState.EXPIRED, "later than publish.max_late"),
                     )
             reported: set[str] = set()
             for delivery, reason in self._not_sent(fresh, known, meta):
                 reported.add(delivery.id)
                 if ledger.record_skipped(due_delivery(delivery), now=self.clock(), reason=reason):
-                    self._report(report, Outcome(delivery, State.SKIPPED, _short(reason)))
+                    self._report(report, Outcome(delivery, OutcomeState.SKIPPED, _short(reason)))
             if self.catch_up and meta.took_over_at is not None:
                 ledger.reopen_skipped(
                     [d.id for d in fresh if d.due < meta.took_over_at], self.clock()
@@ -404,7 +297,14 @@ class Publisher:
                 # Every delivery due before now - max_late has a row now (or is held).
                 ledger.mark_swept(self.now - max_late)
             remember_ledger(self.project.root, meta, self.ledger_url)
-            todo = self._people(ledger, todo, report)
+            todo = for_members(
+                ledger,
+                todo,
+                project=self.project,
+                clock=self.clock,
+                emit=lambda outcome, quiet: self._report(report, outcome, quiet=quiet),
+                problems=report.problems,
+            )
         by_channel: dict[str, list[Delivery]] = {}
         for delivery in fresh:
             if delivery.id in reported:
@@ -416,12 +316,12 @@ class Publisher:
                     report,
                     Outcome(
                         delivery,
-                        State.UNKNOWN,
+                        OutcomeState.UNKNOWN,
                         f"interrupted while sending in an earlier run; {unresolved(delivery)}",
                     ),
                 )
             elif delivery.id in done:
-                self._report(report, Outcome(delivery, "already"), quiet=True)
+                self._report(report, Outcome(delivery, OutcomeState.ALREADY), quiet=True)
         for delivery in todo:
             by_channel.setdefault(delivery.channel, []).append(delivery)
         if not by_channel:
@@ -554,7 +454,7 @@ class Publisher:
                 record = known.get(delivery.id)
                 if record is None or record.state is State.PENDING:
                     detail = f"due {self._late_text(delivery)} ago, later than publish.max_late"
-                    self._report(report, Outcome(delivery, "would-expire", detail))
+                    self._report(report, Outcome(delivery, OutcomeState.WOULD_EXPIRE, detail))
             skips = {d.id: reason for d, reason in self._not_sent(fresh, known, meta)}
             for delivery in fresh:
                 outcome = self._would(ledger, delivery, known.get(delivery.id), skips, blocked)
@@ -574,22 +474,26 @@ class Publisher:
     ) -> Outcome:
         """What a real run would do with one due delivery, given its row (if any)."""
         if delivery.id in skips:
-            return Outcome(delivery, "would-skip", skips[delivery.id])
+            return Outcome(delivery, OutcomeState.WOULD_SKIP, skips[delivery.id])
         adapter = self.project.channels.get(delivery.channel)
         if record is not None and ledger is not None:
             held = self._would_with_record(ledger, adapter, delivery, record)
             if held is not None:
                 return held
         if delivery.recipient is not None and delivery.recipient.key in blocked:
-            return Outcome(delivery, "would-skip", "unsubscribed")
+            return Outcome(delivery, OutcomeState.WOULD_SKIP, "unsubscribed")
         if adapter is None:
             return Outcome(
-                delivery, "would-fail", f"channel {delivery.channel!r} is not configured correctly"
+                delivery,
+                OutcomeState.WOULD_FAIL,
+                f"channel {delivery.channel!r} is not configured correctly",
             )
         planned = check(self.project, delivery)
         if not planned.ok:
-            return Outcome(delivery, "would-fail", "; ".join(p.message for p in planned.problems))
-        return Outcome(delivery, "would-send")
+            return Outcome(
+                delivery, OutcomeState.WOULD_FAIL, "; ".join(p.message for p in planned.problems)
+            )
+        return Outcome(delivery, OutcomeState.WOULD_SEND)
 
     def _would_with_record(
         self,
@@ -607,12 +511,12 @@ class Publisher:
         ):
             return None  # --catch-up reopens it
         if state is State.UNKNOWN:
-            return Outcome(delivery, State.UNKNOWN, unresolved(delivery), record.url)
+            return Outcome(delivery, OutcomeState.UNKNOWN, unresolved(delivery), record.url)
         if state in TERMINAL:
             detail = str(state)
             if record.last_error:
                 detail += f": {record.last_error}"
-            return Outcome(delivery, "already", detail, record.url, record.attempts)
+            return Outcome(delivery, OutcomeState.ALREADY, detail, record.url, record.attempts)
         idempotent = adapter is not None and adapter.idempotent
         window = key_window(adapter) if adapter is not None and idempotent else None
         key_expires = None
@@ -632,7 +536,7 @@ class Publisher:
         if action is ClaimAction.MARK_UNKNOWN:
             return Outcome(
                 delivery,
-                State.UNKNOWN,
+                OutcomeState.UNKNOWN,
                 "its last send may have arrived and cannot be repeated safely: a real run "
                 f"records it unknown; {unresolved(delivery)}",
             )
@@ -641,125 +545,11 @@ class Publisher:
         if state is State.PENDING and record.next_attempt_at is not None:
             return Outcome(
                 delivery,
-                State.PENDING,
+                OutcomeState.PENDING,
                 f"retry at {record.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC",
                 attempts=record.attempts,
             )
-        until = f" until {record.lease_until:%H:%M:%S} UTC" if record.lease_until else ""
-        return Outcome(delivery, "held", f"held by {record.claimed_by or 'another worker'}{until}")
-
-    def _people(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
-        """Deliveries to members: drop the suppressed (recorded `skipped`, before rendering),
-        make sure member tokens can be signed, and reserve pool codes for every remaining member
-        of an offer before anything is sent (running out is an error, not a half-sent offer)."""
-        personal = [d for d in todo if d.recipient is not None]
-        if not personal:
-            return todo
-        blocked = ledger.suppressed({d.recipient.key for d in personal if d.recipient})
-        kept: list[Delivery] = []
-        for delivery in todo:
-            if delivery.recipient is not None and delivery.recipient.key in blocked:
-                if ledger.record_skipped(
-                    due_delivery(delivery), now=self.clock(), reason="unsubscribed"
-                ):
-                    self._report(report, Outcome(delivery, State.SKIPPED, "unsubscribed"))
-            else:
-                kept.append(delivery)
-        members = self.config.members
-        signed = members.unsubscribe_url or any(
-            d.item.extra.get("survey_url") or (d.item.extra.get("codes") or {}).get("derive")
-            for d in kept
-            if d.recipient is not None
-        )
-        if signed and kept and not self.config.member_secret(self.project.env):
-            names = ", ".join(members.secret.names) if members.secret else "members.secret"
-
-            def needs_secret(d: Delivery) -> bool:
-                extra = d.item.extra
-                return d.recipient is not None and bool(
-                    members.unsubscribe_url
-                    or extra.get("survey_url")
-                    or (extra.get("codes") or {}).get("derive")
-                )
-
-            kept = self._block(
-                report,
-                kept,
-                needs_secret,
-                f"members.secret ({names}) is not set: its unsubscribe links and member tokens "
-                "cannot be signed",
-                "set the environment variable; the mail goes out at the next publish",
-            )
-        return self._codes(ledger, kept, report)
-
-    def _block(
-        self,
-        report: Report,
-        todo: list[Delivery],
-        stopped: Callable[[Delivery], bool],
-        why: str,
-        hint: str = "",
-    ) -> list[Delivery]:
-        """Leave out the deliveries `stopped` picks: each is reported `blocked`, and each of
-        their items gets one problem at its position. Returns the others."""
-        kept: list[Delivery] = []
-        items: dict[tuple[str, str], Delivery] = {}
-        for delivery in todo:
-            if stopped(delivery):
-                items.setdefault((delivery.calendar, delivery.item.id), delivery)
-                self._report(report, Outcome(delivery, BLOCKED, why), quiet=True)
-            else:
-                kept.append(delivery)
-        for delivery in items.values():
-            item = delivery.item
-            report.problems.append(
-                Problem(item.pos, f"item {item.id!r} was not published: {why}", hint)
-            )
-        return kept
-
-    def _codes(self, ledger: Ledger, todo: list[Delivery], report: Report) -> list[Delivery]:
-        from commcal.errors import LedgerError
-        from commcal.plan import pool_codes
-
-        pools: dict[tuple[str, str], list[Delivery]] = {}
-        for delivery in todo:
-            codes = delivery.item.extra.get("codes") or {}
-            if delivery.recipient is not None and codes.get("pool"):
-                pools.setdefault((delivery.calendar, delivery.item.id), []).append(delivery)
-        if not pools:
-            return todo
-        assigned: dict[str, str] = {}
-        stopped: dict[tuple[str, str], str] = {}  # an offer that cannot go out: why
-        for (calendar, item_id), group in pools.items():
-            item = group[0].item
-            pool = f"{calendar}/{item_id}"
-            try:
-                codes = pool_codes(self.project, item)
-                keys = sorted({d.recipient.key for d in group if d.recipient})
-                given = ledger.reserve_codes(pool, keys, codes, now=self.clock())
-            except OSError as exc:
-                stopped[(calendar, item_id)] = (
-                    f"cannot read its code pool {item.extra['codes']['pool']}: {exc.strerror}"
-                )
-                continue
-            except UnicodeDecodeError:
-                stopped[(calendar, item_id)] = (
-                    f"its code pool {item.extra['codes']['pool']} is not UTF-8 text"
-                )
-                continue
-            except LedgerError as exc:  # too few codes for the members: none is sent
-                stopped[(calendar, item_id)] = str(exc)
-                continue
-            for delivery in group:
-                if delivery.recipient is not None:
-                    assigned[delivery.id] = given[delivery.recipient.key]
-        for key, why in stopped.items():
-
-            def in_item(d: Delivery, key: tuple[str, str] = key) -> bool:
-                return (d.calendar, d.item.id) == key
-
-            todo = self._block(report, todo, in_item, why)
-        return [replace(d, code=assigned[d.id]) if d.id in assigned else d for d in todo]
+        return held(delivery, record)
 
     def _late_text(self, delivery: Delivery) -> str:
         from commcal.timeutil import format_duration
@@ -783,7 +573,9 @@ class Publisher:
                 self._report(
                     report,
                     Outcome(
-                        delivery, State.FAILED, f"channel {name!r} is not configured correctly"
+                        delivery,
+                        OutcomeState.FAILED,
+                        f"channel {name!r} is not configured correctly",
                     ),
                 )
             return
@@ -854,7 +646,10 @@ class Publisher:
                 claim = ledger.extend(claim, self.clock(), publish.lease)
                 if claim is None:
                     self._report(
-                        report, Outcome(delivery, "held", "claim lost to another worker; not sent")
+                        report,
+                        Outcome(
+                            delivery, OutcomeState.HELD, "claim lost to another worker; not sent"
+                        ),
                     )
                     continue
             outcome = self._deliver(ledger, adapter, delivery, claim, recorder)
@@ -895,10 +690,12 @@ class Publisher:
                 detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
                 self._report(
                     report,
-                    Outcome(delivery, State.PENDING, detail, attempts=claim.attempt - 1),
+                    Outcome(delivery, OutcomeState.PENDING, detail, attempts=claim.attempt - 1),
                 )
             else:
-                self._report(report, Outcome(delivery, "held", "claim lost to another worker"))
+                self._report(
+                    report, Outcome(delivery, OutcomeState.HELD, "claim lost to another worker")
+                )
 
     def _deliver(
         self,
@@ -923,18 +720,22 @@ class Publisher:
                 scope=scope_of(adapter)[0],
             )
         if claim is None:
-            record = ledger.get(delivery.id)
-            state = record.state if record else "held"
-            return Outcome(
-                delivery,
-                "already" if state == State.SENT else str(state),
-                record.last_error or "" if record else "",
-                record.url if record else None,
-            )
+            return self._not_claimed(ledger, delivery)
         if not planned.ok or planned.message is None:
             reason = "; ".join(p.message for p in planned.problems) or "could not render"
             return self._fail(ledger, claim, delivery, f"not sent: {reason}")
         return self._send(ledger, adapter, delivery, claim, planned.message, recorder)
+
+    def _not_claimed(self, ledger: Ledger, delivery: Delivery) -> Outcome:
+        """The outcome of a delivery this run could not claim: another worker holds it (`held`,
+        like a dry run says), or it is finished or waiting for its retry (as its row says)."""
+        record = ledger.get(delivery.id)
+        if record is None or record.state in HELD:
+            return held(delivery, record)
+        state = (
+            OutcomeState.ALREADY if record.state is State.SENT else OutcomeState.of(record.state)
+        )
+        return Outcome(delivery, state, record.last_error or "", record.url)
 
     def _send(
         self,
@@ -951,7 +752,10 @@ class Publisher:
                 receipt = self._begin_and_send(ledger, adapter, claim, message, delivery.id)
             except TransientError as exc:
                 error = adapter.redact(str(exc))
-                delay = self._backoff(claim.attempt, exc.retry_after)
+                base = publish.retry_delay.total_seconds()
+                delay = backoff(claim.attempt, exc.retry_after, base)
+                # Waited for here only if no draw could be longer (see publish.retry).
+                inline = max(delay, ceiling(claim.attempt, base)) <= MAX_INLINE_WAIT
                 retry_at = self.clock() + timedelta(seconds=delay)
                 if exc.maybe_sent and not self._may_repeat(ledger, adapter, delivery, retry_at):
                     # Retrying could post twice: leave it `sending` and let the lease turn it
@@ -967,19 +771,19 @@ class Publisher:
                         maybe_sent=exc.maybe_sent,
                     )
                 except StaleClaim as stale:
-                    return Outcome(delivery, "held", str(stale))
+                    return Outcome(delivery, OutcomeState.HELD, str(stale))
                 circuit_open = self._open_circuit(adapter, exc, error, retry_at)
                 if state == State.FAILED:
                     return Outcome(
                         delivery,
-                        State.FAILED,
+                        OutcomeState.FAILED,
                         f"{error} (after {claim.attempt} attempts)",
                         attempts=claim.attempt,
                     )
-                if circuit_open or delay > MAX_INLINE_WAIT or self.stop.is_set():
+                if circuit_open or not inline or self.stop.is_set():
                     return Outcome(
                         delivery,
-                        State.PENDING,
+                        OutcomeState.PENDING,
                         f"{error}; retry at {retry_at:%H:%M:%S} UTC",
                         attempts=claim.attempt,
                     )
@@ -994,7 +798,7 @@ class Publisher:
                     scope=scope_of(adapter)[0],
                 )
                 if next_claim is None:
-                    return Outcome(delivery, State.PENDING, f"{error}; retry later")
+                    return Outcome(delivery, OutcomeState.PENDING, f"{error}; retry later")
                 claim = next_claim
                 continue
             except PermanentError as exc:
@@ -1008,11 +812,13 @@ class Publisher:
                 error = adapter.redact(f"unexpected {type(exc).__name__} while sending: {exc}")
                 return self._unknown(ledger, claim, delivery, error)
             if receipt is None:
-                return Outcome(delivery, "held", "claim lost to another worker; not sent")
+                return Outcome(
+                    delivery, OutcomeState.HELD, "claim lost to another worker; not sent"
+                )
             sent = Sent(claim, receipt.remote_id, receipt.url, self.clock(), receipt.note)
             outcome = Outcome(
                 delivery,
-                State.SENT,
+                OutcomeState.SENT,
                 receipt.remote_id or receipt.note,
                 receipt.url,
                 claim.attempt,
@@ -1025,7 +831,7 @@ class Publisher:
                     claim, remote_id=sent.remote_id, url=sent.url, now=sent.now, note=sent.note
                 )
             except StaleClaim as stale:
-                return Outcome(delivery, "held", str(stale))
+                return Outcome(delivery, OutcomeState.HELD, str(stale))
             return outcome
 
     def _begin_and_send(
@@ -1060,8 +866,8 @@ class Publisher:
         try:
             ledger.record_failed(claim, error=error, now=self.clock())
         except StaleClaim as stale:
-            return Outcome(delivery, "held", str(stale))
-        return Outcome(delivery, State.FAILED, error, attempts=claim.attempt)
+            return Outcome(delivery, OutcomeState.HELD, str(stale))
+        return Outcome(delivery, OutcomeState.FAILED, error, attempts=claim.attempt)
 
     def _unknown(self, ledger: Ledger, claim: Claim, delivery: Delivery, error: str) -> Outcome:
         # Expire our own lease now so the ledger's rule (SENDING + lost lease, not idempotent)
@@ -1076,16 +882,10 @@ class Publisher:
         )
         return Outcome(
             delivery,
-            State.UNKNOWN,
+            OutcomeState.UNKNOWN,
             f"{error}; {unresolved(delivery)}",
             attempts=claim.attempt,
         )
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never sooner than the server's Retry-After."""
-        base = self.config.publish.retry_delay.total_seconds()
-        delay = random.uniform(base / 2, base) * (2 ** max(0, attempt - 1))
-        return float(max(delay, retry_after or 0.0))
 
 
 def publish(
@@ -1107,7 +907,7 @@ def publish(
         raise ConfigError(blocker)
     publisher = Publisher(
         project.publishable(),
-        state_url(project, state),
+        project.config.ledger_url(state),
         now or datetime.now(UTC),
         dry_run=dry_run,
         filters=filters,

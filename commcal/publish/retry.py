@@ -1,0 +1,40 @@
+"""How long a transient failure waits before its next attempt.
+
+Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"):
+the wait is drawn uniformly from [0, ceiling], where the ceiling starts at `publish.retry_delay`
+for the first retry, doubles with each attempt, and stops at MAX_RETRY_DELAY (or at
+`retry_delay` itself when that is set longer). Deliveries that failed together (a channel's
+outage) thus spread out instead of retrying in lock-step, and no wait grows without bound. A
+server's Retry-After (HTTP 429/503) is a floor: never retry sooner than it asks.
+
+Whether a run waits for the retry itself or leaves the delivery `pending` for a later run is
+decided by the ceiling, not by the draw (`publisher.MAX_INLINE_WAIT`): with a `retry_delay` of
+10m a run never sits out a lucky 20-second draw, it leaves the retry to the next run, as it
+always did; the draw only spreads when that retry comes due.
+"""
+
+from __future__ import annotations
+
+import random
+
+# The longest ceiling the doubling reaches: one hour. With the default retry_delay (30s) it is
+# reached at the 8th attempt; max_attempts (5 by default, at most 100) bounds the retries.
+MAX_RETRY_DELAY = 3600.0
+
+
+def ceiling(attempt: int, base: float) -> float:
+    """The longest wait after failed attempt number `attempt` (1 for the first)."""
+    doublings = min(max(0, attempt - 1), 64)  # 2**64 * any base is past the cap already
+    return min(max(MAX_RETRY_DELAY, base), base * 2.0**doublings)
+
+
+def backoff(
+    attempt: int,
+    retry_after: float | None,
+    base: float,
+    *,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
+    delay = (rng or random).uniform(0.0, ceiling(attempt, base))
+    return max(delay, retry_after or 0.0)
