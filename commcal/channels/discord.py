@@ -20,15 +20,14 @@ from urllib.parse import urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
-    Channel,
     Message,
     PermanentError,
     Receipt,
     SendError,
     Setting,
-    TransientError,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ HINTS: Mapping[int, str] = {
 }
 
 
-class DiscordChannel(Channel):
+class DiscordChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name: ClassVar[str] = "discord"
     description: ClassVar[str] = "Post to a Discord channel through a webhook (polls too)."
@@ -102,17 +101,8 @@ class DiscordChannel(Channel):
             problems = poll_problems(poll)
             if problems:
                 raise PermanentError("poll: " + "; ".join(problems))
-        try:
-            response = httpkit.request(
-                self.http,
-                "POST",
-                url,
-                # wait=true: answer with the Message object, and fail loudly if it was not saved.
-                params={"wait": "true"},
-                json=self.payload(message),
-            )
-        except SendError as exc:
-            raise self.explained(exc, exc.response) from None
+        # wait=true: answer with the Message object, and fail loudly if it was not saved.
+        response = self.call("POST", url, params={"wait": "true"}, json=self.payload(message))
         return _receipt(response)
 
     def payload(self, message: Message) -> dict[str, Any]:
@@ -130,32 +120,24 @@ class DiscordChannel(Channel):
             }
         return payload
 
-    def explained(self, exc: SendError, response: requests.Response | None) -> SendError:
-        """The error with Discord's own detail and its `retry_after`, without the URL and
-        without the cause (a requests exception names the full URL)."""
-        text = self.redact(str(exc), REASON_LIMIT)
-        body: Any = None
-        if response is not None:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-        if isinstance(body, dict):
-            detail = _field_errors(body.get("errors"))
-            if detail:
-                text += f" ({self.redact(detail, REASON_LIMIT)})"
-            code = body.get("code")
-            if isinstance(code, int) and code in HINTS:
-                text += f" ({HINTS[code]})"
-        if isinstance(exc, TransientError):
-            retry_after = exc.retry_after
-            if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
-                # The body's float is more precise than the header's whole seconds.
-                retry_after = float(body["retry_after"])
-            return TransientError(
-                text, retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
-            )
-        return PermanentError(text)
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
+        """Discord's own detail (the fields it refused, `HINTS`)."""
+        text = self.redact(str(error), REASON_LIMIT)
+        body = httpkit.json_body(response) if response is not None else {}
+        detail = _field_errors(body.get("errors"))
+        if detail:
+            text += f" ({self.redact(detail, REASON_LIMIT)})"
+        code = body.get("code")
+        if isinstance(code, int) and code in HINTS:
+            text += f" ({HINTS[code]})"
+        return text
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        body = httpkit.json_body(response) if response is not None else {}
+        if isinstance(body.get("retry_after"), int | float):
+            # The body's float is more precise than the header's whole seconds.
+            return float(body["retry_after"])
+        return super().retry_after(error, response)
 
 
 def poll_problems(poll: Any) -> list[str]:

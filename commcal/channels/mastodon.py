@@ -10,14 +10,12 @@ import mimetypes
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -26,6 +24,7 @@ from commcal.channels.base import (
     poll_option_problems,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import graphemes, mastodon_length
 from commcal.errors import ConfigError
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 
-class MastodonChannel(Channel):
+class MastodonChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "mastodon"
     description = "A status on a Mastodon (or compatible) account"
@@ -57,6 +56,9 @@ class MastodonChannel(Channel):
     # (app/validators/status_length_validator.rb).
     max_length = 500
     length_unit = "characters"
+    # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
+    # (https://docs.joinmastodon.org/api/rate-limits/).
+    rate_limit_reset = ("X-RateLimit-Reset", "iso")
     # Mastodon keeps an Idempotency-Key for one hour and answers a repeat with the first status
     # (https://docs.joinmastodon.org/methods/statuses/#create, header Idempotency-Key). Later
     # than that a repeat could post twice, so the ledger records such a send `unknown` instead.
@@ -139,28 +141,9 @@ class MastodonChannel(Channel):
 
     # -- network --------------------------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
-        return str(self.value("instance")).rstrip("/") + path
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret('token')}"}
-
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self._headers(), **kwargs.pop("headers", {})}
-        try:
-            return httpkit.request(
-                self.http,
-                method,
-                self._url(path),
-                headers=headers,
-                **kwargs,
-            )
-        except TransientError as exc:
-            # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
-            # (https://docs.joinmastodon.org/api/rate-limits/).
-            if exc.retry_after is None and exc.response is not None:
-                exc.retry_after = _reset_seconds(exc.response.headers.get("X-RateLimit-Reset"))
-            raise
+        url = str(self.value("instance")).rstrip("/") + path
+        return self.call(method, url, token=self.secret("token"), **kwargs)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {
@@ -244,13 +227,3 @@ def _json(response: requests.Response) -> dict[str, Any]:
             f"HTTP {response.status_code}: unexpected answer (a JSON {type(body).__name__})"
         )
     return body
-
-
-def _reset_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max(0.0, when.timestamp() - time.time())

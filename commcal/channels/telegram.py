@@ -16,7 +16,6 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -26,6 +25,7 @@ from commcal.channels.base import (
     poll_option_problems,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
 
@@ -78,7 +78,7 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     return text
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "telegram"
     description = "A Telegram message or poll sent by a bot"
@@ -179,49 +179,52 @@ class TelegramChannel(Channel):
         response = self._post(method, payload)
         body = httpkit.json_body(response)
         if not body.get("ok"):
-            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
         return body.get("result")
 
     def _post(self, method: str, payload: Mapping[str, Any]) -> requests.Response:
         """POST one Bot API method; the 2xx answer, or the error. No error holds the URL."""
         url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
-        failure: SendError | None = None
-        response: requests.Response | None = None
-        try:
-            response = httpkit.request(self.http, "POST", url, json=dict(payload))
-        except SendError as exc:
-            failure = exc
-        # Raised outside the except block, so the requests exception (whose text can hold the
-        # URL, token included) is neither the cause nor the context of what we raise.
-        if failure is not None:
-            raise self._error(failure, failure.response)
-        assert response is not None
-        return response
+        return self.call("POST", url, json=dict(payload))
 
-    def _error(self, failure: SendError, response: requests.Response | None) -> SendError:
-        host = urlsplit(str(self.value("api_url"))).netloc
+    # Bot API errors are {"ok": false, "error_code", "description", "parameters"}
+    # (https://core.telegram.org/bots/api#making-requests,
+    # https://core.telegram.org/bots/api#responseparameters).
+
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
         if response is None:
-            text = str(failure)
-            return httpkit.carry(type(failure)(self.redact(text)), failure)
+            return self.redact(str(error))
+        host = urlsplit(str(self.value("api_url"))).netloc
         body = httpkit.json_body(response)
         code = body.get("error_code", response.status_code)
         description = str(body.get("description") or "").strip()
         text = self.redact(
             f"{host} answered {code}" + (f": {description}" if description else ""), REASON_LIMIT
         )
-        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-        assert isinstance(parameters, dict)
-        # https://core.telegram.org/bots/api#responseparameters
+        parameters = _parameters(body)
         if "migrate_to_chat_id" in parameters:
             text += f" (the group is now chat_id {parameters['migrate_to_chat_id']})"
-        if isinstance(failure, TransientError) or code == 429:
-            # A 429 says when in parameters.retry_after, not in a Retry-After header.
-            retry_after = parameters.get("retry_after")
-            if retry_after is None and isinstance(failure, TransientError):
-                retry_after = failure.retry_after
-            seconds = float(retry_after) if retry_after is not None else None
-            return httpkit.carry(TransientError(text, seconds), failure)
-        return httpkit.carry(PermanentError(text), failure)
+        return text
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        # A 429 says when in parameters.retry_after, not in a Retry-After header.
+        body = httpkit.json_body(response) if response is not None else {}
+        retry_after = _parameters(body).get("retry_after")
+        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+            return float(retry_after)
+        return super().retry_after(error, response)
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        body = httpkit.json_body(response) if response is not None else {}
+        if response is not None and body.get("error_code", response.status_code) == 429:
+            return TransientError(text, retry_after)  # a 429 in the body of a 2xx too
+        return super().new_error(text, retry_after, error, response)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
@@ -254,7 +257,7 @@ class TelegramChannel(Channel):
             response = self._post("sendMessage", payload)
         body = httpkit.json_body(response)
         if body.get("ok") is False:  # a refusal, in a 2xx (the Bot API itself uses 4xx)
-            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
         # Any other 2xx is a message in the chat: without its id, it is sent with the id
         # unknown (recorded, never posted again), not a failure that a retry would repeat.
         result = body.get("result")
@@ -268,6 +271,11 @@ class TelegramChannel(Channel):
         me = self._call("getMe", {})
         name = me.get("username", "?") if isinstance(me, dict) else "?"
         return f"token works for bot @{name}"
+
+
+def _parameters(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    parameters = body.get("parameters")
+    return parameters if isinstance(parameters, dict) else {}
 
 
 def message_url(chat_id: Any, message_id: str) -> str | None:
