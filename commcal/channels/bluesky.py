@@ -211,9 +211,11 @@ class BlueskyChannel(HttpChannel):
     # bluesky-social/indigo#873; atproto#4728 adds an explicit error) and send() then finds the
     # record already there with com.atproto.repo.getRecord and returns it.
     idempotent = True
-    # app.bsky.feed.post `langs` maxLength 3; app.bsky.embed.images: 4 images, 1,000,000 bytes.
-    max_images = 4
-    max_image_bytes = 1_000_000
+    # Images only: app.bsky.embed.images takes 4, of at most 1,000,000 bytes each (images
+    # maxLength 4, image maxSize 1000000 in https://github.com/bluesky-social/atproto/blob/main/
+    # lexicons/app/bsky/embed/images.json). (app.bsky.feed.post `langs`: maxLength 3.)
+    max_media = 4
+    max_media_bytes = 1_000_000
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
@@ -239,15 +241,15 @@ class BlueskyChannel(HttpChannel):
                 f"text is {size} bytes in UTF-8, over bluesky's limit of {self.max_bytes} "
                 f"by {size - self.max_bytes}"
             )
-        if len(message.media) > self.max_images:
-            problems.append(f"at most {self.max_images} images, not {len(message.media)}")
+        if len(message.media) > self.max_media:
+            problems.append(f"at most {self.max_media} images, not {len(message.media)}")
         for media in message.media:
             mime = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
             if not mime.startswith("image/"):
                 problems.append(f"{media.path}: this adapter posts images only")
             if not os.path.isfile(media.path):
                 problems.append(f"media file {media.path} does not exist")
-            elif os.path.getsize(media.path) > self.max_image_bytes:
+            elif os.path.getsize(media.path) > self.max_media_bytes:
                 problems.append(f"{media.path} is over bluesky's image limit of 1,000,000 bytes")
         # Bluesky has no polls: options["poll"] is ignored; templates render a text fallback.
         return problems

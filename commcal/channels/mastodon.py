@@ -64,17 +64,20 @@ class MastodonChannel(HttpChannel):
     # than that a repeat could post twice, so the ledger records such a send `unknown` instead.
     idempotent = True
     idempotency_window = 3600.0
-    # Defaults of configuration.polls and configuration.media_attachments
-    # (https://docs.joinmastodon.org/entities/Instance/#polls).
+    # Defaults of configuration.polls (https://docs.joinmastodon.org/entities/Instance/#polls);
+    # a poll needs at least 2 options (app/validators/poll_options_validator.rb).
+    poll_min_options = 2
     poll_max_options = 4
-    poll_max_option_chars = 50
+    poll_max_option_length = 50
     poll_min_seconds = 300
     poll_max_seconds = 2_629_746
-    media_max = 4
+    # configuration.statuses.max_media_attachments
+    # (https://docs.joinmastodon.org/entities/Instance/#max_media_attachments).
+    max_media = 4
     # POST /api/v2/media answers 202 while a large file is processed; GET /api/v1/media/:id then
     # answers 206 until done (https://docs.joinmastodon.org/methods/media/#get).
-    media_poll_attempts = 10
-    media_poll_interval = 1.0
+    processing_checks = 10
+    processing_interval = 1.0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "instance")
@@ -107,8 +110,8 @@ class MastodonChannel(HttpChannel):
         visibility = options.get("visibility")
         if visibility is not None and visibility not in VISIBILITIES:
             problems.append(f"visibility must be one of {', '.join(VISIBILITIES)}")
-        if len(message.media) > self.media_max:
-            problems.append(f"at most {self.media_max} media attachments, not {len(message.media)}")
+        if len(message.media) > self.max_media:
+            problems.append(f"at most {self.max_media} media attachments, not {len(message.media)}")
         for media in message.media:
             if not os.path.isfile(media.path):
                 problems.append(f"media file {media.path} does not exist")
@@ -124,9 +127,9 @@ class MastodonChannel(HttpChannel):
             return [NOT_A_POLL]
         problems = poll_option_problems(
             poll,
-            fewest=2,
+            fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_max_option_chars,
+            longest=self.poll_max_option_length,
             measure=graphemes,
         )
         duration = poll.get("duration_seconds")
@@ -202,8 +205,8 @@ class MastodonChannel(HttpChannel):
             )
         media_id = str(attachment["id"])
         if response.status_code == 202:
-            for _ in range(self.media_poll_attempts):
-                self.sleep(self.media_poll_interval)
+            for _ in range(self.processing_checks):
+                self.sleep(self.processing_interval)
                 if self._call("GET", f"/api/v1/media/{media_id}").status_code == 200:
                     break
             else:

@@ -57,6 +57,8 @@ class MatrixChannel(HttpChannel):
     # Synapse forgets a transaction id after 30 to 60 minutes (synapse/rest/client/
     # transactions.py, CLEANUP_PERIOD_MS); the spec promises no duration at all.
     idempotency_window = 1800.0
+    # Text only: this adapter does not upload media (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "homeserver")

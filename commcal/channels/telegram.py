@@ -103,11 +103,16 @@ class TelegramChannel(HttpChannel):
     idempotent = False
     # sendPoll: question 1-300 characters, 2-12 options of 1-100 characters, open_period 5-600 s
     # (https://core.telegram.org/bots/api#sendpoll, https://core.telegram.org/bots/api#inputpolloption).
-    poll_question_max = 300
+    poll_max_question_length = 300
     poll_min_options = 2
     poll_max_options = 12
-    poll_option_max = 100
-    poll_open_period = (5, 600)
+    poll_max_option_length = 100
+    # open_period is 5 to 600 seconds; a longer poll is sent without one and stays open until
+    # stopped, so there is no longest time.
+    poll_min_seconds = 5
+    open_period_max = 600
+    # Text and polls only: this adapter does not send photos or files (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -157,17 +162,19 @@ class TelegramChannel(HttpChannel):
             return [NOT_A_POLL]
         problems = []
         question = str(poll.get("question") or text)
-        if not 1 <= utf16_units(question) <= self.poll_question_max:
-            problems.append(f"a poll question needs 1 to {self.poll_question_max} characters")
+        if not 1 <= utf16_units(question) <= self.poll_max_question_length:
+            problems.append(
+                f"a poll question needs 1 to {self.poll_max_question_length} characters"
+            )
         problems += poll_option_problems(
             poll,
             fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_option_max,
+            longest=self.poll_max_option_length,
             measure=utf16_units,
         )
         duration = poll.get("duration_seconds")
-        low, _high = self.poll_open_period
+        low = self.poll_min_seconds
         if duration is not None and int(duration) < low:
             problems.append(f"a telegram poll stays open at least {low} seconds, not {duration}")
         return problems
@@ -242,7 +249,7 @@ class TelegramChannel(HttpChannel):
             # open_period only reaches 600 s; a longer poll is sent without one and stays open
             # (Telegram has no longer timer: https://core.telegram.org/bots/api#sendpoll).
             duration = poll.get("duration_seconds")
-            if duration is not None and int(duration) <= self.poll_open_period[1]:
+            if duration is not None and int(duration) <= self.open_period_max:
                 payload["open_period"] = int(duration)
             if poll.get("multiple"):
                 payload["allows_multiple_answers"] = True

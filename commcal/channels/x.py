@@ -50,8 +50,11 @@ class XChannel(HttpChannel):
     # (https://docs.x.com/x-api/posts/create-post, body field poll).
     poll_min_options = 2
     poll_max_options = 4
-    poll_option_max = 25
-    poll_minutes = (5, 10_080)
+    poll_max_option_length = 25
+    poll_min_seconds = 5 * 60
+    poll_max_seconds = 10_080 * 60
+    # Text and polls only: this adapter does not upload media (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -82,9 +85,9 @@ class XChannel(HttpChannel):
             poll,
             fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_option_max,
+            longest=self.poll_max_option_length,
         )
-        low, high = self.poll_minutes
+        low, high = self.poll_min_seconds // 60, self.poll_max_seconds // 60
         minutes = _minutes(poll)
         if not low <= minutes <= high:
             problems.append(f"an x poll stays open 5 minutes to 7 days, not {minutes} minutes")
