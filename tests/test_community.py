@@ -30,7 +30,7 @@ from commcal.ledger import State, open_ledger
 from commcal.members import unsubscribe_app
 from commcal.plan import deliveries, local_send_times
 from commcal.project import load_project
-from commcal.unsubscribe import UnsubscribeServer
+from commcal.unsubscribe_server import UnsubscribeServer
 from tests.conftest import MakeProject
 from tests.publish_support import Answer, Receiver, Request
 

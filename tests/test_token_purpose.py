@@ -20,7 +20,8 @@ from commcal.audience import recipient_key
 from commcal.ledger import open_ledger
 from commcal.members import unsubscribe_app
 from commcal.project import load_project
-from commcal.unsubscribe import UnsubscribeServer, open_token, sign
+from commcal.tokens import open_token, sign
+from commcal.unsubscribe_server import UnsubscribeServer
 from tests.conftest import MakeProject
 from tests.test_community import MEMBERS, SECRET, Mailbox, config, run, text_of
 

@@ -10,15 +10,8 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commcal.unsubscribe import (
-    UnsubscribeServer,
-    list_unsubscribe_headers,
-    make_app,
-    open_token,
-    sign,
-    unsubscribe_url,
-    verify,
-)
+from commcal.tokens import list_unsubscribe_headers, open_token, sign, unsubscribe_url, verify
+from commcal.unsubscribe_server import UnsubscribeServer, make_app
 
 SECRET = "s3cret-from-the-environment"
 

@@ -21,7 +21,8 @@ import requests
 
 from commcal.audience import recipient_key
 from commcal.ledger import open_ledger
-from commcal.unsubscribe import UnsubscribeServer, make_app, sign
+from commcal.tokens import sign
+from commcal.unsubscribe_server import UnsubscribeServer, make_app
 from tests.conftest import MakeProject
 from tests.test_community import MEMBERS, SECRET, config, free_port, run
 
@@ -242,7 +243,7 @@ def test_a_host_that_is_not_here_is_a_clear_error(
 
 
 def test_the_library_refuses_a_port_waitress_would_wrap() -> None:
-    from commcal.unsubscribe import ServerError
+    from commcal.unsubscribe_server import ServerError
 
     with pytest.raises(ServerError, match="port 99999 is not a port number"):
         UnsubscribeServer(make_app(SECRET, lambda key: True), "127.0.0.1", 99999)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.config import EnvRef as EnvRef  # its home is config; re-exported for adapters
 from commcal.errors import CommcalError, ConfigError
-from commcal.redact import Secrets
+from commcal.redact import MASK, Secrets
 
 if TYPE_CHECKING:
     import requests
@@ -157,7 +157,7 @@ def mask(value: Any) -> str:
     """How a private setting is shown anywhere: the reference, never the value."""
     if isinstance(value, EnvRef):
         return value.template
-    return "***" if value else ""
+    return MASK if value else ""
 
 
 def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -207,9 +207,23 @@ class Channel:
     # Whether a message needs a subject (mail) and whether the channel sends to recipients.
     needs_subject: ClassVar[bool] = False
     per_recipient: ClassVar[bool] = False
-    # Whether the network has native polls (Message.options["poll"]); elsewhere a poll's options
-    # are appended to the text as a numbered list (plan.poll_fallback).
+    # Polls (Message.options["poll"]: question, options, duration_seconds). Whether the network
+    # has native polls; elsewhere a poll's options are appended to the text as a numbered list
+    # (plan.poll_fallback). A channel with native polls states its network's limits under these
+    # names, each with a link to the page that says so, and its `check` tests them; None: the
+    # network sets no such limit (or has no polls).
     native_polls: ClassVar[bool] = False
+    poll_min_options: ClassVar[int | None] = None  # fewest options
+    poll_max_options: ClassVar[int | None] = None  # most options
+    poll_max_option_length: ClassVar[int | None] = None  # longest option, counted its way
+    poll_max_question_length: ClassVar[int | None] = None  # where a poll has its own question
+    poll_min_seconds: ClassVar[int | None] = None  # shortest time a poll stays open
+    poll_max_seconds: ClassVar[int | None] = None  # longest time a poll stays open
+    # Media (Message.media), with a link each where an adapter sets them: the most attachments
+    # of one message (0: the adapter sends none, and `check` says so) and the largest one in
+    # bytes; None: not checked.
+    max_media: ClassVar[int | None] = None
+    max_media_bytes: ClassVar[int | None] = None
     # A folder of the project where the adapter may keep state between runs (a login session),
     # set by the project after construction (`<project>/.commcal`); None: keep nothing.
     state_dir: Path | None = None

@@ -20,7 +20,6 @@ import mimetypes
 import os
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,6 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -38,6 +36,7 @@ from commcal.channels.base import (
     TransientError,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import bluesky_facets, graphemes, utf8_bytes
 from commcal.errors import ConfigError
 
@@ -182,7 +181,7 @@ def record_key(idempotency_key: str) -> str:
     return "".join(reversed(chars))
 
 
-class BlueskyChannel(Channel):
+class BlueskyChannel(HttpChannel):
     type_name = "bluesky"
     description = "A post on a Bluesky (AT Protocol) account"
     settings_schema: ClassVar[Mapping[str, Setting]] = {
@@ -204,14 +203,19 @@ class BlueskyChannel(Channel):
     max_length = 300
     max_bytes = 3000
     length_unit = "graphemes"
+    # 429s say when the limit resets in ratelimit-reset, Unix seconds
+    # (https://docs.bsky.app/docs/advanced-guides/rate-limits).
+    rate_limit_reset = ("ratelimit-reset", "epoch")
     # The record key is derived from the idempotency key, so a repeated create of the same
     # delivery cannot make a second post: the PDS refuses it (today with HTTP 500, see
     # bluesky-social/indigo#873; atproto#4728 adds an explicit error) and send() then finds the
     # record already there with com.atproto.repo.getRecord and returns it.
     idempotent = True
-    # app.bsky.feed.post `langs` maxLength 3; app.bsky.embed.images: 4 images, 1,000,000 bytes.
-    max_images = 4
-    max_image_bytes = 1_000_000
+    # Images only: app.bsky.embed.images takes 4, of at most 1,000,000 bytes each (images
+    # maxLength 4, image maxSize 1000000 in https://github.com/bluesky-social/atproto/blob/main/
+    # lexicons/app/bsky/embed/images.json). (app.bsky.feed.post `langs`: maxLength 3.)
+    max_media = 4
+    max_media_bytes = 1_000_000
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
@@ -237,15 +241,15 @@ class BlueskyChannel(Channel):
                 f"text is {size} bytes in UTF-8, over bluesky's limit of {self.max_bytes} "
                 f"by {size - self.max_bytes}"
             )
-        if len(message.media) > self.max_images:
-            problems.append(f"at most {self.max_images} images, not {len(message.media)}")
+        if len(message.media) > self.max_media:
+            problems.append(f"at most {self.max_media} images, not {len(message.media)}")
         for media in message.media:
             mime = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
             if not mime.startswith("image/"):
                 problems.append(f"{media.path}: this adapter posts images only")
             if not os.path.isfile(media.path):
                 problems.append(f"media file {media.path} does not exist")
-            elif os.path.getsize(media.path) > self.max_image_bytes:
+            elif os.path.getsize(media.path) > self.max_media_bytes:
                 problems.append(f"{media.path} is over bluesky's image limit of 1,000,000 bytes")
         # Bluesky has no polls: options["poll"] is ignored; templates render a text fallback.
         return problems
@@ -260,39 +264,31 @@ class BlueskyChannel(Channel):
         auth: str | None = "access",
         **kwargs: Any,
     ) -> requests.Response:
-        """One XRPC call. Errors carry the XRPC `error` name and `message`, and 429s the
-        `ratelimit-reset` time (https://docs.bsky.app/docs/advanced-guides/rate-limits)."""
-        headers = dict(kwargs.pop("headers", {}))
+        """One XRPC call. Errors carry the XRPC `error` name and `message` (`new_error`)."""
+        token = None
         if auth is not None:
             session = self._login()
-            headers["Authorization"] = (
-                f"Bearer {session['accessJwt' if auth == 'access' else 'refreshJwt']}"
-            )
+            token = str(session["accessJwt" if auth == "access" else "refreshJwt"])
         url = str(self.value("service")).rstrip("/") + "/xrpc/" + nsid
-        failure: SendError
-        try:
-            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
-        except SendError as exc:
-            failure = exc
-        if failure.response is None:
-            raise failure
-        response = failure.response
+        return self.call(method, url, token=token, **kwargs)
+
+    def error_reason(self, response: requests.Response) -> str:
         name, reason = _xrpc_error(response)
-        text = self.redact(
-            f"HTTP {response.status_code}: {name}: {reason}" if name else str(failure)
-        )
-        if isinstance(failure, TransientError):
-            retry_after = failure.retry_after
-            reset = response.headers.get("ratelimit-reset", "")
-            if retry_after is None and reset.isdigit():
-                retry_after = max(0.0, int(reset) - time.time())
-            raise httpkit.carry(
-                XrpcTransientError(text, retry_after, status=response.status_code, name=name),
-                failure,
-            )
-        raise httpkit.carry(
-            XrpcPermanentError(text, status=response.status_code, name=name), failure
-        )
+        return f"HTTP {response.status_code}: {name}: {reason}" if name else ""
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        if response is None:
+            return super().new_error(text, retry_after, error, response)
+        name = _xrpc_error(response)[0]
+        if isinstance(error, TransientError):
+            return XrpcTransientError(text, retry_after, status=response.status_code, name=name)
+        return XrpcPermanentError(text, status=response.status_code, name=name)
 
     # -- the session ----------------------------------------------------------------------------
 

@@ -20,27 +20,19 @@ from urllib.parse import urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
-    Channel,
     Message,
     PermanentError,
     Receipt,
     SendError,
     Setting,
-    TransientError,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
     import requests
 
-# Poll limits, https://discord.com/developers/docs/resources/poll#poll-create-request-object and
-# #poll-media-object: question text 300, answer text 55, up to 10 answers, duration in whole
-# hours up to 32 days.
-POLL_QUESTION_MAX = 300
-POLL_ANSWER_MAX = 55
-POLL_ANSWERS_MAX = 10
-POLL_HOURS_MAX = 32 * 24
 # Webhook usernames: 1-80 characters, and Discord refuses names containing these words.
 # https://discord.com/developers/docs/resources/user#usernames-and-nicknames
 USERNAME_MAX = 80
@@ -52,7 +44,7 @@ HINTS: Mapping[int, str] = {
 }
 
 
-class DiscordChannel(Channel):
+class DiscordChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name: ClassVar[str] = "discord"
     description: ClassVar[str] = "Post to a Discord channel through a webhook (polls too)."
@@ -72,6 +64,15 @@ class DiscordChannel(Channel):
     length_unit: ClassVar[str] = "characters"
     # Execute Webhook takes no idempotency key (no nonce enforcement for webhooks).
     idempotent: ClassVar[bool] = False
+    # Poll limits, https://discord.com/developers/docs/resources/poll#poll-create-request-object
+    # and #poll-media-object: question text 300, answer text 55, 1 to 10 answers, duration in
+    # whole hours up to 32 days.
+    poll_max_question_length = 300
+    poll_max_option_length = 55
+    poll_min_options = 1
+    poll_max_options = 10
+    poll_min_seconds = 3600
+    poll_max_seconds = 32 * 24 * 3600
 
     def configure(self) -> None:
         username = self.options.get("username")
@@ -86,7 +87,7 @@ class DiscordChannel(Channel):
         if poll is not None:
             # A message may be just a poll: its text may then be empty.
             problems = [p for p in problems if p != "message is empty"]
-            problems.extend(poll_problems(poll))
+            problems.extend(self.poll_problems(poll))
         return problems
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
@@ -99,20 +100,11 @@ class DiscordChannel(Channel):
             )
         poll = message.options.get("poll")
         if poll is not None:
-            problems = poll_problems(poll)
+            problems = self.poll_problems(poll)
             if problems:
                 raise PermanentError("poll: " + "; ".join(problems))
-        try:
-            response = httpkit.request(
-                self.http,
-                "POST",
-                url,
-                # wait=true: answer with the Message object, and fail loudly if it was not saved.
-                params={"wait": "true"},
-                json=self.payload(message),
-            )
-        except SendError as exc:
-            raise self.explained(exc, exc.response) from None
+        # wait=true: answer with the Message object, and fail loudly if it was not saved.
+        response = self.call("POST", url, params={"wait": "true"}, json=self.payload(message))
         return _receipt(response)
 
     def payload(self, message: Message) -> dict[str, Any]:
@@ -130,76 +122,70 @@ class DiscordChannel(Channel):
             }
         return payload
 
-    def explained(self, exc: SendError, response: requests.Response | None) -> SendError:
-        """The error with Discord's own detail and its `retry_after`, without the URL and
-        without the cause (a requests exception names the full URL)."""
-        text = self.redact(str(exc), REASON_LIMIT)
-        body: Any = None
-        if response is not None:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-        if isinstance(body, dict):
-            detail = _field_errors(body.get("errors"))
-            if detail:
-                text += f" ({self.redact(detail, REASON_LIMIT)})"
-            code = body.get("code")
-            if isinstance(code, int) and code in HINTS:
-                text += f" ({HINTS[code]})"
-        if isinstance(exc, TransientError):
-            retry_after = exc.retry_after
-            if isinstance(body, dict) and isinstance(body.get("retry_after"), int | float):
-                # The body's float is more precise than the header's whole seconds.
-                retry_after = float(body["retry_after"])
-            return TransientError(
-                text, retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
-            )
-        return PermanentError(text)
-
-
-def poll_problems(poll: Any) -> list[str]:
-    """Offline problems with a `poll` option {"question", "options", "duration_seconds"}."""
-    if not isinstance(poll, Mapping):
-        return ["poll must be a mapping with question, options and duration_seconds"]
-    problems = []
-    question = poll.get("question")
-    if not isinstance(question, str) or not question.strip():
-        problems.append("poll question is missing")
-    elif len(question) > POLL_QUESTION_MAX:
-        problems.append(
-            f"poll question is {len(question)} characters, over Discord's limit of "
-            f"{POLL_QUESTION_MAX} by {len(question) - POLL_QUESTION_MAX}"
-        )
-    answers = poll.get("options")
-    if not isinstance(answers, list | tuple) or not answers:
-        problems.append("poll needs a list of options (answers)")
-    else:
-        if len(answers) > POLL_ANSWERS_MAX:
+    def poll_problems(self, poll: Any) -> list[str]:
+        """Offline problems with a `poll` option {"question", "options", "duration_seconds"}."""
+        if not isinstance(poll, Mapping):
+            return ["poll must be a mapping with question, options and duration_seconds"]
+        question_max, answer_max = self.poll_max_question_length, self.poll_max_option_length
+        problems = []
+        question = poll.get("question")
+        if not isinstance(question, str) or not question.strip():
+            problems.append("poll question is missing")
+        elif len(question) > question_max:
             problems.append(
-                f"poll has {len(answers)} options, Discord allows at most {POLL_ANSWERS_MAX}"
+                f"poll question is {len(question)} characters, over Discord's limit of "
+                f"{question_max} by {len(question) - question_max}"
             )
-        for number, answer in enumerate(answers, 1):
-            if not isinstance(answer, str) or not answer.strip():
-                problems.append(f"poll option {number} is empty")
-            elif len(answer) > POLL_ANSWER_MAX:
+        answers = poll.get("options")
+        if not isinstance(answers, list | tuple) or not answers:
+            problems.append("poll needs a list of options (answers)")
+        else:
+            if len(answers) > self.poll_max_options:
                 problems.append(
-                    f"poll option {number} is {len(answer)} characters, over Discord's limit "
-                    f"of {POLL_ANSWER_MAX} by {len(answer) - POLL_ANSWER_MAX}"
+                    f"poll has {len(answers)} options, Discord allows at most "
+                    f"{self.poll_max_options}"
                 )
-    seconds = poll.get("duration_seconds")
-    if isinstance(seconds, bool) or not isinstance(seconds, int):
-        problems.append("poll duration_seconds must be a whole number of seconds")
-    elif seconds < 3600 or seconds % 3600:
-        problems.append(
-            f"poll duration is {seconds} seconds; Discord polls last whole hours (3600, 7200 ...)"
-        )
-    elif seconds // 3600 > POLL_HOURS_MAX:
-        problems.append(
-            f"poll duration is {seconds // 3600} hours, over Discord's limit of "
-            f"{POLL_HOURS_MAX} (32 days)"
-        )
-    return problems
+            for number, answer in enumerate(answers, 1):
+                if not isinstance(answer, str) or not answer.strip():
+                    problems.append(f"poll option {number} is empty")
+                elif len(answer) > answer_max:
+                    problems.append(
+                        f"poll option {number} is {len(answer)} characters, over Discord's limit "
+                        f"of {answer_max} by {len(answer) - answer_max}"
+                    )
+        seconds = poll.get("duration_seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            problems.append("poll duration_seconds must be a whole number of seconds")
+        elif seconds < self.poll_min_seconds or seconds % 3600:
+            problems.append(
+                f"poll duration is {seconds} seconds; Discord polls last whole hours "
+                "(3600, 7200 ...)"
+            )
+        elif seconds > self.poll_max_seconds:
+            problems.append(
+                f"poll duration is {seconds // 3600} hours, over Discord's limit of "
+                f"{self.poll_max_seconds // 3600} (32 days)"
+            )
+        return problems
+
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
+        """Discord's own detail (the fields it refused, `HINTS`)."""
+        text = self.redact(str(error), REASON_LIMIT)
+        body = httpkit.json_body(response) if response is not None else {}
+        detail = _field_errors(body.get("errors"))
+        if detail:
+            text += f" ({self.redact(detail, REASON_LIMIT)})"
+        code = body.get("code")
+        if isinstance(code, int) and code in HINTS:
+            text += f" ({HINTS[code]})"
+        return text
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        body = httpkit.json_body(response) if response is not None else {}
+        if isinstance(body.get("retry_after"), int | float):
+            # The body's float is more precise than the header's whole seconds.
+            return float(body["retry_after"])
+        return super().retry_after(error, response)
 
 
 def _username_problem(username: str) -> str:

@@ -1,10 +1,16 @@
-"""What every HTTP adapter does the same way: call, classify failures, read Retry-After."""
+"""What every HTTP adapter does the same way: call, classify failures, read Retry-After.
+
+`HttpChannel` is the base class of the HTTP adapters: its `call` makes every request to the
+network and turns a failure into the error the adapter raises. An adapter says only what is its
+network's own (the reason in an error body, when to try again); see `HttpChannel`.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from commcal.channels.base import Channel, PermanentError, SendError, TransientError
@@ -125,6 +131,98 @@ def carry(new: SendError, old: SendError) -> SendError:
         if key != "retry_after":  # the one thing `new` may know better
             vars(new)[key] = value
     return new
+
+
+def reset_seconds(value: str | None, form: Literal["epoch", "iso"]) -> float | None:
+    """Seconds from now until a rate limit resets, from a header that says when: `epoch` for
+    Unix seconds (X, Bluesky), `iso` for an ISO 8601 time (Mastodon); None if it says nothing
+    this can read."""
+    if not value:
+        return None
+    if form == "epoch":
+        # isascii: "²" is a digit to str.isdigit, and int() refuses it.
+        return max(0.0, int(value) - time.time()) if value.isascii() and value.isdigit() else None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HttpChannel(Channel):
+    """An adapter that talks to an HTTP API. Every request goes through `call`.
+
+    A failed call is raised as an error rebuilt by `failure`: its text is the network's own
+    reason (`error_reason`, or `error_text` for the whole text), redacted; it waits as long as
+    the network says (`retry_after`: the Retry-After header, else `rate_limit_reset`); it keeps
+    what httpkit knew (`maybe_sent`, `unreachable`); and nothing is chained to it, since the
+    requests exception behind it names the full URL, and URLs hold tokens.
+    """
+
+    # A header saying when a rate limit resets, read when an answer has no Retry-After:
+    # (name, "epoch") for Unix seconds, (name, "iso") for an ISO 8601 time; None: none.
+    rate_limit_reset: ClassVar[tuple[str, Literal["epoch", "iso"]] | None] = None
+
+    def call(
+        self, method: str, url: str, *, token: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One request; `Authorization: Bearer <token>` when a token is given. A 2xx answer is
+        returned; anything else is raised as `failure` rebuilds it."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        failed: SendError
+        try:
+            return request(self.http, method, url, headers=headers, **kwargs)
+        except SendError as exc:
+            failed = exc
+        # Raised outside the except block, so that the error httpkit raised (whose context is
+        # the requests exception) is neither the cause nor the context of what we raise.
+        raise self.failure(failed)
+
+    def failure(self, error: SendError, response: requests.Response | None = None) -> SendError:
+        """The error to raise for `error` (of httpkit, or one the adapter made for an answer
+        that refuses in a 2xx), explained with `response`: by default the answer it came with."""
+        if response is None:
+            response = error.response
+        text = self.error_text(error, response)
+        return carry(
+            self.new_error(text, self.retry_after(error, response), error, response), error
+        )
+
+    # -- what each network says its own way -----------------------------------------------------
+
+    def error_reason(self, response: requests.Response) -> str:
+        """The network's own reason for refusing, from its error body; "" keeps httpkit's
+        (`HTTP 403: <error or message field, or the body>`)."""
+        return ""
+
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
+        """The text of the error raised, redacted (`Channel.redact`)."""
+        reason = self.error_reason(response) if response is not None else ""
+        return self.redact(reason or str(error))
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        """Seconds until the network takes a request again: Retry-After, else the time in the
+        `rate_limit_reset` header; None: it did not say."""
+        seconds = error.retry_after if isinstance(error, TransientError) else None
+        if seconds is None and response is not None and self.rate_limit_reset is not None:
+            name, form = self.rate_limit_reset
+            seconds = reset_seconds(response.headers.get(name), form)
+        return seconds
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        """The error raised (before `carry` copies the flags of `error` to it): transient when
+        httpkit found it so, else permanent."""
+        if isinstance(error, TransientError):
+            return TransientError(text, retry_after)
+        return PermanentError(text)
 
 
 def check_https_url(channel: Channel, key: str) -> None:

@@ -10,14 +10,12 @@ import mimetypes
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -26,6 +24,7 @@ from commcal.channels.base import (
     poll_option_problems,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import graphemes, mastodon_length
 from commcal.errors import ConfigError
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 
-class MastodonChannel(Channel):
+class MastodonChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "mastodon"
     description = "A status on a Mastodon (or compatible) account"
@@ -57,22 +56,28 @@ class MastodonChannel(Channel):
     # (app/validators/status_length_validator.rb).
     max_length = 500
     length_unit = "characters"
+    # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
+    # (https://docs.joinmastodon.org/api/rate-limits/).
+    rate_limit_reset = ("X-RateLimit-Reset", "iso")
     # Mastodon keeps an Idempotency-Key for one hour and answers a repeat with the first status
     # (https://docs.joinmastodon.org/methods/statuses/#create, header Idempotency-Key). Later
     # than that a repeat could post twice, so the ledger records such a send `unknown` instead.
     idempotent = True
     idempotency_window = 3600.0
-    # Defaults of configuration.polls and configuration.media_attachments
-    # (https://docs.joinmastodon.org/entities/Instance/#polls).
+    # Defaults of configuration.polls (https://docs.joinmastodon.org/entities/Instance/#polls);
+    # a poll needs at least 2 options (app/validators/poll_options_validator.rb).
+    poll_min_options = 2
     poll_max_options = 4
-    poll_max_option_chars = 50
+    poll_max_option_length = 50
     poll_min_seconds = 300
     poll_max_seconds = 2_629_746
-    media_max = 4
+    # configuration.statuses.max_media_attachments
+    # (https://docs.joinmastodon.org/entities/Instance/#max_media_attachments).
+    max_media = 4
     # POST /api/v2/media answers 202 while a large file is processed; GET /api/v1/media/:id then
     # answers 206 until done (https://docs.joinmastodon.org/methods/media/#get).
-    media_poll_attempts = 10
-    media_poll_interval = 1.0
+    processing_checks = 10
+    processing_interval = 1.0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "instance")
@@ -105,8 +110,8 @@ class MastodonChannel(Channel):
         visibility = options.get("visibility")
         if visibility is not None and visibility not in VISIBILITIES:
             problems.append(f"visibility must be one of {', '.join(VISIBILITIES)}")
-        if len(message.media) > self.media_max:
-            problems.append(f"at most {self.media_max} media attachments, not {len(message.media)}")
+        if len(message.media) > self.max_media:
+            problems.append(f"at most {self.max_media} media attachments, not {len(message.media)}")
         for media in message.media:
             if not os.path.isfile(media.path):
                 problems.append(f"media file {media.path} does not exist")
@@ -122,9 +127,9 @@ class MastodonChannel(Channel):
             return [NOT_A_POLL]
         problems = poll_option_problems(
             poll,
-            fewest=2,
+            fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_max_option_chars,
+            longest=self.poll_max_option_length,
             measure=graphemes,
         )
         duration = poll.get("duration_seconds")
@@ -139,28 +144,9 @@ class MastodonChannel(Channel):
 
     # -- network --------------------------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
-        return str(self.value("instance")).rstrip("/") + path
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret('token')}"}
-
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self._headers(), **kwargs.pop("headers", {})}
-        try:
-            return httpkit.request(
-                self.http,
-                method,
-                self._url(path),
-                headers=headers,
-                **kwargs,
-            )
-        except TransientError as exc:
-            # Mastodon's rate limiter sends X-RateLimit-Reset (an ISO 8601 time), not Retry-After
-            # (https://docs.joinmastodon.org/api/rate-limits/).
-            if exc.retry_after is None and exc.response is not None:
-                exc.retry_after = _reset_seconds(exc.response.headers.get("X-RateLimit-Reset"))
-            raise
+        url = str(self.value("instance")).rstrip("/") + path
+        return self.call(method, url, token=self.secret("token"), **kwargs)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {
@@ -219,8 +205,8 @@ class MastodonChannel(Channel):
             )
         media_id = str(attachment["id"])
         if response.status_code == 202:
-            for _ in range(self.media_poll_attempts):
-                self.sleep(self.media_poll_interval)
+            for _ in range(self.processing_checks):
+                self.sleep(self.processing_interval)
                 if self._call("GET", f"/api/v1/media/{media_id}").status_code == 200:
                     break
             else:
@@ -244,13 +230,3 @@ def _json(response: requests.Response) -> dict[str, Any]:
             f"HTTP {response.status_code}: unexpected answer (a JSON {type(body).__name__})"
         )
     return body
-
-
-def _reset_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -22,6 +21,7 @@ from commcal.channels.base import (
     TransientError,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf8_bytes
 from commcal.errors import ConfigError
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 MSGTYPES = ("m.text", "m.notice")
 
 
-class MatrixChannel(Channel):
+class MatrixChannel(HttpChannel):
     type_name = "matrix"
     description = "A message in a Matrix room"
     settings_schema: ClassVar[Mapping[str, Setting]] = {
@@ -57,6 +57,8 @@ class MatrixChannel(Channel):
     # Synapse forgets a transaction id after 30 to 60 minutes (synapse/rest/client/
     # transactions.py, CLEANUP_PERIOD_MS); the spec promises no duration at all.
     idempotency_window = 1800.0
+    # Text only: this adapter does not upload media (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "homeserver")
@@ -101,27 +103,23 @@ class MatrixChannel(Channel):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = str(self.value("homeserver")).rstrip("/") + path
-        headers = {"Authorization": f"Bearer {self.secret('access_token')}"}
-        try:
-            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
-        except SendError as exc:
-            if exc.response is None:
-                raise
-            failure, response = exc, exc.response
-        # Matrix errors are {"errcode": "M_...", "error": "..."}; M_LIMIT_EXCEEDED carries
-        # retry_after_ms (https://spec.matrix.org/v1.13/client-server-api/#rate-limiting).
+        return self.call(method, url, token=self.secret("access_token"), **kwargs)
+
+    # Matrix errors are {"errcode": "M_...", "error": "..."}; M_LIMIT_EXCEEDED carries
+    # retry_after_ms (https://spec.matrix.org/v1.13/client-server-api/#rate-limiting).
+
+    def error_reason(self, response: requests.Response) -> str:
         body = httpkit.json_body(response)
         errcode, reason = str(body.get("errcode") or ""), str(body.get("error") or "")
-        text = (
-            f"HTTP {response.status_code}: {errcode} {reason}".strip() if errcode else str(failure)
-        )
-        text = self.redact(text)
-        if isinstance(failure, TransientError):
-            retry_after = failure.retry_after
-            if retry_after is None and isinstance(body.get("retry_after_ms"), int):
-                retry_after = body["retry_after_ms"] / 1000
-            raise httpkit.carry(TransientError(text, retry_after), failure) from None
-        raise httpkit.carry(PermanentError(text), failure) from None
+        return f"HTTP {response.status_code}: {errcode} {reason}".strip() if errcode else ""
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        seconds = super().retry_after(error, response)
+        if seconds is None and response is not None:
+            milliseconds = httpkit.json_body(response).get("retry_after_ms")
+            if isinstance(milliseconds, int):
+                return milliseconds / 1000
+        return seconds
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         room = str(self.value("room_id"))

@@ -15,22 +15,22 @@ and never appears in an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
-from commcal.channels import httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
-    Channel,
     Message,
-    PermanentError,
     Receipt,
     SendError,
     Setting,
-    TransientError,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 # What each documented error string means for the person running commcal.
 HINTS: Mapping[str, str] = {
@@ -48,7 +48,7 @@ HINTS: Mapping[str, str] = {
 }
 
 
-class SlackChannel(Channel):
+class SlackChannel(HttpChannel):
     type_name: ClassVar[str] = "slack"
     description: ClassVar[str] = "Post to a Slack channel through an incoming webhook."
     settings_schema: ClassVar[Mapping[str, Setting]] = {
@@ -79,28 +79,20 @@ class SlackChannel(Channel):
                 "(expected https://hooks.slack.com/services/...)"
             )
         payload = {"text": escape(message.text)}
-        try:
-            response = httpkit.request(self.http, "POST", url, json=payload)
-        except SendError as exc:
-            raise self.explained(exc) from None
+        response = self.call("POST", url, json=payload)
         # Slack answers `ok` and no id. Any other 2xx (a proxy's page ...) is recorded sent all
         # the same, never posted again, with a note of what came back.
         if response.text.strip() != "ok":
             return Receipt(note=unreadable(response, "Slack's `ok`"))
         return Receipt()
 
-    def explained(self, exc: SendError) -> SendError:
-        """The error with Slack's reason spelled out, without the URL and without its cause
-        (a requests exception names the full URL, which a traceback would print)."""
-        text = self.redact(str(exc), REASON_LIMIT)
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
+        """Slack's reason spelled out (`HINTS`)."""
+        text = self.redact(str(error), REASON_LIMIT)
         reason = text.rsplit(": ", 1)[-1].strip()
         if reason in HINTS:
             text = f"{text} ({HINTS[reason]})"
-        if isinstance(exc, TransientError):
-            return TransientError(
-                text, exc.retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
-            )
-        return PermanentError(text)
+        return text
 
 
 def escape(text: str) -> str:

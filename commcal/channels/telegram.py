@@ -16,7 +16,6 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
-    Channel,
     Message,
     PermanentError,
     Receipt,
@@ -26,6 +25,7 @@ from commcal.channels.base import (
     poll_option_problems,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
 
@@ -78,7 +78,7 @@ def visible_text(text: str, parse_mode: str | None) -> str:
     return text
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "telegram"
     description = "A Telegram message or poll sent by a bot"
@@ -103,11 +103,16 @@ class TelegramChannel(Channel):
     idempotent = False
     # sendPoll: question 1-300 characters, 2-12 options of 1-100 characters, open_period 5-600 s
     # (https://core.telegram.org/bots/api#sendpoll, https://core.telegram.org/bots/api#inputpolloption).
-    poll_question_max = 300
+    poll_max_question_length = 300
     poll_min_options = 2
     poll_max_options = 12
-    poll_option_max = 100
-    poll_open_period = (5, 600)
+    poll_max_option_length = 100
+    # open_period is 5 to 600 seconds; a longer poll is sent without one and stays open until
+    # stopped, so there is no longest time.
+    poll_min_seconds = 5
+    open_period_max = 600
+    # Text and polls only: this adapter does not send photos or files (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -157,17 +162,19 @@ class TelegramChannel(Channel):
             return [NOT_A_POLL]
         problems = []
         question = str(poll.get("question") or text)
-        if not 1 <= utf16_units(question) <= self.poll_question_max:
-            problems.append(f"a poll question needs 1 to {self.poll_question_max} characters")
+        if not 1 <= utf16_units(question) <= self.poll_max_question_length:
+            problems.append(
+                f"a poll question needs 1 to {self.poll_max_question_length} characters"
+            )
         problems += poll_option_problems(
             poll,
             fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_option_max,
+            longest=self.poll_max_option_length,
             measure=utf16_units,
         )
         duration = poll.get("duration_seconds")
-        low, _high = self.poll_open_period
+        low = self.poll_min_seconds
         if duration is not None and int(duration) < low:
             problems.append(f"a telegram poll stays open at least {low} seconds, not {duration}")
         return problems
@@ -179,49 +186,52 @@ class TelegramChannel(Channel):
         response = self._post(method, payload)
         body = httpkit.json_body(response)
         if not body.get("ok"):
-            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
         return body.get("result")
 
     def _post(self, method: str, payload: Mapping[str, Any]) -> requests.Response:
         """POST one Bot API method; the 2xx answer, or the error. No error holds the URL."""
         url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
-        failure: SendError | None = None
-        response: requests.Response | None = None
-        try:
-            response = httpkit.request(self.http, "POST", url, json=dict(payload))
-        except SendError as exc:
-            failure = exc
-        # Raised outside the except block, so the requests exception (whose text can hold the
-        # URL, token included) is neither the cause nor the context of what we raise.
-        if failure is not None:
-            raise self._error(failure, failure.response)
-        assert response is not None
-        return response
+        return self.call("POST", url, json=dict(payload))
 
-    def _error(self, failure: SendError, response: requests.Response | None) -> SendError:
-        host = urlsplit(str(self.value("api_url"))).netloc
+    # Bot API errors are {"ok": false, "error_code", "description", "parameters"}
+    # (https://core.telegram.org/bots/api#making-requests,
+    # https://core.telegram.org/bots/api#responseparameters).
+
+    def error_text(self, error: SendError, response: requests.Response | None) -> str:
         if response is None:
-            text = str(failure)
-            return httpkit.carry(type(failure)(self.redact(text)), failure)
+            return self.redact(str(error))
+        host = urlsplit(str(self.value("api_url"))).netloc
         body = httpkit.json_body(response)
         code = body.get("error_code", response.status_code)
         description = str(body.get("description") or "").strip()
         text = self.redact(
             f"{host} answered {code}" + (f": {description}" if description else ""), REASON_LIMIT
         )
-        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-        assert isinstance(parameters, dict)
-        # https://core.telegram.org/bots/api#responseparameters
+        parameters = _parameters(body)
         if "migrate_to_chat_id" in parameters:
             text += f" (the group is now chat_id {parameters['migrate_to_chat_id']})"
-        if isinstance(failure, TransientError) or code == 429:
-            # A 429 says when in parameters.retry_after, not in a Retry-After header.
-            retry_after = parameters.get("retry_after")
-            if retry_after is None and isinstance(failure, TransientError):
-                retry_after = failure.retry_after
-            seconds = float(retry_after) if retry_after is not None else None
-            return httpkit.carry(TransientError(text, seconds), failure)
-        return httpkit.carry(PermanentError(text), failure)
+        return text
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        # A 429 says when in parameters.retry_after, not in a Retry-After header.
+        body = httpkit.json_body(response) if response is not None else {}
+        retry_after = _parameters(body).get("retry_after")
+        if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+            return float(retry_after)
+        return super().retry_after(error, response)
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        body = httpkit.json_body(response) if response is not None else {}
+        if response is not None and body.get("error_code", response.status_code) == 429:
+            return TransientError(text, retry_after)  # a 429 in the body of a 2xx too
+        return super().new_error(text, retry_after, error, response)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
@@ -239,7 +249,7 @@ class TelegramChannel(Channel):
             # open_period only reaches 600 s; a longer poll is sent without one and stays open
             # (Telegram has no longer timer: https://core.telegram.org/bots/api#sendpoll).
             duration = poll.get("duration_seconds")
-            if duration is not None and int(duration) <= self.poll_open_period[1]:
+            if duration is not None and int(duration) <= self.open_period_max:
                 payload["open_period"] = int(duration)
             if poll.get("multiple"):
                 payload["allows_multiple_answers"] = True
@@ -254,7 +264,7 @@ class TelegramChannel(Channel):
             response = self._post("sendMessage", payload)
         body = httpkit.json_body(response)
         if body.get("ok") is False:  # a refusal, in a 2xx (the Bot API itself uses 4xx)
-            raise self._error(PermanentError(f"HTTP {response.status_code}"), response)
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
         # Any other 2xx is a message in the chat: without its id, it is sent with the id
         # unknown (recorded, never posted again), not a failure that a retry would repeat.
         result = body.get("result")
@@ -268,6 +278,11 @@ class TelegramChannel(Channel):
         me = self._call("getMe", {})
         name = me.get("username", "?") if isinstance(me, dict) else "?"
         return f"token works for bot @{name}"
+
+
+def _parameters(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    parameters = body.get("parameters")
+    return parameters if isinstance(parameters, dict) else {}
 
 
 def message_url(chat_id: Any, message_id: str) -> str | None:

@@ -35,15 +35,12 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
-    Channel,
     EnvRef,
     Message,
-    PermanentError,
     Receipt,
-    SendError,
     Setting,
-    TransientError,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
 from commcal.redact import Secrets
 
@@ -59,7 +56,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel):
     type_name: ClassVar[str] = "webhook"
     description: ClassVar[str] = "POST each message as signed JSON to your own URL."
     settings_schema: ClassVar[Mapping[str, Setting]] = {
@@ -102,11 +99,7 @@ class WebhookChannel(Channel):
             timestamp = str(int(self.clock()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[self.options["signature_header"]] = sign(self.secret("secret"), timestamp, body)
-        try:
-            response = httpkit.request(self.http, "POST", url, data=body, headers=headers)
-        except SendError as exc:
-            raise self.scrubbed(exc) from None
-        return _receipt(response)
+        return _receipt(self.call("POST", url, data=body, headers=headers))
 
     def payload(self, message: Message, idempotency_key: str) -> dict[str, Any]:
         recipient = message.recipient
@@ -142,16 +135,6 @@ class WebhookChannel(Channel):
             secrets.add_url(url.resolve(self.env))
         elif isinstance(url, str):
             secrets.add_url(url, whole=False)
-
-    def scrubbed(self, exc: SendError) -> SendError:
-        """The same error without secrets and without its cause: a requests exception names the
-        full URL, which a traceback would print."""
-        text = self.redact(str(exc))
-        if isinstance(exc, TransientError):
-            return TransientError(
-                text, exc.retry_after, maybe_sent=exc.maybe_sent, unreachable=exc.unreachable
-            )
-        return PermanentError(text)
 
     def extra_headers(self) -> Mapping[Any, Any]:
         headers: Mapping[Any, Any] = self.options.get("headers") or {}

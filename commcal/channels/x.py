@@ -5,30 +5,26 @@ API: https://docs.x.com/x-api/posts/create-post (POST /2/tweets).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
-    Channel,
     Message,
-    PermanentError,
     Receipt,
-    SendError,
     Setting,
-    TransientError,
     poll_option_problems,
     unreadable,
 )
+from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import x_invalid_characters, x_length
 
 if TYPE_CHECKING:
     import requests
 
 
-class XChannel(Channel):
+class XChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "x"
     description = "A post on X (Twitter) through API v2"
@@ -44,6 +40,9 @@ class XChannel(Channel):
     # (https://docs.x.com/resources/fundamentals/counting-characters).
     max_length = 280
     length_unit = "weighted characters (URLs 23, CJK and emoji 2)"
+    # X says when a rate-limit window resets in x-rate-limit-reset (epoch seconds)
+    # (https://docs.x.com/x-api/fundamentals/rate-limits).
+    rate_limit_reset = ("x-rate-limit-reset", "epoch")
     # POST /2/tweets takes no idempotency key. (X refuses identical text from the same account
     # with 403 "duplicate content", but that answer names no post, so it proves nothing.)
     idempotent = False
@@ -51,8 +50,11 @@ class XChannel(Channel):
     # (https://docs.x.com/x-api/posts/create-post, body field poll).
     poll_min_options = 2
     poll_max_options = 4
-    poll_option_max = 25
-    poll_minutes = (5, 10_080)
+    poll_max_option_length = 25
+    poll_min_seconds = 5 * 60
+    poll_max_seconds = 10_080 * 60
+    # Text and polls only: this adapter does not upload media (`check` says so).
+    max_media = 0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -83,9 +85,9 @@ class XChannel(Channel):
             poll,
             fewest=self.poll_min_options,
             most=self.poll_max_options,
-            longest=self.poll_option_max,
+            longest=self.poll_max_option_length,
         )
-        low, high = self.poll_minutes
+        low, high = self.poll_min_seconds // 60, self.poll_max_seconds // 60
         minutes = _minutes(poll)
         if not low <= minutes <= high:
             problems.append(f"an x poll stays open 5 minutes to 7 days, not {minutes} minutes")
@@ -93,23 +95,10 @@ class XChannel(Channel):
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = str(self.value("api_url")).rstrip("/") + path
-        headers = {"Authorization": f"Bearer {self.secret('token')}"}
-        try:
-            return httpkit.request(self.http, method, url, headers=headers, **kwargs)
-        except SendError as exc:
-            if exc.response is None:
-                raise
-            failure, response = exc, exc.response
-        text = self.redact(_problem_text(response) or str(failure))
-        if isinstance(failure, TransientError):
-            retry_after = failure.retry_after
-            # X says when a rate-limit window resets in x-rate-limit-reset (epoch seconds)
-            # (https://docs.x.com/x-api/fundamentals/rate-limits).
-            reset = response.headers.get("x-rate-limit-reset", "")
-            if retry_after is None and reset.isdigit():
-                retry_after = max(0.0, int(reset) - time.time())
-            raise httpkit.carry(TransientError(text, retry_after), failure) from None
-        raise httpkit.carry(PermanentError(text), failure) from None
+        return self.call(method, url, token=self.secret("token"), **kwargs)
+
+    def error_reason(self, response: requests.Response) -> str:
+        return _problem_text(response)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
