@@ -27,7 +27,7 @@ import psycopg
 import psycopg.errors
 
 from commcal.errors import LedgerError
-from commcal.ledger.base import SqlLedger
+from commcal.ledger.sql import SqlLedger
 from commcal.redact import safe_url, url_secrets
 
 T = TypeVar("T")

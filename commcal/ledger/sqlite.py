@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from commcal.errors import LedgerError
-from commcal.ledger.base import LedgerMissing, SqlLedger
+from commcal.ledger.model import LedgerMissing
+from commcal.ledger.sql import SqlLedger
 
 T = TypeVar("T")
 
