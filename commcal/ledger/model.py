@@ -58,27 +58,11 @@ def moved_scope_reason(before: str, now: str) -> str:
     )
 
 
-# Events in the history. "stale" records a result reported by a worker after its claim had
-# passed to another one: the state is not changed, but the evidence (say, the URL of a post that
-# did go out) is kept for whoever resolves the delivery.
-EVENTS = (
-    "claimed",
-    "sending",
-    "sent",
-    "retry",
-    "retry-unsure",
-    "failed",
-    "failed-unsure",
-    "expired",
-    "unknown",
-    "skipped",
-    "resolved",
-    "released",
-    "deferred",  # not tried: its channel was unreachable in this run; due again later
-    "retry-requested",
-    "stale",
-)
-
+# Events in the history (attempts.event): claimed, sending, sent, retry, retry-unsure, failed,
+# failed-unsure, expired, unknown, skipped, resolved, released, deferred (not tried: its channel
+# was unreachable in this run; due again later), retry-requested, stale. "stale" records a result
+# reported by a worker after its claim had passed to another one: the state is not changed, but
+# the evidence (say, the URL of a post that did go out) is kept for whoever resolves the delivery.
 
 # The event of a transient failure whose send may have arrived (a timeout, a connection dropped
 # after the request went out).
@@ -115,6 +99,8 @@ class DueDelivery:
     channel: str
     due_at: datetime
     recipient: str = ""  # an opaque hashed key, never an address
+    # Stored with the delivery (deliveries.content_hash) for a later "the content changed"
+    # check; nothing fills it yet, so every row holds "" (the column stays: ledgers have it).
     content_hash: str = ""
 
 

@@ -1,6 +1,6 @@
 """The ledger in PostgreSQL: for several hosts publishing from one calendar repository.
 
-Same SQL and semantics as SQLite (see `base.SqlLedger`); what differs is locking. A claim first
+Same SQL and semantics as SQLite (see `sql.SqlLedger`); what differs is locking. A claim first
 tries `INSERT ... ON CONFLICT DO NOTHING` (a concurrent insert of the same id waits for the other
 transaction and then does nothing), then reads an existing row with `FOR UPDATE SKIP LOCKED`:
 a row another worker is changing right now is simply not ours this time. Transactions run at
@@ -17,8 +17,6 @@ postgresql:// URLs, so nobody else pays for it.
 from __future__ import annotations
 
 import contextlib
-import random
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,6 +25,7 @@ import psycopg
 import psycopg.errors
 
 from commcal.errors import LedgerError
+from commcal.ledger.db import retry_on_conflict
 from commcal.ledger.schema import POSTGRES, migrations
 from commcal.ledger.sql import SqlLedger
 from commcal.redact import safe_url, url_secrets
@@ -102,26 +101,32 @@ class PostgresLedger(SqlLedger):
     def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
         # Durable as SqlLedger requires with the server's default synchronous_commit=on: a
         # commit is flushed to the server's WAL before it is acknowledged.
-        delay = 0.005
+        def once() -> T:
+            try:
+                result = fn()
+                self._conn.commit()
+                return result
+            except _RETRYABLE:
+                self._rollback()
+                raise  # retried whole
+            except psycopg.Error as e:
+                self._rollback()
+                raise LedgerError(self._secrets.redact(f"ledger {self.where}: {e}")) from e
+            except BaseException:
+                self._rollback()
+                raise
+
+        def give_up(e: BaseException) -> LedgerError:
+            return LedgerError(self._secrets.redact(f"ledger {self.where}: {e}"))
+
         with self._lock:
-            for attempt in range(RETRIES + 1):
-                try:
-                    result = fn()
-                    self._conn.commit()
-                    return result
-                except _RETRYABLE as e:
-                    self._rollback()
-                    if attempt == RETRIES:
-                        raise LedgerError(self._secrets.redact(f"ledger {self.where}: {e}")) from e
-                except psycopg.Error as e:
-                    self._rollback()
-                    raise LedgerError(self._secrets.redact(f"ledger {self.where}: {e}")) from e
-                except BaseException:
-                    self._rollback()
-                    raise
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.2)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return retry_on_conflict(
+                once,
+                conflict=lambda e: isinstance(e, _RETRYABLE),
+                give_up=give_up,
+                first_delay=0.005,
+                tries=RETRIES,
+            )
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         query = self._sql.get(sql)

@@ -30,15 +30,14 @@ record_sent 1.00 s. Non-idempotent channels keep the separate durable `begin_sen
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from commcal.errors import LedgerError
+from commcal.ledger.db import retry_on_conflict
 from commcal.ledger.model import LedgerMissing
 from commcal.ledger.schema import SQLITE, migrations
 from commcal.ledger.sql import SqlLedger
@@ -124,24 +123,29 @@ class SqliteLedger(SqlLedger):
             self._conn.close()
 
     def _with_retry(self, fn: Callable[[], T]) -> T:
-        deadline = time.monotonic() + BUSY_BUDGET_S
-        delay = 0.002
-        while True:
+        def once() -> T:
             try:
                 return fn()
             except sqlite3.OperationalError as e:
-                if not _is_busy(e):
-                    raise LedgerError(f"ledger {self.path}: {e}") from e
-                if time.monotonic() > deadline:
-                    raise LedgerError(
-                        f"the ledger {self.path} stayed busy for {BUSY_BUDGET_S:.0f} s: another "
-                        "process is holding it; try again when it has finished"
-                    ) from e
+                if _is_busy(e):
+                    raise  # retried
+                raise LedgerError(f"ledger {self.path}: {e}") from e
             except sqlite3.Error as e:
                 raise LedgerError(f"ledger {self.path}: {e}") from e
-            # Jitter so that processes woken together do not collide again in step.
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.2)
+
+        def give_up(e: BaseException) -> LedgerError:
+            return LedgerError(
+                f"the ledger {self.path} stayed busy for {BUSY_BUDGET_S:.0f} s: another "
+                "process is holding it; try again when it has finished"
+            )
+
+        return retry_on_conflict(
+            once,
+            conflict=lambda e: isinstance(e, sqlite3.OperationalError),
+            give_up=give_up,
+            first_delay=0.002,
+            budget_s=BUSY_BUDGET_S,
+        )
 
     def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
         def attempt() -> T:
