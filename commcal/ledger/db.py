@@ -57,7 +57,7 @@ def retry_on_conflict(
         delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
-def _iso(value: datetime) -> str:
+def utc_text(value: datetime) -> str:
     """A UTC instant as ledger_meta stores it (fixed width, so text order is time order)."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -149,7 +149,7 @@ class Database(ABC):
                 # creation time once; the wall clock, not a pinned --now: this is a fact.
                 for key, value in (
                     ("ledger_id", new_token()),
-                    ("created_at", _iso(datetime.now(UTC))),
+                    ("created_at", utc_text(datetime.now(UTC))),
                 ):
                     self._execute(
                         "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "

@@ -42,7 +42,6 @@ HELD: frozenset[State] = frozenset({State.CLAIMED, State.SENDING})
 
 INTERRUPTED_WHILE_SENDING = "interrupted while sending; check the channel and run `commcal resolve`"
 
-
 TOO_LATE_TO_REPEAT = (
     "its last send may have arrived, and the network no longer remembers its idempotency key; "
     "check the channel and run `commcal resolve`"
@@ -68,23 +67,18 @@ def moved_scope_reason(before: str, now: str) -> str:
 # after the request went out).
 UNSURE_RETRY = "retry-unsure"
 
-
 # The same failure when it used up the last attempt: the delivery is FAILED, but may be out.
 UNSURE_FAILED = "failed-unsure"
-
 
 # Events after which a delivery "may have been delivered", until a person clears it with
 # `retry --force` (`retry-requested`) or `resolve` (`resolved`).
 MAYBE_SENT_EVENTS = frozenset({UNSURE_RETRY, UNSURE_FAILED, "unknown"})
 
-
 CLEARED_EVENTS = ("retry-requested", "resolved")
-
 
 # Why a delivery due before its ledger took over from an earlier one was not sent; the text
 # starts the same way always, so `publish --catch-up` finds these again (`reopen_skipped`).
 CAUGHT_UP_PREFIX = "due before this ledger took over"
-
 
 MIN_PREFIX = 6  # shortest id prefix `find` accepts: shorter ones match too much to be safe
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError
-from commcal.ledger.db import _iso
+from commcal.ledger.db import utc_text
 from commcal.ledger.members import IN_CHUNK, AudienceStore, marks
 from commcal.ledger.model import (
     CAUGHT_UP_PREFIX,
@@ -746,7 +746,7 @@ class SqlLedger(AudienceStore):
         """Record that this ledger replaces an earlier one from `at` on: deliveries due before
         `at` may have been sent by that one. Only an empty ledger takes over (False otherwise,
         and nothing changes); a second call keeps the first instant."""
-        when = _iso(utc(at, "at"))
+        when = utc_text(utc(at, "at"))
 
         def tx() -> bool:
             if self._execute("SELECT 1 FROM deliveries LIMIT 1"):
@@ -769,7 +769,7 @@ class SqlLedger(AudienceStore):
                 "INSERT INTO ledger_meta (key, value) VALUES ('swept_through', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
                 "WHERE ledger_meta.value < excluded.value",
-                (_iso(utc(through, "through")),),
+                (utc_text(utc(through, "through")),),
             ),
             write=True,
         )
