@@ -850,7 +850,11 @@ def test_importing_the_package_is_cheap() -> None:
         "'commcal.ledger.'))))"
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['commcal.ledger.base']"
+    # No backend, no sqlite3, no psycopg: only the pure modules the split of base.py made.
+    assert out.stdout.strip() == (
+        "['commcal.ledger.db', 'commcal.ledger.members', 'commcal.ledger.model', "
+        "'commcal.ledger.sql']"
+    )
 
 
 def test_missing_psycopg_says_how_to_install_it() -> None:
@@ -930,6 +934,31 @@ def test_sqlite_waits_out_a_long_write_lock_past_its_busy_timeout(
         ledger.close()
     assert c is not None
     assert time.monotonic() - started >= 0.4  # it waited (retrying) rather than failing
+
+
+def test_sqlite_gives_up_on_a_lock_held_past_its_budget_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import commcal.ledger.sqlite as backend
+
+    monkeypatch.setattr(backend, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(backend, "BUSY_BUDGET_S", 0.3)
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    blocker = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process that never lets go
+    started = time.monotonic()
+    try:
+        with pytest.raises(LedgerError, match="stayed busy for 0 s: another process is holding"):
+            ledger.claim(due(), worker="w1", now=T0, lease=LEASE, idempotent=False)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 5  # it retried for its budget, then stopped
+    assert ledger.get(due().id) is None  # nothing half-written
+    ledger.close()
 
 
 def test_processes_opening_a_new_ledger_at_once_migrate_it_once(ledger_url: str) -> None:

@@ -1,5 +1,13 @@
 """The ledger: where every delivery's state and history is kept (see `base` for the protocol).
 
+model     states, records and values; the pure claim rules (`claim_action`); recipient keys
+base      the claim protocol the publisher relies on (`ClaimLedger`), documented once
+sql       the one implementation (`SqlLedger`, exported as `Ledger`)
+members   the audience store in the same database: suppressions, codes, draws
+db        one connection, the dialect hooks, the lock-conflict retry, the migration runner
+schema    the tables, written once for both dialects
+sqlite, postgres   connection and dialect only
+
 `open_ledger(url)` picks the backend from the URL. Importing this package is cheap: the backends
 (and psycopg) are imported only when a ledger of that kind is opened.
 """
@@ -9,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commcal.errors import LedgerError
-from commcal.ledger.base import (
+from commcal.ledger.model import (
     CAUGHT_UP_PREFIX,
     HELD,
     INTERRUPTED_WHILE_SENDING,
@@ -18,8 +26,8 @@ from commcal.ledger.base import (
     Claim,
     DeliveryRecord,
     Draw,
+    DrawRecord,
     DueDelivery,
-    Ledger,
     LedgerMeta,
     LedgerMissing,
     MaybeSent,
@@ -31,6 +39,7 @@ from commcal.ledger.base import (
     mask_address,
     recipient_key,
 )
+from commcal.ledger.sql import Ledger
 
 __all__ = [
     "CAUGHT_UP_PREFIX",
@@ -41,6 +50,7 @@ __all__ = [
     "Claim",
     "DeliveryRecord",
     "Draw",
+    "DrawRecord",
     "DueDelivery",
     "Ledger",
     "LedgerMeta",

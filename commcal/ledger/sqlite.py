@@ -30,16 +30,17 @@ record_sent 1.00 s. Non-idempotent channels keep the separate durable `begin_sen
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from commcal.errors import LedgerError
-from commcal.ledger.base import LedgerMissing, SqlLedger
+from commcal.ledger.db import retry_on_conflict
+from commcal.ledger.model import LedgerMissing
+from commcal.ledger.schema import SQLITE, migrations
+from commcal.ledger.sql import SqlLedger
 
 T = TypeVar("T")
 
@@ -47,107 +48,9 @@ BUSY_TIMEOUT_S = 30.0  # how long SQLite itself waits for the write lock
 BUSY_BUDGET_S = 300.0  # how long we keep retrying after that before telling the user
 SYNCHRONOUS = "FULL"  # see the module docstring for the measurement behind this choice
 
-# Times are ISO 8601 text, always UTC with microseconds ("2026-11-25T09:00:00.000000+00:00"):
-# one fixed width, so text order is time order and comparisons in SQL are right.
-_TS = "TEXT"
-
-MIGRATIONS: list[list[str]] = [
-    # 1: deliveries, their history (append-only, enforced), and worker heartbeats.
-    [
-        f"""CREATE TABLE deliveries (
-            id TEXT PRIMARY KEY,
-            calendar TEXT NOT NULL,
-            item TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            recipient TEXT NOT NULL DEFAULT '',
-            due_at {_TS} NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at {_TS},
-            last_error TEXT,
-            remote_id TEXT,
-            url TEXT,
-            content_hash TEXT NOT NULL DEFAULT '',
-            claimed_by TEXT,
-            claim_token TEXT,
-            lease_until {_TS},
-            created_at {_TS} NOT NULL,
-            updated_at {_TS} NOT NULL
-        )""",
-        "CREATE INDEX deliveries_state ON deliveries (state, next_attempt_at)",
-        "CREATE INDEX deliveries_due ON deliveries (due_at)",
-        "CREATE INDEX deliveries_calendar_item ON deliveries (calendar, item)",
-        f"""CREATE TABLE attempts (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            delivery_id TEXT NOT NULL,
-            at {_TS} NOT NULL,
-            worker TEXT NOT NULL DEFAULT '',
-            event TEXT NOT NULL,
-            error TEXT,
-            remote_id TEXT
-        )""",
-        "CREATE INDEX attempts_delivery ON attempts (delivery_id, seq)",
-        """CREATE TRIGGER attempts_no_update BEFORE UPDATE ON attempts
-           BEGIN SELECT RAISE(ABORT, 'the attempts history is append-only'); END""",
-        """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
-           BEGIN SELECT RAISE(ABORT, 'the attempts history is append-only'); END""",
-        f"""CREATE TABLE workers (
-            name TEXT PRIMARY KEY,
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            last_seen {_TS} NOT NULL,
-            info TEXT NOT NULL DEFAULT ''
-        )""",
-    ],
-    # 2: audiences. Suppressions (with an append-only log of changes), single-use codes (each
-    # assigned once per pool, to one member; never deleted, so never reused), contest draws.
-    [
-        f"""CREATE TABLE suppressions (
-            recipient_key TEXT PRIMARY KEY,
-            source TEXT NOT NULL,
-            note TEXT NOT NULL DEFAULT '',
-            at {_TS} NOT NULL
-        )""",
-        f"""CREATE TABLE suppression_events (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            recipient_key TEXT NOT NULL,
-            at {_TS} NOT NULL,
-            event TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT ''
-        )""",
-        f"""CREATE TABLE code_assignments (
-            pool TEXT NOT NULL,
-            code TEXT NOT NULL,
-            recipient_key TEXT NOT NULL,
-            at {_TS} NOT NULL,
-            PRIMARY KEY (pool, code),
-            UNIQUE (pool, recipient_key)
-        )""",
-        f"""CREATE TABLE draws (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            item TEXT NOT NULL,
-            at {_TS} NOT NULL,
-            seed TEXT NOT NULL,
-            entries_sha256 TEXT NOT NULL,
-            entries INTEGER NOT NULL,
-            winners TEXT NOT NULL
-        )""",
-        "CREATE INDEX draws_item ON draws (item, seq)",
-        *[
-            f"""CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table}
-               BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
-            for table in ("suppression_events", "code_assignments", "draws")
-            for op in ("UPDATE", "DELETE")
-        ],
-    ],
-    # 3: the ledger's identity: its id and creation time, the project it belongs to, when it
-    # took over from an earlier ledger, and how far `publish` has swept it (base.LedgerMeta).
-    ["CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
-    # 4: where the network keeps the idempotency key of a delivery's latest send, when its keys
-    # are not global (Channel.idempotency_scope: a Matrix access token's device). A send that
-    # may have arrived is repeated only under the same scope.
-    ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
-]
+# The schema, from the one definition of the tables (schema.py); tests shorten it to make old
+# ledgers.
+MIGRATIONS: list[list[str]] = migrations(SQLITE)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -220,24 +123,29 @@ class SqliteLedger(SqlLedger):
             self._conn.close()
 
     def _with_retry(self, fn: Callable[[], T]) -> T:
-        deadline = time.monotonic() + BUSY_BUDGET_S
-        delay = 0.002
-        while True:
+        def once() -> T:
             try:
                 return fn()
             except sqlite3.OperationalError as e:
-                if not _is_busy(e):
-                    raise LedgerError(f"ledger {self.path}: {e}") from e
-                if time.monotonic() > deadline:
-                    raise LedgerError(
-                        f"the ledger {self.path} stayed busy for {BUSY_BUDGET_S:.0f} s: another "
-                        "process is holding it; try again when it has finished"
-                    ) from e
+                if _is_busy(e):
+                    raise  # retried
+                raise LedgerError(f"ledger {self.path}: {e}") from e
             except sqlite3.Error as e:
                 raise LedgerError(f"ledger {self.path}: {e}") from e
-            # Jitter so that processes woken together do not collide again in step.
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.2)
+
+        def give_up(e: BaseException) -> LedgerError:
+            return LedgerError(
+                f"the ledger {self.path} stayed busy for {BUSY_BUDGET_S:.0f} s: another "
+                "process is holding it; try again when it has finished"
+            )
+
+        return retry_on_conflict(
+            once,
+            conflict=lambda e: isinstance(e, sqlite3.OperationalError),
+            give_up=give_up,
+            first_delay=0.002,
+            budget_s=BUSY_BUDGET_S,
+        )
 
     def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
         def attempt() -> T:
