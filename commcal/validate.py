@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from commcal.audience import Member
 from commcal.calendar.model import Item
-from commcal.check import Planned
+from commcal.check import Planned, plan, problems_of
 from commcal.compose import message_for, pool_codes
 from commcal.deliveries import audience_size, item_members
-from commcal.errors import Problem, ProblemsFound
+from commcal.errors import Problem, ProblemsFound, sorted_problems
 from commcal.project import Project
 from commcal.render import RenderError, language_of
+from commcal.window import Span
 
 
 def audience_problems(project: Project) -> list[Problem]:
@@ -153,3 +155,41 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
             )
         ]  # one warning per item is enough
     return []
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What `commcal validate` reports: every problem, sorted, and how much was checked."""
+
+    problems: list[Problem]
+    checked: int  # deliveries rendered and checked in the window
+    calendars: int
+    config_broken: bool  # commcal.yaml has errors: nothing past loading was checked
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all well, 1 calendars or messages have problems, 2 commcal.yaml has."""
+        if not self.errors:
+            return 0
+        return 2 if self.config_broken else 1
+
+
+def validate(project: Project, span: Span) -> Validation:
+    """Every problem of the project: loading's (config, calendar schema and references,
+    duplicate calendars), each audience file's, code pools', untranslated templates', and
+    those of every delivery in `span` rendered and checked (for one member of each locale of
+    an audience). With errors in commcal.yaml, only loading's problems."""
+    if project.config_errors:
+        return Validation(sorted_problems(project.problems), 0, len(project.calendars), True)
+    planned = plan(project, span.start, span.end)
+    found = [
+        *project.problems,
+        *audience_problems(project),
+        *member_render_problems(project, planned),
+        *problems_of(planned),
+    ]
+    return Validation(sorted_problems(found), len(planned), len(project.calendars), False)
