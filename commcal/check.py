@@ -39,21 +39,20 @@ def check(project: Project, delivery: Delivery) -> Planned:
     item = delivery.item
     shown = delivery
     audience_errors: tuple[Problem, ...] = ()
-    if delivery.recipient is None and delivery.audience_size >= 0 and item.audience:
-        adapter = project.channels.get(delivery.channel)
-        if adapter is not None and adapter.per_recipient:
-            from dataclasses import replace
+    if delivery.personal and delivery.recipient is None and delivery.audience_size >= 0:
+        from dataclasses import replace
 
-            from commcal.audience import sample
+        from commcal.audience import sample
 
-            found: list[Problem] = []
-            people = sample(project.root, item.audience, item.extra.get("where"), 1, problems=found)
-            audience_errors = tuple(p for p in found if p.severity == "error")
-            first = member_zones(project, item).get(delivery.zone) if delivery.zone else None
-            if first is not None:  # send_at: local: a member of this zone
-                people = [first[0]]
-            if people:
-                shown = replace(delivery, recipient=people[0])
+        found: list[Problem] = []
+        audience = item.audience or ""
+        people = sample(project.root, audience, item.extra.get("where"), 1, problems=found)
+        audience_errors = tuple(p for p in found if p.severity == "error")
+        first = member_zones(project, item).get(delivery.zone) if delivery.zone else None
+        if first is not None:  # send_at: local: a member of this zone
+            people = [first[0]]
+        if people:
+            shown = replace(delivery, recipient=people[0])
     try:
         message = message_for(project, shown)
     except RenderError as exc:

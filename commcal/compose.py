@@ -69,8 +69,7 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
         }
     if item.poll is not None:
         ctx["poll"] = dict(item.poll)
-    adapter = project.channels.get(delivery.channel)
-    if item.audience is not None and adapter is not None and adapter.per_recipient:
+    if delivery.personal:
         # Only messages to one person know who they are: a broadcast post of the same item
         # (Mastodon, console) has no `member`, and a template that needs one says so.
         ctx.update(member_context(project, delivery))
@@ -197,7 +196,7 @@ def message_for(project: Project, delivery: Delivery) -> Message:
                     ctx["unsubscribe_url"], project.config.members.unsubscribe_mailto or None
                 )
             )
-    if item.kind == "event" and adapter is not None and adapter.per_recipient:
+    if item.kind == "event" and delivery.per_recipient:
         options["attachments"] = [event_invitation(item, delivery, text)]
     return Message(
         channel=delivery.channel,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from commcal.audience import Member
 from commcal.calendar.expand import Occurrence, occurrences, written_wall
 from commcal.calendar.model import Item
+from commcal.channels.base import Channel
 from commcal.errors import Problem, ProblemsFound
 from commcal.project import Project
 from commcal.timeutil import iso_utc, to_utc, zone
@@ -72,6 +73,15 @@ class Delivery:
     # send_at: local in `plan`: the members' zone this delivery stands for (one per zone, at
     # that zone's own instant `at`, `audience_size` = the members in it); "" otherwise.
     zone: str = ""
+    # The channel sends each recipient a message of their own (mail), not one public post.
+    per_recipient: bool = False
+
+    @property
+    def personal(self) -> bool:
+        """Whether this delivery goes to one person: an audience item on a per-recipient
+        channel (in `plan`, one delivery stands for each member of the audience). Only such
+        messages know their `member`, tokens and codes."""
+        return self.per_recipient and self.item.audience is not None
 
     @property
     def due(self) -> datetime:
@@ -203,13 +213,13 @@ def _item_deliveries(
     for channel in channels:
         adapter = project.channels.get(channel)
         kind = adapter.type_name if adapter else project.config.channels[channel].type
-        audience = item.audience if adapter and adapter.per_recipient else None
-        routes.append((channel, kind, audience))
+        per_recipient = adapter is not None and adapter.per_recipient
+        routes.append((channel, kind, item.audience if per_recipient else None, per_recipient))
     for occurrence in occurrences(item, start - pad, end + pad):
         if not local and not start <= occurrence.when < end:
             continue
         instant = iso_utc(occurrence.when)  # shared by every channel's id
-        for channel, kind, audience in routes:
+        for channel, kind, audience, per_recipient in routes:
             prefix = id_prefix(item.calendar, item.id, instant, channel)
             if audience is None:
                 if start <= occurrence.when < end:
@@ -220,6 +230,7 @@ def _item_deliveries(
                             occurrence,
                             channel,
                             kind,
+                            per_recipient=per_recipient,
                         )
                     )
                 continue
@@ -244,6 +255,7 @@ def _item_deliveries(
                             channel,
                             kind,
                             audience_size=sizes[key],
+                            per_recipient=True,
                         )
                     )
                 continue
@@ -260,6 +272,7 @@ def _item_deliveries(
                             kind,
                             recipient=person,
                             at=at,
+                            per_recipient=True,
                         )
                     )
 
@@ -283,7 +296,20 @@ def _zone_deliveries(
             at=at,
             audience_size=count,
             zone=name,
+            per_recipient=True,
         )
+
+
+def personal_channels(project: Project, item: Item) -> list[Channel]:
+    """The item's channels that send each member a message of their own (mail), when the item
+    has an audience: what goes to one person. Empty for an item without an audience."""
+    if item.audience is None:
+        return []
+    return [
+        adapter
+        for name in item.channels
+        if (adapter := project.channels.get(name)) is not None and adapter.per_recipient
+    ]
 
 
 def item_members(project: Project, item: Item, only: str | None) -> Iterator[Member]:
@@ -335,10 +361,7 @@ def local_send_times(project: Project, start: datetime, end: datetime) -> set[da
         for item in calendar.items:
             if item.extra.get("send_at") != "local" or item.audience is None or item.draft:
                 continue
-            if not any(
-                (adapter := project.channels.get(name)) is not None and adapter.per_recipient
-                for name in item.channels
-            ):
+            if not personal_channels(project, item):
                 continue
             zones = [name for name in member_zones(project, item) if name != item.timezone]
             for occurrence in occurrences(item, start - pad, end + pad) if zones else ():

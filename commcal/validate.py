@@ -9,7 +9,7 @@ from commcal.audience import Member
 from commcal.calendar.model import Item
 from commcal.check import Planned, plan, problems_of
 from commcal.compose import message_for, pool_codes
-from commcal.deliveries import audience_size, item_members
+from commcal.deliveries import audience_size, item_members, personal_channels
 from commcal.errors import Problem, ProblemsFound, sorted_problems
 from commcal.project import Project
 from commcal.render import RenderError, language_of
@@ -88,8 +88,7 @@ def member_render_problems(project: Project, planned: Iterable[Planned]) -> list
     seen: set[tuple[str, str, str, str]] = set()
     for entry in planned:
         delivery = entry.delivery
-        adapter = project.channels.get(delivery.channel)
-        if delivery.audience_size < 0 or adapter is None or not adapter.per_recipient:
+        if delivery.audience_size < 0 or not delivery.personal:
             continue
         item = delivery.item
         key = (item.calendar, item.id, delivery.occurrence.template, delivery.channel)
@@ -113,11 +112,7 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
     """A warning for members whose language has no variant of the item's template: they would
     get the text written for the item's own locale, with dates and numbers in theirs (Greek
     text saying "24 December"). Templates that look at `locale` themselves are left alone."""
-    per_recipient = [
-        adapter
-        for name in item.channels
-        if (adapter := project.channels.get(name)) is not None and adapter.per_recipient
-    ]
+    per_recipient = personal_channels(project, item)
     if not per_recipient or not item.template:
         return []
     own_language = language_of(item.locale)
