@@ -11,6 +11,7 @@ from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
 from commcal.deliveries import Delivery
 from commcal.project import Project
+from commcal.render import SETTING, Setting
 from commcal.timeutil import zone
 
 
@@ -31,8 +32,6 @@ def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dic
             "title": item.title,
             "calendar": item.calendar,
         }
-        layers["_utm_medium"] = project.config.links.utm_medium
-        layers["_utm_source"] = project.config.links.utm_source
         project.cache[key] = layers
     return layers
 
@@ -48,9 +47,10 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
     ctx["channel"] = {"name": delivery.channel, "type": delivery.channel_type}
     ctx["at"] = (delivery.at or occurrence.when).astimezone(tz)
     ctx["step"] = occurrence.step
-    ctx["locale"] = ctx["_locale"] = locale
+    ctx["locale"] = locale
     ctx["timezone"] = timezone
-    ctx["_tz"] = tz
+    links = project.config.links
+    ctx[SETTING] = Setting(locale, tz, links.utm_source, links.utm_medium)
     extra = occurrence.extra
     if item.kind == "event":
         starts = extra["event_at"].astimezone(tz)
@@ -161,7 +161,7 @@ def message_for(project: Project, delivery: Delivery) -> Message:
     rendered = project.renderer.render(
         delivery.occurrence.template,
         delivery.channel_type,
-        ctx["_locale"],
+        delivery.locale,
         ctx,
         what=lambda: (
             f"item {item.id!r} in {item.pos.path}:{item.pos.line} (channel {delivery.channel})"

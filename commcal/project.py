@@ -109,7 +109,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     channels = build_channels(
         config, os.environ if env is None else env, problems, state_dir=root / ".commcal"
     )
-    renderer = Renderer(root / "templates", display_root=root, utm_medium=config.links.utm_medium)
+    renderer = Renderer(root / "templates", display_root=root)
     bases = template_bases(root / "templates")
     from commcal.audience import audience_names
 

@@ -180,3 +180,17 @@ def test_the_walk_sees_imports() -> None:
     assert "commcal.compose" in imports("commcal.check", top_level_only=True)
     assert "commcal.validate" in imports("commcal.cli", top_level_only=False)
     assert "commcal.validate" not in imports("commcal.cli", top_level_only=True)
+
+
+def test_loading_and_planning_modules_import_no_jinja2() -> None:
+    """Jinja is imported when the first template is compiled, not when `commcal.render` is
+    imported (its filters used to be marked with jinja2.pass_context at import time)."""
+    script = (
+        "import sys\n"
+        "import commcal.render, commcal.plan, commcal.validate, commcal.project\n"
+        "print('jinja2' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
