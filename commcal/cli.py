@@ -576,8 +576,10 @@ def status(
 
 
 def _one(ledger: Any, prefix: str) -> Any:
-    if len(prefix) < 6:
-        raise fail("give at least 6 characters of the delivery id")
+    from commcal.deliveries import MIN_ID_PREFIX
+
+    if len(prefix) < MIN_ID_PREFIX:
+        raise fail(f"give at least {MIN_ID_PREFIX} characters of the delivery id")
     found = ledger.find(prefix)
     if not found:
         raise fail(f"no delivery {prefix!r} in the ledger (see `commcal status`)", 1)

@@ -18,6 +18,11 @@ from commcal.errors import Problem, ProblemsFound
 from commcal.project import Project
 from commcal.timeutil import iso_utc, to_utc, zone
 
+# A delivery id is this many hex digits of a SHA-256; commands that take an id accept a prefix
+# of at least MIN_ID_PREFIX of them (`retry`, `resolve`).
+ID_LENGTH = 16
+MIN_ID_PREFIX = 6
+
 
 def delivery_id(calendar: str, item: str, when: datetime, channel: str, recipient: str = "") -> str:
     """Deterministic: the same (calendar, item, UTC occurrence, channel[, recipient]) -> same id."""
@@ -32,7 +37,7 @@ def id_prefix(calendar: str, item: str, when: datetime | str, channel: str) -> b
 
 
 def _hashed(prefix: bytes, recipient: str) -> str:
-    return hashlib.sha256(prefix + recipient.encode()).hexdigest()[:16]
+    return hashlib.sha256(prefix + recipient.encode()).hexdigest()[:ID_LENGTH]
 
 
 # The cyclic garbage collector's first threshold while a plan is built (Python's default: 700).
