@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from commcal.calendar.model import Item
 from commcal.channels.base import Message
 from commcal.compose import message_for
-from commcal.deliveries import Delivery, Filters, deliveries, fewer_collections, member_zones
+from commcal.deliveries import Delivery, Filters, Memo, deliveries, fewer_collections, member_zones
 from commcal.errors import Problem
 from commcal.project import Project
 from commcal.render import RenderError
@@ -30,7 +30,7 @@ class Planned:
         return not any(p.severity == "error" for p in self.problems)
 
 
-def check(project: Project, delivery: Delivery) -> Planned:
+def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Planned:
     """Render and check one delivery against its channel, offline.
 
     A delivery standing for a whole audience is rendered for the audience's first member, so
@@ -48,13 +48,13 @@ def check(project: Project, delivery: Delivery) -> Planned:
         audience = item.audience or ""
         people = sample(project.root, audience, item.extra.get("where"), 1, problems=found)
         audience_errors = tuple(p for p in found if p.severity == "error")
-        first = member_zones(project, item).get(delivery.zone) if delivery.zone else None
+        first = member_zones(project, item, memo).get(delivery.zone) if delivery.zone else None
         if first is not None:  # send_at: local: a member of this zone
             people = [first[0]]
         if people:
             shown = replace(delivery, recipient=people[0])
     try:
-        message = message_for(project, shown)
+        message = message_for(project, shown, memo)
     except RenderError as exc:
         return Planned(delivery, None, problems=(exc.problem, *audience_errors))
     adapter = project.channels.get(delivery.channel)
@@ -78,17 +78,23 @@ def check(project: Project, delivery: Delivery) -> Planned:
 
 
 def plan(
-    project: Project, start: datetime, end: datetime, filters: Filters = Filters()
+    project: Project,
+    start: datetime,
+    end: datetime,
+    filters: Filters = Filters(),
+    memo: Memo | None = None,
 ) -> list[Planned]:
     with fewer_collections():
-        return _plan(project, start, end, filters)
+        return _plan(project, start, end, filters, memo if memo is not None else Memo())
 
 
-def _plan(project: Project, start: datetime, end: datetime, filters: Filters) -> list[Planned]:
+def _plan(
+    project: Project, start: datetime, end: datetime, filters: Filters, memo: Memo
+) -> list[Planned]:
     planned = []
     first_step: dict[str, str] = {}
-    for delivery in deliveries(project, start, end, filters):
-        entry = check(project, delivery)
+    for delivery in deliveries(project, start, end, filters, memo=memo):
+        entry = check(project, delivery, memo)
         step = delivery.occurrence.step
         if delivery.id in first_step:
             # The id is (calendar, item, instant, channel): two steps at one instant would be
@@ -127,10 +133,11 @@ def next_occurrence(
         calendars=[item.calendar], items=[item.id], channels=[channel] if channel else ()
     )
     end = start + timedelta(days=3660)
+    memo = Memo()
     for span in (timedelta(days=40), timedelta(days=400), end - start):
-        found = deliveries(project, start, start + span, filters, member=member)
+        found = deliveries(project, start, start + span, filters, member=member, memo=memo)
         if found:
             # One occurrence: with send_at: local, its delivery for each member zone.
             first = found[0].occurrence.when
-            return [check(project, d) for d in found if d.occurrence.when == first]
+            return [check(project, d, memo) for d in found if d.occurrence.when == first]
     return []

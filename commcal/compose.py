@@ -9,17 +9,19 @@ from typing import Any
 from commcal.audience import Member
 from commcal.calendar.model import Calendar, Item
 from commcal.channels.base import Message
-from commcal.deliveries import Delivery
+from commcal.deliveries import Delivery, Memo
 from commcal.project import Project
 from commcal.render import SETTING, Setting
 from commcal.timeutil import zone
 
 
-def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dict[str, Any]:
+def _item_layers(
+    project: Project, calendar: Calendar | None, item: Item, memo: Memo
+) -> dict[str, Any]:
     """The part of an item's context that no occurrence changes, built once per item and run:
     project vars, calendar vars, item vars (later layers win), and the item itself."""
-    key = ("context", item.calendar, item.id)
-    layers = project.cache.get(key)
+    key = (item.calendar, item.id)
+    layers = memo.layers.get(key)
     if layers is None:
         layers = {}
         layers.update(project.config.vars)
@@ -32,17 +34,20 @@ def _item_layers(project: Project, calendar: Calendar | None, item: Item) -> dic
             "title": item.title,
             "calendar": item.calendar,
         }
-        project.cache[key] = layers
+        memo.layers[key] = layers
     return layers
 
 
-def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> dict[str, Any]:
+def context(
+    project: Project, calendar: Calendar | None, delivery: Delivery, memo: Memo | None = None
+) -> dict[str, Any]:
     """What a template sees. Later layers win: project vars, calendar vars, item vars."""
+    memo = memo if memo is not None else Memo()
     item = delivery.item
     timezone = delivery.timezone
     locale = delivery.locale
     tz = zone(timezone)
-    ctx = dict(_item_layers(project, calendar, item))
+    ctx = dict(_item_layers(project, calendar, item, memo))
     occurrence = delivery.occurrence
     ctx["channel"] = {"name": delivery.channel, "type": delivery.channel_type}
     ctx["at"] = (delivery.at or occurrence.when).astimezone(tz)
@@ -72,33 +77,38 @@ def context(project: Project, calendar: Calendar | None, delivery: Delivery) -> 
     if delivery.personal:
         # Only messages to one person know who they are: a broadcast post of the same item
         # (Mastodon, console) has no `member`, and a template that needs one says so.
-        ctx.update(member_context(project, delivery))
+        ctx.update(member_context(project, delivery, memo))
     return ctx
 
 
 PREVIEW_TOKEN = "PREVIEW-TOKEN"
 
 
-def _member_secret(project: Project) -> str | None:
+def _member_secret(project: Project, memo: Memo | None) -> str | None:
     """members.secret resolved once per run, not once per member's message."""
-    if "member_secret" not in project.cache:
-        project.cache["member_secret"] = project.config.member_secret(project.env)
-    secret: str | None = project.cache["member_secret"]
-    return secret
+    if memo is None:
+        return project.config.member_secret(project.env)
+    if memo.secret is None:
+        memo.secret = (project.config.member_secret(project.env),)
+    return memo.secret[0]
 
 
-def member_token(project: Project, delivery: Delivery, purpose: str) -> str:
+def member_token(
+    project: Project, delivery: Delivery, purpose: str, memo: Memo | None = None
+) -> str:
     """A signed token naming the member (no address inside); a placeholder without a secret,
     which `publish` refuses (see `publish.Publisher`), so previews never need the secret."""
     from commcal.unsubscribe import sign
 
-    secret = _member_secret(project)
+    secret = _member_secret(project, memo)
     if delivery.recipient is None or not secret:
         return PREVIEW_TOKEN
     return sign(delivery.recipient.key, secret, list_id=purpose)
 
 
-def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
+def member_context(
+    project: Project, delivery: Delivery, memo: Memo | None = None
+) -> dict[str, Any]:
     """`member`, `unsubscribe_url`, `survey_url` and `code` for audience items."""
     from commcal.unsubscribe import SURVEY, UNSUBSCRIBE, token_list, unsubscribe_url
 
@@ -109,20 +119,24 @@ def member_context(project: Project, delivery: Delivery) -> dict[str, Any]:
     }
     members = project.config.members
     if members.unsubscribe_url:
-        token = member_token(project, delivery, token_list(UNSUBSCRIBE, item.audience or ""))
+        token = member_token(project, delivery, token_list(UNSUBSCRIBE, item.audience or ""), memo)
         ctx["unsubscribe_url"] = unsubscribe_url(members.unsubscribe_url, token)
     survey = item.extra.get("survey_url")
     if survey:
-        token = member_token(project, delivery, token_list(SURVEY, f"{item.calendar}/{item.id}"))
+        token = member_token(
+            project, delivery, token_list(SURVEY, f"{item.calendar}/{item.id}"), memo
+        )
         joiner = "&" if "?" in survey else "?"
         ctx["survey_url"] = f"{survey}{joiner}m={token}"
     codes = item.extra.get("codes")
     if codes:
-        ctx["code"] = member_code(project, delivery, codes)
+        ctx["code"] = member_code(project, delivery, codes, memo)
     return ctx
 
 
-def member_code(project: Project, delivery: Delivery, codes: dict[str, Any]) -> str:
+def member_code(
+    project: Project, delivery: Delivery, codes: dict[str, Any], memo: Memo | None = None
+) -> str:
     """A derived code (HMAC of item and member: nothing to store) or the reserved pool code."""
     if delivery.code is not None:
         return delivery.code
@@ -132,7 +146,7 @@ def member_code(project: Project, delivery: Delivery, codes: dict[str, Any]) -> 
     import base64
     import hmac
 
-    secret = _member_secret(project)
+    secret = _member_secret(project, memo)
     if delivery.recipient is None or not secret:
         return prefix + "X" * int(codes.get("length", 8))
     item = delivery.item
@@ -154,10 +168,10 @@ def pool_codes(project: Project, item: Item) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def message_for(project: Project, delivery: Delivery) -> Message:
+def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) -> Message:
     """Render one delivery; raises RenderError with the template's file and line."""
     item = delivery.item
-    ctx = context(project, project.calendar(item.calendar), delivery)
+    ctx = context(project, project.calendar(item.calendar), delivery, memo)
     rendered = project.renderer.render(
         delivery.occurrence.template,
         delivery.channel_type,

@@ -7,8 +7,9 @@ import gc
 import hashlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from commcal.audience import Member
 from commcal.calendar.expand import Occurrence, occurrences, written_wall
@@ -60,6 +61,20 @@ def fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*old)
+
+
+@dataclass
+class Memo:
+    """What one run of the stages reads or builds once and all its deliveries share: each
+    audience's member zones (per version of the file) and locale samples, each item's context
+    layers, the members secret. The caller that owns the run makes one (`plan`, `validate`,
+    `preview`) and passes it down; without one, a call keeps its own. It is never stored on the
+    Project, so no stage leaves state behind for another."""
+
+    zones: dict[tuple[str, str, int], dict[str, tuple[Member, int]]] = field(default_factory=dict)
+    locales: dict[tuple[str, str], dict[str, tuple[Member, int]]] = field(default_factory=dict)
+    layers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    secret: tuple[str | None] | None = None  # (members.secret,) once read
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,7 @@ def deliveries(
     members: bool = False,
     member: str | None = None,
     broken: list[Problem] | None = None,
+    memo: Memo | None = None,
 ) -> list[Delivery]:
     """Every delivery due in [start, end), sorted by due time, calendar, item and channel.
 
@@ -154,7 +170,14 @@ def deliveries(
     """
     with fewer_collections():
         return _deliveries(
-            project, start, end, filters, members=members, member=member, broken=broken
+            project,
+            start,
+            end,
+            filters,
+            members=members,
+            member=member,
+            broken=broken,
+            memo=memo if memo is not None else Memo(),
         )
 
 
@@ -166,7 +189,8 @@ def _deliveries(
     *,
     members: bool,
     member: str | None,
-    broken: list[Problem] | None = None,
+    broken: list[Problem] | None,
+    memo: Memo,
 ) -> list[Delivery]:
     found: list[Delivery] = []
     sizes: dict[tuple[str, str], int] = {}
@@ -177,7 +201,16 @@ def _deliveries(
             mark = len(found)
             try:
                 _item_deliveries(
-                    project, item, start, end, filters, found, sizes, members=members, member=member
+                    project,
+                    item,
+                    start,
+                    end,
+                    filters,
+                    found,
+                    sizes,
+                    members=members,
+                    member=member,
+                    memo=memo,
                 )
             except ProblemsFound as exc:  # its audience file has errors (audience.AudienceBroken)
                 if broken is None:
@@ -206,6 +239,7 @@ def _item_deliveries(
     *,
     members: bool,
     member: str | None,
+    memo: Memo,
 ) -> None:
     """Append one item's deliveries in [start, end) to `found` (see `deliveries`)."""
     channels = [c for c in item.channels if not filters.channels or c in filters.channels]
@@ -243,7 +277,9 @@ def _item_deliveries(
                 # One delivery per member zone, at that zone's own instant.
                 found.extend(
                     d
-                    for d in _zone_deliveries(project, item, occurrence, prefix, channel, kind)
+                    for d in _zone_deliveries(
+                        project, item, occurrence, prefix, channel, kind, memo
+                    )
                     if start <= d.due < end
                 )
                 continue
@@ -283,12 +319,18 @@ def _item_deliveries(
 
 
 def _zone_deliveries(
-    project: Project, item: Item, occurrence: Occurrence, prefix: bytes, channel: str, kind: str
+    project: Project,
+    item: Item,
+    occurrence: Occurrence,
+    prefix: bytes,
+    channel: str,
+    kind: str,
+    memo: Memo,
 ) -> Iterator[Delivery]:
     """`send_at: local` in `plan`: one delivery per zone of the item's members, due at the
     instant `publish` sends that zone's members (`member_zone_instant`). The calendar zone's
     delivery keeps the id a plan without zones would give it; the others add their zone."""
-    counts = {name: count for name, (_, count) in member_zones(project, item).items()}
+    counts = {name: count for name, (_, count) in member_zones(project, item, memo).items()}
     for name, count in (counts or {item.timezone: 0}).items():
         at = member_zone_instant(item, occurrence, name)
         salt = "" if name == item.timezone else f"zone:{name}"
@@ -356,11 +398,14 @@ def _zone_instant(item: Item, when: datetime, name: str) -> datetime:
     return to_utc(written_wall(item, when), zone(name))
 
 
-def local_send_times(project: Project, start: datetime, end: datetime) -> set[datetime]:
+def local_send_times(
+    project: Project, start: datetime, end: datetime, memo: Memo | None = None
+) -> set[datetime]:
     """The instants in [start, end) at which `send_at: local` items fall due in their members'
     own zones: what `commcal run` wakes up for. One instant per distinct zone, members are not
     expanded (`deliveries(members=True)` does that when the run wakes)."""
     times: set[datetime] = set()
+    memo = memo if memo is not None else Memo()
     pad = timedelta(days=1)  # a member's zone moves an occurrence by up to a day either way
     for calendar in project.calendars:
         for item in calendar.items:
@@ -368,7 +413,7 @@ def local_send_times(project: Project, start: datetime, end: datetime) -> set[da
                 continue
             if not personal_channels(project, item):
                 continue
-            zones = [name for name in member_zones(project, item) if name != item.timezone]
+            zones = [name for name in member_zones(project, item, memo) if name != item.timezone]
             for occurrence in occurrences(item, start - pad, end + pad) if zones else ():
                 times.update(
                     at
@@ -378,7 +423,9 @@ def local_send_times(project: Project, start: datetime, end: datetime) -> set[da
     return times
 
 
-def member_zones(project: Project, item: Item) -> dict[str, tuple[Member, int]]:
+def member_zones(
+    project: Project, item: Item, memo: Memo | None = None
+) -> dict[str, tuple[Member, int]]:
     """The zones of an item's members (after `where:`), each with its first member in file
     order and how many members it has; members without a zone count in the item's zone. Read
     once per version of the audience file."""
@@ -391,15 +438,16 @@ def member_zones(project: Project, item: Item) -> dict[str, tuple[Member, int]]:
         stamp = path.stat().st_mtime_ns
     except OSError:
         return {}
-    key = ("member-zones", item.calendar, item.id, stamp)
-    zones: dict[str, tuple[Member, int]] | None = project.cache.get(key)
+    key = (item.calendar, item.id, stamp)
+    zones = memo.zones.get(key) if memo is not None else None
     if zones is None:
         zones = {}
         for person in item_members(project, item, None):
             name = person.timezone or item.timezone
             first, count = zones.get(name, (person, 0))
             zones[name] = (first, count + 1)
-        project.cache[key] = zones
+        if memo is not None:
+            memo.zones[key] = zones
     return zones
 
 

@@ -9,18 +9,19 @@ from commcal.audience import Member
 from commcal.calendar.model import Item
 from commcal.check import Planned, plan, problems_of
 from commcal.compose import message_for, pool_codes
-from commcal.deliveries import audience_size, item_members, personal_channels
+from commcal.deliveries import Memo, audience_size, item_members, personal_channels
 from commcal.errors import Problem, ProblemsFound, sorted_problems
 from commcal.project import Project
 from commcal.render import RenderError, language_of
 from commcal.window import Span
 
 
-def audience_problems(project: Project) -> list[Problem]:
+def audience_problems(project: Project, memo: Memo | None = None) -> list[Problem]:
     """What `validate` adds for audiences: each file's errors and skipped rows, offers whose code
     pool is missing or smaller than the audience, and members whose language has no template."""
     from commcal.audience import check_audience
 
+    memo = memo if memo is not None else Memo()
     problems: list[Problem] = []
     checked: set[str] = set()
     for calendar in project.calendars:
@@ -30,7 +31,7 @@ def audience_problems(project: Project) -> list[Problem]:
             if item.audience not in checked:
                 checked.add(item.audience)
                 problems.extend(check_audience(project.root, item.audience))
-            problems.extend(_untranslated(project, item))
+            problems.extend(_untranslated(project, item, memo))
             codes = item.extra.get("codes") or {}
             if codes.get("pool"):
                 pos = codes.get("pos", item.pos)
@@ -60,12 +61,14 @@ def audience_problems(project: Project) -> list[Problem]:
     return problems
 
 
-def locale_samples(project: Project, item: Item) -> dict[str, tuple[Member, int]]:
+def locale_samples(
+    project: Project, item: Item, memo: Memo | None = None
+) -> dict[str, tuple[Member, int]]:
     """For each locale in the item's audience ("" for members without one): its first member
     in file order and how many members have it. Read once per item and run: an audience may
     have tens of thousands of rows."""
-    key = ("locale-samples", item.calendar, item.id)
-    samples: dict[str, tuple[Member, int]] | None = project.cache.get(key)
+    key = (item.calendar, item.id)
+    samples = memo.locales.get(key) if memo is not None else None
     if samples is None:
         samples = {}
         try:
@@ -74,16 +77,20 @@ def locale_samples(project: Project, item: Item) -> dict[str, tuple[Member, int]
                 samples[person.locale or ""] = (first, count + 1)
         except ProblemsFound:  # a broken audience file: `audience_problems` reports it
             samples = {}
-        project.cache[key] = samples
+        if memo is not None:
+            memo.locales[key] = samples
     return samples
 
 
-def member_render_problems(project: Project, planned: Iterable[Planned]) -> list[Problem]:
+def member_render_problems(
+    project: Project, planned: Iterable[Planned], memo: Memo | None = None
+) -> list[Problem]:
     """What `validate` adds to `plan`: `plan` renders a message to an audience for its first
     member only, but each locale may use its own template variant, so render it once more for
     one member of every locale in the audience (each step and channel once)."""
     from dataclasses import replace
 
+    memo = memo if memo is not None else Memo()
     problems: list[Problem] = []
     seen: set[tuple[str, str, str, str]] = set()
     for entry in planned:
@@ -95,9 +102,9 @@ def member_render_problems(project: Project, planned: Iterable[Planned]) -> list
         if key in seen:
             continue
         seen.add(key)
-        for person, _ in locale_samples(project, item).values():
+        for person, _ in locale_samples(project, item, memo).values():
             try:
-                message_for(project, replace(delivery, recipient=person))
+                message_for(project, replace(delivery, recipient=person), memo)
             except RenderError as exc:
                 locale = person.locale or item.locale
                 problems.append(
@@ -108,7 +115,7 @@ def member_render_problems(project: Project, planned: Iterable[Planned]) -> list
     return list(dict.fromkeys(problems))
 
 
-def _untranslated(project: Project, item: Item) -> list[Problem]:
+def _untranslated(project: Project, item: Item, memo: Memo) -> list[Problem]:
     """A warning for members whose language has no variant of the item's template: they would
     get the text written for the item's own locale, with dates and numbers in theirs (Greek
     text saying "24 December"). Templates that look at `locale` themselves are left alone."""
@@ -118,7 +125,7 @@ def _untranslated(project: Project, item: Item) -> list[Problem]:
     own_language = language_of(item.locale)
     others = {
         locale: count
-        for locale, (_, count) in locale_samples(project, item).items()
+        for locale, (_, count) in locale_samples(project, item, memo).items()
         if locale and language_of(locale) != own_language
     }
     renderer = project.renderer
@@ -180,11 +187,12 @@ def validate(project: Project, span: Span) -> Validation:
     an audience). With errors in commcal.yaml, only loading's problems."""
     if project.config_errors:
         return Validation(sorted_problems(project.problems), 0, len(project.calendars), True)
-    planned = plan(project, span.start, span.end)
+    memo = Memo()
+    planned = plan(project, span.start, span.end, memo=memo)
     found = [
         *project.problems,
-        *audience_problems(project),
-        *member_render_problems(project, planned),
+        *audience_problems(project, memo),
+        *member_render_problems(project, planned, memo),
         *problems_of(planned),
     ]
     return Validation(sorted_problems(found), len(planned), len(project.calendars), False)
