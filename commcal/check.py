@@ -46,7 +46,7 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
 
         found: list[Problem] = []
         audience = item.audience or ""
-        people = sample(project.root, audience, item.extra.get("where"), 1, problems=found)
+        people = sample(project.root, audience, item.where, 1, problems=found)
         audience_errors = tuple(p for p in found if p.severity == "error")
         first = member_zones(project, item, memo).get(delivery.zone) if delivery.zone else None
         if first is not None:  # send_at: local: a member of this zone

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from commcal.audience import Member
-from commcal.calendar.model import Calendar, Item
+from commcal.calendar.model import Calendar, Codes, Item
 from commcal.channels.base import Message
 from commcal.deliveries import Delivery, Memo
 from commcal.project import Project
@@ -121,34 +121,33 @@ def member_context(
     if members.unsubscribe_url:
         token = member_token(project, delivery, token_list(UNSUBSCRIBE, item.audience or ""), memo)
         ctx["unsubscribe_url"] = unsubscribe_url(members.unsubscribe_url, token)
-    survey = item.extra.get("survey_url")
+    survey = item.survey_url
     if survey:
         token = member_token(
             project, delivery, token_list(SURVEY, f"{item.calendar}/{item.id}"), memo
         )
         joiner = "&" if "?" in survey else "?"
         ctx["survey_url"] = f"{survey}{joiner}m={token}"
-    codes = item.extra.get("codes")
-    if codes:
-        ctx["code"] = member_code(project, delivery, codes, memo)
+    if item.codes is not None:
+        ctx["code"] = member_code(project, delivery, item.codes, memo)
     return ctx
 
 
 def member_code(
-    project: Project, delivery: Delivery, codes: dict[str, Any], memo: Memo | None = None
+    project: Project, delivery: Delivery, codes: Codes, memo: Memo | None = None
 ) -> str:
     """A derived code (HMAC of item and member: nothing to store) or the reserved pool code."""
     if delivery.code is not None:
         return delivery.code
-    prefix = str(codes.get("prefix") or "")
-    if not codes.get("derive"):
+    prefix = codes.prefix
+    if not codes.derive:
         return prefix + "POOL-CODE"  # plan/preview: the real one is reserved at publish time
     import base64
     import hmac
 
     secret = _member_secret(project, memo)
     if delivery.recipient is None or not secret:
-        return prefix + "X" * int(codes.get("length", 8))
+        return prefix + "X" * codes.length
     item = delivery.item
     digest = hmac.new(
         secret.encode(),
@@ -157,13 +156,12 @@ def member_code(
     ).digest()
     # Base32 without look-alikes is easy to read out loud or type from a phone.
     text = base64.b32encode(digest).decode().replace("0", "").replace("1", "")
-    return prefix + text[: int(codes.get("length", 8))]
+    return prefix + text[: codes.length]
 
 
 def pool_codes(project: Project, item: Item) -> list[str]:
     """The single-use codes of an offer's pool file, in file order (blank and # lines skipped)."""
-    codes = item.extra.get("codes") or {}
-    path = project.root / str(codes.get("pool"))
+    path = project.root / (item.codes.pool if item.codes is not None else "")
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
@@ -248,7 +246,7 @@ def event_invitation(item: Item, delivery: Delivery, text: str) -> tuple[str, st
         start=starts,
         end=ends,
         description=text,
-        url=str(item.extra.get("url") or ""),
-        location=str(item.extra.get("location") or ""),
+        url=item.url,
+        location=item.location,
     )
     return attachment(ics)

@@ -245,7 +245,7 @@ def _item_deliveries(
     channels = [c for c in item.channels if not filters.channels or c in filters.channels]
     if not channels:
         return
-    local = item.extra.get("send_at") == "local"
+    local = item.send_at == "local"
     # A member's own zone may move an occurrence by up to a day either way.
     pad = timedelta(days=1) if local else timedelta(0)
     routes = []
@@ -364,7 +364,7 @@ def item_members(project: Project, item: Item, only: str | None) -> Iterator[Mem
 
     assert item.audience is not None
     wanted = recipient_key(only) if only else None
-    for person in members(project.root, item.audience, item.extra.get("where")):
+    for person in members(project.root, item.audience, item.where):
         if wanted is None or person.key == wanted:
             yield person
 
@@ -373,7 +373,7 @@ def audience_size(project: Project, item: Item) -> int:
     """How many members an item reaches; file errors are reported by `check` and `validate`."""
     from commcal.audience import count
 
-    return count(project.root, item.audience or "", item.extra.get("where"), problems=[])
+    return count(project.root, item.audience or "", item.where, problems=[])
 
 
 def _member_instant(item: Item, when: datetime, person: Member) -> datetime | None:
@@ -409,7 +409,7 @@ def local_send_times(
     pad = timedelta(days=1)  # a member's zone moves an occurrence by up to a day either way
     for calendar in project.calendars:
         for item in calendar.items:
-            if item.extra.get("send_at") != "local" or item.audience is None or item.draft:
+            if item.send_at != "local" or item.audience is None or item.draft:
                 continue
             if not personal_channels(project, item):
                 continue

@@ -32,17 +32,16 @@ def audience_problems(project: Project, memo: Memo | None = None) -> list[Proble
                 checked.add(item.audience)
                 problems.extend(check_audience(project.root, item.audience))
             problems.extend(_untranslated(project, item, memo))
-            codes = item.extra.get("codes") or {}
-            if codes.get("pool"):
-                pos = codes.get("pos", item.pos)
+            codes = item.codes
+            if codes is not None and codes.pool:
+                pos = codes.pos
                 try:
                     available = len(pool_codes(project, item))
                 except OSError as exc:
                     problems.append(
                         Problem(
                             pos,
-                            f"item {item.id!r}: cannot read code pool "
-                            f"{codes['pool']}: {exc.strerror}",
+                            f"item {item.id!r}: cannot read code pool {codes.pool}: {exc.strerror}",
                             "pool: is a text file, one code per line, relative "
                             "to the project folder",
                         )
@@ -53,7 +52,7 @@ def audience_problems(project: Project, memo: Memo | None = None) -> list[Proble
                     problems.append(
                         Problem(
                             pos,
-                            f"item {item.id!r}: code pool {codes['pool']} "
+                            f"item {item.id!r}: code pool {codes.pool} "
                             f"has {available} codes for {size} members",
                             f"add at least {size - available} codes",
                         )
