@@ -198,11 +198,7 @@ def main() -> int:
                 trim_blocks=True,
                 lstrip_blocks=True,
             )
-            env.filters.update(
-                date=render.format_date,
-                datetime=render.format_datetime,
-                utm=render.add_utm,
-            )
+            env.filters.update(render.template_filters())
             html_env = env.overlay(autoescape=True)
             text_t = env.get_template("mail/news.j2")
             html_t = html_env.get_template("mail/news.html.j2")

@@ -159,13 +159,7 @@ def bare_jinja(root: Path, jobs: list[tuple[str, dict[str, Any]]]) -> tuple[Any,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        date=render.format_date,
-        time=render.format_time,
-        datetime=render.format_datetime,
-        duration=render.format_timedelta,
-        utm=render.add_utm,
-    )
+    env.filters.update(render.template_filters())
     compiled = {name: env.get_template(name) for name in {name for name, _ in jobs}}
     work = [(compiled[name], ctx) for name, ctx in jobs]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from commcal import __version__
+from commcal import __version__, window
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -80,35 +80,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _now(value: str | None) -> datetime:
-    from commcal.timeutil import parse_instant
-
     if value is None:
         from datetime import UTC
 
         return datetime.now(UTC)
+    return _typed(lambda: window.instant(value, "--now"))
+
+
+T = TypeVar("T")
+
+
+def _typed(read: Callable[[], T]) -> T:
+    """A value read from what was typed; a mistake ends the command with exit 2."""
+    from commcal.errors import CommcalError
+
     try:
-        return _in_range(parse_instant(value), "--now", value)
-    except ValueError as exc:
-        raise fail(f"--now: {exc}") from None
-
-
-def _in_range(value: datetime, option: str, text: str) -> datetime:
-    """Refuse years no calendar means (a typo like 20026), before date arithmetic overflows."""
-    from commcal.calendar.fields import FIRST_YEAR, LAST_YEAR
-
-    if not FIRST_YEAR <= value.year <= LAST_YEAR:
-        raise fail(f"{option}: {text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
-    return value
-
-
-def _local_instant(text: str, option: str, tz_name: str) -> datetime:
-    """A date or date-time typed on the command line, in the project's zone unless it says."""
-    from commcal.timeutil import parse_datetime, to_utc, zone
-
-    value = parse_datetime(text)
-    if value is None:
-        raise fail(f"{option}: {text!r} is not a date like 2026-12-01 or 2026-12-01T09:00")
-    return to_utc(_in_range(value, option, text), zone(tz_name))
+        return read()
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
 
 
 # Writes the command's JSON object for a run stopped by these problems (`--format json` keeps
@@ -146,39 +135,6 @@ def _stop_on_errors(
         if fmt is Format.json and stopped is not None:
             stopped(project.problems)
         raise typer.Exit(2 if project.config_errors else 1)
-
-
-def _window(
-    now: datetime,
-    days: int | None,
-    start: str | None,
-    end: str | None,
-    next_week: bool,
-    tz_name: str,
-) -> tuple[datetime, datetime]:
-    from commcal.timeutil import to_utc, zone
-
-    tz = zone(tz_name)
-    if next_week and (days is not None or start or end):
-        raise fail("--next-week chooses the window itself: leave out --days, --from and --to")
-    if next_week:
-        local = now.astimezone(tz).replace(tzinfo=None)
-        monday = (local - timedelta(days=local.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        first = to_utc(monday + timedelta(days=7), tz)
-        return first, to_utc(monday + timedelta(days=14), tz)
-
-    first = _local_instant(start, "--from", tz_name) if start else now
-    if end:
-        last = _local_instant(end, "--to", tz_name)
-        if len(end.strip()) == 10:  # a date alone: the whole of that day
-            last += timedelta(days=1)
-    else:
-        last = first + timedelta(days=days if days is not None else 7)
-    if last <= first:
-        raise fail(f"--to ({end}) must be after the start of the window ({start or 'now'})")
-    return first, last
 
 
 def _check_filters(
@@ -287,28 +243,15 @@ def validate(
 
     Example: commcal validate --days 60
     """
-    from commcal import plan as planning
-    from commcal.errors import sorted_problems
+    from commcal.validate import validate as check_project
     from commcal.views import problems as view
 
     project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
     start = _now(now)
-    planned = (
-        [] if project.config_errors else planning.plan(project, start, start + timedelta(days=days))
-    )
-    audience = (
-        []
-        if project.config_errors
-        else [
-            *planning.audience_problems(project),
-            *planning.member_render_problems(project, planned),
-        ]
-    )
-    problems = sorted_problems([*project.problems, *audience, *planning.problems_of(planned)])
-    view.show(problems, format.value, checked=len(planned), calendars=len(project.calendars))
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise typer.Exit(2 if project.config_errors else 1)
+    result = check_project(project, window.Span(start, start + timedelta(days=days)))
+    view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -353,7 +296,12 @@ def plan(
     project = _load(format, view.show_stopped)
     _stop_on_errors(project, format, view.show_stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
-    first, last = _window(_now(now), days, start, end, next_week, project.config.timezone)
+    span = _typed(
+        lambda: window.window(
+            _now(now), project.config.timezone, days=days, start=start, end=end, next_week=next_week
+        )
+    )
+    first, last = span.start, span.end
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
     planned = planning.plan(project, first, last, filters)
     view.show(planned, format.value, first, last, project.config.timezone)
@@ -386,7 +334,11 @@ def preview(
     project = _load(format, view.show_preview_stopped)
     _stop_on_errors(project, format, view.show_preview_stopped)
     _check_filters(project, channel=[channel] if channel else None)
-    start = _local_instant(at, "--at", project.config.timezone) if at else _now(now)
+    start = (
+        _typed(lambda: window.local_instant(at, "--at", project.config.timezone))
+        if at
+        else _now(now)
+    )
     found = planning.find_item(project, item)
     if found is None:
         raise fail(f"no item {item!r} (see `commcal plan` for item ids){_close(project, item)}", 1)
@@ -626,8 +578,10 @@ def status(
 
 
 def _one(ledger: Any, prefix: str) -> Any:
-    if len(prefix) < 6:
-        raise fail("give at least 6 characters of the delivery id")
+    from commcal.deliveries import MIN_ID_PREFIX
+
+    if len(prefix) < MIN_ID_PREFIX:
+        raise fail(f"give at least {MIN_ID_PREFIX} characters of the delivery id")
     found = ledger.find(prefix)
     if not found:
         raise fail(f"no delivery {prefix!r} in the ledger (see `commcal status`)", 1)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from commcal.calendar.model import Calendar
 from commcal.calendar.parse import parse_calendar
@@ -26,9 +26,6 @@ class Project:
     channels: dict[str, Channel]
     problems: list[Problem] = field(default_factory=list)
     env: Mapping[str, str] = field(default_factory=dict)
-    # Per-run memo of what every delivery of an item shares (plan.context); a project is loaded
-    # afresh for each command and each reload of `run`, so it never goes stale.
-    cache: dict[Any, Any] = field(default_factory=dict)
     # Calendar files (as shown, e.g. calendars/main.yaml) with errors outside any one item:
     # a YAML syntax error, a bad header or defaults, a calendar name used twice.
     broken_files: frozenset[str] = frozenset()
@@ -86,14 +83,14 @@ class Project:
             if before is not None and before.name not in names:
                 names.add(before.name)
                 calendars.append(before)
-        return replace(self, calendars=calendars, cache={})
+        return replace(self, calendars=calendars)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Calendar]:
+        return {c.name: c for c in self.calendars}
 
     def calendar(self, name: str) -> Calendar | None:
-        by_name = self.cache.get("calendars")
-        if by_name is None:
-            by_name = self.cache["calendars"] = {c.name: c for c in self.calendars}
-        found: Calendar | None = by_name.get(name)
-        return found
+        return self._by_name.get(name)
 
 
 def calendar_files(root: Path) -> list[Path]:
@@ -109,7 +106,7 @@ def load_project(root: Path, env: Mapping[str, str] | None = None) -> Project:
     channels = build_channels(
         config, os.environ if env is None else env, problems, state_dir=root / ".commcal"
     )
-    renderer = Renderer(root / "templates", display_root=root, utm_medium=config.links.utm_medium)
+    renderer = Renderer(root / "templates", display_root=root)
     bases = template_bases(root / "templates")
     from commcal.audience import audience_names
 

@@ -35,6 +35,22 @@ class Rendered(NamedTuple):
     sources: tuple[str, ...]  # template files used, relative to templates/
 
 
+class Setting(NamedTuple):
+    """How the filters format one message: its locale, its zone and the default UTM tags.
+    The context carries it under `SETTING` (one key, not one per value); a named tuple, as one
+    is made per delivery."""
+
+    locale: str
+    tz: tzinfo | None = None
+    utm_source: str = ""  # "": the channel's name
+    utm_medium: str = "social"
+
+
+# The context key of the message's `Setting`; a leading underscore keeps it out of templates'
+# way (no calendar var starts with one).
+SETTING = "_commcal"
+
+
 def language_of(locale: str) -> str:
     """A locale's language: `el` for el, el_GR and el-CY (template variants fall back to it)."""
     return locale.split("_")[0].split("-")[0]
@@ -108,12 +124,9 @@ def template_bases(folder: Path) -> set[str]:
 class Renderer:
     """Compiles each template once and renders messages for deliveries."""
 
-    def __init__(
-        self, folder: Path, *, display_root: Path | None = None, utm_medium: str = "social"
-    ) -> None:
+    def __init__(self, folder: Path, *, display_root: Path | None = None) -> None:
         self.folder = folder
         self.display_root = display_root or folder.parent
-        self.utm_medium = utm_medium
         self._env: jinja2.Environment | None = None
         self._lookup: dict[tuple[str, str, str, str], str | None] = {}
         # Per-message work done once: compiled templates by file name (auto_reload is off, so
@@ -147,16 +160,7 @@ class Renderer:
             keep_trailing_newline=False,
             auto_reload=False,
         )
-        env.filters.update(
-            {
-                "date": format_date,
-                "time": format_time,
-                "datetime": format_datetime,
-                "duration": format_timedelta,
-                "utm": add_utm,
-                "truncate_graphemes": truncate_graphemes,
-            }
-        )
+        env.filters.update(template_filters())
         return env
 
     def source(self, name: str) -> str:
@@ -214,8 +218,8 @@ class Renderer:
         if self._globals is None:
             self._globals = dict(self.env.globals)
         parent = {**self._globals, **context}
-        if "_locale" not in context:
-            parent["_locale"] = locale
+        if SETTING not in context:
+            parent[SETTING] = Setting(locale)
         subject = text = html = None
         sources = []
         if text_name:
@@ -355,14 +359,31 @@ def html_to_text(html: str) -> str:
 
 
 # -- filters -------------------------------------------------------------------------------------
-# Each takes the locale and zone from the template context (`_locale`, `_tz`), so a template
-# writes `{{ event.at | date }}` and gets "Πέμπτη 10 Δεκεμβρίου 2026" in a Greek calendar.
+# Each takes the locale and zone from the context's `Setting`, so a template writes
+# `{{ event.at | date }}` and gets "Πέμπτη 10 Δεκεμβρίου 2026" in a Greek calendar.
 
 
-def _pass_context(func: Callable[..., Any]) -> Callable[..., Any]:
+def template_filters() -> dict[str, Callable[..., Any]]:
+    """commcal's Jinja filters, marked to receive the template context (jinja2 is imported
+    here, when an environment is made, not when this module is)."""
     import jinja2
 
-    return jinja2.pass_context(func)
+    return {
+        "date": jinja2.pass_context(format_date),
+        "time": jinja2.pass_context(format_time),
+        "datetime": jinja2.pass_context(format_datetime),
+        "duration": jinja2.pass_context(format_timedelta),
+        "utm": jinja2.pass_context(add_utm),
+        "truncate_graphemes": truncate_graphemes,
+    }
+
+
+DEFAULT_SETTING = Setting("en")
+
+
+def _setting(ctx: Any) -> Setting:
+    found = ctx.get(SETTING)
+    return found if isinstance(found, Setting) else DEFAULT_SETTING
 
 
 def _coerce(value: Any) -> datetime | date:
@@ -378,11 +399,9 @@ def _coerce(value: Any) -> datetime | date:
 
 
 def _zone(ctx: Any) -> tzinfo | None:
-    tz = ctx.get("_tz")
-    return tz if isinstance(tz, tzinfo) else None
+    return _setting(ctx).tz
 
 
-@_pass_context
 def format_date(ctx: Any, value: Any, format: str = "full", locale: str | None = None) -> str:
     from babel.dates import format_date as babel_date
 
@@ -390,10 +409,9 @@ def format_date(ctx: Any, value: Any, format: str = "full", locale: str | None =
     if isinstance(when, datetime) and when.tzinfo is not None and _zone(ctx):
         when = when.astimezone(_zone(ctx))
     day = when.date() if isinstance(when, datetime) else when
-    return str(babel_date(day, format=format, locale=locale or ctx.get("_locale", "en")))
+    return str(babel_date(day, format=format, locale=locale or _setting(ctx).locale))
 
 
-@_pass_context
 def format_time(ctx: Any, value: Any, format: str = "short", locale: str | None = None) -> str:
     from babel.dates import format_time as babel_time
 
@@ -405,12 +423,11 @@ def format_time(ctx: Any, value: Any, format: str = "short", locale: str | None 
             when,
             format=format,
             tzinfo=_zone(ctx) if when.tzinfo else None,
-            locale=locale or ctx.get("_locale", "en"),
+            locale=locale or _setting(ctx).locale,
         )
     )
 
 
-@_pass_context
 def format_datetime(ctx: Any, value: Any, format: str = "medium", locale: str | None = None) -> str:
     from babel.dates import format_datetime as babel_datetime
 
@@ -422,12 +439,11 @@ def format_datetime(ctx: Any, value: Any, format: str = "medium", locale: str | 
             when,
             format=format,
             tzinfo=_zone(ctx) if when.tzinfo else None,
-            locale=locale or ctx.get("_locale", "en"),
+            locale=locale or _setting(ctx).locale,
         )
     )
 
 
-@_pass_context
 def format_timedelta(
     ctx: Any, value: Any, locale: str | None = None, add_direction: bool = False
 ) -> str:
@@ -441,7 +457,7 @@ def format_timedelta(
 
     if not isinstance(value, timedelta):
         raise ValueError(f"{value!r} is not a duration")
-    lang = locale or ctx.get("_locale", "en")
+    lang = locale or _setting(ctx).locale
     if add_direction:
         return str(babel_timedelta(value, locale=lang, add_direction=True, threshold=1.0))
     seconds = abs(int(value.total_seconds()))
@@ -472,7 +488,6 @@ def _unit(count: int, unit: str, lang: str) -> str:
     return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
-@_pass_context
 def add_utm(
     ctx: Any,
     url: str,
@@ -487,9 +502,10 @@ def add_utm(
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     channel = ctx.get("channel") or {}
     item = ctx.get("item") or {}
+    setting = _setting(ctx)
     tags = {
-        "utm_source": source or ctx.get("_utm_source") or channel.get("name", "commcal"),
-        "utm_medium": medium or ctx.get("_utm_medium", "social"),
+        "utm_source": source or setting.utm_source or channel.get("name", "commcal"),
+        "utm_medium": medium or setting.utm_medium,
         "utm_campaign": campaign or item.get("id", ""),
         "utm_content": content or "",
     }

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -38,7 +38,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from commcal.errors import CommcalError, ConfigError
 from commcal.ledger import State, open_ledger
-from commcal.plan import deliveries, local_send_times
+from commcal.plan import Memo, deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
 from commcal.publish.publisher import Publisher, check_ledger, worker_name
 from commcal.publish.results import Outcome, OutcomeState, Report
@@ -132,6 +132,9 @@ def signature(root: Path) -> tuple[tuple[str, int, int], ...]:
 class _Plan:
     project: Project
     ledger_url: str
+    # What planning reads once per loaded project (the audiences' member zones): a replan
+    # does not read every audience file again.
+    memo: Memo = field(default_factory=Memo)
 
 
 class Scheduler:
@@ -327,10 +330,10 @@ class Scheduler:
         now = datetime.now(UTC)
         max_late = plan.project.config.publish.max_late
         try:
-            found = deliveries(plan.project, now - max_late, now + self.horizon)
+            found = deliveries(plan.project, now - max_late, now + self.horizon, memo=plan.memo)
             # `send_at: local`: each member zone's own instant (deliveries() above lists the
             # calendar zone's only, since it does not expand members).
-            local = local_send_times(plan.project, now, now + self.horizon)
+            local = local_send_times(plan.project, now, now + self.horizon, plan.memo)
         except Exception as exc:
             self._emit("error", f"planning failed: {type(exc).__name__}: {exc}")
             return

@@ -20,7 +20,6 @@ from commcal.errors import Pos, Problem
 from commcal.timeutil import parse_date, parse_datetime, parse_duration
 
 _DECIMAL = re.compile(r"^[-+]?\d+(\.\d+)?$")
-TRUTHY_WORDS = {"yes", "no", "on", "off", "y", "n"}
 # Schedulable years: beyond these a zone conversion overflows datetime (year 1, year 9999), and
 # nobody schedules a post for then; such a year is a typo.
 FIRST_YEAR, LAST_YEAR = 1970, 2999

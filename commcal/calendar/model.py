@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commcal.calendar.cron import Cron
 from commcal.errors import Pos
+
+if TYPE_CHECKING:
+    from commcal.audience import Where
 
 KINDS = ("post", "newsletter", "event", "contest", "poll", "offer", "survey")
 
@@ -65,6 +69,17 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Codes:
+    """`codes:` of an offer: single-use codes from a pool file, or one derived per member."""
+
+    pos: Pos
+    pool: str = ""  # a text file relative to the project folder, one code per line
+    derive: bool = False
+    prefix: str = ""
+    length: int = 8
+
+
+@dataclass(frozen=True)
 class Item:
     calendar: str
     id: str
@@ -83,7 +98,24 @@ class Item:
     duration: timedelta | None = None  # events
     poll: Mapping[str, Any] | None = None  # question, options, duration
     audience: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    where: Where | None = None  # filters the audience's members
+    send_at: str = "calendar"  # "local": each member at the written time in their own zone
+    codes: Codes | None = None  # offers
+    survey_url: str = ""  # surveys: the form each member gets a signed link to
+    url: str = ""  # events: the join link in the .ics
+    location: str = ""  # events: where, in the .ics
+
+    @functools.cached_property
+    def extra(self) -> Mapping[str, Any]:
+        """The audience fields in their old untyped shape, for callers not moved to the typed
+        fields yet (publish.py); new code reads `where`, `send_at`, `codes` ... instead."""
+        extra: dict[str, Any] = {"where": self.where, "send_at": self.send_at}
+        if self.codes is not None:
+            codes = self.codes
+            extra["codes"] = {"prefix": codes.prefix, "length": codes.length, "pos": codes.pos}
+            extra["codes"].update({"pool": codes.pool} if codes.pool else {"derive": codes.derive})
+        extra.update(survey_url=self.survey_url, url=self.url, location=self.location)
+        return extra
 
 
 @dataclass(frozen=True)

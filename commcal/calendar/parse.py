@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from commcal.calendar.model import (
     KINDS,
     At,
     Calendar,
+    Codes,
     CronSchedule,
     Dates,
     Every,
@@ -273,7 +275,6 @@ def _audience(
 ) -> dict[str, Any]:
     """audience, where, send_at, codes, survey_url, location, url: who an item reaches."""
     fields: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
     if (n := node.get("audience")) is not None and (name := reader.text(n, f"{where} audience")):
         if name not in audiences:
             reader.problem(
@@ -287,23 +288,21 @@ def _audience(
 
         if "audience" not in fields:
             reader.problem(n.pos, f"{where}: where: filters an audience; add audience: first")
-        extra["where"] = parse_where(reader, n)
+        fields["where"] = parse_where(reader, n)
     if (n := node.get("send_at")) is not None:
         mode = reader.choice(n, f"{where} send_at", ("calendar", "local"))
         if mode == "local" and "audience" not in fields:
             reader.problem(n.pos, f"{where}: send_at: local needs an audience (members' zones)")
-        extra["send_at"] = mode or "calendar"
+        fields["send_at"] = mode or "calendar"
     if (n := node.get("codes")) is not None:
-        extra["codes"] = _codes(reader, n, where)
+        fields["codes"] = _codes(reader, n, where)
     for key in ("survey_url", "url", "location"):
         if (n := node.get(key)) is not None:
-            extra[key] = reader.text(n, f"{where} {key}")
-    if extra:
-        fields["extra"] = extra
+            fields[key] = reader.text(n, f"{where} {key}") or ""
     return fields
 
 
-def _codes(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
+def _codes(reader: Reader, node: Node, where: str) -> Codes | None:
     """codes: {pool: offers/winter.txt} (single-use codes, one per member) or
     {derive: true, prefix: WINTER-} (a code computed from the member, nothing to keep)."""
     if not reader.mapping(node, f"{where} codes", ("pool", "derive", "prefix", "length")):
@@ -316,16 +315,15 @@ def _codes(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
             "e.g. codes: {pool: codes/winter.txt} or codes: {derive: true}",
         )
         return None
-    result: dict[str, Any] = {"prefix": "", "length": 8}
+    result = Codes(node.pos)
     if pool is not None:
-        result["pool"] = reader.text(pool, f"{where} codes.pool")
+        result = replace(result, pool=reader.text(pool, f"{where} codes.pool") or "")
     elif derive is not None:
-        result["derive"] = bool(reader.boolean(derive, f"{where} codes.derive"))
+        result = replace(result, derive=bool(reader.boolean(derive, f"{where} codes.derive")))
     if (n := node.get("prefix")) is not None:
-        result["prefix"] = reader.text(n, f"{where} codes.prefix") or ""
+        result = replace(result, prefix=reader.text(n, f"{where} codes.prefix") or "")
     if (n := node.get("length")) is not None:
-        result["length"] = reader.integer(n, f"{where} codes.length", 4, 32) or 8
-    result["pos"] = node.pos
+        result = replace(result, length=reader.integer(n, f"{where} codes.length", 4, 32) or 8)
     return result
 
 

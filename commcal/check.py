@@ -1,0 +1,143 @@
+"""Message -> problems, counted the channel's way; the results of `plan` and `preview`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from commcal.calendar.model import Item
+from commcal.channels.base import Message
+from commcal.compose import message_for
+from commcal.deliveries import Delivery, Filters, Memo, deliveries, fewer_collections, member_zones
+from commcal.errors import Problem
+from commcal.project import Project
+from commcal.render import RenderError
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A delivery with its rendered message and the channel's verdict on it."""
+
+    delivery: Delivery
+    message: Message | None
+    length: int | None = None
+    limit: int | None = None
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+
+def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Planned:
+    """Render and check one delivery against its channel, offline.
+
+    A delivery standing for a whole audience is rendered for the audience's first member, so
+    the preview shows a real message; the audience file's own errors are its problems.
+    """
+    item = delivery.item
+    shown = delivery
+    audience_errors: tuple[Problem, ...] = ()
+    if delivery.personal and delivery.recipient is None and delivery.audience_size >= 0:
+        from dataclasses import replace
+
+        from commcal.audience import sample
+
+        found: list[Problem] = []
+        audience = item.audience or ""
+        people = sample(project.root, audience, item.where, 1, problems=found)
+        audience_errors = tuple(p for p in found if p.severity == "error")
+        first = member_zones(project, item, memo).get(delivery.zone) if delivery.zone else None
+        if first is not None:  # send_at: local: a member of this zone
+            people = [first[0]]
+        if people:
+            shown = replace(delivery, recipient=people[0])
+    try:
+        message = message_for(project, shown, memo)
+    except RenderError as exc:
+        return Planned(delivery, None, problems=(exc.problem, *audience_errors))
+    adapter = project.channels.get(delivery.channel)
+    if adapter is None:
+        return Planned(delivery, message)
+    problems = tuple(
+        Problem(
+            item.pos,
+            f"item {item.id!r} on {delivery.channel} at "
+            f"{delivery.local_due:%Y-%m-%d %H:%M}: {text}",
+        )
+        for text in adapter.check(message)
+    )
+    return Planned(
+        delivery,
+        message,
+        adapter.measure(message.text),
+        adapter.limit(),
+        (*problems, *audience_errors),
+    )
+
+
+def plan(
+    project: Project,
+    start: datetime,
+    end: datetime,
+    filters: Filters = Filters(),
+    memo: Memo | None = None,
+) -> list[Planned]:
+    with fewer_collections():
+        return _plan(project, start, end, filters, memo if memo is not None else Memo())
+
+
+def _plan(
+    project: Project, start: datetime, end: datetime, filters: Filters, memo: Memo
+) -> list[Planned]:
+    planned = []
+    first_step: dict[str, str] = {}
+    for delivery in deliveries(project, start, end, filters, memo=memo):
+        entry = check(project, delivery, memo)
+        step = delivery.occurrence.step
+        if delivery.id in first_step:
+            # The id is (calendar, item, instant, channel): two steps at one instant would be
+            # one delivery, and the ledger would send only the first.
+            item = delivery.item
+            clash = Problem(
+                item.pos,
+                f"item {item.id!r}: steps {first_step[delivery.id]!r} and {step!r} fall at the "
+                f"same instant ({delivery.local_due:%Y-%m-%d %H:%M}) on {delivery.channel}",
+                "move one of them by a minute or more; only one message per instant is sent",
+            )
+            entry = Planned(
+                delivery, entry.message, entry.length, entry.limit, (*entry.problems, clash)
+            )
+        else:
+            first_step[delivery.id] = step
+        planned.append(entry)
+    return planned
+
+
+def problems_of(planned: Iterable[Planned]) -> list[Problem]:
+    return [p for entry in planned for p in entry.problems]
+
+
+def next_occurrence(
+    project: Project,
+    item: Item,
+    start: datetime,
+    channel: str | None = None,
+    *,
+    member: str | None = None,
+) -> list[Planned]:
+    """The item's first occurrence at or after `start` (looking up to ten years ahead)."""
+
+    filters = Filters(
+        calendars=[item.calendar], items=[item.id], channels=[channel] if channel else ()
+    )
+    end = start + timedelta(days=3660)
+    memo = Memo()
+    for span in (timedelta(days=40), timedelta(days=400), end - start):
+        found = deliveries(project, start, start + span, filters, member=member, memo=memo)
+        if found:
+            # One occurrence: with send_at: local, its delivery for each member zone.
+            first = found[0].occurrence.when
+            return [check(project, d, memo) for d in found if d.occurrence.when == first]
+    return []
