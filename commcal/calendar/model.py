@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -104,18 +103,6 @@ class Item:
     survey_url: str = ""  # surveys: the form each member gets a signed link to
     url: str = ""  # events: the join link in the .ics
     location: str = ""  # events: where, in the .ics
-
-    @functools.cached_property
-    def extra(self) -> Mapping[str, Any]:
-        """The audience fields in their old untyped shape, for callers not moved to the typed
-        fields yet (publish.py); new code reads `where`, `send_at`, `codes` ... instead."""
-        extra: dict[str, Any] = {"where": self.where, "send_at": self.send_at}
-        if self.codes is not None:
-            codes = self.codes
-            extra["codes"] = {"prefix": codes.prefix, "length": codes.length, "pos": codes.pos}
-            extra["codes"].update({"pool": codes.pool} if codes.pool else {"derive": codes.derive})
-        extra.update(survey_url=self.survey_url, url=self.url, location=self.location)
-        return extra
 
 
 @dataclass(frozen=True)

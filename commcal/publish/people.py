@@ -64,7 +64,7 @@ class _Members:
                 kept.append(delivery)
         members = self.project.config.members
         signed = members.unsubscribe_url or any(
-            d.item.extra.get("survey_url") or (d.item.extra.get("codes") or {}).get("derive")
+            d.item.survey_url or (d.item.codes is not None and d.item.codes.derive)
             for d in kept
             if d.recipient is not None
         )
@@ -72,11 +72,11 @@ class _Members:
             names = ", ".join(members.secret.names) if members.secret else "members.secret"
 
             def needs_secret(d: Delivery) -> bool:
-                extra = d.item.extra
+                item = d.item
                 return d.recipient is not None and bool(
                     members.unsubscribe_url
-                    or extra.get("survey_url")
-                    or (extra.get("codes") or {}).get("derive")
+                    or item.survey_url
+                    or (item.codes is not None and item.codes.derive)
                 )
 
             kept = self.block(
@@ -119,8 +119,8 @@ class _Members:
 
         pools: dict[tuple[str, str], list[Delivery]] = {}
         for delivery in todo:
-            codes = delivery.item.extra.get("codes") or {}
-            if delivery.recipient is not None and codes.get("pool"):
+            spec = delivery.item.codes
+            if delivery.recipient is not None and spec is not None and spec.pool:
                 pools.setdefault((delivery.calendar, delivery.item.id), []).append(delivery)
         if not pools:
             return todo
@@ -129,19 +129,18 @@ class _Members:
         for (calendar, item_id), group in pools.items():
             item = group[0].item
             pool = f"{calendar}/{item_id}"
+            pool_file = item.codes.pool if item.codes is not None else ""
             try:
                 codes = pool_codes(self.project, item)
                 keys = sorted({d.recipient.key for d in group if d.recipient})
                 given = self.ledger.reserve_codes(pool, keys, codes, now=self.clock())
             except OSError as exc:
                 stopped[(calendar, item_id)] = (
-                    f"cannot read its code pool {item.extra['codes']['pool']}: {exc.strerror}"
+                    f"cannot read its code pool {pool_file}: {exc.strerror}"
                 )
                 continue
             except UnicodeDecodeError:
-                stopped[(calendar, item_id)] = (
-                    f"its code pool {item.extra['codes']['pool']} is not UTF-8 text"
-                )
+                stopped[(calendar, item_id)] = f"its code pool {pool_file} is not UTF-8 text"
                 continue
             except LedgerError as exc:  # too few codes for the members: none is sent
                 stopped[(calendar, item_id)] = str(exc)
