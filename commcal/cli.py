@@ -492,8 +492,6 @@ def publish(
 
             stopped([*project.problems, Problem(Pos(""), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
-    finally:
-        progress.close()
     view.show(report, format.value)
     _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:

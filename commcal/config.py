@@ -41,7 +41,6 @@ class EnvRef:
 
 CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
-KNOWN_LOCALES = ("en", "el", "sw")
 TOP_KEYS = (
     "project",
     "timezone",

@@ -19,6 +19,11 @@ _DURATION = re.compile(
 )
 
 
+def utc_now() -> datetime:
+    """The clock adapters read when none is given (tests pass their own)."""
+    return datetime.now(UTC)
+
+
 def parse_duration(text: str) -> timedelta | None:
     """`90m`, `1h30m`, `-2d`, `2w`, `45s` or `0`; None when the text is not a duration."""
     text = text.strip()

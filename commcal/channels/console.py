@@ -17,10 +17,7 @@ from typing import IO, Any, ClassVar
 
 from commcal.channels.base import Channel, Message, PermanentError, Receipt, Setting
 from commcal.errors import ConfigError
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+from commcal.timeutil import utc_now
 
 
 class ConsoleChannel(Channel):
@@ -70,7 +67,7 @@ class FileChannel(Channel):
     max_length: ClassVar[int | None] = None
 
     def configure(self) -> None:
-        self.clock: Callable[[], datetime] = _utc_now
+        self.clock: Callable[[], datetime] = utc_now
 
     def path(self) -> Path:
         raw = self.value("path")

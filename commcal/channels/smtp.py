@@ -52,6 +52,7 @@ from commcal.channels.base import (
 )
 from commcal.errors import ConfigError
 from commcal.redact import Secrets
+from commcal.timeutil import utc_now
 
 # The usual port of each kind of security: 587 submission with STARTTLS (RFC 6409, RFC 3207),
 # 465 implicit TLS (RFC 8314 section 3.3), 25 plain relay (RFC 5321).
@@ -67,10 +68,6 @@ RESERVED_HEADERS = frozenset(
 SMTP_POLICY = email.policy.SMTP.clone(cte_type="7bit", max_line_length=998)
 # RFC 5322 section 3.2.3 atext: what may stand unquoted left of the @ in a Message-ID.
 _ATEXT_SAFE = "!#$&'*+-/=?^_`{|}~"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Dropped(Exception):
@@ -103,7 +100,7 @@ class SmtpChannel(Channel):
     max_length: ClassVar[int | None] = None
 
     def configure(self) -> None:
-        self.clock: Callable[[], datetime] = _utc_now
+        self.clock: Callable[[], datetime] = utc_now
         self._smtp: smtplib.SMTP | None = None
         security = self.options["security"]
         if security not in DEFAULT_PORTS:

@@ -54,9 +54,6 @@ class Progress:
             sys.stderr.write(line(outcome) + "\n")
             sys.stderr.flush()
 
-    def close(self) -> None:
-        pass
-
 
 def show(report: Report, fmt: str) -> None:
     counts = report.counts()
