@@ -4,7 +4,7 @@
 - `results`: what it reports: `OutcomeState`, `Outcome`, `Report` (what the views read);
 - `people`: deliveries to members, before sending: suppressions, members.secret, code pools;
 - `recorder`: the thread that records the sends of idempotent channels, several per commit;
-- `retry`: how long a transient failure waits (full jitter, capped);
+- `retry`: how long a transient failure waits (equal jitter, capped);
 - `rows`: a delivery as the ledger keys it.
 
 The names other modules use are importable from here: `from commcal.publish import publish`.

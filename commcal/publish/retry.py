@@ -1,16 +1,24 @@
 """How long a transient failure waits before its next attempt.
 
-Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"):
-the wait is drawn uniformly from [0, ceiling], where the ceiling starts at `publish.retry_delay`
-for the first retry, doubles with each attempt, and stops at MAX_RETRY_DELAY (or at
-`retry_delay` itself when that is set longer). Deliveries that failed together (a channel's
-outage) thus spread out instead of retrying in lock-step, and no wait grows without bound. A
-server's Retry-After (HTTP 429/503) is a floor: never retry sooner than it asks.
+Exponential backoff with *equal* jitter (AWS Architecture Blog, "Exponential Backoff And
+Jitter"): the wait is drawn uniformly from [ceiling / 2, ceiling], where the ceiling starts at
+`publish.retry_delay` for the first retry, doubles with each attempt, and stops at
+MAX_RETRY_DELAY (or at `retry_delay` itself when that is set longer). Deliveries that failed
+together (a channel's outage) spread out over the upper half instead of retrying in lock-step,
+and no wait grows without bound. A server's Retry-After (HTTP 429/503) is a floor: never retry
+sooner than it asks.
+
+Why equal rather than full jitter ([0, ceiling]): the floor of half the ceiling is a promise a
+user can reason with. A send that may have arrived is retried only while the network still
+remembers its idempotency key (Mastodon: one hour); with `retry_delay: 3h` equal jitter never
+retries inside that hour, so such a send is always left `unknown` for a person, whereas full
+jitter would sometimes retry it after a few minutes and sometimes not: the same failure would
+end in different states from run to run.
 
 Whether a run waits for the retry itself or leaves the delivery `pending` for a later run is
 decided by the ceiling, not by the draw (`publisher.MAX_INLINE_WAIT`): with a `retry_delay` of
-10m a run never sits out a lucky 20-second draw, it leaves the retry to the next run, as it
-always did; the draw only spreads when that retry comes due.
+10m a run never sits out a short draw, it leaves the retry to the next run, as it always did;
+the draw only spreads when that retry comes due.
 """
 
 from __future__ import annotations
@@ -36,5 +44,6 @@ def backoff(
     rng: random.Random | None = None,
 ) -> float:
     """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
-    delay = (rng or random).uniform(0.0, ceiling(attempt, base))
+    top = ceiling(attempt, base)
+    delay = (rng or random).uniform(top / 2, top)
     return max(delay, retry_after or 0.0)
