@@ -14,24 +14,9 @@ import pytest
 
 from commcal.audience import check_audience
 from tests.conftest import MakeProject
+from tests.test_addresses import CALENDAR, TEMPLATES
 from tests.test_community import Mailbox, config, free_port, run
 
-CALENDAR = """\
-items:
-  - id: letter
-    kind: newsletter
-    at: 2026-12-01 08:00
-    channels: [newsletter]
-    template: news/letter
-    audience: members
-"""
-TEMPLATES = {
-    "news/letter.j2": (
-        "{% block subject %}News{% endblock %}\n"
-        "{% block text %}Hello {{ member.first_name }}. Leave: {{ unsubscribe_url }}"
-        "{% endblock %}\n"
-    )
-}
 NOW = "2026-12-01T08:01:00Z"
 
 

@@ -220,16 +220,26 @@ LETTER_TEMPLATE = {
 }
 
 
+def write_letter_template(root: Path) -> None:
+    (root / "templates" / "letters").mkdir()
+    for name, text in LETTER_TEMPLATE.items():
+        (root / "templates" / name).write_text(text, encoding="utf-8")
+
+
+def add_letter(root: Path) -> None:
+    """Append the hello-letter newsletter (to `members`) to calendars/main.yaml, with its
+    template."""
+    main = root / "calendars" / "main.yaml"
+    main.write_text(main.read_text(encoding="utf-8") + LETTER, encoding="utf-8")
+    write_letter_template(root)
+
+
 def test_a_short_code_pool_stops_only_its_offer(
     make_project: MakeProject, smtp: tuple[int, Mailbox]
 ) -> None:
     port, box = smtp
     root = offer_project(make_project, port, members=6, codes=5)
-    main = root / "calendars" / "main.yaml"
-    main.write_text(main.read_text(encoding="utf-8") + LETTER, encoding="utf-8")
-    (root / "templates" / "letters").mkdir()
-    for name, text in LETTER_TEMPLATE.items():
-        (root / "templates" / name).write_text(text, encoding="utf-8")
+    add_letter(root)
 
     code, output = runner(root, "publish", "--now", "2026-12-14T09:00:30Z", env=ENV)
     assert code == 1, output
@@ -319,11 +329,7 @@ def test_an_unreadable_code_pool_stops_only_its_offer(
 ) -> None:
     port, box = smtp
     root = offer_project(make_project, port, members=3, codes=3)
-    main = root / "calendars" / "main.yaml"
-    main.write_text(main.read_text(encoding="utf-8") + LETTER, encoding="utf-8")
-    (root / "templates" / "letters").mkdir()
-    for name, text in LETTER_TEMPLATE.items():
-        (root / "templates" / name).write_text(text, encoding="utf-8")
+    add_letter(root)
     (root / "codes" / "winter.txt").write_bytes(b"WINTER-\xe9\xe9\n" * 3)  # Latin-1, not UTF-8
 
     code, output = runner(root, "publish", "--now", "2026-12-14T09:00:30Z", env=ENV)
@@ -350,9 +356,7 @@ def test_run_reports_a_short_pool_once_and_keeps_sending_the_rest(
         + letters,
         encoding="utf-8",
     )
-    (root / "templates" / "letters").mkdir()
-    for name, text in LETTER_TEMPLATE.items():
-        (root / "templates" / name).write_text(text, encoding="utf-8")
+    write_letter_template(root)
     proc = subprocess.Popen(
         [*command(), "-C", str(root), "run", "--log-format", "json"],
         env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
@@ -392,9 +396,7 @@ def test_a_broken_audience_file_stops_only_the_mail_that_reads_it(
         ),
         encoding="utf-8",
     )
-    (root / "templates" / "letters").mkdir()
-    for name, text in LETTER_TEMPLATE.items():
-        (root / "templates" / name).write_text(text, encoding="utf-8")
+    write_letter_template(root)
     vip = root / "audiences" / "vip.csv"
     vip.write_text('email,name\nv1@example.org,"Vera\nv2@example.org,Vic\n', encoding="utf-8")
 
