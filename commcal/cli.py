@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.helptext import ReadableGroup
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -25,7 +26,8 @@ app = typer.Typer(
     help="Publish a content calendar kept as YAML in git: on time, exactly once.\n\n"
     "Example: commcal plan --next-week",
     no_args_is_help=True,
-    add_completion=False,
+    cls=ReadableGroup,  # help without Python type names (commcal/helptext.py)
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -176,7 +178,12 @@ def _close(project: Project, item: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+FormatOption = Annotated[
+    Format,
+    typer.Option(
+        "--format", "-f", metavar="FORMAT", help=f"Output: {', '.join(f.value for f in Format)}."
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option(
@@ -194,7 +201,7 @@ NAME = "NAME"
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
     force: Annotated[
-        bool, typer.Option(help="Write files even if the folder is not empty.")
+        bool, typer.Option("--force", help="Write files even if the folder is not empty.")
     ] = False,
     timezone: Annotated[
         str | None,
@@ -404,7 +411,9 @@ def main() -> None:
 StateOption = Annotated[
     str | None,
     typer.Option(
-        "--state", help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE)."
+        "--state",
+        metavar="URL",
+        help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE).",
     ),
 ]
 
@@ -830,7 +839,7 @@ def run(
 @app.command()
 def suppress(
     emails: Annotated[
-        list[str] | None, typer.Argument(metavar="EMAIL...", help="Addresses to stop sending to.")
+        list[str] | None, typer.Argument(metavar="EMAIL", help="Addresses to stop sending to.")
     ] = None,
     import_file: Annotated[
         Path | None,
@@ -933,7 +942,7 @@ def contest_draw(
     seed: Annotated[
         str,
         typer.Option(
-            metavar="TEXT",
+            metavar="SEED",
             help="Published seed: the same seed and entries always give the same winners.",
         ),
     ] = "",

@@ -185,8 +185,10 @@ def outcome_text(row: QueueRow) -> Text | None:
     if row.state == "sent" and (row.url or row.remote_id):
         return Text(row.url or f"id {row.remote_id}", style="green", overflow="fold")
     if row.state == "unknown" and row.counts is None:
-        reason = row.last_error or "may have been delivered"
-        return Text(f"{short}: {reason}; check, then commcal resolve", style="magenta")
+        reason = row.last_error or (
+            f"may have been delivered; check the channel, then `commcal resolve {short}`"
+        )
+        return Text(f"{short}: {reason}", style="magenta")
     if row.last_error and row.state in ("failed", "unknown", "pending"):
         prefix = f"{short}: " if row.counts is None else ""
         return Text(prefix + first_line(row.last_error), style="red")
@@ -213,6 +215,7 @@ def _table(
         title=f"{len(planned)} deliveries from {start.astimezone(tz):%a %d %b %Y %H:%M}"
         f" to {end.astimezone(tz):%a %d %b %Y %H:%M} ({tz_name})",
         expand=False,
+        show_edge=wide,  # narrow: the border's columns go to the preview
     )
     if wide:
         table.add_column("day", no_wrap=True)
