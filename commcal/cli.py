@@ -549,12 +549,22 @@ def _console_to_stderr(project: Project) -> None:
             adapter.to_stderr = True
 
 
+def _states(incomplete: str) -> list[str]:
+    """Shell completion of --only-state: the states a delivery can be in."""
+    from commcal.ledger import State
+
+    return [s.value for s in State if s.value.startswith(incomplete)]
+
+
 @app.command()
 def status(
     state_filter: Annotated[
         list[str] | None,
         typer.Option(
-            "--only-state", metavar="STATE", help="Only deliveries in this state (repeatable)."
+            "--only-state",
+            metavar="STATE",
+            help="Only deliveries in this state (repeatable).",
+            autocompletion=_states,
         ),
     ] = None,
     calendar: Annotated[str | None, typer.Option(metavar=NAME, help="Only this calendar.")] = None,

@@ -263,3 +263,56 @@ def test_newsletter_members_are_counted_per_occurrence_never_listed(
     assert state_counts(rows) == {"next": 3, "sent": 3}
     with open_ledger("sqlite:///state.db", project_dir=root, read_only=True) as ledger:
         assert sum(ledger.counts().values()) == 3
+
+
+# -- status: local times, whole ids ------------------------------------------------------------
+
+
+def test_status_shows_the_projects_local_time_and_utc_on_request(
+    make_project: MakeProject, receiver: Receiver
+) -> None:
+    root = make_project(
+        config=config(webhook("hook", receiver.url + "/ok"), publish=FAST).replace(
+            "timezone: UTC", "timezone: Europe/Athens"
+        ),
+        calendars={
+            "main.yaml": "items:\n  - {id: tip, kind: post, template: posts/unique,"
+            " channels: [hook], at: '2026-01-01 02:00'}\n"
+        },
+        templates=TEMPLATES,
+    )
+    code, out, err = cli(root, "publish", "--now", NOW)
+    assert code == 0, (out, err)
+    code, out, _ = cli(root, "status")
+    assert code == 0
+    assert "due (Europe/Athens)" in out
+    assert "2026-01-01 02:00" in out  # 00:00 UTC is 02:00 in Athens
+    code, out, _ = cli(root, "status", "--utc")
+    assert "due (UTC)" in out
+    assert "2026-01-01 00:00" in out and "02:00" not in out
+    (record_id,) = re.findall(r"\b[0-9a-f]{16}\b", out)
+    code, out, _ = cli(root, "status", record_id)
+    assert code == 0
+    assert "at (Europe/Athens)" in out
+    assert "due 2026-01-01 02:00 (Europe/Athens)" in out.replace("\n", " ")
+
+
+@pytest.mark.parametrize("columns", ["60", "80"])
+def test_status_ids_are_never_cut_and_retry_takes_them(
+    published: tuple[Path, dict[str, str]], columns: str
+) -> None:
+    from commcal.deliveries import ID_LENGTH, MIN_ID_PREFIX
+
+    root, env = published
+    code, out, _ = cli(root, "status", env={**env, "COLUMNS": columns})
+    assert code == 0
+    cells = [line.split("│")[1].strip() for line in out.splitlines() if line.count("│") > 3]
+    ids = [cell for cell in cells if cell]
+    assert len(ids) == 3, out
+    assert all(re.fullmatch(r"[0-9a-f]+", i) and len(i) == ID_LENGTH for i in ids), out
+    assert ID_LENGTH >= MIN_ID_PREFIX
+    rows = [line.split("│") for line in out.splitlines() if line.count("│") > 3]
+    failed = next(cells[1].strip() for cells in rows if "failed" in "".join(cells[2:]))
+    code, out, err = cli(root, "retry", failed, "--now", NOW, env=env)
+    assert code == 0, err
+    assert f"{failed} main/tip on broken: queued again" in out

@@ -25,9 +25,9 @@ def write_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
     import os
+
+    from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
     if not out.is_terminal and not os.environ.get("COLUMNS"):

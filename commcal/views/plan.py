@@ -138,6 +138,7 @@ def unplanned_json(row: QueueRow) -> dict[str, Any]:
 # Below this many columns the table drops the day and length columns (days become headings)
 # so that the preview keeps its words; `--wide` shows every column anyway.
 WIDE_TABLE = 110
+WIDE_WIDTH = 200  # the width `--wide` lays the table out in on a narrower terminal
 
 STATE_STYLES = {
     "sent": "green",
@@ -209,6 +210,11 @@ def _table(
 
     tz = zone(tz_name)
     out = console()
+    if wide and out.width < WIDE_TABLE:
+        # Every column at its own width: lines longer than the terminal, as the user asked.
+        from rich.console import Console
+
+        out = Console(highlight=False, soft_wrap=False, width=WIDE_WIDTH)
     wide = wide or out.width >= WIDE_TABLE
     entries = _entries(planned, rows)
     table = Table(

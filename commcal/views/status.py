@@ -40,8 +40,8 @@ def _table(
     *,
     whole: Sequence[str] = (),
 ) -> None:
-    """A table as markdown or rich; the `whole` columns are never wrapped or cut (ids people
-    type back into `retry` and `resolve`)."""
+    """A table as markdown or rich; columns whose names start with one of `whole` are never
+    wrapped or cut (ids people type back into `retry` and `resolve`)."""
     if fmt == "markdown":
         print(f"**{title}**\n")
         print("| " + " | ".join(columns) + " |")
@@ -53,7 +53,7 @@ def _table(
 
     table = Table(title=title)
     for n, column in enumerate(columns):
-        if column in whole:
+        if column.startswith(tuple(whole)):
             width = max((len(row[n]) for row in rows), default=len(column))
             table.add_column(column, no_wrap=True, min_width=width)
         else:
@@ -92,6 +92,23 @@ def show_records(
         )
         return
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
+    due = f"due ({zone_label(tz_name)})"
+    if fmt != "markdown" and console().width < WIDE_STATUS:
+        # Narrow: the item, its channel and the URL or error share one column, line by line,
+        # so the id, the time and the state stay whole.
+        tries = {r.id: f" ({r.attempts} tries)" if r.attempts > 1 else "" for r in records}
+        narrow = [
+            [
+                r.id,
+                local_time(r.due_at, tz_name),
+                f"{r.state}{tries[r.id]}",
+                f"{r.calendar}/{r.item} on {r.channel}"
+                + (f"\n{r.url or r.last_error}" if r.url or r.last_error else ""),
+            ]
+            for r in records
+        ]
+        _table(summary, ["id", due, "state", "item: url or error"], narrow, fmt, whole=WHOLE)
+        return
     rows = [
         [
             r.id,
@@ -106,11 +123,17 @@ def show_records(
     ]
     _table(
         summary,
-        ["id", f"due ({zone_label(tz_name)})", "item", "channel", "state", "tries", "url / error"],
+        ["id", due, "item", "channel", "state", "tries", "url / error"],
         rows,
         fmt,
-        whole=("id",),
+        whole=WHOLE,
     )
+
+
+# Below this many columns `status` folds the item, channel and URL or error into one column.
+WIDE_STATUS = 110
+# Columns never wrapped: the id (typed back into `retry` and `resolve`), the time, the state.
+WHOLE = ("id", "state", "tries", "due (", "at (")
 
 
 def show_history(
