@@ -228,15 +228,8 @@ def _keeps(project: Project, filters: Filters) -> Callable[[DeliveryRecord | Rec
     kinds = {(i.calendar, i.id): i.kind for c in project.calendars for i in c.items}
 
     def keeps(r: DeliveryRecord | RecipientCount) -> bool:
-        return (
-            (not filters.calendars or r.calendar in filters.calendars)
-            and (not filters.channels or r.channel in filters.channels)
-            and (
-                not filters.items
-                or r.item in filters.items
-                or f"{r.calendar}/{r.item}" in filters.items
-            )
-            and (not filters.kinds or kinds.get((r.calendar, r.item)) in filters.kinds)
+        return (not filters.channels or r.channel in filters.channels) and filters.keeps_named(
+            r.calendar, r.item, kinds.get((r.calendar, r.item))
         )
 
     return keeps

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from commcal.project import load_project
 from commcal.queue import read_queue, state_counts
 from tests.test_community import ENV as MEMBER_ENV
 from tests.test_community import Mailbox, newsletter_project
+from tests.test_publish import cli
 
 NOW = "2026-01-01T00:10:00Z"
 FAST = "max_late: 1h, retry_delay: 0, lease: 5s, max_attempts: 1"
@@ -39,18 +39,6 @@ items:
     channels: [hook]
     at: 2026-01-01 12:00
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["-C", str(root), *args], env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
