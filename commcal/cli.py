@@ -340,9 +340,22 @@ def plan(
 
         try:
             rows = read_queue(
-                project, first, last, now=when, state=state, filters=filters, planned=planned
+                project,
+                first,
+                last,
+                now=when,
+                state=state,
+                filters=filters,
+                planned=planned,
+                on_missing=lambda why: typer.echo(
+                    f"commcal: note: {why}; until then nothing is recorded as sent", err=True
+                ),
             )
-        except CommcalError as exc:
+        except CommcalError as exc:  # a ledger that cannot be read
+            if format is Format.json:
+                from commcal.errors import Pos, Problem
+
+                view.show_stopped([Problem(Pos(""), str(exc))])
             raise fail(str(exc), exc.exit_code) from None
     view.show(planned, format.value, first, last, project.config.timezone, rows=rows, wide=wide)
     if not all(p.ok for p in planned):

@@ -177,9 +177,11 @@ def read_queue(
     state: str | None = None,
     filters: Filters = Filters(),
     planned: Sequence[Planned] | None = None,
+    on_missing: Callable[[str], None] | None = None,
 ) -> list[QueueRow]:
     """`queue` over the project's ledger (`state`: a ledger URL instead of commcal.yaml's),
-    opened read-only; a ledger that does not exist yet is an empty one, never created.
+    opened read-only; a ledger that does not exist yet is an empty one, never created, and
+    `on_missing` is told why (a mistyped `state:` must not pass unnoticed).
     Raises LedgerError when the ledger cannot be read."""
     from commcal.ledger import LedgerMissing, open_ledger
 
@@ -187,7 +189,9 @@ def read_queue(
         ledger = open_ledger(
             project.config.ledger_url(state), project_dir=project.root, read_only=True
         )
-    except LedgerMissing:
+    except LedgerMissing as exc:
+        if on_missing is not None:
+            on_missing(str(exc))
         return queue(project, None, start, end, now=now, filters=filters, planned=planned)
     try:
         return queue(project, ledger, start, end, now=now, filters=filters, planned=planned)

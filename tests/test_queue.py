@@ -188,9 +188,12 @@ def test_with_no_ledger_yet_everything_is_next_and_no_ledger_is_made(
         ("later", "next"),
     ]
     assert data["summary"]["states"] == {"next": 2}
-    code, out, _ = cli(root, "plan", "--with-status", "--now", "2025-12-31T00:00:00Z")
+    code, out, err = cli(root, "plan", "--with-status", "--now", "2025-12-31T00:00:00Z")
     assert code == 0
     assert "2 next" in out
+    # Said, so that a mistyped state: or --state does not pass for "nothing sent yet".
+    assert f"no ledger at {root / 'state.db'}" in err
+    assert "nothing is recorded as sent" in err
     assert not (root / "state.db").exists()
     assert list(root.rglob("*.db")) == []
 
@@ -323,3 +326,21 @@ def test_status_ids_are_never_cut_and_retry_takes_them(
     code, out, err = cli(root, "retry", failed, "--now", NOW, env=env)
     assert code == 0, err
     assert f"{failed} main/tip on broken: queued again" in out
+
+
+def test_a_ledger_that_cannot_be_read_stops_with_2_and_one_json_document(
+    make_project: MakeProject,
+) -> None:
+    root = make_project(
+        config=config("  hook:\n    type: console\n"),
+        calendars={"main.yaml": CALENDAR.replace("[hook, broken, chat]", "[hook]")},
+        templates=TEMPLATES,
+    )
+    (root / "state.db").write_bytes(b"not a database at all, just text" * 100)
+    code, out, err = cli(root, "plan", "--with-status", "--now", NOW, "-f", "json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["deliveries"] == [] and data["window"] is None
+    assert "state.db" in data["problems"][0]["message"]
+    assert "state.db" in err
+    assert (root / "state.db").read_bytes() == b"not a database at all, just text" * 100
