@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from commcal.check import Planned, plan
@@ -206,6 +206,23 @@ def state_counts(rows: Iterable[QueueRow]) -> dict[str, int]:
         for state, count in (row.counts or {row.state: 1}).items():
             totals[state] = totals.get(state, 0) + count
     return {s: totals[s] for s in sorted(totals, key=_rank) if totals[s]}
+
+
+def state_label(row: QueueRow, tz: tzinfo) -> str:
+    """A row's state as a person reads it: `sent`, `retry 14:05` (in `tz`), `failed (3 tries)`,
+    or for members `120 sent, 2 failed` (most urgent first)."""
+    if row.counts is not None:
+        return ", ".join(f"{n} {state}" for state, n in member_counts(row))
+    if row.state == "pending" and row.next_attempt is not None:
+        return f"retry {row.next_attempt.astimezone(tz):%H:%M}"
+    if row.state == "failed" and row.attempts > 1:
+        return f"failed ({row.attempts} tries)"
+    return row.state
+
+
+def member_counts(row: QueueRow) -> list[tuple[str, int]]:
+    """A members' row's counts, most urgent state first."""
+    return sorted((row.counts or {}).items(), key=lambda pair: _rank(pair[0]))
 
 
 def _recorded(record: DeliveryRecord, entry: Planned | None, clean: _Clean) -> QueueRow:

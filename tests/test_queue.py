@@ -344,3 +344,28 @@ def test_a_ledger_that_cannot_be_read_stops_with_2_and_one_json_document(
     assert "state.db" in data["problems"][0]["message"]
     assert "state.db" in err
     assert (root / "state.db").read_bytes() == b"not a database at all, just text" * 100
+
+
+def test_state_labels_read_as_words() -> None:
+    from datetime import UTC, datetime
+
+    from commcal.queue import QueueRow, state_label
+    from commcal.timeutil import zone
+
+    due = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    athens = zone("Europe/Athens")
+    retry = datetime(2026, 12, 1, 12, 5, tzinfo=UTC)
+    assert state_label(QueueRow("c", "i", "m", due, "pending", next_attempt=retry), athens) == (
+        "retry 14:05"
+    )
+    assert state_label(QueueRow("c", "i", "m", due, "failed", attempts=3), athens) == (
+        "failed (3 tries)"
+    )
+    assert state_label(QueueRow("c", "i", "m", due, "sent", attempts=1), athens) == "sent"
+    members = QueueRow("c", "i", "m", due, "failed", counts={"sent": 120, "next": 3, "failed": 2})
+    assert state_label(members, athens) == "2 failed, 3 next, 120 sent"
+    assert state_counts([members, QueueRow("c", "j", "m", due, "sent")]) == {
+        "failed": 2,
+        "next": 3,
+        "sent": 121,
+    }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from commcal.deliveries import MIN_ID_PREFIX
 from commcal.errors import Problem
 from commcal.plan import Delivery, Planned
-from commcal.queue import ATTENTION, QueueRow, state_counts
+from commcal.queue import QueueRow, member_counts, state_counts, state_label
 from commcal.timeutil import iso_utc, zone
 from commcal.views.common import console, md_escape, problem_json, write_json
 
@@ -156,25 +156,16 @@ STATE_STYLES = {
 
 
 def status_text(row: QueueRow, tz: tzinfo) -> Text:
-    """The state of a queue row as a person reads it: `sent`, `retry 14:05`, `5 sent, 1 failed`."""
+    """The state of a queue row as a person reads it (`queue.state_label`), in colour."""
     from rich.text import Text
 
-    if row.counts is not None:
-        text = Text()
-        for n, (state, count) in enumerate(sorted(row.counts.items(), key=_by_urgency)):
-            text.append(", " if n else "")
-            text.append(f"{count} {state}", style=STATE_STYLES.get(state, ""))
-        return text
-    label = row.state
-    if row.state == "pending" and row.next_attempt is not None:
-        label = f"retry {row.next_attempt.astimezone(tz):%H:%M}"
-    elif row.state == "failed" and row.attempts > 1:
-        label = f"failed ({row.attempts} tries)"
-    return Text(label, style=STATE_STYLES.get(row.state, ""))
-
-
-def _by_urgency(pair: tuple[str, int]) -> int:
-    return ATTENTION.index(pair[0]) if pair[0] in ATTENTION else len(ATTENTION)
+    if row.counts is None:
+        return Text(state_label(row, tz), style=STATE_STYLES.get(row.state, ""))
+    text = Text()
+    for n, (state, count) in enumerate(member_counts(row)):
+        text.append(", " if n else "")
+        text.append(f"{count} {state}", style=STATE_STYLES.get(state, ""))
+    return text
 
 
 def outcome_text(row: QueueRow) -> Text | None:
