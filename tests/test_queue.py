@@ -174,14 +174,19 @@ def test_with_status_reads_the_ledger_and_never_writes_it(
     assert not wal.exists() or wal.stat().st_size == 0
 
 
-def test_with_no_ledger_yet_everything_is_next_and_no_ledger_is_made(
-    make_project: MakeProject,
-) -> None:
-    root = make_project(
+def console_project(make_project: MakeProject) -> Path:
+    """The calendar on one console channel, never published: no ledger."""
+    return make_project(
         config=config("  hook:\n    type: console\n"),
         calendars={"main.yaml": CALENDAR.replace("[hook, broken, chat]", "[hook]")},
         templates=TEMPLATES,
     )
+
+
+def test_with_no_ledger_yet_everything_is_next_and_no_ledger_is_made(
+    make_project: MakeProject,
+) -> None:
+    root = console_project(make_project)
     data = queue_json(root, {}, "--now", "2025-12-31T00:00:00Z")
     assert [(d["item"], d["status"]["state"]) for d in data["deliveries"]] == [
         ("tip", "next"),
@@ -331,11 +336,7 @@ def test_status_ids_are_never_cut_and_retry_takes_them(
 def test_a_ledger_that_cannot_be_read_stops_with_2_and_one_json_document(
     make_project: MakeProject,
 ) -> None:
-    root = make_project(
-        config=config("  hook:\n    type: console\n"),
-        calendars={"main.yaml": CALENDAR.replace("[hook, broken, chat]", "[hook]")},
-        templates=TEMPLATES,
-    )
+    root = console_project(make_project)
     (root / "state.db").write_bytes(b"not a database at all, just text" * 100)
     code, out, err = cli(root, "plan", "--with-status", "--now", NOW, "-f", "json")
     assert code == 2

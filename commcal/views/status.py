@@ -167,6 +167,7 @@ def show_history(
         [f"at ({zone_label(tz_name)})", "event", "worker", "detail"],
         rows,
         fmt,
+        whole=WHOLE,
     )
 
 
