@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.helptext import ReadableGroup
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -25,7 +26,8 @@ app = typer.Typer(
     help="Publish a content calendar kept as YAML in git: on time, exactly once.\n\n"
     "Example: commcal plan --next-week",
     no_args_is_help=True,
-    add_completion=False,
+    cls=ReadableGroup,  # help without Python type names (commcal/helptext.py)
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -176,7 +178,12 @@ def _close(project: Project, item: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+FormatOption = Annotated[
+    Format,
+    typer.Option(
+        "--format", "-f", metavar="FORMAT", help=f"Output: {', '.join(f.value for f in Format)}."
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option(
@@ -194,7 +201,7 @@ NAME = "NAME"
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new project.")] = Path("."),
     force: Annotated[
-        bool, typer.Option(help="Write files even if the folder is not empty.")
+        bool, typer.Option("--force", help="Write files even if the folder is not empty.")
     ] = False,
     timezone: Annotated[
         str | None,
@@ -283,12 +290,29 @@ def plan(
     item: Annotated[
         list[str] | None, typer.Option(metavar="ID", help="Only this item id (repeatable).")
     ] = None,
+    with_status: Annotated[
+        bool,
+        typer.Option(
+            "--with-status",
+            help="Also show what the ledger recorded: sent (with its URL), failed, unknown, "
+            "or next. The window starts at midnight today unless --from says otherwise. "
+            "Reads the ledger only.",
+        ),
+    ] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every column, however narrow the terminal.")
+    ] = False,
     now: NowOption = None,
+    state: StateOption = None,
     format: FormatOption = Format.table,
 ) -> None:
     """Show what will go out: each delivery with its time, channel, text and length check.
 
+    With --with-status, what already went out today and what is next, in one list.
+
     Example: commcal plan --next-week --channel mastodon --format markdown
+
+    Example: commcal plan --with-status --days 2
     """
     from commcal import plan as planning
     from commcal.views import plan as view
@@ -296,15 +320,44 @@ def plan(
     project = _load(format, view.show_stopped)
     _stop_on_errors(project, format, view.show_stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
+    when = _now(now)
+    if with_status and start is None and not next_week:  # "what did we post today?"
+        from commcal.timeutil import zone
+
+        start = f"{when.astimezone(zone(project.config.timezone)):%Y-%m-%d}"
     span = _typed(
         lambda: window.window(
-            _now(now), project.config.timezone, days=days, start=start, end=end, next_week=next_week
+            when, project.config.timezone, days=days, start=start, end=end, next_week=next_week
         )
     )
     first, last = span.start, span.end
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
     planned = planning.plan(project, first, last, filters)
-    view.show(planned, format.value, first, last, project.config.timezone)
+    rows = None
+    if with_status:
+        from commcal.errors import CommcalError
+        from commcal.queue import read_queue
+
+        try:
+            rows = read_queue(
+                project,
+                first,
+                last,
+                now=when,
+                state=state,
+                filters=filters,
+                planned=planned,
+                on_missing=lambda why: typer.echo(
+                    f"commcal: note: {why}; until then nothing is recorded as sent", err=True
+                ),
+            )
+        except CommcalError as exc:  # a ledger that cannot be read
+            if format is Format.json:
+                from commcal.errors import Pos, Problem
+
+                view.show_stopped([Problem(Pos(""), str(exc))])
+            raise fail(str(exc), exc.exit_code) from None
+    view.show(planned, format.value, first, last, project.config.timezone, rows=rows, wide=wide)
     if not all(p.ok for p in planned):
         raise typer.Exit(1)
 
@@ -371,7 +424,9 @@ def main() -> None:
 StateOption = Annotated[
     str | None,
     typer.Option(
-        "--state", help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE)."
+        "--state",
+        metavar="URL",
+        help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE).",
     ),
 ]
 
@@ -507,21 +562,37 @@ def _console_to_stderr(project: Project) -> None:
             adapter.to_stderr = True
 
 
+def _states(incomplete: str) -> list[str]:
+    """Shell completion of --only-state: the states a delivery can be in."""
+    from commcal.ledger import State
+
+    return [s.value for s in State if s.value.startswith(incomplete)]
+
+
 @app.command()
 def status(
     state_filter: Annotated[
         list[str] | None,
-        typer.Option("--only-state", help="Only deliveries in this state (repeatable)."),
+        typer.Option(
+            "--only-state",
+            metavar="STATE",
+            help="Only deliveries in this state (repeatable).",
+            autocompletion=_states,
+        ),
     ] = None,
-    calendar: Annotated[str | None, typer.Option(help="Only this calendar.")] = None,
-    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
-    item: Annotated[str | None, typer.Option(help="Only this item id.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    calendar: Annotated[str | None, typer.Option(metavar=NAME, help="Only this calendar.")] = None,
+    channel: Annotated[str | None, typer.Option(metavar=NAME, help="Only this channel.")] = None,
+    item: Annotated[str | None, typer.Option(metavar="ID", help="Only this item id.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="At most this many rows.")] = 50,
     workers: Annotated[
         bool, typer.Option("--workers", help="Show publishing processes and what each holds.")
     ] = False,
+    utc: Annotated[
+        bool, typer.Option("--utc", help="Times in UTC (default: the project's time zone).")
+    ] = False,
     delivery: Annotated[
-        str | None, typer.Argument(help="One delivery id (or a prefix): show its history.")
+        str | None,
+        typer.Argument(metavar="ID", help="One delivery id (or a prefix): show its history."),
     ] = None,
     now: NowOption = None,
     state: StateOption = None,
@@ -535,6 +606,7 @@ def status(
     from commcal.views import status as view
 
     project = _load()
+    tz_name = None if utc else project.config.timezone
     with _ledger(project, state, read_only=True) as ledger:
 
         def recorded(option: str, value: str) -> bool:
@@ -556,11 +628,11 @@ def status(
             alive = live_workers(
                 ledger.workers(when), when, project.config.publish.lease, socket.gethostname()
             )
-            view.show_workers(alive, format.value)
+            view.show_workers(alive, format.value, tz_name)
             return
         if delivery:
             record = _one(ledger, delivery)
-            view.show_history(record, ledger.attempts(record.id), format.value)
+            view.show_history(record, ledger.attempts(record.id), format.value, tz_name)
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -572,7 +644,7 @@ def status(
             states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
-        view.show_records(records, counts, format.value)
+        view.show_records(records, counts, format.value, tz_name)
 
 
 def _one(ledger: Any, prefix: str) -> Any:
@@ -790,7 +862,7 @@ def run(
 @app.command()
 def suppress(
     emails: Annotated[
-        list[str] | None, typer.Argument(metavar="EMAIL...", help="Addresses to stop sending to.")
+        list[str] | None, typer.Argument(metavar="EMAIL", help="Addresses to stop sending to.")
     ] = None,
     import_file: Annotated[
         Path | None,
@@ -893,7 +965,7 @@ def contest_draw(
     seed: Annotated[
         str,
         typer.Option(
-            metavar="TEXT",
+            metavar="SEED",
             help="Published seed: the same seed and entries always give the same winners.",
         ),
     ] = "",

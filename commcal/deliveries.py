@@ -136,14 +136,14 @@ class Filters:
     items: Collection[str] = ()
 
     def keeps(self, item: Item) -> bool:
+        return self.keeps_named(item.calendar, item.id, item.kind)
+
+    def keeps_named(self, calendar: str, item: str, kind: str | None) -> bool:
+        """`keeps` for an item known by name (a ledger row); `kind` None: not known."""
         return (
-            (not self.calendars or item.calendar in self.calendars)
-            and (not self.kinds or item.kind in self.kinds)
-            and (
-                not self.items
-                or item.id in self.items
-                or f"{item.calendar}/{item.id}" in self.items
-            )
+            (not self.calendars or calendar in self.calendars)
+            and (not self.kinds or kind in self.kinds)
+            and (not self.items or item in self.items or f"{calendar}/{item}" in self.items)
         )
 
 

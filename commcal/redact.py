@@ -23,10 +23,15 @@ secret behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from commcal.project import Project
 
 MASK = "***"
 SHORTEST = 4  # values shorter than this are left alone
@@ -189,4 +194,16 @@ def url_secrets(url: str) -> Secrets:
     """The secrets of a ledger URL: its password, in the userinfo or the query."""
     secrets = Secrets()
     secrets.add_url(url, whole=False)
+    return secrets
+
+
+def project_secrets(project: Project, ledger_url: str | None = None) -> Secrets:
+    """Every secret of a project: each channel's (`Channel.secret_set`), the members secret
+    and the ledger URL's password. For text that may have escaped its channel's redaction."""
+    secrets = url_secrets(ledger_url) if ledger_url else Secrets()
+    for adapter in project.channels.values():
+        with contextlib.suppress(Exception):  # a plugin's broken extra_secrets
+            secrets.update(adapter.secret_set())
+    with contextlib.suppress(Exception):
+        secrets.add(project.config.member_secret(project.env))
     return secrets

@@ -42,7 +42,7 @@ from commcal.plan import Memo, deliveries, local_send_times
 from commcal.project import Project, calendar_files, load_project
 from commcal.publish.publisher import Publisher, check_ledger, worker_name
 from commcal.publish.results import Outcome, OutcomeState, Report
-from commcal.redact import safe_url, url_secrets
+from commcal.redact import project_secrets, safe_url
 
 LogRecord = dict[str, Any]
 Log = Callable[[LogRecord], None]
@@ -471,13 +471,7 @@ class Scheduler:
         plan = self._current
         if plan is None:
             return text
-        secrets = url_secrets(plan.ledger_url)
-        for adapter in plan.project.channels.values():
-            with contextlib.suppress(Exception):  # a plugin's broken extra_secrets
-                secrets.update(adapter.secret_set())
-        with contextlib.suppress(Exception):
-            secrets.add(plan.project.config.member_secret(plan.project.env))
-        return secrets.redact(text)
+        return project_secrets(plan.project, plan.ledger_url).redact(text)
 
 
 def _isolated(project: Project) -> str:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.publish_support import Receiver
     from tests.test_community import Mailbox
 
 DEFAULT_CONFIG = """\
@@ -85,3 +86,12 @@ def smtp() -> Iterator[tuple[int, Mailbox]]:
     controller.start()
     yield port, box
     controller.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (`tests.publish_support.Receiver`), stopped afterwards."""
+    from tests.publish_support import Receiver
+
+    with Receiver() as r:
+        yield r

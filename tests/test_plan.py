@@ -88,3 +88,66 @@ def test_duration_filter_is_exact_in_each_language(make_project: MakeProject) ->
         "talk-el": "1 ώρα και 30 λεπτά",
         "talk-sw": "saa 1 na dakika 30",
     }
+
+
+# -- the table at the width of the terminal --------------------------------------------------------
+
+WORDY = {
+    "posts/tip.j2": "Our weekly kitchen tip: rest the dough for twenty minutes before rolling\n"
+}
+
+
+def table_project(make_project: MakeProject) -> Path:
+    return make_project(
+        calendars={
+            "c.yaml": (
+                "items:\n"
+                "  - id: weekly-kitchen-tip\n"
+                "    kind: post\n"
+                "    channels: [console]\n"
+                "    template: posts/tip\n"
+                "    schedule: {cron: '0 9 * * MON'}\n"
+            )
+        },
+        templates=WORDY,
+    )
+
+
+def table(root: Path, columns: int, *args: str) -> str:
+    result = CliRunner().invoke(
+        app,
+        ["-C", str(root), "plan", "--now", "2026-12-01T00:00:00Z", "--days", "14", *args],
+        env={"COLUMNS": str(columns)},
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_plan_table_at_80_columns_keeps_words_of_the_preview(
+    make_project: MakeProject,
+) -> None:
+    out = table(table_project(make_project), 80)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "09:00" in line]
+    assert len(rows) == 2
+    for row in rows:
+        assert "Our weekly kitchen tip: rest" in row  # words, not an empty column
+        assert "weekly-kitchen-tip" in row
+    # The day is a heading of its own; the length column waits for --wide.
+    assert any(line.split("│")[0].strip() == "Mon 07 Dec" for line in lines), out
+    assert "length" not in out
+
+
+def test_wide_shows_every_column_however_narrow(make_project: MakeProject) -> None:
+    out = table(table_project(make_project), 80, "--wide")
+    header = next(line for line in out.splitlines() if "channel" in line)
+    for column in ("day", "time", "channel", "item", "preview", "length"):
+        assert column in header
+    assert "Mon 07 Dec" in out
+
+
+def test_a_wide_terminal_gets_every_column(make_project: MakeProject) -> None:
+    out = table(table_project(make_project), 160)
+    assert "length" in out
+    assert "Our weekly kitchen tip: rest the dough for twenty minutes" in out

@@ -366,3 +366,18 @@ def utc(value: datetime, name: str = "time") -> datetime:
 def new_token() -> str:
     """A fencing token: unique per claim, unguessable so no two workers ever share one."""
     return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class RecipientCount:
+    """Members' deliveries of one occurrence on one channel in one state
+    (`Ledger.recipient_counts`): how many, and one of their errors (each redacted when it
+    was recorded)."""
+
+    calendar: str
+    item: str
+    channel: str
+    due_at: datetime
+    state: State
+    count: int
+    last_error: str | None

@@ -37,6 +37,7 @@ from commcal.ledger.model import (
     DueDelivery,
     LedgerMeta,
     MaybeSent,
+    RecipientCount,
     Sent,
     StaleClaim,
     State,
@@ -903,6 +904,37 @@ class SqlLedger(AudienceStore):
         for state, count in rows:
             result[State(state)] = int(count)
         return result
+
+    def public_records(self, due_from: datetime, due_to: datetime) -> list[DeliveryRecord]:
+        """Deliveries due in [due_from, due_to) that are not one member's mail (recipient ''),
+        oldest first: what `plan --with-status` joins with the plan, row by row."""
+        rows = self._transaction(
+            lambda: self._execute(
+                f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE recipient = '' "
+                "AND due_at >= ? AND due_at < ? ORDER BY due_at, id",
+                (self._t(due_from, "due_from"), self._t(due_to, "due_to")),
+            ),
+            write=False,
+        )
+        return [self._record(r) for r in rows]
+
+    def recipient_counts(self, due_from: datetime, due_to: datetime) -> list[RecipientCount]:
+        """Members' deliveries due in [due_from, due_to), counted per occurrence, channel and
+        state, never read row by row (a newsletter has one row per member)."""
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT calendar, item, channel, due_at, state, count(*), max(last_error) "
+                "FROM deliveries WHERE recipient <> '' AND due_at >= ? AND due_at < ? "
+                "GROUP BY calendar, item, channel, due_at, state "
+                "ORDER BY due_at, calendar, item, channel, state",
+                (self._t(due_from, "due_from"), self._t(due_to, "due_to")),
+            ),
+            write=False,
+        )
+        return [
+            RecipientCount(r[0], r[1], r[2], self._from_db(r[3]), State(r[4]), int(r[5]), r[6])
+            for r in rows
+        ]
 
     def attempts(self, delivery_id: str) -> list[Attempt]:
         """A delivery's history, oldest first."""

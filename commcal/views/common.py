@@ -25,10 +25,13 @@ def write_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
+    import os
+
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not out.is_terminal:  # CI logs and pipes: wide enough for a preview column
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        # CI logs and pipes: wide enough for every column, unless COLUMNS says how wide.
         out = Console(stderr=stderr, highlight=False, soft_wrap=False, width=140)
     return out
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
 
+from commcal.deliveries import MIN_ID_PREFIX
 from commcal.errors import Problem
 from commcal.plan import Delivery, Planned
+from commcal.queue import QueueRow, member_counts, state_counts, state_label
 from commcal.timeutil import iso_utc, zone
 from commcal.views.common import console, md_escape, problem_json, write_json
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 PREVIEW_WIDTH = 60
 
@@ -66,61 +72,209 @@ def length_cell(entry: Planned) -> str:
     return f"{entry.length}/{entry.limit}" if entry.limit else str(entry.length)
 
 
-def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_name: str) -> None:
+def show(
+    planned: list[Planned],
+    fmt: str,
+    start: datetime,
+    end: datetime,
+    tz_name: str,
+    *,
+    rows: Sequence[QueueRow] | None = None,
+    wide: bool = False,
+) -> None:
+    """The plan as `fmt`. `rows`: the queue (`commcal.queue`) of `plan --with-status`, each
+    delivery with its state; `wide`: every column whatever the terminal's width."""
     problems = sum(1 for p in planned if not p.ok)
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.plan/1",
-                "window": {"from": iso_utc(start), "to": iso_utc(end)},
-                "deliveries": [planned_json(p) for p in planned],
-                "summary": {"deliveries": len(planned), "with_problems": problems},
-            }
-        )
+        status = {id(r.planned): r for r in rows or () if r.planned is not None}
+        data: dict[str, Any] = {
+            "schema": "commcal.plan/1",
+            "window": {"from": iso_utc(start), "to": iso_utc(end)},
+            "deliveries": [
+                {**planned_json(p), "status": queue_json(status[id(p)])}
+                if id(p) in status
+                else planned_json(p)
+                for p in planned
+            ],
+            "summary": {"deliveries": len(planned), "with_problems": problems},
+        }
+        if rows is not None:
+            data["unplanned"] = [unplanned_json(r) for r in rows if r.planned is None]
+            data["summary"]["states"] = state_counts(rows)
+        write_json(data)
         return
-    tz = zone(tz_name)
     if fmt == "markdown":
-        _markdown(planned, start, end, tz_name, problems)
+        _markdown(planned, start, end, tz_name, problems, rows)
         return
+    _table(planned, start, end, tz_name, problems, rows, wide)
+
+
+def queue_json(row: QueueRow) -> dict[str, Any]:
+    """The `status` object of a delivery in `plan --with-status --format json` (docs/json.md)."""
+    return {
+        "state": row.state,
+        "url": row.url,
+        "remote_id": row.remote_id,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_utc": iso_utc(row.next_attempt) if row.next_attempt else None,
+        "updated_utc": iso_utc(row.updated) if row.updated else None,
+        "members": dict(row.counts) if row.counts is not None else None,
+    }
+
+
+def unplanned_json(row: QueueRow) -> dict[str, Any]:
+    """A delivery the ledger recorded in the window that the calendars no longer plan."""
+    return {
+        "id": row.id or None,
+        "calendar": row.calendar,
+        "item": row.item,
+        "channel": row.channel,
+        "due_utc": iso_utc(row.due),
+        "status": queue_json(row),
+    }
+
+
+# Below this many columns the table drops the day and length columns (days become headings)
+# so that the preview keeps its words; `--wide` shows every column anyway.
+WIDE_TABLE = 110
+WIDE_WIDTH = 200  # the width `--wide` lays the table out in on a narrower terminal
+
+STATE_STYLES = {
+    "sent": "green",
+    "failed": "bold red",
+    "unknown": "bold magenta",
+    "pending": "yellow",
+    "claimed": "cyan",
+    "sending": "cyan",
+    "expired": "red",
+    "skipped": "dim",
+    "due": "yellow",
+    "draft": "yellow",
+    "next": "",
+}
+
+
+def status_text(row: QueueRow, tz: tzinfo) -> Text:
+    """The state of a queue row as a person reads it (`queue.state_label`), in colour."""
+    from rich.text import Text
+
+    if row.counts is None:
+        return Text(state_label(row, tz), style=STATE_STYLES.get(row.state, ""))
+    text = Text()
+    for n, (state, count) in enumerate(member_counts(row)):
+        text.append(", " if n else "")
+        text.append(f"{count} {state}", style=STATE_STYLES.get(state, ""))
+    return text
+
+
+def outcome_text(row: QueueRow) -> Text | None:
+    """What the ledger says beyond the state: the URL of a sent post, the reason of a failure
+    (with the short id `retry` and `resolve` take), or None."""
+    from rich.text import Text
+
+    short = row.id[: MIN_ID_PREFIX + 2]
+    if row.state == "sent" and (row.url or row.remote_id):
+        return Text(row.url or f"id {row.remote_id}", style="green", overflow="fold")
+    if row.state == "unknown" and row.counts is None:
+        reason = row.last_error or (
+            f"may have been delivered; check the channel, then `commcal resolve {short}`"
+        )
+        return Text(f"{short}: {reason}", style="magenta")
+    if row.last_error and row.state in ("failed", "unknown", "pending"):
+        prefix = f"{short}: " if row.counts is None else ""
+        return Text(prefix + first_line(row.last_error), style="red")
+    return None
+
+
+def _table(
+    planned: list[Planned],
+    start: datetime,
+    end: datetime,
+    tz_name: str,
+    problems: int,
+    rows: Sequence[QueueRow] | None,
+    wide: bool,
+) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    tz = zone(tz_name)
     out = console()
+    if wide and out.width < WIDE_TABLE:
+        # Every column at its own width: lines longer than the terminal, as the user asked.
+        from rich.console import Console
+
+        out = Console(highlight=False, soft_wrap=False, width=WIDE_WIDTH)
+    wide = wide or out.width >= WIDE_TABLE
+    entries = _entries(planned, rows)
     table = Table(
         title=f"{len(planned)} deliveries from {start.astimezone(tz):%a %d %b %Y %H:%M}"
         f" to {end.astimezone(tz):%a %d %b %Y %H:%M} ({tz_name})",
         expand=False,
+        show_edge=wide,  # narrow: the border's columns go to the preview
     )
-    for column in ("day", "time", "channel", "item", "preview", "length"):
-        table.add_column(column, no_wrap=column != "preview")
+    if wide:
+        table.add_column("day", no_wrap=True)
+    table.add_column("time", no_wrap=True)
+    table.add_column("channel", no_wrap=True, max_width=None if wide else 12)
+    table.add_column("item", max_width=None if wide else 22, overflow="fold")
+    if rows is not None:
+        table.add_column("status", max_width=None if wide else 14)
+    table.add_column("preview", ratio=1, min_width=24)
+    if wide:
+        table.add_column("length", no_wrap=True)
+        if rows is not None:
+            table.add_column("url / error", overflow="fold")
     day = None
-    for entry in planned:
-        d = entry.delivery
-        local_day = d.due.astimezone(tz).date()
+    for entry, row in entries:
+        due = row.due if row is not None else entry.delivery.due if entry else start
+        local_day = due.astimezone(tz).date()
         day_cell = ""
         if local_day != day:
             if day is not None:
                 table.add_section()
             day = local_day
             day_cell = f"{local_day:%a %d %b}"
-        label = Text(d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else ""))
-        if d.audience_size >= 0:
-            label.append(f" → {members_text(d)}", style="cyan")
-        if d.item.draft:
-            label.append(" (draft)", style="yellow")
-        length = Text(length_cell(entry), style="" if entry.ok else "bold red")
-        preview = entry.message.subject or entry.message.text if entry.message else ""
-        if not entry.ok:
-            preview = entry.problems[0].message
-        table.add_row(
-            Text(day_cell, style="bold"),
-            f"{d.due.astimezone(tz):%H:%M}",
-            d.channel,
-            label,
-            Text(first_line(preview), style="" if entry.ok else "red"),
-            length,
-        )
+            if not wide:
+                table.add_row(Text(day_cell, style="bold"))
+        cells: list[Any] = [Text(day_cell, style="bold")] if wide else []
+        cells += [f"{due.astimezone(tz):%H:%M}"]
+        if entry is None:
+            assert row is not None
+            cells += [row.channel, Text(f"{row.item} (no longer planned)", style="dim")]
+            preview = Text("")
+            length = Text("")
+        else:
+            d = entry.delivery
+            label = Text(d.item.id + (f" ({d.occurrence.step})" if d.occurrence.step else ""))
+            if d.audience_size >= 0:
+                label.append(f" → {members_text(d)}", style="cyan")
+            if d.item.draft and rows is None:
+                label.append(" (draft)", style="yellow")
+            cells += [d.channel, label]
+            text = entry.message.subject or entry.message.text if entry.message else ""
+            if not entry.ok:
+                text = entry.problems[0].message
+            preview = Text(
+                first_line(text), style="" if entry.ok else "red", no_wrap=True, overflow="ellipsis"
+            )
+            length = Text(length_cell(entry), style="" if entry.ok else "bold red")
+        outcome = outcome_text(row) if row is not None else None
+        if row is not None:
+            cells.append(status_text(row, tz))
+        if wide:
+            cells += [preview, length]
+            if rows is not None:
+                cells.append(outcome or "")
+        else:
+            cells.append(outcome or preview)
+        table.add_row(*cells)
     out.print(table)
+    if rows is not None:
+        counts = state_counts(rows)
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+        out.print(Text(summary or "nothing in this window", style="bold"))
     if problems:
         for entry in planned:
             for problem in entry.problems:
@@ -128,8 +282,23 @@ def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_na
         out.print(Text(f"{problems} deliveries have problems", style="bold red"))
 
 
+def _entries(
+    planned: list[Planned], rows: Sequence[QueueRow] | None
+) -> list[tuple[Planned | None, QueueRow | None]]:
+    """The table's rows: the plan, or the queue (the plan with the ledger's states, and what
+    the ledger recorded that the calendars no longer plan) in due order."""
+    if rows is None:
+        return [(entry, None) for entry in planned]
+    return [(row.planned, row) for row in rows]
+
+
 def _markdown(
-    planned: list[Planned], start: datetime, end: datetime, tz_name: str, problems: int
+    planned: list[Planned],
+    start: datetime,
+    end: datetime,
+    tz_name: str,
+    problems: int,
+    rows: Sequence[QueueRow] | None = None,
 ) -> None:
     tz = zone(tz_name)
     lines = [
@@ -140,10 +309,14 @@ def _markdown(
     ]
     if problems:
         lines += [f"**{problems} deliveries have problems.**", ""]
+    if rows is not None:
+        counts = state_counts(rows)
+        lines += [", ".join(f"{n} {state}" for state, n in counts.items()) or "nothing", ""]
+    status = " status |" if rows is not None else ""
     day = None
-    for entry in planned:
-        d = entry.delivery
-        local_day = d.due.astimezone(tz).date()
+    for entry, row in _entries(planned, rows):
+        due = row.due if row is not None else entry.delivery.due if entry else start
+        local_day = due.astimezone(tz).date()
         if local_day != day:
             if day is not None:
                 lines.append("")
@@ -151,20 +324,35 @@ def _markdown(
             lines += [
                 f"#### {local_day:%A %d %B %Y}",
                 "",
-                "| time | channel | item | preview | length |",
-                "|---|---|---|---|---|",
+                f"| time | channel | item |{status} preview | length |",
+                "|---|---|---|---|---|" + ("---|" if rows is not None else ""),
             ]
-        status = "" if entry.ok else " ❌"
+        state = ""
+        if row is not None:
+            outcome = outcome_text(row)
+            state = f" {md_escape(status_text(row, tz).plain)} |"
+        if entry is None:
+            assert row is not None
+            lines.append(
+                f"| {due.astimezone(tz):%H:%M} | {row.channel} | `{row.item}` (no longer "
+                f"planned) |{state} {md_escape(outcome.plain if outcome else '')} |  |"
+            )
+            continue
+        d = entry.delivery
+        mark = "" if entry.ok else " ❌"
         preview = (entry.message.subject or entry.message.text) if entry.message else ""
         if not entry.ok:
             preview = entry.problems[0].message
+        preview = first_line(preview)
+        if row is not None and (outcome := outcome_text(row)) is not None:
+            preview = outcome.plain
         step = f" ({d.occurrence.step})" if d.occurrence.step else ""
-        step += " (draft)" if d.item.draft else ""
+        step += " (draft)" if d.item.draft and row is None else ""
         if d.audience_size >= 0:
             step += f" → {members_text(d)}"
         lines.append(
-            f"| {d.due.astimezone(tz):%H:%M} | {d.channel} | `{d.item.id}`{step} | "
-            f"{md_escape(first_line(preview))} | {length_cell(entry)}{status} |"
+            f"| {due.astimezone(tz):%H:%M} | {d.channel} | `{d.item.id}`{step} |{state} "
+            f"{md_escape(preview)} | {length_cell(entry)}{mark} |"
         )
     sys.stdout.write("\n".join(lines) + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
@@ -31,7 +32,16 @@ def record_json(r: DeliveryRecord) -> dict[str, Any]:
     }
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fmt: str) -> None:
+def _table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    fmt: str,
+    *,
+    whole: Sequence[str] = (),
+) -> None:
+    """A table as markdown or rich; columns whose names start with one of `whole` are never
+    wrapped or cut (ids people type back into `retry` and `resolve`)."""
     if fmt == "markdown":
         print(f"**{title}**\n")
         print("| " + " | ".join(columns) + " |")
@@ -42,14 +52,36 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fm
     from rich.table import Table
 
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
+    for n, column in enumerate(columns):
+        if column.startswith(tuple(whole)):
+            width = max((len(row[n]) for row in rows), default=len(column))
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     console().print(table)
 
 
-def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int], fmt: str) -> None:
+def local_time(when: datetime, tz_name: str | None) -> str:
+    """`2026-12-01 09:00` in the zone `tz_name` (None: UTC), as status tables show times."""
+    from commcal.timeutil import zone
+
+    return f"{when.astimezone(zone(tz_name) if tz_name else UTC):%Y-%m-%d %H:%M}"
+
+
+def zone_label(tz_name: str | None) -> str:
+    return tz_name or "UTC"
+
+
+def show_records(
+    records: Sequence[DeliveryRecord],
+    counts: Mapping[State, int],
+    fmt: str,
+    tz_name: str | None = None,
+) -> None:
+    """Deliveries as stored. Tables show times in `tz_name` (the project's zone; None: UTC)
+    and ids whole: at least as long as `retry` and `resolve` need."""
     if fmt == "json":
         write_json(
             {
@@ -60,10 +92,27 @@ def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int],
         )
         return
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
+    due = f"due ({zone_label(tz_name)})"
+    if fmt != "markdown" and console().width < WIDE_STATUS:
+        # Narrow: the item, its channel and the URL or error share one column, line by line,
+        # so the id, the time and the state stay whole.
+        tries = {r.id: f" ({r.attempts} tries)" if r.attempts > 1 else "" for r in records}
+        narrow = [
+            [
+                r.id,
+                local_time(r.due_at, tz_name),
+                f"{r.state}{tries[r.id]}",
+                f"{r.calendar}/{r.item} on {r.channel}"
+                + (f"\n{r.url or r.last_error}" if r.url or r.last_error else ""),
+            ]
+            for r in records
+        ]
+        _table(summary, ["id", due, "state", "item: url or error"], narrow, fmt, whole=WHOLE)
+        return
     rows = [
         [
             r.id,
-            iso_utc(r.due_at),
+            local_time(r.due_at, tz_name),
             f"{r.calendar}/{r.item}",
             r.channel,
             str(r.state),
@@ -73,11 +122,23 @@ def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int],
         for r in records
     ]
     _table(
-        summary, ["id", "due (UTC)", "item", "channel", "state", "tries", "url / error"], rows, fmt
+        summary,
+        ["id", due, "item", "channel", "state", "tries", "url / error"],
+        rows,
+        fmt,
+        whole=WHOLE,
     )
 
 
-def show_history(record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str) -> None:
+# Below this many columns `status` folds the item, channel and URL or error into one column.
+WIDE_STATUS = 110
+# Columns never wrapped: the id (typed back into `retry` and `resolve`), the time, the state.
+WHOLE = ("id", "state", "tries", "due (", "at (")
+
+
+def show_history(
+    record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str, tz_name: str | None = None
+) -> None:
     if fmt == "json":
         write_json(
             {
@@ -96,16 +157,21 @@ def show_history(record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str) 
             }
         )
         return
-    rows = [[iso_utc(a.at), a.event, a.worker, a.error or a.remote_id or ""] for a in attempts]
+    rows = [
+        [local_time(a.at, tz_name), a.event, a.worker, a.error or a.remote_id or ""]
+        for a in attempts
+    ]
     _table(
-        f"{record.id} {record.calendar}/{record.item} on {record.channel}: {record.state}",
-        ["at (UTC)", "event", "worker", "detail"],
+        f"{record.id} {record.calendar}/{record.item} on {record.channel}: {record.state}, "
+        f"due {local_time(record.due_at, tz_name)} ({zone_label(tz_name)})",
+        [f"at ({zone_label(tz_name)})", "event", "worker", "detail"],
         rows,
         fmt,
+        whole=WHOLE,
     )
 
 
-def show_workers(workers: Sequence[WorkerInfo], fmt: str) -> None:
+def show_workers(workers: Sequence[WorkerInfo], fmt: str, tz_name: str | None = None) -> None:
     if fmt == "json":
         write_json(
             {
@@ -125,11 +191,12 @@ def show_workers(workers: Sequence[WorkerInfo], fmt: str) -> None:
         )
         return
     rows = [
-        [w.name, w.host, str(w.pid), iso_utc(w.last_seen), w.info, str(w.holding)] for w in workers
+        [w.name, w.host, str(w.pid), local_time(w.last_seen, tz_name), w.info, str(w.holding)]
+        for w in workers
     ]
     _table(
         f"{len(workers)} workers",
-        ["worker", "host", "pid", "last seen (UTC)", "doing", "holding"],
+        ["worker", "host", "pid", f"last seen ({zone_label(tz_name)})", "doing", "holding"],
         rows,
         fmt,
     )
