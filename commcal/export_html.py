@@ -1,0 +1,530 @@
+"""`commcal export html`: the planned deliveries as one self-contained page of month grids.
+
+The page is built from what `plan` builds (`check.plan`: rendered messages, lengths counted the
+channel's way, problems), so its numbers are the ones `plan`, `preview` and `validate` show. It
+needs no server and makes no request: styles and script are inline, `.ics` invitations are
+`data:` links, and a Content-Security-Policy (`default-src 'none'`, the inline style and script
+allowed by hash) keeps even a stray tag in a member's text from fetching anything.
+
+Every text that comes from calendars, templates or audiences goes through Jinja's autoescape.
+Member addresses never reach the page: mail shows its audience's size, and the one member a
+mail preview is rendered for has their address masked in the text.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from commcal.errors import ConfigError, Problem
+from commcal.window import Span
+
+if TYPE_CHECKING:
+    from commcal.calendar.model import Item
+    from commcal.check import Planned
+    from commcal.project import Project
+
+TEMPLATE = "month.html.j2"
+# Chips show this many words of the subject (or text) at most, cut at CHIP_CHARS characters.
+CHIP_WORDS = 6
+CHIP_CHARS = 48
+MASKED_ADDRESS = "‹member address›"
+WHEN = "d MMM y, HH:mm"  # CLDR pattern: names in the page's locale, a 24-hour clock
+
+# Channel colours: light backgrounds under near-black text (contrast above 12:1, WCAG AAA) and
+# a darker edge of the same hue; red is kept for problems. More channels than colours repeat
+# the palette, and every chip also names its channel in text (colour is never the only cue).
+PALETTE = (
+    ("#dbeafe", "#1d4ed8"),
+    ("#dcfce7", "#15803d"),
+    ("#fef3c7", "#b45309"),
+    ("#f3e8ff", "#7e22ce"),
+    ("#cffafe", "#0e7490"),
+    ("#fce7f3", "#be185d"),
+    ("#ffedd5", "#c2410c"),
+    ("#ecfccb", "#4d7c0f"),
+    ("#e0e7ff", "#4338ca"),
+    ("#e5e7eb", "#374151"),
+)
+
+# Suppressed ones among member keys (`Ledger.suppressed`); None: no ledger to ask.
+Suppressed = Callable[[Iterable[str]], set[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One delivery of an occurrence, as the dialog shows it."""
+
+    id: str
+    channel: str
+    channel_type: str
+    colour: int
+    time: str  # HH:MM in the page's zone
+    local: str  # in the item's own zone, with the zone's name
+    utc: str
+    subject: str
+    text: str
+    html_part: str
+    length: str  # "123 / 500", "123", or ""
+    over: bool
+    recipients: str
+    problems: tuple[str, ...]
+    findings: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Group:
+    """The deliveries of one occurrence of one item (every channel variant): one dialog."""
+
+    key: str
+    title: str
+    calendar: str
+    kind: str
+    draft: bool
+    variants: list[Variant] = field(default_factory=list)
+    ics: str = ""  # a data: URL, for events
+    ics_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Chip:
+    group: str
+    delivery: str
+    channel: str
+    colour: int
+    calendar: str
+    kind: str
+    time: str
+    words: str
+    flags: tuple[tuple[str, str, str], ...]  # (css class, symbol, words for screen readers)
+
+
+@dataclass(slots=True)
+class Day:
+    day: date | None  # None: a padding cell before the 1st or after the last
+    label: str = ""  # the full date in words, for screen readers
+    inside: bool = True  # within the window
+    chips: list[Chip] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Month:
+    caption: str
+    key: str  # 2026-12
+    weeks: list[list[Day]]
+
+
+@dataclass(slots=True)
+class Counted:
+    """Filter values and how many deliveries each has."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, value: str) -> None:
+        self.counts[value] = self.counts.get(value, 0) + 1
+
+
+@dataclass(frozen=True)
+class Page:
+    html: str
+    deliveries: int
+    months: int
+    with_problems: int
+
+
+def check_locale(name: str) -> str:
+    """The babel name of a `--locale` value; a name CLDR does not know is a ConfigError."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        raise ConfigError(
+            f"--locale {name!r}: not a locale CLDR knows; use a language code such as en, "
+            "el (Greek) or sw (Swahili)"
+        ) from None
+    return name.replace("-", "_")
+
+
+def month_window(now: datetime, tz_name: str) -> Span:
+    """The whole month `now` falls in, in the zone `tz_name`: the page's default window."""
+    from commcal.timeutil import to_utc, zone
+
+    local = now.astimezone(zone(tz_name))
+    first = datetime(local.year, local.month, 1)
+    after = datetime(local.year + (local.month == 12), local.month % 12 + 1, 1)
+    return Span(to_utc(first, zone(tz_name)), to_utc(after, zone(tz_name)))
+
+
+def build_page(
+    project: Project,
+    start: datetime,
+    end: datetime,
+    *,
+    locale: str,
+    now: datetime,
+    findings: Sequence[Problem] = (),
+    suppressed: Suppressed | None = None,
+    planned: list[Planned] | None = None,
+) -> Page:
+    """The month view of every delivery in [start, end) as one HTML document.
+
+    `findings`: lint findings (`Problem`s) to show; each is attached to the item whose lines
+    hold its position, and all are listed at the top. `suppressed`: asks the ledger which
+    member keys are suppressed, so audiences everyone left stand out. `planned`: the result of
+    `check.plan` for the window, when the caller has it already."""
+    from babel import Locale
+
+    from commcal.check import plan
+    from commcal.timeutil import zone
+
+    loc = Locale.parse(check_locale(locale))
+    tz_name = project.config.timezone
+    tz = zone(tz_name)
+    entries = plan(project, start, end) if planned is None else planned
+    colours = {name: n % len(PALETTE) for n, name in enumerate(project.config.channels)}
+    located = _FindingIndex(project, findings)
+    audiences = _Audiences(project, suppressed)
+    invitations: dict[tuple[str, str, datetime], tuple[str, str]] = {}
+
+    groups: dict[tuple[str, str, datetime, str], Group] = {}
+    by_day: dict[date, list[Chip]] = {}
+    channels, calendars, kinds = Counted(), Counted(), Counted()
+    with_problems = 0
+    for entry in entries:
+        d = entry.delivery
+        item = d.item
+        due = d.due.astimezone(tz)
+        colour = colours.get(d.channel, len(colours) % len(PALETTE))
+        item_findings = located.of(item)
+        audience = audiences.of(item) if d.audience_size >= 0 else None
+        variant = _variant(entry, due, colour, audience, item_findings)
+        with_problems += not entry.ok
+        occurrence = (item.calendar, item.id, d.occurrence.when, d.occurrence.step)
+        group = groups.get(occurrence)
+        if group is None:
+            group = Group(
+                key=f"g{len(groups)}",
+                title=_title(item, d.occurrence.step),
+                calendar=item.calendar,
+                kind=item.kind,
+                draft=item.draft,
+            )
+            event_at = d.occurrence.extra.get("event_at")
+            if item.kind == "event" and isinstance(event_at, datetime):
+                ics_key = (item.calendar, item.id, event_at)
+                if ics_key not in invitations:
+                    invitations[ics_key] = _invitation(item, entry, now)
+                group.ics_name, group.ics = invitations[ics_key]
+            groups[occurrence] = group
+        group.variants.append(variant)
+        flags = _flags(entry, variant, audience, bool(item_findings))
+        by_day.setdefault(due.date(), []).append(
+            Chip(
+                group=group.key,
+                delivery=d.id,
+                channel=d.channel,
+                colour=colour,
+                calendar=item.calendar,
+                kind=item.kind,
+                time=variant.time,
+                words=_first_words(variant.subject or variant.text),
+                flags=flags,
+            )
+        )
+        channels.add(d.channel)
+        calendars.add(item.calendar)
+        kinds.add(item.kind)
+
+    first_day = start.astimezone(tz).date()
+    last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    months = _months(loc, first_day, last_day, by_day)
+    html = _render(
+        project=project,
+        loc=loc,
+        tz_name=tz_name,
+        start=start.astimezone(tz),
+        end=end.astimezone(tz),
+        now=now.astimezone(tz),
+        months=months,
+        groups=list(groups.values()),
+        filters={"channel": channels, "calendar": calendars, "kind": kinds},
+        colours=colours,
+        findings=located.listed,
+        deliveries=len(entries),
+        with_problems=with_problems,
+    )
+    return Page(html, len(entries), len(months), with_problems)
+
+
+def _title(item: Item, step: str) -> str:
+    name = item.title or item.id
+    return f"{name} ({step})" if step else name
+
+
+def _first_words(text: str) -> str:
+    words = " ".join(text.split()[:CHIP_WORDS])
+    return words if len(words) <= CHIP_CHARS else words[: CHIP_CHARS - 1].rstrip() + "…"
+
+
+def _masked(text: str | None, address: str) -> str:
+    if not text:
+        return ""
+    return text.replace(address, MASKED_ADDRESS) if address else text
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    size: int
+    suppressed: int
+
+    @property
+    def everyone_left(self) -> bool:
+        return self.suppressed > 0 and self.suppressed >= self.size
+
+
+def _variant(
+    entry: Planned,
+    due: datetime,
+    colour: int,
+    audience: Audience | None,
+    findings: tuple[str, ...],
+) -> Variant:
+    from commcal.timeutil import iso_utc, zone
+
+    d = entry.delivery
+    message = entry.message
+    # A mail preview is rendered for one real member: their address never reaches the page.
+    address = message.recipient.email if message and message.recipient else ""
+    recipients = ""
+    if d.audience_size >= 0:
+        recipients = f"{d.audience_size} member{'s' if d.audience_size != 1 else ''}"
+        if d.zone:
+            recipients += f" in {d.zone} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
+        if audience is not None and audience.suppressed:
+            recipients += (
+                f"; {audience.suppressed} of the audience's {audience.size} are suppressed"
+            )
+    over = entry.length is not None and entry.limit is not None and entry.length > entry.limit
+    length = ""
+    if entry.length is not None:
+        length = f"{entry.length} / {entry.limit}" if entry.limit else str(entry.length)
+    local = d.local_due
+    return Variant(
+        id=d.id,
+        channel=d.channel,
+        channel_type=d.channel_type,
+        colour=colour,
+        time=f"{due:%H:%M}",
+        local=f"{local:%Y-%m-%d %H:%M} {d.item.timezone}",
+        utc=iso_utc(d.due),
+        subject=_masked(message.subject if message else None, address),
+        text=_masked(message.text if message else None, address),
+        html_part=_masked(message.html if message else None, address),
+        length=length,
+        over=over,
+        recipients=recipients,
+        problems=tuple(_problem_text(p, address) for p in entry.problems),
+        findings=findings,
+    )
+
+
+def _problem_text(problem: Problem, address: str) -> str:
+    return _masked(str(problem), address)
+
+
+def _flags(
+    entry: Planned, variant: Variant, audience: Audience | None, linted: bool
+) -> tuple[tuple[str, str, str], ...]:
+    flags = []
+    if variant.over:
+        flags.append(("over", "⚠", f"over the limit ({variant.length})"))
+    elif not entry.ok:
+        flags.append(("problem", "⚠", "has problems"))
+    if entry.delivery.item.draft:
+        flags.append(("draft", "✎", "draft: never published"))
+    if audience is not None and audience.everyone_left:
+        flags.append(("suppressed", "⊘", "every member is suppressed"))
+    if linted:
+        flags.append(("lint", "!", "lint findings"))
+    return tuple(flags)
+
+
+def _invitation(item: Item, entry: Planned, now: datetime) -> tuple[str, str]:
+    """(file name, data: URL) of the event's .ics, made the way mail attachments make it."""
+    from commcal.compose import event_invitation
+
+    text = entry.message.text if entry.message else ""
+    if entry.message and entry.message.recipient:
+        text = _masked(text, entry.message.recipient.email)
+    _, mime, data = event_invitation(item, entry.delivery, text, now=now)
+    encoded = base64.b64encode(data).decode("ascii")
+    return f"{item.id}.ics", f"data:{mime.replace(' ', '')};base64,{encoded}"
+
+
+class _Audiences:
+    """Each audience item's size and how many of its members are suppressed, read once."""
+
+    def __init__(self, project: Project, suppressed: Suppressed | None) -> None:
+        self.project = project
+        self.suppressed = suppressed
+        self.seen: dict[tuple[str, str], Audience] = {}
+
+    def of(self, item: Item) -> Audience:
+        key = (item.calendar, item.id)
+        found = self.seen.get(key)
+        if found is None:
+            found = self.seen[key] = self._count(item)
+        return found
+
+    def _count(self, item: Item) -> Audience:
+        from commcal.audience import members
+
+        if item.audience is None:
+            return Audience(0, 0)
+        # The audience file's own errors are `check`'s problems, shown with the delivery.
+        found = members(self.project.root, item.audience, item.where, problems=[])
+        keys = [person.key for person in found]
+        blocked = self.suppressed(keys) if self.suppressed is not None and keys else set()
+        return Audience(len(keys), len(blocked))
+
+
+class _FindingIndex:
+    """Attaches each finding to the item whose lines hold its position: an item runs from its
+    own line to the next item's line in the same file."""
+
+    def __init__(self, project: Project, findings: Sequence[Problem]) -> None:
+        import bisect
+
+        starts: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+        for calendar in project.calendars:
+            for item in calendar.items:
+                starts.setdefault(item.pos.path, []).append(
+                    (item.pos.line, (item.calendar, item.id))
+                )
+        for marks in starts.values():
+            marks.sort()
+        self.by_item: dict[tuple[str, str], list[str]] = {}
+        self.listed: list[tuple[str, str, str]] = []  # (severity, position, text)
+        for finding in findings:
+            self.listed.append((finding.severity, str(finding.pos), _finding_text(finding)))
+            marks = starts.get(finding.pos.path, [])
+            lines = [line for line, _ in marks]
+            at = bisect.bisect_right(lines, finding.pos.line) - 1
+            if finding.pos.line and at >= 0:
+                self.by_item.setdefault(marks[at][1], []).append(str(finding))
+        self.empty: tuple[str, ...] = ()
+
+    def of(self, item: Item) -> tuple[str, ...]:
+        found = self.by_item.get((item.calendar, item.id))
+        return tuple(found) if found else self.empty
+
+
+def _finding_text(problem: Problem) -> str:
+    return f"{problem.message} ({problem.hint})" if problem.hint else problem.message
+
+
+def _months(loc: Any, first: date, last: date, by_day: dict[date, list[Chip]]) -> list[Month]:
+    from babel.dates import format_date
+
+    months = []
+    week_start = loc.first_week_day  # 0 = Monday, as date.weekday()
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        day = date(year, month, 1)
+        after = date(year + (month == 12), month % 12 + 1, 1)
+        cells = [Day(None) for _ in range((day.weekday() - week_start) % 7)]
+        while day < after:
+            cells.append(
+                Day(
+                    day,
+                    label=format_date(day, "full", locale=loc),
+                    inside=first <= day <= last,
+                    chips=by_day.get(day, []),
+                )
+            )
+            day += timedelta(days=1)
+        cells += [Day(None) for _ in range(-len(cells) % 7)]
+        months.append(
+            Month(
+                # Stand-alone month name ("LLLL"): Greek "Δεκέμβριος", not the genitive of dates.
+                caption=format_date(date(year, month, 1), "LLLL y", locale=loc),
+                key=f"{year:04d}-{month:02d}",
+                weeks=[cells[n : n + 7] for n in range(0, len(cells), 7)],
+            )
+        )
+        year, month = after.year, after.month
+    return months
+
+
+def _weekdays(loc: Any) -> list[tuple[str, str]]:
+    """(abbreviated, full) weekday names from the locale's first day of the week."""
+    from babel.dates import get_day_names
+
+    short = get_day_names("abbreviated", context="stand-alone", locale=loc)
+    wide = get_day_names("wide", context="stand-alone", locale=loc)
+    first = loc.first_week_day
+    return [(short[(first + n) % 7], wide[(first + n) % 7]) for n in range(7)]
+
+
+def _palette_css(colours: dict[str, int]) -> str:
+    rules = []
+    for n, (background, edge) in enumerate(PALETTE[: max(len(colours), 1)]):
+        rules.append(f".ch-{n}{{--bg:{background};--edge:{edge}}}")
+    return "\n".join(rules)
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def _asset(name: str) -> str:
+    from importlib.resources import files
+
+    return files("commcal.views").joinpath(name).read_text(encoding="utf-8")
+
+
+def environment() -> Any:
+    """The page's Jinja environment: autoescaping always on (member and calendar text)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("commcal", "views"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _render(**values: Any) -> str:
+    from babel.dates import format_datetime
+
+    env = environment()
+    loc = values["loc"]
+    colours = values["colours"]
+    style = _asset("month.css") + _palette_css(colours) + "\n"
+    script = _asset("month.js")
+    csp = (
+        "default-src 'none'; "
+        f"style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+        "img-src data:; form-action 'none'; base-uri 'none'"
+    )
+    html: str = env.get_template(TEMPLATE).render(
+        lang=str(loc).replace("_", "-"),
+        title=values["project"].config.project_name,
+        style=style,
+        script=script,
+        csp=csp,
+        weekdays=_weekdays(loc),
+        window_from=format_datetime(values["start"], WHEN, locale=loc),
+        window_to=format_datetime(values["end"], WHEN, locale=loc),
+        generated=format_datetime(values["now"], WHEN, locale=loc),
+        **{k: v for k, v in values.items() if k not in {"loc", "project", "start", "end", "now"}},
+    )
+    return html
