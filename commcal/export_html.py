@@ -6,26 +6,33 @@ needs no server and makes no request: styles and script are inline, `.ics` invit
 `data:` links, and a Content-Security-Policy (`default-src 'none'`, the inline style and script
 allowed by hash) keeps even a stray tag in a member's text from fetching anything.
 
-Every text that comes from calendars, templates or audiences goes through Jinja's autoescape.
-Member addresses never reach the page: mail shows its audience's size, and the one member a
-mail preview is rendered for has their address masked in the text.
+The page's frame (head, filters, legend, month tables) is the Jinja template
+`views/month.html.j2`, autoescaped. The chips and dialogs, one per delivery, are written here
+by `_Fragments`, where every text from calendars, templates or audiences passes through `esc`:
+through Jinja, a year of 50,000 deliveries cost more than its whole plan again
+(bench/export_html.py). Member addresses never reach the page: mail shows its audience's size,
+and the one member a mail preview is rendered for has their address masked in the text.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError, Problem
+from commcal.timeutil import iso_utc
 from commcal.window import Span
 
 if TYPE_CHECKING:
     from commcal.calendar.model import Item
     from commcal.check import Planned
+    from commcal.deliveries import Delivery
     from commcal.project import Project
 
 TEMPLATE = "month.html.j2"
@@ -53,54 +60,13 @@ PALETTE = (
 
 # Suppressed ones among member keys (`Ledger.suppressed`); None: no ledger to ask.
 Suppressed = Callable[[Iterable[str]], set[str]]
+# A chip's marks: (css class, symbol, words for screen readers).
+Flag = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One delivery of an occurrence, as the dialog shows it."""
-
-    id: str
-    channel: str
-    channel_type: str
-    colour: int
-    time: str  # HH:MM in the page's zone
-    local: str  # in the item's own zone, with the zone's name
-    utc: str
-    subject: str
-    text: str
-    html_part: str
-    length: str  # "123 / 500", "123", or ""
-    over: bool
-    recipients: str
-    problems: tuple[str, ...]
-    findings: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class Group:
-    """The deliveries of one occurrence of one item (every channel variant): one dialog."""
-
-    key: str
-    title: str
-    calendar: str
-    kind: str
-    draft: bool
-    variants: list[Variant] = field(default_factory=list)
-    ics: str = ""  # a data: URL, for events
-    ics_name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Chip:
-    group: str
-    delivery: str
-    channel: str
-    colour: int
-    calendar: str
-    kind: str
-    time: str
-    words: str
-    flags: tuple[tuple[str, str, str], ...]  # (css class, symbol, words for screen readers)
+def esc(text: str) -> str:
+    """Text as HTML, safe in element content and in double-quoted attribute values."""
+    return html.escape(text, quote=True)
 
 
 @dataclass(slots=True)
@@ -108,7 +74,7 @@ class Day:
     day: date | None  # None: a padding cell before the 1st or after the last
     label: str = ""  # the full date in words, for screen readers
     inside: bool = True  # within the window
-    chips: list[Chip] = field(default_factory=list)
+    chips: str = ""  # HTML from `_Fragments.chip`, one <li> each
 
 
 @dataclass(slots=True)
@@ -118,22 +84,22 @@ class Month:
     weeks: list[list[Day]]
 
 
-@dataclass(slots=True)
-class Counted:
-    """Filter values and how many deliveries each has."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, value: str) -> None:
-        self.counts[value] = self.counts.get(value, 0) + 1
-
-
 @dataclass(frozen=True)
 class Page:
     html: str
     deliveries: int
     months: int
     with_problems: int
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    size: int
+    suppressed: int
+
+    @property
+    def everyone_left(self) -> bool:
+        return self.suppressed > 0 and self.suppressed >= self.size
 
 
 def check_locale(name: str) -> str:
@@ -180,70 +146,70 @@ def build_page(
     from babel import Locale
 
     from commcal.check import plan
-    from commcal.timeutil import zone
+    from commcal.deliveries import fewer_collections
 
     loc = Locale.parse(check_locale(locale))
+    entries = plan(project, start, end) if planned is None else planned
+    # Some 300,000 strings for a year's page, all kept to the end: the collector need not
+    # scan them again and again (as in `plan`).
+    with fewer_collections():
+        return _build(project, start, end, loc, now, entries, findings, suppressed)
+
+
+def _build(
+    project: Project,
+    start: datetime,
+    end: datetime,
+    loc: Any,
+    now: datetime,
+    entries: list[Planned],
+    findings: Sequence[Problem],
+    suppressed: Suppressed | None,
+) -> Page:
+    from commcal.timeutil import zone
+
     tz_name = project.config.timezone
     tz = zone(tz_name)
-    entries = plan(project, start, end) if planned is None else planned
     colours = {name: n % len(PALETTE) for n, name in enumerate(project.config.channels)}
     located = _FindingIndex(project, findings)
     audiences = _Audiences(project, suppressed)
-    invitations: dict[tuple[str, str, datetime], tuple[str, str]] = {}
+    write = _Fragments(now)
 
-    groups: dict[tuple[str, str, datetime, str], Group] = {}
-    by_day: dict[date, list[Chip]] = {}
-    channels, calendars, kinds = Counted(), Counted(), Counted()
+    groups: dict[tuple[str, str, datetime, str], _Group] = {}
+    by_day: dict[date, list[str]] = {}
     with_problems = 0
     for entry in entries:
         d = entry.delivery
         item = d.item
         due = d.due.astimezone(tz)
-        colour = colours.get(d.channel, len(colours) % len(PALETTE))
-        item_findings = located.of(item)
-        audience = audiences.of(item) if d.audience_size >= 0 else None
-        variant = _variant(entry, due, colour, audience, item_findings)
-        with_problems += not entry.ok
+        ok = entry.ok
+        with_problems += not ok
         occurrence = (item.calendar, item.id, d.occurrence.when, d.occurrence.step)
         group = groups.get(occurrence)
         if group is None:
-            group = Group(
-                key=f"g{len(groups)}",
-                title=_title(item, d.occurrence.step),
-                calendar=item.calendar,
-                kind=item.kind,
-                draft=item.draft,
-            )
-            event_at = d.occurrence.extra.get("event_at")
-            if item.kind == "event" and isinstance(event_at, datetime):
-                ics_key = (item.calendar, item.id, event_at)
-                if ics_key not in invitations:
-                    invitations[ics_key] = _invitation(item, entry, now)
-                group.ics_name, group.ics = invitations[ics_key]
-            groups[occurrence] = group
-        group.variants.append(variant)
-        flags = _flags(entry, variant, audience, bool(item_findings))
-        by_day.setdefault(due.date(), []).append(
-            Chip(
-                group=group.key,
-                delivery=d.id,
-                channel=d.channel,
-                colour=colour,
-                calendar=item.calendar,
-                kind=item.kind,
-                time=variant.time,
-                words=_first_words(variant.subject or variant.text),
-                flags=flags,
-            )
+            group = groups[occurrence] = write.group(f"g{len(groups)}", entry)
+        audience = audiences.of(item) if d.audience_size >= 0 else None
+        chip, variant = write.delivery(
+            entry,
+            ok,
+            group.key,
+            f"{due.hour:02d}:{due.minute:02d}",
+            colours.get(d.channel, len(colours) % len(PALETTE)),
+            audience,
+            located.of(item),
         )
-        channels.add(d.channel)
-        calendars.add(item.calendar)
-        kinds.add(item.kind)
+        group.variants.append(variant)
+        by_day.setdefault(due.date(), []).append(chip)
+    filters = {
+        "channel": Counter(e.delivery.channel for e in entries),
+        "calendar": Counter(e.delivery.item.calendar for e in entries),
+        "kind": Counter(e.delivery.item.kind for e in entries),
+    }
 
     first_day = start.astimezone(tz).date()
     last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
     months = _months(loc, first_day, last_day, by_day)
-    html = _render(
+    page = _render(
         project=project,
         loc=loc,
         tz_name=tz_name,
@@ -251,23 +217,18 @@ def build_page(
         end=end.astimezone(tz),
         now=now.astimezone(tz),
         months=months,
-        groups=list(groups.values()),
-        filters={"channel": channels, "calendar": calendars, "kind": kinds},
+        groups="".join(group.html() for group in groups.values()),
+        filters=filters,
         colours=colours,
         findings=located.listed,
         deliveries=len(entries),
         with_problems=with_problems,
     )
-    return Page(html, len(entries), len(months), with_problems)
-
-
-def _title(item: Item, step: str) -> str:
-    name = item.title or item.id
-    return f"{name} ({step})" if step else name
+    return Page(page, len(entries), len(months), with_problems)
 
 
 def _first_words(text: str) -> str:
-    words = " ".join(text.split()[:CHIP_WORDS])
+    words = " ".join(text.split(None, CHIP_WORDS)[:CHIP_WORDS])
     return words if len(words) <= CHIP_CHARS else words[: CHIP_CHARS - 1].rstrip() + "…"
 
 
@@ -277,73 +238,22 @@ def _masked(text: str | None, address: str) -> str:
     return text.replace(address, MASKED_ADDRESS) if address else text
 
 
-@dataclass(frozen=True, slots=True)
-class Audience:
-    size: int
-    suppressed: int
-
-    @property
-    def everyone_left(self) -> bool:
-        return self.suppressed > 0 and self.suppressed >= self.size
-
-
-def _variant(
-    entry: Planned,
-    due: datetime,
-    colour: int,
-    audience: Audience | None,
-    findings: tuple[str, ...],
-) -> Variant:
-    from commcal.timeutil import iso_utc, zone
-
-    d = entry.delivery
-    message = entry.message
-    # A mail preview is rendered for one real member: their address never reaches the page.
-    address = message.recipient.email if message and message.recipient else ""
-    recipients = ""
-    if d.audience_size >= 0:
-        recipients = f"{d.audience_size} member{'s' if d.audience_size != 1 else ''}"
-        if d.zone:
-            recipients += f" in {d.zone} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
-        if audience is not None and audience.suppressed:
-            recipients += (
-                f"; {audience.suppressed} of the audience's {audience.size} are suppressed"
-            )
-    over = entry.length is not None and entry.limit is not None and entry.length > entry.limit
-    length = ""
-    if entry.length is not None:
-        length = f"{entry.length} / {entry.limit}" if entry.limit else str(entry.length)
-    local = d.local_due
-    return Variant(
-        id=d.id,
-        channel=d.channel,
-        channel_type=d.channel_type,
-        colour=colour,
-        time=f"{due:%H:%M}",
-        local=f"{local:%Y-%m-%d %H:%M} {d.item.timezone}",
-        utc=iso_utc(d.due),
-        subject=_masked(message.subject if message else None, address),
-        text=_masked(message.text if message else None, address),
-        html_part=_masked(message.html if message else None, address),
-        length=length,
-        over=over,
-        recipients=recipients,
-        problems=tuple(_problem_text(p, address) for p in entry.problems),
-        findings=findings,
-    )
-
-
-def _problem_text(problem: Problem, address: str) -> str:
-    return _masked(str(problem), address)
+def _length(entry: Planned) -> tuple[str, bool]:
+    """("123 / 500" or "123" or "", over the limit?)"""
+    if entry.length is None:
+        return "", False
+    if entry.limit is None:
+        return str(entry.length), False
+    return f"{entry.length} / {entry.limit}", entry.length > entry.limit
 
 
 def _flags(
-    entry: Planned, variant: Variant, audience: Audience | None, linted: bool
-) -> tuple[tuple[str, str, str], ...]:
-    flags = []
-    if variant.over:
-        flags.append(("over", "⚠", f"over the limit ({variant.length})"))
-    elif not entry.ok:
+    entry: Planned, ok: bool, over: bool, length: str, audience: Audience | None, linted: bool
+) -> list[Flag]:
+    flags: list[Flag] = []
+    if over:
+        flags.append(("over", "⚠", f"over the limit: {length}"))
+    elif not ok:
         flags.append(("problem", "⚠", "has problems"))
     if entry.delivery.item.draft:
         flags.append(("draft", "✎", "draft: never published"))
@@ -351,7 +261,162 @@ def _flags(
         flags.append(("suppressed", "⊘", "every member is suppressed"))
     if linted:
         flags.append(("lint", "!", "lint findings"))
-    return tuple(flags)
+    return flags
+
+
+@dataclass(slots=True)
+class _Group:
+    """One occurrence of one item (every channel variant): one dialog's <template>."""
+
+    key: str
+    head: str  # the <template> start tag, its meta line and the .ics link
+    variants: list[str] = field(default_factory=list)
+
+    def html(self) -> str:
+        return self.head + "".join(self.variants) + "</template>\n"
+
+
+class _Fragments:
+    """The HTML of chips and dialogs. Each value from calendars, templates or audiences passes
+    through `esc` (names repeat: escaped once each); ids, times, counts and palette numbers
+    are commcal's own."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.names: dict[str, str] = {}
+        self.invitations: dict[tuple[str, str, datetime], str] = {}
+        self._shared: dict[tuple[str, str, str, int], tuple[str, str, str]] = {}
+        self._h3: dict[tuple[str, int], str] = {}
+
+    def name(self, text: str) -> str:
+        found = self.names.get(text)
+        if found is None:
+            found = self.names[text] = esc(text)
+        return found
+
+    def delivery(
+        self,
+        entry: Planned,
+        ok: bool,
+        group: str,
+        time: str,
+        colour: int,
+        audience: Audience | None,
+        findings: tuple[str, ...],
+    ) -> tuple[str, str]:
+        """(the chip's <li>, the dialog's <article>) of one delivery."""
+        d = entry.delivery
+        item = d.item
+        message = entry.message
+        # A mail preview is rendered for one real member: their address never reaches the page.
+        address = message.recipient.email if message and message.recipient else ""
+        chip_head, chip_words, article_head = self._heads(d, colour)
+        length, over = _length(entry)
+        flags = _flags(entry, ok, over, length, audience, bool(findings))
+        words = ""
+        if message is not None:
+            words = _first_words(_masked(message.subject or message.text, address))
+        chip = (
+            f'{chip_head}{"".join(" " + flag[0] for flag in flags)}" data-group="{group}" '
+            f'data-delivery="{d.id}" aria-haspopup="dialog"><span class="t">{time}</span>'
+            f"{chip_words}{esc(words)}</span>"
+            + "".join(
+                f' <span class="mark {css}" aria-hidden="true">{symbol}</span>'
+                f'<span class="sr">({esc(said)})</span>'
+                for css, symbol, said in flags
+            )
+            + "</button></li>\n"
+        )
+        if not length:
+            shown = "no limit"
+        elif over:
+            shown = f"{length} <strong>over the limit</strong>"
+        else:
+            shown = length
+        local = d.local_due.isoformat(" ", "minutes")[:16]
+        parts = [
+            f'{article_head}{d.id}"><h3>{self._h3[d.channel, colour]} at {time}</h3><dl>'
+            f"<dt>Due</dt><dd>{local} {self.name(item.timezone)} · {iso_utc(d.due)}</dd>"
+            f'<dt>Length</dt><dd class="length{" over" if over else ""}">{shown}</dd>'
+        ]
+        if d.audience_size >= 0:
+            recipients = _recipients(d, audience)
+            parts.append(f'<dt>Recipients</dt><dd class="recipients">{recipients}</dd>')
+        parts.append(f"<dt>Delivery id</dt><dd><code>{d.id}</code></dd></dl>")
+        if entry.problems:
+            listed = "".join(f"<li>{esc(_masked(str(p), address))}</li>" for p in entry.problems)
+            parts.append(f'<ul class="problems">{listed}</ul>')
+        if findings:
+            listed = "".join(f"<li>{esc(text)}</li>" for text in findings)
+            parts.append(f'<ul class="lint-findings">{listed}</ul>')
+        if message is not None:
+            if message.subject:
+                subject = esc(_masked(message.subject, address))
+                parts.append(f'<p class="subject"><strong>Subject:</strong> {subject}</p>')
+            parts.append(f'<pre class="text">{esc(_masked(message.text, address))}</pre>')
+            if message.html:
+                source = _masked(message.html, address)
+                parts.append(
+                    f"<details><summary>HTML part (source, {len(source)} characters)</summary>"
+                    f'<pre class="html">{esc(source)}</pre></details>'
+                )
+        parts.append("</article>")
+        return chip, "".join(parts)
+
+    def _heads(self, d: Delivery, colour: int) -> tuple[str, str, str]:
+        """What every chip and article of one item on one channel share, escaped once."""
+        key = (d.item.calendar, d.item.kind, d.channel, colour)
+        found = self._shared.get(key)
+        if found is None:
+            channel = self.name(d.channel)
+            found = self._shared[key] = (
+                f'<li data-channel="{channel}" data-calendar="{self.name(d.item.calendar)}" '
+                f'data-kind="{self.name(d.item.kind)}"><button type="button" '
+                f'class="chip ch-{colour}',
+                f' <span class="chn">{channel}:</span> <span class="w">',
+                f'<article class="variant ch-{colour}" data-delivery="',
+            )
+            self._h3[d.channel, colour] = (
+                f'<span class="swatch ch-{colour}" aria-hidden="true"></span> {channel} '
+                f'<span class="type">({self.name(d.channel_type)})</span>'
+            )
+        return found
+
+    def group(self, key: str, entry: Planned) -> _Group:
+        d = entry.delivery
+        item = d.item
+        title = item.title or item.id
+        if d.occurrence.step:
+            title += f" ({d.occurrence.step})"
+        draft = ' · <strong class="draft">draft: never published</strong>' if item.draft else ""
+        head = (
+            f'<template id="{key}" data-title="{esc(title)}">'
+            f'<p class="meta">{self.name(item.kind)} · calendar {self.name(item.calendar)}'
+            f"{draft}</p>"
+        )
+        event_at = d.occurrence.extra.get("event_at")
+        if item.kind == "event" and isinstance(event_at, datetime):
+            ics_key = (item.calendar, item.id, event_at)
+            link = self.invitations.get(ics_key)
+            if link is None:
+                name, url = _invitation(item, entry, self.now)
+                link = self.invitations[ics_key] = (
+                    f'<p><a class="ics" download="{esc(name)}" href="{url}">'
+                    f"Download the invitation ({esc(name)})</a></p>"
+                )
+            head += link
+        return _Group(key, head)
+
+
+def _recipients(d: Delivery, audience: Audience | None) -> str:
+    from commcal.timeutil import zone
+
+    text = f"{d.audience_size} member{'s' if d.audience_size != 1 else ''}"
+    if d.zone:
+        text += f" in {esc(d.zone)} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
+    if audience is not None and audience.suppressed:
+        text += f"; {audience.suppressed} of the audience's {audience.size} are suppressed"
+    return text
 
 
 def _invitation(item: Item, entry: Planned, now: datetime) -> tuple[str, str]:
@@ -428,7 +493,7 @@ def _finding_text(problem: Problem) -> str:
     return f"{problem.message} ({problem.hint})" if problem.hint else problem.message
 
 
-def _months(loc: Any, first: date, last: date, by_day: dict[date, list[Chip]]) -> list[Month]:
+def _months(loc: Any, first: date, last: date, by_day: dict[date, list[str]]) -> list[Month]:
     from babel.dates import format_date
 
     months = []
@@ -444,7 +509,7 @@ def _months(loc: Any, first: date, last: date, by_day: dict[date, list[Chip]]) -
                     day,
                     label=format_date(day, "full", locale=loc),
                     inside=first <= day <= last,
-                    chips=by_day.get(day, []),
+                    chips="".join(by_day.get(day, ())),
                 )
             )
             day += timedelta(days=1)

@@ -282,7 +282,7 @@ def test_what_needs_attention_stands_out(small: Path, tmp_path: Path) -> None:
     assert "suppressed" in by_day["2026-12-05"]
     assert by_day["2026-12-06"] == ["chip", "ch-0"]
     assert "599 / 500" in html  # counted the way `plan` counts it (the last space trimmed)
-    assert "2 members; 2 of the audience&#39;s 2 are suppressed" in html
+    assert "2 members; 2 of the audience's 2 are suppressed" in html
     # The mail preview is rendered for a member, whose address is masked.
     assert "ana@example.org" not in html and "bo@example.org" not in html
     assert "Dear Ana Lima, this goes to ‹member address›." in html
