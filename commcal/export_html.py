@@ -21,8 +21,8 @@ import hashlib
 import html
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError, Problem
@@ -173,38 +173,35 @@ def _build(
     colours = {name: n % len(PALETTE) for n, name in enumerate(project.config.channels)}
     located = _FindingIndex(project, findings)
     audiences = _Audiences(project, suppressed)
-    write = _Fragments(now)
+    write = _Fragments(now, colours, tz)
 
-    groups: dict[tuple[str, str, datetime, str], _Group] = {}
+    groups: dict[tuple[str, str, datetime, str], int] = {}
+    dialogs: list[dict[str, Any]] = []
     by_day: dict[date, list[str]] = {}
     with_problems = 0
     for entry in entries:
         d = entry.delivery
         item = d.item
-        due = d.due.astimezone(tz)
-        ok = entry.ok
+        ok = entry.ok if entry.problems else True
         with_problems += not ok
         occurrence = (item.calendar, item.id, d.occurrence.when, d.occurrence.step)
         group = groups.get(occurrence)
         if group is None:
-            group = groups[occurrence] = write.group(f"g{len(groups)}", entry)
+            group = groups[occurrence] = len(dialogs)
+            dialogs.append(write.group(entry))
         audience = audiences.of(item) if d.audience_size >= 0 else None
-        chip, variant = write.delivery(
-            entry,
-            ok,
-            group.key,
-            f"{due.hour:02d}:{due.minute:02d}",
-            colours.get(d.channel, len(colours) % len(PALETTE)),
-            audience,
-            located.of(item),
-        )
-        group.variants.append(variant)
-        by_day.setdefault(due.date(), []).append(chip)
-    filters = {
-        "channel": Counter(e.delivery.channel for e in entries),
-        "calendar": Counter(e.delivery.item.calendar for e in entries),
-        "kind": Counter(e.delivery.item.kind for e in entries),
+        day, chip, variant = write.delivery(entry, ok, group, audience, located.of(item))
+        dialogs[group]["variants"].append(variant)
+        by_day.setdefault(day, []).append(chip)
+    filters: dict[str, Counter[str]] = {
+        "channel": Counter(),
+        "calendar": Counter(),
+        "kind": Counter(),
     }
+    for (calendar, kind, channel), count in write.tally.items():
+        filters["calendar"][calendar] += count
+        filters["kind"][kind] += count
+        filters["channel"][channel] += count
 
     first_day = start.astimezone(tz).date()
     last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
@@ -217,7 +214,7 @@ def _build(
         end=end.astimezone(tz),
         now=now.astimezone(tz),
         months=months,
-        groups="".join(group.html() for group in groups.values()),
+        data=write.data(dialogs),
         filters=filters,
         colours=colours,
         findings=located.listed,
@@ -264,29 +261,29 @@ def _flags(
     return flags
 
 
-@dataclass(slots=True)
-class _Group:
-    """One occurrence of one item (every channel variant): one dialog's <template>."""
-
-    key: str
-    head: str  # the <template> start tag, its meta line and the .ics link
-    variants: list[str] = field(default_factory=list)
-
-    def html(self) -> str:
-        return self.head + "".join(self.variants) + "</template>\n"
+# One delivery in the dialogs' data, in this order (month.js reads it the same way): id, channel
+# (an index into the channel list), time on the page, due (item's zone and UTC), length, over
+# the limit, recipients, subject, text, HTML part, problems, lint findings.
+Variant = list[Any]
 
 
 class _Fragments:
-    """The HTML of chips and dialogs. Each value from calendars, templates or audiences passes
-    through `esc` (names repeat: escaped once each); ids, times, counts and palette numbers
-    are commcal's own."""
+    """The chips (HTML) and the dialogs' data (JSON, shown by month.js through textContent).
+    Each value from calendars, templates or audiences in a chip passes through `esc` (names
+    repeat: escaped once each); ids, times, counts and palette numbers are commcal's own."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, colours: dict[str, int], tz: tzinfo) -> None:
         self.now = now
+        self.colours = colours
+        self.tz = tz
+        # Deliveries share instants (every channel of an occurrence, weekly slots): each
+        # (instant, item zone) is formatted once: (day on the page, HH:MM there, due text).
+        self.instants: dict[tuple[datetime, str], tuple[date, str, str]] = {}
+        self.tally: dict[tuple[str, str, str], int] = {}  # (calendar, kind, channel) -> count
         self.names: dict[str, str] = {}
-        self.invitations: dict[tuple[str, str, datetime], str] = {}
-        self._shared: dict[tuple[str, str, str, int], tuple[str, str, str]] = {}
-        self._h3: dict[tuple[str, int], str] = {}
+        self.channels: dict[tuple[str, str], int] = {}  # (name, type) -> index in the data
+        self.invitations: dict[tuple[str, str, datetime], list[str]] = {}
+        self._shared: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def name(self, text: str) -> str:
         found = self.names.get(text)
@@ -298,114 +295,124 @@ class _Fragments:
         self,
         entry: Planned,
         ok: bool,
-        group: str,
-        time: str,
-        colour: int,
+        group: int,
         audience: Audience | None,
         findings: tuple[str, ...],
-    ) -> tuple[str, str]:
-        """(the chip's <li>, the dialog's <article>) of one delivery."""
+    ) -> tuple[date, str, Variant]:
+        """(the day on the page, the chip's <li>, the dialog's data) of one delivery."""
         d = entry.delivery
-        item = d.item
         message = entry.message
         # A mail preview is rendered for one real member: their address never reaches the page.
         address = message.recipient.email if message and message.recipient else ""
-        chip_head, chip_words, article_head = self._heads(d, colour)
+        chip_head, chip_words = self._heads(d)
+        day, time, due = self._instant(d.due, d.item.timezone)
         length, over = _length(entry)
-        flags = _flags(entry, ok, over, length, audience, bool(findings))
-        words = ""
+        flags: list[Flag] = []
+        if not ok or d.item.draft or findings or (audience is not None and audience.suppressed):
+            flags = _flags(entry, ok, over, length, audience, bool(findings))
+        subject = text = html_part = ""
         if message is not None:
-            words = _first_words(_masked(message.subject or message.text, address))
-        chip = (
-            f'{chip_head}{"".join(" " + flag[0] for flag in flags)}" data-group="{group}" '
-            f'data-delivery="{d.id}" aria-haspopup="dialog"><span class="t">{time}</span>'
-            f"{chip_words}{esc(words)}</span>"
-            + "".join(
+            subject = _masked(message.subject, address)
+            text = _masked(message.text, address)
+            html_part = _masked(message.html, address)
+        classes = marks = ""
+        if flags:
+            classes = "".join(" " + flag[0] for flag in flags)
+            marks = "".join(
                 f' <span class="mark {css}" aria-hidden="true">{symbol}</span>'
                 f'<span class="sr">({esc(said)})</span>'
                 for css, symbol, said in flags
             )
-            + "</button></li>\n"
+        chip = (
+            f'{chip_head}{classes}" data-group="{group}" data-delivery="{d.id}" '
+            f'aria-haspopup="dialog"><span class="t">{time}</span>'
+            f"{chip_words}{esc(_first_words(subject or text))}</span>{marks}</button></li>\n"
         )
-        if not length:
-            shown = "no limit"
-        elif over:
-            shown = f"{length} <strong>over the limit</strong>"
-        else:
-            shown = length
-        local = d.local_due.isoformat(" ", "minutes")[:16]
-        parts = [
-            f'{article_head}{d.id}"><h3>{self._h3[d.channel, colour]} at {time}</h3><dl>'
-            f"<dt>Due</dt><dd>{local} {self.name(item.timezone)} · {iso_utc(d.due)}</dd>"
-            f'<dt>Length</dt><dd class="length{" over" if over else ""}">{shown}</dd>'
+        channel = self.channels.setdefault((d.channel, d.channel_type), len(self.channels))
+        variant = [
+            d.id,
+            channel,
+            time,
+            due,
+            length,
+            over,
+            _recipients(d, audience) if d.audience_size >= 0 else "",
+            subject,
+            text,
+            html_part,
+            [_masked(str(p), address) for p in entry.problems],
+            findings,
         ]
-        if d.audience_size >= 0:
-            recipients = _recipients(d, audience)
-            parts.append(f'<dt>Recipients</dt><dd class="recipients">{recipients}</dd>')
-        parts.append(f"<dt>Delivery id</dt><dd><code>{d.id}</code></dd></dl>")
-        if entry.problems:
-            listed = "".join(f"<li>{esc(_masked(str(p), address))}</li>" for p in entry.problems)
-            parts.append(f'<ul class="problems">{listed}</ul>')
-        if findings:
-            listed = "".join(f"<li>{esc(text)}</li>" for text in findings)
-            parts.append(f'<ul class="lint-findings">{listed}</ul>')
-        if message is not None:
-            if message.subject:
-                subject = esc(_masked(message.subject, address))
-                parts.append(f'<p class="subject"><strong>Subject:</strong> {subject}</p>')
-            parts.append(f'<pre class="text">{esc(_masked(message.text, address))}</pre>')
-            if message.html:
-                source = _masked(message.html, address)
-                parts.append(
-                    f"<details><summary>HTML part (source, {len(source)} characters)</summary>"
-                    f'<pre class="html">{esc(source)}</pre></details>'
-                )
-        parts.append("</article>")
-        return chip, "".join(parts)
+        return day, chip, variant
 
-    def _heads(self, d: Delivery, colour: int) -> tuple[str, str, str]:
-        """What every chip and article of one item on one channel share, escaped once."""
-        key = (d.item.calendar, d.item.kind, d.channel, colour)
+    def _instant(self, when: datetime, item_zone: str) -> tuple[date, str, str]:
+        found = self.instants.get((when, item_zone))
+        if found is None:
+            from commcal.timeutil import zone
+
+            here = when.astimezone(self.tz)
+            there = when.astimezone(zone(item_zone)).isoformat(" ", "minutes")[:16]
+            found = self.instants[when, item_zone] = (
+                here.date(),
+                f"{here.hour:02d}:{here.minute:02d}",
+                f"{there} {item_zone} · {iso_utc(when)}",
+            )
+        return found
+
+    def _heads(self, d: Delivery) -> tuple[str, str]:
+        """What every chip of one item kind and calendar on one channel shares, escaped once;
+        counted for the filters."""
+        key = (d.item.calendar, d.item.kind, d.channel)
+        self.tally[key] = self.tally.get(key, 0) + 1
         found = self._shared.get(key)
         if found is None:
             channel = self.name(d.channel)
+            colour = self.colours.get(d.channel, 0)
             found = self._shared[key] = (
                 f'<li data-channel="{channel}" data-calendar="{self.name(d.item.calendar)}" '
                 f'data-kind="{self.name(d.item.kind)}"><button type="button" '
                 f'class="chip ch-{colour}',
                 f' <span class="chn">{channel}:</span> <span class="w">',
-                f'<article class="variant ch-{colour}" data-delivery="',
-            )
-            self._h3[d.channel, colour] = (
-                f'<span class="swatch ch-{colour}" aria-hidden="true"></span> {channel} '
-                f'<span class="type">({self.name(d.channel_type)})</span>'
             )
         return found
 
-    def group(self, key: str, entry: Planned) -> _Group:
+    def group(self, entry: Planned) -> dict[str, Any]:
+        """A dialog's data: title, kind, calendar, draft, the event's invitation [file name,
+        data: URL] (or null) and its variants."""
         d = entry.delivery
         item = d.item
         title = item.title or item.id
         if d.occurrence.step:
             title += f" ({d.occurrence.step})"
-        draft = ' · <strong class="draft">draft: never published</strong>' if item.draft else ""
-        head = (
-            f'<template id="{key}" data-title="{esc(title)}">'
-            f'<p class="meta">{self.name(item.kind)} · calendar {self.name(item.calendar)}'
-            f"{draft}</p>"
-        )
+        ics = None
         event_at = d.occurrence.extra.get("event_at")
         if item.kind == "event" and isinstance(event_at, datetime):
             ics_key = (item.calendar, item.id, event_at)
-            link = self.invitations.get(ics_key)
-            if link is None:
-                name, url = _invitation(item, entry, self.now)
-                link = self.invitations[ics_key] = (
-                    f'<p><a class="ics" download="{esc(name)}" href="{url}">'
-                    f"Download the invitation ({esc(name)})</a></p>"
-                )
-            head += link
-        return _Group(key, head)
+            ics = self.invitations.get(ics_key)
+            if ics is None:
+                ics = self.invitations[ics_key] = list(_invitation(item, entry, self.now))
+        return {
+            "title": title,
+            "kind": item.kind,
+            "calendar": item.calendar,
+            "draft": item.draft,
+            "ics": ics,
+            "variants": [],
+        }
+
+    def data(self, groups: list[dict[str, Any]]) -> str:
+        """The dialogs' data as JSON that is safe inside <script type="application/json">:
+        no `<`, `>` or `&` in it, so no text can close the element or open a comment."""
+        import json
+
+        channels = [
+            [name, kind, self.colours.get(name, 0)]
+            for (name, kind), _ in sorted(self.channels.items(), key=lambda pair: pair[1])
+        ]
+        text = json.dumps(
+            {"channels": channels, "groups": groups}, ensure_ascii=False, separators=(",", ":")
+        )
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _recipients(d: Delivery, audience: Audience | None) -> str:
@@ -413,7 +420,7 @@ def _recipients(d: Delivery, audience: Audience | None) -> str:
 
     text = f"{d.audience_size} member{'s' if d.audience_size != 1 else ''}"
     if d.zone:
-        text += f" in {esc(d.zone)} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
+        text += f" in {d.zone} at {d.due.astimezone(zone(d.zone)):%H:%M} there"
     if audience is not None and audience.suppressed:
         text += f"; {audience.suppressed} of the audience's {audience.size} are suppressed"
     return text

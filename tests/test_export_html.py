@@ -154,15 +154,30 @@ def test_no_member_address_reaches_the_page(december: Path) -> None:
     assert [a for a in addresses if a in html] == []
 
 
+def page_data(html: str) -> dict[str, Any]:
+    """The dialogs' data: the JSON block the page's script reads."""
+    start = html.index('<script type="application/json" id="commcal-data">')
+    body = html[html.index(">", start) + 1 : html.index("</script>", start)]
+    assert "<" not in body and "&" not in body  # nothing in it can end the block
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
 def test_the_webinar_carries_its_invitation(december: Path) -> None:
-    html = december.read_text(encoding="utf-8")
-    start = html.index('download="dec-webinar.ics" href="data:text/calendar;')
-    url = html[html.index("href=", start) + 6 : html.index('"', html.index("href=", start) + 6)]
+    groups = page_data(december.read_text(encoding="utf-8"))["groups"]
+    invitations = dict(tuple(g["ics"]) for g in groups if g["ics"])  # one per event
+    assert sorted(invitations) == ["christougenniatiki-vradia.ics", "dec-webinar.ics"]
+    url = invitations["dec-webinar.ics"]
+    assert url.startswith("data:text/calendar;charset=utf-8;method=PUBLISH;base64,")
     ics = base64.b64decode(url.split("base64,", 1)[1]).decode("utf-8")
     assert "BEGIN:VCALENDAR" in ics
     assert "UID:dec-webinar@community-en.commcal" in ics
-    assert "DTSTART:20261210T180000Z" in ics or "DTSTART:20261210T160000Z" in ics
+    assert "DTSTART:20261210T180000Z" in ics  # 18:00 in London
+    assert "DTEND:20261210T193000Z" in ics
     assert "DTSTAMP:20261201T000000Z" in ics  # pinned by --now: one plan, one page
+    # Every reminder of the webinar offers the same invitation.
+    reminders = [g for g in groups if g["ics"] and g["ics"][0] == "dec-webinar.ics"]
+    assert {g["title"].rsplit("(", 1)[1] for g in reminders} >= {"-7d)", "-1d)"}
 
 
 def test_an_unknown_locale_is_a_usage_error(example: Path, tmp_path: Path) -> None:

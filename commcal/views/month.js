@@ -7,14 +7,80 @@
   const close = document.getElementById("detail-close");
   let opener = null;
 
+  // The dialogs' data (export_html._Fragments.data); every text goes in through textContent.
+  const data = JSON.parse(document.getElementById("commcal-data").textContent);
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function term(list, name, value, className) {
+    list.append(el("dt", "", name));
+    const dd = el("dd", className || "");
+    if (value instanceof Node) dd.append(value); else dd.textContent = value;
+    list.append(dd);
+    return dd;
+  }
+
+  function variant(v, current) {
+    const [id, channel, time, due, length, over, recipients, subject, text, html,
+      problems, findings] = v;
+    const [name, type, colour] = data.channels[channel];
+    const article = el("article", "variant ch-" + colour + (id === current ? " current" : ""));
+    article.dataset.delivery = id;
+    const head = el("h3");
+    const swatch = el("span", "swatch ch-" + colour);
+    swatch.setAttribute("aria-hidden", "true");
+    head.append(swatch, " " + name + " ", el("span", "type", "(" + type + ")"), " at " + time);
+    article.append(head);
+    const list = el("dl");
+    term(list, "Due", due);
+    const size = term(list, "Length", length || "no limit", "length" + (over ? " over" : ""));
+    if (over) size.append(" ", el("strong", "", "over the limit"));
+    if (recipients) term(list, "Recipients", recipients, "recipients");
+    term(list, "Delivery id", el("code", "", id));
+    article.append(list);
+    for (const [items, className] of [[problems, "problems"], [findings, "lint-findings"]]) {
+      if (!items.length) continue;
+      const ul = el("ul", className);
+      for (const item of items) ul.append(el("li", "", item));
+      article.append(ul);
+    }
+    if (subject) {
+      const line = el("p", "subject");
+      line.append(el("strong", "", "Subject:"), " " + subject);
+      article.append(line);
+    }
+    article.append(el("pre", "text", text));
+    if (html) {
+      const details = el("details");
+      details.append(el("summary", "", "HTML part (source, " + html.length + " characters)"),
+        el("pre", "html", html));
+      article.append(details);
+    }
+    return article;
+  }
+
   function open(chip) {
-    const template = document.getElementById(chip.dataset.group);
-    if (!template) return;
+    const group = data.groups[Number(chip.dataset.group)];
+    if (!group) return;
     opener = chip;
-    title.textContent = template.dataset.title;
-    body.replaceChildren(template.content.cloneNode(true));
-    const mine = body.querySelector('[data-delivery="' + chip.dataset.delivery + '"]');
-    if (mine) mine.classList.add("current");
+    title.textContent = group.title;
+    const meta = el("p", "meta", group.kind + " · calendar " + group.calendar);
+    if (group.draft) meta.append(" · ", el("strong", "draft", "draft: never published"));
+    body.replaceChildren(meta);
+    if (group.ics) {
+      const link = el("a", "ics", "Download the invitation (" + group.ics[0] + ")");
+      link.download = group.ics[0];
+      link.href = group.ics[1];
+      const line = el("p");
+      line.append(link);
+      body.append(line);
+    }
+    for (const v of group.variants) body.append(variant(v, chip.dataset.delivery));
     dialog.showModal();
     close.focus();
   }
