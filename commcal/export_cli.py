@@ -64,6 +64,7 @@ def export_html(
         str | None,
         typer.Option(
             "--state",
+            metavar="URL",
             help="Ledger to read suppressions from (default: state: in commcal.yaml; none yet: "
             "no suppressions).",
         ),

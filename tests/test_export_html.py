@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import struct
 import zlib
 from collections import Counter
@@ -28,11 +27,11 @@ from commcal.cli import app
 from commcal.errors import Pos, Problem
 from commcal.export_html import build_page
 from commcal.project import load_project
+from tests.test_docs import copy_example
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 NOW = "2026-12-01T00:00:00Z"
-PROJECT_PARTS = ("commcal.yaml", "calendars", "templates", "audiences", "codes", "examples")
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -68,18 +67,6 @@ def chips_of(html: str) -> Chips:
     parser = Chips()
     parser.feed(html)
     return parser
-
-
-def copy_example(target: Path) -> Path:
-    """The bundled example project, without whatever ledger the checkout holds."""
-    target.mkdir()
-    for part in PROJECT_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, target / part)
-        else:
-            shutil.copy2(source, target / part)
-    return target
 
 
 def export(root: Path, *args: str) -> tuple[int, str]:
