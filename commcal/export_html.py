@@ -176,7 +176,7 @@ def _build(
     write = _Fragments(now, colours, tz)
 
     groups: dict[tuple[str, str, datetime, str], int] = {}
-    dialogs: list[dict[str, Any]] = []
+    dialogs: list[list[Any]] = []
     by_day: dict[date, list[str]] = {}
     with_problems = 0
     for entry in entries:
@@ -191,7 +191,7 @@ def _build(
             dialogs.append(write.group(entry))
         audience = audiences.of(item) if d.audience_size >= 0 else None
         day, chip, variant = write.delivery(entry, ok, group, audience, located.of(item))
-        dialogs[group]["variants"].append(variant)
+        dialogs[group][VARIANTS].append(variant)
         by_day.setdefault(day, []).append(chip)
     filters: dict[str, Counter[str]] = {
         "channel": Counter(),
@@ -265,6 +265,7 @@ def _flags(
 # (an index into the channel list), time on the page, due (item's zone and UTC), length, over
 # the limit, recipients, subject, text, HTML part, problems, lint findings.
 Variant = list[Any]
+VARIANTS = 5  # where a dialog's data (`_Fragments.group`) holds its variants
 
 
 class _Fragments:
@@ -283,7 +284,7 @@ class _Fragments:
         self.names: dict[str, str] = {}
         self.channels: dict[tuple[str, str], int] = {}  # (name, type) -> index in the data
         self.invitations: dict[tuple[str, str, datetime], list[str]] = {}
-        self._shared: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._shared: dict[tuple[str, str, str], tuple[str, str, int]] = {}
 
     def name(self, text: str) -> str:
         found = self.names.get(text)
@@ -304,7 +305,7 @@ class _Fragments:
         message = entry.message
         # A mail preview is rendered for one real member: their address never reaches the page.
         address = message.recipient.email if message and message.recipient else ""
-        chip_head, chip_words = self._heads(d)
+        chip_head, chip_words, channel = self._heads(d)
         day, time, due = self._instant(d.due, d.item.timezone)
         length, over = _length(entry)
         flags: list[Flag] = []
@@ -312,9 +313,13 @@ class _Fragments:
             flags = _flags(entry, ok, over, length, audience, bool(findings))
         subject = text = html_part = ""
         if message is not None:
-            subject = _masked(message.subject, address)
-            text = _masked(message.text, address)
-            html_part = _masked(message.html, address)
+            subject, text, html_part = message.subject or "", message.text, message.html or ""
+            if address:
+                subject, text, html_part = (
+                    _masked(subject, address),
+                    _masked(text, address),
+                    _masked(html_part, address),
+                )
         classes = marks = ""
         if flags:
             classes = "".join(" " + flag[0] for flag in flags)
@@ -328,7 +333,6 @@ class _Fragments:
             f'aria-haspopup="dialog"><span class="t">{time}</span>'
             f"{chip_words}{esc(_first_words(subject or text))}</span>{marks}</button></li>\n"
         )
-        channel = self.channels.setdefault((d.channel, d.channel_type), len(self.channels))
         variant = [
             d.id,
             channel,
@@ -340,7 +344,7 @@ class _Fragments:
             subject,
             text,
             html_part,
-            [_masked(str(p), address) for p in entry.problems],
+            [_masked(str(p), address) for p in entry.problems] if entry.problems else (),
             findings,
         ]
         return day, chip, variant
@@ -359,9 +363,9 @@ class _Fragments:
             )
         return found
 
-    def _heads(self, d: Delivery) -> tuple[str, str]:
-        """What every chip of one item kind and calendar on one channel shares, escaped once;
-        counted for the filters."""
+    def _heads(self, d: Delivery) -> tuple[str, str, int]:
+        """What every chip of one item kind and calendar on one channel shares, escaped once,
+        and the channel's index in the data; counted for the filters."""
         key = (d.item.calendar, d.item.kind, d.channel)
         self.tally[key] = self.tally.get(key, 0) + 1
         found = self._shared.get(key)
@@ -373,12 +377,13 @@ class _Fragments:
                 f'data-kind="{self.name(d.item.kind)}"><button type="button" '
                 f'class="chip ch-{colour}',
                 f' <span class="chn">{channel}:</span> <span class="w">',
+                self.channels.setdefault((d.channel, d.channel_type), len(self.channels)),
             )
         return found
 
-    def group(self, entry: Planned) -> dict[str, Any]:
-        """A dialog's data: title, kind, calendar, draft, the event's invitation [file name,
-        data: URL] (or null) and its variants."""
+    def group(self, entry: Planned) -> list[Any]:
+        """A dialog's data: [title, kind, calendar, draft, the event's invitation [file name,
+        data: URL] or null, its variants] (month.js reads it in this order)."""
         d = entry.delivery
         item = d.item
         title = item.title or item.id
@@ -391,18 +396,12 @@ class _Fragments:
             ics = self.invitations.get(ics_key)
             if ics is None:
                 ics = self.invitations[ics_key] = list(_invitation(item, entry, self.now))
-        return {
-            "title": title,
-            "kind": item.kind,
-            "calendar": item.calendar,
-            "draft": item.draft,
-            "ics": ics,
-            "variants": [],
-        }
+        return [title, item.kind, item.calendar, item.draft, ics, []]
 
-    def data(self, groups: list[dict[str, Any]]) -> str:
+    def data(self, groups: list[list[Any]]) -> str:
         """The dialogs' data as JSON that is safe inside <script type="application/json">:
-        no `<`, `>` or `&` in it, so no text can close the element or open a comment."""
+        no `<` in it, so no text can end the element or open a comment there (the only
+        character the HTML parser looks for in a script's text)."""
         import json
 
         channels = [
@@ -412,7 +411,7 @@ class _Fragments:
         text = json.dumps(
             {"channels": channels, "groups": groups}, ensure_ascii=False, separators=(",", ":")
         )
-        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return text.replace("<", "\\u003c")
 
 
 def _recipients(d: Delivery, audience: Audience | None) -> str:

@@ -67,20 +67,21 @@
   function open(chip) {
     const group = data.groups[Number(chip.dataset.group)];
     if (!group) return;
+    const [heading, kind, calendar, draft, ics, variants] = group;
     opener = chip;
-    title.textContent = group.title;
-    const meta = el("p", "meta", group.kind + " · calendar " + group.calendar);
-    if (group.draft) meta.append(" · ", el("strong", "draft", "draft: never published"));
+    title.textContent = heading;
+    const meta = el("p", "meta", kind + " · calendar " + calendar);
+    if (draft) meta.append(" · ", el("strong", "draft", "draft: never published"));
     body.replaceChildren(meta);
-    if (group.ics) {
-      const link = el("a", "ics", "Download the invitation (" + group.ics[0] + ")");
-      link.download = group.ics[0];
-      link.href = group.ics[1];
+    if (ics) {
+      const link = el("a", "ics", "Download the invitation (" + ics[0] + ")");
+      link.download = ics[0];
+      link.href = ics[1];
       const line = el("p");
       line.append(link);
       body.append(line);
     }
-    for (const v of group.variants) body.append(variant(v, chip.dataset.delivery));
+    for (const v of variants) body.append(variant(v, chip.dataset.delivery));
     dialog.showModal();
     close.focus();
   }
