@@ -514,6 +514,17 @@ def test_the_screenshot_shows_the_month(opened: Opened, tmp_path: Path) -> None:
     assert len(pixels) > 20  # not one colour: a month of chips
 
 
+def test_printed_the_controls_go_and_channels_are_named(opened: Opened) -> None:
+    page = opened.page
+    page.emulate_media(media="print")
+    assert not page.locator("nav.controls").is_visible()
+    name = page.locator("button.chip .chn").first
+    assert name.bounding_box()["width"] > 10  # on paper colour may be lost: the name is written
+    page.emulate_media(media="screen")
+    assert page.locator("nav.controls").is_visible()
+    assert page.locator("button.chip .chn").first.bounding_box()["width"] <= 1
+
+
 @pytest.mark.parametrize("bypass_csp", [False, True], ids=["with its CSP", "escaping alone"])
 def test_a_script_in_a_post_does_not_run(
     browser: Any, small: Path, tmp_path: Path, bypass_csp: bool
