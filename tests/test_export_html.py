@@ -182,6 +182,30 @@ def test_a_mistyped_state_is_an_error_not_an_empty_ledger(example: Path, tmp_pat
     assert "no ledger at" in output
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--from", "2026-13-45"], "--from: '2026-13-45' is not a date"),
+        (["--from", "2026-12-10", "--to", "2026-12-01"], "must be after the start"),
+        (["-o", "/nonexistent/folder/x.html"], "-o /nonexistent/folder/x.html: cannot write"),
+        (["--now", "garbage"], "--now"),
+    ],
+)
+def test_bad_options_are_usage_errors(example: Path, args: list[str], said: str) -> None:
+    result = CliRunner().invoke(app, ["-C", str(example), "export", "html", *args])
+    assert result.exit_code == 2, result.output
+    assert said in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_broken_calendar_stops_the_page_as_it_stops_plan(small: Path, tmp_path: Path) -> None:
+    (small / "calendars" / "main.yaml").write_text("items:\n  - id: x\n    kind: pots\n")
+    code, output = export(small, "-o", str(tmp_path / "x.html"))
+    assert code == 1
+    assert "calendars/main.yaml:3" in output
+    assert not (tmp_path / "x.html").exists()
+
+
 def test_standard_output(example: Path) -> None:
     code, output = export(example, "-o", "-", "--from", "2026-12-01", "--days", "1")
     assert code == 0
