@@ -7,11 +7,13 @@ needs no server and makes no request: styles and script are inline, `.ics` invit
 allowed by hash) keeps even a stray tag in a member's text from fetching anything.
 
 The page's frame (head, filters, legend, month tables) is the Jinja template
-`views/month.html.j2`, autoescaped. The chips and dialogs, one per delivery, are written here
-by `_Fragments`, where every text from calendars, templates or audiences passes through `esc`:
-through Jinja, a year of 50,000 deliveries cost more than its whole plan again
-(bench/export_html.py). Member addresses never reach the page: mail shows its audience's size,
-and the one member a mail preview is rendered for has their address masked in the text.
+`views/month.html.j2`, autoescaped. The chips, one per delivery, are written here by
+`_Fragments`, where every text from calendars, templates or audiences passes through `esc`
+(through Jinja, a year of 50,000 chips cost more than its whole plan again:
+bench/export_html.py). The dialogs' content is one JSON data block that `views/month.js`
+shows through `textContent` only, so no member text is ever parsed as HTML. Member addresses
+never reach the page: mail shows its audience's size, and the one member a mail preview is
+rendered for has their address masked in the text.
 """
 
 from __future__ import annotations

@@ -501,6 +501,24 @@ def test_axe_finds_no_serious_violation(opened: Opened) -> None:
     assert serious(axe.run(opened.page)) == []
 
 
+def test_axe_on_the_marks_of_what_needs_attention(
+    browser: Any, small: Path, tmp_path: Path
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    suppress_everyone(small)
+    out = tmp_path / "small.html"
+    export(small, "-o", str(out))
+    opened = Opened(browser, out, bypass_csp=True)
+    try:
+        assert serious(Axe().run(opened.page)) == []
+        opened.page.locator("td[data-date='2026-12-03'] button.chip").click()  # over the limit
+        assert "over the limit" in opened.page.locator("#detail-body").inner_text()
+        assert serious(Axe().run(opened.page)) == []
+    finally:
+        opened.close()
+
+
 def png_facts(data: bytes) -> tuple[int, int, set[bytes]]:
     """Width, height and the distinct pixels of an 8-bit RGB(A) PNG (stdlib only)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
