@@ -109,7 +109,7 @@ def export_html(
         sys.stdout.write(page.html)
     else:
         try:
-            Path(output).write_text(page.html, encoding="utf-8")
+            _write_whole(Path(output), page.html)
         except OSError as exc:
             raise cli.fail(f"-o {output}: cannot write the page: {exc.strerror}") from None
         typer.echo(
@@ -120,6 +120,18 @@ def export_html(
         )
     if page.with_problems:
         raise typer.Exit(1)
+
+
+def _write_whole(target: Path, text: str) -> None:
+    """Write beside the target, then rename: an interrupted run never leaves half a page."""
+    import os
+
+    part = target.with_name(f".{target.name}.part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -103,6 +103,7 @@ def december(example: Path) -> Path:
     code, output = export(example, "-o", str(out))
     assert code == 0, output
     assert f"wrote {out}: 73 deliveries in 1 month" in output
+    assert [p.name for p in example.glob(".*.part")] == []  # written beside, then renamed
     return out
 
 
