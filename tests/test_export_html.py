@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import struct
 import zlib
 from collections import Counter
@@ -21,11 +22,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from commcal.check import plan
 from commcal.cli import app
 from commcal.errors import Pos, Problem
-from commcal.export_html import build_page
+from commcal.export_html import _first_words, build_page
 from commcal.project import load_project
 from tests.test_docs import copy_example
 
@@ -329,6 +333,86 @@ def test_member_text_is_escaped(small: Path, tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert "<script>window.pwned" not in html and "<img src=x" not in html
     assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in html
+
+
+PIECES = ["<", ">", "&", '"', "'", "<b>", "</span>", "<script>", "&amp;", "&lt;", "-->", " ", "\n"]
+TEXT = st.lists(
+    st.sampled_from(PIECES)
+    | st.text(
+        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029"),
+        max_size=4,
+    ),
+    min_size=1,
+    max_size=20,
+).map("".join)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=TEXT)
+def test_any_text_comes_back_exactly_and_only_as_text(tmp_path: Path, body: str) -> None:
+    """Whatever a post says, the chip shows its first words and the dialog's data holds the
+    whole text, read back exactly; no element or attribute comes out of it."""
+    root = tmp_path / "any"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "calendars").mkdir(parents=True)
+    (root / "templates" / "posts").mkdir(parents=True)
+    (root / "commcal.yaml").write_text(
+        "timezone: UTC\nchannels:\n  console: {type: console}\n", encoding="utf-8"
+    )
+    (root / "templates" / "posts" / "say.j2").write_text("{{ body }}", encoding="utf-8")
+    calendar = (
+        "items:\n  - id: any\n    kind: post\n    template: posts/say\n"
+        "    channels: [console]\n    at: 2026-12-03 10:00\n"
+        f"    vars: {{body: {json.dumps(body)}}}\n"
+    )
+    (root / "calendars" / "main.yaml").write_text(calendar, encoding="utf-8")
+    project = load_project(root, env={})
+    assume(not project.errors)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    planned = plan(project, start, start + timedelta(days=7))
+    assert len(planned) == 1 and planned[0].message is not None
+    text = planned[0].message.text
+    page = build_page(project, start, start + timedelta(days=7), locale="en", now=start)
+    words = Words()
+    words.feed(page.html)
+    assert words.chips == [_first_words(text)]
+    assert words.tags <= ALLOWED_TAGS
+    (variant,) = page_data(page.html)["groups"][0][5]
+    assert variant[8] == text
+
+
+# Every element the page's frame and chips may hold: a text that made another would be markup.
+ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "header", "h1", "p", "time", "strong",
+    "nav", "h2", "fieldset", "legend", "label", "input", "span", "div", "h3", "ul", "li",
+    "section", "code", "main", "table", "caption", "thead", "tr", "th", "abbr", "tbody", "td",
+    "button", "dialog", "script",
+}  # fmt: skip
+
+
+class Words(HTMLParser):
+    """Each chip's words (the text of its `span.w`), and every tag name seen."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chips: list[str] = []
+        self.tags: set[str] = set()
+        self.inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        if tag == "span" and ("class", "w") in attrs:
+            self.inside = True
+            self.chips.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside:
+            self.chips[-1] += data
 
 
 def test_lint_findings_are_attached_to_their_item(small: Path) -> None:
