@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 
 if TYPE_CHECKING:
@@ -944,6 +945,8 @@ def unsubscribe_server(
         typer.echo(f"serving unsubscribe links on http://{shown}:{bound}/u/<token>", err=True)
     server.run()
 
+
+app.add_typer(export_app, name="export")
 
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")

@@ -4,6 +4,7 @@ message's assembly (subject, poll fallback, the .ics of an event). No network.""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from commcal.audience import Member
@@ -233,9 +234,12 @@ def poll_fallback(text: str, poll: Mapping[str, Any]) -> str:
     return text.rstrip() + "\n\n" + "\n".join(lines)
 
 
-def event_invitation(item: Item, delivery: Delivery, text: str) -> tuple[str, str, bytes]:
+def event_invitation(
+    item: Item, delivery: Delivery, text: str, now: datetime | None = None
+) -> tuple[str, str, bytes]:
     """The .ics attachment every mail about an event carries; its UID is the same each time,
-    so calendar apps update one entry instead of adding another."""
+    so calendar apps update one entry instead of adding another. `now`: its DTSTAMP (default
+    the current time; `export html` pins it, so one plan gives one page)."""
     from commcal.ics import attachment, event_ics
 
     starts = delivery.occurrence.extra["event_at"]
@@ -248,5 +252,6 @@ def event_invitation(item: Item, delivery: Delivery, text: str) -> tuple[str, st
         description=text,
         url=item.url,
         location=item.location,
+        now=now,
     )
     return attachment(ics)

@@ -166,6 +166,18 @@ DOCUMENTED = doc_commands()
 SHOWN = [*DOCUMENTED, *help_commands(DOCUMENTED)]
 
 
+def copy_example(target: Path) -> Path:
+    """A fresh copy of the bundled example project (no ledger) at `target`."""
+    target.mkdir()
+    for part in PROJECT_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, target / part)
+        else:
+            shutil.copy2(source, target / part)
+    return target
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -209,14 +221,7 @@ def test_the_walker_finds_the_commands_people_are_shown() -> None:
 def test_a_documented_command_runs_as_shown(
     shown: Shown, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project = tmp_path / "example"
-    project.mkdir()
-    for part in PROJECT_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, project / part)
-        else:
-            shutil.copy2(source, project / part)
+    project = copy_example(tmp_path / "example")
     # The state of a project that has been set up: its ledger exists, empty (commands such as
     # `status` refuse to create one, so that a mistyped `state:` is noticed).
     open_ledger("sqlite:///.commcal/state.db", project_dir=project).close()

@@ -1,0 +1,156 @@
+"""`commcal export ...`: the plan written as files for people and other tools.
+
+A typer group of its own, registered in cli.py; each command imports its library inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from commcal.errors import Problem
+    from commcal.export_html import Suppressed
+    from commcal.project import Project
+
+export_app = typer.Typer(no_args_is_help=True)
+
+
+@export_app.callback()
+def export_group() -> None:
+    """Write the plan as a file: a month view to open in a browser.
+
+    Example: commcal export html --now 2026-12-01T00:00:00Z -o december.html
+    """
+
+
+@export_app.command("html")
+def export_html(
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="Where to write the page ('-': standard output)."
+        ),
+    ] = "calendar.html",
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3660, metavar="N", help="How many days from --from (or now)."),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="DATE", help="Start date (project zone).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="DATE", help="End date, inclusive.")
+    ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LOCALE",
+            help="Language of month and weekday names (CLDR: en, el, sw, ...; default: "
+            "locale: in commcal.yaml).",
+        ),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now", metavar="INSTANT", help="Pretend it is this instant (ISO 8601, UTC)."
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            metavar="URL",
+            help="Ledger to read suppressions from (default: state: in commcal.yaml; none yet: "
+            "no suppressions).",
+        ),
+    ] = None,
+) -> None:
+    """Write the planned deliveries as one HTML page of month grids that opens offline.
+
+    Without --from, --to or --days: the whole current month (project zone). Each delivery is a
+    chip in its day, coloured by channel; click one for every channel's full message, its
+    length against the limit, the audience size and the event's .ics. Exit 1 when deliveries
+    have problems (the page is written all the same, with them marked).
+
+    Example: commcal export html --now 2026-12-01T00:00:00Z --locale el -o december.html
+    """
+    import sys
+
+    from commcal import cli, window
+    from commcal.export_html import build_page, check_locale, month_window
+
+    project = cli._load()
+    cli._stop_on_errors(project)
+    when = cli._now(now)
+    zone_name = project.config.timezone
+    chosen = cli._typed(lambda: check_locale(locale or project.config.locale))
+    if start is None and end is None and days is None:
+        span = month_window(when, zone_name)
+    else:
+        span = cli._typed(lambda: window.window(when, zone_name, days=days, start=start, end=end))
+    # Lint findings: helper "lint" provides commcal.lint.lint_findings; connected at merge.
+    findings: list[Problem] = []  # LINT HOOK: lint_findings(project, span.start, span.end)
+    with _suppressions(project, state) as suppressed:
+        page = build_page(
+            project,
+            span.start,
+            span.end,
+            locale=chosen,
+            now=when,
+            findings=findings,
+            suppressed=suppressed,
+        )
+    if output == "-":
+        sys.stdout.write(page.html)
+    else:
+        try:
+            _write_whole(Path(output), page.html)
+        except OSError as exc:
+            raise cli.fail(f"-o {output}: cannot write the page: {exc.strerror}") from None
+        typer.echo(
+            f"wrote {output}: {page.deliveries} deliveries in {page.months} "
+            f"month{'s' if page.months != 1 else ''}"
+            + (f", {page.with_problems} with problems" if page.with_problems else ""),
+            err=True,
+        )
+    if page.with_problems:
+        raise typer.Exit(1)
+
+
+def _write_whole(target: Path, text: str) -> None:
+    """Write beside the target, then rename: an interrupted run never leaves half a page."""
+    import os
+
+    part = target.with_name(f".{target.name}.part")
+    try:
+        part.write_text(text, encoding="utf-8")
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _suppressions(project: Project, state: str | None) -> Iterator[Suppressed | None]:
+    """The ledger's suppression check, read-only. No ledger yet: no suppressions, unless
+    --state named one (a mistyped --state is an error, never an empty list)."""
+    from commcal import cli
+    from commcal.errors import CommcalError
+    from commcal.ledger import LedgerMissing, open_ledger
+
+    try:
+        url = project.config.ledger_url(state)
+        ledger = open_ledger(url, project_dir=project.root, read_only=True)
+    except LedgerMissing as exc:
+        if state is not None:
+            raise cli.fail(str(exc), exc.exit_code) from None
+        yield None
+        return
+    except CommcalError as exc:
+        raise cli.fail(str(exc), exc.exit_code) from None
+    with ledger:
+        yield ledger.suppressed
