@@ -873,6 +873,10 @@ def unsubscribe_server(
     server.run()
 
 
+from commcal.export_cli import export_app  # noqa: E402  (a tiny typer group, no heavy imports)
+
+app.add_typer(export_app, name="export")
+
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 

@@ -171,7 +171,9 @@ def test_only_the_entry_points_import_the_cli() -> None:
     users = [
         name for name in module_names() if "commcal.cli" in imports(name, top_level_only=False)
     ]
-    assert users == ["commcal.__main__"]
+    # export_cli is the CLI too: the `commcal export` group, kept out of cli.py so that
+    # several people can add export commands without editing one file.
+    assert users == ["commcal.__main__", "commcal.export_cli"]
 
 
 def test_the_walk_sees_imports() -> None:
