@@ -34,6 +34,7 @@ Each VEVENT carries `X-COMMCAL-ITEM` (calendar/id), `X-COMMCAL-CHANNELS` and `X-
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -64,6 +65,10 @@ class Group:
     channels: list[str] = field(default_factory=list)
     instants: list[datetime] = field(default_factory=list)  # UTC, sorted, unique
     first: dict[datetime, list[Delivery]] = field(default_factory=dict)  # instant -> deliveries
+    # The channels, in the UID, when the item's step has more than one group in this zone
+    # (channels at different instants): never in today's plans, but two entries must never
+    # share a UID.
+    tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,10 @@ def groups(found: Iterable[Delivery]) -> list[Group]:
         group.channels.append(channel)
         for d in ds:
             group.first.setdefault(d.due, []).append(d)
+    shared = Counter((g.item.calendar, g.item.id, g.step, g.zone) for g in merged.values())
+    for group in merged.values():
+        if shared[(group.item.calendar, group.item.id, group.step, group.zone)] > 1:
+            group.tag = ",".join(sorted(group.channels))
     return sorted(
         merged.values(),
         key=lambda g: (g.item.calendar, g.item.id, g.step, g.zone, g.instants[0]),
@@ -312,7 +321,7 @@ def _related(event: Component, name: str, group: Group) -> None:
 def _series_event(
     project: Project, name: str, group: Group, rule: Rule, stamp: datetime, memo: Memo
 ) -> Component:
-    uid = _uid(name, group.item, group.step, group.zone)
+    uid = _uid(name, group.item, group.step, group.zone, group.tag)
     event = _base_event(name, group.item, uid, stamp, "delivery")
     if rule.zone == "UTC":
         event.add("dtstart", rule.start.replace(tzinfo=UTC))
@@ -338,7 +347,7 @@ def _single_event(
     memo: Memo,
     zones: set[str],
 ) -> Component:
-    uid = _uid(name, group.item, group.step, group.zone, iso_utc(instant))
+    uid = _uid(name, group.item, group.step, group.zone, group.tag, iso_utc(instant))
     event = _base_event(name, group.item, uid, stamp, "delivery")
     _dated(event, "dtstart", instant, group.zone)
     if "dtstart" in event and event["dtstart"].params.get("TZID"):

@@ -56,32 +56,19 @@ items:
     at: 2027-01-09 08:00
     vars: {topic: "Gone soon"}
 """
-HEAD = """\
-defaults: {channels: [console]}
-items:
-  - id: weekly
-    template: posts/tip
-    channels: [console, mastodon]
-    schedule: {cron: "0 9 * * MON"}
-    vars: {topic: "Weekly tip"}
-  - id: launch
-    template: posts/tip
-    at: 2027-01-06 12:00
-    vars: {topic: "We launch today"}
-  - id: reminder
-    template: posts/tip
-    dates: [2027-01-05 10:00, 2027-01-07 16:30]
-    vars: {topic: "Remember"}
-  - id: new-name
-    template: posts/tip
-    at: 2027-01-08 08:00
-    vars: {topic: "Same words"}
-  - id: shout
-    template: posts/tip
-    channels: [mastodon]
-    at: 2027-01-10 08:00
-    vars: {topic: "%s"}
-""" % ("A" * 520)
+# The commit under review: one text reworded, one date moved, one item renamed, one removed, and
+# a post too long for Mastodon added.
+HEAD = (
+    BASE.replace('"We launch"', '"We launch today"')
+    .replace("2027-01-07 10:00", "2027-01-07 16:30")
+    .replace("old-name", "new-name")
+    .replace(
+        "  - id: dropped\n    template: posts/tip\n    at: 2027-01-09 08:00\n"
+        '    vars: {topic: "Gone soon"}\n',
+        "  - id: shout\n    template: posts/tip\n    channels: [mastodon]\n"
+        f"    at: 2027-01-10 08:00\n    vars: {{topic: {'A' * 520}}}\n",
+    )
+)
 
 
 def git(cwd: Path, *args: str) -> str:
