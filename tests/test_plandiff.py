@@ -247,7 +247,7 @@ def test_a_project_outside_git_is_a_clear_error(tmp_path: Path) -> None:
 def shim(bin_dir: Path) -> dict[str, str]:
     """`commcal` on PATH running this checkout; `pip` that installs nothing (the workflow's
     install step needs a network)."""
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     commcal = bin_dir / "commcal"
     commcal.write_text(f'#!/bin/sh\nexec {sys.executable} -m commcal "$@"\n', encoding="utf-8")
     pip = bin_dir / "pip"
@@ -257,25 +257,32 @@ def shim(bin_dir: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
 
 
-def test_the_github_actions_example_runs_against_a_local_origin(tmp_path: Path) -> None:
+# The CI test runs the workflow as written, on today's clock: recurring items always have
+# deliveries in its window.
+CI_BASE = """\
+defaults: {channels: [console]}
+items:
+  - id: daily
+    template: posts/tip
+    schedule: {cron: "0 9 * * *"}
+    vars: {topic: "Daily"}
+  - id: weekly
+    template: posts/tip
+    schedule: {cron: "0 12 * * WED"}
+    vars: {topic: "Weekly"}
+"""
+
+
+def workflow_scripts() -> list[str]:
     workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text("utf-8"))
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
-    scripts = [s["run"] for s in steps if "run" in s]
-    assert any("--diff origin/main" in s and "GITHUB_STEP_SUMMARY" in s for s in scripts)
     checkout = next(s for s in steps if str(s.get("uses", "")).startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0  # the base branch's history is needed
+    return [s["run"] for s in steps if "run" in s]
 
-    # origin: a bare repository with main; the job's checkout: a clone on the PR's branch.
-    upstream = repository(tmp_path / "upstream", [BASE]).parent
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "clone", "-q", "--bare", str(upstream), str(origin))
-    work = tmp_path / "checkout"
-    git(tmp_path, "clone", "-q", str(origin), str(work))
-    git(work, "checkout", "-q", "-b", "pr")
-    calendar = work / "site" / "calendars" / "main.yaml"
-    calendar.write_text(BASE.replace("at: 2027-01-09 08:00", "at: 2027-01-09 09:00"), "utf-8")
-    git(work, "commit", "-qam", "move one post")
-    summary = tmp_path / "summary.md"
+
+def run_workflow(tmp_path: Path, work: Path, summary: Path) -> subprocess.CompletedProcess[str]:
+    """Each `run:` step with bash, as Actions runs them, up to the first that fails."""
     env = {
         **os.environ,
         **shim(tmp_path / "bin"),
@@ -284,25 +291,57 @@ def test_the_github_actions_example_runs_against_a_local_origin(tmp_path: Path) 
         "PIP_LOG": str(tmp_path / "pip.log"),
         "COMMCAL_PROJECT": str(work / "site"),
     }
-    for script in scripts:
-        # The bundled example covers a window from today: pin the clock for the fixture.
-        pinned = script.replace("commcal plan ", "commcal plan --now 2027-01-04T00:00:00Z ")
-        pinned = pinned.replace("commcal validate ", "commcal validate --now 2027-01-04T00:00:00Z ")
+    for script in workflow_scripts():
         done = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", pinned],
+            ["bash", "-e", "-o", "pipefail", "-c", script],
             cwd=work,
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
+        if done.returncode != 0:
+            break
+    return done
+
+
+def pull_request(tmp_path: Path, branch: str, calendar: str) -> Path:
+    """origin: a bare repository whose main has CI_BASE; the job's checkout: a clone of it on
+    `branch`, which commits `calendar`."""
+    origin = tmp_path / "origin.git"
+    if not origin.exists():
+        upstream = repository(tmp_path / "upstream", [CI_BASE]).parent
+        git(tmp_path, "clone", "-q", "--bare", str(upstream), str(origin))
+    work = tmp_path / branch
+    git(tmp_path, "clone", "-q", str(origin), str(work))
+    git(work, "checkout", "-q", "-b", branch)
+    (work / "site" / "calendars" / "main.yaml").write_text(calendar, "utf-8")
+    git(work, "commit", "-qam", branch)
+    return work
+
+
+def test_the_github_actions_example_runs_against_a_local_origin(tmp_path: Path) -> None:
+    assert any("--diff origin/main" in s and "GITHUB_STEP_SUMMARY" in s for s in workflow_scripts())
+
+    work = pull_request(tmp_path, "later", CI_BASE.replace("0 9 * * *", "0 10 * * *"))
+    summary = tmp_path / "later.md"
+    done = run_workflow(tmp_path, work, summary)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     text = summary.read_text(encoding="utf-8")
     assert "### commcal plan: changes against `origin/main`" in text
-    assert re.search(
-        r"\| ~ moved \| Sat 09 Jan 08:00 → Sat 09 Jan 09:00 \| `main/dropped` \|", text
-    )
+    assert re.search(r"\*\*0 added, 0 removed, (59|60|61) moved, 0 changed, \d+ unchanged", text)
+    assert re.search(r"\| ~ moved \| \w{3} \d\d \w{3} 09:00 → \w{3} \d\d \w{3} 10:00 \|", text)
     assert git(work, "status", "--porcelain") == ""
+    assert (tmp_path / "pip.log").read_text() == "pip install commcal\n"
+
+    # Removing an item fails the job (--fail-on removed), and the summary says why.
+    work = pull_request(tmp_path, "fewer", CI_BASE.split("  - id: weekly")[0])
+    summary = tmp_path / "fewer.md"
+    done = run_workflow(tmp_path, work, summary)
+    assert done.returncode == 1, f"{done.stdout}\n{done.stderr}"
+    text = summary.read_text(encoding="utf-8")
+    assert re.search(r"\| - removed \| .* \| `main/weekly` \| Weekly \|", text)
+    assert "**Failing on: removed.**" in text
 
 
 def test_the_pre_commit_hook_validates_the_project_files() -> None:
