@@ -126,8 +126,13 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
     top = _git(root, "rev-parse", "--show-toplevel")
     if top.returncode != 0:
         raise ConfigError(f"--diff {rev}: the project folder {root} is not in a git repository")
-    found = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    if found.returncode != 0 or not rev or rev.startswith("-"):
+    # A revision never starts with "-": git would read it as an option.
+    found = (
+        _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        if rev[:1] not in ("", "-")
+        else None
+    )
+    if found is None or found.returncode != 0:
         raise ConfigError(
             f"--diff {rev!r}: no such git revision (try HEAD, HEAD~1, origin/main or a commit id;"
             " in CI, fetch the base branch first: `git fetch origin main`)"

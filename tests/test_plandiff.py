@@ -222,6 +222,7 @@ def test_markdown_for_a_pull_request(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (("--diff", "no-such-branch"), "no such git revision"),
+        (("--diff=--output=x",), "no such git revision"),
         (("--fail-on", "removed"), "--fail-on needs --diff BASE"),
         (("--diff", "HEAD", "--fail-on", "deleted"), "--fail-on 'deleted': not a kind of change"),
     ],
