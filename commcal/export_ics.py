@@ -432,8 +432,10 @@ def vtimezone(tz_name: str, start: datetime, end: datetime) -> Component:
 
     def observance(at: datetime, before: timedelta, after: timedelta) -> None:
         local = at.astimezone(tz)
-        daylight = bool(local.dst())
-        part = TimezoneDaylight() if daylight else TimezoneStandard()
+        # DAYLIGHT when the clocks go forward, whatever zoneinfo's dst() says: Dublin's and
+        # Casablanca's "negative DST" (winter GMT as DST -1h) as a DAYLIGHT observance with
+        # TO < FROM put dateutil's reading an hour off; tzdata's "rearguard" form does the same.
+        part = TimezoneDaylight() if after > before else TimezoneStandard()
         # RFC 5545 3.6.5: DTSTART is the onset in local time read with TZOFFSETFROM.
         part.add("dtstart", (at + before).replace(tzinfo=None))
         part.add("tzoffsetfrom", before)

@@ -33,7 +33,10 @@ ZONES = [
     "Europe/London",
     "Africa/Nairobi",
     "America/New_York",
-    "Australia/Lord_Howe",
+    "Australia/Lord_Howe",  # a 30-minute change
+    "Europe/Dublin",  # zoneinfo calls winter GMT a DST of -1h there
+    "Africa/Casablanca",  # +01 with a month of +00 round Ramadan
+    "Pacific/Chatham",  # +12:45 / +13:45, southern summer
 ]
 
 CONFIG = """\
@@ -263,14 +266,17 @@ def test_uids_survive_an_unrelated_edit_and_an_unchanged_export_is_identical(
     assert len(every) == len(set(every)) and all(u.endswith("@feed-test.commcal") for u in every)
 
 
-def offsets_check(component: Timezone, name: str, years: tuple[int, int], alias: str) -> list[str]:
+def offsets_check(
+    component: Timezone, name: str, years: tuple[int, int], alias: str, every: int = 1
+) -> list[str]:
     """Where the VTIMEZONE, read back by icalendar (renamed `alias`: icalendar caches zones by
-    TZID), disagrees with zoneinfo one minute either side of each transition and every noon."""
+    TZID), disagrees with zoneinfo one minute either side of each transition and at noon UTC
+    every `every` days (which would catch a transition the scan missed)."""
     data = component.to_ical().replace(f"TZID:{name}".encode(), f"TZID:{alias}".encode())
     tz = Timezone.from_ical(data).to_tz()
     real = ZoneInfo(name)
     lo, hi = datetime(years[0], 1, 1, tzinfo=UTC), datetime(years[1] + 1, 1, 1, tzinfo=UTC)
-    probes = [lo + timedelta(hours=12 + 24 * n) for n in range((hi - lo).days - 1)]
+    probes = [lo + timedelta(hours=12 + 24 * n) for n in range(0, (hi - lo).days - 1, every)]
     for at in transitions(real, lo, hi):
         probes += [at - timedelta(minutes=1), at + timedelta(minutes=1)]
     return [
@@ -308,6 +314,19 @@ def test_vtimezone_gives_zoneinfo_offsets_either_side_of_every_transition(name: 
     )
     got = sorted(e["DTSTART"].dt.astimezone(UTC) for e in recurring_ical_events.of(feed).all())
     assert got == sorted(w.replace(tzinfo=real).astimezone(UTC) for w in walls)
+
+
+def test_every_zone_in_the_database() -> None:
+    """Each IANA zone's VTIMEZONE for 2026-2027, read back, against zoneinfo itself."""
+    from zoneinfo import available_timezones
+
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 12, 1, tzinfo=UTC)
+    wrong = {}
+    for name in sorted(available_timezones()):
+        found = offsets_check(vtimezone(name, start, end), name, (2026, 2027), f"all-{name}", 7)
+        if found:
+            wrong[name] = found[:2]
+    assert wrong == {}
 
 
 def test_the_onset_is_the_local_time_before_the_jump() -> None:
