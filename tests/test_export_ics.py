@@ -162,10 +162,12 @@ def renamed(data: bytes) -> bytes:
     return data
 
 
-def expanded(data: bytes) -> Counter[tuple[str, str, datetime]]:
+def expanded(
+    data: bytes, start: datetime = START, end: datetime = END
+) -> Counter[tuple[str, str, datetime]]:
     calendar = Calendar.from_ical(data)
     found: Counter[tuple[str, str, datetime]] = Counter()
-    for event in recurring_ical_events.of(calendar).between(START, END):
+    for event in recurring_ical_events.of(calendar).between(start, end):
         if str(event["X-COMMCAL-ROLE"]) != "delivery":
             continue
         when = event["DTSTART"].dt.astimezone(UTC)
@@ -187,6 +189,49 @@ def test_the_feed_expands_to_exactly_the_instants_plan_lists(
     items = {key[0] for key in expected}
     assert len(items) == 10 and sum(expected.values()) > 2000
     assert {(k[0], k[1]) for k in expected} >= {("athens/letter", "newsletter")}
+
+
+SMALL_HOURS = """\
+defaults: {channels: [console]}
+items:
+  - id: night
+    template: posts/tip
+    schedule: {cron: "30 2 * * *"}
+  - id: sunday
+    template: posts/tip
+    schedule: {cron: "0 9 * * SUN"}
+  - id: every-third-day
+    template: posts/tip
+    schedule: {every: 3d, start: 2026-01-02 01:45}
+  - id: twice-a-month
+    template: posts/tip
+    schedule: {cron: "15 0-3 1,15 * *"}
+"""
+
+
+@pytest.mark.parametrize(
+    "name", ["America/New_York", "Australia/Lord_Howe", "Europe/Dublin", "Pacific/Chatham"]
+)
+def test_small_hours_in_more_zones_expand_to_the_plan(make_project: MakeProject, name: str) -> None:
+    """Times near the changes (02:30 is in New York's gap; Lord Howe shifts by 30 minutes)."""
+    root = make_project(
+        config=f"timezone: {name}\nlocale: en\nchannels:\n  console: {{type: console}}\n",
+        calendars={"main.yaml": SMALL_HOURS},
+    )
+    window = ("--from", "2026-01-01", "--to", "2026-12-31")
+    result = CliRunner().invoke(app, ["-C", str(root), "plan", "--format", "json", *window])
+    assert result.exit_code == 0, result.output
+    expected = Counter(
+        (f"main/{r['item']}", r["channel"], datetime.fromisoformat(r["due_utc"][:-1] + "+00:00"))
+        for r in json.loads(result.stdout)["deliveries"]
+    )
+    feed = CliRunner().invoke(app, ["-C", str(root), "export", "ics", *window])
+    assert feed.exit_code == 0, feed.output
+    tz = ZoneInfo(name)
+    span = (datetime(2026, 1, 1, tzinfo=tz), datetime(2027, 1, 1, tzinfo=tz))
+    for data in (feed.stdout_bytes, renamed(feed.stdout_bytes)):
+        assert expanded(data, *span) == expected
+    assert len(expected) == 365 + 52 + 122 + 24 * 4
 
 
 def vevents(data: bytes) -> dict[str, list[object]]:
