@@ -23,7 +23,10 @@ def _when(entry: Planned | None, tz_name: str) -> str:
 
 def _time(change: Change, tz_name: str) -> str:
     if change.change == "moved":
-        return f"{_when(change.base, tz_name)} → {_when(change.head, tz_name)}"
+        before, after = _when(change.base, tz_name), _when(change.head, tz_name)
+        if before[:-5] == after[:-5]:  # the same day: "Mon 07 Dec 11:00 → 12:30"
+            after = after[-5:]
+        return f"{before} → {after}"
     return _when(change.shown, tz_name)
 
 
@@ -38,8 +41,9 @@ def _detail(change: Change) -> str:
         message = entry.message
         parts.append(first_line((message.subject or message.text) if message else ""))
     elif change.lines:
-        changed = sum(1 for line in change.lines if line[:1] in "+-")
-        parts.append(f"text: {changed} line{'s' if changed != 1 else ''} changed")
+        gone = sum(1 for line in change.lines if line[:1] == "-")
+        new = sum(1 for line in change.lines if line[:1] == "+")
+        parts.append(f"text changed (-{gone} +{new} lines)")
     return "; ".join(p for p in parts if p)
 
 
