@@ -277,7 +277,9 @@ def _summary(group: Group) -> str:
     return ("[draft] " if item.draft else "") + label
 
 
-def _description(project: Project, group: Group, instant: datetime, memo: Memo) -> str:
+def _description(
+    project: Project, group: Group, instant: datetime, memo: Memo, series: bool = False
+) -> str:
     """Each channel's text at `instant` (the first instance, for a series), and who gets it."""
     from commcal.check import check
 
@@ -292,6 +294,8 @@ def _description(project: Project, group: Group, instant: datetime, memo: Memo) 
         )
     elif first.audience_size >= 0:
         lines.append(f"to {first.audience_size} members of {item.audience}")
+    if series:
+        lines.append(f"{len(group.instants)} times in this feed; the text of the first:")
     for d in shown:
         entry = check(project, d, memo)
         text = entry.message.text if entry.message else entry.problems[0].message
@@ -334,7 +338,7 @@ def _series_event(
         else:
             event.add("exdate", list(rule.exdates), parameters={"TZID": rule.zone})
     _related(event, name, group)
-    event.add("description", _description(project, group, group.instants[0], memo))
+    event.add("description", _description(project, group, group.instants[0], memo, True))
     return event
 
 
