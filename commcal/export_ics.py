@@ -13,7 +13,8 @@ What the feed holds, and why:
   Athens' spring-forward day at 00:30Z, RFC 5545 3.3.5 and `plan` at 01:30Z). Singles at such
   a time are written in UTC; all others in local time with a TZID.
 - **Events** (`kind: event`) get one more VEVENT for the event itself, with its duration,
-  location and URL; their reminders are deliveries like any other, linked to it by RELATED-TO.
+  location and URL, and a VALARM at each reminder's instant; the reminders' posts are
+  deliveries like any other, linked to it by RELATED-TO.
 - **Drafts** are in the feed, as `plan` lists them, marked `STATUS:TENTATIVE` and "[draft]".
 - **Stable UIDs**: a hash of the project name, calendar, item, step and zone (and the instant,
   for singles), so a subscribed app updates an entry instead of adding a second one; adding a
@@ -391,7 +392,29 @@ def _event_event(name: str, item: Item, stamp: datetime, zones: set[str]) -> Com
         event.add("duration", item.duration)
     event.add("summary", ("[draft] " if item.draft else "") + (item.title or item.id))
     event.add("x-commcal-channels", ",".join(item.channels))
+    _alarms(event, item)
     return event
+
+
+def _alarms(event: Component, item: Item) -> None:
+    """One VALARM per reminder, at the instant its posts go out. The trigger is absolute (UTC):
+    a relative `-P1D` is nominal in RFC 5545 3.3.6 (as commcal's `-1d` is), but readers
+    differ on it across a DST change; an instant reads one way everywhere."""
+    from icalendar import Alarm
+
+    from commcal.calendar.expand import step_time
+
+    tz = zone(item.timezone)
+    channels = ", ".join(item.channels)
+    for step in item.steps:
+        when = step_time(step, item.anchors, tz)
+        if when is None:
+            continue
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("trigger", when.astimezone(UTC))
+        alarm.add("description", f"{item.title or item.id}: reminder {step.name} on {channels}")
+        event.add_component(alarm)
 
 
 def transitions(tz: tzinfo, start: datetime, end: datetime) -> list[datetime]:

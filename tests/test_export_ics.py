@@ -275,7 +275,11 @@ def test_plain_recurrences_are_one_entry_and_the_rest_single_entries(
     assert f"{meetup['DTSTART'].dt:%Y-%m-%d %H:%M}" == "2026-03-29 18:30"
     reminders = by_item["london/meetup"]
     assert len(reminders) == 3 and {str(r["RELATED-TO"]) for r in reminders} == {str(meetup["UID"])}
-    # The gap time in London is written in UTC: 01:30 GMT moved forward = 01:30Z.
+    # Its alarms fire when the reminders go out: the event is at 18:30 BST (17:30Z); -7d and
+    # -1d keep 18:30 on the wall clock, which is still GMT then; -1h is elapsed time.
+    alarms = sorted(a["TRIGGER"].dt for a in meetup.walk("VALARM"))
+    assert alarms == sorted(r["DTSTART"].dt.astimezone(UTC) for r in reminders)
+    assert [f"{a:%m-%d %H:%M}" for a in alarms] == ["03-22 18:30", "03-28 18:30", "03-29 16:30"]
     # 01:30 on London's spring-forward day moves forward to 02:30 BST, which reads one way.
     gap = [e for e in by_item["london/clock-change"] if e["DTSTART"].dt.month == 3]
     assert [e["DTSTART"].to_ical() for e in gap] == [b"20260329T023000"]
