@@ -306,8 +306,27 @@ def plan(
     now: NowOption = None,
     state: StateOption = None,
     format: FormatOption = Format.table,
+    diff: Annotated[
+        str | None,
+        typer.Option(
+            "--diff",
+            metavar="BASE",
+            help="Compare with the plan of git revision BASE (e.g. origin/main): deliveries "
+            "added, removed, moved or changed. The working tree is never touched.",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            metavar="KINDS",
+            help="With --diff: exit 1 on these changes, comma-separated: added, removed, "
+            "moved, changed, over-limit, lint.",
+        ),
+    ] = None,
 ) -> None:
     """Show what will go out: each delivery with its time, channel, text and length check.
+    With --diff BASE: what the working tree changes in that plan, for a review.
 
     With --with-status, what already went out today and what is next, in one list.
 
@@ -333,6 +352,9 @@ def plan(
     )
     first, last = span.start, span.end
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
+    if diff is not None or fail_on:
+        _plan_diff(project, diff, fail_on, span, filters, format)
+        return
     planned = planning.plan(project, first, last, filters)
     rows = None
     if with_status:
@@ -360,6 +382,31 @@ def plan(
             raise fail(str(exc), exc.exit_code) from None
     view.show(planned, format.value, first, last, project.config.timezone, rows=rows, wide=wide)
     if not all(p.ok for p in planned):
+        raise typer.Exit(1)
+
+
+def _plan_diff(
+    project: Project,
+    base: str | None,
+    fail_on: str | None,
+    span: window.Span,
+    filters: Any,
+    format: Format,
+) -> None:
+    from commcal import plandiff
+    from commcal.views import plandiff as view
+
+    if base is None:
+        raise fail("--fail-on needs --diff BASE (the revision to compare with)")
+    kinds = _typed(lambda: plandiff.fail_kinds(fail_on))
+    result = _typed(lambda: plandiff.diff_against(project, base, span.start, span.end, filters))
+    if result.base_problems:
+        typer.echo(f"note: {base} has {len(result.base_problems)} problems", err=True)
+    if "lint" in kinds and result.lint is None:
+        typer.echo(view.lint_unavailable_note(), err=True)
+    failed = result.failures(kinds)
+    view.show(result, format.value, project.config.timezone, failed)
+    if failed:
         raise typer.Exit(1)
 
 
