@@ -39,6 +39,19 @@ class Format(StrEnum):
     markdown = "markdown"
 
 
+class LongFormat(StrEnum):
+    """The formats of commands whose output can be long: Format's, and JSON lines."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    markdown = "markdown"
+
+
+# Formats that write one JSON document (or JSON lines) on stdout, also when a command stops.
+MACHINE = ("json", "jsonl")
+
+
 class State:
     project_dir: str | None = None
 
@@ -105,7 +118,7 @@ def _typed(read: Callable[[], T]) -> T:
 Stopped = Callable[[list[Any]], None]
 
 
-def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project:
+def _load(fmt: str = Format.table, stopped: Stopped | None = None) -> Project:
     from commcal.config import find_project
     from commcal.errors import CommcalError, Pos, Problem
     from commcal.project import load_project
@@ -114,7 +127,7 @@ def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project
         root = find_project(explicit=STATE.project_dir)
         return load_project(root)
     except CommcalError as exc:
-        if fmt is Format.json and stopped is not None:
+        if fmt in MACHINE and stopped is not None:
             stopped([Problem(Pos("commcal.yaml"), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
 
@@ -125,14 +138,14 @@ def _print_problems(problems: list[Any]) -> None:
 
 
 def _stop_on_errors(
-    project: Project, fmt: Format = Format.table, stopped: Stopped | None = None
+    project: Project, fmt: str = Format.table, stopped: Stopped | None = None
 ) -> None:
     """Configuration errors stop with 2, calendar errors with 1; all are printed first."""
     if project.errors:
         _print_problems(project.problems)
         count = len(project.errors)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
-        if fmt is Format.json and stopped is not None:
+        if fmt in MACHINE and stopped is not None:
             stopped(project.problems)
         raise typer.Exit(2 if project.config_errors else 1)
 
@@ -177,6 +190,15 @@ def _close(project: Project, item: str) -> str:
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+LongFormatOption = Annotated[
+    LongFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format; jsonl: one JSON object per line, a summary line last, for logs "
+        "(docs/json.md).",
+    ),
+]
 NowOption = Annotated[
     str | None,
     typer.Option(
@@ -235,7 +257,7 @@ def validate(
         ),
     ] = 30,
     now: NowOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Check config, calendars and templates; render and check every delivery in the window.
 
@@ -246,7 +268,7 @@ def validate(
     from commcal.validate import validate as check_project
     from commcal.views import problems as view
 
-    project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
+    project = _load(format, lambda found: view.show(found, format.value, checked=0, calendars=0))
     start = _now(now)
     result = check_project(project, window.Span(start, start + timedelta(days=days)))
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
@@ -284,17 +306,22 @@ def plan(
         list[str] | None, typer.Option(metavar="ID", help="Only this item id (repeatable).")
     ] = None,
     now: NowOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Show what will go out: each delivery with its time, channel, text and length check.
 
     Example: commcal plan --next-week --channel mastodon --format markdown
+
+    Example: commcal plan --days 365 --format jsonl > plan.jsonl
     """
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load(format, view.show_stopped)
-    _stop_on_errors(project, format, view.show_stopped)
+    def stopped(problems: list[Any]) -> None:
+        view.show_stopped(problems, format.value)
+
+    project = _load(format, stopped)
+    _stop_on_errors(project, format, stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
     span = _typed(
         lambda: window.window(
@@ -303,6 +330,11 @@ def plan(
     )
     first, last = span.start, span.end
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
+    if format in MACHINE:  # written as planned: memory does not grow with the window
+        streamed = planning.iter_plan(project, first, last, filters)
+        if _typed(lambda: view.stream(streamed, format.value, first, last)):
+            raise typer.Exit(1)
+        return
     planned = planning.plan(project, first, last, filters)
     view.show(planned, format.value, first, last, project.config.timezone)
     if not all(p.ok for p in planned):
@@ -426,14 +458,23 @@ def publish(
     channel: Annotated[
         list[str] | None, typer.Option(help="Only this channel (repeatable).")
     ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Also list the deliveries finished in earlier runs (`already`), which jsonl "
+            "and the progress lines leave out. Example: commcal publish --format jsonl --all",
+        ),
+    ] = False,
     now: NowOption = None,
     state: StateOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Send every delivery that is due, exactly once, and record what happened.
 
-    Run it from cron every minute. Exit 0 when all went out, 1 when any delivery failed or is
-    unknown, 2 on configuration errors.
+    Run it from cron every minute (`--format jsonl >> publish.jsonl` for a log of one line per
+    delivery handled and a summary line). Exit 0 when all went out, 1 when any delivery failed
+    or is unknown, 2 on configuration errors.
 
     Example: commcal publish --dry-run --now 2026-12-07T09:00:00Z
     """
@@ -445,9 +486,8 @@ def publish(
     from commcal.plan import Filters
     from commcal.views import publish as view
 
-    def stopped(problems: list[Any]) -> None:
-        view.show_stopped(problems, dry_run=dry_run)
-
+    progress = view.Progress(format.value, dry_run=dry_run, everything=everything)
+    stopped = progress.stopped
     project = _load(format, stopped)
     blocker = project.publish_blocker()
     if project.errors:
@@ -461,11 +501,10 @@ def publish(
                 err=True,
             )
     if blocker is not None:
-        if format is Format.json:
-            stopped(project.problems)
+        stopped(project.problems)
         raise fail(blocker, 2)
     _check_filters(project, flags={"item": "--only"}, item=only, channel=channel)
-    if format is Format.json:
+    if format in MACHINE:
         _console_to_stderr(project)
     stop = threading.Event()
 
@@ -473,26 +512,26 @@ def publish(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    progress = view.Progress(format.value)
-    try:
-        report = publishing.publish(
-            project,
-            now=_now(now),
-            state=state,
-            dry_run=dry_run,
-            filters=Filters(channels=channel or (), items=only or ()),
-            on_outcome=progress.outcome,
-            stop=stop,
-            catch_up=catch_up,
-            new_ledger=new_ledger,
-        )
-    except CommcalError as exc:  # e.g. the ledger cannot be opened
-        if format is Format.json:
+    when = _now(now)
+    with progress:  # an error that ends the run still ends the JSON output properly
+        try:
+            report = publishing.publish(
+                project,
+                now=when,
+                state=state,
+                dry_run=dry_run,
+                filters=Filters(channels=channel or (), items=only or ()),
+                on_outcome=progress.outcome,
+                stop=stop,
+                catch_up=catch_up,
+                new_ledger=new_ledger,
+            )
+        except CommcalError as exc:  # e.g. the ledger cannot be opened
             from commcal.errors import Pos, Problem
 
             stopped([*project.problems, Problem(Pos(""), str(exc))])
-        raise fail(str(exc), exc.exit_code) from None
-    view.show(report, format.value)
+            raise fail(str(exc), exc.exit_code) from None
+        progress.finish(report, when)
     _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)
@@ -525,7 +564,7 @@ def status(
     ] = None,
     now: NowOption = None,
     state: StateOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Show recent deliveries and their states, one delivery's history, or the workers.
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from commcal.errors import Problem
 from commcal.plan import Delivery, Planned
 from commcal.timeutil import iso_utc, zone
-from commcal.views.common import console, md_escape, problem_json, write_json
+from commcal.views.common import (
+    MACHINE,
+    JsonDocument,
+    JsonLines,
+    console,
+    md_escape,
+    problem_json,
+    write_json,
+)
 
 PREVIEW_WIDTH = 60
 
@@ -66,17 +75,42 @@ def length_cell(entry: Planned) -> str:
     return f"{entry.length}/{entry.limit}" if entry.limit else str(entry.length)
 
 
+def window_json(start: datetime, end: datetime) -> dict[str, str]:
+    return {"from": iso_utc(start), "to": iso_utc(end)}
+
+
+def stream(planned: Iterable[Planned], fmt: str, start: datetime, end: datetime) -> int:
+    """`plan --format json|jsonl`: each delivery written as it is planned, so memory does not
+    grow with the window. Returns how many deliveries have problems."""
+    count = problems = 0
+    if fmt == "jsonl":
+        with JsonLines("commcal.plan/1") as lines:
+            for entry in planned:
+                lines.line("delivery", planned_json(entry))
+                count += 1
+                problems += not entry.ok
+            lines.summary(
+                window=window_json(start, end),
+                deliveries=count,
+                with_problems=problems,
+                ok=not problems,
+            )
+        return problems
+    head = {"schema": "commcal.plan/1", "window": window_json(start, end)}
+    with JsonDocument(head, always_problems=False) as doc:
+        doc.array("deliveries")
+        for entry in planned:
+            doc.append(planned_json(entry))
+            count += 1
+            problems += not entry.ok
+        doc.field("summary", {"deliveries": count, "with_problems": problems})
+    return problems
+
+
 def show(planned: list[Planned], fmt: str, start: datetime, end: datetime, tz_name: str) -> None:
     problems = sum(1 for p in planned if not p.ok)
-    if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.plan/1",
-                "window": {"from": iso_utc(start), "to": iso_utc(end)},
-                "deliveries": [planned_json(p) for p in planned],
-                "summary": {"deliveries": len(planned), "with_problems": problems},
-            }
-        )
+    if fmt in MACHINE:
+        stream(planned, fmt, start, end)
         return
     tz = zone(tz_name)
     if fmt == "markdown":
@@ -212,9 +246,14 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
         )
 
 
-def show_stopped(problems: list[Problem]) -> None:
-    """`plan --format json` when the project's errors stop it: the same object, nothing
-    planned, and the problems (docs/json.md)."""
+def show_stopped(problems: list[Problem], fmt: str = "json") -> None:
+    """`plan --format json|jsonl` when the project's errors stop it: the same object (or
+    lines), nothing planned, and the problems (docs/json.md)."""
+    if fmt == "jsonl":
+        with JsonLines("commcal.plan/1") as lines:
+            lines.problems(problems)
+            lines.summary(window=None, deliveries=0, with_problems=0, ok=False)
+        return
     write_json(
         {
             "schema": "commcal.plan/1",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
-from commcal.views.common import console, md_escape, write_json
+from commcal.views.common import JsonDocument, JsonLines, console, md_escape, write_json
 
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
@@ -50,14 +50,20 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], fm
 
 
 def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int], fmt: str) -> None:
+    counted = {str(k): v for k, v in counts.items()}
+    if fmt == "jsonl":
+        with JsonLines("commcal.status/1") as lines:
+            for r in records:
+                lines.line("delivery", record_json(r))
+            lines.summary(counts=counted)
+        return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.status/1",
-                "counts": {str(k): v for k, v in counts.items()},
-                "deliveries": [record_json(r) for r in records],
-            }
-        )
+        with JsonDocument(
+            {"schema": "commcal.status/1", "counts": counted}, always_problems=False
+        ) as doc:
+            doc.array("deliveries")
+            for r in records:
+                doc.append(record_json(r))
         return
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
     rows = [
@@ -77,22 +83,30 @@ def show_records(records: Sequence[DeliveryRecord], counts: Mapping[State, int],
     )
 
 
+def attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "at": iso_utc(a.at),
+        "worker": a.worker,
+        "event": a.event,
+        "error": a.error,
+        "remote_id": a.remote_id,
+    }
+
+
 def show_history(record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str) -> None:
+    if fmt == "jsonl":
+        with JsonLines("commcal.history/1") as lines:
+            lines.line("delivery", record_json(record))
+            for a in attempts:
+                lines.line("event", attempt_json(a))
+            lines.summary(id=record.id, state=str(record.state))
+        return
     if fmt == "json":
         write_json(
             {
                 "schema": "commcal.history/1",
                 "delivery": record_json(record),
-                "history": [
-                    {
-                        "at": iso_utc(a.at),
-                        "worker": a.worker,
-                        "event": a.event,
-                        "error": a.error,
-                        "remote_id": a.remote_id,
-                    }
-                    for a in attempts
-                ],
+                "history": [attempt_json(a) for a in attempts],
             }
         )
         return
@@ -105,24 +119,26 @@ def show_history(record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str) 
     )
 
 
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    return {
+        "name": w.name,
+        "host": w.host,
+        "pid": w.pid,
+        "last_seen": iso_utc(w.last_seen),
+        "info": w.info,
+        "holding": w.holding,
+    }
+
+
 def show_workers(workers: Sequence[WorkerInfo], fmt: str) -> None:
+    if fmt == "jsonl":
+        with JsonLines("commcal.workers/1") as lines:
+            for w in workers:
+                lines.line("worker", worker_json(w))
+            lines.summary(workers=len(workers))
+        return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.workers/1",
-                "workers": [
-                    {
-                        "name": w.name,
-                        "host": w.host,
-                        "pid": w.pid,
-                        "last_seen": iso_utc(w.last_seen),
-                        "info": w.info,
-                        "holding": w.holding,
-                    }
-                    for w in workers
-                ],
-            }
-        )
+        write_json({"schema": "commcal.workers/1", "workers": [worker_json(w) for w in workers]})
         return
     rows = [
         [w.name, w.host, str(w.pid), iso_utc(w.last_seen), w.info, str(w.holding)] for w in workers
