@@ -312,7 +312,7 @@ def plan(
 
     Example: commcal plan --next-week --channel mastodon --format markdown
 
-    Example: commcal plan --days 365 --format jsonl > plan.jsonl
+    Example: commcal plan --days 365 --format jsonl
     """
     from commcal import plan as planning
     from commcal.views import plan as view
@@ -462,8 +462,8 @@ def publish(
         bool,
         typer.Option(
             "--all",
-            help="Also list the deliveries finished in earlier runs (`already`), which jsonl "
-            "and the progress lines leave out. Example: commcal publish --format jsonl --all",
+            help="Also list the deliveries finished in earlier runs (`already`), which "
+            "--format jsonl and the progress lines leave out (JSON always lists them).",
         ),
     ] = False,
     now: NowOption = None,

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable
 from typing import IO, Any
 
-from commcal.errors import CommcalError, Pos, Problem
+from commcal.errors import CommcalError, Pos, Problem, ProblemsFound
 
 # The formats that write machine-readable output on standard output (docs/json.md).
 MACHINE = ("json", "jsonl")
@@ -35,17 +35,23 @@ def _indented(value: Any, depth: int) -> str:
     return text.replace("\n", "\n" + "  " * depth) if depth else text
 
 
-def problem_of(exc: BaseException) -> Problem:
-    """The Problem written for an error that cut a stream short: a CommcalError's own words
-    (already safe to show), or only the type of anything else (a bug's text may hold anything;
-    the traceback goes to standard error)."""
+def problems_of(exc: BaseException) -> list[Problem]:
+    """The problems written for an error that cut a stream short: those a ProblemsFound carries
+    (with file:line), a CommcalError's own words (already safe to show), or only the type of
+    anything else (a bug's text may hold anything; the traceback goes to standard error)."""
+    if isinstance(exc, ProblemsFound):
+        return list(exc.problems)
     if isinstance(exc, CommcalError):
-        return Problem(Pos(""), str(exc))
-    return Problem(
-        Pos(""),
-        f"stopped by an unexpected {type(exc).__name__}; the output above is incomplete",
-        "see standard error for the traceback, and please report it",
-    )
+        return [Problem(Pos(""), str(exc))]
+    if isinstance(exc, KeyboardInterrupt):
+        return [Problem(Pos(""), "interrupted (Ctrl-C); the output above is incomplete")]
+    return [
+        Problem(
+            Pos(""),
+            f"stopped by an unexpected {type(exc).__name__}; the output above is incomplete",
+            "see standard error for the traceback, and please report it",
+        )
+    ]
 
 
 class JsonDocument:
@@ -65,7 +71,7 @@ class JsonDocument:
         means "this stopped the command")."""
         self._out = out if out is not None else sys.stdout
         self._always_problems = always_problems
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._fields = 0
         self._in_array = -1  # elements written in the open array, -1 when none is open
         self._problems: list[Problem] = []
@@ -80,6 +86,8 @@ class JsonDocument:
 
     def field(self, name: str, value: Any) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._end_array()
             self._key(name)
             self._out.write(_indented(value, 1))
@@ -93,11 +101,16 @@ class JsonDocument:
             self._in_array = 0
 
     def append(self, element: Any) -> None:
+        """Add `element` to the open array (nothing once the document is closed: a sending
+        thread that finishes after an interrupted run must not write past its end)."""
         with self._lock:
+            if self._closed:
+                return
             assert self._in_array >= 0, "append outside an array"
-            self._out.write(("," if self._in_array else "") + "\n    " + _indented(element, 2))
-            self._in_array += 1
-        self._out.flush()
+            text = ("," if self._in_array else "") + "\n    " + _indented(element, 2)
+            self._in_array += 1  # first: see JsonLines.line
+            self._out.write(text)
+            self._out.flush()
 
     def _end_array(self) -> None:
         if self._in_array > 0:
@@ -112,11 +125,11 @@ class JsonDocument:
 
     def close(self) -> None:
         """End the object, with the `problems` field last."""
-        if self._closed:
-            return
-        if self._always_problems or self._problems:
-            self.field("problems", [problem_json(p) for p in self._problems])
         with self._lock:
+            if self._closed:
+                return
+            if self._always_problems or self._problems:
+                self.field("problems", [problem_json(p) for p in self._problems])
             self._end_array()
             self._out.write("\n}\n")
             self._out.flush()
@@ -127,7 +140,7 @@ class JsonDocument:
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, SystemExit):
-            self._problems.append(problem_of(exc))
+            self._problems.extend(problems_of(exc))
         self.close()
 
 
@@ -148,9 +161,16 @@ class JsonLines:
         assert "type" not in data, "a line's `type` says what it is"
         text = json.dumps({"type": kind, **data}, ensure_ascii=False, default=str)
         with self._lock:
-            self._out.write(text + "\n")
-            self._out.flush()
+            if self._summary is not None:
+                return  # the summary is the last line, also for a thread that finishes late
+            # Counted first: Ctrl-C is raised when a blocking write returns, and what it wrote
+            # stays buffered and is written before the summary.
             self.written[kind] = self.written.get(kind, 0) + 1
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        self._out.write(text + "\n")
+        self._out.flush()
 
     def problems(self, problems: Iterable[Problem]) -> None:
         for problem in problems:
@@ -158,17 +178,19 @@ class JsonLines:
 
     def summary(self, **data: Any) -> None:
         """The last line. Its `schema` names the command; `lines` counts the lines above it."""
-        if self._summary is not None:
-            return
-        self._summary = data
-        self.line("summary", {"schema": self.schema, **data, "lines": dict(self.written)})
+        line = {"type": "summary", "schema": self.schema, **data}
+        with self._lock:
+            if self._summary is not None:
+                return
+            self._summary = line
+            self._write(json.dumps({**line, "lines": self.written}, ensure_ascii=False))
 
     def __enter__(self) -> JsonLines:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, SystemExit) and self._summary is None:
-            self.problems([problem_of(exc)])
+            self.problems(problems_of(exc))
             self.summary(ok=False)
 
 
