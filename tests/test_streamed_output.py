@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commcal import plan as planning
 from commcal.errors import ProblemsFound
@@ -25,7 +27,7 @@ from commcal.publish import publish
 from commcal.redact import Secrets
 from commcal.views import plan as plan_view
 from commcal.views import publish as publish_view
-from commcal.views.common import problem_json
+from commcal.views.common import JsonDocument, JsonLines, problem_json, write_json
 from tests.conftest import MakeProject
 from tests.fake_networks import ENV_TEMPLATE, Answer, Networks, Request
 from tests.test_publish_processes import command
@@ -327,3 +329,73 @@ def test_jsonl_holds_no_secret_even_when_the_server_echoes_it(make_project: Make
     for text in outputs:
         assert token not in text
         assert secrets.redact(text) == text, text  # not even 8 characters of it
+
+
+# -- the writers ----------------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+NAMES = st.text(min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    head=st.dictionaries(NAMES, JSON_VALUES, max_size=3),
+    arrays=st.lists(st.tuples(NAMES, st.lists(JSON_VALUES, max_size=4)), max_size=3),
+    tail=st.dictionaries(NAMES, JSON_VALUES, max_size=2),
+)
+def test_a_streamed_document_is_what_one_dump_writes(
+    head: dict[str, Any], arrays: list[tuple[str, list[Any]]], tail: dict[str, Any]
+) -> None:
+    """Field by field and element by element, the text is `write_json`'s for the whole object
+    (so streaming changed no byte of `plan --format json`), Greek and emoji included."""
+    head.pop("problems", None)  # the field `close` writes when problems were added
+    seen = {*head, "problems"}
+    unique = []
+    for name, items in arrays:  # each name once, as in a dict
+        if name not in seen:
+            seen.add(name)
+            unique.append((name, items))
+    arrays = unique
+    tail = {n: v for n, v in tail.items() if n not in seen}
+    out = io.StringIO()
+    with JsonDocument(head, always_problems=False, out=out) as doc:
+        for name, items in arrays:
+            doc.array(name)
+            for element in items:
+                doc.append(element)
+        for name, value in tail.items():
+            doc.field(name, value)
+    whole = {**head, **dict(arrays), **tail}
+    expected = io.StringIO()
+    with redirect_stdout(expected):
+        write_json(whole)
+    assert out.getvalue() == expected.getvalue()
+
+
+def test_writers_stop_at_their_end() -> None:
+    """A sending thread that finishes after an interrupted run writes nothing past the end."""
+    out = io.StringIO()
+    doc = JsonDocument({"schema": "x/1"}, out=out)
+    doc.array("deliveries")
+    doc.append({"id": "a", "text": "Καλή χρονιά 🎉"})
+    doc.close()
+    doc.append({"id": "late"})
+    doc.field("late", 1)
+    assert json.loads(out.getvalue()) == {
+        "schema": "x/1",
+        "deliveries": [{"id": "a", "text": "Καλή χρονιά 🎉"}],
+        "problems": [],
+    }
+    out = io.StringIO()
+    lines = JsonLines("x/1", out=out)
+    lines.line("delivery", {"id": "a"})
+    lines.summary(ok=True)
+    lines.line("delivery", {"id": "late"})
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [
+        {"type": "delivery", "id": "a"},
+        {"type": "summary", "schema": "x/1", "ok": True, "lines": {"delivery": 1}},
+    ]

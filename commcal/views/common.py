@@ -81,7 +81,9 @@ class JsonDocument:
             self.field(name, value)
 
     def _key(self, name: str) -> None:
-        self._out.write(("," if self._fields else "") + f"\n  {json.dumps(name)}: ")
+        self._out.write(
+            ("," if self._fields else "") + f"\n  {json.dumps(name, ensure_ascii=False)}: "
+        )
         self._fields += 1
 
     def field(self, name: str, value: Any) -> None:
@@ -131,7 +133,7 @@ class JsonDocument:
             if self._always_problems or self._problems:
                 self.field("problems", [problem_json(p) for p in self._problems])
             self._end_array()
-            self._out.write("\n}\n")
+            self._out.write("\n}\n" if self._fields else "}\n")
             self._out.flush()
             self._closed = True
 
