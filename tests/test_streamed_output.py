@@ -212,11 +212,13 @@ def test_a_parse_error_mid_stream_still_ends_the_output(
     if fmt == "json":
         document = json.loads(text)
         assert [d["item"] for d in document["deliveries"]] == ["news", "tip"]
+        assert document["summary"] == {"deliveries": 2, "with_problems": 0}
         assert document["problems"] == [problem_json(p) for p in error.problems]
     else:
         parsed = lines_of(text)
         assert [line["type"] for line in parsed] == ["delivery", "delivery", "problem", "summary"]
-        assert parsed[-1]["ok"] is False
+        assert parsed[-2]["file"] == "calendars/late.yaml" and parsed[-2]["line"] == 2
+        assert parsed[-1]["ok"] is False and parsed[-1]["deliveries"] == 2
 
     # publish: outcomes already written as they were sent, then the run is cut short.
     out = io.StringIO()
@@ -279,11 +281,13 @@ def test_an_interrupted_plan_still_ends_its_output(make_project: MakeProject, fm
     if fmt == "json":
         document = json.loads(text)
         assert 0 < len(document["deliveries"]) < 300 * 365
+        assert document["summary"]["deliveries"] == len(document["deliveries"])
         assert "interrupted" in document["problems"][-1]["message"]
     else:
         parsed = lines_of(text)
         written = sum(1 for line in parsed if line["type"] == "delivery")
         assert 0 < written < 300 * 365 and parsed[-1]["lines"]["delivery"] == written
+        assert parsed[-1]["deliveries"] == written and parsed[-1]["window"]
         assert parsed[-2]["type"] == "problem" and "interrupted" in parsed[-2]["message"]
         assert parsed[-1]["ok"] is False
 

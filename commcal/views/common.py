@@ -35,7 +35,7 @@ def _indented(value: Any, depth: int) -> str:
     return text.replace("\n", "\n" + "  " * depth) if depth else text
 
 
-def problems_of(exc: BaseException) -> list[Problem]:
+def problems_from(exc: BaseException) -> list[Problem]:
     """The problems written for an error that cut a stream short: those a ProblemsFound carries
     (with file:line), a CommcalError's own words (already safe to show), or only the type of
     anything else (a bug's text may hold anything; the traceback goes to standard error)."""
@@ -142,7 +142,7 @@ class JsonDocument:
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, SystemExit):
-            self._problems.extend(problems_of(exc))
+            self._problems.extend(problems_from(exc))
         self.close()
 
 
@@ -192,7 +192,7 @@ class JsonLines:
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, SystemExit) and self._summary is None:
-            self.problems(problems_of(exc))
+            self.problems(problems_from(exc))
             self.summary(ok=False)
 
 

@@ -17,6 +17,7 @@ from commcal.views.common import (
     console,
     md_escape,
     problem_json,
+    problems_from,
     write_json,
 )
 
@@ -81,29 +82,41 @@ def window_json(start: datetime, end: datetime) -> dict[str, str]:
 
 def stream(planned: Iterable[Planned], fmt: str, start: datetime, end: datetime) -> int:
     """`plan --format json|jsonl`: each delivery written as it is planned, so memory does not
-    grow with the window. Returns how many deliveries have problems."""
+    grow with the window. Returns how many deliveries have problems. If planning fails part
+    way, the output still ends as documented (summary of what was written, then the error)."""
     count = problems = 0
     if fmt == "jsonl":
+        finished = False
         with JsonLines("commcal.plan/1") as lines:
-            for entry in planned:
-                lines.line("delivery", planned_json(entry))
-                count += 1
-                problems += not entry.ok
-            lines.summary(
-                window=window_json(start, end),
-                deliveries=count,
-                with_problems=problems,
-                ok=not problems,
-            )
+            try:
+                for entry in planned:
+                    data = planned_json(entry)
+                    count += 1  # before the write: see JsonLines.line
+                    problems += not entry.ok
+                    lines.line("delivery", data)
+                finished = True
+            except BaseException as exc:
+                lines.problems(problems_from(exc))
+                raise
+            finally:
+                lines.summary(
+                    window=window_json(start, end),
+                    deliveries=count,
+                    with_problems=problems,
+                    ok=finished and not problems,
+                )
         return problems
     head = {"schema": "commcal.plan/1", "window": window_json(start, end)}
     with JsonDocument(head, always_problems=False) as doc:
         doc.array("deliveries")
-        for entry in planned:
-            doc.append(planned_json(entry))
-            count += 1
-            problems += not entry.ok
-        doc.field("summary", {"deliveries": count, "with_problems": problems})
+        try:
+            for entry in planned:
+                data = planned_json(entry)
+                count += 1  # before the write: see JsonLines.line
+                problems += not entry.ok
+                doc.append(data)
+        finally:
+            doc.field("summary", {"deliveries": count, "with_problems": problems})
     return problems
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from commcal.errors import Problem
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.timeutil import iso_utc
-from commcal.views.common import MACHINE, JsonDocument, JsonLines, console, problems_of
+from commcal.views.common import MACHINE, JsonDocument, JsonLines, console, problems_from
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -131,7 +131,7 @@ class Progress:
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and not isinstance(exc, SystemExit):
-            self.stopped(problems_of(exc))
+            self.stopped(problems_from(exc))
 
 
 def show(report: Report, fmt: str) -> None:
