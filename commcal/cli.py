@@ -512,7 +512,7 @@ def publish(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    when = _now(now)
+    when = progress.at = _now(now)
     with progress:  # an error that ends the run still ends the JSON output properly
         try:
             report = publishing.publish(
@@ -531,7 +531,7 @@ def publish(
 
             stopped([*project.problems, Problem(Pos(""), str(exc))])
             raise fail(str(exc), exc.exit_code) from None
-        progress.finish(report, when)
+        progress.finish(report)
     _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)

@@ -63,6 +63,7 @@ class Progress:
         self._doc: JsonDocument | None = None
         self._lines = JsonLines("commcal.publish/1") if fmt == "jsonl" else None
         self._done = False
+        self.at: datetime | None = None  # the run's instant, once known (jsonl: `at_utc`)
 
     def _document(self) -> JsonDocument:
         if self._doc is None:
@@ -89,7 +90,7 @@ class Progress:
     def _counts(self) -> dict[str, int]:
         return {str(state): self._seen[state] for state in OutcomeState if self._seen[state]}
 
-    def finish(self, report: Report, at: datetime | None = None) -> None:
+    def finish(self, report: Report) -> None:
         """The outcomes not handed to `outcome` during the run (those finished earlier, and
         those a problem blocked), then the end: summary, counts and problems."""
         for outcome in report.outcomes:
@@ -101,14 +102,14 @@ class Progress:
         if self.fmt not in MACHINE:
             show(report, self.fmt)
             return
-        self._end(report.ok, report.problems, at)
+        self._end(report.ok, report.problems)
 
     def stopped(self, problems: list[Problem]) -> None:
         """The run could not start, or was cut short: what was handled, and why."""
         if self.fmt in MACHINE:
-            self._end(False, problems, None)
+            self._end(False, problems)
 
-    def _end(self, ok: bool, problems: list[Problem], at: datetime | None) -> None:
+    def _end(self, ok: bool, problems: list[Problem]) -> None:
         with self._lock:
             if self._done:
                 return
@@ -117,7 +118,7 @@ class Progress:
             self._lines.problems(problems)
             summary: dict[str, Any] = {"dry_run": self.dry_run, "ok": ok}
             summary["counts"] = self._counts()
-            summary["at_utc"] = iso_utc(at) if at else None
+            summary["at_utc"] = iso_utc(self.at) if self.at else None
             self._lines.summary(**summary)
             return
         doc = self._document()
