@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -84,35 +84,41 @@ def plan(
     filters: Filters = Filters(),
     memo: Memo | None = None,
 ) -> list[Planned]:
+    return list(iter_plan(project, start, end, filters, memo))
+
+
+def iter_plan(
+    project: Project,
+    start: datetime,
+    end: datetime,
+    filters: Filters = Filters(),
+    memo: Memo | None = None,
+) -> Iterator[Planned]:
+    """`plan`, one Planned at a time: a view that writes each as it comes (`plan --format
+    json`) holds one rendered message, not the whole window's."""
+    memo = memo if memo is not None else Memo()
     with fewer_collections():
-        return _plan(project, start, end, filters, memo if memo is not None else Memo())
-
-
-def _plan(
-    project: Project, start: datetime, end: datetime, filters: Filters, memo: Memo
-) -> list[Planned]:
-    planned = []
-    first_step: dict[str, str] = {}
-    for delivery in deliveries(project, start, end, filters, memo=memo):
-        entry = check(project, delivery, memo)
-        step = delivery.occurrence.step
-        if delivery.id in first_step:
-            # The id is (calendar, item, instant, channel): two steps at one instant would be
-            # one delivery, and the ledger would send only the first.
-            item = delivery.item
-            clash = Problem(
-                item.pos,
-                f"item {item.id!r}: steps {first_step[delivery.id]!r} and {step!r} fall at the "
-                f"same instant ({delivery.local_due:%Y-%m-%d %H:%M}) on {delivery.channel}",
-                "move one of them by a minute or more; only one message per instant is sent",
-            )
-            entry = Planned(
-                delivery, entry.message, entry.length, entry.limit, (*entry.problems, clash)
-            )
-        else:
-            first_step[delivery.id] = step
-        planned.append(entry)
-    return planned
+        first_step: dict[str, str] = {}
+        for delivery in deliveries(project, start, end, filters, memo=memo):
+            entry = check(project, delivery, memo)
+            step = delivery.occurrence.step
+            if delivery.id in first_step:
+                # The id is (calendar, item, instant, channel): two steps at one instant would
+                # be one delivery, and the ledger would send only the first.
+                item = delivery.item
+                clash = Problem(
+                    item.pos,
+                    f"item {item.id!r}: steps {first_step[delivery.id]!r} and {step!r} fall at "
+                    f"the same instant ({delivery.local_due:%Y-%m-%d %H:%M}) on "
+                    f"{delivery.channel}",
+                    "move one of them by a minute or more; only one message per instant is sent",
+                )
+                entry = Planned(
+                    delivery, entry.message, entry.length, entry.limit, (*entry.problems, clash)
+                )
+            else:
+                first_step[delivery.id] = step
+            yield entry
 
 
 def problems_of(planned: Iterable[Planned]) -> list[Problem]:

@@ -42,6 +42,19 @@ class Format(StrEnum):
     markdown = "markdown"
 
 
+class LongFormat(StrEnum):
+    """The formats of commands whose output can be long: Format's, and JSON lines."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    markdown = "markdown"
+
+
+# Formats that write one JSON document (or JSON lines) on stdout, also when a command stops.
+MACHINE = ("json", "jsonl")
+
+
 class State:
     project_dir: str | None = None
 
@@ -108,7 +121,7 @@ def _typed(read: Callable[[], T]) -> T:
 Stopped = Callable[[list[Any]], None]
 
 
-def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project:
+def _load(fmt: str = Format.table, stopped: Stopped | None = None) -> Project:
     from commcal.config import find_project
     from commcal.errors import CommcalError, Pos, Problem
     from commcal.project import load_project
@@ -117,7 +130,7 @@ def _load(fmt: Format = Format.table, stopped: Stopped | None = None) -> Project
         root = find_project(explicit=STATE.project_dir)
         return load_project(root)
     except CommcalError as exc:
-        if fmt is Format.json and stopped is not None:
+        if fmt in MACHINE and stopped is not None:
             stopped([Problem(Pos("commcal.yaml"), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
 
@@ -128,14 +141,14 @@ def _print_problems(problems: list[Any]) -> None:
 
 
 def _stop_on_errors(
-    project: Project, fmt: Format = Format.table, stopped: Stopped | None = None
+    project: Project, fmt: str = Format.table, stopped: Stopped | None = None
 ) -> None:
     """Configuration errors stop with 2, calendar errors with 1; all are printed first."""
     if project.errors:
         _print_problems(project.problems)
         count = len(project.errors)
         typer.echo(f"{count} problem{'s' if count != 1 else ''} found", err=True)
-        if fmt is Format.json and stopped is not None:
+        if fmt in MACHINE and stopped is not None:
             stopped(project.problems)
         raise typer.Exit(2 if project.config_errors else 1)
 
@@ -183,6 +196,16 @@ FormatOption = Annotated[
     Format,
     typer.Option(
         "--format", "-f", metavar="FORMAT", help=f"Output: {', '.join(f.value for f in Format)}."
+    ),
+]
+LongFormatOption = Annotated[
+    LongFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help=f"Output: {', '.join(f.value for f in LongFormat)}; jsonl: one JSON object per "
+        "line, a summary line last, for logs (docs/json.md).",
     ),
 ]
 NowOption = Annotated[
@@ -243,7 +266,7 @@ def validate(
         ),
     ] = 30,
     now: NowOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Check config, calendars and templates; render and check every delivery in the window.
 
@@ -254,7 +277,7 @@ def validate(
     from commcal.validate import validate as check_project
     from commcal.views import problems as view
 
-    project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
+    project = _load(format, lambda found: view.show(found, format.value, checked=0, calendars=0))
     start = _now(now)
     result = check_project(project, window.Span(start, start + timedelta(days=days)))
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
@@ -305,7 +328,7 @@ def plan(
     ] = False,
     now: NowOption = None,
     state: StateOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
     diff: Annotated[
         str | None,
         typer.Option(
@@ -333,12 +356,17 @@ def plan(
     Example: commcal plan --next-week --channel mastodon --format markdown
 
     Example: commcal plan --with-status --days 2
+
+    Example: commcal plan --days 365 --format jsonl
     """
     from commcal import plan as planning
     from commcal.views import plan as view
 
-    project = _load(format, view.show_stopped)
-    _stop_on_errors(project, format, view.show_stopped)
+    def stopped(problems: list[Any]) -> None:
+        view.show_stopped(problems, format.value)
+
+    project = _load(format, stopped)
+    _stop_on_errors(project, format, stopped)
     _check_filters(project, calendar=calendar, channel=channel, kind=kind, item=item)
     when = _now(now)
     if with_status and start is None and not next_week:  # "what did we post today?"
@@ -354,6 +382,11 @@ def plan(
     filters = planning.Filters(calendar or (), channel or (), kind or (), item or ())
     if diff is not None or fail_on:
         _plan_diff(project, diff, fail_on, span, filters, format)
+        return
+    if format in MACHINE and not with_status:  # written as planned: memory stays flat
+        streamed = planning.iter_plan(project, first, last, filters)
+        if _typed(lambda: view.stream(streamed, format.value, first, last)):
+            raise typer.Exit(1)
         return
     planned = planning.plan(project, first, last, filters)
     rows = None
@@ -375,10 +408,10 @@ def plan(
                 ),
             )
         except CommcalError as exc:  # a ledger that cannot be read
-            if format is Format.json:
+            if format in MACHINE:
                 from commcal.errors import Pos, Problem
 
-                view.show_stopped([Problem(Pos(""), str(exc))])
+                view.show_stopped([Problem(Pos(""), str(exc))], format.value)
             raise fail(str(exc), exc.exit_code) from None
     view.show(planned, format.value, first, last, project.config.timezone, rows=rows, wide=wide)
     if not all(p.ok for p in planned):
@@ -391,15 +424,23 @@ def _plan_diff(
     fail_on: str | None,
     span: window.Span,
     filters: Any,
-    format: Format,
+    format: LongFormat,
 ) -> None:
     from commcal import plandiff
+    from commcal.errors import CommcalError, Pos, Problem
     from commcal.views import plandiff as view
 
     if base is None:
         raise fail("--fail-on needs --diff BASE (the revision to compare with)")
-    kinds = _typed(lambda: plandiff.fail_kinds(fail_on))
-    result = _typed(lambda: plandiff.diff_against(project, base, span.start, span.end, filters))
+    if format is LongFormat.jsonl:
+        raise fail("--diff writes table, json or markdown; use --format json for scripts")
+    try:
+        kinds = plandiff.fail_kinds(fail_on)
+        result = plandiff.diff_against(project, base, span.start, span.end, filters)
+    except CommcalError as exc:
+        if format is LongFormat.json:
+            view.show_stopped(base, [Problem(Pos(""), str(exc))])
+        raise fail(str(exc), exc.exit_code) from None
     if result.base_problems:
         typer.echo(f"note: {base} has {len(result.base_problems)} problems", err=True)
     if "lint" in kinds and result.lint is None:
@@ -529,14 +570,23 @@ def publish(
     channel: Annotated[
         list[str] | None, typer.Option(help="Only this channel (repeatable).")
     ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Also list the deliveries finished in earlier runs (`already`), which "
+            "--format jsonl and the progress lines leave out (JSON always lists them).",
+        ),
+    ] = False,
     now: NowOption = None,
     state: StateOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Send every delivery that is due, exactly once, and record what happened.
 
-    Run it from cron every minute. Exit 0 when all went out, 1 when any delivery failed or is
-    unknown, 2 on configuration errors.
+    Run it from cron every minute (`--format jsonl >> publish.jsonl` for a log of one line per
+    delivery handled and a summary line). Exit 0 when all went out, 1 when any delivery failed
+    or is unknown, 2 on configuration errors.
 
     Example: commcal publish --dry-run --now 2026-12-07T09:00:00Z
     """
@@ -548,9 +598,8 @@ def publish(
     from commcal.plan import Filters
     from commcal.views import publish as view
 
-    def stopped(problems: list[Any]) -> None:
-        view.show_stopped(problems, dry_run=dry_run)
-
+    progress = view.Progress(format.value, dry_run=dry_run, everything=everything)
+    stopped = progress.stopped
     project = _load(format, stopped)
     blocker = project.publish_blocker()
     if project.errors:
@@ -564,11 +613,10 @@ def publish(
                 err=True,
             )
     if blocker is not None:
-        if format is Format.json:
-            stopped(project.problems)
+        stopped(project.problems)
         raise fail(blocker, 2)
     _check_filters(project, flags={"item": "--only"}, item=only, channel=channel)
-    if format is Format.json:
+    if format in MACHINE:
         _console_to_stderr(project)
     stop = threading.Event()
 
@@ -576,26 +624,26 @@ def publish(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    progress = view.Progress(format.value)
-    try:
-        report = publishing.publish(
-            project,
-            now=_now(now),
-            state=state,
-            dry_run=dry_run,
-            filters=Filters(channels=channel or (), items=only or ()),
-            on_outcome=progress.outcome,
-            stop=stop,
-            catch_up=catch_up,
-            new_ledger=new_ledger,
-        )
-    except CommcalError as exc:  # e.g. the ledger cannot be opened
-        if format is Format.json:
+    when = progress.at = _now(now)
+    with progress:  # an error that ends the run still ends the JSON output properly
+        try:
+            report = publishing.publish(
+                project,
+                now=when,
+                state=state,
+                dry_run=dry_run,
+                filters=Filters(channels=channel or (), items=only or ()),
+                on_outcome=progress.outcome,
+                stop=stop,
+                catch_up=catch_up,
+                new_ledger=new_ledger,
+            )
+        except CommcalError as exc:  # e.g. the ledger cannot be opened
             from commcal.errors import Pos, Problem
 
             stopped([*project.problems, Problem(Pos(""), str(exc))])
-        raise fail(str(exc), exc.exit_code) from None
-    view.show(report, format.value)
+            raise fail(str(exc), exc.exit_code) from None
+        progress.finish(report)
     _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)
@@ -644,7 +692,7 @@ def status(
     ] = None,
     now: NowOption = None,
     state: StateOption = None,
-    format: FormatOption = Format.table,
+    format: LongFormatOption = LongFormat.table,
 ) -> None:
     """Show recent deliveries and their states, one delivery's history, or the workers.
 

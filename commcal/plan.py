@@ -7,7 +7,7 @@ problems; plan and preview results) and `validate` (every problem `commcal valid
 
 from __future__ import annotations
 
-from commcal.check import Planned, check, next_occurrence, plan, problems_of
+from commcal.check import Planned, check, iter_plan, next_occurrence, plan, problems_of
 from commcal.compose import (
     PREVIEW_TOKEN,
     context,
@@ -53,6 +53,7 @@ __all__ = [
     "fewer_collections",
     "find_item",
     "id_prefix",
+    "iter_plan",
     "local_send_times",
     "locale_samples",
     "member_code",

@@ -378,7 +378,8 @@ def test_secrets_sweep(make_project: MakeProject, ledger: str, request: Any) -> 
             published = json.loads(session.cli("publish", "--now", later[1], "--format", "json"))
             assert published["counts"].get("failed"), published
             session.cli("publish", "--now", later[1], "--format", "markdown")
-            for fmt in ("table", "json", "markdown"):
+            session.cli("publish", "--now", later[1], "--format", "jsonl", "--all")
+            for fmt in ("table", "json", "jsonl", "markdown"):
                 session.cli("status", "--limit", "500", "--format", fmt)
                 session.cli("status", "--only-state", "failed", "--format", fmt)
             records = json.loads(session.cli("status", "--limit", "500", "--format", "json"))
@@ -391,6 +392,7 @@ def test_secrets_sweep(make_project: MakeProject, ledger: str, request: Any) -> 
                     session.cli("status", delivery, "--format", "markdown")
             session.cli("retry", "--failed")
             session.cli("publish", "--now", later[2], "--format", "json")
+            session.cli("status", ids[0], "--format", "jsonl")
             session.cli("publish", "--now", later[2], "--dry-run")
 
             # Credentials checks: every GET and the login are answered 401 with the echo.

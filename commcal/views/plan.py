@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,16 @@ from commcal.errors import Problem
 from commcal.plan import Delivery, Planned
 from commcal.queue import QueueRow, member_counts, state_counts, state_label
 from commcal.timeutil import iso_utc, zone
-from commcal.views.common import console, md_escape, problem_json, write_json
+from commcal.views.common import (
+    MACHINE,
+    JsonDocument,
+    JsonLines,
+    console,
+    md_escape,
+    problem_json,
+    problems_from,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -72,6 +81,75 @@ def length_cell(entry: Planned) -> str:
     return f"{entry.length}/{entry.limit}" if entry.limit else str(entry.length)
 
 
+def window_json(start: datetime, end: datetime) -> dict[str, str]:
+    return {"from": iso_utc(start), "to": iso_utc(end)}
+
+
+def stream(
+    planned: Iterable[Planned],
+    fmt: str,
+    start: datetime,
+    end: datetime,
+    rows: Sequence[QueueRow] | None = None,
+) -> int:
+    """`plan --format json|jsonl`: each delivery written as it is planned, so memory does not
+    grow with the window. Returns how many deliveries have problems. If planning fails part
+    way, the output still ends as documented (summary of what was written, then the error).
+
+    `rows`: the queue of `plan --with-status`: each delivery gets its `status`, deliveries the
+    ledger holds but the calendars no longer plan come as `unplanned`, and the summary counts
+    the states."""
+    status = {id(r.planned): r for r in rows or () if r.planned is not None}
+
+    def delivery_json(entry: Planned) -> dict[str, Any]:
+        row = status.get(id(entry))
+        data = planned_json(entry)
+        return data if row is None else {**data, "status": queue_json(row)}
+
+    def summary() -> dict[str, Any]:
+        counted: dict[str, Any] = {"deliveries": count, "with_problems": problems}
+        if rows is not None:
+            counted["states"] = state_counts(rows)
+        return counted
+
+    unplanned = [unplanned_json(r) for r in rows or () if r.planned is None]
+    count = problems = 0
+    if fmt == "jsonl":
+        finished = False
+        with JsonLines("commcal.plan/1") as lines:
+            try:
+                for entry in planned:
+                    data = delivery_json(entry)
+                    count += 1  # before the write: see JsonLines.line
+                    problems += not entry.ok
+                    lines.line("delivery", data)
+                for data in unplanned:
+                    lines.line("unplanned", data)
+                finished = True
+            except BaseException as exc:
+                lines.problems(problems_from(exc))
+                raise
+            finally:
+                lines.summary(
+                    window=window_json(start, end), **summary(), ok=finished and not problems
+                )
+        return problems
+    head = {"schema": "commcal.plan/1", "window": window_json(start, end)}
+    with JsonDocument(head, always_problems=False) as doc:
+        doc.array("deliveries")
+        try:
+            for entry in planned:
+                data = delivery_json(entry)
+                count += 1  # before the write: see JsonLines.line
+                problems += not entry.ok
+                doc.append(data)
+            if rows is not None:
+                doc.field("unplanned", unplanned)
+        finally:
+            doc.field("summary", summary())
+    return problems
+
+
 def show(
     planned: list[Planned],
     fmt: str,
@@ -85,23 +163,8 @@ def show(
     """The plan as `fmt`. `rows`: the queue (`commcal.queue`) of `plan --with-status`, each
     delivery with its state; `wide`: every column whatever the terminal's width."""
     problems = sum(1 for p in planned if not p.ok)
-    if fmt == "json":
-        status = {id(r.planned): r for r in rows or () if r.planned is not None}
-        data: dict[str, Any] = {
-            "schema": "commcal.plan/1",
-            "window": {"from": iso_utc(start), "to": iso_utc(end)},
-            "deliveries": [
-                {**planned_json(p), "status": queue_json(status[id(p)])}
-                if id(p) in status
-                else planned_json(p)
-                for p in planned
-            ],
-            "summary": {"deliveries": len(planned), "with_problems": problems},
-        }
-        if rows is not None:
-            data["unplanned"] = [unplanned_json(r) for r in rows if r.planned is None]
-            data["summary"]["states"] = state_counts(rows)
-        write_json(data)
+    if fmt in MACHINE:
+        stream(planned, fmt, start, end, rows)
         return
     if fmt == "markdown":
         _markdown(planned, start, end, tz_name, problems, rows)
@@ -400,9 +463,14 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
         )
 
 
-def show_stopped(problems: list[Problem]) -> None:
-    """`plan --format json` when the project's errors stop it: the same object, nothing
-    planned, and the problems (docs/json.md)."""
+def show_stopped(problems: list[Problem], fmt: str = "json") -> None:
+    """`plan --format json|jsonl` when the project's errors stop it: the same object (or
+    lines), nothing planned, and the problems (docs/json.md)."""
+    if fmt == "jsonl":
+        with JsonLines("commcal.plan/1") as lines:
+            lines.problems(problems)
+            lines.summary(window=None, deliveries=0, with_problems=0, ok=False)
+        return
     write_json(
         {
             "schema": "commcal.plan/1",

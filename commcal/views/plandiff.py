@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from commcal.check import Planned
+from commcal.errors import Problem
 from commcal.plandiff import CHANGES, Change, PlanDiff
 from commcal.timeutil import iso_utc, zone
 from commcal.views.common import console, md_escape, problem_json, write_json
@@ -92,6 +93,23 @@ def change_json(change: Change) -> dict[str, Any]:
         "over_limit": change.over_limit,
         "note": change.note or None,
     }
+
+
+def show_stopped(base: str, problems: list[Problem]) -> None:
+    """`plan --diff --format json` that could not compare (a bad revision, no git): the same
+    object with nothing compared, and why, so stdout stays one JSON document."""
+    write_json(
+        {
+            "schema": "commcal.plan_diff/1",
+            "base": {"revision": base, "commit": None},
+            "window": None,
+            "changes": [],
+            "lint": {"available": False, "new": []},
+            "summary": None,
+            "failed_on": [],
+            "problems": [problem_json(p) for p in problems],
+        }
+    )
 
 
 def show(diff: PlanDiff, fmt: str, tz_name: str, failed: list[str]) -> None:

@@ -5,12 +5,23 @@ from __future__ import annotations
 import sys
 
 from commcal.errors import Problem
-from commcal.views.common import md_escape, problem_json, write_json
+from commcal.views.common import JsonLines, md_escape, problem_json, write_json
 
 
 def show(problems: list[Problem], fmt: str, *, checked: int, calendars: int) -> None:
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors
+    if fmt == "jsonl":
+        with JsonLines("commcal.validate/1") as out:
+            out.problems(problems)
+            out.summary(
+                ok=errors == 0,
+                calendars=calendars,
+                deliveries_checked=checked,
+                errors=errors,
+                warnings=warnings,
+            )
+        return
     if fmt == "json":
         write_json(
             {

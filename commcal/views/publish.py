@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from commcal.errors import Problem
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.timeutil import iso_utc
-from commcal.views.common import console, problem_json, write_json
+from commcal.views.common import MACHINE, JsonDocument, JsonLines, console, problems_from
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -41,34 +43,101 @@ def line(outcome: Outcome) -> str:
 
 
 class Progress:
-    """Plain lines as deliveries finish (stderr), or nothing for JSON output."""
+    """What `publish` writes as deliveries finish: a plain line each on stderr (table and
+    markdown), or, with `--format json`, the `commcal.publish/1` object streamed on stdout (each
+    outcome written as it happens, the counts and problems at the end), or with `--format
+    jsonl` a line per outcome and a summary line last. `already` outcomes (finished in an earlier
+    run) are left out of jsonl and of the stderr lines unless `everything` (`--all`); JSON lists
+    every delivery handled, as its schema says.
 
-    def __init__(self, fmt: str) -> None:
+    Used as a context manager, an error that ends the run still closes the JSON document (or
+    writes a summary line), with the error in its problems."""
+
+    def __init__(self, fmt: str, *, dry_run: bool = False, everything: bool = False) -> None:
         self.fmt = fmt
+        self.dry_run = dry_run
+        self.everything = everything
         self._lock = threading.Lock()
+        self._seen: Counter[OutcomeState] = Counter()  # every outcome handed to `outcome`
+        self._shown: set[int] = set()  # id() of the outcomes handed to `outcome`
+        self._doc: JsonDocument | None = None
+        self._lines = JsonLines("commcal.publish/1") if fmt == "jsonl" else None
+        self._done = False
+        self.at: datetime | None = None  # the run's instant, once known (jsonl: `at_utc`)
+
+    def _document(self) -> JsonDocument:
+        if self._doc is None:
+            self._doc = JsonDocument({"schema": "commcal.publish/1", "dry_run": self.dry_run})
+            self._doc.array("deliveries")
+        return self._doc
+
+    def _listed(self, outcome: Outcome) -> bool:
+        return self.everything or outcome.state is not OutcomeState.ALREADY
 
     def outcome(self, outcome: Outcome) -> None:
-        if self.fmt == "json":
-            return
         with self._lock:
-            sys.stderr.write(line(outcome) + "\n")
-            sys.stderr.flush()
+            self._seen[outcome.state] += 1
+            self._shown.add(id(outcome))
+            if self.fmt == "json":
+                self._document().append(outcome_json(outcome))
+            elif self._lines is not None:
+                if self._listed(outcome):
+                    self._lines.line("delivery", outcome_json(outcome))
+            else:
+                sys.stderr.write(line(outcome) + "\n")
+                sys.stderr.flush()
+
+    def _counts(self) -> dict[str, int]:
+        return {str(state): self._seen[state] for state in OutcomeState if self._seen[state]}
+
+    def finish(self, report: Report) -> None:
+        """The outcomes not handed to `outcome` during the run (those finished earlier, and
+        those a problem blocked), then the end: summary, counts and problems."""
+        for outcome in report.outcomes:
+            if id(outcome) in self._shown:
+                continue
+            # Table lines: only `already` with --all (a blocked item's problems are shown).
+            if self.fmt in MACHINE or (self.everything and outcome.state is OutcomeState.ALREADY):
+                self.outcome(outcome)
+        if self.fmt not in MACHINE:
+            show(report, self.fmt)
+            return
+        self._end(report.ok, report.problems)
+
+    def stopped(self, problems: list[Problem]) -> None:
+        """The run could not start, or was cut short: what was handled, and why."""
+        if self.fmt in MACHINE:
+            self._end(False, problems)
+
+    def _end(self, ok: bool, problems: list[Problem]) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        if self._lines is not None:
+            self._lines.problems(problems)
+            summary: dict[str, Any] = {"dry_run": self.dry_run, "ok": ok}
+            summary["counts"] = self._counts()
+            summary["at_utc"] = iso_utc(self.at) if self.at else None
+            self._lines.summary(**summary)
+            return
+        doc = self._document()
+        doc.field("ok", ok)
+        doc.field("counts", self._counts())
+        doc.add_problems(problems)
+        doc.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not isinstance(exc, SystemExit):
+            self.stopped(problems_from(exc))
 
 
 def show(report: Report, fmt: str) -> None:
+    """The end of a table or markdown run (JSON and JSON lines: `Progress`)."""
     counts = report.counts()
-    if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.publish/1",
-                "dry_run": report.dry_run,
-                "ok": report.ok,
-                "counts": {str(state): n for state, n in counts.items()},
-                "deliveries": [outcome_json(o) for o in report.outcomes],
-                "problems": [problem_json(p) for p in report.problems],
-            }
-        )
-        return
     if not report.outcomes:
         sys.stdout.write("nothing due\n")
         return
@@ -80,18 +149,3 @@ def show(report: Report, fmt: str) -> None:
 
     style = "bold green" if report.ok else "bold red"
     console().print(Text(("dry run: " if report.dry_run else "") + summary, style=style))
-
-
-def show_stopped(problems: list[Problem], *, dry_run: bool = False) -> None:
-    """The JSON object of a publish run that could not start (errors in commcal.yaml, no
-    channels, a ledger that cannot be opened): nothing handled, and why."""
-    write_json(
-        {
-            "schema": "commcal.publish/1",
-            "dry_run": dry_run,
-            "ok": False,
-            "counts": {},
-            "deliveries": [],
-            "problems": [problem_json(p) for p in problems],
-        }
-    )

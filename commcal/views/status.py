@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
-from commcal.views.common import console, md_escape, write_json
+from commcal.views.common import JsonDocument, JsonLines, console, md_escape, write_json
 
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
@@ -82,14 +82,20 @@ def show_records(
 ) -> None:
     """Deliveries as stored. Tables show times in `tz_name` (the project's zone; None: UTC)
     and ids whole: at least as long as `retry` and `resolve` need."""
+    counted = {str(k): v for k, v in counts.items()}
+    if fmt == "jsonl":
+        with JsonLines("commcal.status/1") as lines:
+            for r in records:
+                lines.line("delivery", record_json(r))
+            lines.summary(counts=counted)
+        return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.status/1",
-                "counts": {str(k): v for k, v in counts.items()},
-                "deliveries": [record_json(r) for r in records],
-            }
-        )
+        with JsonDocument(
+            {"schema": "commcal.status/1", "counts": counted}, always_problems=False
+        ) as doc:
+            doc.array("deliveries")
+            for r in records:
+                doc.append(record_json(r))
         return
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
     due = f"due ({zone_label(tz_name)})"
@@ -136,24 +142,32 @@ WIDE_STATUS = 110
 WHOLE = ("id", "state", "tries", "due (", "at (")
 
 
+def attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "at": iso_utc(a.at),
+        "worker": a.worker,
+        "event": a.event,
+        "error": a.error,
+        "remote_id": a.remote_id,
+    }
+
+
 def show_history(
     record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str, tz_name: str | None = None
 ) -> None:
+    if fmt == "jsonl":
+        with JsonLines("commcal.history/1") as lines:
+            lines.line("delivery", record_json(record))
+            for a in attempts:
+                lines.line("event", attempt_json(a))
+            lines.summary(id=record.id, state=str(record.state))
+        return
     if fmt == "json":
         write_json(
             {
                 "schema": "commcal.history/1",
                 "delivery": record_json(record),
-                "history": [
-                    {
-                        "at": iso_utc(a.at),
-                        "worker": a.worker,
-                        "event": a.event,
-                        "error": a.error,
-                        "remote_id": a.remote_id,
-                    }
-                    for a in attempts
-                ],
+                "history": [attempt_json(a) for a in attempts],
             }
         )
         return
@@ -171,24 +185,26 @@ def show_history(
     )
 
 
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    return {
+        "name": w.name,
+        "host": w.host,
+        "pid": w.pid,
+        "last_seen": iso_utc(w.last_seen),
+        "info": w.info,
+        "holding": w.holding,
+    }
+
+
 def show_workers(workers: Sequence[WorkerInfo], fmt: str, tz_name: str | None = None) -> None:
+    if fmt == "jsonl":
+        with JsonLines("commcal.workers/1") as lines:
+            for w in workers:
+                lines.line("worker", worker_json(w))
+            lines.summary(workers=len(workers))
+        return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.workers/1",
-                "workers": [
-                    {
-                        "name": w.name,
-                        "host": w.host,
-                        "pid": w.pid,
-                        "last_seen": iso_utc(w.last_seen),
-                        "info": w.info,
-                        "holding": w.holding,
-                    }
-                    for w in workers
-                ],
-            }
-        )
+        write_json({"schema": "commcal.workers/1", "workers": [worker_json(w) for w in workers]})
         return
     rows = [
         [w.name, w.host, str(w.pid), local_time(w.last_seen, tz_name), w.info, str(w.holding)]
