@@ -73,7 +73,7 @@ def test_plan_help_at_80_columns_reads_as_words() -> None:
     text = help_of(("plan",))
     assert "--days N " in text
     assert "[1 to 3660]" in text
-    assert "-f, --format FORMAT  Output: table, json, markdown." in text
+    assert "-f, --format FORMAT  Output: table, json, jsonl, markdown;" in text
     assert "--state URL" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
@@ -109,7 +109,7 @@ def test_shell_completion_is_installed_and_completes_commands_and_choices() -> N
 
     assert complete("commcal pl", 1) == ["plan"]
     assert "--with-status" in complete("commcal plan --with", 2)
-    assert complete("commcal plan --format ", 3) == ["table", "json", "markdown"]
+    assert complete("commcal plan --format ", 3) == ["table", "json", "jsonl", "markdown"]
     assert complete("commcal status --only-state ", 3) == [
         "pending",
         "claimed",

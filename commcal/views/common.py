@@ -74,6 +74,7 @@ class JsonDocument:
         self._lock = threading.RLock()
         self._fields = 0
         self._in_array = -1  # elements written in the open array, -1 when none is open
+        self.appended = 0  # elements written in all arrays: what a summary may count
         self._problems: list[Problem] = []
         self._closed = False
         self._out.write("{")
@@ -111,6 +112,7 @@ class JsonDocument:
             assert self._in_array >= 0, "append outside an array"
             text = ("," if self._in_array else "") + "\n    " + _indented(element, 2)
             self._in_array += 1  # first: see JsonLines.line
+            self.appended += 1
             self._out.write(text)
             self._out.flush()
 

@@ -106,21 +106,21 @@ def stream(
         data = planned_json(entry)
         return data if row is None else {**data, "status": queue_json(row)}
 
-    def summary() -> dict[str, Any]:
-        counted: dict[str, Any] = {"deliveries": count, "with_problems": problems}
+    def summary(written: int) -> dict[str, Any]:
+        # What the writer wrote, not what was counted before it: a Ctrl-C can land between.
+        counted: dict[str, Any] = {"deliveries": written, "with_problems": problems}
         if rows is not None:
             counted["states"] = state_counts(rows)
         return counted
 
     unplanned = [unplanned_json(r) for r in rows or () if r.planned is None]
-    count = problems = 0
+    problems = 0
     if fmt == "jsonl":
         finished = False
         with JsonLines("commcal.plan/1") as lines:
             try:
                 for entry in planned:
                     data = delivery_json(entry)
-                    count += 1  # before the write: see JsonLines.line
                     problems += not entry.ok
                     lines.line("delivery", data)
                 for data in unplanned:
@@ -131,7 +131,9 @@ def stream(
                 raise
             finally:
                 lines.summary(
-                    window=window_json(start, end), **summary(), ok=finished and not problems
+                    window=window_json(start, end),
+                    **summary(lines.written.get("delivery", 0)),
+                    ok=finished and not problems,
                 )
         return problems
     head = {"schema": "commcal.plan/1", "window": window_json(start, end)}
@@ -140,13 +142,12 @@ def stream(
         try:
             for entry in planned:
                 data = delivery_json(entry)
-                count += 1  # before the write: see JsonLines.line
                 problems += not entry.ok
                 doc.append(data)
             if rows is not None:
                 doc.field("unplanned", unplanned)
         finally:
-            doc.field("summary", summary())
+            doc.field("summary", summary(doc.appended))
     return problems
 
 
