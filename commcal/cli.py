@@ -236,8 +236,12 @@ def validate(
     ] = 30,
     now: NowOption = None,
     format: FormatOption = Format.table,
+    lint: Annotated[
+        bool, typer.Option(help="Check cadence (lint: in commcal.yaml) in the window too.")
+    ] = True,
 ) -> None:
-    """Check config, calendars and templates; render and check every delivery in the window.
+    """Check config, calendars and templates; render and check every delivery in the window,
+    and lint its cadence (spacing, quiet and staffed hours, rate limits ...).
 
     Exit 0 when all is well, 1 when calendars or messages have problems, 2 when commcal.yaml does.
 
@@ -248,7 +252,7 @@ def validate(
 
     project = _load(format, lambda problems: view.show(problems, "json", checked=0, calendars=0))
     start = _now(now)
-    result = check_project(project, window.Span(start, start + timedelta(days=days)))
+    result = check_project(project, window.Span(start, start + timedelta(days=days)), lint=lint)
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -13,6 +13,7 @@ from typing import Any
 from commcal.calendar.fields import Reader
 from commcal.calendar.yamlnodes import Node, load
 from commcal.errors import ConfigError, Pos, Problem
+from commcal.lintconfig import LintConfig, read_lint
 from commcal.timeutil import zone, zone_suggestions
 
 # A `${NAME}` reference to an environment variable in commcal.yaml.
@@ -51,6 +52,7 @@ TOP_KEYS = (
     "vars",
     "links",
     "members",
+    "lint",
 )
 MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
@@ -102,6 +104,9 @@ class Config:
     vars: Mapping[str, Any] = field(default_factory=dict)
     links: LinkConfig = LinkConfig()
     members: MemberConfig = MemberConfig()
+    lint: LintConfig = field(
+        default_factory=LintConfig
+    )  # cadence rules `validate` checks (commcal.lint)
 
     def member_secret(self, env: Mapping[str, str] | None = None) -> str | None:
         """The members secret's value, or None when unset (plan and preview do without)."""
@@ -259,6 +264,9 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
         values["channels"] = _read_channels(reader, n)
     if (n := node.get("members")) is not None and reader.mapping(n, "members", MEMBER_KEYS):
         values["members"] = _read_members(reader, n)
+    if (n := node.get("lint")) is not None:
+        kinds = {name: spec.type for name, spec in values.get("channels", {}).items()}
+        values["lint"] = read_lint(reader, n, kinds)
     return Config(root=root, **values)
 
 

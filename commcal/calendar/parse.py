@@ -25,10 +25,22 @@ from commcal.calendar.model import (
 )
 from commcal.calendar.yamlnodes import Node
 from commcal.config import Config, read_locale, read_zone
+from commcal.lintconfig import read_item_lint, read_replies, read_staff
 
-CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items")
+CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items", "staff")
 DEFAULT_KEYS = ("channels", "template", "kind")
-BASE_KEYS = ("id", "kind", "title", "channels", "template", "vars", "draft", "notes")
+BASE_KEYS = (
+    "id",
+    "kind",
+    "title",
+    "channels",
+    "template",
+    "vars",
+    "draft",
+    "notes",
+    "replies",
+    "lint",
+)
 SCHEDULE_KEYS = ("at", "dates", "schedule")
 AUDIENCE_KEYS = ("audience", "where", "send_at")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
@@ -119,6 +131,8 @@ def parse_calendar(
             items.append(item)
         if items_node.kind != "seq":
             file_errors += 1
+    # Read after the items: a bad staff: line concerns lint alone, so it stops no publishing.
+    staff = read_staff(reader, n) if (n := node.get("staff")) is not None else ()
     name_node = node.get("calendar")
     calendar = Calendar(
         name,
@@ -130,6 +144,7 @@ def parse_calendar(
         name_node.pos if name_node else None,
         broken_items=frozenset(broken),
         broken=file_errors > 0,
+        staff=staff,
     )
     return calendar, reader.problems
 
@@ -252,6 +267,10 @@ def _item(
         if kind == "poll":
             fields["poll"] = _poll(reader, node, where)
     fields.update(_audience(reader, node, where, kind, audiences))
+    if (n := node.get("replies")) is not None:
+        fields["replies"] = read_replies(reader, n, where)
+    if (n := node.get("lint")) is not None:
+        fields["lint_skip"] = read_item_lint(reader, n, where)
     if item_id is None:
         return None
     return Item(
