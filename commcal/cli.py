@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.import_cli import import_app
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -879,6 +880,7 @@ def unsubscribe_server(
 
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
+app.add_typer(import_app, name="import")  # commcal/import_cli.py
 
 
 @contest_app.callback()
