@@ -180,7 +180,7 @@ def _local(when: datetime, zone_name: str) -> str:
     return f"{when.astimezone(zone(zone_name)):%Y-%m-%d %H:%M} {zone_name}"
 
 
-def _names(items: Sequence[Item], most: int = 5) -> str:
+def _names(items: Sequence[Item], most: int = 10) -> str:
     shown = ", ".join(_where(i) for i in items[:most])
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
