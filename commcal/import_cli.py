@@ -14,7 +14,7 @@ import_app = typer.Typer(no_args_is_help=True)
 def import_group() -> None:
     """Create calendar items in bulk from other tools' exports.
 
-    Example: commcal import csv posts.csv --output calendars/spring.yaml
+    Example: commcal import csv examples/posts.csv --output calendars/spring.yaml
     """
 
 
@@ -40,7 +40,7 @@ def import_csv(
     (the project's zone), channels, and text or template; optional id, title, vars, vars.NAME.
     Every bad row is reported with its row number (the header is row 1) and nothing is written.
 
-    Example: commcal import csv posts.csv --calendar spring --force
+    Example: commcal import csv examples/posts.csv --calendar spring --force
     """
     import sys
 
@@ -69,7 +69,8 @@ def import_csv(
         raise typer.Exit(exc.exit_code) from None
     for extra in written[:-1]:
         typer.echo(f"wrote {extra} (the template of rows with text)")
-    typer.echo(f"wrote {written[-1]}: {imported.items} items in calendar {imported.calendar!r}")
+    count = f"{imported.items} item{'s' if imported.items != 1 else ''}"
+    typer.echo(f"wrote {written[-1]}: {count} in calendar {imported.calendar!r}")
 
 
 def _read(path: Path) -> bytes:
