@@ -101,7 +101,7 @@ def test_a_stray_quote_is_a_row_numbered_error(root: Path) -> None:
     assert not (root / "calendars").exists()
     code, _, err = run(root, "import", "csv", "-", stdin=csv.rsplit(b"2026-12-08", 1)[0])
     assert code == 0, err
-    assert "text: say \"hi\" now" in (root / "calendars" / "imported.yaml").read_text()
+    assert 'text: say "hi" now' in (root / "calendars" / "imported.yaml").read_text()
 
 
 def test_header_typos_get_did_you_mean(root: Path) -> None:
