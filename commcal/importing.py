@@ -336,6 +336,16 @@ class _Flow(list[str]):
     """A list written on one line: `channels: [mastodon, bluesky]`."""
 
 
+# Line breaks YAML knows besides \n: PyYAML writes them raw in plain and single-quoted text,
+# where a reader folds them into spaces; double quotes escape them.
+_BREAKS = frozenset("\x85\u2028\u2029")
+
+
+def _text(dumper: Any, value: str) -> Any:
+    style = '"' if _BREAKS.intersection(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
 def _yaml(
     calendar: str, timezone: str, items: list[dict[str, Any]], source: str, count: int
 ) -> str:
@@ -355,6 +365,7 @@ def _yaml(
     Dumper.add_representer(
         _Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
     )
+    Dumper.add_representer(str, _text)
     body = yaml.dump(
         {"calendar": calendar, "timezone": timezone, "items": items},
         Dumper=Dumper,

@@ -4,14 +4,22 @@ written; a BOM, `;` delimiters, stray quotes, Greek and Swahili text and stdin a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from commcal.calendar.parse import parse_calendar
+from commcal.calendar.yamlnodes import parse
 from commcal.cli import app
+from commcal.importing import import_csv
+from commcal.project import Project, load_project
 from tests.conftest import MakeProject
 
 CONFIG = """\
@@ -163,3 +171,43 @@ def test_duplicate_ids_and_generated_ones(root: Path) -> None:
     code, _, err = run(root, "import", "csv", "-", stdin=csv.rsplit(b"tip", 1)[0] + b"\n")
     written = (root / "calendars" / "imported.yaml").read_text()
     assert "id: post-20261207-0900\n" in written and "id: post-20261207-0900-2\n" in written
+
+
+@pytest.fixture(scope="module")
+def plain_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("import-properties")
+    (root / "commcal.yaml").write_text(CONFIG, encoding="utf-8")
+    (root / "templates" / "posts").mkdir(parents=True)
+    (root / "templates" / "posts" / "text.j2").write_text("{{ text }}", encoding="utf-8")
+    return load_project(root, env={})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    texts=st.lists(
+        st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40).filter(
+            lambda t: t.strip() and "\r" not in t
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_any_text_comes_back_exactly_from_the_calendar_written(
+    plain_project: Project, texts: list[str], delimiter: str
+) -> None:
+    """Whatever a cell holds (quotes, delimiters, line breaks, `- `, `yes`, `1:30`, `#`,
+    Greek, emoji), the calendar written reads back the same text, with no problem."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(["date", "time", "channels", "text"])
+    for n, text in enumerate(texts):
+        writer.writerow([f"2026-12-{n + 1:02d}", "09:00", "chat", text])
+    imported = import_csv(plain_project, out.getvalue().encode(), "x.csv", "props")
+    node, problems = parse(imported.text, "calendars/props.yaml")
+    assert node is not None and problems == []
+    calendar, found = parse_calendar(
+        node, "calendars/props.yaml", plain_project.config, "props", {"posts/text"}
+    )
+    assert calendar is not None and found == []
+    assert [i.vars["text"] for i in calendar.items] == [t.strip() for t in texts]
