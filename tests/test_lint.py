@@ -10,10 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.lint import RateLimits, lint_findings
+from commcal.lintconfig import RULES
 from commcal.project import load_project
 from commcal.window import instant
 from tests.conftest import MakeProject
@@ -155,17 +158,7 @@ def test_nothing_else_is_found(root: Path) -> None:
     staff, and the Discord burst on another channel is no spacing problem of chat."""
     _, output = validate(root, "-f", "json")
     problems = json.loads(output)["problems"]
-    assert sorted(p["message"].split(":")[0] for p in problems) == sorted(
-        [
-            "max_silence",
-            "min_spacing",
-            "max_per_day",
-            "quiet_hours",
-            "staffed_hours",
-            "blackout",
-            "rate_budget",
-        ]
-    )
+    assert sorted(p["message"].split(":")[0] for p in problems) == sorted(RULES)
 
 
 def test_no_lint_leaves_cadence_alone(root: Path) -> None:
@@ -342,3 +335,31 @@ def test_the_bundled_example_has_no_finding(now: str) -> None:
     assert lint_findings(project, start, start + timedelta(days=120)) == []
     result = CliRunner().invoke(app, ["-C", str(ROOT), "validate", "--now", now, "--days", "120"])
     assert result.exit_code == 0 and "no problems" in result.stdout, result.output
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=14))
+def test_the_sliding_budget_agrees_with_counting_every_window(seconds: list[int]) -> None:
+    """Discord's 5 per 2 seconds, for posts at these seconds past 12:00: a finding exactly
+    when some 2-second window (t-2s, t] holds more than 5 of them."""
+    import tempfile
+
+    over = any(sum(1 for s in seconds if t - 2 < s <= t) > 5 for t in seconds)
+    calendar = "items:\n" + "".join(
+        f"  - {{id: p{n}, channels: [hook], template: posts/tip, at: 2026-12-03 12:00:{s:02d}}}\n"
+        for n, s in enumerate(seconds)
+    )
+    config = "timezone: UTC\nchannels:\n  hook: {type: discord, webhook_url: '${HOOK}'}\n"
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "commcal.yaml").write_text(config, encoding="utf-8")
+        (root / "calendars").mkdir()
+        (root / "calendars" / "c.yaml").write_text(calendar, encoding="utf-8")
+        (root / "templates" / "posts").mkdir(parents=True)
+        (root / "templates" / "posts" / "tip.j2").write_text("Tip", encoding="utf-8")
+        project = load_project(root, env={})
+        assert project.errors == []
+        start = instant(NOW, "--now")
+        found = lint_findings(project, start, instant("2026-12-04T00:00:00Z", "x"))
+    assert bool(found) is over, [str(p) for p in found]
+    assert all(p.message.startswith("rate_budget: ") for p in found)
