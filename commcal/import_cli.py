@@ -67,6 +67,11 @@ def import_csv(
     except CommcalError as exc:
         typer.echo(f"commcal: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    if path.resolve().parent != (root / "calendars").resolve():
+        typer.echo(
+            f"note: {path} is not in {root / 'calendars'}: commcal reads calendars/*.yaml only",
+            err=True,
+        )
     for extra in written[:-1]:
         typer.echo(f"wrote {extra} (the template of rows with text)")
     count = f"{imported.items} item{'s' if imported.items != 1 else ''}"

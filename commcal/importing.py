@@ -29,7 +29,7 @@ VAR_COLUMN = "vars."  # vars.topic: one template variable per column
 TEXT_TEMPLATE = "posts/text"
 TEXT_TEMPLATE_SOURCE = "{{ text }}"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")  # seconds: spreadsheets add them
 _SPLIT = re.compile(r"[\s,;|]+")
 DELIMITERS = (",", ";", "\t")
 
@@ -233,7 +233,10 @@ def _row(
 
     day = _date(cells.get("date", ""))
     if day is None:
-        bad(f"date {cells.get('date', '')!r} is not a date like 2026-12-07")
+        bad(
+            f"date {cells.get('date', '')!r} is not a date like 2026-12-07",
+            "format the column as YYYY-MM-DD before exporting: 07/12/2026 is ambiguous",
+        )
     clock = _TIME.match(cells.get("time", ""))
     if clock is None:
         bad(f"time {cells.get('time', '')!r} is not a time like 09:00 (24-hour)")
@@ -265,12 +268,13 @@ def _row(
         )
     if len(problems) > before or day is None or clock is None:
         return None
-    when = datetime(day.year, day.month, day.day, int(clock.group(1)), int(clock.group(2)))
+    hour, minute, second = (int(g or 0) for g in clock.groups())
+    when = datetime(day.year, day.month, day.day, hour, minute, second)
     item: dict[str, Any] = {"id": item_id}
     if cells.get("title"):
         item["title"] = cells["title"]
     item["channels"] = _Flow(channels)
-    item["at"] = f"{when:%Y-%m-%d %H:%M}"
+    item["at"] = f"{when:%Y-%m-%d %H:%M}" + (f":{second:02d}" if second else "")
     item["template"] = template or TEXT_TEMPLATE
     if text:
         values["text"] = text

@@ -83,7 +83,8 @@ def test_every_bad_row_is_reported_with_its_number_and_nothing_is_written(root: 
     code, out, err = run(root, "import", "csv", str(root / "bad.csv"))
     assert code == 1 and out == ""
     assert err.splitlines() == [
-        f"{root / 'bad.csv'}:3: error: row 3: date '2026-13-07' is not a date like 2026-12-07",
+        f"{root / 'bad.csv'}:3: error: row 3: date '2026-13-07' is not a date like 2026-12-07 "
+        "(format the column as YYYY-MM-DD before exporting: 07/12/2026 is ambiguous)",
         f"{root / 'bad.csv'}:4: error: row 4: time '9.00' is not a time like 09:00 (24-hour)",
         f"{root / 'bad.csv'}:5: error: row 5: unknown channel 'chta' (not in commcal.yaml) "
         "(did you mean 'chat'?)",
@@ -126,7 +127,7 @@ def test_bom_semicolons_greek_swahili_vars_and_stdin(root: Path) -> None:
     csv = (
         "\ufeffdate;time;channels;text;template;vars;vars.ujumbe\n"
         '2026-12-07;09:00;chat, sky;"Καλημέρα; σήμερα φακές";;;\n'
-        '2026-12-08;18:30;chat;;posts/karibu;jina=Juma;"Karibu jikoni, leo wali wa nazi"\n'
+        '2026-12-08;18:30:00;chat;;posts/karibu;jina=Juma;"Karibu jikoni, leo wali wa nazi"\n'
     ).encode()
     code, out, err = run(root, "import", "csv", "-", "--calendar", "jikoni", stdin=csv)
     assert (code, err) == (0, ""), err
