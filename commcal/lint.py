@@ -134,6 +134,7 @@ class _Post:
     zone: str  # the readers' zone: the calendar's, or the members' (send_at: local)
     occurrence: datetime
     weight: int  # mails it stands for (an audience), else 1
+    zone_delivery: bool  # one of the deliveries of a send_at: local mail, one per zone
 
 
 def lint_findings(
@@ -169,6 +170,7 @@ def _post(delivery: Delivery) -> _Post:
         delivery.zone or delivery.item.timezone,
         delivery.occurrence.when,
         weight,
+        bool(delivery.zone),
     )
 
 
@@ -199,16 +201,26 @@ class _Findings:
         self.config = config
         self.groups: dict[tuple[str, Pos, object], _Group] = {}
 
-    def applies(self, rule: str, post: _Post) -> bool:
-        settings = self.config.rule(rule)
-        return (
-            settings.enabled
-            and rule not in post.item.lint_skip
-            and (not settings.channels or post.channel in settings.channels)
-        )
-
     def posts(self, rule: str, posts: Iterable[_Post]) -> list[_Post]:
-        return [p for p in posts if self.applies(rule, p)]
+        """The posts `rule` looks at: its channels', leaving out items that skip it."""
+        settings = self.config.rule(rule)
+        if not settings.enabled:
+            return []
+        only = settings.channels
+        return [
+            p
+            for p in posts
+            if (not p.item.lint_skip or rule not in p.item.lint_skip)
+            and (not only or p.channel in only)
+        ]
+
+    def repeat(self, rule: str, pos: Pos, key: object) -> bool:
+        """Whether (rule, pos, key) was found before; if so it is counted once more, and
+        the caller need not write the message again."""
+        group = self.groups.get((rule, pos, key))
+        if group is not None:
+            group.count += 1
+        return group is not None
 
     def add(
         self, rule: str, pos: Pos, key: object, message: str, hint: str, count: int = 1
@@ -248,14 +260,18 @@ def _skip_hint(rule: str) -> str:
 def _by_channel(posts: Iterable[_Post]) -> dict[str, list[_Post]]:
     """Posts per channel in time order, one per occurrence (the members' zones of one mail
     are one post to the rules of cadence)."""
-    channels: dict[str, dict[tuple[str, str, datetime], _Post]] = defaultdict(dict)
+    channels: dict[str, list[_Post]] = defaultdict(list)
+    seen: set[tuple[str, str, datetime, str]] = set()
     for post in posts:
-        key = (post.item.calendar, post.item.id, post.occurrence)
-        channels[post.channel].setdefault(key, post)
-    return {
-        name: sorted(found.values(), key=lambda p: (p.occurrence, p.item.calendar, p.item.id))
-        for name, found in channels.items()
-    }
+        if post.zone_delivery:
+            key = (post.item.calendar, post.item.id, post.occurrence, post.channel)
+            if key in seen:
+                continue
+            seen.add(key)
+        channels[post.channel].append(post)
+    for found in channels.values():  # in time order already, unless zones were in
+        found.sort(key=lambda p: p.occurrence)
+    return channels
 
 
 def _max_silence(
@@ -299,6 +315,9 @@ def _max_silence(
                 continue
             at = after or before
             assert at is not None
+            key = (channel, before.item.id if before else "", after.item.id if after else "")
+            if found.repeat("max_silence", at.item.pos, key):
+                continue
             since = (
                 f"{_where(before.item)} on {_local(a, before.zone)}"
                 if before
@@ -312,7 +331,7 @@ def _max_silence(
             found.add(
                 "max_silence",
                 at.item.pos,
-                (channel, before.item.id if before else "", after.item.id if after else ""),
+                key,
                 f"nothing goes out on {channel} for {format_duration(b - a)}, from {since} "
                 f"to {until}, longer than {format_duration(limit)}",
                 hint,
@@ -328,6 +347,8 @@ def _min_spacing(posts: list[_Post], found: _Findings) -> None:
             gap = b.occurrence - a.occurrence
             # One item's own steps (an event's reminders) are spaced on purpose by its author.
             if gap >= limit or (a.item.calendar, a.item.id) == (b.item.calendar, b.item.id):
+                continue
+            if found.repeat("min_spacing", b.item.pos, (channel, a.item.calendar, a.item.id)):
                 continue
             apart = f"{format_duration(gap)} after" if gap else "at the same time as"
             found.add(
@@ -354,10 +375,13 @@ def _max_per_day(project: Project, posts: list[_Post], found: _Findings) -> None
             if len(same) <= most:
                 continue
             items = list({(p.item.calendar, p.item.id): p.item for p in same}.values())
+            key = (channel, tuple((i.calendar, i.id) for i in items))
+            if found.repeat("max_per_day", same[most].item.pos, key):
+                continue
             found.add(
                 "max_per_day",
                 same[most].item.pos,
-                (channel, tuple((i.calendar, i.id) for i in items)),
+                key,
                 f"{len(same)} posts on {channel} on {day} ({project.config.timezone}), more "
                 f"than {most} a day: {_names(items)}",
                 "move some to another day, " + _skip_hint("max_per_day"),
