@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from plan_year import START, TOKEN_VAR, write_project  # noqa: E402
+from plan_year import START, TOKEN_VAR, write_project
 
 TARGET = 1.0
 LINT = """

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from commcal.calendar.model import Item
 from commcal.deliveries import Delivery, deliveries
-from commcal.errors import Pos, Problem
+from commcal.errors import Pos, Problem, sorted_problems
 from commcal.lintconfig import REPLY_KINDS, LintConfig
 from commcal.project import Project
 from commcal.timeutil import format_duration, zone
@@ -143,8 +143,8 @@ def lint_findings(
     end: datetime,
     planned: Iterable[Delivery] | None = None,
 ) -> list[Problem]:
-    """Every cadence finding over the deliveries in [start, end): `planned` when the caller
-    has them already (validate), else expanded here."""
+    """Every cadence finding over the deliveries in [start, end), sorted by file and line:
+    `planned` when the caller has them already (validate), else expanded here."""
     if planned is None:
         planned = deliveries(project, start, end, broken=[])
     posts = [_post(d) for d in planned if not d.item.draft]
@@ -157,7 +157,7 @@ def lint_findings(
     _staffed_hours(project, posts, findings)
     _blackout(posts, findings)
     _rate_budget(posts, findings)
-    return findings.problems()
+    return sorted_problems(findings.problems())
 
 
 def _post(delivery: Delivery) -> _Post:
