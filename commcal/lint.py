@@ -149,10 +149,10 @@ def lint_findings(
         planned = deliveries(project, start, end, broken=[])
     posts = [_post(d) for d in planned if not d.item.draft]
     config = project.config.lint
-    findings = _Findings(config)
-    _max_silence(project, posts, start, end, findings)
-    _min_spacing(posts, findings)
-    _max_per_day(project, posts, findings)
+    findings = _Findings(config, posts)
+    _max_silence(project, start, end, findings)
+    _min_spacing(findings)
+    _max_per_day(project, findings)
     _quiet_hours(posts, findings)
     _staffed_hours(project, posts, findings)
     _blackout(posts, findings)
@@ -197,9 +197,25 @@ class _Group:
 class _Findings:
     """Findings grouped by rule, position and a key: repeats are counted, not repeated."""
 
-    def __init__(self, config: LintConfig) -> None:
+    def __init__(self, config: LintConfig, posts: list[_Post]) -> None:
         self.config = config
         self.groups: dict[tuple[str, Pos, object], _Group] = {}
+        self.all_posts = posts
+        self._channels: dict[str, list[_Post]] | None = None
+
+    def by_channel(self, rule: str) -> dict[str, list[_Post]]:
+        """`_by_channel` of the posts `rule` looks at, made once for every rule."""
+        if self._channels is None:
+            self._channels = _by_channel(self.all_posts)
+        settings = self.config.rule(rule)
+        if not settings.enabled:
+            return {}
+        only = settings.channels
+        return {
+            name: [p for p in found if not p.item.lint_skip or rule not in p.item.lint_skip]
+            for name, found in self._channels.items()
+            if not only or name in only
+        }
 
     def posts(self, rule: str, posts: Iterable[_Post]) -> list[_Post]:
         """The posts `rule` looks at: its channels', leaving out items that skip it."""
@@ -274,15 +290,13 @@ def _by_channel(posts: Iterable[_Post]) -> dict[str, list[_Post]]:
     return channels
 
 
-def _max_silence(
-    project: Project, posts: list[_Post], start: datetime, end: datetime, found: _Findings
-) -> None:
+def _max_silence(project: Project, start: datetime, end: datetime, found: _Findings) -> None:
     limit = found.config.max_silence
     rule = found.config.rule("max_silence")
     if limit is None or not rule.enabled:
         return
     tz = project.config.timezone
-    by_channel = _by_channel(found.posts("max_silence", posts))
+    by_channel = found.by_channel("max_silence")
     used = rule.channels or sorted(
         {
             c
@@ -338,11 +352,11 @@ def _max_silence(
             )
 
 
-def _min_spacing(posts: list[_Post], found: _Findings) -> None:
+def _min_spacing(found: _Findings) -> None:
     limit = found.config.min_spacing
     if limit is None or not found.config.rule("min_spacing").enabled:
         return
-    for channel, times in _by_channel(found.posts("min_spacing", posts)).items():
+    for channel, times in found.by_channel("min_spacing").items():
         for a, b in pairwise(times):
             gap = b.occurrence - a.occurrence
             # One item's own steps (an event's reminders) are spaced on purpose by its author.
@@ -362,12 +376,12 @@ def _min_spacing(posts: list[_Post], found: _Findings) -> None:
             )
 
 
-def _max_per_day(project: Project, posts: list[_Post], found: _Findings) -> None:
+def _max_per_day(project: Project, found: _Findings) -> None:
     most = found.config.max_per_day
     if most is None or not found.config.rule("max_per_day").enabled:
         return
     tz = zone(project.config.timezone)
-    for channel, times in _by_channel(found.posts("max_per_day", posts)).items():
+    for channel, times in found.by_channel("max_per_day").items():
         days: dict[object, list[_Post]] = defaultdict(list)
         for post in times:
             days[post.occurrence.astimezone(tz).date()].append(post)
