@@ -148,7 +148,7 @@ def lint_findings(
     if planned is None:
         planned = deliveries(project, start, end, broken=[])
     posts = [_post(d) for d in planned if not d.item.draft]
-    config = project.config.lint
+    config = project.config.lint or LintConfig()
     findings = _Findings(config, posts)
     _max_silence(project, start, end, findings)
     _min_spacing(findings)

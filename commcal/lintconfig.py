@@ -43,7 +43,7 @@ DEFAULT_SEVERITY: Mapping[str, str] = {
 }
 # Kinds whose deliveries invite replies (staffed_hours), unless the item says `replies: none`.
 REPLY_KINDS = frozenset({"poll", "contest", "event"})
-REPLIES = ("expected", "none")
+REPLIES = ("expected", "none")  # an item's `replies:` (read in commcal.calendar.parse)
 
 _CLOCK = r"([01]?\d|2[0-4]):([0-5]\d)"
 _HOURS = re.compile(rf"^\s*{_CLOCK}\s*-\s*{_CLOCK}\s*$")
@@ -339,7 +339,3 @@ def read_item_lint(reader: Reader, node: Node, where: str) -> frozenset[str]:
         for n in reader.sequence(skip, "skip", allow_single=True)
     ]
     return frozenset(n for n in names if n)
-
-
-def read_replies(reader: Reader, node: Node, where: str) -> str:
-    return reader.choice(node, f"{where} replies", REPLIES) or ""

@@ -25,7 +25,6 @@ from commcal.calendar.model import (
 )
 from commcal.calendar.yamlnodes import Node
 from commcal.config import Config, read_locale, read_zone
-from commcal.lintconfig import read_item_lint, read_replies, read_staff
 
 CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items", "staff")
 DEFAULT_KEYS = ("channels", "template", "kind")
@@ -132,7 +131,11 @@ def parse_calendar(
         if items_node.kind != "seq":
             file_errors += 1
     # Read after the items: a bad staff: line concerns lint alone, so it stops no publishing.
-    staff = read_staff(reader, n) if (n := node.get("staff")) is not None else ()
+    staff: tuple[Any, ...] = ()
+    if (n := node.get("staff")) is not None:
+        from commcal.lintconfig import read_staff
+
+        staff = read_staff(reader, n)
     name_node = node.get("calendar")
     calendar = Calendar(
         name,
@@ -268,8 +271,11 @@ def _item(
             fields["poll"] = _poll(reader, node, where)
     fields.update(_audience(reader, node, where, kind, audiences))
     if (n := node.get("replies")) is not None:
-        fields["replies"] = read_replies(reader, n, where)
+        # commcal.lintconfig.REPLIES, written out: lintconfig is imported only for lint: keys
+        fields["replies"] = reader.choice(n, f"{where} replies", ("expected", "none")) or ""
     if (n := node.get("lint")) is not None:
+        from commcal.lintconfig import read_item_lint
+
         fields["lint_skip"] = read_item_lint(reader, n, where)
     if item_id is None:
         return None
