@@ -18,6 +18,7 @@ import typer
 from commcal import __version__, window
 from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
+from commcal.import_cli import import_app
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -267,8 +268,12 @@ def validate(
     ] = 30,
     now: NowOption = None,
     format: LongFormatOption = LongFormat.table,
+    lint: Annotated[
+        bool, typer.Option(help="Check cadence (lint: in commcal.yaml) in the window too.")
+    ] = True,
 ) -> None:
-    """Check config, calendars and templates; render and check every delivery in the window.
+    """Check config, calendars and templates; render and check every delivery in the window,
+    and lint its cadence (spacing, quiet and staffed hours, rate limits ...).
 
     Exit 0 when all is well, 1 when calendars or messages have problems, 2 when commcal.yaml does.
 
@@ -279,7 +284,7 @@ def validate(
 
     project = _load(format, lambda found: view.show(found, format.value, checked=0, calendars=0))
     start = _now(now)
-    result = check_project(project, window.Span(start, start + timedelta(days=days)))
+    result = check_project(project, window.Span(start, start + timedelta(days=days)), lint=lint)
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -443,8 +448,6 @@ def _plan_diff(
         raise fail(str(exc), exc.exit_code) from None
     if result.base_problems:
         typer.echo(f"note: {base} has {len(result.base_problems)} problems", err=True)
-    if "lint" in kinds and result.lint is None:
-        typer.echo(view.lint_unavailable_note(), err=True)
     failed = result.failures(kinds)
     view.show(result, format.value, project.config.timezone, failed)
     if failed:
@@ -1045,6 +1048,7 @@ app.add_typer(export_app, name="export")
 
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
+app.add_typer(import_app, name="import")  # commcal/import_cli.py
 
 
 @contest_app.callback()

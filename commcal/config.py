@@ -8,12 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commcal.calendar.fields import Reader
 from commcal.calendar.yamlnodes import Node, load
 from commcal.errors import ConfigError, Pos, Problem
 from commcal.timeutil import zone, zone_suggestions
+
+if TYPE_CHECKING:
+    from commcal.lintconfig import LintConfig
 
 # A `${NAME}` reference to an environment variable in commcal.yaml.
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -51,6 +54,7 @@ TOP_KEYS = (
     "vars",
     "links",
     "members",
+    "lint",
 )
 MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
@@ -102,6 +106,9 @@ class Config:
     vars: Mapping[str, Any] = field(default_factory=dict)
     links: LinkConfig = LinkConfig()
     members: MemberConfig = MemberConfig()
+    # `lint:`, the cadence rules `validate` checks (commcal.lint); None: the defaults. Read
+    # only when written, so a project without it never imports commcal.lintconfig.
+    lint: LintConfig | None = None
 
     def member_secret(self, env: Mapping[str, str] | None = None) -> str | None:
         """The members secret's value, or None when unset (plan and preview do without)."""
@@ -259,6 +266,11 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
         values["channels"] = _read_channels(reader, n)
     if (n := node.get("members")) is not None and reader.mapping(n, "members", MEMBER_KEYS):
         values["members"] = _read_members(reader, n)
+    if (n := node.get("lint")) is not None:
+        from commcal.lintconfig import read_lint
+
+        kinds = {name: spec.type for name, spec in values.get("channels", {}).items()}
+        values["lint"] = read_lint(reader, n, kinds)
     return Config(root=root, **values)
 
 

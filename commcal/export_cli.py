@@ -86,6 +86,7 @@ def export_html(
 
     from commcal import cli, window
     from commcal.export_html import build_page, check_locale, month_window
+    from commcal.lint import lint_findings
 
     project = cli._load()
     cli._stop_on_errors(project)
@@ -96,8 +97,7 @@ def export_html(
         span = month_window(when, zone_name)
     else:
         span = cli._typed(lambda: window.window(when, zone_name, days=days, start=start, end=end))
-    # Lint findings: helper "lint" provides commcal.lint.lint_findings; connected at merge.
-    findings: list[Problem] = []  # LINT HOOK: lint_findings(project, span.start, span.end)
+    findings: list[Problem] = lint_findings(project, span.start, span.end)
     with _suppressions(project, state) as suppressed:
         page = build_page(
             project,

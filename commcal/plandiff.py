@@ -173,27 +173,16 @@ def diff_against(
     return PlanDiff(rev, commit, start, end, changes, unchanged, lint, base.errors)
 
 
-def lint_findings(project: Project, start: datetime, end: datetime) -> list[Problem] | None:
-    """HOOK for the lead at merge: the cadence lint (`commcal.lint.lint_findings`, made in the
-    "lint" branch). None while this build has no `commcal.lint`: `--fail-on lint` then warns
-    that it checked nothing (commcal.views.plandiff) instead of failing or passing silently."""
-    import importlib
+def lint_findings(project: Project, start: datetime, end: datetime) -> list[Problem]:
+    """The cadence lint of one side (`commcal.lint`, as `validate` runs it)."""
+    from commcal.lint import lint_findings as lint
 
-    try:
-        module: Any = importlib.import_module("commcal.lint")
-    except ModuleNotFoundError:
-        return None
-    find = getattr(module, "lint_findings", None)
-    if find is None:
-        return None
-    return list(find(project, start, end))
+    return lint(project, start, end)
 
 
 def _new_lint(base: Project, head: Project, start: datetime, end: datetime) -> list[Problem] | None:
     found = lint_findings(head, start, end)
-    if found is None:
-        return None
-    before = Counter((p.pos.path, p.message) for p in lint_findings(base, start, end) or [])
+    before = Counter((p.pos.path, p.message) for p in lint_findings(base, start, end))
     new = []
     for problem in found:  # lines move with any edit: a finding is its file and its words
         key = (problem.pos.path, problem.message)

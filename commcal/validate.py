@@ -179,11 +179,12 @@ class Validation:
         return 2 if self.config_broken else 1
 
 
-def validate(project: Project, span: Span) -> Validation:
+def validate(project: Project, span: Span, *, lint: bool = True) -> Validation:
     """Every problem of the project: loading's (config, calendar schema and references,
-    duplicate calendars), each audience file's, code pools', untranslated templates', and
-    those of every delivery in `span` rendered and checked (for one member of each locale of
-    an audience). With errors in commcal.yaml, only loading's problems."""
+    duplicate calendars), each audience file's, code pools', untranslated templates', those
+    of every delivery in `span` rendered and checked (for one member of each locale of an
+    audience), and with `lint` the cadence findings over those deliveries (commcal.lint).
+    With errors in commcal.yaml, only loading's problems."""
     if project.config_errors:
         return Validation(sorted_problems(project.problems), 0, len(project.calendars), True)
     memo = Memo()
@@ -194,4 +195,8 @@ def validate(project: Project, span: Span) -> Validation:
         *member_render_problems(project, planned, memo),
         *problems_of(planned),
     ]
+    if lint:
+        from commcal.lint import lint_findings
+
+        found += lint_findings(project, span.start, span.end, [p.delivery for p in planned])
     return Validation(sorted_problems(found), len(planned), len(project.calendars), False)

@@ -3,7 +3,6 @@ a throwaway git repository made here; and the CI example and pre-commit hook tha
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,7 +20,6 @@ from commcal.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"MASTODON_TOKEN": "test-token"}
 NOW = ("--now", "2027-01-04T00:00:00Z", "--days", "14")
-HAS_LINT = importlib.util.find_spec("commcal.lint") is not None
 
 CONFIG = """\
 timezone: Europe/Athens
@@ -89,14 +87,14 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout
 
 
-def repository(path: Path, calendars: list[str]) -> Path:
+def repository(path: Path, calendars: list[str], config: str = CONFIG) -> Path:
     """A git repository whose project folder is `site/` (not the top level), one commit per
     version of calendars/main.yaml."""
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
     root = path / "site"
     (root / "calendars").mkdir(parents=True)
-    (root / "commcal.yaml").write_text(CONFIG, encoding="utf-8")
+    (root / "commcal.yaml").write_text(config, encoding="utf-8")
     for name, text in TEMPLATES.items():
         (root / "templates" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "templates" / name).write_text(text, encoding="utf-8")
@@ -180,20 +178,36 @@ def test_the_working_tree_is_compared_even_uncommitted(tmp_path: Path) -> None:
         ("removed", 1, ["removed"]),
         ("over-limit", 1, ["over-limit"]),
         ("moved,changed", 1, ["moved", "changed"]),
-        ("lint", 0, []),
     ],
 )
 def test_fail_on_exits_1_for_the_kinds_named(
     tmp_path: Path, kinds: str, code: int, failed: list[str]
 ) -> None:
-    if kinds == "lint" and HAS_LINT:
-        pytest.skip("commcal.lint is connected: its own tests cover lint findings")
     root = repository(tmp_path / "repo", [BASE, HEAD])
     result = run(root, "plan", "--diff", "HEAD~1", *NOW, "-f", "json", "--fail-on", kinds)
     assert result.exit_code == code, result.output
     assert json.loads(result.stdout)["failed_on"] == failed
-    if kinds == "lint":
-        assert "no cadence lint" in result.stderr
+
+
+def test_fail_on_lint_fails_only_for_findings_the_change_brings(tmp_path: Path) -> None:
+    """A post crowding another on one channel is new lint in the change: `--fail-on lint`
+    fails and names it; an old finding the change keeps does not count."""
+    crowd = (
+        "  - id: crowd{n}\n    template: posts/tip\n    at: 2027-01-06 12:{m}\n"
+        "    vars: {{topic: x}}\n"
+    )
+    base = BASE + crowd.format(n=1, m="10")  # launch 12:00 + crowd1 12:10: old finding
+    head = base + crowd.format(n=2, m="40")  # crowd2 12:40: a new one
+    root = repository(tmp_path / "repo", [base, head], CONFIG + "lint:\n  min_spacing: 1h\n")
+    unchanged = run(root, "plan", "--diff", "HEAD", *NOW, "-f", "json", "--fail-on", "lint")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert json.loads(unchanged.stdout)["lint"] == {"available": True, "new": []}
+    result = run(root, "plan", "--diff", "HEAD~1", *NOW, "-f", "json", "--fail-on", "lint")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["failed_on"] == ["lint"]
+    [finding] = data["lint"]["new"]
+    assert "min_spacing" in finding["message"] and "crowd2" in finding["message"]
 
 
 def test_nothing_changed_passes_every_fail_on(tmp_path: Path) -> None:

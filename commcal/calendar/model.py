@@ -12,6 +12,7 @@ from commcal.errors import Pos
 
 if TYPE_CHECKING:
     from commcal.audience import Where
+    from commcal.lintconfig import StaffWindow
 
 KINDS = ("post", "newsletter", "event", "contest", "poll", "offer", "survey")
 
@@ -103,6 +104,8 @@ class Item:
     survey_url: str = ""  # surveys: the form each member gets a signed link to
     url: str = ""  # events: the join link in the .ics
     location: str = ""  # events: where, in the .ics
+    replies: str = ""  # "expected" or "none"; "": as its kind (commcal.lintconfig.REPLY_KINDS)
+    lint_skip: frozenset[str] = frozenset()  # lint rules that leave this item alone
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,5 @@ class Calendar:
     # leaves out such items (or the whole file) and goes on with the rest (Project.publishable).
     broken_items: frozenset[str] = frozenset()
     broken: bool = False
+    # `staff:`: when moderators are on hand to answer, in the calendar's zone (lint).
+    staff: tuple[StaffWindow, ...] = ()

@@ -26,9 +26,20 @@ from commcal.calendar.model import (
 from commcal.calendar.yamlnodes import Node
 from commcal.config import Config, read_locale, read_zone
 
-CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items")
+CALENDAR_KEYS = ("calendar", "timezone", "locale", "vars", "defaults", "items", "staff")
 DEFAULT_KEYS = ("channels", "template", "kind")
-BASE_KEYS = ("id", "kind", "title", "channels", "template", "vars", "draft", "notes")
+BASE_KEYS = (
+    "id",
+    "kind",
+    "title",
+    "channels",
+    "template",
+    "vars",
+    "draft",
+    "notes",
+    "replies",
+    "lint",
+)
 SCHEDULE_KEYS = ("at", "dates", "schedule")
 AUDIENCE_KEYS = ("audience", "where", "send_at")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
@@ -119,6 +130,12 @@ def parse_calendar(
             items.append(item)
         if items_node.kind != "seq":
             file_errors += 1
+    # Read after the items: a bad staff: line concerns lint alone, so it stops no publishing.
+    staff: tuple[Any, ...] = ()
+    if (n := node.get("staff")) is not None:
+        from commcal.lintconfig import read_staff
+
+        staff = read_staff(reader, n)
     name_node = node.get("calendar")
     calendar = Calendar(
         name,
@@ -130,6 +147,7 @@ def parse_calendar(
         name_node.pos if name_node else None,
         broken_items=frozenset(broken),
         broken=file_errors > 0,
+        staff=staff,
     )
     return calendar, reader.problems
 
@@ -252,6 +270,13 @@ def _item(
         if kind == "poll":
             fields["poll"] = _poll(reader, node, where)
     fields.update(_audience(reader, node, where, kind, audiences))
+    if (n := node.get("replies")) is not None:
+        # commcal.lintconfig.REPLIES, written out: lintconfig is imported only for lint: keys
+        fields["replies"] = reader.choice(n, f"{where} replies", ("expected", "none")) or ""
+    if (n := node.get("lint")) is not None:
+        from commcal.lintconfig import read_item_lint
+
+        fields["lint_skip"] = read_item_lint(reader, n, where)
     if item_id is None:
         return None
     return Item(

@@ -228,10 +228,3 @@ def markdown(diff: PlanDiff, tz_name: str, failed: list[str]) -> str:
     if failed:
         lines += [f"**Failing on: {', '.join(failed)}.**", ""]
     return "\n".join(lines)
-
-
-def lint_unavailable_note() -> str:
-    return (
-        "note: --fail-on lint: this commcal has no cadence lint (commcal.lint); nothing was "
-        "checked for it"
-    )
