@@ -68,10 +68,18 @@ def export_html(
         typer.Option(
             "--state",
             metavar="URL",
-            help="Ledger to read suppressions from (default: state: in commcal.yaml; none yet: "
-            "no suppressions).",
+            help="Ledger to read suppressions (and --with-status) from (default: state: in "
+            "commcal.yaml; none yet: no suppressions, nothing sent).",
         ),
     ] = None,
+    with_status: Annotated[
+        bool,
+        typer.Option(
+            "--with-status",
+            help="Mark each chip with what the ledger recorded: sent (the dialog links to "
+            "it), failed, unknown, a retry's time. Reads the ledger only.",
+        ),
+    ] = False,
 ) -> None:
     """Write the planned deliveries as one HTML page of month grids that opens offline.
 
@@ -81,12 +89,17 @@ def export_html(
     have problems (the page is written all the same, with them marked).
 
     Example: commcal export html --now 2026-12-01T00:00:00Z --locale el -o december.html
+
+    Example: commcal export html --with-status -o today.html
     """
     import sys
 
     from commcal import cli, window
+    from commcal.check import plan
+    from commcal.errors import CommcalError
     from commcal.export_html import build_page, check_locale, month_window
     from commcal.lint import lint_findings
+    from commcal.queue import QueueRow, read_queue
 
     project = cli._load()
     cli._stop_on_errors(project)
@@ -97,7 +110,26 @@ def export_html(
         span = month_window(when, zone_name)
     else:
         span = cli._typed(lambda: window.window(when, zone_name, days=days, start=start, end=end))
-    findings: list[Problem] = lint_findings(project, span.start, span.end)
+    planned = plan(project, span.start, span.end)
+    findings: list[Problem] = lint_findings(
+        project, span.start, span.end, [p.delivery for p in planned]
+    )
+    rows: list[QueueRow] | None = None
+    if with_status:
+        try:
+            rows = read_queue(
+                project,
+                span.start,
+                span.end,
+                now=when,
+                state=state,
+                planned=planned,
+                on_missing=lambda why: typer.echo(
+                    f"commcal: note: {why}; until then nothing is recorded as sent", err=True
+                ),
+            )
+        except CommcalError as exc:  # a ledger that cannot be read
+            raise cli.fail(str(exc), exc.exit_code) from None
     with _suppressions(project, state) as suppressed:
         page = build_page(
             project,
@@ -107,6 +139,8 @@ def export_html(
             now=when,
             findings=findings,
             suppressed=suppressed,
+            planned=planned,
+            status=rows,
         )
     if output == "-":
         sys.stdout.write(page.html)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from commcal.check import Planned
     from commcal.deliveries import Delivery
     from commcal.project import Project
+    from commcal.queue import QueueRow
 
 TEMPLATE = "month.html.j2"
 # Chips show this many words of the subject (or text) at most, cut at CHIP_CHARS characters.
@@ -138,13 +139,17 @@ def build_page(
     findings: Sequence[Problem] = (),
     suppressed: Suppressed | None = None,
     planned: list[Planned] | None = None,
+    status: Sequence[QueueRow] | None = None,
 ) -> Page:
     """The month view of every delivery in [start, end) as one HTML document.
 
     `findings`: lint findings (`Problem`s) to show; each is attached to the item whose lines
     hold its position, and all are listed at the top. `suppressed`: asks the ledger which
     member keys are suppressed, so audiences everyone left stand out. `planned`: the result of
-    `check.plan` for the window, when the caller has it already."""
+    `check.plan` for the window, when the caller has it already. `status`: the queue
+    (`commcal.queue.read_queue` over `planned`) of `export html --with-status`: each chip then
+    says what the ledger recorded (sent, with its URL in the dialog; failed; unknown; a retry's
+    time; a newsletter's counts per state)."""
     from babel import Locale
 
     from commcal.check import plan
@@ -155,7 +160,7 @@ def build_page(
     # Some 300,000 strings for a year's page, all kept to the end: the collector need not
     # scan them again and again (as in `plan`).
     with fewer_collections():
-        return _build(project, start, end, loc, now, entries, findings, suppressed)
+        return _build(project, start, end, loc, now, entries, findings, suppressed, status)
 
 
 def _build(
@@ -167,6 +172,7 @@ def _build(
     entries: list[Planned],
     findings: Sequence[Problem],
     suppressed: Suppressed | None,
+    status: Sequence[QueueRow] | None = None,
 ) -> Page:
     from commcal.timeutil import zone
 
@@ -176,6 +182,7 @@ def _build(
     located = _FindingIndex(project, findings)
     audiences = _Audiences(project, suppressed)
     write = _Fragments(now, colours, tz)
+    rows = {id(r.planned): r for r in status or () if r.planned is not None}
 
     groups: dict[tuple[str, str, datetime, str], int] = {}
     dialogs: list[list[Any]] = []
@@ -192,7 +199,9 @@ def _build(
             group = groups[occurrence] = len(dialogs)
             dialogs.append(write.group(entry))
         audience = audiences.of(item) if d.audience_size >= 0 else None
-        day, chip, variant = write.delivery(entry, ok, group, audience, located.of(item))
+        day, chip, variant = write.delivery(
+            entry, ok, group, audience, located.of(item), rows.get(id(entry))
+        )
         dialogs[group][VARIANTS].append(variant)
         by_day.setdefault(day, []).append(chip)
     filters: dict[str, Counter[str]] = {
@@ -222,6 +231,7 @@ def _build(
         findings=located.listed,
         deliveries=len(entries),
         with_problems=with_problems,
+        with_status=status is not None,
     )
     return Page(page, len(entries), len(months), with_problems)
 
@@ -263,9 +273,43 @@ def _flags(
     return flags
 
 
+# What the ledger recorded, as a chip's mark: state -> (css class, symbol). States not listed
+# (next, due, draft) get no mark: the chip itself says "planned".
+STATUS_MARKS = {
+    "sent": ("st-sent", "✓"),
+    "failed": ("st-failed", "✗"),
+    "unknown": ("st-unknown", "?"),
+    "pending": ("st-retry", "↻"),
+    "claimed": ("st-sending", "…"),
+    "sending": ("st-sending", "…"),
+    "expired": ("st-failed", "✗"),
+    "skipped": ("st-skipped", "–"),
+}
+
+
+def _status_flag(row: QueueRow, tz: tzinfo) -> tuple[Flag | None, list[Any]]:
+    """(the chip's mark, the dialog's [state as words, URL or null, link it?]) of a queue
+    row. A newsletter's mark is its most urgent state's; the words count them all."""
+    from commcal.queue import member_counts, state_label
+
+    label = state_label(row, tz)
+    state = member_counts(row)[0][0] if row.counts else row.state
+    mark = STATUS_MARKS.get(state)
+    flag = None if mark is None else (mark[0], mark[1], label)
+    return flag, [label, row.url, _safe_link(row.url)]
+
+
+def _safe_link(url: str | None) -> bool:
+    """Whether the dialog may link to `url`: http(s) only. A ledger's URL came from a
+    network's answer (or `resolve --sent`); a `javascript:` one is shown as text, never
+    made a link."""
+    return bool(url) and str(url).lower().startswith(("https://", "http://"))
+
+
 # One delivery in the dialogs' data, in this order (month.js reads it the same way): id, channel
 # (an index into the channel list), time on the page, due (item's zone and UTC), length, over
-# the limit, recipients, subject, text, HTML part, problems, lint findings.
+# the limit, recipients, subject, text, HTML part, problems, lint findings, and with
+# --with-status [the state in words, the URL, link it?] or null.
 Variant = list[Any]
 VARIANTS = 5  # where a dialog's data (`_Fragments.group`) holds its variants
 
@@ -301,6 +345,7 @@ class _Fragments:
         group: int,
         audience: Audience | None,
         findings: tuple[str, ...],
+        row: QueueRow | None = None,
     ) -> tuple[date, str, Variant]:
         """(the day on the page, the chip's <li>, the dialog's data) of one delivery."""
         d = entry.delivery
@@ -313,6 +358,11 @@ class _Fragments:
         flags: list[Flag] = []
         if not ok or d.item.draft or findings or (audience is not None and audience.suppressed):
             flags = _flags(entry, ok, over, length, audience, bool(findings))
+        status: list[Any] | None = None
+        if row is not None:
+            flag, status = _status_flag(row, self.tz)
+            if flag is not None:
+                flags.append(flag)
         subject = text = html_part = ""
         if message is not None:
             subject, text, html_part = message.subject or "", message.text, message.html or ""
@@ -348,6 +398,7 @@ class _Fragments:
             html_part,
             [_masked(str(p), address) for p in entry.problems] if entry.problems else (),
             findings,
+            status,
         ]
         return day, chip, variant
 

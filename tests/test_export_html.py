@@ -32,6 +32,8 @@ from commcal.errors import Pos, Problem
 from commcal.export_html import _first_words, build_page
 from commcal.project import load_project
 from tests.test_docs import copy_example
+from tests.test_queue import NOW as QUEUE_NOW
+from tests.test_queue import published  # noqa: F401  (the fixture: a real publish's ledger)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -669,5 +671,91 @@ def test_a_script_in_a_post_does_not_run(
         assert page.evaluate("typeof window.pwned") == "undefined"
         assert opened.requests == []
         assert opened.errors == []  # the policy lets the page's own style and script run
+    finally:
+        opened.close()
+
+
+# ---- --with-status: the queue on the page ---------------------------------------------------
+
+
+def status_page(root: Path, env: dict[str, str], out: Path, *args: str) -> str:
+    from tests.test_publish import cli
+
+    code, said, err = cli(
+        root, "export", "html", "--now", QUEUE_NOW, "-o", str(out), *args, env=env
+    )
+    assert code == 0, (said, err)
+    return out.read_text(encoding="utf-8")
+
+
+def variants_by_id(html: str) -> dict[str, list[Any]]:
+    return {v[0]: v for group in page_data(html)["groups"] for v in group[-1]}
+
+
+def test_with_status_each_chip_says_what_the_ledger_recorded(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """After a real publish (sent on hook, HTTP 400 on broken, a timed-out answer on chat):
+    the chips carry those states, the dialog the URL of the sent post; the next is unmarked."""
+    root, env = request.getfixturevalue("published")
+    before = (root / "state.db").read_bytes()
+    html = status_page(root, env, tmp_path / "q.html", "--with-status")
+    assert (root / "state.db").read_bytes() == before  # the ledger is only read
+    chips = chips_of(html).chips
+    marks = sorted(
+        next((c for c in chip["class"].split() if c.startswith("st-")), "none") for chip in chips
+    )
+    assert marks == ["none", "st-failed", "st-sent", "st-unknown"]
+    variants = variants_by_id(html)
+    by_state = {v[12][0]: v[12] for v in variants.values()}
+    assert set(by_state) == {"sent", "failed", "unknown", "next"}
+    _, url, linked = by_state["sent"]
+    assert url.startswith("http://127.0.0.1:") and linked is True
+    assert by_state["failed"][1] is None
+    assert "✓ sent (the dialog links to it)" in html.replace("</span>", "").replace(
+        '<span class="mark st-sent">', ""
+    )
+    plain = status_page(root, env, tmp_path / "plain.html")
+    assert "st-" not in " ".join(c["class"] for c in chips_of(plain).chips)
+    assert all(v[12] is None for v in variants_by_id(plain).values())
+
+
+def test_with_status_a_hostile_url_is_never_a_link(
+    request: pytest.FixtureRequest, tmp_path: Path, browser: Any
+) -> None:
+    """A URL in the ledger came from a network's answer or `resolve --sent`: a `javascript:`
+    one is shown as text. In Chromium: the sent post's URL is a link, the hostile one is not,
+    and axe finds nothing serious with the status marks and a dialog open."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    from tests.test_publish import cli
+
+    root, env = request.getfixturevalue("published")
+    unknown = next(
+        c["data-delivery"]
+        for c in chips_of(status_page(root, env, tmp_path / "a.html", "--with-status")).chips
+        if "st-unknown" in c["class"]
+    )
+    hostile = "javascript:window.pwned=1"
+    code, said, err = cli(root, "resolve", unknown, "--sent", hostile, "--now", QUEUE_NOW, env=env)
+    assert code == 0, (said, err)
+    out = tmp_path / "b.html"
+    html = status_page(root, env, out, "--with-status")
+    statuses = [v[12] for v in variants_by_id(html).values()]
+    assert [hostile, False] in [s[1:] for s in statuses]
+    opened = Opened(browser, out, bypass_csp=True)
+    try:
+        page = opened.page
+        for chip in page.locator("button.chip.st-sent").all():
+            chip.click()
+            body = page.locator("#detail-body")
+            hrefs = body.locator("a").evaluate_all("links => links.map(a => a.href)")
+            assert not [h for h in hrefs if h.startswith("javascript:")]
+            assert "Status" in body.inner_text()
+            page.locator("#detail-close").click()
+        assert page.evaluate("window.pwned") is None
+        page.locator("button.chip.st-sent").first.click()
+        assert serious(Axe().run(page)) == []
+        assert opened.requests == []
     finally:
         opened.close()

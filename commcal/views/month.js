@@ -27,7 +27,7 @@
 
   function variant(v, current) {
     const [id, channel, time, due, length, over, recipients, subject, text, html,
-      problems, findings] = v;
+      problems, findings, status] = v;
     const [name, type, colour] = data.channels[channel];
     const article = el("article", "variant ch-" + colour + (id === current ? " current" : ""));
     article.dataset.delivery = id;
@@ -41,6 +41,21 @@
     const size = term(list, "Length", length || "no limit", "length" + (over ? " over" : ""));
     if (over) size.append(" ", el("strong", "", "over the limit"));
     if (recipients) term(list, "Recipients", recipients, "recipients");
+    if (status) {
+      const [words, url, linked] = status;
+      const dd = term(list, "Status", words, "status");
+      if (url) {
+        dd.append(" · ");
+        if (linked) {
+          const link = el("a", "", url);
+          link.href = url;
+          link.rel = "noopener noreferrer";
+          dd.append(link);
+        } else {
+          dd.append(el("code", "", url));
+        }
+      }
+    }
     term(list, "Delivery id", el("code", "", id));
     article.append(list);
     for (const [items, className] of [[problems, "problems"], [findings, "lint-findings"]]) {
