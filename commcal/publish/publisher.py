@@ -30,7 +30,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -70,6 +69,7 @@ from commcal.publish.recorder import SentRecorder
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.publish.retry import backoff, ceiling
 from commcal.publish.rows import due_delivery
+from commcal.publish.rows import worker_name as worker_name
 
 # How far back `publish` looks for deliveries nobody handled, to record them `expired`.
 EXPIRY_LOOKBACK = timedelta(days=7)
@@ -113,10 +113,6 @@ def scope_of(adapter: Channel) -> tuple[str | None, bool]:
         return adapter.idempotency_scope(), True
     except (SendError, CommcalError):
         return None, False
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def caught_up_reason(took_over_at: datetime) -> str:
@@ -245,6 +241,24 @@ class Publisher:
         report = Report(dry_run=self.dry_run)
         if self.dry_run:
             return self._dry_run(report)
+        ledger_id = self._publish(report)
+        if self._settled(report):
+            report.settled_ledger = ledger_id
+        return report
+
+    def _settled(self, report: Report) -> bool:
+        """Whether every delivery due up to `now` has a row now (Report.settled_ledger): a full
+        run (no filters), not stopped, nothing left out for a problem (a broken audience, a
+        missing members.secret, a short code pool, a channel that did not load: those send
+        nothing and record nothing, so the next run must look at them again)."""
+        if self.filters.channels or self.filters.items or self.stop.is_set() or report.problems:
+            return False
+        if any(c not in self.project.channels for c in self.config.channels):
+            return False
+        return not any(o.state is OutcomeState.BLOCKED for o in report.outcomes)
+
+    def _publish(self, report: Report) -> str:
+        """The run: expire, skip, claim, send and record what is due; the ledger's id."""
         max_late = self.config.publish.max_late
         with self.open() as ledger:
             meta = self._check_ledger(ledger, ledger.meta(), write=True)
@@ -325,7 +339,7 @@ class Publisher:
         for delivery in todo:
             by_channel.setdefault(delivery.channel, []).append(delivery)
         if not by_channel:
-            return report
+            return meta.ledger_id
         workers = min(self.config.publish.concurrency, len(by_channel))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commcal-send") as pool:
             futures = [
@@ -334,7 +348,7 @@ class Publisher:
             ]
             for future in futures:
                 future.result()
-        return report
+        return meta.ledger_id
 
     def _window_start(self, meta: LedgerMeta) -> datetime:
         """Where this run looks back from: the usual look-back, or further, to where the last

@@ -69,10 +69,10 @@ def show(report: Report, fmt: str) -> None:
             }
         )
         return
-    if not report.outcomes:
-        sys.stdout.write("nothing due\n")
-        return
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if not report.outcomes:  # nothing happened in this run (the cron minute): plain text
+        sys.stdout.write(f"{summary or 'nothing due'}\n")
+        return
     if fmt == "markdown":
         sys.stdout.write(f"**commcal publish**: {summary}\n")
         return
