@@ -21,8 +21,8 @@ a newsletter <= 1.5x and < 100 MB RSS. Exit 0 when met.
 from __future__ import annotations
 
 import argparse
-import re
 import os
+import re
 import sqlite3
 import statistics
 import subprocess
