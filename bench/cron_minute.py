@@ -174,6 +174,19 @@ def all_sent(root: Path) -> int:
     return int(count)
 
 
+def helper(option: str, root: Path) -> str:
+    """This script's own setup steps, in a child: a forked child's peak RSS counts its parent's
+    pages, so the measuring process must stay small (no audience, no SQLite cache in it)."""
+    done = subprocess.run(
+        [sys.executable, __file__, option, str(root)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def run_one(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
     """(wall ms, CPU ms, peak RSS MB, stdout): fork, exec, wait4 for this child's own usage."""
     read_out, write_out = os.pipe()
@@ -229,9 +242,13 @@ def main() -> int:
         help="items per calendar file (main refused 15,400+ plain items in one file)",
     )
     parser.add_argument("--write-member-rows", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--mark-sent", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_member_rows:
         print(write_member_rows(Path(args.write_member_rows)))
+        return 0
+    if args.mark_sent:
+        print(all_sent(Path(args.mark_sent)))
         return 0
     sizes = [int(s) for s in args.items.split(",")]
     target = TARGET_MEMBERS if args.members else TARGET
@@ -244,22 +261,13 @@ def main() -> int:
         for items in sizes:
             root = Path(tmp) / f"p{items}"
             write_project(root, items, args.members, args.per_file)
-            members = 0
-            if args.members:  # in a child: this process stays small (children inherit its RSS)
-                done = subprocess.run(
-                    [sys.executable, __file__, "--write-member-rows", str(root)],
-                    env=env(),
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                members = int(done.stdout)
+            members = int(helper("--write-member-rows", root)) if args.members else 0
             first = commcal(
                 root, "publish", "--now", NOW.isoformat(), "--format", "json", check=False
             )
             if first.returncode not in (0, 1):
                 raise SystemExit(f"the first publish exited {first.returncode}:\n{first.stderr}")
-            rows = all_sent(root)
+            rows = int(helper("--mark-sent", root))
             commcal(root, "publish", "--now", NOW.isoformat())  # warm-up (builds any cache)
             base, ours = measure(root, hello, args.runs)
             ratio = med(ours, 0) / med(base, 0)
