@@ -74,16 +74,21 @@ class Inputs:
 def _input_paths(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     top = root / "commcal.yaml"
     yield "commcal.yaml", top.stat()
+    seen: set[str] = set()  # folders walked (their real paths): a link loop is walked once
     for folder in INPUT_DIRS:
         stack = [root / folder]
         while stack:
             here = stack.pop()
+            real = os.path.realpath(here)
+            if real in seen:
+                continue
+            seen.add(real)
             try:
-                entries = list(os.scandir(here))
+                entries = sorted(os.scandir(here), key=lambda e: e.name)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for entry in entries:
-                if entry.is_dir():
+                if entry.is_dir():  # linked folders too: loading follows links
                     stack.append(Path(entry.path))
                 else:
                     yield os.path.relpath(entry.path, root), entry.stat()
@@ -94,14 +99,20 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def take_inputs(root: Path) -> Inputs:
+def take_inputs(root: Path) -> Inputs | None:
     """Hash the inputs now, before they are loaded: if one changes meanwhile, the index
-    built from this load names the older content and is not trusted (a new one is built)."""
+    built from this load names the older content and is not trusted (a new one is built).
+    None when one cannot be read (a broken link, no permission): the run builds no index, and
+    loading reports what is wrong."""
     hashed_ns = time.time_ns()
-    files = {
-        path: (st.st_size, st.st_mtime_ns, _digest(root / path)) for path, st in _input_paths(root)
-    }
-    config_text = (root / "commcal.yaml").read_text(encoding="utf-8", errors="replace")
+    try:
+        files = {
+            path: (st.st_size, st.st_mtime_ns, _digest(root / path))
+            for path, st in _input_paths(root)
+        }
+        config_text = (root / "commcal.yaml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
     return Inputs(files, hashed_ns, config_text)
 
 

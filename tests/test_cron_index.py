@@ -249,3 +249,14 @@ def test_an_edit_within_the_same_second_is_seen(tmp_path: Path) -> None:
     assert publish(tmp_path, now + timedelta(minutes=1))[1] == [
         "SEND item-0 2026-12-01 09:05:00+00:00 v1"
     ]
+
+
+def test_a_link_loop_or_a_broken_link_among_the_inputs_is_harmless(tmp_path: Path) -> None:
+    new_project(tmp_path)
+    write_calendar(tmp_path, {0: (9, 0)})
+    (tmp_path / "templates" / "loop").symlink_to(tmp_path / "templates")
+    now = START + timedelta(hours=9, minutes=7)
+    assert publish(tmp_path, now)[1] == ["SEND item-0 2026-12-01 09:00:00+00:00 v1"]
+    assert publish(tmp_path, now + timedelta(minutes=1)) == (0, [])
+    (tmp_path / "audiences" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    assert publish(tmp_path, now + timedelta(minutes=2)) == (0, [])

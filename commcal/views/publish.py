@@ -69,12 +69,15 @@ def show(report: Report, fmt: str) -> None:
             }
         )
         return
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
-    if not report.outcomes:  # nothing happened in this run (the cron minute): plain text
-        sys.stdout.write(f"{summary or 'nothing due'}\n")
+    if not counts:
+        sys.stdout.write("nothing due\n")
         return
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if fmt == "markdown":
         sys.stdout.write(f"**commcal publish**: {summary}\n")
+        return
+    if not report.outcomes:  # only counts (the cron minute's shortcut): plain text, no rich
+        sys.stdout.write(f"{summary}\n")
         return
     from rich.text import Text
 
