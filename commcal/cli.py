@@ -502,6 +502,7 @@ def publish(
             stop=stop,
             catch_up=catch_up,
             new_ledger=new_ledger,
+            settled=cron_index.settled_marks(project.root, inputs),
         )
     except CommcalError as exc:  # e.g. the ledger cannot be opened
         if format is Format.json:

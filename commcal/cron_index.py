@@ -256,6 +256,28 @@ def _resolve(template: str, env: Mapping[str, str]) -> str | None:
     return ENV_REF.sub(lambda m: env[m.group(1)], template)
 
 
+def settled_marks(
+    root: Path, inputs: Inputs | None, env: Mapping[str, str] | None = None
+) -> dict[str, datetime]:
+    """The index's settled marks (ledger id -> instant) when it was built from exactly these
+    inputs (a full run may then look back only from there: Publisher.settled); else none."""
+    index = _read(root)
+    if index is None or inputs is None:
+        return {}
+    environ = os.environ if env is None else env
+    try:
+        if index["files"] != {k: list(v) for k, v in inputs.files.items()}:
+            return {}
+        if index["env"] != _env_marks(inputs.config_text, environ, str(index["salt"])):
+            return {}
+        return {
+            str(ledger): datetime.fromtimestamp(float(at), UTC)
+            for ledger, at in index["settled"].items()
+        }
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+
+
 def save(
     root: Path,
     inputs: Inputs,

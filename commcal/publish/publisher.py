@@ -220,6 +220,10 @@ class Publisher:
     # the one the project last published to; what came due before now is recorded `skipped`.
     catch_up: bool = False
     new_ledger: bool = False
+    # Ledger id -> the `now` of the last run with this very project (the same input files,
+    # commcal.cron_index) that left every delivery due by then with a row in that ledger: a
+    # run looks back from there instead of over the whole look-back (`_settled_start`).
+    settled: Mapping[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._started = time.monotonic()
@@ -269,7 +273,7 @@ class Publisher:
                 pid=os.getpid(),
                 info="publish",
             )
-            start = self._window_start(meta)
+            start = self._settled_start(ledger, meta, self._window_start(meta))
             late, fresh = self._due(start, report)
             # One read of what is recorded: what is finished is not written again.
             known = {
@@ -358,6 +362,22 @@ class Publisher:
         if meta.swept_through is None:
             return lookback
         return min(lookback, meta.swept_through)
+
+    def _settled_start(self, ledger: Ledger, meta: LedgerMeta, start: datetime) -> datetime:
+        """Where a run of a project unchanged since a settled run looks back from: the
+        settled instant (every delivery due before it has a row; none needs `expired`), but
+        never into the fresh window, and only when no `pending` row waits between `start` and
+        there (a late one is recorded `expired` by the usual look-back)."""
+        settled = self.settled.get(meta.ledger_id) if meta.ledger_id else None
+        if settled is None or self.filters.channels or self.filters.items or self.catch_up:
+            return start
+        narrowed = min(settled, self.now - self.config.publish.max_late)
+        if narrowed <= start or settled > self.now:
+            return start
+        pending, _ = ledger.window_summary(
+            pending_from=start, fresh_from=self.now + timedelta(days=1), due_to=narrowed
+        )
+        return start if pending else narrowed
 
     def _due(self, start: datetime, report: Report) -> tuple[list[Delivery], list[Delivery]]:
         """The deliveries due in [start, now]: those too late to send, and the rest. An item
@@ -913,6 +933,7 @@ def publish(
     stop: threading.Event | None = None,
     catch_up: bool = False,
     new_ledger: bool = False,
+    settled: Mapping[str, datetime] | None = None,
 ) -> Report:
     """Send everything due at `now`. Raises ConfigError when the project cannot publish at all
     (errors in commcal.yaml, no channels). Items and files with errors are left out and listed
@@ -929,6 +950,7 @@ def publish(
         stop=stop or threading.Event(),
         catch_up=catch_up,
         new_ledger=new_ledger,
+        settled=settled or {},
     )
     report = publisher.run()
     report.problems[:0] = project.errors
