@@ -1,5 +1,5 @@
 """`python -m commcal` is the same as the `commcal` command."""
 
-from commcal.cli import main
+from commcal.entry import main
 
 main()

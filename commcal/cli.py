@@ -596,13 +596,30 @@ def publish(
     import signal
     import threading
 
+    from commcal import cron_index
     from commcal import publish as publishing
     from commcal.errors import CommcalError
-    from commcal.plan import Filters
     from commcal.views import publish as view
 
     progress = view.Progress(format.value, dry_run=dry_run, everything=everything)
     stopped = progress.stopped
+    at = progress.at = _now(now)
+    inputs = None
+    if not (dry_run or catch_up or new_ledger or only or channel or everything):
+        # The cron minute: with nothing due, an unchanged project is not even loaded.
+        from commcal.root import find_project
+
+        try:
+            root = find_project(explicit=STATE.project_dir)
+        except CommcalError:
+            pass  # _load says so
+        else:
+            finished = cron_index.quiet_minute(root, at, state=state)
+            if finished is not None:
+                already = {publishing.OutcomeState.ALREADY: finished} if finished else {}
+                progress.finish(publishing.Report(unlisted=already))
+                return
+            inputs = cron_index.take_inputs(root)
     project = _load(format, stopped)
     blocker = project.publish_blocker()
     if project.errors:
@@ -627,29 +644,37 @@ def publish(
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    when = progress.at = _now(now)
     with progress:  # an error that ends the run still ends the JSON output properly
         try:
             report = publishing.publish(
                 project,
-                now=when,
+                now=at,
                 state=state,
                 dry_run=dry_run,
-                filters=Filters(channels=channel or (), items=only or ()),
+                filters=_filters(channel, only),
                 on_outcome=progress.outcome,
                 stop=stop,
                 catch_up=catch_up,
                 new_ledger=new_ledger,
+                settled=cron_index.settled_marks(project.root, inputs),
             )
         except CommcalError as exc:  # e.g. the ledger cannot be opened
             from commcal.errors import Pos, Problem
 
             stopped([*project.problems, Problem(Pos(""), str(exc))])
             raise fail(str(exc), exc.exit_code) from None
+        if inputs is not None:
+            cron_index.save(project.root, inputs, project, report, at)
         progress.finish(report)
     _print_problems([p for p in report.problems if p not in project.errors])
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _filters(channel: list[str] | None, only: list[str] | None) -> Any:
+    from commcal.plan import Filters
+
+    return Filters(channels=channel or (), items=only or ())
 
 
 def _console_to_stderr(project: Project) -> None:

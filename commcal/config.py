@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from commcal.calendar.fields import Reader
 from commcal.calendar.yamlnodes import Node, load
 from commcal.errors import ConfigError, Pos, Problem
+from commcal.root import CONFIG_FILE as CONFIG_FILE
+from commcal.root import find_project as find_project
 from commcal.timeutil import zone, zone_suggestions
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ class EnvRef:
         return self.template
 
 
-CONFIG_FILE = "commcal.yaml"
 DEFAULT_STATE = "sqlite:///.commcal/state.db"
 TOP_KEYS = (
     "project",
@@ -141,24 +142,6 @@ class Config:
                 )
             return resolved
         return self.state
-
-
-def find_project(start: Path | None = None, explicit: str | None = None) -> Path:
-    """The project root: -C/--project, else COMMCAL_PROJECT, else the nearest commcal.yaml above."""
-    chosen = explicit or os.environ.get("COMMCAL_PROJECT")
-    if chosen:
-        root = Path(chosen).expanduser()
-        if not (root / CONFIG_FILE).is_file():
-            raise ConfigError(f"no {CONFIG_FILE} in {root} (run `commcal init {root}` to make one)")
-        return root.resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
-    raise ConfigError(
-        f"no {CONFIG_FILE} in {here} or any folder above it: run commcal inside a project, "
-        "pass -C DIR, or create one with `commcal init`"
-    )
 
 
 def display_path(path: Path, root: Path) -> str:

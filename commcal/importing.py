@@ -287,7 +287,7 @@ def _row(
 
 
 def _date(text: str) -> date | None:
-    from commcal.calendar.fields import FIRST_YEAR, LAST_YEAR
+    from commcal.timeutil import FIRST_YEAR, LAST_YEAR
     from commcal.timeutil import parse_date
 
     day = parse_date(text)

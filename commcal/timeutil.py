@@ -13,6 +13,9 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+# Schedulable years: beyond these a zone conversion overflows datetime (year 1, year 9999), and
+# nobody schedules a post for then; such a year is a typo.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 _DURATION = re.compile(
     r"^\s*(?P<sign>[+-])?\s*(?:(?P<w>\d+)w)?\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*"
     r"(?:(?P<m>\d+)m(?:in)?)?\s*(?:(?P<s>\d+)s)?\s*$"

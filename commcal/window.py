@@ -19,7 +19,7 @@ class Span:
 
 def in_range(value: datetime, option: str, text: str) -> datetime:
     """Refuse years no calendar means (a typo like 20026), before date arithmetic overflows."""
-    from commcal.calendar.fields import FIRST_YEAR, LAST_YEAR
+    from commcal.timeutil import FIRST_YEAR, LAST_YEAR
 
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise ConfigError(f"{option}: {text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")

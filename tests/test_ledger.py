@@ -1114,3 +1114,33 @@ def _check_history(ledger: Ledger, delivery_id: str, idempotent: bool) -> None:
                 since_send = []
             elif since_send is not None:
                 since_send.append(event)
+
+
+# ---- the cron minute's one query ------------------------------------------------------------
+
+
+def test_window_summary_counts_what_a_run_would_act_on(ledger: Ledger) -> None:
+    """`window_summary`: pending rows since `pending_from`, claims and `unknown` in the fresh
+    window are to act on; every row of the fresh window is counted, none read back."""
+    fresh, late = at(60), at(-600)  # fresh window from at(0); pending look-back from at(-1000)
+
+    def summary() -> tuple[int, int]:
+        return ledger.window_summary(pending_from=at(-1000), fresh_from=at(0), due_to=at(120))
+
+    assert summary() == (0, 0)
+    for n in range(3):  # finished ones: sent, skipped, expired
+        c = claim(ledger, due(n, due_at=fresh), at(61), idem=True)
+        assert ledger.begin_send(c, at(61))
+        ledger.record_sent(c, remote_id="r", url=None, now=at(61))
+    ledger.record_skipped(due(3, due_at=fresh), reason="draft", now=at(61))
+    ledger.record_expired(due(4, due_at=late), reason="late", now=at(61))
+    assert summary() == (0, 4)
+    held = claim(ledger, due(5, due_at=late), at(61))  # a late claim: a run leaves it alone
+    assert summary() == (0, 4)
+    ledger.release(held, at(62), retry_at=at(70), reason="not tried")  # late pending: expire it
+    assert summary() == (1, 4)
+    claim(ledger, due(6, due_at=fresh), at(62))  # a fresh claim: take over or report held
+    assert summary() == (2, 5)
+    ledger.record_skipped(due(7, due_at=at(130)), reason="draft", now=at(62))  # after due_to
+    ledger.record_expired(due(8, due_at=at(-2000)), reason="late", now=at(62))  # before
+    assert summary() == (2, 5)

@@ -17,12 +17,9 @@ from commcal.calendar.yamlnodes import (
     Node,
 )
 from commcal.errors import Pos, Problem
-from commcal.timeutil import parse_date, parse_datetime, parse_duration
+from commcal.timeutil import FIRST_YEAR, LAST_YEAR, parse_date, parse_datetime, parse_duration
 
 _DECIMAL = re.compile(r"^[-+]?\d+(\.\d+)?$")
-# Schedulable years: beyond these a zone conversion overflows datetime (year 1, year 9999), and
-# nobody schedules a post for then; such a year is a typo.
-FIRST_YEAR, LAST_YEAR = 1970, 2999
 
 
 MAX_DURATION = timedelta(days=3653)  # ten years: longer is a typo, and would overflow dates

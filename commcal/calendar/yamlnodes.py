@@ -22,9 +22,11 @@ try:  # libyaml's composer is about 3.5x faster and gives the same marks (DESIGN
 except ImportError:  # pragma: no cover - libyaml missing
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-# Values after expanding aliases; past this, a document is an alias bomb, not a calendar (a
-# 1,000-item calendar has about 20,000). Counted on the composed graph before anything is copied.
-MAX_NODES = 200_000
+# Values that aliases add when expanded (each *name repeats its anchor's whole value); past this,
+# a document is an alias bomb, not a calendar. Only the expansion counts: values written out
+# are bounded by the file's size already (a 50,000-item calendar has about a million, and
+# loads). Counted on the composed graph before anything is copied.
+MAX_ALIAS_VALUES = 200_000
 # Nesting deeper than this is no calendar either, and would exhaust Python's recursion limit.
 MAX_DEPTH = 100
 
@@ -175,10 +177,10 @@ def parse(text: str, display: str) -> tuple[Node | None, list[Problem]]:
                 "write key: value lines (a calendar starts with items:)",
             )
         ]
-    size_problem = _check_size(root, display)
+    written, size_problem = _check_size(root, display)
     if size_problem:
         return None, [size_problem]
-    converter = _Converter(display)
+    converter = _Converter(display, limit=written + MAX_ALIAS_VALUES)
     node = converter.convert(root)
     return (None if converter.bomb else node), converter.problems
 
@@ -199,8 +201,9 @@ def _yaml_hint(message: str) -> str:
     return ""
 
 
-def _check_size(root: yaml.Node, display: str) -> Problem | None:
-    """An alias bomb, an alias inside itself or absurd nesting, found without expanding aliases."""
+def _check_size(root: yaml.Node, display: str) -> tuple[int, Problem | None]:
+    """An alias bomb, an alias inside itself or absurd nesting, found without expanding aliases;
+    and how many values are written (the composed graph's nodes, each alias target once)."""
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 
@@ -233,23 +236,34 @@ def _check_size(root: yaml.Node, display: str) -> Problem | None:
             if isinstance(found, Problem):
                 return found
             total += found
-            if total > MAX_NODES:
-                return Problem(
-                    pos,
-                    f"aliases expand to more than {MAX_NODES:,} values",
-                    "this looks like an alias bomb; use fewer nested aliases",
-                )
+            # A subtree holds at most the nodes visited so far (done or open), each once; what it
+            # expands to beyond them, aliases added.
+            if total > MAX_ALIAS_VALUES + len(sizes) + len(open_nodes):
+                return _bomb(pos)
         open_nodes.discard(key)
         sizes[key] = total
         return total
 
     found = size(root, 0)
-    return found if isinstance(found, Problem) else None
+    if isinstance(found, Problem):
+        return len(sizes), found
+    if found - len(sizes) > MAX_ALIAS_VALUES:
+        return len(sizes), _bomb(position(display, root.start_mark))
+    return len(sizes), None
+
+
+def _bomb(pos: Pos) -> Problem:
+    return Problem(
+        pos,
+        f"aliases expand to more than {MAX_ALIAS_VALUES:,} values",
+        "this looks like an alias bomb; use fewer nested aliases",
+    )
 
 
 class _Converter:
-    def __init__(self, display: str) -> None:
+    def __init__(self, display: str, limit: int) -> None:
         self.display = display
+        self.limit = limit  # values to make at most: those written, and what aliases may add
         self.problems: list[Problem] = []
         self.count = 0
         self.bomb = False
@@ -257,16 +271,10 @@ class _Converter:
     def convert(self, raw: yaml.Node) -> Node:
         self.count += 1
         pos = position(self.display, raw.start_mark)
-        if self.count > MAX_NODES:
+        if self.count > self.limit:
             if not self.bomb:
                 self.bomb = True
-                self.problems.append(
-                    Problem(
-                        pos,
-                        f"aliases expand to more than {MAX_NODES:,} values",
-                        "this looks like an alias bomb; use fewer nested aliases",
-                    )
-                )
+                self.problems.append(_bomb(pos))
             return Node("scalar", pos)
         if isinstance(raw, yaml.ScalarNode):
             return Node("scalar", pos, tag=raw.tag, text=raw.value, plain=not raw.style)

@@ -10,21 +10,58 @@
 The names other modules use are importable from here: `from commcal.publish import publish`.
 """
 
-from commcal.publish.publisher import (
-    EXPIRY_LOOKBACK,
-    MAX_INLINE_WAIT,
-    Publisher,
-    check_ledger,
-    display_url,
-    publish,
-    remember_ledger,
-    remembered_ledger,
-    state_url,
-    worker_name,
-)
-from commcal.publish.recorder import MAX_UNRECORDED, SentRecorder
-from commcal.publish.results import BLOCKED, Outcome, OutcomeState, Report
-from commcal.publish.rows import due_delivery
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from commcal.publish.publisher import (
+        EXPIRY_LOOKBACK,
+        MAX_INLINE_WAIT,
+        Publisher,
+        check_ledger,
+        display_url,
+        publish,
+        remember_ledger,
+        remembered_ledger,
+        state_url,
+        worker_name,
+    )
+    from commcal.publish.recorder import MAX_UNRECORDED, SentRecorder
+    from commcal.publish.results import BLOCKED, Outcome, OutcomeState, Report
+    from commcal.publish.rows import due_delivery
+
+# Loaded when first used: `results` is all the views need, and the cron minute's shortcut shows
+# a report without loading the publisher (which imports the project loader, YAML and the rest).
+_HOME = {
+    **dict.fromkeys(
+        (
+            "EXPIRY_LOOKBACK",
+            "MAX_INLINE_WAIT",
+            "Publisher",
+            "check_ledger",
+            "display_url",
+            "publish",
+            "remember_ledger",
+            "remembered_ledger",
+            "state_url",
+            "worker_name",
+        ),
+        "publisher",
+    ),
+    "MAX_UNRECORDED": "recorder",
+    "SentRecorder": "recorder",
+    **dict.fromkeys(("BLOCKED", "Outcome", "OutcomeState", "Report"), "results"),
+    "due_delivery": "rows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "BLOCKED",

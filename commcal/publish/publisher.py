@@ -30,7 +30,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -70,6 +69,7 @@ from commcal.publish.recorder import SentRecorder
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.publish.retry import backoff, ceiling
 from commcal.publish.rows import due_delivery
+from commcal.publish.rows import worker_name as worker_name
 
 # How far back `publish` looks for deliveries nobody handled, to record them `expired`.
 EXPIRY_LOOKBACK = timedelta(days=7)
@@ -113,10 +113,6 @@ def scope_of(adapter: Channel) -> tuple[str | None, bool]:
         return adapter.idempotency_scope(), True
     except (SendError, CommcalError):
         return None, False
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def caught_up_reason(took_over_at: datetime) -> str:
@@ -224,6 +220,10 @@ class Publisher:
     # the one the project last published to; what came due before now is recorded `skipped`.
     catch_up: bool = False
     new_ledger: bool = False
+    # Ledger id -> the `now` of the last run with this very project (the same input files,
+    # commcal.cron_index) that left every delivery due by then with a row in that ledger: a
+    # run looks back from there instead of over the whole look-back (`_settled_start`).
+    settled: Mapping[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._started = time.monotonic()
@@ -245,6 +245,24 @@ class Publisher:
         report = Report(dry_run=self.dry_run)
         if self.dry_run:
             return self._dry_run(report)
+        ledger_id = self._publish(report)
+        if self._settled(report):
+            report.settled_ledger = ledger_id
+        return report
+
+    def _settled(self, report: Report) -> bool:
+        """Whether every delivery due up to `now` has a row now (Report.settled_ledger): a full
+        run (no filters), not stopped, nothing left out for a problem (a broken audience, a
+        missing members.secret, a short code pool, a channel that did not load: those send
+        nothing and record nothing, so the next run must look at them again)."""
+        if self.filters.channels or self.filters.items or self.stop.is_set() or report.problems:
+            return False
+        if any(c not in self.project.channels for c in self.config.channels):
+            return False
+        return not any(o.state is OutcomeState.BLOCKED for o in report.outcomes)
+
+    def _publish(self, report: Report) -> str:
+        """The run: expire, skip, claim, send and record what is due; the ledger's id."""
         max_late = self.config.publish.max_late
         with self.open() as ledger:
             meta = self._check_ledger(ledger, ledger.meta(), write=True)
@@ -255,7 +273,7 @@ class Publisher:
                 pid=os.getpid(),
                 info="publish",
             )
-            start = self._window_start(meta)
+            start = self._settled_start(ledger, meta, self._window_start(meta))
             late, fresh = self._due(start, report)
             # One read of what is recorded: what is finished is not written again.
             known = {
@@ -325,7 +343,7 @@ class Publisher:
         for delivery in todo:
             by_channel.setdefault(delivery.channel, []).append(delivery)
         if not by_channel:
-            return report
+            return meta.ledger_id
         workers = min(self.config.publish.concurrency, len(by_channel))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commcal-send") as pool:
             futures = [
@@ -334,7 +352,7 @@ class Publisher:
             ]
             for future in futures:
                 future.result()
-        return report
+        return meta.ledger_id
 
     def _window_start(self, meta: LedgerMeta) -> datetime:
         """Where this run looks back from: the usual look-back, or further, to where the last
@@ -344,6 +362,22 @@ class Publisher:
         if meta.swept_through is None:
             return lookback
         return min(lookback, meta.swept_through)
+
+    def _settled_start(self, ledger: Ledger, meta: LedgerMeta, start: datetime) -> datetime:
+        """Where a run of a project unchanged since a settled run looks back from: the
+        settled instant (every delivery due before it has a row; none needs `expired`), but
+        never into the fresh window, and only when no `pending` row waits between `start` and
+        there (a late one is recorded `expired` by the usual look-back)."""
+        settled = self.settled.get(meta.ledger_id) if meta.ledger_id else None
+        if settled is None or self.filters.channels or self.filters.items or self.catch_up:
+            return start
+        narrowed = min(settled, self.now - self.config.publish.max_late)
+        if narrowed <= start or settled > self.now:
+            return start
+        pending, _ = ledger.window_summary(
+            pending_from=start, fresh_from=self.now + timedelta(days=1), due_to=narrowed
+        )
+        return start if pending else narrowed
 
     def _due(self, start: datetime, report: Report) -> tuple[list[Delivery], list[Delivery]]:
         """The deliveries due in [start, now]: those too late to send, and the rest. An item
@@ -899,6 +933,7 @@ def publish(
     stop: threading.Event | None = None,
     catch_up: bool = False,
     new_ledger: bool = False,
+    settled: Mapping[str, datetime] | None = None,
 ) -> Report:
     """Send everything due at `now`. Raises ConfigError when the project cannot publish at all
     (errors in commcal.yaml, no channels). Items and files with errors are left out and listed
@@ -915,6 +950,7 @@ def publish(
         stop=stop or threading.Event(),
         catch_up=catch_up,
         new_ledger=new_ledger,
+        settled=settled or {},
     )
     report = publisher.run()
     report.problems[:0] = project.errors

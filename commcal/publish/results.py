@@ -84,13 +84,21 @@ class Report:
     dry_run: bool = False
     # Errors that kept items or files from being published (file:line); the rest went out.
     problems: list[Problem] = field(default_factory=list)
+    # Outcomes counted, not listed one by one: the cron minute's shortcut (commcal.cron_index)
+    # counts the deliveries finished earlier in the ledger, without reading them back.
+    unlisted: dict[OutcomeState, int] = field(default_factory=dict)
+    # The ledger (its id) in which every delivery due up to the run's `now` has a row after
+    # this run (Publisher._settled); None when something may still lack one.
+    settled_ledger: str | None = None
 
     def count(self, state: str) -> int:
-        return sum(1 for o in self.outcomes if o.state == state)
+        listed = sum(1 for o in self.outcomes if o.state == state)
+        return listed + sum(n for s, n in self.unlisted.items() if s == state)
 
     def counts(self) -> dict[OutcomeState, int]:
         """How many outcomes each state has, in OutcomeState's order; only states that occur."""
         found = Counter(o.state for o in self.outcomes)
+        found.update(self.unlisted)
         return {state: found[state] for state in OutcomeState if found[state]}
 
     @property

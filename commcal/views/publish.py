@@ -63,6 +63,8 @@ class Progress:
         self._doc: JsonDocument | None = None
         self._lines = JsonLines("commcal.publish/1") if fmt == "jsonl" else None
         self._done = False
+        # Counted, not listed: `already` ones the cron minute's shortcut counted in SQL.
+        self._unlisted: Counter[OutcomeState] = Counter()
         self.at: datetime | None = None  # the run's instant, once known (jsonl: `at_utc`)
 
     def _document(self) -> JsonDocument:
@@ -88,11 +90,13 @@ class Progress:
                 sys.stderr.flush()
 
     def _counts(self) -> dict[str, int]:
-        return {str(state): self._seen[state] for state in OutcomeState if self._seen[state]}
+        seen = self._seen + self._unlisted
+        return {str(state): seen[state] for state in OutcomeState if seen[state]}
 
     def finish(self, report: Report) -> None:
         """The outcomes not handed to `outcome` during the run (those finished earlier, and
         those a problem blocked), then the end: summary, counts and problems."""
+        self._unlisted.update(report.unlisted)
         for outcome in report.outcomes:
             if id(outcome) in self._shown:
                 continue
@@ -138,12 +142,15 @@ class Progress:
 def show(report: Report, fmt: str) -> None:
     """The end of a table or markdown run (JSON and JSON lines: `Progress`)."""
     counts = report.counts()
-    if not report.outcomes:
+    if not counts:
         sys.stdout.write("nothing due\n")
         return
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if fmt == "markdown":
         sys.stdout.write(f"**commcal publish**: {summary}\n")
+        return
+    if not report.outcomes:  # only counts (the cron minute's shortcut): plain text, no rich
+        sys.stdout.write(f"{summary}\n")
         return
     from rich.text import Text
 

@@ -1,0 +1,82 @@
+"""The `commcal` command's entry point: the cron minute first, then the full command line.
+
+`commcal publish` runs from cron every minute, and most minutes nothing is due. Before typer
+(and every command's options) is even imported, a plain `commcal [-C DIR] publish [--now T]
+[--state URL] [--format F]` asks the cron index (commcal.cron_index) whether a full run would
+do nothing; if so it prints what `commcal publish` prints then and exits 0. Anything else, or
+anything unclear (another option, --help, a --now that does not parse, a changed project),
+goes to commcal.cli, which parses and checks everything as usual.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+# The options of `publish` (and the top level's -C) that the shortcut understands, each with a
+# value; all others, flags included, send the command line to typer.
+_TOP = {"-C": "project", "--project": "project"}
+_PUBLISH = {"--now": "now", "--state": "state", "--format": "format"}
+_FORMATS = ("table", "json", "jsonl", "markdown")
+
+
+def _options(argv: Sequence[str]) -> dict[str, str] | None:
+    """The shortcut's options from a `publish` command line, or None if it is not one."""
+    found: dict[str, str] = {}
+    names = _TOP
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if names is _TOP and arg == "publish":
+            names = _PUBLISH
+            found["command"] = arg
+            continue
+        name, eq, value = arg.partition("=")
+        if name not in names or (not eq and not args):
+            return None
+        key = names[name]
+        if key in found:
+            return None  # given twice: typer decides what that means
+        found[key] = value if eq else args.pop(0)
+    if "command" not in found or found.get("format", "table") not in _FORMATS:
+        return None
+    return found
+
+
+def quiet_publish(argv: Sequence[str]) -> bool:
+    """Print and return True when `argv` is a publish with nothing to do (see the docstring)."""
+    options = _options(argv)
+    if options is None:
+        return False
+    from datetime import UTC, datetime
+
+    from commcal import cron_index
+    from commcal.errors import CommcalError
+    from commcal.root import find_project
+    from commcal.window import instant
+
+    try:
+        now = instant(options["now"], "--now") if "now" in options else datetime.now(UTC)
+        root = find_project(explicit=options.get("project"))
+    except CommcalError:
+        return False
+    finished = cron_index.quiet_minute(root, now, state=options.get("state"))
+    if finished is None:
+        return False
+    from commcal.publish.results import OutcomeState, Report
+    from commcal.views import publish as view
+
+    already = {OutcomeState.ALREADY: finished} if finished else {}
+    progress = view.Progress(options.get("format", "table"))
+    progress.at = now
+    progress.finish(Report(unlisted=already))
+    return True
+
+
+def main() -> None:
+    """Console-script entry point."""
+    if quiet_publish(sys.argv[1:]):
+        return
+    from commcal.cli import main as full
+
+    full()
