@@ -287,8 +287,7 @@ def _row(
 
 
 def _date(text: str) -> date | None:
-    from commcal.timeutil import FIRST_YEAR, LAST_YEAR
-    from commcal.timeutil import parse_date
+    from commcal.timeutil import FIRST_YEAR, LAST_YEAR, parse_date
 
     day = parse_date(text)
     return day if day is not None and FIRST_YEAR <= day.year <= LAST_YEAR else None
