@@ -605,7 +605,10 @@ def publish(
     stopped = progress.stopped
     at = progress.at = _now(now)
     inputs = None
-    if not (dry_run or catch_up or new_ledger or only or channel or everything):
+    # Not with --format json: its document lists every `already` delivery, which only a full
+    # run knows (docs/json.md).
+    shortcut = format is not LongFormat.json
+    if shortcut and not (dry_run or catch_up or new_ledger or only or channel or everything):
         # The cron minute: with nothing due, an unchanged project is not even loaded.
         from commcal.root import find_project
 

@@ -207,10 +207,18 @@ def test_a_warm_nothing_due_minute_imports_nothing_heavy(tmp_path: Path) -> None
     modules = imported(warm)
     heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
+    # The cron log's format takes the shortcut too: the summary line alone.
+    as_lines = run_entry(tmp_path, "publish", "--format", "jsonl", "--now", now.isoformat())
+    [summary] = [json.loads(x) for x in as_lines.stdout.splitlines()]
+    assert summary["type"] == "summary" and summary["counts"] == {"already": 2}
+    assert summary["ok"] is True and summary["lines"] == {}
+    assert not [
+        m for m in imported(as_lines) if any(m == h or m.startswith(h + ".") for h in HEAVY)
+    ]
+    # JSON lists every delivery handled (docs/json.md): a full run, never the shortcut.
     as_json = run_entry(tmp_path, "publish", "--format", "json", "--now", now.isoformat())
     report = json.loads(as_json.stdout)
-    assert report["counts"] == {"already": 2}
-    assert report["ok"] is True and report["deliveries"] == []
+    assert report["counts"] == {"already": 2} and len(report["deliveries"]) == 2
     # Something due: the full run, which sends it.
     due = run_entry(tmp_path, "publish", "--now", (now + timedelta(hours=23)).isoformat())
     assert due.returncode == 0, due.stderr
