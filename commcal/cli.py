@@ -485,6 +485,8 @@ def publish(
             stop=stop,
             catch_up=catch_up,
             new_ledger=new_ledger,
+            # Only JSON lists every delivery: the others keep no outcome per member.
+            keep_members=format is Format.json,
         )
     except CommcalError as exc:  # e.g. the ledger cannot be opened
         if format is Format.json:

@@ -84,15 +84,33 @@ class Report:
     dry_run: bool = False
     # Errors that kept items or files from being published (file:line); the rest went out.
     problems: list[Problem] = field(default_factory=list)
+    # False: a member's outcome (a newsletter's delivery to one person) is counted but not kept
+    # in `outcomes`, so that a run to a large audience holds no outcome per member; those who
+    # want them all (JSON output) watch them go by (`Publisher.on_outcome`) or keep them.
+    keep_members: bool = True
+    # The outcomes counted and not kept, by state.
+    uncounted: Counter[OutcomeState] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        if self.keep_members or outcome.delivery.recipient is None:
+            self.outcomes.append(outcome)
+        else:
+            self.uncounted[outcome.state] += 1
 
     def count(self, state: str) -> int:
-        return sum(1 for o in self.outcomes if o.state == state)
+        return (
+            sum(1 for o in self.outcomes if o.state == state) + self.uncounted[OutcomeState(state)]
+        )
 
     def counts(self) -> dict[OutcomeState, int]:
         """How many outcomes each state has, in OutcomeState's order; only states that occur."""
-        found = Counter(o.state for o in self.outcomes)
+        found = Counter(o.state for o in self.outcomes) + self.uncounted
         return {state: found[state] for state in OutcomeState if found[state]}
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not any(o.state in NOT_OK for o in self.outcomes)
+        return (
+            not self.problems
+            and not any(o.state in NOT_OK for o in self.outcomes)
+            and not any(self.uncounted[state] for state in NOT_OK)
+        )

@@ -69,7 +69,7 @@ def show(report: Report, fmt: str) -> None:
             }
         )
         return
-    if not report.outcomes:
+    if not counts:
         sys.stdout.write("nothing due\n")
         return
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
