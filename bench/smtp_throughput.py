@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -276,6 +277,7 @@ def main() -> int:
                     best[name] = min(best.get(name, took), took)
                     print(f"run {run + 1}: {name}: {took:.2f} s", flush=True)
                 state = work / f"ledger-{run}.db"
+                shutil.rmtree(project / ".commcal", ignore_errors=True)  # a new ledger each run
                 before = relay.count()
                 cmd = [
                     sys.executable,
