@@ -1,4 +1,4 @@
-"""An SMTP newsletter to 10,000 members: `commcal publish` against a bare smtplib loop and mailmerge.
+"""An SMTP newsletter to 10,000 members: `commcal publish` against bare smtplib and mailmerge.
 
     .venv/bin/python bench/smtp_throughput.py [--members 10000] [--repeat 2] [--no-pipelining]
 

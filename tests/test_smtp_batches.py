@@ -369,10 +369,10 @@ def test_the_direct_writer_says_what_the_email_package_says(
     assert all(len(line) <= 998 for line in direct.split(b"\r\n"))
     ours = email.message_from_bytes(direct, policy=email.policy.default)
     theirs = email.message_from_bytes(reference, policy=email.policy.default)
-    assert [k.lower() for k in ours.keys()] == [k.lower() for k in theirs.keys()]
+    assert [k.lower() for k in ours] == [k.lower() for k in theirs]
     # The multipart boundary is random; text that is not ASCII is base64 here, where the email
     # package picks the shorter of base64 and quoted-printable: the same text either way.
-    for key in theirs.keys():
+    for key in theirs:
         if key.lower() not in ("content-type", "content-transfer-encoding"):
             assert str(ours[key]) == str(theirs[key]), key
     assert ours.get_content_type() == theirs.get_content_type()
