@@ -618,7 +618,7 @@ class Publisher:
     def _channel(self, name: str, items: Sequence[Delivery], report: Report) -> None:
         adapter = self.project.channels.get(name)
         if adapter is None:  # the config problem was reported at load; nothing can be sent
-            for delivery in items:
+            for delivery in self._each(items):
                 self._report(
                     report,
                     Outcome(
@@ -659,6 +659,14 @@ class Publisher:
             finally:
                 adapter.close()
                 ledger.close()
+
+    def _each(self, items: Sequence[Delivery]) -> Iterator[Delivery]:
+        """`items` with each stand-in's members in its place, read as they are needed."""
+        for delivery in items:
+            if stands_for_members(delivery):
+                yield from member_deliveries(self.project, delivery)
+            else:
+                yield delivery
 
     def _batches(
         self,
