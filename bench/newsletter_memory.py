@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smtp_throughput import NOW, ROOT, Relay, write_project  # noqa: E402
+from smtp_throughput import NOW, ROOT, Relay, write_project
 
 TARGET_MB = 150.0
 FLAT = 1.25
