@@ -686,8 +686,9 @@ class Publisher:
                 plain.append(delivery)
                 continue
             while plain:
-                yield plain[: size[0]]
-                del plain[: size[0]]
+                chunk = plain[: size[0]]
+                del plain[: len(chunk)]  # before the yield: the caller may change the size
+                yield chunk
             if delivery is None:
                 return
             for batch in batches(self.project, delivery, lambda: size[0]):
