@@ -1,6 +1,7 @@
 """An SMTP newsletter to 10,000 members: `commcal publish` against bare smtplib and mailmerge.
 
     .venv/bin/python bench/smtp_throughput.py [--members 10000] [--repeat 2] [--no-pipelining]
+                                              [--code DIR]
 
 A local aiosmtpd relay (a child process) accepts every mail and counts it; it advertises ESMTP
 PIPELINING (RFC 2920) as providers' relays do (`--no-pipelining`: it does not). Three sides do
@@ -16,7 +17,8 @@ member of a generated CSV audience, each as a child process timed from start to 
   run, members.secret and a signed unsubscribe link per member.
 
 The sides are interleaved (baseline, mailmerge, commcal, baseline, ...) and the fastest run of
-each counts. Every run's mail count is checked against the relay's. Targets: commcal at least
+each counts. Every run's mail count is checked against the relay's. `--code DIR`: the commcal
+package to run (e.g. an export of main's, for a before/after comparison); default this tree. Targets: commcal at least
 1.5x the baseline and 1.3x mailmerge (ratio = their time / commcal's). Exit 0 when both are met.
 """
 
@@ -237,10 +239,11 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--no-pipelining", action="store_true")
+    parser.add_argument("--code", type=Path, default=ROOT, help="folder holding commcal/")
     args = parser.parse_args()
     mailmerge = mailmerge_bin()
     relay = Relay(pipelining=not args.no_pipelining)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_MEMBER_SECRET": "s" * 32}
+    env = {**os.environ, "PYTHONPATH": str(args.code), "BENCH_MEMBER_SECRET": "s" * 32}
     best: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="commcal-smtp-bench-") as tmp:
