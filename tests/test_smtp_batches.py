@@ -12,7 +12,6 @@ import email
 import email.policy
 import os
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from commcal.channels.smtp import SMTP_POLICY, SmtpChannel
 from commcal.cli import app
 from commcal.ledger import State, open_ledger
 from tests.conftest import MakeProject
+from tests.test_smtp_ambiguity import LETTER_CALENDAR, LETTER_TEMPLATES, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "a-long-random-member-secret-for-tests-0123456789"
@@ -64,13 +64,6 @@ print("ready", flush=True)
 sys.stdin.read()
 controller.stop()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -108,24 +101,8 @@ channels:
     batch: {BATCH}
     from: "Community <hello@example.org>"
 """,
-        calendars={
-            "main.yaml": """\
-items:
-  - id: december-letter
-    kind: newsletter
-    at: 2026-12-01 08:00
-    channels: [newsletter]
-    template: news/letter
-    audience: members
-"""
-        },
-        templates={
-            "news/letter.j2": (
-                "{% block subject %}December news{% endblock %}\n"
-                "{% block text %}Hello {{ member.first_name }}.\n"
-                "Leave: {{ unsubscribe_url }}\n{% endblock %}\n"
-            )
-        },
+        calendars=LETTER_CALENDAR,
+        templates=LETTER_TEMPLATES,
     )
     rows = "".join(f"member{n:04d}@example.org,Member {n}\n" for n in range(members))
     (root / "audiences").mkdir()

@@ -94,6 +94,16 @@ def held_stale(outcome: Outcome, stale: StaleClaim) -> Outcome:
     return Outcome(outcome.delivery, OutcomeState.HELD, str(stale))
 
 
+def still_unknown(delivery: Delivery) -> Outcome:
+    """A delivery an earlier run left `unknown`: every run says so (and exits 1) until a person
+    checks the channel."""
+    return Outcome(
+        delivery,
+        OutcomeState.UNKNOWN,
+        f"interrupted while sending in an earlier run; {unresolved(delivery)}",
+    )
+
+
 def unresolved(delivery: Delivery) -> str:
     return f"check the channel, then run `commcal resolve {delivery.id} --sent URL` or `--not-sent`"
 
@@ -710,14 +720,7 @@ class Publisher:
             if record is None or record.state not in TERMINAL:
                 todo.append(delivery)
             elif record.state is State.UNKNOWN:
-                self._report(
-                    report,
-                    Outcome(
-                        delivery,
-                        OutcomeState.UNKNOWN,
-                        f"interrupted while sending in an earlier run; {unresolved(delivery)}",
-                    ),
-                )
+                self._report(report, still_unknown(delivery))
             else:
                 self._report(report, Outcome(delivery, OutcomeState.ALREADY), quiet=True)
         return todo
@@ -729,19 +732,7 @@ class Publisher:
         straight into `sending`, one records what was sent: a crash in between leaves at most
         this batch `sending`, and each becomes `unknown` when its lease runs out, never a
         second mail. Failures are handled one by one as `_send` handles them."""
-        publish = self.config.publish
-        claims = {
-            c.delivery_id: c
-            for c in ledger.claim_many(
-                [due_delivery(d) for d in batch],
-                worker=self.worker,
-                now=self.clock(),
-                lease=publish.lease,
-                idempotent=adapter.idempotent,
-                key_window=key_window(adapter),
-                sending_all=True,
-            )
-        }
+        claims = self._claims(ledger, adapter, batch, sending_all=True)
         ready: list[tuple[Delivery, Claim, Message]] = []
         for delivery in batch:
             claim = claims.get(delivery.id)
@@ -794,6 +785,30 @@ class Publisher:
             for delivery in untried:  # a stop request: nothing was sent for them
                 ledger.release(claims[delivery.id], self.clock())
 
+    def _claims(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        batch: Sequence[Delivery],
+        *,
+        sending: bool = False,
+        sending_all: bool = False,
+        scope: str | None = None,
+    ) -> dict[str, Claim]:
+        """Claim `batch` in one transaction (`ClaimLedger.claim_many`): the claims by id."""
+        claims = ledger.claim_many(
+            [due_delivery(d) for d in batch],
+            worker=self.worker,
+            now=self.clock(),
+            lease=self.config.publish.lease,
+            idempotent=adapter.idempotent,
+            sending=sending,
+            key_window=key_window(adapter),
+            scope=scope,
+            sending_all=sending_all,
+        )
+        return {c.delivery_id: c for c in claims}
+
     def _batch(
         self,
         ledger: Ledger,
@@ -807,24 +822,13 @@ class Publisher:
         later). Claims left unused (a stop request) are released."""
         publish = self.config.publish
         scope, known = scope_of(adapter)
-        claims = {
-            c.delivery_id: c
-            for c in ledger.claim_many(
-                [due_delivery(d) for d in batch],
-                worker=self.worker,
-                now=self.clock(),
-                lease=publish.lease,
-                idempotent=adapter.idempotent,
-                # Idempotent channels are claimed straight into SENDING: no durable mark per
-                # delivery before its send (a crash here is a resend with the same key). Not
-                # those whose keys have a scope (Matrix: a device): each send is marked on its
-                # own, so that after a crash and a change of scope (a new access token) only
-                # the send in flight is `unknown`, not the whole batch.
-                sending=adapter.idempotent and known and scope is None,
-                key_window=key_window(adapter),
-                scope=scope,
-            )
-        }
+        # Idempotent channels are claimed straight into SENDING: no durable mark per delivery
+        # before its send (a crash here is a resend with the same key). Not those whose keys
+        # have a scope (Matrix: a device): each send is marked on its own, so that after a
+        # crash and a change of scope (a new access token) only the send in flight is
+        # `unknown`, not the whole batch.
+        sending = adapter.idempotent and known and scope is None
+        claims = self._claims(ledger, adapter, batch, sending=sending, scope=scope)
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
                 self._defer(ledger, batch[n:], claims, circuit, report)
