@@ -32,6 +32,7 @@ from commcal.channels.smtp import SMTP_POLICY, SmtpChannel
 from commcal.cli import app
 from commcal.ledger import State, open_ledger
 from tests.conftest import MakeProject
+from tests.test_community import Mailbox
 from tests.test_smtp_ambiguity import LETTER_CALENDAR, LETTER_TEMPLATES, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -377,3 +378,31 @@ def test_duplicates_in_a_large_audience_name_their_first_line(tmp_path: Path) ->
         "duplicate address MEMBER7@example.org (first at line 9); the row is skipped",
         "duplicate address member2999@example.org (first at line 3001); the row is skipped",
     ]
+
+
+def test_a_newsletter_in_batches_reaches_each_member_once_with_their_own_link(
+    make_project: MakeProject, smtp: tuple[int, Mailbox]
+) -> None:
+    """Through the CLI: 250 members over a pool of 3 in batches of 20, a suppressed member
+    skipped, each mail with its own signed unsubscribe link; the text summary counts members
+    it did not keep one outcome each for; a second run sends nothing again."""
+    port, box = smtp
+    root = newsletter(make_project, port, 250)
+    env = {"MEMBER_SECRET": SECRET}
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["-C", str(root), "suppress", "member0007@example.org"]).exit_code == 0
+    )
+    now = (DUE + timedelta(seconds=30)).isoformat()
+    result = runner.invoke(app, ["-C", str(root), "publish", "--now", now], env=env)
+    assert result.exit_code == 0, result.output
+    assert "249 sent, 1 skipped" in result.stdout
+    mails = box.mails()
+    recipients = Counter(str(m["To"]).split("<")[-1].rstrip(">") for m in mails)
+    assert len(recipients) == 249 and max(recipients.values()) == 1
+    assert "member0007@example.org" not in recipients
+    links = {m["List-Unsubscribe"] for m in mails}
+    assert len(links) == 249  # one signed link per member
+    again = runner.invoke(app, ["-C", str(root), "publish", "--now", now], env=env)
+    assert again.exit_code == 0, again.output
+    assert len(box.mails()) == 249

@@ -98,9 +98,8 @@ class Report:
             self.uncounted[outcome.state] += 1
 
     def count(self, state: str) -> int:
-        return (
-            sum(1 for o in self.outcomes if o.state == state) + self.uncounted[OutcomeState(state)]
-        )
+        kept = sum(1 for o in self.outcomes if o.state == state)
+        return kept + sum(n for counted, n in self.uncounted.items() if counted == state)
 
     def counts(self) -> dict[OutcomeState, int]:
         """How many outcomes each state has, in OutcomeState's order; only states that occur."""
