@@ -17,6 +17,7 @@ import hashlib
 import io
 import itertools
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -507,13 +508,12 @@ def members(
         if path.suffix == ".csv"
         else _yaml_rows(path, display, report)
     )
-    seen: dict[str, int] = {}
+    seen = _Seen()
     for cells, line in rows:
         member = _member(cells, line, display, report)
         if member is None:
             continue
-        key = member.key
-        first = seen.get(key)
+        first = seen.first(int(member.key, 16), line)
         if first is not None:
             report(
                 Problem(
@@ -524,9 +524,50 @@ def members(
                 )
             )
             continue
-        seen[key] = line
         if where is None or where.matches(member):
             yield member
+
+
+class _Seen:
+    """The members read so far (their keys, as 64-bit numbers) and the line of each: an open
+    addressing table in two flat arrays, some 24 bytes a member where a dict of key strings
+    took about 150, so that reading an audience stays small however large it is."""
+
+    def __init__(self) -> None:
+        self._keys = array("Q", [0]) * 1024  # 0: a free slot
+        self._lines = array("I", [0]) * 1024
+        self._used = 0
+
+    def first(self, key: int, line: int) -> int | None:
+        """The line `key` was first read at; None, noting `line`, if it is new."""
+        key = key or 1  # the keys are hashes: 0 stands for a free slot
+        keys = self._keys
+        mask = len(keys) - 1
+        slot = key & mask
+        while (found := keys[slot]) != 0:
+            if found == key:
+                return int(self._lines[slot])
+            slot = (slot + 1) & mask
+        keys[slot] = key
+        self._lines[slot] = line
+        self._used += 1
+        if 2 * self._used > len(keys):
+            self._grow()
+        return None
+
+    def _grow(self) -> None:
+        old = zip(self._keys, self._lines, strict=True)
+        size = 2 * len(self._keys)
+        self._keys = array("Q", [0]) * size
+        self._lines = array("I", [0]) * size
+        mask = size - 1
+        for key, line in old:
+            if key:
+                slot = key & mask
+                while self._keys[slot] != 0:
+                    slot = (slot + 1) & mask
+                self._keys[slot] = key
+                self._lines[slot] = line
 
 
 def check_audience(root: Path, name: str) -> list[Problem]:

@@ -660,6 +660,8 @@ def publish(
                 catch_up=catch_up,
                 new_ledger=new_ledger,
                 settled=cron_index.settled_marks(project.root, inputs),
+                # Only JSON lists every delivery: the others keep no outcome per member.
+                keep_members=format is LongFormat.json,
             )
         except CommcalError as exc:  # e.g. the ledger cannot be opened
             from commcal.errors import Pos, Problem

@@ -157,12 +157,19 @@ def deliveries(
     member: str | None = None,
     broken: list[Problem] | None = None,
     memo: Memo | None = None,
+    stream: bool = False,
 ) -> list[Delivery]:
     """Every delivery due in [start, end), sorted by due time, calendar, item and channel.
 
     With `members`, audience items on per-recipient channels expand to one delivery per member
     (streamed from the audience file); otherwise one delivery stands for the whole audience.
     `member` (an address) keeps only that member's deliveries.
+
+    With `members` and `stream`, they are not expanded here: one delivery stands for the
+    members (of one zone, with `send_at: local`), their audience file read once through to
+    check it (a broken one is handled as below, before anything is sent), and
+    `member_deliveries` yields its members' deliveries when they are sent, so that a run holds
+    a batch of members at a time, not the audience.
 
     An audience file with errors raises ProblemsFound; with a `broken` list, instead, the items
     that read it get no delivery at all (never a smaller audience) and the problems, with one
@@ -174,10 +181,11 @@ def deliveries(
             start,
             end,
             filters,
-            members=members,
+            members=members and not stream,
             member=member,
             broken=broken,
             memo=memo if memo is not None else Memo(),
+            checked=stream,
         )
 
 
@@ -191,6 +199,7 @@ def _deliveries(
     member: str | None,
     broken: list[Problem] | None,
     memo: Memo,
+    checked: bool = False,
 ) -> list[Delivery]:
     found: list[Delivery] = []
     sizes: dict[tuple[str, str], int] = {}
@@ -211,6 +220,7 @@ def _deliveries(
                     members=members,
                     member=member,
                     memo=memo,
+                    checked=checked,
                 )
             except ProblemsFound as exc:  # its audience file has errors (audience.AudienceBroken)
                 if broken is None:
@@ -240,8 +250,10 @@ def _item_deliveries(
     members: bool,
     member: str | None,
     memo: Memo,
+    checked: bool = False,
 ) -> None:
-    """Append one item's deliveries in [start, end) to `found` (see `deliveries`)."""
+    """Append one item's deliveries in [start, end) to `found` (see `deliveries`); `checked`:
+    stand-ins for the members whose audience file was read through (an error raises)."""
     channels = [c for c in item.channels if not filters.channels or c in filters.channels]
     if not channels:
         return
@@ -287,7 +299,11 @@ def _item_deliveries(
                 if start <= occurrence.when < end:
                     key = (item.calendar, item.id)
                     if key not in sizes:
-                        sizes[key] = audience_size(project, item)
+                        sizes[key] = (
+                            sum(1 for _ in item_members(project, item, None))
+                            if checked
+                            else audience_size(project, item)
+                        )
                     found.append(
                         Delivery(
                             _hashed(prefix, ""),
@@ -343,6 +359,34 @@ def _zone_deliveries(
             at=at,
             audience_size=count,
             zone=name,
+            per_recipient=True,
+        )
+
+
+def stands_for_members(delivery: Delivery) -> bool:
+    """Whether `delivery` stands for an audience's members (`deliveries(stream=True)`, plan)."""
+    return delivery.personal and delivery.recipient is None
+
+
+def member_deliveries(project: Project, delivery: Delivery) -> Iterator[Delivery]:
+    """The members' own deliveries a stand-in (`stands_for_members`) is for, in file order,
+    read lazily: the same ids, instants and order as `deliveries(members=True)` gives them.
+    A stand-in of one zone (`send_at: local`) yields that zone's members only."""
+    item = delivery.item
+    occurrence = delivery.occurrence
+    prefix = id_prefix(item.calendar, item.id, iso_utc(occurrence.when), delivery.channel)
+    local = item.send_at == "local"
+    for person in item_members(project, item, None):
+        if local and (person.timezone or item.timezone) != delivery.zone:
+            continue
+        yield Delivery(
+            _hashed(prefix, person.key),
+            item,
+            occurrence,
+            delivery.channel,
+            delivery.channel_type,
+            recipient=person,
+            at=_member_instant(item, occurrence.when, person) if local else None,
             per_recipient=True,
         )
 

@@ -412,6 +412,7 @@ class Scheduler:
             worker=self.worker,
             stop=self.stop_event,
             on_outcome=self._outcome,
+            keep_members=False,  # each outcome is logged as it happens: none kept per member
         )
         report = publisher.run()
         for problem in report.problems:  # e.g. a short code pool: logged once, not each wake-up

@@ -684,6 +684,41 @@ def test_a_crash_after_claiming_into_sending_is_a_resend_with_the_same_key(
         ledger.record_sent(first, remote_id="late", url=None, now=at(7))
 
 
+def test_a_batch_claimed_into_sending_without_idempotency_is_unknown_after_a_crash(
+    ledger: Ledger,
+) -> None:
+    """`sending_all`: an SMTP batch, claimed straight into SENDING in one transaction. A crash
+    leaves the whole batch in doubt: each becomes UNKNOWN when its lease runs out, never sent
+    again; a clean stop gives an unused claim back."""
+    batch = [due(n, channel="mail") for n in range(5)]
+    claims = ledger.claim_many(
+        batch, worker="w1", now=T0, lease=LEASE, idempotent=False, sending_all=True
+    )
+    assert [c.delivery_id for c in claims] == [d.id for d in batch]
+    assert all(c.sending for c in claims)
+    assert {ledger.get(d.id).state for d in batch} == {State.SENDING}  # type: ignore[union-attr]
+    assert events(ledger, batch[0].id) == ["claimed", "sending"]
+    assert ledger.record_sent_many([Sent(claims[0], "m0", None, at(1))]) == [None]
+    assert ledger.release(claims[1], at(1))  # never sent (a stop request): pending again
+    # The worker dies; after the lease nobody sends the rest again.
+    again = ledger.claim_many(
+        batch, worker="w2", now=at(6), lease=LEASE, idempotent=False, sending_all=True
+    )
+    assert [c.delivery_id for c in again] == [batch[1].id]
+    states = {d.id: ledger.get(d.id).state for d in batch}  # type: ignore[union-attr]
+    assert [states[d.id] for d in batch] == [
+        State.SENT,
+        State.SENDING,
+        State.UNKNOWN,
+        State.UNKNOWN,
+        State.UNKNOWN,
+    ]
+    found = ledger.get_many([d.id for d in batch] + ["not-there"])
+    assert sorted(found) == sorted(d.id for d in batch)
+    assert found[batch[0].id].state is State.SENT
+    assert ledger.get_many([]) == {}
+
+
 def test_claim_many_handles_thousands(ledger: Ledger) -> None:
     ds = [due(n) for n in range(1_200)]
     claims = ledger.claim_many(ds, worker="w1", now=T0, lease=LEASE, idempotent=False)

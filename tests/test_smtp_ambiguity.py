@@ -105,6 +105,27 @@ def relay() -> Iterator[tuple[int, FaultyRelay]]:
     controller.stop()
 
 
+# A newsletter on 1 December to the `members` audience over the `newsletter` channel.
+LETTER_CALENDAR = {
+    "main.yaml": """\
+items:
+  - id: december-letter
+    kind: newsletter
+    at: 2026-12-01 08:00
+    channels: [newsletter]
+    template: news/letter
+    audience: members
+"""
+}
+LETTER_TEMPLATES = {
+    "news/letter.j2": (
+        "{% block subject %}December news{% endblock %}\n"
+        "{% block text %}Hello {{ member.first_name }}.\n"
+        "Leave: {{ unsubscribe_url }}\n{% endblock %}\n"
+    )
+}
+
+
 def project(make_project: MakeProject, port: int) -> Path:
     root = make_project(
         config=f"""\
@@ -124,24 +145,8 @@ channels:
     timeout: {CLIENT_TIMEOUT}
     from: "Community <hello@example.org>"
 """,
-        calendars={
-            "main.yaml": """\
-items:
-  - id: december-letter
-    kind: newsletter
-    at: 2026-12-01 08:00
-    channels: [newsletter]
-    template: news/letter
-    audience: members
-"""
-        },
-        templates={
-            "news/letter.j2": (
-                "{% block subject %}December news{% endblock %}\n"
-                "{% block text %}Hello {{ member.first_name }}.\n"
-                "Leave: {{ unsubscribe_url }}\n{% endblock %}\n"
-            )
-        },
+        calendars=LETTER_CALENDAR,
+        templates=LETTER_TEMPLATES,
     )
     rows = "".join(f"member{n:03d}@example.org,Member {n}\n" for n in range(MEMBERS))
     (root / "audiences").mkdir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -309,6 +309,33 @@ class Channel:
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         raise NotImplementedError(f"{self.type_name} cannot send yet")
+
+    def batch_size(self) -> int:
+        """How many messages the publisher hands `send_many` at once, each batch claimed
+        (straight into `sending`) and confirmed in one ledger transaction; 0 (the default): one
+        `send` at a time, each marked `sending` on its own. A crash leaves at most a batch in
+        doubt, so a channel without idempotency keys should keep it small."""
+        return 0
+
+    def send_many(
+        self, messages: Sequence[tuple[Message, str]], stop: Callable[[], bool]
+    ) -> list[Receipt | Exception | None]:
+        """Send (message, idempotency key) pairs, as `send` would each, however the channel
+        best does it (SMTP: over a pool of connections). One result per pair, in order: its
+        Receipt, the exception its send raised, or None when it was not tried (`stop()` became
+        true, or the server was found unreachable: nothing was sent for it)."""
+        results: list[Receipt | Exception | None] = []
+        down = False
+        for message, key in messages:
+            if down or stop():
+                results.append(None)
+                continue
+            try:
+                results.append(self.send(message, key))
+            except Exception as exc:  # handed back, as `send` would raise it
+                results.append(exc)
+                down = isinstance(exc, TransientError) and exc.unreachable
+        return results
 
     def idempotency_scope(self) -> str | None:
         """Where the network keeps our idempotency keys, when that is not one place for good.

@@ -92,6 +92,7 @@ class ClaimLedger(Protocol):
         sending: bool = False,
         key_window: timedelta | None = None,
         scope: str | None = None,
+        sending_all: bool = False,
     ) -> list[Claim]:
         """`claim` for many deliveries in few transactions; claims come back in input order.
 
@@ -106,7 +107,17 @@ class ClaimLedger(Protocol):
         with the same idempotency key (RESEND), exactly as after a crash during the send.
         Deliveries of non-idempotent channels are claimed CLAIMED as always: for them the
         `begin_send` mark is what turns an interrupted send into UNKNOWN instead of a repeat.
+
+        `sending_all=True` claims every delivery straight into SENDING, those of non-idempotent
+        channels too: for a caller that sends the whole batch at once (an SMTP pool) and records
+        its outcomes in one transaction. A crash then leaves the batch SENDING, and each of its
+        rows becomes UNKNOWN when its lease runs out (never re-sent): at most the batch is in
+        doubt, never a second mail. Unused claims are given back with `release`.
         """
+
+    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
+        """The rows of those of `delivery_ids` that have one, by id (a batch of a newsletter's
+        members: what is finished is not claimed again)."""
 
     def first_send(self, delivery_id: str) -> datetime | None:
         """When the delivery's current series of sends began (its first `sending` since a person

@@ -141,10 +141,9 @@ class SqlLedger(AudienceStore):
         key_window: timedelta | None = None,
         scope: str | None = None,
     ) -> Claim | None:
-        """Claim one delivery inside the caller's transaction. `sending` (idempotent channels
-        only) claims straight into SENDING, logging `claimed` and `sending` (and recording
-        `scope`) as begin_send would."""
-        sending = sending and idempotent
+        """Claim one delivery inside the caller's transaction. `sending` claims straight into
+        SENDING, logging `claimed` and `sending` (and recording `scope`) as begin_send would
+        (`claim_many` decides for which deliveries)."""
         claimed_state = State.SENDING if sending else State.CLAIMED
         token = new_token()
         now_db = self._t(now, "now")
@@ -321,9 +320,13 @@ class SqlLedger(AudienceStore):
         sending: bool = False,
         key_window: timedelta | None = None,
         scope: str | None = None,
+        sending_all: bool = False,
     ) -> list[Claim]:
         def is_idempotent(d: DueDelivery) -> bool:
             return idempotent(d.channel) if callable(idempotent) else idempotent
+
+        def into_sending(d: DueDelivery) -> bool:
+            return sending_all or (sending and is_idempotent(d))
 
         # Every worker visits rows in id order, so two batches can never wait on each other in
         # a cycle (PostgreSQL would otherwise report a deadlock between overlapping inserts).
@@ -336,7 +339,7 @@ class SqlLedger(AudienceStore):
                 got: dict[str, Claim] = {}
                 for d in chunk:
                     c = self._claim_in_tx(
-                        d, worker, now, lease, is_idempotent(d), sending, key_window, scope
+                        d, worker, now, lease, is_idempotent(d), into_sending(d), key_window, scope
                     )
                     if c is not None:
                         got[d.id] = c
@@ -816,6 +819,28 @@ class SqlLedger(AudienceStore):
             write=False,
         )
         return self._record(rows[0]) if rows else None
+
+    def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
+        """The rows of those of `delivery_ids` that have one, by id, in a few queries."""
+        from commcal.ledger.members import IN_CHUNK, marks
+
+        wanted = list(dict.fromkeys(delivery_ids))
+
+        def tx() -> list[Any]:
+            rows: list[Any] = []
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                rows.extend(
+                    self._execute(
+                        f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE id IN "
+                        f"({marks(len(chunk))})",
+                        chunk,
+                    )
+                )
+            return rows
+
+        found = (self._record(r) for r in self._transaction(tx, write=False)) if wanted else ()
+        return {r.id: r for r in found}
 
     def find(self, id_prefix: str) -> list[DeliveryRecord]:
         """Deliveries whose id starts with `id_prefix` (at least 6 characters, else ConfigError)."""

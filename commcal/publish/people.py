@@ -6,8 +6,8 @@ offer). What cannot go out is reported `blocked`, with one problem per item at i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -34,16 +34,43 @@ def for_members(
     problems: list[Problem],
 ) -> list[Delivery]:
     """The deliveries of `todo` that can go out, codes assigned; the others are reported."""
-    return _Members(ledger, project, clock, emit, problems).prepare(todo)
+    return Members(ledger, project, clock, emit, problems).prepare(todo)
+
+
+def batches(project: Project, todo: Delivery, size: Callable[[], int]) -> Iterator[list[Delivery]]:
+    """The members' deliveries of a stand-in (`deliveries.stands_for_members`), read from the
+    audience file as they are needed, `size()` at a time: only a batch is held at once."""
+    from commcal.deliveries import member_deliveries
+
+    batch: list[Delivery] = []
+    for delivery in member_deliveries(project, todo):
+        batch.append(delivery)
+        if len(batch) >= size():
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def streams(delivery: Delivery) -> bool:
+    """Whether a stand-in's members are sent batch by batch as the audience file is read:
+    all but an offer's with a code pool, whose codes are reserved for every member at once
+    (the pool is read whole anyway)."""
+    codes = delivery.item.codes
+    return not (codes is not None and codes.pool)
 
 
 @dataclass
-class _Members:
+class Members:
+    """Checks members' deliveries before they are sent (`prepare`), batch after batch of one
+    run: each item stopped by a problem gets that problem once."""
+
     ledger: Ledger
     project: Project
     clock: Callable[[], datetime]
     emit: Emit
     problems: list[Problem]
+    reported: set[tuple[str, str, str]] = field(default_factory=set)
 
     def prepare(self, todo: list[Delivery]) -> list[Delivery]:
         """Deliveries to members: drop the suppressed (recorded `skipped`, before rendering),
@@ -107,6 +134,9 @@ class _Members:
                 kept.append(delivery)
         for delivery in items.values():
             item = delivery.item
+            if (item.calendar, item.id, why) in self.reported:
+                continue
+            self.reported.add((item.calendar, item.id, why))
             self.problems.append(
                 Problem(item.pos, f"item {item.id!r} was not published: {why}", hint)
             )

@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -46,6 +46,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.config import Config
+from commcal.deliveries import member_deliveries, stands_for_members
 from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
@@ -64,7 +65,7 @@ from commcal.ledger import (
 from commcal.ledger.base import ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
-from commcal.publish.people import for_members
+from commcal.publish.people import Members, batches, for_members, streams
 from commcal.publish.recorder import SentRecorder
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.publish.retry import backoff, ceiling
@@ -86,6 +87,21 @@ MAX_INLINE_WAIT = 60.0
 CLAIM_BATCH = 32
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
+
+
+def held_stale(outcome: Outcome, stale: StaleClaim) -> Outcome:
+    """A send whose `sent` record was refused: another worker had taken the claim over."""
+    return Outcome(outcome.delivery, OutcomeState.HELD, str(stale))
+
+
+def still_unknown(delivery: Delivery) -> Outcome:
+    """A delivery an earlier run left `unknown`: every run says so (and exits 1) until a person
+    checks the channel."""
+    return Outcome(
+        delivery,
+        OutcomeState.UNKNOWN,
+        f"interrupted while sending in an earlier run; {unresolved(delivery)}",
+    )
 
 
 def unresolved(delivery: Delivery) -> str:
@@ -224,6 +240,8 @@ class Publisher:
     # commcal.cron_index) that left every delivery due by then with a row in that ledger: a
     # run looks back from there instead of over the whole look-back (`_settled_start`).
     settled: Mapping[str, datetime] = field(default_factory=dict)
+    # False: members' outcomes are counted, not kept in the report (Report.keep_members).
+    keep_members: bool = True
 
     def __post_init__(self) -> None:
         self._started = time.monotonic()
@@ -242,7 +260,7 @@ class Publisher:
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> Report:
-        report = Report(dry_run=self.dry_run)
+        report = Report(dry_run=self.dry_run, keep_members=self.keep_members)
         if self.dry_run:
             return self._dry_run(report)
         ledger_id = self._publish(report)
@@ -274,7 +292,7 @@ class Publisher:
                 info="publish",
             )
             start = self._settled_start(ledger, meta, self._window_start(meta))
-            late, fresh = self._due(start, report)
+            late, fresh = self._unstreamed(*self._due(start, report), meta)
             # One read of what is recorded: what is finished is not written again.
             known = {
                 r.id: r
@@ -392,12 +410,40 @@ class Publisher:
             self.filters,
             members=True,
             broken=broken,
+            stream=True,  # a newsletter's members are read batch by batch as they are sent
         )
         report.problems.extend(broken)
         due = [d for d in window if d.due <= self.now]
         late = [d for d in due if d.due < self.now - max_late]
         fresh = [d for d in due if d.due >= self.now - max_late]
         return late, fresh
+
+    def _unstreamed(
+        self, late: list[Delivery], fresh: list[Delivery], meta: LedgerMeta
+    ) -> tuple[list[Delivery], list[Delivery]]:
+        """`late` and `fresh` with the members of the stand-ins that are not sent batch by
+        batch expanded in place: those recorded `expired` or `skipped` one by one (too late,
+        drafts, due before a take-over) and offers with a code pool (`people.streams`). The
+        other stand-ins stay: each channel's thread reads their members as it sends them."""
+
+        def expand(todo: list[Delivery], keep: Callable[[Delivery], bool]) -> list[Delivery]:
+            if not any(stands_for_members(d) and not keep(d) for d in todo):
+                return todo
+            out: list[Delivery] = []
+            for d in todo:
+                if stands_for_members(d) and not keep(d):
+                    out.extend(member_deliveries(self.project, d))
+                else:
+                    out.append(d)
+            return out
+
+        took_over = meta.took_over_at
+
+        def sent_in_batches(d: Delivery) -> bool:
+            before_take_over = took_over is not None and d.due < took_over
+            return not d.item.draft and not before_take_over and streams(d)
+
+        return expand(late, lambda d: False), expand(fresh, sent_in_batches)
 
     def _not_sent(
         self, fresh: Sequence[Delivery], known: Mapping[str, DeliveryRecord], meta: LedgerMeta
@@ -473,7 +519,7 @@ class Publisher:
             meta = ledger.meta() if ledger is not None else LedgerMeta("", None)
             meta = self._check_ledger(ledger, meta, write=False)
             start = self._window_start(meta)
-            late, fresh = self._due(start, report)
+            late, fresh = self._unstreamed(*self._due(start, report), meta)
             known = (
                 {}
                 if ledger is None
@@ -491,12 +537,25 @@ class Publisher:
                     self._report(report, Outcome(delivery, OutcomeState.WOULD_EXPIRE, detail))
             skips = {d.id: reason for d, reason in self._not_sent(fresh, known, meta)}
             for delivery in fresh:
+                if stands_for_members(delivery):
+                    self._would_members(ledger, delivery, report)
+                    continue
                 outcome = self._would(ledger, delivery, known.get(delivery.id), skips, blocked)
                 self._report(report, outcome)
         finally:
             if ledger is not None:
                 ledger.close()
         return report
+
+    def _would_members(self, ledger: Ledger | None, todo: Delivery, report: Report) -> None:
+        """What a real run would do with each member of a stand-in, a batch at a time."""
+        for batch in batches(self.project, todo, lambda: CLAIM_BATCH_MAX):
+            known = ledger.get_many(d.id for d in batch) if ledger is not None else {}
+            keys = {d.recipient.key for d in batch if d.recipient is not None}
+            blocked = ledger.suppressed(keys) if ledger is not None else set()
+            for delivery in batch:
+                outcome = self._would(ledger, delivery, known.get(delivery.id), {}, blocked)
+                self._report(report, outcome)
 
     def _would(
         self,
@@ -594,7 +653,7 @@ class Publisher:
 
     def _report(self, report: Report, outcome: Outcome, *, quiet: bool = False) -> None:
         with self._lock:
-            report.outcomes.append(outcome)
+            report.add(outcome)
         if self.on_outcome is not None and not quiet:
             self.on_outcome(outcome)
 
@@ -603,7 +662,7 @@ class Publisher:
     def _channel(self, name: str, items: Sequence[Delivery], report: Report) -> None:
         adapter = self.project.channels.get(name)
         if adapter is None:  # the config problem was reported at load; nothing can be sent
-            for delivery in items:
+            for delivery in self._each(items):
                 self._report(
                     report,
                     Outcome(
@@ -618,13 +677,25 @@ class Publisher:
         try:
             if adapter.idempotent and adapter.idempotency_window is None:
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
-            start, size = 0, CLAIM_BATCH
-            while start < len(items) and not self.stop.is_set():
+            fixed = adapter.batch_size()  # sent at once by send_many: a batch of that size
+            size = [fixed or CLAIM_BATCH]
+            people = Members(
+                ledger,
+                self.project,
+                self.clock,
+                lambda outcome, quiet: self._report(report, outcome, quiet=quiet),
+                report.problems,
+            )
+            for batch in self._batches(ledger, items, people, size, report):
+                if self.stop.is_set():
+                    break
                 began = time.monotonic()
-                self._batch(ledger, adapter, items[start : start + size], report, recorder)
-                start += size
+                if fixed:
+                    self._send_batch(ledger, adapter, batch, report)
+                    continue
+                self._batch(ledger, adapter, batch, report, recorder)
                 if time.monotonic() - began < CLAIM_GROW_UNDER:
-                    size = min(2 * size, CLAIM_BATCH_MAX)
+                    size[0] = min(2 * size[0], CLAIM_BATCH_MAX)
         finally:
             try:
                 if recorder is not None:  # also after an error: record what went out
@@ -632,6 +703,145 @@ class Publisher:
             finally:
                 adapter.close()
                 ledger.close()
+
+    def _each(self, items: Sequence[Delivery]) -> Iterator[Delivery]:
+        """`items` with each stand-in's members in its place, read as they are needed."""
+        for delivery in items:
+            if stands_for_members(delivery):
+                yield from member_deliveries(self.project, delivery)
+            else:
+                yield delivery
+
+    def _batches(
+        self,
+        ledger: Ledger,
+        items: Sequence[Delivery],
+        people: Members,
+        size: list[int],
+        report: Report,
+    ) -> Iterator[list[Delivery]]:
+        """A channel's deliveries in due order, `size[0]` at a time; the members of a stand-in
+        (a newsletter) read from its audience as they are needed, a batch at a time, each
+        batch checked as `people.for_members` checks them (finished ones left out, the
+        suppressed recorded `skipped`, a missing members.secret reported once per item)."""
+        plain: list[Delivery] = []
+        for delivery in [*items, None]:
+            if delivery is not None and not stands_for_members(delivery):
+                plain.append(delivery)
+                continue
+            while plain:
+                chunk = plain[: size[0]]
+                del plain[: len(chunk)]  # before the yield: the caller may change the size
+                yield chunk
+            if delivery is None:
+                return
+            for batch in batches(self.project, delivery, lambda: size[0]):
+                if self.stop.is_set():
+                    return
+                todo = people.prepare(self._unfinished(ledger, batch, report))
+                if todo:
+                    yield todo
+
+    def _unfinished(
+        self, ledger: Ledger, batch: Sequence[Delivery], report: Report
+    ) -> list[Delivery]:
+        """The deliveries of `batch` not finished in an earlier run (one query); the finished
+        are reported as `run` reports them: `already`, or `unknown` until a person resolves it."""
+        known = ledger.get_many(d.id for d in batch)
+        todo: list[Delivery] = []
+        for delivery in batch:
+            record = known.get(delivery.id)
+            if record is None or record.state not in TERMINAL:
+                todo.append(delivery)
+            elif record.state is State.UNKNOWN:
+                self._report(report, still_unknown(delivery))
+            else:
+                self._report(report, Outcome(delivery, OutcomeState.ALREADY), quiet=True)
+        return todo
+
+    def _send_batch(
+        self, ledger: Ledger, adapter: Channel, batch: Sequence[Delivery], report: Report
+    ) -> None:
+        """A batch sent at once (`Channel.send_many`: an SMTP pool). One transaction claims it
+        straight into `sending`, one records what was sent: a crash in between leaves at most
+        this batch `sending`, and each becomes `unknown` when its lease runs out, never a
+        second mail. Failures are handled one by one as `_send` handles them."""
+        claims = self._claims(ledger, adapter, batch, sending_all=True)
+        ready: list[tuple[Delivery, Claim, Message]] = []
+        for delivery in batch:
+            claim = claims.get(delivery.id)
+            if claim is None:
+                self._report(report, self._not_claimed(ledger, delivery))
+                continue
+            planned = check(self.project, delivery)
+            if not planned.ok or planned.message is None:
+                reason = "; ".join(p.message for p in planned.problems) or "could not render"
+                self._report(report, self._fail(ledger, claim, delivery, f"not sent: {reason}"))
+                continue
+            ready.append((delivery, claim, planned.message))
+        if (circuit := self._open_circuits.get(adapter.name)) is not None:
+            self._defer(ledger, [d for d, _, _ in ready], claims, circuit, report)
+            return
+        results = adapter.send_many([(m, d.id) for d, _, m in ready], self.stop.is_set)
+        sent: list[tuple[Sent, Outcome]] = []
+        for (delivery, claim, _), result in zip(ready, results, strict=True):
+            if isinstance(result, Receipt):
+                sent.append(
+                    (
+                        Sent(claim, result.remote_id, result.url, self.clock(), result.note),
+                        Outcome(
+                            delivery,
+                            OutcomeState.SENT,
+                            result.remote_id or result.note,
+                            result.url,
+                            claim.attempt,
+                        ),
+                    )
+                )
+        stale = ledger.record_sent_many([s for s, _ in sent])
+        for (_, outcome), refused in zip(sent, stale, strict=True):
+            self._report(report, outcome if refused is None else held_stale(outcome, refused))
+        untried: list[Delivery] = []
+        for (delivery, claim, message), result in zip(ready, results, strict=True):
+            if result is None:
+                untried.append(delivery)
+            elif not isinstance(result, Receipt):
+                after = self._after_error(ledger, adapter, delivery, claim, result)
+                if isinstance(after, Claim):  # waited for its retry: sent on its own
+                    again = self._send(ledger, adapter, delivery, after, message)
+                    if again is not None:
+                        self._report(report, again)
+                else:
+                    self._report(report, after)
+        if untried and (circuit := self._open_circuits.get(adapter.name)) is not None:
+            self._defer(ledger, untried, claims, circuit, report)
+        else:
+            for delivery in untried:  # a stop request: nothing was sent for them
+                ledger.release(claims[delivery.id], self.clock())
+
+    def _claims(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        batch: Sequence[Delivery],
+        *,
+        sending: bool = False,
+        sending_all: bool = False,
+        scope: str | None = None,
+    ) -> dict[str, Claim]:
+        """Claim `batch` in one transaction (`ClaimLedger.claim_many`): the claims by id."""
+        claims = ledger.claim_many(
+            [due_delivery(d) for d in batch],
+            worker=self.worker,
+            now=self.clock(),
+            lease=self.config.publish.lease,
+            idempotent=adapter.idempotent,
+            sending=sending,
+            key_window=key_window(adapter),
+            scope=scope,
+            sending_all=sending_all,
+        )
+        return {c.delivery_id: c for c in claims}
 
     def _batch(
         self,
@@ -646,24 +856,13 @@ class Publisher:
         later). Claims left unused (a stop request) are released."""
         publish = self.config.publish
         scope, known = scope_of(adapter)
-        claims = {
-            c.delivery_id: c
-            for c in ledger.claim_many(
-                [due_delivery(d) for d in batch],
-                worker=self.worker,
-                now=self.clock(),
-                lease=publish.lease,
-                idempotent=adapter.idempotent,
-                # Idempotent channels are claimed straight into SENDING: no durable mark per
-                # delivery before its send (a crash here is a resend with the same key). Not
-                # those whose keys have a scope (Matrix: a device): each send is marked on its
-                # own, so that after a crash and a change of scope (a new access token) only
-                # the send in flight is `unknown`, not the whole batch.
-                sending=adapter.idempotent and known and scope is None,
-                key_window=key_window(adapter),
-                scope=scope,
-            )
-        }
+        # Idempotent channels are claimed straight into SENDING: no durable mark per delivery
+        # before its send (a crash here is a resend with the same key). Not those whose keys
+        # have a scope (Matrix: a device): each send is marked on its own, so that after a
+        # crash and a change of scope (a new access token) only the send in flight is
+        # `unknown`, not the whole batch.
+        sending = adapter.idempotent and known and scope is None
+        claims = self._claims(ledger, adapter, batch, sending=sending, scope=scope)
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
                 self._defer(ledger, batch[n:], claims, circuit, report)
@@ -780,71 +979,17 @@ class Publisher:
         message: Message,
         recorder: SentRecorder | None = None,
     ) -> Outcome | None:
-        publish = self.config.publish
         while True:
             try:
                 receipt = self._begin_and_send(ledger, adapter, claim, message, delivery.id)
-            except TransientError as exc:
-                error = adapter.redact(str(exc))
-                base = publish.retry_delay.total_seconds()
-                delay = backoff(claim.attempt, exc.retry_after, base)
-                # Waited for here only if no draw could be longer (see publish.retry).
-                inline = max(delay, ceiling(claim.attempt, base)) <= MAX_INLINE_WAIT
-                retry_at = self.clock() + timedelta(seconds=delay)
-                if exc.maybe_sent and not self._may_repeat(ledger, adapter, delivery, retry_at):
-                    # Retrying could post twice: leave it `sending` and let the lease turn it
-                    # `unknown`, which only a person resolves.
-                    return self._unknown(ledger, claim, delivery, error)
-                try:
-                    state = ledger.record_transient(
-                        claim,
-                        error=error,
-                        retry_at=retry_at,
-                        max_attempts=publish.max_attempts,
-                        now=self.clock(),
-                        maybe_sent=exc.maybe_sent,
-                    )
-                except StaleClaim as stale:
-                    return Outcome(delivery, OutcomeState.HELD, str(stale))
-                circuit_open = self._open_circuit(adapter, exc, error, retry_at)
-                if state == State.FAILED:
-                    return Outcome(
-                        delivery,
-                        OutcomeState.FAILED,
-                        f"{error} (after {claim.attempt} attempts)",
-                        attempts=claim.attempt,
-                    )
-                if circuit_open or not inline or self.stop.is_set():
-                    return Outcome(
-                        delivery,
-                        OutcomeState.PENDING,
-                        f"{error}; retry at {retry_at:%H:%M:%S} UTC",
-                        attempts=claim.attempt,
-                    )
-                self.stop.wait(delay)  # a stop request cuts the wait short
-                next_claim = ledger.claim(
-                    due_delivery(delivery),
-                    worker=self.worker,
-                    now=max(self.clock(), retry_at),
-                    lease=publish.lease,
-                    idempotent=adapter.idempotent,
-                    key_window=key_window(adapter),
-                    scope=scope_of(adapter)[0],
-                )
-                if next_claim is None:
-                    return Outcome(delivery, OutcomeState.PENDING, f"{error}; retry later")
-                claim = next_claim
-                continue
-            except PermanentError as exc:
-                return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
             except LedgerError:
                 raise
-            except CommcalError as exc:  # e.g. a missing ${ENV} secret: nothing was sent
-                return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
-            except Exception as exc:  # an adapter's bug, or an answer it could not read
-                # The request may have left: never re-sent blindly, never left `sending`.
-                error = adapter.redact(f"unexpected {type(exc).__name__} while sending: {exc}")
-                return self._unknown(ledger, claim, delivery, error)
+            except Exception as exc:
+                after = self._after_error(ledger, adapter, delivery, claim, exc)
+                if isinstance(after, Outcome):
+                    return after
+                claim = after
+                continue
             if receipt is None:
                 return Outcome(
                     delivery, OutcomeState.HELD, "claim lost to another worker; not sent"
@@ -867,6 +1012,70 @@ class Publisher:
             except StaleClaim as stale:
                 return Outcome(delivery, OutcomeState.HELD, str(stale))
             return outcome
+
+    def _after_error(
+        self, ledger: Ledger, adapter: Channel, delivery: Delivery, claim: Claim, exc: Exception
+    ) -> Outcome | Claim:
+        """A failed send's outcome, recorded; or, when its retry was waited for here, the new
+        claim to send it again with."""
+        publish = self.config.publish
+        if isinstance(exc, TransientError):
+            error = adapter.redact(str(exc))
+            base = publish.retry_delay.total_seconds()
+            delay = backoff(claim.attempt, exc.retry_after, base)
+            # Waited for here only if no draw could be longer (see publish.retry).
+            inline = max(delay, ceiling(claim.attempt, base)) <= MAX_INLINE_WAIT
+            retry_at = self.clock() + timedelta(seconds=delay)
+            if exc.maybe_sent and not self._may_repeat(ledger, adapter, delivery, retry_at):
+                # Retrying could post twice: leave it `sending` and let the lease turn it
+                # `unknown`, which only a person resolves.
+                return self._unknown(ledger, claim, delivery, error)
+            try:
+                state = ledger.record_transient(
+                    claim,
+                    error=error,
+                    retry_at=retry_at,
+                    max_attempts=publish.max_attempts,
+                    now=self.clock(),
+                    maybe_sent=exc.maybe_sent,
+                )
+            except StaleClaim as stale:
+                return Outcome(delivery, OutcomeState.HELD, str(stale))
+            circuit_open = self._open_circuit(adapter, exc, error, retry_at)
+            if state == State.FAILED:
+                return Outcome(
+                    delivery,
+                    OutcomeState.FAILED,
+                    f"{error} (after {claim.attempt} attempts)",
+                    attempts=claim.attempt,
+                )
+            if circuit_open or not inline or self.stop.is_set():
+                return Outcome(
+                    delivery,
+                    OutcomeState.PENDING,
+                    f"{error}; retry at {retry_at:%H:%M:%S} UTC",
+                    attempts=claim.attempt,
+                )
+            self.stop.wait(delay)  # a stop request cuts the wait short
+            next_claim = ledger.claim(
+                due_delivery(delivery),
+                worker=self.worker,
+                now=max(self.clock(), retry_at),
+                lease=publish.lease,
+                idempotent=adapter.idempotent,
+                key_window=key_window(adapter),
+                scope=scope_of(adapter)[0],
+            )
+            if next_claim is None:
+                return Outcome(delivery, OutcomeState.PENDING, f"{error}; retry later")
+            return next_claim
+        if isinstance(exc, PermanentError | CommcalError):
+            # CommcalError: e.g. a missing ${ENV} secret: nothing was sent
+            return self._fail(ledger, claim, delivery, adapter.redact(str(exc)))
+        # An adapter's bug, or an answer it could not read: the request may have left, so it
+        # is never re-sent blindly, never left `sending`.
+        error = adapter.redact(f"unexpected {type(exc).__name__} while sending: {exc}")
+        return self._unknown(ledger, claim, delivery, error)
 
     def _begin_and_send(
         self, ledger: Ledger, adapter: Channel, claim: Claim, message: Message, key: str
@@ -934,6 +1143,7 @@ def publish(
     catch_up: bool = False,
     new_ledger: bool = False,
     settled: Mapping[str, datetime] | None = None,
+    keep_members: bool = True,
 ) -> Report:
     """Send everything due at `now`. Raises ConfigError when the project cannot publish at all
     (errors in commcal.yaml, no channels). Items and files with errors are left out and listed
@@ -951,6 +1161,7 @@ def publish(
         catch_up=catch_up,
         new_ledger=new_ledger,
         settled=settled or {},
+        keep_members=keep_members,
     )
     report = publisher.run()
     report.problems[:0] = project.errors

@@ -85,22 +85,40 @@ class Report:
     # Errors that kept items or files from being published (file:line); the rest went out.
     problems: list[Problem] = field(default_factory=list)
     # Outcomes counted, not listed one by one: the cron minute's shortcut (commcal.cron_index)
-    # counts the deliveries finished earlier in the ledger, without reading them back.
+    # counts the deliveries finished earlier in the ledger, without reading them back. They
+    # never pass through `Publisher.on_outcome`.
     unlisted: dict[OutcomeState, int] = field(default_factory=dict)
     # The ledger (its id) in which every delivery due up to the run's `now` has a row after
     # this run (Publisher._settled); None when something may still lack one.
     settled_ledger: str | None = None
+    # False: a member's outcome (a newsletter's delivery to one person) is counted but not kept
+    # in `outcomes`, so that a run to a large audience holds no outcome per member; those who
+    # want them all (JSON output) watch them go by (`Publisher.on_outcome`) or keep them.
+    keep_members: bool = True
+    # The outcomes counted and not kept, by state (unlike `unlisted`, these were reported).
+    uncounted: Counter[OutcomeState] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        if self.keep_members or outcome.delivery.recipient is None:
+            self.outcomes.append(outcome)
+        else:
+            self.uncounted[outcome.state] += 1
 
     def count(self, state: str) -> int:
-        listed = sum(1 for o in self.outcomes if o.state == state)
-        return listed + sum(n for s, n in self.unlisted.items() if s == state)
+        kept = sum(1 for o in self.outcomes if o.state == state)
+        others = Counter(self.unlisted) + self.uncounted
+        return kept + sum(n for counted, n in others.items() if counted == state)
 
     def counts(self) -> dict[OutcomeState, int]:
         """How many outcomes each state has, in OutcomeState's order; only states that occur."""
-        found = Counter(o.state for o in self.outcomes)
+        found = Counter(o.state for o in self.outcomes) + self.uncounted
         found.update(self.unlisted)
         return {state: found[state] for state in OutcomeState if found[state]}
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not any(o.state in NOT_OK for o in self.outcomes)
+        return (
+            not self.problems
+            and not any(o.state in NOT_OK for o in self.outcomes)
+            and not any(self.uncounted[state] for state in NOT_OK)
+        )
