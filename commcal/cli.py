@@ -397,7 +397,7 @@ def plan(
     rows = None
     if with_status:
         from commcal.errors import CommcalError
-        from commcal.queue import read_queue
+        from commcal.queue import missing_note, read_queue
 
         try:
             rows = read_queue(
@@ -408,9 +408,7 @@ def plan(
                 state=state,
                 filters=filters,
                 planned=planned,
-                on_missing=lambda why: typer.echo(
-                    f"commcal: note: {why}; until then nothing is recorded as sent", err=True
-                ),
+                on_missing=lambda why: typer.echo(missing_note(why), err=True),
             )
         except CommcalError as exc:  # a ledger that cannot be read
             if format in MACHINE:

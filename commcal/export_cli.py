@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 export_app = typer.Typer(no_args_is_help=True)
 
+# The window, as `plan` takes it (each command says what --days counts from).
+FromOption = Annotated[
+    str | None, typer.Option("--from", metavar="DATE", help="Start date (project zone).")
+]
+ToOption = Annotated[str | None, typer.Option("--to", metavar="DATE", help="End date, inclusive.")]
+
 
 @export_app.callback()
 def export_group() -> None:
@@ -43,12 +49,8 @@ def export_html(
         int | None,
         typer.Option(min=1, max=3660, metavar="N", help="How many days from --from (or now)."),
     ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", metavar="DATE", help="Start date (project zone).")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", metavar="DATE", help="End date, inclusive.")
-    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
     locale: Annotated[
         str | None,
         typer.Option(
@@ -99,7 +101,7 @@ def export_html(
     from commcal.errors import CommcalError
     from commcal.export_html import build_page, check_locale, month_window
     from commcal.lint import lint_findings
-    from commcal.queue import QueueRow, read_queue
+    from commcal.queue import QueueRow, missing_note, read_queue
 
     project = cli._load()
     cli._stop_on_errors(project)
@@ -124,9 +126,7 @@ def export_html(
                 now=when,
                 state=state,
                 planned=planned,
-                on_missing=lambda why: typer.echo(
-                    f"commcal: note: {why}; until then nothing is recorded as sent", err=True
-                ),
+                on_missing=lambda why: typer.echo(missing_note(why), err=True),
             )
         except CommcalError as exc:  # a ledger that cannot be read
             raise cli.fail(str(exc), exc.exit_code) from None
@@ -203,12 +203,8 @@ def export_ics(
         int | None,
         typer.Option(min=1, max=3660, metavar="N", help="How many days ahead (default 365)."),
     ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", metavar="DATE", help="Start date (project zone).")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", metavar="DATE", help="End date, inclusive.")
-    ] = None,
+    start: FromOption = None,
+    end: ToOption = None,
     calendar: Annotated[
         list[str] | None, typer.Option(metavar="NAME", help="Only this calendar (repeatable).")
     ] = None,

@@ -168,6 +168,12 @@ def queue(
     return rows
 
 
+def missing_note(why: str) -> str:
+    """What `--with-status` says on stderr when the project has no ledger yet (`why`: where
+    it looked), so that a mistyped `state:` does not pass for "nothing sent"."""
+    return f"commcal: note: {why}; until then nothing is recorded as sent"
+
+
 def read_queue(
     project: Project,
     start: datetime,
