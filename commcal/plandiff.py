@@ -147,7 +147,13 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
         raise ConfigError(f"--diff {rev}: git archive failed: {message}")
     with tempfile.TemporaryDirectory(prefix="commcal-base-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tmp, filter="data")
+            try:  # "data": no absolute paths, no links leaving the folder, no device files
+                tar.extractall(tmp, filter="data")
+            except tarfile.FilterError as exc:
+                raise ConfigError(
+                    f"--diff {rev}: {exc.tarinfo.name} in that revision {_refused(exc)}; "
+                    "commcal reads only files inside the repository"
+                ) from None
         base_root = Path(tmp) / inside
         if not (base_root / "commcal.yaml").is_file():
             raise ConfigError(f"--diff {rev}: {inside}/commcal.yaml is not in that revision")
@@ -155,6 +161,17 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
             if not (base_root / part).exists() and (root / part).is_dir():
                 shutil.copytree(root / part, base_root / part)
         yield base_root, commit
+
+
+def _refused(exc: Exception) -> str:
+    """Why tarfile's "data" filter refused a member, in words (its message quotes the path)."""
+    import tarfile
+
+    if isinstance(exc, tarfile.AbsoluteLinkError | tarfile.LinkOutsideDestinationError):
+        return "is a link to a place outside the repository"
+    if isinstance(exc, tarfile.SpecialFileError):
+        return "is not a regular file, folder or link"
+    return "cannot be read safely"
 
 
 def diff_against(
