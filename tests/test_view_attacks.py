@@ -188,3 +188,127 @@ def import_config() -> str:
     from tests.test_importing import CONFIG
 
     return CONFIG
+
+
+# --- export ics / export html -----------------------------------------------------------------
+
+EXPORT_CONFIG = "timezone: Europe/Athens\nlocale: el\nchannels:\n  chat: {type: console}\n"
+# RFC 5545 specials, line breaks, and Greek, emoji and a flag (two code points) past 75 octets.
+TITLE = "T;i,t\\l\ne </script><!-- x --> <b>" + "Ελληνικά😀🇬🇷" * 12
+TEXT = "A;b,c\\d\ne\n\nf " + "αβγδ😀🇬🇷" * 40
+
+
+def export_project(make_project: MakeProject) -> Path:
+    import yaml
+
+    item = {
+        "id": "x",
+        "title": TITLE,
+        "template": "posts/t",
+        "channels": ["chat"],
+        "at": "2026-12-03 09:00",
+        "vars": {"text": TEXT},
+    }
+    calendar = yaml.safe_dump({"items": [item]}, allow_unicode=True)
+    return make_project(
+        config=EXPORT_CONFIG,
+        calendars={"main.yaml": calendar},
+        templates={"posts/t.j2": "{{ text }}"},
+    )
+
+
+def export(root: Path, *args: str) -> tuple[int, bytes, str]:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "export", *args, "--now", "2026-12-01T00:00:00Z"]
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def test_ics_text_is_escaped_and_folded_on_character_boundaries(make_project: MakeProject) -> None:
+    """Held: every line at most 75 octets, each a whole UTF-8 text (no character split), and
+    icalendar reads back SUMMARY and DESCRIPTION exactly."""
+    import icalendar
+
+    code, data, err = export(export_project(make_project), "ics", "--days", "30")
+    assert (code, err) == (0, "")
+    for line in data.split(b"\r\n"):
+        assert len(line) <= 75
+        line.decode("utf-8")  # a fold in the middle of a character would not decode
+    (event,) = icalendar.Calendar.from_ical(data).walk("VEVENT")
+    assert str(event["SUMMARY"]) == f"{TITLE} → chat"
+    assert TEXT.strip() in str(event["DESCRIPTION"])
+
+
+def test_html_title_cannot_close_the_script_or_open_a_comment(make_project: MakeProject) -> None:
+    """Held: `</script>`, `<!--` and `<b>` in a title are text in the page, never markup."""
+    code, data, err = export(export_project(make_project), "html", "-o", "-")
+    assert code == 0, err
+    page = data.decode()
+    assert page.lower().count("</script") == page.lower().count("<script")
+    assert "<!-- x" not in page and "<b>Ελ" not in page
+    assert "&lt;/script&gt;" in page or "\\u003c/script" in page.lower()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["calendars/main.yaml", "commcal.yaml", "templates/posts/t.j2", ".commcal/state.db"],
+)
+@pytest.mark.parametrize("kind", ["html", "ics"])
+def test_an_export_never_overwrites_the_projects_own_files(
+    make_project: MakeProject, target: str, kind: str
+) -> None:
+    """Broke: `export html -o calendars/main.yaml` replaced the calendar with a web page (and
+    `-o .commcal/state.db` would replace the ledger: every post sent again)."""
+    root = export_project(make_project)
+    path = root / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(b"ledger")
+    before = path.read_bytes()
+    code, _, err = export(root, kind, "-o", str(path))
+    assert code == 2
+    assert f"-o {path}: that is" in err and "write the export somewhere else" in err
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("target", [".", "/"])
+def test_html_to_a_folder_is_a_clear_error(make_project: MakeProject, target: str) -> None:
+    """Broke: `export html -o .` raised ValueError out of Path.with_name (exit 1, no word)."""
+    code, _, err = export(export_project(make_project), "html", "-o", target)
+    assert code == 2
+    assert "cannot write the page: Is a directory" in err
+
+
+def test_an_empty_window_exports_an_empty_feed_and_page(make_project: MakeProject) -> None:
+    """Held: no deliveries is a valid VCALENDAR and a page, exit 0."""
+    import icalendar
+
+    root = export_project(make_project)
+    code, data, err = export(root, "ics", "--from", "2030-12-05", "--days", "1")
+    assert (code, err) == (0, "")
+    assert icalendar.Calendar.from_ical(data).walk("VEVENT") == []
+    code, data, err = export(root, "html", "--from", "2030-12-05", "--days", "1", "-o", "-")
+    assert (code, err) == (0, "") and data.lower().startswith(b"<!doctype html>")
+
+
+@pytest.mark.parametrize("target", ["commcal.yaml", ".commcal/state.db", "templates/x.yaml"])
+def test_import_never_writes_over_the_config_ledger_or_templates(
+    make_project: MakeProject, target: str
+) -> None:
+    """Broke: `import csv --output commcal.yaml --force` replaced the config with a calendar."""
+    root = make_project(config=import_config())
+    path = root / target
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(b"keep")
+    before = path.read_bytes()
+    data = b"date,time,channels,text\n2026-12-05,09:00,chat,a\n"
+    code, _, err = importing(root, data, "--output", str(path), "--calendar", "x", "--force")
+    assert code == 2
+    assert f"--output {path}: that is" in err
+    assert path.read_bytes() == before
