@@ -312,3 +312,99 @@ def test_import_never_writes_over_the_config_ledger_or_templates(
     assert code == 2
     assert f"--output {path}: that is" in err
     assert path.read_bytes() == before
+
+
+# --- cadence lint -----------------------------------------------------------------------------
+
+
+def validate(make_project: MakeProject, lint: str, calendar: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    root = make_project(
+        config="timezone: Europe/Athens\nlocale: en\nchannels:\n  chat: {type: console}\n" + lint,
+        calendars={"main.yaml": calendar},
+        templates={"posts/t.j2": "hi"},
+    )
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "validate", "--now", "2027-03-01T00:00:00Z", "--days", "300"]
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stderr
+
+
+def reply(item: str, at: str) -> str:
+    return (
+        f"  - id: {item}\n    template: posts/t\n    channels: [chat]\n"
+        f"    replies: expected\n    at: {at}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lint", "message"),
+    [
+        ("max_per_dya: 3", "commcal.yaml:6:3: error: unknown key 'max_per_dya' in lint (did you"),
+        ("min_spacing: -1h", "commcal.yaml:6:16: error: lint.min_spacing must not be negative"),
+        ("max_per_day: 0", "lint.max_per_day must be within 1..10000, not 0"),
+        ("min_spacing: 0m", "lint.min_spacing must be longer than 0"),
+        ('quiet_hours: "25:00-26:00"', "'25:00-26:00' is not a span of hours like 22:00-08:00"),
+        ("blackout: [2027-03-28T00:00+05:00]", "lint.blackout must be a date like 2026-12-01"),
+        ("max_silence: {limt: 3d}", "unknown key 'limt' in lint.max_silence (did you mean"),
+        ("min_spacing: 99999999999999h", "is longer than 10 years (check it for a typo)"),
+    ],
+)
+def test_bad_lint_settings_are_config_errors_at_their_line(
+    make_project: MakeProject, lint: str, message: str
+) -> None:
+    """Held: each is exit 2 with file:line:column and the fix."""
+    code, err = validate(
+        make_project, f"lint:\n  {lint}\n", "items:\n" + reply("p", "2027-03-05 10:00")
+    )
+    assert code == 2
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("staff", "message"),
+    [
+        ('staf: ["mon-fri 09:00-17:00"]', "unknown key 'staf' in a calendar file (did you mean"),
+        ('staff: "mon-fri 25:00-26:00"', "'mon-fri 25:00-26:00' is not a weekly window"),
+        ('staff: "mon-fri 09:00-09:00"', "'mon-fri 09:00-09:00' is not a weekly window"),
+    ],
+)
+def test_bad_staff_windows_are_errors_at_their_line(
+    make_project: MakeProject, staff: str, message: str
+) -> None:
+    code, err = validate(make_project, "", f"{staff}\nitems:\n" + reply("p", "2027-03-05 10:00"))
+    assert code == 1
+    assert "calendars/main.yaml:1:" in err and message in err
+
+
+def test_staff_windows_across_midnight_and_athens_dst_days(make_project: MakeProject) -> None:
+    """Held: on 2027-03-28 Athens skips 03:00-04:00 (a post at 03:30 goes at 04:30) and on
+    2027-10-31 repeats it; a window past midnight belongs to the day it starts on."""
+    items = (
+        reply("gap", "2027-03-28 03:30")
+        + reply("fold", "2027-10-31 03:30")
+        + reply("early", "2027-03-28 01:30")
+        + reply("late", "2027-10-30 23:30")
+    )
+    code, err = validate(
+        make_project, "", 'staff: ["sun 02:00-05:00", "sat 23:00-00:30"]\nitems:\n' + items
+    )
+    assert code == 0
+    warned = sorted(line.split("'")[1] for line in err.splitlines() if "staffed_hours" in line)
+    assert warned == ["early"]
+
+
+def test_a_blackout_date_is_on_the_readers_clock(make_project: MakeProject) -> None:
+    """Held (docs/calendar-format.md#lint): 23:30 in New York on the 4th is the 5th in Athens,
+    the project's zone, but not a blackout of the 5th for New York's readers."""
+    calendar = "timezone: America/New_York\nitems:\n" + reply("ny", "2027-03-04 23:30")
+    code, err = validate(make_project, "lint:\n  blackout: [2027-03-05]\n", calendar)
+    assert (code, err) == (0, "")
+    code, err = validate(make_project, "lint:\n  blackout: [2027-03-04]\n", calendar)
+    assert (
+        code == 1 and "blackout: 'ny' goes out on chat on 2027-03-04 23:30 America/New_York" in err
+    )
