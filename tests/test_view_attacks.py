@@ -408,3 +408,68 @@ def test_a_blackout_date_is_on_the_readers_clock(make_project: MakeProject) -> N
     assert (
         code == 1 and "blackout: 'ny' goes out on chat on 2027-03-04 23:30 America/New_York" in err
     )
+
+
+def test_base_is_read_as_committed_whatever_its_gitattributes_say(tmp_path: Path) -> None:
+    """Broke: `git archive` applied BASE's .gitattributes: `site/ export-ignore` (a release
+    tarball rule) made `--diff` say commcal.yaml is not in that revision, and export-subst
+    rewrote `$Format:%H$` in a text into the commit id, a change nobody made."""
+    root = repository(tmp_path / "repo", [BASE.replace('"We launch"', '"We launch $Format:%h$"')])
+    (root.parent / ".gitattributes").write_text(
+        "site/** export-subst\nsite/templates/ export-ignore\n", encoding="utf-8"
+    )
+    git(root.parent, "add", "-A")
+    git(root.parent, "commit", "-qm", "attributes")
+    result = run(root, "plan", "--diff", "HEAD", "--format", "json", *NOW)
+    assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
+    data = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert data["changes"] == [] and data["summary"]["unchanged"] > 0
+    (root.parent / ".gitattributes").write_text("site/ export-ignore\n", encoding="utf-8")
+    git(root.parent, "commit", "-qam", "leave the site out of tarballs")
+    result = run(root, "plan", "--diff", "HEAD", "--format", "json", *NOW)
+    assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
+    assert json.loads(result.stdout)["changes"] == []  # type: ignore[attr-defined]
+
+
+def test_detached_head_a_submodule_and_no_trace_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held: a detached HEAD and a submodule inside the project folder are fine; the index
+    and working tree are untouched, and the temporary folder is gone after success and after
+    an error."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    (other / "f").write_text("x", encoding="utf-8")
+    git(other, "add", "-A")
+    git(other, "commit", "-qm", "other")
+    root = repository(tmp_path / "repo", [BASE])
+    git(
+        root.parent,
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        str(other),
+        "site/vendor",
+    )
+    git(root.parent, "commit", "-qm", "submodule")
+    git(root.parent, "checkout", "-q", "--detach", "HEAD")
+    empty_tree = git(root.parent, "hash-object", "-t", "tree", "-w", "/dev/null").strip()
+    empty = git(root.parent, "commit-tree", empty_tree, "-m", "empty").strip()
+    index = (root.parent / ".git" / "index").read_bytes()
+    result = run(root, "plan", "--diff", "HEAD~1", "--format", "json", *NOW)
+    assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
+    assert json.loads(result.stdout)["changes"] == []  # type: ignore[attr-defined]
+    result = run(root, "plan", "--diff", empty, *NOW)  # no site/ in it
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "site/commcal.yaml is not in that revision" in result.stderr  # type: ignore[attr-defined]
+    assert (root.parent / ".git" / "index").read_bytes() == index
+    assert git(root.parent, "status", "--porcelain") == ""
+    assert list(scratch.iterdir()) == []
