@@ -212,7 +212,9 @@ def _suppressions(project: Project, state: str | None) -> Iterator[Suppressed | 
 def export_ics(
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", metavar="FILE", help="Write here (default: stdout)."),
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="Write here (default, or '-': standard output)."
+        ),
     ] = None,
     days: Annotated[
         int | None,
@@ -255,7 +257,7 @@ def export_ics(
         )
     )
     data = build(project, span.start, span.end, Filters(calendar or (), channel or ()))
-    if output is None:
+    if output is None or str(output) == "-":  # as for export html: '-' is standard output
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return

@@ -473,3 +473,15 @@ def test_detached_head_a_submodule_and_no_trace_left(
     assert (root.parent / ".git" / "index").read_bytes() == index
     assert git(root.parent, "status", "--porcelain") == ""
     assert list(scratch.iterdir()) == []
+
+
+def test_ics_dash_is_standard_output_as_for_html(
+    make_project: MakeProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broke: `export ics -o -` wrote a file named '-' in the current folder."""
+    root = export_project(make_project)
+    monkeypatch.chdir(tmp_path)
+    code, data, err = export(root, "ics", "--days", "30", "-o", "-")
+    assert (code, err) == (0, "")
+    assert data.startswith(b"BEGIN:VCALENDAR")
+    assert not (tmp_path / "-").exists()
