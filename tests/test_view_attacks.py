@@ -485,3 +485,33 @@ def test_ics_dash_is_standard_output_as_for_html(
     assert (code, err) == (0, "")
     assert data.startswith(b"BEGIN:VCALENDAR")
     assert not (tmp_path / "-").exists()
+
+
+def test_an_id_used_in_another_calendar_is_a_separate_item(make_project: MakeProject) -> None:
+    """Held: item ids are per calendar (a delivery's id names its calendar), so an imported
+    `weekly` next to calendars/main.yaml's `weekly` plans both."""
+    from tests.test_importing import run as run_import
+
+    calendar = "items:\n  - id: weekly\n    template: posts/text\n    at: 2026-12-05 09:00\n"
+    root = make_project(
+        config=import_config(),
+        calendars={"main.yaml": "defaults: {channels: [chat]}\n" + calendar},
+        templates={"posts/text.j2": "{{ text | default('main') }}"},
+    )
+    data = b"id,date,time,channels,text\nweekly,2026-12-05,09:00,chat,imported\n"
+    code, _, err = importing(root, data, "--calendar", "spring")
+    assert (code, err) == (0, "")
+    code, out, err = run_import(root, "plan", "--now", "2026-12-01T00:00:00Z", "-f", "json")
+    assert code == 0, err
+    got = sorted((d["calendar"], d["item"], d["text"]) for d in json.loads(out)["deliveries"])
+    assert got == [("main", "weekly", "main"), ("spring", "weekly", "imported")]
+
+
+def test_empty_standard_input_is_a_row_error(make_project: MakeProject) -> None:
+    from tests.test_importing import run as run_import
+
+    root = make_project(config=import_config())
+    code, _, err = run_import(root, "import", "csv", "-", stdin=b"")
+    assert code == 1
+    assert "<stdin>:1: error: the file is empty" in err
+    assert not (root / "calendars" / "imported.yaml").exists()
