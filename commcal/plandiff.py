@@ -140,7 +140,7 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
     top_dir = Path(top.stdout.decode().strip())
     inside = root.resolve().relative_to(top_dir.resolve()).as_posix()
     paths = [] if inside == "." else ["--", inside]
-    with tempfile.TemporaryDirectory(prefix="commcal-base-") as tmp:
+    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="commcal-base-") as tmp:
         _extract(top_dir, commit, paths, Path(tmp), rev)
         base_root = Path(tmp) / inside
         if not (base_root / "commcal.yaml").is_file():
@@ -149,6 +149,27 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
             if not (base_root / part).exists() and (root / part).is_dir():
                 shutil.copytree(root / part, base_root / part)
         yield base_root, commit
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`) unwinds like Ctrl-C while BASE is on disk, so
+    its temporary folder is removed; Python's default would end the process on the spot."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _extract(top: Path, commit: str, paths: list[str], dest: Path, rev: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeProject
-from tests.test_plandiff import BASE, NOW, git, repository, run
+from tests.test_plandiff import BASE, NOW, ROOT, git, repository, run
 
 # --- plan --diff BASE -------------------------------------------------------------------------
 
@@ -515,3 +515,36 @@ def test_empty_standard_input_is_a_row_error(make_project: MakeProject) -> None:
     assert code == 1
     assert "<stdin>:1: error: the file is empty" in err
     assert not (root / "calendars" / "imported.yaml").exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_diff_removes_its_copy_of_base(tmp_path: Path, sig: str) -> None:
+    """Broke for SIGTERM (a cancelled CI job, `timeout`): the process ended on the spot and
+    left BASE's files in a commcal-base-* folder; Ctrl-C held."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    minutely = BASE.replace('cron: "0 9 * * MON"', 'cron: "* * * * *"')
+    root = repository(tmp_path / "repo", [minutely])
+    (root / "calendars" / "main.yaml").write_text("items: []\n", encoding="utf-8")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "MASTODON_TOKEN": "t", "PYTHONPATH": str(ROOT)}
+    args = ["plan", "--diff", "HEAD", "--days", "365", "--now", "2027-01-04T00:00:00Z"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "commcal", "-C", str(root), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while not list(scratch.glob("commcal-base-*/site/commcal.yaml")):
+            assert proc.poll() is None and time.monotonic() < deadline, "BASE never extracted"
+            time.sleep(0.01)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert list(scratch.iterdir()) == []
+    assert git(root.parent, "status", "--porcelain") == " M site/calendars/main.yaml\n"
