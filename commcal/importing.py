@@ -86,7 +86,8 @@ def write_import(project: Project, imported: Imported, path: Path, *, force: boo
     """Write the calendar (and the text template when missing); returns the files written.
     An existing calendar file is overwritten only with `force`."""
     what = project.input_at(path)
-    if what is not None and what != "in the project's calendars/ folder":
+    calendars = (project.root / "calendars").resolve()
+    if what is not None and not path.resolve().is_relative_to(calendars):
         raise ConfigError(f"--output {path}: that is {what}; a calendar goes in calendars/")
     if path.exists() and not force:
         raise ConfigError(f"{path} exists: pass --force to overwrite it, or --output another file")
