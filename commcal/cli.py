@@ -445,7 +445,8 @@ def _plan_diff(
             view.show_stopped(base, [Problem(Pos(""), str(exc))])
         raise fail(str(exc), exc.exit_code) from None
     if result.base_problems:
-        typer.echo(f"note: {base} has {len(result.base_problems)} problems", err=True)
+        count = len(result.base_problems)
+        typer.echo(f"note: {base} has {count} problem{'s' if count != 1 else ''}", err=True)
     failed = result.failures(kinds)
     view.show(result, format.value, project.config.timezone, failed)
     if failed:

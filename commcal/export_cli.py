@@ -105,6 +105,8 @@ def export_html(
 
     project = cli._load()
     cli._stop_on_errors(project)
+    if output != "-":
+        _refuse_input(project, Path(output), state)
     when = cli._now(now)
     zone_name = project.config.timezone
     chosen = cli._typed(lambda: check_locale(locale or project.config.locale))
@@ -161,14 +163,27 @@ def export_html(
 
 def _write_whole(target: Path, text: str) -> None:
     """Write beside the target, then rename: an interrupted run never leaves half a page."""
+    import errno
     import os
 
+    if target.is_dir():  # `-o .` has no name to put a .part file beside
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     part = target.with_name(f".{target.name}.part")
     try:
         part.write_text(text, encoding="utf-8")
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
+
+
+def _refuse_input(project: Project, target: Path, state: str | None = None) -> None:
+    """-o naming a file of the project itself (a calendar, commcal.yaml, the ledger) is a
+    usage error: the export would replace it."""
+    from commcal import cli
+
+    what = project.input_at(target, state)
+    if what is not None:
+        raise cli.fail(f"-o {target}: that is {what}; write the export somewhere else")
 
 
 @contextlib.contextmanager
@@ -197,7 +212,9 @@ def _suppressions(project: Project, state: str | None) -> Iterator[Suppressed | 
 def export_ics(
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", metavar="FILE", help="Write here (default: stdout)."),
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="Write here (default, or '-': standard output)."
+        ),
     ] = None,
     days: Annotated[
         int | None,
@@ -240,10 +257,11 @@ def export_ics(
         )
     )
     data = build(project, span.start, span.end, Filters(calendar or (), channel or ()))
-    if output is None:
+    if output is None or str(output) == "-":  # as for export html: '-' is standard output
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    _refuse_input(project, output)
     try:
         output.write_bytes(data)
     except OSError as exc:

@@ -57,6 +57,11 @@ def import_csv(
     """Read a CSV export (`source` names it in problems: a path, or `-` for stdin) into the
     text of calendar `calendar`. Raises ProblemsFound with every bad row."""
     where = source if source != "-" else "<stdin>"
+    if not _ID.match(calendar):
+        raise ConfigError(
+            f"--calendar {calendar!r}: a calendar name may use only letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit (it names calendars/NAME.yaml)"
+        )
     text = _decode(data, where)
     if delimiter is not None and len(delimiter) != 1:
         raise ConfigError(f"--delimiter must be one character, not {delimiter!r}")
@@ -80,6 +85,10 @@ def import_csv(
 def write_import(project: Project, imported: Imported, path: Path, *, force: bool) -> list[Path]:
     """Write the calendar (and the text template when missing); returns the files written.
     An existing calendar file is overwritten only with `force`."""
+    what = project.input_at(path)
+    calendars = (project.root / "calendars").resolve()
+    if what is not None and not path.resolve().is_relative_to(calendars):
+        raise ConfigError(f"--output {path}: that is {what}; a calendar goes in calendars/")
     if path.exists() and not force:
         raise ConfigError(f"{path} exists: pass --force to overwrite it, or --output another file")
     for other in project.calendars:
@@ -110,19 +119,34 @@ def calendar_name(source: str) -> str:
 
 
 def _decode(data: bytes, where: str) -> str:
+    """The file's text; a byte that is not UTF-8, or a NUL (a UTF-16 export, or a broken file:
+    no network or ledger takes one), is an error naming its row (its CSV record: a quoted
+    cell may hold line breaks) and line."""
     try:
-        return data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is dropped
+        text = data.decode("utf-8-sig")  # a spreadsheet's byte-order mark is dropped
     except UnicodeDecodeError as exc:
-        row = data[: exc.start].count(b"\n") + 1
-        raise ProblemsFound(
-            [
-                Problem(
-                    Pos(where, row),
-                    f"row {row}: byte {data[exc.start]:#04x} is not UTF-8",
-                    "export the sheet as CSV UTF-8",
-                )
-            ]
-        ) from None
+        start, what = exc.start, f"byte {data[exc.start]:#04x} is not UTF-8"
+        before = data[:start].decode("utf-8-sig")
+    else:
+        start = text.find("\x00")
+        if start < 0:
+            return text
+        what, before = "a NUL character (is the file UTF-16?)", text[:start]
+    row = _record(before)
+    line = before.count("\n") + 1
+    at = f"row {row}" + (f" (line {line})" if line != row else "")
+    raise ProblemsFound(
+        [Problem(Pos(where, row), f"{at}: {what}", "export the sheet as CSV UTF-8")]
+    ) from None
+
+
+def _record(before: str) -> int:
+    """The CSV record (1: the header) that the text after `before` is in."""
+    reader = csv.reader(io.StringIO(before + "x", newline=""))  # "x": the record under way
+    try:
+        return sum(1 for _ in reader)
+    except csv.Error:  # reported later, at its own row
+        return reader.line_num
 
 
 def _sniff(text: str) -> str:
@@ -176,11 +200,14 @@ def _items(
             yield item
     except csv.Error as exc:
         broken = row_number + 1
+        hint = 'a quote inside a field must be doubled ("") and the field quoted'
+        if "field limit" in str(exc):  # an unclosed quote swallows the rest of the file
+            hint = f"a cell holds at most {csv.field_size_limit():,} characters; " + hint
         problems.append(
             Problem(
                 Pos(where, broken),
                 f"row {broken}: not readable as CSV ({exc}); nothing after it was read",
-                'a quote inside a field must be doubled ("") and the field quoted',
+                hint,
             )
         )
 

@@ -1,8 +1,9 @@
 """`commcal plan --diff BASE`: what a change to the calendars does to the plan, for review.
 
 The working tree's plan is compared with the plan of git revision BASE over the same window.
-BASE is read with `git archive` into a temporary folder: the working tree, the index and the
-current branch are never touched, so it is safe in a pre-commit hook and in CI.
+BASE's files are read from git (`ls-tree`, `cat-file`) into a temporary folder: the working
+tree, the index and the current branch are never touched, so it is safe in a pre-commit hook
+and in CI.
 
 Deliveries are matched in three passes:
 
@@ -119,8 +120,6 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
     """The project folder `root` as it is in git revision `rev`, extracted into a temporary
     folder (removed afterwards), and the commit `rev` names."""
-    import io
-    import tarfile
     import tempfile
 
     top = _git(root, "rev-parse", "--show-toplevel")
@@ -141,13 +140,8 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
     top_dir = Path(top.stdout.decode().strip())
     inside = root.resolve().relative_to(top_dir.resolve()).as_posix()
     paths = [] if inside == "." else ["--", inside]
-    archive = _git(top_dir, "archive", "--format=tar", commit, *paths)
-    if archive.returncode != 0:
-        message = archive.stderr.decode(errors="replace").strip()
-        raise ConfigError(f"--diff {rev}: git archive failed: {message}")
-    with tempfile.TemporaryDirectory(prefix="commcal-base-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(tmp, filter="data")
+    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="commcal-base-") as tmp:
+        _extract(top_dir, commit, paths, Path(tmp), rev)
         base_root = Path(tmp) / inside
         if not (base_root / "commcal.yaml").is_file():
             raise ConfigError(f"--diff {rev}: {inside}/commcal.yaml is not in that revision")
@@ -155,6 +149,83 @@ def revision_tree(root: Path, rev: str) -> Iterator[tuple[Path, str]]:
             if not (base_root / part).exists() and (root / part).is_dir():
                 shutil.copytree(root / part, base_root / part)
         yield base_root, commit
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`) unwinds like Ctrl-C while BASE is on disk, so
+    its temporary folder is removed; Python's default would end the process on the spot."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _extract(top: Path, commit: str, paths: list[str], dest: Path, rev: str) -> None:
+    """Write the files of `commit` (under `paths`) into `dest` as git stores them. Not `git
+    archive`: it applies the revision's .gitattributes (export-ignore leaves folders out,
+    export-subst rewrites text), so BASE would not be what was committed. A link that leads
+    out of `dest` is refused, and a submodule is an empty folder."""
+    import os
+
+    listing = _git(top, "ls-tree", "-r", "-z", "--full-tree", commit, *paths)
+    if listing.returncode != 0:
+        message = listing.stderr.decode(errors="replace").strip()
+        raise ConfigError(f"--diff {rev}: git ls-tree failed: {message}")
+    entries = []
+    for record in listing.stdout.split(b"\0"):
+        if record:
+            meta, _, raw = record.partition(b"\t")
+            mode, kind, oid = meta.decode().split()
+            entries.append((mode, kind, oid, os.fsdecode(raw)))
+    blobs = [e for e in entries if e[1] == "blob"]
+    batch = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=top,
+        input="".join(f"{oid}\n" for _, _, oid, _ in blobs).encode(),
+        capture_output=True,
+        check=False,
+    )
+    if batch.returncode != 0:
+        message = batch.stderr.decode(errors="replace").strip()
+        raise ConfigError(f"--diff {rev}: git cat-file failed: {message}")
+    data, at = batch.stdout, 0
+    links = []
+    for mode, kind, _, name in entries:
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts):
+            raise ConfigError(f"--diff {rev}: {name!r} in that revision is not a usable path")
+        target = dest.joinpath(*parts)
+        if kind != "blob":  # a submodule: its files are not in this repository
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        end = data.index(b"\n", at)
+        size = int(data[at:end].split()[2])
+        content, at = data[end + 1 : end + 1 + size], end + 2 + size
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "120000":
+            target.symlink_to(os.fsdecode(content))
+            links.append((name, target))
+        else:
+            target.write_bytes(content)
+    inside = dest.resolve()
+    for name, link in links:  # once every file is there, links through links are followed too
+        if not Path(os.path.realpath(link)).is_relative_to(inside):
+            raise ConfigError(
+                f"--diff {rev}: {name} in that revision is a link to a place outside the "
+                "repository; commcal reads only files inside the repository"
+            )
 
 
 def diff_against(

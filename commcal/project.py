@@ -16,6 +16,9 @@ from commcal.config import Config, display_path, load_config
 from commcal.errors import CommcalError, Pos, Problem, sorted_problems
 from commcal.render import Renderer, template_bases
 
+# Folders of the project's own files, which no export may be written into (Project.input_at).
+INPUT_FOLDERS = ("calendars", "templates", "audiences", "codes", ".commcal")
+
 
 @dataclass
 class Project:
@@ -37,6 +40,28 @@ class Project:
     @property
     def config_errors(self) -> list[Problem]:
         return [p for p in self.errors if p.pos.path == "commcal.yaml"]
+
+    def input_at(self, path: Path, state: str | None = None) -> str | None:
+        """What of the project's own files `path` is (commcal.yaml, a file under calendars/,
+        templates/, audiences/, codes/ or .commcal/, or the sqlite ledger), or None. An export
+        written there would destroy an input: the ledger, and every post is sent again."""
+        from commcal.ledger import sqlite_path
+
+        target = path.resolve()
+        root = self.root.resolve()
+        if target == root / "commcal.yaml":
+            return "the project's commcal.yaml"
+        for folder in INPUT_FOLDERS:
+            if target.is_relative_to(root / folder):
+                return f"in the project's {folder}/ folder"
+        try:
+            url = self.config.ledger_url(state, self.env or None)
+        except CommcalError:
+            return None
+        ledger = sqlite_path(url, self.root) if url.startswith("sqlite:///") else None
+        if ledger is not None and target == ledger.resolve():
+            return "the ledger"
+        return None
 
     def publish_blocker(self) -> str | None:
         """Why nothing at all can be published (errors in commcal.yaml, no channels), or None.
