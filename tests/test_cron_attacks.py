@@ -1,0 +1,284 @@
+"""The cron minute's shortcut (commcal.cron_index) attacked from outside, with streamed
+newsletters: whatever a run leaves undone (a relay that goes down or answers 4xx half-way, a
+stop, a member zone not yet due), the next minutes of `commcal publish`, run as cron runs it
+(`python -m commcal`, `--now` advancing), mail every remaining member exactly once; and an
+index that does not belong (another ledger, another state URL, a torn write, an edit with the
+mtime set back, a changed variable) never turns a due minute into "nothing due".
+
+The relay is aiosmtpd in a child process, so that it can be killed and started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from commcal.cron_index import INDEX_FILE
+from tests.conftest import MakeProject
+from tests.test_community import free_port
+from tests.test_smtp_ambiguity import LETTER_CALENDAR, LETTER_TEMPLATES
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "a-long-random-member-secret-for-tests-0123456789"
+DUE = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+MEMBERS = 120
+ENV = {**os.environ, "MEMBER_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+ENV.pop("COMMCAL_STATE", None)
+
+# Takes every mail, a little slowly, logging "recipient" once it is queued. While the file
+# `mode` next to the log says "flaky", RCPT of every third member is answered 451 (try later).
+RELAY = """\
+import asyncio, sys
+from pathlib import Path
+from aiosmtpd.controller import Controller
+
+log = open(sys.argv[2], "a", buffering=1)
+mode = Path(sys.argv[2]).with_name("mode")
+
+class Relay:
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        number = int(address.split("@")[0].removeprefix("member"))
+        if mode.exists() and mode.read_text().strip() == "flaky" and number % 3 == 0:
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(0.01)
+        log.write(f"{envelope.rcpt_tos[0]}\\n")
+        return "250 queued"
+
+controller = Controller(Relay(), hostname="127.0.0.1", port=int(sys.argv[1]))
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()
+controller.stop()
+"""
+
+
+class Relay:
+    def __init__(self, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RELAY, str(self.port), str(self.log)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def received(self) -> Counter[str]:
+        lines = self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+        return Counter(lines)
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[Relay]:
+    r = Relay(free_port(), tmp_path / "relay.log")
+    r.start()
+    yield r
+    r.kill()
+
+
+def newsletter(
+    make_project: MakeProject, port: int, *, connections: int = 2, batch: int = 10
+) -> Path:
+    root = make_project(
+        config=f"""\
+timezone: UTC
+locale: en
+state: sqlite:///state.db
+publish: {{retry_delay: 2m, max_late: 6h}}
+members:
+  secret: ${{MEMBER_SECRET}}
+  unsubscribe_url: https://news.example.org
+channels:
+  newsletter:
+    type: smtp
+    host: 127.0.0.1
+    port: {port}
+    security: none
+    connections: {connections}
+    batch: {batch}
+    timeout: 5
+    from: "Community <hello@example.org>"
+""",
+        calendars=LETTER_CALENDAR,
+        templates=LETTER_TEMPLATES,
+    )
+    rows = "".join(f"member{n:04d}@example.org,Member {n}\n" for n in range(MEMBERS))
+    (root / "audiences").mkdir()
+    (root / "audiences" / "members.csv").write_text("email,name\n" + rows, encoding="utf-8")
+    return root
+
+
+def command(root: Path, now: datetime) -> list[str]:
+    return [sys.executable, "-m", "commcal", "-C", str(root), "publish", "--now", now.isoformat()]
+
+
+def cron(root: Path, now: datetime, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """One cron minute, as cron runs it: a real process of `python -m commcal publish`."""
+    done = subprocess.run(
+        [*command(root, now), "--format", "jsonl"],
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def states(root: Path) -> Counter[str]:
+    db = sqlite3.connect(root / "state.db")
+    try:
+        return Counter(r[0] for r in db.execute("SELECT state FROM deliveries"))
+    finally:
+        db.close()
+
+
+def settled(root: Path) -> list[float]:
+    index = json.loads((root / INDEX_FILE).read_text(encoding="utf-8"))
+    return list(index["settled"].values())
+
+
+def wait_for(relay: Relay, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while sum(relay.received().values()) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def later_minutes(root: Path, start: datetime, minutes: int) -> datetime:
+    """Cron minutes after `start`: each one a real process; the last `now`."""
+    now = start
+    for _ in range(minutes):
+        now += timedelta(minutes=1)
+        cron(root, now)
+    return now
+
+
+def assert_each_member_once(root: Path, relay: Relay) -> None:
+    got = relay.received()
+    twice = [who for who, n in got.items() if n > 1]
+    assert not twice, f"mailed twice: {twice[:5]}"
+    rows = states(root)
+    assert sum(rows.values()) == MEMBERS, rows
+    # `unknown`: in flight when the relay died (a person checks); everyone else got one mail.
+    assert rows["sent"] + rows["unknown"] == MEMBERS, rows
+    assert len(got) >= rows["sent"], (len(got), rows)
+    assert rows["unknown"] <= 2, rows  # at most the mails in flight: one per connection
+
+
+def test_a_relay_down_mid_newsletter_then_back_gets_every_member_once(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    first = DUE + timedelta(seconds=30)
+    publisher = subprocess.Popen(
+        command(root, first), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(relay, 30)
+    relay.kill()  # down half-way: the channel's circuit opens
+    publisher.wait(timeout=60)
+    assert sum(relay.received().values()) < MEMBERS
+    # The run settled (every member has a row: the untried ones `pending`, batch after batch),
+    # so the index says so; the pending rows must keep the next minutes out of the shortcut.
+    assert sum(states(root).values()) == MEMBERS
+    assert states(root)["pending"] > 0
+    assert settled(root) == [first.timestamp()]
+    # Down for a few minutes: cron runs on, and sends nothing.
+    now = later_minutes(root, first, 3)
+    relay.start()
+    later_minutes(root, now, 12)
+    assert_each_member_once(root, relay)
+    assert (root / INDEX_FILE).exists()
+
+
+def test_a_relay_answering_4xx_to_some_members_gets_them_all_later_once(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    (relay.log.with_name("mode")).write_text("flaky", encoding="utf-8")
+    first = DUE + timedelta(seconds=30)
+    _, out = cron(root, first)
+    got = relay.received()
+    assert len(got) == MEMBERS - len(range(0, MEMBERS, 3)), out
+    assert states(root)["pending"] == len(range(0, MEMBERS, 3))
+    # The next minute, before their retry is due: nothing more (and nothing twice).
+    cron(root, first + timedelta(minutes=1))
+    assert relay.received() == got
+    relay.log.with_name("mode").write_text("ok", encoding="utf-8")
+    later_minutes(root, first + timedelta(minutes=1), 8)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
+
+
+def test_a_stop_mid_newsletter_leaves_the_rest_to_the_next_minutes(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    # A batch no larger than the pool: every mail of the batch in flight is begun at once, so
+    # the stop leaves no `pending` row behind, only members without a row.
+    root = newsletter(make_project, relay.port, connections=2, batch=2)
+    first = DUE + timedelta(seconds=30)
+    publisher = subprocess.Popen(
+        command(root, first), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(relay, 30)
+    publisher.send_signal(signal.SIGTERM)
+    publisher.wait(timeout=60)
+    assert sum(relay.received().values()) < MEMBERS
+    later_minutes(root, first, 3)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
+
+
+def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    calendar = root / "calendars" / "main.yaml"
+    calendar.write_text(
+        calendar.read_text(encoding="utf-8").replace(
+            "    audience: members\n", "    audience: members\n    send_at: local\n"
+        ),
+        encoding="utf-8",
+    )
+    rows = "".join(
+        f"member{n:04d}@example.org,Member {n},{'Asia/Tokyo' if n % 2 else 'UTC'}\n"
+        for n in range(MEMBERS)
+    )
+    (root / "audiences" / "members.csv").write_text(
+        "email,name,timezone\n" + rows, encoding="utf-8"
+    )
+    # 08:00 in Tokyo is 23:00 UTC the day before; 08:00 UTC comes 9 hours later.
+    tokyo = DUE - timedelta(hours=9)
+    cron(root, tokyo)
+    assert len(relay.received()) == MEMBERS // 2
+    assert (root / INDEX_FILE).exists()
+    # Every minute in between is quiet, through the shortcut; then the UTC members are due.
+    for step in (timedelta(minutes=1), timedelta(hours=4), timedelta(hours=8, minutes=59)):
+        cron(root, tokyo + step)
+        assert len(relay.received()) == MEMBERS // 2
+    now = DUE
+    cron(root, now)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
