@@ -11,10 +11,11 @@ A full `commcal publish` that leaves every delivery due up to its `now` with a r
   (HORIZON later), as `plan` expands them (a member's own zone included);
 - `settled`: per ledger id, the `now` of the last such run against it.
 
-The next run asks, before loading anything: are the inputs unchanged (sizes and mtimes, or
-else the content hashes), is there no instant in (settled, now], and does the ledger hold no
-row to act on (one query, `Ledger.window_summary`: a pending row to send or expire, a claim
-to take over, an `unknown` to report)? Then nothing is due: the run reports the finished rows
+The next run asks, before loading anything: are the inputs unchanged (sizes and mtimes, with
+change times older than the index, or else the content hashes), is there no instant in
+(settled, now], and does the ledger hold no row to act on (one query,
+`Ledger.window_summary`: a pending row to send or expire, a claim to take over, an `unknown`
+to report)? Then nothing is due: the run reports the finished rows
 of the window as `already` (counted in SQL) and ends. Otherwise, or when anything about the
 index is off (missing, corrupt, another format or commcal version, an input changed, `now`
 outside it, another ledger), the full run does what it always did, and writes a new index.
@@ -136,7 +137,10 @@ def _unchanged(root: Path, index: Mapping[str, Any]) -> bool:
         if known is None or st.st_size != known[0]:
             return False
         seen += 1
-        if st.st_mtime_ns == known[1] and st.st_mtime_ns < hashed_ns - RACY_NS:
+        # The change time too: an edit with its old size and mtime put back (`touch -r`, `cp
+        # -p` or `tar x` of an edited copy) cannot set it back, it says when it happened.
+        changed_ns = max(st.st_mtime_ns, st.st_ctime_ns)
+        if st.st_mtime_ns == known[1] and changed_ns < hashed_ns - RACY_NS:
             continue
         if _digest(root / path) != known[2]:  # touched, or racy: the content decides
             return False

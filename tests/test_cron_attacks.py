@@ -282,3 +282,181 @@ def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
     cron(root, now)
     assert_each_member_once(root, relay)
     assert states(root) == Counter(sent=MEMBERS)
+
+
+# -- the index itself, attacked ----------------------------------------------------------------
+
+POSTS = """\
+timezone: UTC
+locale: en
+state: {state}
+publish: {{max_late: 2h}}
+channels:
+  console:
+    type: console
+"""
+
+
+def posts(root: Path, state: str = "sqlite:///state.db", times: tuple[str, ...] = ()) -> None:
+    """A project of console posts, one item per `HH:MM` (UTC) in `times`."""
+    for folder in ("calendars", "templates/posts"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "commcal.yaml").write_text(POSTS.format(state=state), encoding="utf-8")
+    (root / "templates" / "posts" / "tip.j2").write_text("SEND {{ item.id }}\n", encoding="utf-8")
+    calendar(root, times)
+
+
+def calendar(root: Path, times: tuple[str, ...]) -> None:
+    lines = [
+        "calendar: main",
+        "defaults: {channels: [console]}",
+        "items:" if times else "items: []",
+    ]
+    for n, hhmm in enumerate(times):
+        hour, minute = hhmm.split(":")
+        lines += [
+            f"  - id: item-{n}",
+            "    kind: post",
+            "    template: posts/tip",
+            f'    schedule: {{cron: "{int(minute)} {int(hour)} * * *"}}',
+        ]
+    (root / "calendars" / "main.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+PUBLISH = (sys.executable, "-m", "commcal", "-C")
+
+
+def minute(
+    root: Path, now: datetime, env: dict[str, str] | None = None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`commcal publish` as cron runs it (the console entry: the shortcut comes first)."""
+    return subprocess.run(
+        [*PUBLISH, str(root), "publish", "--now", now.isoformat(), *args],
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def sends(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return sorted(line for line in done.stdout.splitlines() if line.startswith("SEND "))
+
+
+AT = DUE.replace(hour=9)  # 09:00 UTC
+
+
+def test_a_deleted_and_recreated_ledger_is_refused_not_quiet(tmp_path: Path) -> None:
+    posts(tmp_path, times=("09:00",))
+    assert sends(minute(tmp_path, AT + timedelta(minutes=1))) == ["SEND item-0"]
+    assert minute(tmp_path, AT + timedelta(minutes=2)).stdout == "1 already\n"  # the shortcut
+    (tmp_path / "state.db").unlink()
+    # A new, empty ledger file in its place (as an admin's `touch` or a restore would make).
+    done = minute(tmp_path, AT + timedelta(minutes=3))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "different ledger with no deliveries" in done.stderr
+    assert sends(done) == []
+
+
+def test_another_state_url_or_commcal_state_is_never_quiet(tmp_path: Path) -> None:
+    posts(tmp_path, state="${STATE_URL}", times=("09:00",))
+    env = {**ENV, "STATE_URL": "sqlite:///one.db"}
+    assert sends(minute(tmp_path, AT + timedelta(minutes=1), env)) == ["SEND item-0"]
+    assert minute(tmp_path, AT + timedelta(minutes=2), env).stdout == "1 already\n"
+    for other in (
+        {**env, "STATE_URL": "sqlite:///two.db"},  # the variable commcal.yaml names
+        {**env, "COMMCAL_STATE": "sqlite:///three.db"},
+    ):
+        done = minute(tmp_path, AT + timedelta(minutes=3), other)
+        assert done.returncode == 2 and "different ledger" in done.stderr, done.stderr
+    done = minute(tmp_path, AT + timedelta(minutes=3), env, "--state", "sqlite:///four.db")
+    assert done.returncode == 2 and "different ledger" in done.stderr, done.stderr
+    # Back to the right one: quiet again, nothing sent twice.
+    assert minute(tmp_path, AT + timedelta(minutes=4), env).stdout == "1 already\n"
+
+
+def test_an_index_copied_from_another_checkout_is_not_trusted(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    posts(one, times=("09:00", "09:30"))
+    assert sends(minute(one, AT + timedelta(minutes=1))) == ["SEND item-0"]
+    posts(two, times=("09:00", "09:30"))  # the same project, its own (empty) ledger
+    (two / ".commcal").mkdir()
+    (two / INDEX_FILE).write_bytes((one / INDEX_FILE).read_bytes())
+    # Its ledger has never published: the first run sends what is due, not "nothing due".
+    assert sends(minute(two, AT + timedelta(minutes=2))) == ["SEND item-0"]
+    assert sends(minute(one, AT + timedelta(minutes=31))) == ["SEND item-1"]
+
+
+def test_a_torn_index_or_a_stray_temporary_file_is_ignored(tmp_path: Path) -> None:
+    posts(tmp_path, times=("09:00", "09:10"))
+    assert sends(minute(tmp_path, AT + timedelta(minutes=1))) == ["SEND item-0"]
+    index = tmp_path / INDEX_FILE
+    whole = index.read_text(encoding="utf-8")
+    # SIGKILL while writing leaves a torn temporary file (the rename never happened), and a
+    # torn index is what a copy interrupted half-way would leave.
+    index.with_name(f"{index.name}.4242.deadbeef.tmp").write_text(whole[:40], encoding="utf-8")
+    index.write_text(whole[: len(whole) // 2], encoding="utf-8")
+    assert sends(minute(tmp_path, AT + timedelta(minutes=11))) == ["SEND item-1"]
+    assert json.loads(index.read_text(encoding="utf-8"))["format"] == 1
+
+
+def test_an_edit_with_the_same_size_and_the_mtime_set_back_is_seen(tmp_path: Path) -> None:
+    """An edit long after the index was built, the old size and mtime put back (a `tar x` or
+    `cp -p` of an edited copy, `touch -r`): the file's change time still says it changed."""
+    posts(tmp_path, times=("09:00", "11:00"))
+    main = tmp_path / "calendars" / "main.yaml"
+    old = main.stat()
+    back = old.st_mtime_ns - 3_600_000_000_000  # an hour ago: not racy
+    os.utime(main, ns=(back, back))
+    assert sends(minute(tmp_path, AT + timedelta(minutes=1))) == ["SEND item-0"]
+    time.sleep(2.5)  # past the racily-clean margin of the index just built
+    text = main.read_text(encoding="utf-8")
+    main.write_text(text.replace('"0 11 * * *"', '"5 09 * * *"'), encoding="utf-8")
+    os.utime(main, ns=(back, back))
+    assert main.stat().st_size == old.st_size
+    assert sends(minute(tmp_path, AT + timedelta(minutes=6))) == ["SEND item-1"]
+
+
+def test_a_now_before_the_settled_mark_runs_in_full_and_sends_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    posts(tmp_path, times=("09:00", "09:20"))
+    assert sends(minute(tmp_path, AT + timedelta(minutes=30))) == ["SEND item-0", "SEND item-1"]
+    # A run "in the past" (a clock set back, a --now typo): what it finds was sent.
+    earlier = minute(tmp_path, AT + timedelta(minutes=10))
+    assert earlier.returncode == 0 and sends(earlier) == []
+    assert minute(tmp_path, AT + timedelta(minutes=31)).stdout == "2 already\n"
+
+
+def test_an_index_that_cannot_be_written_costs_only_speed(tmp_path: Path) -> None:
+    posts(tmp_path, times=("09:00", "09:05"))
+    (tmp_path / INDEX_FILE).mkdir(parents=True)  # in the way: neither read nor replaced
+    assert sends(minute(tmp_path, AT + timedelta(minutes=1))) == ["SEND item-0"]
+    assert sends(minute(tmp_path, AT + timedelta(minutes=2))) == []
+    assert sends(minute(tmp_path, AT + timedelta(minutes=6))) == ["SEND item-1"]
+    assert [p.name for p in (tmp_path / ".commcal").iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_two_cron_processes_racing_send_each_post_once(tmp_path: Path) -> None:
+    """Two `commcal publish` processes each minute (two hosts, an overlapping cron), one of
+    them often rewriting the index while the other reads it."""
+    times = ("09:01", "09:02", "09:04", "09:05", "09:07")
+    posts(tmp_path, times=times)
+    sent: list[str] = []
+    for step in range(9):
+        now = AT + timedelta(minutes=step, seconds=5)
+        both = [
+            subprocess.Popen(
+                [*PUBLISH, str(tmp_path), "publish", "--now", now.isoformat()],
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for proc in both:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            sent += [line for line in out.splitlines() if line.startswith("SEND ")]
+    assert sorted(sent) == [f"SEND item-{n}" for n in range(len(times))]
