@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from commcal.cron_index import INDEX_FILE
+from commcal.ledger import open_ledger
 from tests.conftest import MakeProject
 from tests.test_community import free_port
 from tests.test_smtp_ambiguity import LETTER_CALENDAR, LETTER_TEMPLATES
@@ -351,7 +352,8 @@ def test_a_deleted_and_recreated_ledger_is_refused_not_quiet(tmp_path: Path) -> 
     assert sends(minute(tmp_path, AT + timedelta(minutes=1))) == ["SEND item-0"]
     assert minute(tmp_path, AT + timedelta(minutes=2)).stdout == "1 already\n"  # the shortcut
     (tmp_path / "state.db").unlink()
-    # A new, empty ledger file in its place (as an admin's `touch` or a restore would make).
+    # A new, empty ledger in its place (what any command that opens the state would make).
+    open_ledger("sqlite:///state.db", project_dir=tmp_path).close()
     done = minute(tmp_path, AT + timedelta(minutes=3))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "different ledger with no deliveries" in done.stderr
@@ -376,13 +378,14 @@ def test_another_state_url_or_commcal_state_is_never_quiet(tmp_path: Path) -> No
 
 
 def test_an_index_copied_from_another_checkout_is_not_trusted(tmp_path: Path) -> None:
-    one, two = tmp_path / "one", tmp_path / "two"
+    # The same folder name (so the same project name) in two places: only the ledger differs.
+    one, two = tmp_path / "a" / "site", tmp_path / "b" / "site"
     posts(one, times=("09:00", "09:30"))
     assert sends(minute(one, AT + timedelta(minutes=1))) == ["SEND item-0"]
-    posts(two, times=("09:00", "09:30"))  # the same project, its own (empty) ledger
-    (two / ".commcal").mkdir()
+    posts(two, times=("09:00", "09:30"))  # the same project, with its own ledger,
+    assert sends(minute(two, AT - timedelta(hours=1))) == []  # which it has published to
     (two / INDEX_FILE).write_bytes((one / INDEX_FILE).read_bytes())
-    # Its ledger has never published: the first run sends what is due, not "nothing due".
+    # Its ledger has not sent what is due: the run sends it, never "nothing due".
     assert sends(minute(two, AT + timedelta(minutes=2))) == ["SEND item-0"]
     assert sends(minute(one, AT + timedelta(minutes=31))) == ["SEND item-1"]
 
