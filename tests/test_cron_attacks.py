@@ -285,6 +285,41 @@ def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
     assert states(root) == Counter(sent=MEMBERS)
 
 
+def test_a_code_pool_short_of_codes_holds_the_offer_until_it_is_refilled(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    (root / "calendars" / "main.yaml").write_text(
+        (root / "calendars" / "main.yaml")
+        .read_text(encoding="utf-8")
+        .replace(
+            "  - id: december-letter\n    kind: newsletter\n", "  - id: winter\n    kind: offer\n"
+        )
+        .replace(
+            "    audience: members\n", "    audience: members\n    codes: {pool: codes/x.txt}\n"
+        )
+        .replace("news/letter", "news/offer"),
+        encoding="utf-8",
+    )
+    offer = (
+        "{% block subject %}Offer{% endblock %}\n{% block text %}Code {{ code }}{% endblock %}\n"
+    )
+    (root / "templates" / "news" / "offer.j2").write_text(offer, encoding="utf-8")
+    pool = root / "codes" / "x.txt"  # not among the index's inputs
+    pool.parent.mkdir()
+    pool.write_text("".join(f"C{n}\n" for n in range(MEMBERS // 2)), encoding="utf-8")
+    cron(root, DUE - timedelta(minutes=1))  # a settled minute before: the index is built
+    assert (root / INDEX_FILE).exists()
+    for step in (30, 90):  # short of codes: nothing goes out, and the run does not settle
+        code, out = cron(root, DUE + timedelta(seconds=step))
+        assert code == 1 and "codes" in out, out
+        assert relay.received() == Counter()
+    pool.write_text("".join(f"C{n}\n" for n in range(MEMBERS)), encoding="utf-8")
+    later_minutes(root, DUE + timedelta(minutes=1), 2)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
+
+
 # -- the index itself, attacked ----------------------------------------------------------------
 
 POSTS = """\
