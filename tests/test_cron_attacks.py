@@ -38,7 +38,8 @@ ENV = {**os.environ, "MEMBER_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
 ENV.pop("COMMCAL_STATE", None)
 
 # Takes every mail, a little slowly, logging "recipient" once it is queued. While the file
-# `mode` next to the log says "flaky", RCPT of every third member is answered 451 (try later).
+# `mode` next to the log says "flaky", RCPT of every third member is answered 451 (try later);
+# "421 N": N MAIL commands after the 30th mail are answered 421.
 RELAY = """\
 import asyncio, sys
 from pathlib import Path
@@ -48,6 +49,16 @@ log = open(sys.argv[2], "a", buffering=1)
 mode = Path(sys.argv[2]).with_name("mode")
 
 class Relay:
+    refused = 0
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        # "421 N": after 30 mails, the next N MAIL commands are answered 421 (closing).
+        words = mode.read_text().split() if mode.exists() else []
+        if words[:1] == ["421"] and self.refused < int(words[1]):
+            if sum(1 for _ in open(sys.argv[2])) >= 30:
+                self.refused += 1
+                return "421 4.3.2 service not available, closing transmission channel"
+        envelope.mail_from = address
+        return "250 OK"
     async def handle_RCPT(self, server, session, envelope, address, options):
         number = int(address.split("@")[0].removeprefix("member"))
         if mode.exists() and mode.read_text().strip() == "flaky" and number % 3 == 0:
@@ -233,6 +244,20 @@ def test_a_relay_answering_4xx_to_some_members_gets_them_all_later_once(
     assert states(root) == Counter(sent=MEMBERS)
 
 
+def test_a_relay_answering_421_to_whole_batches_gets_them_all_later_once(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    relay.log.with_name("mode").write_text("421 40", encoding="utf-8")
+    first = DUE + timedelta(seconds=30)
+    _, out = cron(root, first)
+    assert 30 <= sum(relay.received().values()) < MEMBERS, out
+    assert states(root)["pending"] > 0
+    later_minutes(root, first, 8)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
+
+
 def test_a_stop_mid_newsletter_leaves_the_rest_to_the_next_minutes(
     make_project: MakeProject, relay: Relay
 ) -> None:
@@ -316,6 +341,26 @@ def test_a_code_pool_short_of_codes_holds_the_offer_until_it_is_refilled(
         assert relay.received() == Counter()
     pool.write_text("".join(f"C{n}\n" for n in range(MEMBERS)), encoding="utf-8")
     later_minutes(root, DUE + timedelta(minutes=1), 2)
+    assert_each_member_once(root, relay)
+    assert states(root) == Counter(sent=MEMBERS)
+
+
+def test_two_cron_processes_streaming_one_newsletter_mail_each_member_once(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    """Two hosts' cron at the same minute, both streaming the newsletter (and each writing the
+    index when it ends), then the following minutes."""
+    root = newsletter(make_project, relay.port)
+    first = DUE + timedelta(seconds=30)
+    both = [
+        subprocess.Popen(
+            command(root, first), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    for proc in both:
+        proc.wait(timeout=120)
+    later_minutes(root, first, 2)
     assert_each_member_once(root, relay)
     assert states(root) == Counter(sent=MEMBERS)
 
