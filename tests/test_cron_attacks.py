@@ -258,6 +258,35 @@ def test_a_relay_answering_421_to_whole_batches_gets_them_all_later_once(
     assert states(root) == Counter(sent=MEMBERS)
 
 
+def test_a_member_whose_mail_cannot_render_fails_alone_and_the_minute_stays_quiet(
+    make_project: MakeProject, relay: Relay
+) -> None:
+    root = newsletter(make_project, relay.port)
+    letter = root / "templates" / "news" / "letter.j2"
+    letter.write_text(
+        letter.read_text(encoding="utf-8").replace(
+            "Leave:", "Points {{ member.points + 1 }}\nLeave:"
+        ),
+        encoding="utf-8",
+    )
+    rows = "".join(
+        f"member{n:04d}@example.org,Member {n},{n if n % 4 else ''}\n" for n in range(MEMBERS)
+    )
+    (root / "audiences" / "members.csv").write_text("email,name,points\n" + rows, encoding="utf-8")
+    first = DUE + timedelta(seconds=30)
+    code, out = cron(root, first)
+    broken = len(range(0, MEMBERS, 4))
+    assert code == 1, out
+    assert states(root) == Counter(sent=MEMBERS - broken, failed=broken), out
+    got = relay.received()
+    assert len(got) == MEMBERS - broken and set(got.values()) == {1}
+    # Failed is finished (`commcal retry` sends it again): the next minutes send nothing more.
+    later_minutes(root, first, 2)
+    assert relay.received() == got
+    # The run settled (each member has a row), and the later minutes were quiet ones.
+    assert settled(root) == [first.timestamp()]
+
+
 def test_a_stop_mid_newsletter_leaves_the_rest_to_the_next_minutes(
     make_project: MakeProject, relay: Relay
 ) -> None:
