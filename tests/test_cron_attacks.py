@@ -144,6 +144,14 @@ channels:
     return root
 
 
+def edit(path: Path, *changes: tuple[str, str]) -> None:
+    text = path.read_text(encoding="utf-8")
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+
+
 def command(root: Path, now: datetime) -> list[str]:
     return [sys.executable, "-m", "commcal", "-C", str(root), "publish", "--now", now.isoformat()]
 
@@ -225,16 +233,23 @@ def test_a_relay_down_mid_newsletter_then_back_gets_every_member_once(
     assert (root / INDEX_FILE).exists()
 
 
-def test_a_relay_answering_4xx_to_some_members_gets_them_all_later_once(
-    make_project: MakeProject, relay: Relay
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "flaky",  # every third member's RCPT answered 451, until the relay is fixed
+        "421 40",  # 40 MAIL commands answered 421: whole batches, then the relay recovers
+    ],
+)
+def test_a_relay_answering_4xx_half_way_gets_every_member_later_once(
+    make_project: MakeProject, relay: Relay, mode: str
 ) -> None:
     root = newsletter(make_project, relay.port)
-    (relay.log.with_name("mode")).write_text("flaky", encoding="utf-8")
+    relay.log.with_name("mode").write_text(mode, encoding="utf-8")
     first = DUE + timedelta(seconds=30)
     _, out = cron(root, first)
     got = relay.received()
-    assert len(got) == MEMBERS - len(range(0, MEMBERS, 3)), out
-    assert states(root)["pending"] == len(range(0, MEMBERS, 3))
+    assert 30 <= sum(got.values()) < MEMBERS, out
+    assert states(root) == Counter(sent=len(got), pending=MEMBERS - len(got))
     # The next minute, before their retry is due: nothing more (and nothing twice).
     cron(root, first + timedelta(minutes=1))
     assert relay.received() == got
@@ -244,30 +259,13 @@ def test_a_relay_answering_4xx_to_some_members_gets_them_all_later_once(
     assert states(root) == Counter(sent=MEMBERS)
 
 
-def test_a_relay_answering_421_to_whole_batches_gets_them_all_later_once(
-    make_project: MakeProject, relay: Relay
-) -> None:
-    root = newsletter(make_project, relay.port)
-    relay.log.with_name("mode").write_text("421 40", encoding="utf-8")
-    first = DUE + timedelta(seconds=30)
-    _, out = cron(root, first)
-    assert 30 <= sum(relay.received().values()) < MEMBERS, out
-    assert states(root)["pending"] > 0
-    later_minutes(root, first, 8)
-    assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
-
-
 def test_a_member_whose_mail_cannot_render_fails_alone_and_the_minute_stays_quiet(
     make_project: MakeProject, relay: Relay
 ) -> None:
     root = newsletter(make_project, relay.port)
-    letter = root / "templates" / "news" / "letter.j2"
-    letter.write_text(
-        letter.read_text(encoding="utf-8").replace(
-            "Leave:", "Points {{ member.points + 1 }}\nLeave:"
-        ),
-        encoding="utf-8",
+    edit(
+        root / "templates" / "news" / "letter.j2",
+        ("Leave:", "Points {{ member.points + 1 }}\nLeave:"),
     )
     rows = "".join(
         f"member{n:04d}@example.org,Member {n},{n if n % 4 else ''}\n" for n in range(MEMBERS)
@@ -310,12 +308,9 @@ def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
     make_project: MakeProject, relay: Relay
 ) -> None:
     root = newsletter(make_project, relay.port)
-    calendar = root / "calendars" / "main.yaml"
-    calendar.write_text(
-        calendar.read_text(encoding="utf-8").replace(
-            "    audience: members\n", "    audience: members\n    send_at: local\n"
-        ),
-        encoding="utf-8",
+    edit(
+        root / "calendars" / "main.yaml",
+        ("    audience: members\n", "    audience: members\n    send_at: local\n"),
     )
     rows = "".join(
         f"member{n:04d}@example.org,Member {n},{'Asia/Tokyo' if n % 2 else 'UTC'}\n"
@@ -343,17 +338,11 @@ def test_a_code_pool_short_of_codes_holds_the_offer_until_it_is_refilled(
     make_project: MakeProject, relay: Relay
 ) -> None:
     root = newsletter(make_project, relay.port)
-    (root / "calendars" / "main.yaml").write_text(
-        (root / "calendars" / "main.yaml")
-        .read_text(encoding="utf-8")
-        .replace(
-            "  - id: december-letter\n    kind: newsletter\n", "  - id: winter\n    kind: offer\n"
-        )
-        .replace(
-            "    audience: members\n", "    audience: members\n    codes: {pool: codes/x.txt}\n"
-        )
-        .replace("news/letter", "news/offer"),
-        encoding="utf-8",
+    edit(
+        root / "calendars" / "main.yaml",
+        ("  - id: december-letter\n    kind: newsletter\n", "  - id: winter\n    kind: offer\n"),
+        ("    audience: members\n", "    audience: members\n    codes: {pool: codes/x.txt}\n"),
+        ("news/letter", "news/offer"),
     )
     offer = (
         "{% block subject %}Offer{% endblock %}\n{% block text %}Code {{ code }}{% endblock %}\n"
