@@ -196,13 +196,17 @@ def later_minutes(root: Path, start: datetime, minutes: int) -> datetime:
     return now
 
 
-def assert_each_member_once(root: Path, relay: Relay) -> None:
+def assert_each_member_once(root: Path, relay: Relay, *, in_doubt: bool = False) -> None:
+    """Every member has one row and got one mail; `in_doubt`: a few may be `unknown` instead
+    (in flight when the relay died: a person checks), none mailed twice."""
     got = relay.received()
     twice = [who for who, n in got.items() if n > 1]
     assert not twice, f"mailed twice: {twice[:5]}"
     rows = states(root)
+    if not in_doubt:
+        assert rows == Counter(sent=MEMBERS) and len(got) == MEMBERS, rows
+        return
     assert sum(rows.values()) == MEMBERS, rows
-    # `unknown`: in flight when the relay died (a person checks); everyone else got one mail.
     assert rows["sent"] + rows["unknown"] == MEMBERS, rows
     assert len(got) >= rows["sent"], (len(got), rows)
     assert rows["unknown"] <= 2, rows  # at most the mails in flight: one per connection
@@ -229,7 +233,7 @@ def test_a_relay_down_mid_newsletter_then_back_gets_every_member_once(
     now = later_minutes(root, first, 3)
     relay.start()
     later_minutes(root, now, 12)
-    assert_each_member_once(root, relay)
+    assert_each_member_once(root, relay, in_doubt=True)
     assert (root / INDEX_FILE).exists()
 
 
@@ -256,7 +260,6 @@ def test_a_relay_answering_4xx_half_way_gets_every_member_later_once(
     relay.log.with_name("mode").write_text("ok", encoding="utf-8")
     later_minutes(root, first + timedelta(minutes=1), 8)
     assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
 
 
 def test_a_member_whose_mail_cannot_render_fails_alone_and_the_minute_stays_quiet(
@@ -301,7 +304,6 @@ def test_a_stop_mid_newsletter_leaves_the_rest_to_the_next_minutes(
     assert sum(relay.received().values()) < MEMBERS
     later_minutes(root, first, 3)
     assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
 
 
 def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
@@ -331,7 +333,6 @@ def test_a_member_zone_not_yet_due_is_sent_at_its_own_minute(
     now = DUE
     cron(root, now)
     assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
 
 
 def test_a_code_pool_short_of_codes_holds_the_offer_until_it_is_refilled(
@@ -360,7 +361,6 @@ def test_a_code_pool_short_of_codes_holds_the_offer_until_it_is_refilled(
     pool.write_text("".join(f"C{n}\n" for n in range(MEMBERS)), encoding="utf-8")
     later_minutes(root, DUE + timedelta(minutes=1), 2)
     assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
 
 
 def test_two_cron_processes_streaming_one_newsletter_mail_each_member_once(
@@ -380,7 +380,6 @@ def test_two_cron_processes_streaming_one_newsletter_mail_each_member_once(
         proc.wait(timeout=120)
     later_minutes(root, first, 2)
     assert_each_member_once(root, relay)
-    assert states(root) == Counter(sent=MEMBERS)
 
 
 # -- the index itself, attacked ----------------------------------------------------------------
