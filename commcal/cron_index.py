@@ -7,6 +7,8 @@ A full `commcal publish` that leaves every delivery due up to its `now` with a r
 - what it was built from: each input file (commcal.yaml, calendars/, templates/, audiences/)
   with its size, mtime and SHA-256, and a salted hash of each environment variable
   commcal.yaml refers to (never a value);
+- `zones`: the tz database files of the project's zones, with their sizes and times (an
+  update of the rules moves local times);
 - `instants`: when any delivery of the project comes due from that run's `now` to `until`
   (HORIZON later), as `plan` expands them (a member's own zone included);
 - `settled`: per ledger id, the `now` of the last such run against it.
@@ -98,6 +100,44 @@ def _input_paths(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 def _digest(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _zone_files(names: set[str]) -> dict[str, list[int]]:
+    """The files the time zones `names` are read from, as zoneinfo looks for them (TZPATH,
+    then the tzdata package), each with its size, mtime and change time: a tz database update
+    that moves a local time replaces them, and instants listed before it would be stale."""
+    import importlib.util
+    import zoneinfo
+
+    spec = importlib.util.find_spec("tzdata")
+    package = [] if spec is None or spec.origin is None else [Path(spec.origin).parent]
+    places = [*map(Path, zoneinfo.TZPATH), *(p / "zoneinfo" for p in package)]
+    found: dict[str, list[int]] = {}
+    for name in sorted(names):
+        for place in places:
+            path = place.joinpath(*name.split("/"))
+            try:
+                st = path.stat()
+            except (OSError, ValueError):
+                continue
+            found[str(path)] = _stamp(st)
+            break
+    return found
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _zones_unchanged(index: Mapping[str, Any]) -> bool:
+    zones: dict[str, list[int]] = index["zones"]
+    for path, stamp in zones.items():
+        try:
+            if _stamp(os.stat(path)) != stamp:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def take_inputs(root: Path) -> Inputs | None:
@@ -210,7 +250,7 @@ def _quiet(
     at = _instant(now)
     if not index["built_at"] <= at <= index["until"]:
         return None
-    if not _unchanged(root, index):
+    if not _unchanged(root, index) or not _zones_unchanged(index):
         return None
     config_text = (root / "commcal.yaml").read_text(encoding="utf-8", errors="replace")
     if _env_marks(config_text, env, index["salt"]) != index["env"]:
@@ -308,6 +348,8 @@ def save(
         and isinstance(old.get("built_at"), float)
         and isinstance(old.get("until"), float)
         and old["built_at"] <= at <= old["until"] - HORIZON.total_seconds() / 2
+        and isinstance(old.get("zones"), dict)
+        and _zones_unchanged(old)
     ):
         # The same inputs, and most of the horizon ahead: only the settled mark moves.
         _write(root, {**old, "settled": {ledger_id: at}})
@@ -318,6 +360,9 @@ def save(
     upcoming = deliveries(project, now, until, members=False, broken=broken)
     if broken:
         return
+    zones = {config.timezone} | {c.timezone for c in project.calendars}
+    zones |= {item.timezone for c in project.calendars for item in c.items}
+    zones |= {d.zone for d in upcoming if d.zone}
     salt = secrets.token_hex(16)
     _write(
         root,
@@ -335,6 +380,7 @@ def save(
             "built_at": at,
             "until": _instant(until),
             "instants": sorted({_instant(d.due) for d in upcoming}),
+            "zones": _zone_files(zones),
             "settled": {ledger_id: at},
         },
     )

@@ -560,3 +560,24 @@ def test_two_cron_processes_racing_send_each_post_once(tmp_path: Path) -> None:
             assert proc.returncode == 0, err
             sent += [line for line in out.splitlines() if line.startswith("SEND ")]
     assert sorted(sent) == [f"SEND item-{n}" for n in range(len(times))]
+
+
+def test_a_tz_database_update_that_moves_a_local_time_is_seen(tmp_path: Path) -> None:
+    """The rules of the project's zone change (a tzdata update: Berlin moves to UTC+2): 09:00
+    local comes an hour earlier in UTC, and that minute must send it, not an index built with
+    the old rules."""
+    zones = tmp_path / "tz"
+    (zones / "Europe").mkdir(parents=True)
+    system = Path("/usr/share/zoneinfo")
+    if not (system / "Europe" / "Berlin").is_file() or not (system / "Europe" / "Kyiv").is_file():
+        pytest.skip("needs the system's tz database")
+    (zones / "Europe" / "Berlin").write_bytes((system / "Europe" / "Berlin").read_bytes())
+    env = {**ENV, "PYTHONTZPATH": str(zones)}
+    root = tmp_path / "p"
+    posts(root, times=("09:00",))
+    edit(root / "commcal.yaml", ("timezone: UTC", "timezone: Europe/Berlin"))
+    assert sends(minute(root, AT.replace(hour=8, minute=1), env)) == ["SEND item-0"]
+    assert minute(root, AT.replace(hour=8, minute=5), env).stdout == "1 already\n"
+    (zones / "Europe" / "Berlin").write_bytes((system / "Europe" / "Kyiv").read_bytes())
+    next_day = AT + timedelta(days=1)
+    assert sends(minute(root, next_day.replace(hour=7, second=30), env)) == ["SEND item-0"]
