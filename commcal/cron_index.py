@@ -7,14 +7,17 @@ A full `commcal publish` that leaves every delivery due up to its `now` with a r
 - what it was built from: each input file (commcal.yaml, calendars/, templates/, audiences/)
   with its size, mtime and SHA-256, and a salted hash of each environment variable
   commcal.yaml refers to (never a value);
+- `zones`: the tz database files of the project's zones, with their sizes and times (an
+  update of the rules moves local times);
 - `instants`: when any delivery of the project comes due from that run's `now` to `until`
   (HORIZON later), as `plan` expands them (a member's own zone included);
 - `settled`: per ledger id, the `now` of the last such run against it.
 
-The next run asks, before loading anything: are the inputs unchanged (sizes and mtimes, or
-else the content hashes), is there no instant in (settled, now], and does the ledger hold no
-row to act on (one query, `Ledger.window_summary`: a pending row to send or expire, a claim
-to take over, an `unknown` to report)? Then nothing is due: the run reports the finished rows
+The next run asks, before loading anything: are the inputs unchanged (sizes and mtimes, with
+change times older than the index, or else the content hashes), is there no instant in
+(settled, now], and does the ledger hold no row to act on (one query,
+`Ledger.window_summary`: a pending row to send or expire, a claim to take over, an `unknown`
+to report)? Then nothing is due: the run reports the finished rows
 of the window as `already` (counted in SQL) and ends. Otherwise, or when anything about the
 index is off (missing, corrupt, another format or commcal version, an input changed, `now`
 outside it, another ledger), the full run does what it always did, and writes a new index.
@@ -99,6 +102,44 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _zone_files(names: set[str]) -> dict[str, list[int]]:
+    """The files the time zones `names` are read from, as zoneinfo looks for them (TZPATH,
+    then the tzdata package), each with its size, mtime and change time: a tz database update
+    that moves a local time replaces them, and instants listed before it would be stale."""
+    import importlib.util
+    import zoneinfo
+
+    spec = importlib.util.find_spec("tzdata")
+    package = [] if spec is None or spec.origin is None else [Path(spec.origin).parent]
+    places = [*map(Path, zoneinfo.TZPATH), *(p / "zoneinfo" for p in package)]
+    found: dict[str, list[int]] = {}
+    for name in sorted(names):
+        for place in places:
+            path = place.joinpath(*name.split("/"))
+            try:
+                st = path.stat()
+            except (OSError, ValueError):
+                continue
+            found[str(path)] = _stamp(st)
+            break
+    return found
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _zones_unchanged(index: Mapping[str, Any]) -> bool:
+    zones: dict[str, list[int]] = index["zones"]
+    for path, stamp in zones.items():
+        try:
+            if _stamp(os.stat(path)) != stamp:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def take_inputs(root: Path) -> Inputs | None:
     """Hash the inputs now, before they are loaded: if one changes meanwhile, the index
     built from this load names the older content and is not trusted (a new one is built).
@@ -136,7 +177,10 @@ def _unchanged(root: Path, index: Mapping[str, Any]) -> bool:
         if known is None or st.st_size != known[0]:
             return False
         seen += 1
-        if st.st_mtime_ns == known[1] and st.st_mtime_ns < hashed_ns - RACY_NS:
+        # The change time too: an edit with its old size and mtime put back (`touch -r`, `cp
+        # -p` or `tar x` of an edited copy) cannot set it back, it says when it happened.
+        changed_ns = max(st.st_mtime_ns, st.st_ctime_ns)
+        if st.st_mtime_ns == known[1] and changed_ns < hashed_ns - RACY_NS:
             continue
         if _digest(root / path) != known[2]:  # touched, or racy: the content decides
             return False
@@ -206,7 +250,7 @@ def _quiet(
     at = _instant(now)
     if not index["built_at"] <= at <= index["until"]:
         return None
-    if not _unchanged(root, index):
+    if not _unchanged(root, index) or not _zones_unchanged(index):
         return None
     config_text = (root / "commcal.yaml").read_text(encoding="utf-8", errors="replace")
     if _env_marks(config_text, env, index["salt"]) != index["env"]:
@@ -304,6 +348,8 @@ def save(
         and isinstance(old.get("built_at"), float)
         and isinstance(old.get("until"), float)
         and old["built_at"] <= at <= old["until"] - HORIZON.total_seconds() / 2
+        and isinstance(old.get("zones"), dict)
+        and _zones_unchanged(old)
     ):
         # The same inputs, and most of the horizon ahead: only the settled mark moves.
         _write(root, {**old, "settled": {ledger_id: at}})
@@ -314,6 +360,9 @@ def save(
     upcoming = deliveries(project, now, until, members=False, broken=broken)
     if broken:
         return
+    zones = {config.timezone} | {c.timezone for c in project.calendars}
+    zones |= {item.timezone for c in project.calendars for item in c.items}
+    zones |= {d.zone for d in upcoming if d.zone}
     salt = secrets.token_hex(16)
     _write(
         root,
@@ -331,6 +380,7 @@ def save(
             "built_at": at,
             "until": _instant(until),
             "instants": sorted({_instant(d.due) for d in upcoming}),
+            "zones": _zone_files(zones),
             "settled": {ledger_id: at},
         },
     )
