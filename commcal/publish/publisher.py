@@ -277,7 +277,8 @@ class Publisher:
             return False
         if any(c not in self.project.channels for c in self.config.channels):
             return False
-        return not any(o.state is OutcomeState.BLOCKED for o in report.outcomes)
+        # count(): members' outcomes may be counted without being kept (Report.keep_members).
+        return not report.count(OutcomeState.BLOCKED)
 
     def _publish(self, report: Report) -> str:
         """The run: expire, skip, claim, send and record what is due; the ledger's id."""
