@@ -58,6 +58,8 @@ MACHINE = ("json", "jsonl")
 
 class State:
     project_dir: str | None = None
+    # The cron index was asked before typer started (commcal.entry) and said: a full run.
+    quiet_checked: bool = False
 
 
 STATE = State()
@@ -616,11 +618,12 @@ def publish(
         except CommcalError:
             pass  # _load says so
         else:
-            finished = cron_index.quiet_minute(root, at, state=state)
-            if finished is not None:
-                already = {publishing.OutcomeState.ALREADY: finished} if finished else {}
-                progress.finish(publishing.Report(unlisted=already))
-                return
+            if not STATE.quiet_checked:
+                finished = cron_index.quiet_minute(root, at, state=state)
+                if finished is not None:
+                    already = {publishing.OutcomeState.ALREADY: finished} if finished else {}
+                    progress.finish(publishing.Report(unlisted=already))
+                    return
             inputs = cron_index.take_inputs(root)
     project = _load(format, stopped)
     blocker = project.publish_blocker()

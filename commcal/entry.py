@@ -45,11 +45,13 @@ def _options(argv: Sequence[str]) -> dict[str, str] | None:
     return found
 
 
-def quiet_publish(argv: Sequence[str]) -> bool:
-    """Print and return True when `argv` is a publish with nothing to do (see the docstring)."""
+def quiet_publish(argv: Sequence[str]) -> bool | None:
+    """Print and return True when `argv` is a publish with nothing to do (see the docstring);
+    False when the index was asked and said a full run is needed; None when it was not asked
+    (not a plain publish, or no project found: typer parses and says what is wrong)."""
     options = _options(argv)
     if options is None:
-        return False
+        return None
     from datetime import UTC, datetime
 
     from commcal import cron_index
@@ -61,7 +63,7 @@ def quiet_publish(argv: Sequence[str]) -> bool:
         now = instant(options["now"], "--now") if "now" in options else datetime.now(UTC)
         root = find_project(explicit=options.get("project"))
     except CommcalError:
-        return False
+        return None
     finished = cron_index.quiet_minute(root, now, state=options.get("state"))
     if finished is None:
         return False
@@ -77,8 +79,12 @@ def quiet_publish(argv: Sequence[str]) -> bool:
 
 def main() -> None:
     """Console-script entry point."""
-    if quiet_publish(sys.argv[1:]):
+    verdict = quiet_publish(sys.argv[1:])
+    if verdict:
         return
-    from commcal.cli import main as full
+    from commcal import cli
 
-    full()
+    # Asked already: `cli.publish` goes straight to the full run instead of asking again (the
+    # index's file checks and ledger query would be done twice every minute something is due).
+    cli.STATE.quiet_checked = verdict is False
+    cli.main()

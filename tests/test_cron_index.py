@@ -226,6 +226,31 @@ def test_a_warm_nothing_due_minute_imports_nothing_heavy(tmp_path: Path) -> None
     assert "commcal.project" in imported(due)
 
 
+def test_a_due_minute_asks_the_index_once(tmp_path: Path) -> None:
+    """When something is due, the index is asked before typer starts and the full run does
+    not ask it again (its file checks and ledger query, twice every such minute)."""
+    new_project(tmp_path)
+    write_calendar(tmp_path, {0: (10, 0), 1: (10, 30)})
+    now = START + timedelta(hours=10, minutes=7)
+    assert run_entry(tmp_path, "publish", "--now", now.isoformat()).returncode == 0  # the index
+    code = (
+        "import sys\nsys.argv = ['commcal', *sys.argv[1:]]\n"
+        "from commcal import cron_index\nasked = cron_index.quiet_minute\n"
+        "def counted(*a, **k):\n    print('ASKED', file=sys.stderr)\n    return asked(*a, **k)\n"
+        "cron_index.quiet_minute = counted\nfrom commcal.entry import main\nmain()\n"
+    )
+    due = subprocess.run(
+        [sys.executable, "-c", code, "publish", "--now", (now + timedelta(minutes=30)).isoformat()],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert due.returncode == 0, due.stderr
+    assert "SEND item-1" in due.stdout
+    assert due.stderr.count("ASKED") == 1
+
+
 def test_a_broken_or_foreign_index_is_ignored_and_rebuilt(tmp_path: Path) -> None:
     new_project(tmp_path)
     write_calendar(tmp_path, {0: (9, 0)})
