@@ -233,27 +233,40 @@ def diff_against(
 ) -> PlanDiff:
     """Plan revision `rev` and `head` (the working tree) over [start, end) and compare."""
     from commcal.check import plan
+    from commcal.deliveries import Filters
     from commcal.project import load_project
 
     head_plan = plan(head, start, end, filters)
     with revision_tree(head.root, rev) as (base_root, commit):
         base = load_project(base_root)
         base_plan = plan(base, start, end, filters)
-        lint = _new_lint(base, head, start, end)
+        # Lint reads every delivery of the window: the plans are those unless filtered.
+        if filters == Filters():
+            lint = _new_lint(base, head, start, end, base_plan, head_plan)
+        else:
+            lint = _new_lint(base, head, start, end)
     changes, unchanged = compare(base_plan, head_plan, base, head)
     return PlanDiff(rev, commit, start, end, changes, unchanged, lint, base.errors)
 
 
-def lint_findings(project: Project, start: datetime, end: datetime) -> list[Problem]:
-    """The cadence lint of one side (`commcal.lint`, as `validate` runs it)."""
-    from commcal.lint import lint_findings as lint
+def _new_lint(
+    base: Project,
+    head: Project,
+    start: datetime,
+    end: datetime,
+    base_plan: Sequence[Planned] | None = None,
+    head_plan: Sequence[Planned] | None = None,
+) -> list[Problem] | None:
+    """The cadence findings `head` has and `base` has not (`commcal.lint`, as `validate` runs
+    it): over each side's plan when given (the whole window's), else its own expansion."""
+    from commcal.lint import lint_findings
 
-    return lint(project, start, end)
+    def lint(project: Project, planned: Sequence[Planned] | None) -> list[Problem]:
+        given = None if planned is None else [p.delivery for p in planned]
+        return lint_findings(project, start, end, given)
 
-
-def _new_lint(base: Project, head: Project, start: datetime, end: datetime) -> list[Problem] | None:
-    found = lint_findings(head, start, end)
-    before = Counter((p.pos.path, p.message) for p in lint_findings(base, start, end))
+    found = lint(head, head_plan)
+    before = Counter((p.pos.path, p.message) for p in lint(base, base_plan))
     new = []
     for problem in found:  # lines move with any edit: a finding is its file and its words
         key = (problem.pos.path, problem.message)
