@@ -210,7 +210,11 @@ def _write(root: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+        # Owner only: `state` is commcal.yaml's ledger URL as written, which may hold a
+        # password (`postgresql://user:secret@host/db`) when it does not name a ${VARIABLE}.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only checkout publishes all the same, only slower

@@ -226,6 +226,15 @@ def test_a_warm_nothing_due_minute_imports_nothing_heavy(tmp_path: Path) -> None
     assert "commcal.project" in imported(due)
 
 
+def test_the_index_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It keeps commcal.yaml's ledger URL as written, which may hold a database password."""
+    new_project(tmp_path)
+    write_calendar(tmp_path, {0: (10, 0)})
+    now = START + timedelta(hours=10, minutes=7)
+    assert run_entry(tmp_path, "publish", "--now", now.isoformat()).returncode == 0
+    assert (tmp_path / INDEX_FILE).stat().st_mode & 0o777 == 0o600
+
+
 def test_a_due_minute_asks_the_index_once(tmp_path: Path) -> None:
     """When something is due, the index is asked before typer starts and the full run does
     not ask it again (its file checks and ledger query, twice every such minute)."""
