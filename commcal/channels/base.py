@@ -39,9 +39,15 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Media:
-    path: str
+    """One image or video of a message. `ref` is the network's own id for the file once it is
+    uploaded (`Channel.upload`): the publisher records it in the ledger before the post, so a
+    send resumed after a crash reuses it instead of uploading again."""
+
+    path: str  # a file (absolute: the project resolves media/ paths) or an https URL
     alt: str = ""
     mime_type: str = ""
+    focus: tuple[float, float] | None = None  # focal point, x and y from -1 to 1 (Mastodon's)
+    ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +230,12 @@ class Channel:
     # bytes; None: not checked.
     max_media: ClassVar[int | None] = None
     max_media_bytes: ClassVar[int | None] = None
+    # Whether media go up in requests of their own before the post (Mastodon /api/v2/media,
+    # Bluesky uploadBlob, X media upload, Matrix /media/v3/upload). The publisher then calls
+    # `upload` for each Media without a `ref`, records each ref in the ledger before it posts,
+    # and sends the Message with every `ref` set. Channels that send media inside the post's
+    # own request (Discord, Telegram, mail) leave this False and read `Media.path` in `send`.
+    uploads_media: ClassVar[bool] = False
     # A folder of the project where the adapter may keep state between runs (a login session),
     # set by the project after construction (`<project>/.commcal`); None: keep nothing.
     state_dir: Path | None = None
@@ -280,6 +292,11 @@ class Channel:
 
     def configure(self) -> None:
         """Check settings beyond their types (URLs, ranges). Raise ConfigError. No network."""
+
+    def upload(self, media: Media) -> str:
+        """Upload one file and return the network's reference for it (an id, or a JSON text
+        the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError."""
+        raise NotImplementedError(f"{self.type_name} does not upload media separately")
 
     def measure(self, text: str) -> int:
         """Length of `text` counted the network's way (code points unless overridden)."""
