@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import html
 import json
 import mimetypes
 import os
@@ -24,9 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
-from commcal.channels import httpkit
+from commcal.channels import httpkit, linkcard
 from commcal.channels.base import (
     Message,
     PermanentError,
@@ -193,7 +191,7 @@ class BlueskyChannel(HttpChannel):
         ),
         "service": Setting("the account's PDS or entryway", default="https://bsky.social"),
         "card": Setting(
-            "show a link card for the first link (title and description, no thumbnail)",
+            "show a link card for the first link (the page's title, description and image)",
             default=False,
             kind=bool,
         ),
@@ -216,6 +214,8 @@ class BlueskyChannel(HttpChannel):
     # lexicons/app/bsky/embed/images.json). (app.bsky.feed.post `langs`: maxLength 3.)
     max_media = 4
     max_media_bytes = 1_000_000
+    # Seconds a link card's page, and then its image, may take (commcal.channels.linkcard).
+    card_seconds = linkcard.FETCH_SECONDS
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
@@ -396,7 +396,7 @@ class BlueskyChannel(HttpChannel):
         facets = bluesky_facets(message.text, resolve_handle=self._resolve_handle)
         if facets:
             record["facets"] = facets
-        embed = self._embed(message, facets)
+        embed, note = self._embed(message, facets)
         if embed:
             record["embed"] = embed
         body = {"repo": did, "collection": POST, "rkey": rkey, "record": record}
@@ -412,13 +412,16 @@ class BlueskyChannel(HttpChannel):
             # getRecord found exactly this repo, collection and key: that is the record's URI.
             uri = existing.get("uri")
             return Receipt(
-                remote_id=uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}", url=url
+                remote_id=uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}",
+                url=url,
+                note=note,
             )
         # A 2xx is a created record, whatever its body says: never posted again.
         uri = httpkit.json_body(response).get("uri")
         if not isinstance(uri, str):
-            return Receipt(url=url, note=unreadable(response, "a record uri"))
-        return Receipt(remote_id=uri, url=url)
+            unread = unreadable(response, "a record uri")
+            return Receipt(url=url, note=f"{unread}; {note}" if note else unread)
+        return Receipt(remote_id=uri, url=url, note=note)
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
         """The record this delivery already created, if a previous attempt got through."""
@@ -443,13 +446,16 @@ class BlueskyChannel(HttpChannel):
         did = httpkit.json_body(response).get("did")
         return did if isinstance(did, str) else None
 
-    def _embed(self, message: Message, facets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _embed(
+        self, message: Message, facets: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The post's embed (images, or a link card) and a note on what it had to leave out."""
         if message.media:
             images = []
             for media in message.media:
                 blob = self._upload(media.path, media.mime_type)
                 images.append({"alt": media.alt, "image": blob})
-            return {"$type": "app.bsky.embed.images", "images": images}
+            return {"$type": "app.bsky.embed.images", "images": images}, ""
         if self.options.get("card"):
             links = [
                 feature["uri"]
@@ -458,8 +464,8 @@ class BlueskyChannel(HttpChannel):
                 if feature["$type"] == "app.bsky.richtext.facet#link"
             ]
             if links:
-                return {"$type": "app.bsky.embed.external", "external": self._card(links[0])}
-        return None
+                return self._card(links[0])
+        return None, ""
 
     def _upload(self, path: str, mime_type: str) -> dict[str, Any]:
         mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -468,6 +474,9 @@ class BlueskyChannel(HttpChannel):
                 data = handle.read()
         except OSError as exc:
             raise PermanentError(f"cannot read media file {path}: {exc.strerror}") from None
+        return self._upload_blob(data, mime)
+
+    def _upload_blob(self, data: bytes, mime: str) -> dict[str, Any]:
         response = self._authed(
             "POST", "com.atproto.repo.uploadBlob", data=data, headers={"Content-Type": mime}
         )
@@ -476,25 +485,33 @@ class BlueskyChannel(HttpChannel):
             raise PermanentError("uploadBlob answered without a blob")
         return blob
 
-    def _card(self, uri: str) -> dict[str, str]:
-        """A link card from the page's Open Graph title and description.
+    def _card(self, uri: str) -> tuple[dict[str, Any] | None, str]:
+        """A link card (app.bsky.embed.external) as the official app makes one: the page's Open
+        Graph title and description, and its og:image uploaded as a blob for `thumb`.
 
-        The official app also uploads the og:image as a thumbnail; this adapter skips it, and
-        when the page cannot be fetched the card shows the host name, so a card never blocks a
-        post.
+        A card never blocks a post: a page that cannot be fetched leaves the post without a
+        card, an image that cannot be used leaves the card without a thumbnail, and the
+        receipt's note says which (see commcal.channels.linkcard for the bounds).
         """
-        title, description = urlsplit(uri).netloc, ""
         try:
-            response = httpkit.request(self.http, "GET", uri, headers={"Accept": "text/html"})
-            page = response.text[:200_000]
-        except SendError:
-            return {"uri": uri, "title": title, "description": description}
-        found_title = _meta(page, "og:title") or _html_title(page)
-        return {
+            card = linkcard.page_card(self.http, uri, self.card_seconds)
+        except linkcard.CardError as exc:
+            return None, f"posted without a link card: {exc}"
+        external: dict[str, Any] = {
             "uri": uri,
-            "title": found_title or title,
-            "description": _meta(page, "og:description") or _meta(page, "description") or "",
+            "title": card.title,
+            "description": card.description,
         }
+        note = ""
+        if card.image:
+            try:
+                data, mime = linkcard.fetch_image(self.http, card.image, self.card_seconds)
+                external["thumb"] = self._upload_blob(data, mime)
+            except linkcard.CardError as exc:
+                note = f"link card without its image: {exc}"
+            except SendError as exc:
+                note = f"link card without its image: uploadBlob failed: {exc}"
+        return {"$type": "app.bsky.embed.external", "external": external}, note
 
     def verify(self) -> str:
         # A real login, so that the app password itself is checked (one of the day's logins).
@@ -534,17 +551,3 @@ def _json(response: requests.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise PermanentError(f"HTTP {response.status_code}: unexpected answer")
     return body
-
-
-def _meta(page: str, name: str) -> str:
-    for tag in re.findall(r"<meta\b[^>]*>", page, flags=re.IGNORECASE):
-        if re.search(rf"""(?:property|name)\s*=\s*["']{re.escape(name)}["']""", tag, re.I):
-            content = re.search(r"""content\s*=\s*(["'])(.*?)\1""", tag, re.I | re.S)
-            if content:
-                return html.unescape(content.group(2)).strip()
-    return ""
-
-
-def _html_title(page: str) -> str:
-    found = re.search(r"<title[^>]*>(.*?)</title>", page, flags=re.IGNORECASE | re.S)
-    return " ".join(html.unescape(found.group(1)).split()) if found else ""
