@@ -34,6 +34,8 @@ ROOM = "!OGEhHVWSdvArJzumhm:matrix.org"
 ENV = {"MATRIX_TOKEN": "syt_YWNtZQ_secret"}
 AUTH = {"Authorization": "Bearer syt_YWNtZQ_secret"}
 SEND = f"/_matrix/client/v3/rooms/{ROOM}/send/m.room.message/"
+STATE = f"/_matrix/client/v3/rooms/{ROOM}/state/m.room.encryption/"
+NOT_ENCRYPTED = {"errcode": "M_NOT_FOUND", "error": "Event not found."}
 
 
 def channel(server: HTTPServer, **settings: Any) -> MatrixChannel:
@@ -44,6 +46,8 @@ def channel(server: HTTPServer, **settings: Any) -> MatrixChannel:
         "room_id": ROOM,
     }
     config.update(settings)
+    # The room is not encrypted: no m.room.encryption in its state, as a homeserver answers.
+    server.expect_request(STATE, method="GET").respond_with_json(NOT_ENCRYPTED, status=404)
     return MatrixChannel("mx", config, env=ENV, http=http)
 
 
@@ -262,6 +266,9 @@ class Synapse:
                 who = self._who()
                 if who is None:
                     self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                if "/state/m.room.encryption" in self.path:
+                    self._answer(404, NOT_ENCRYPTED)
                     return
                 with synapse.lock:
                     synapse.whoami += 1

@@ -73,6 +73,8 @@ class MatrixChannel(HttpChannel):
         # idempotency_scope's answer, by access token (a hash of it: the key of a dict is no
         # place for a secret either).
         self._scopes: dict[str, str] = {}
+        # Whether the room is end-to-end encrypted, asked once per run (`_refuse_encrypted`).
+        self._encrypted: bool | None = None
 
     def measure(self, text: str) -> int:
         return utf8_bytes(text)
@@ -121,7 +123,39 @@ class MatrixChannel(HttpChannel):
                 return milliseconds / 1000
         return seconds
 
+    def _refuse_encrypted(self) -> None:
+        """Refuse an end-to-end encrypted room: commcal cannot encrypt, and a plaintext event
+        in such a room leaks what members expect to stay encrypted (the homeserver stores and
+        serves it in the clear) and shows in every client marked as not encrypted.
+
+        A room is encrypted once its state holds m.room.encryption (https://spec.matrix.org/
+        v1.13/client-server-api/#mroomencryption), and encryption cannot be turned off again,
+        so one answer holds for the whole run. 404 M_NOT_FOUND: no such state, not encrypted.
+        """
+        if self._encrypted is None:
+            room = quote(str(self.value("room_id")), safe="")
+            try:
+                answer = self._call(
+                    "GET", f"/_matrix/client/v3/rooms/{room}/state/m.room.encryption/"
+                )
+            except PermanentError as exc:
+                response = exc.response
+                if response is None or response.status_code != 404:
+                    raise
+                self._encrypted = False
+            else:
+                # The event's content; `algorithm` is required (m.megolm.v1.aes-sha2).
+                self._encrypted = isinstance(httpkit.json_body(answer).get("algorithm"), str)
+        if self._encrypted:
+            raise PermanentError(
+                f"room {self.value('room_id')} is end-to-end encrypted, and commcal cannot "
+                "encrypt: a post there would reach the homeserver in plain text and show as "
+                "unencrypted to members. Post to an unencrypted room (an announcements room) "
+                "instead; see docs/deployment.md#matrix-encrypted-rooms"
+            )
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
+        self._refuse_encrypted()
         room = str(self.value("room_id"))
         path = (
             f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/m.room.message/"
@@ -166,6 +200,7 @@ class MatrixChannel(HttpChannel):
         room = str(self.value("room_id"))
         if room not in joined:
             raise PermanentError(f"{user} has not joined {room}: invite the account first")
+        self._refuse_encrypted()
         return f"token works for {user}, a member of {room}"
 
 
