@@ -191,6 +191,7 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
                 "question": item.poll["question"],
                 "options": list(item.poll["options"]),
                 "duration_seconds": int(item.poll["duration"].total_seconds()),
+                "results": item.poll.get("results", "live"),
             }
         else:
             text = poll_fallback(text, item.poll)

@@ -47,7 +47,7 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "newsletter": (*SCHEDULE_KEYS, *AUDIENCE_KEYS),
     "offer": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "codes"),
     "survey": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "survey_url"),
-    "poll": (*SCHEDULE_KEYS, "question", "options", "duration"),
+    "poll": (*SCHEDULE_KEYS, "question", "options", "duration", "results"),
     "event": ("at", "duration", "reminders", "audience", "where", "location", "url"),
     "contest": ("opens", "closes", "steps"),
 }
@@ -56,6 +56,9 @@ STEP_KEYS = ("name", "at", "template")
 REMINDER_KEYS = ("offset", "template", "name")
 CONTEST_ANCHOR = re.compile(r"^\s*(opens|closes)\s*(?:([+-])\s*(\S+))?\s*$")
 POLL_OPTIONS = (2, 4)
+# Whether voters see the counts while the poll is open (`live`) or only once it has closed
+# (`hidden`): Matrix's disclosed and undisclosed polls (MSC3381).
+POLL_RESULTS = ("live", "hidden")
 
 
 def parse_calendar(
@@ -615,6 +618,14 @@ def _poll(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
                 f"{where}: poll duration must be between 5m and 7d "
                 "(the range every network with native polls accepts)",
             )
+    results = "live"
+    if (n := node.get("results")) is not None:
+        results = reader.choice(n, f"{where} results", POLL_RESULTS) or results
     if question is None or None in options:
         return None
-    return {"question": question, "options": tuple(options), "duration": duration}
+    return {
+        "question": question,
+        "options": tuple(options),
+        "duration": duration,
+        "results": results,
+    }

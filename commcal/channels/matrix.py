@@ -13,22 +13,36 @@ from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    NOT_A_POLL,
     Message,
     PermanentError,
     Receipt,
     SendError,
     Setting,
     TransientError,
+    poll_option_problems,
     unreadable,
 )
 from commcal.channels.httpkit import HttpChannel
-from commcal.channels.text import utf8_bytes
+from commcal.channels.text import utf8_bytes, utf16_units
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
     import requests
 
 MSGTYPES = ("m.text", "m.notice")
+# Polls (MSC3381, https://github.com/matrix-org/matrix-spec-proposals/blob/main/proposals/
+# 3381-polls.md) are not in the spec yet (v1.13 has no polls), so they are sent as Element sends
+# them: matrix-js-sdk's PollStartEvent.serialize uses the unstable names (UnstableValue.name is
+# the unstable one) and reads either. Clients without polls show the `org.matrix.msc1767.text`
+# fallback, or `body`, which older clients read.
+POLL_START = "org.matrix.msc3381.poll.start"
+POLL_TEXT = "org.matrix.msc1767.text"
+# m.disclosed: votes show while the poll is open; m.undisclosed: only once it is closed.
+POLL_KINDS = {
+    "live": "org.matrix.msc3381.poll.disclosed",
+    "hidden": "org.matrix.msc3381.poll.undisclosed",
+}
 
 
 class MatrixChannel(HttpChannel):
@@ -59,6 +73,16 @@ class MatrixChannel(HttpChannel):
     idempotency_window = 1800.0
     # Text only: this adapter does not upload media (`check` says so).
     max_media = 0
+    # Native polls (POLL_START): MSC3381 truncates `answers` to 20; Element's poll dialog makes
+    # 2 to 20 answers and questions and answers of at most 340 UTF-16 units (element-web
+    # src/components/views/elements/PollCreateDialog.tsx: MIN_OPTIONS, MAX_OPTIONS,
+    # MAX_QUESTION_LENGTH, MAX_OPTION_LENGTH). No duration: a Matrix poll stays open until
+    # someone ends it in their client.
+    native_polls = True
+    poll_min_options = 2
+    poll_max_options = 20
+    poll_max_option_length = 340
+    poll_max_question_length = 340
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "homeserver")
@@ -93,9 +117,36 @@ class MatrixChannel(HttpChannel):
             )
         if message.media:
             problems.append("the matrix adapter sends text only, not media")
+        poll = message.options.get("poll")
+        if poll is not None:
+            if not isinstance(poll, Mapping):
+                problems.append(NOT_A_POLL)
+            else:
+                question = str(poll.get("question") or message.text)
+                if not 1 <= utf16_units(question) <= self.poll_max_question_length:
+                    problems.append(
+                        f"a poll question needs 1 to {self.poll_max_question_length} characters"
+                    )
+                problems.extend(
+                    poll_option_problems(
+                        poll,
+                        fewest=self.poll_min_options,
+                        most=self.poll_max_options,
+                        longest=self.poll_max_option_length,
+                        measure=utf16_units,
+                    )
+                )
         return problems
 
+    def _event(self, message: Message) -> tuple[str, dict[str, Any]]:
+        """The event's type and content: a poll when the message carries one, else a message."""
+        poll = isinstance(message.options.get("poll"), Mapping)
+        return POLL_START if poll else "m.room.message", self._content(message)
+
     def _content(self, message: Message) -> dict[str, Any]:
+        poll = message.options.get("poll")
+        if isinstance(poll, Mapping):
+            return _poll_content(message.text, poll)
         # https://spec.matrix.org/v1.13/client-server-api/#mtext
         content: dict[str, Any] = {"msgtype": self.options["msgtype"], "body": message.text}
         if message.html:
@@ -157,11 +208,12 @@ class MatrixChannel(HttpChannel):
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         self._refuse_encrypted()
         room = str(self.value("room_id"))
+        event_type, content = self._event(message)
         path = (
-            f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/m.room.message/"
+            f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/{event_type}/"
             f"{quote(idempotency_key, safe='')}"
         )
-        response = self._call("PUT", path, json=self._content(message))
+        response = self._call("PUT", path, json=content)
         # A 2xx is an event in the room: without its id, it is sent with the id unknown.
         event_id = httpkit.json_body(response).get("event_id")
         if not isinstance(event_id, str):
@@ -209,3 +261,31 @@ def event_link(room_id: str, event_id: str) -> str:
     link = f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(event_id, safe='$:')}"
     server = room_id.split(":", 1)[1] if ":" in room_id else ""
     return link + (f"?via={quote(server, safe='')}" if server else "")
+
+
+def _poll_content(text: str, poll: Mapping[str, Any]) -> dict[str, Any]:
+    """An MSC3381 poll start as Element writes it (matrix-js-sdk PollStartEvent.serialize): the
+    question, the kind, one choice each, and the answers with ids of our own (`answer-1` ...:
+    stable, so a resend is the same poll). The fallback is the post's text with the question
+    and numbered answers, for clients that cannot show polls."""
+    question = str(poll.get("question") or text)
+    choices = [str(choice) for choice in poll.get("options") or []]
+    numbered = "\n".join(f"{number}. {choice}" for number, choice in enumerate(choices, 1))
+    lead = text.strip()
+    fallback = f"{question}\n{numbered}"
+    if lead and lead != question:
+        fallback = f"{lead}\n\n{fallback}"
+    kind = POLL_KINDS.get(str(poll.get("results") or "live"), POLL_KINDS["live"])
+    return {
+        POLL_START: {
+            "question": {POLL_TEXT: question},
+            "kind": kind,
+            "max_selections": len(choices) if poll.get("multiple") else 1,
+            "answers": [
+                {"id": f"answer-{number}", POLL_TEXT: choice}
+                for number, choice in enumerate(choices, 1)
+            ],
+        },
+        POLL_TEXT: fallback,
+        "body": fallback,
+    }
