@@ -382,3 +382,91 @@ def test_a_misspelt_results_value_is_a_problem_with_its_line(make_project: MakeP
     assert "calendars/main.yaml:9:14" in result.output
     assert "unknown item 'thema-hiden' results 'hiden'" in result.output
     assert "hidden" in result.output
+
+
+# -- mentions -----------------------------------------------------------------------------------
+
+
+def sent_content(httpserver: HTTPServer, message: Message) -> dict[str, Any]:
+    httpserver.expect_request(STATE, method="GET").respond_with_json(
+        {"errcode": "M_NOT_FOUND", "error": "Event not found."}, status=404
+    )
+    seen: list[dict[str, Any]] = []
+
+    def put(request: Request) -> Response:
+        seen.append(json.loads(request.data))
+        return Response(json.dumps({"event_id": "$m"}), content_type="application/json")
+
+    httpserver.expect_request(SEND + "m.room.message/k", method="PUT").respond_with_handler(put)
+    channel(httpserver).send(message, "k")
+    [content] = seen
+    return content
+
+
+def pill(user: str) -> str:
+    return f'<a href="https://matrix.to/#/{user}">{user}</a>'
+
+
+def test_user_ids_in_the_text_become_pills_and_mentions(httpserver: HTTPServer) -> None:
+    text = "Καλώς ήρθες @alice:example.org & @bob:matrix.org:8448!\nΡωτήστε @alice:example.org."
+    content = sent_content(httpserver, Message("mx", "matrix", text))
+    assert content["body"] == text
+    assert content["m.mentions"] == {"user_ids": ["@alice:example.org", "@bob:matrix.org:8448"]}
+    assert content["format"] == "org.matrix.custom.html"
+    assert content["formatted_body"] == (
+        f"Καλώς ήρθες {pill('@alice:example.org')} &amp; {pill('@bob:matrix.org:8448')}!"
+        f"<br>Ρωτήστε {pill('@alice:example.org')}."
+    )
+
+
+def test_pills_go_into_the_templates_html_but_not_into_tags_or_links(
+    httpserver: HTTPServer,
+) -> None:
+    html = (
+        '<p title="@x:example.org">Hi @alice:example.org, see '
+        '<a href="https://matrix.to/#/@bob:example.org">@bob:example.org</a></p>'
+    )
+    text = "Hi @alice:example.org, see @bob:example.org"
+    content = sent_content(httpserver, Message("mx", "matrix", text, html=html))
+    assert content["formatted_body"] == (
+        f'<p title="@x:example.org">Hi {pill("@alice:example.org")}, see '
+        '<a href="https://matrix.to/#/@bob:example.org">@bob:example.org</a></p>'
+    )
+    assert content["m.mentions"] == {"user_ids": ["@alice:example.org", "@bob:example.org"]}
+
+
+def test_no_mentions_means_an_empty_m_mentions_and_no_html(httpserver: HTTPServer) -> None:
+    # An e-mail address or a URL path is no user id; "@room" pings nobody with m.mentions there.
+    text = "Write to news@example.org or see https://example.org/@a:b.org, @room"
+    content = sent_content(httpserver, Message("mx", "matrix", text))
+    assert content == {"msgtype": "m.text", "body": text, "m.mentions": {}}
+
+
+def test_real_synapse_keeps_the_mentions_and_pills(
+    make_project: MakeProject, synapse: tuple[str, str, str]
+) -> None:
+    homeserver, token, room = synapse
+    root = make_project(
+        config=config(
+            "  room:\n    type: matrix\n"
+            f"    homeserver: {homeserver}\n"
+            "    access_token: ${MATRIX_TOKEN}\n"
+            f"    room_id: '{room}'\n",
+            publish="max_late: 1d",
+        ),
+        calendars={
+            "main.yaml": "items:\n  - id: welcome\n    channels: [room]\n"
+            "    template: posts/welcome\n    at: 2026-01-01 08:59\n"
+        },
+        templates={"posts/welcome.j2": "Καλώς ήρθες @alice:localhost!\n"},
+    )
+    result = CliRunner().invoke(
+        app,
+        ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
+        env={"MATRIX_TOKEN": token},
+    )
+    assert result.exit_code == 0, result.output
+    [event_id] = [d["detail"] for d in json.loads(result.stdout)["deliveries"]]
+    [event] = [e for e in room_events(homeserver, token, room) if e["event_id"] == event_id]
+    assert event["content"]["m.mentions"] == {"user_ids": ["@alice:localhost"]}
+    assert event["content"]["formatted_body"] == f"Καλώς ήρθες {pill('@alice:localhost')}!"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
@@ -149,9 +150,17 @@ class MatrixChannel(HttpChannel):
             return _poll_content(message.text, poll)
         # https://spec.matrix.org/v1.13/client-server-api/#mtext
         content: dict[str, Any] = {"msgtype": self.options["msgtype"], "body": message.text}
-        if message.html:
+        users = mentioned_users(message.text)
+        html = message.html
+        if users:
+            html = pills(html) if html else pills(_text_html(message.text))
+        if html:
             content["format"] = "org.matrix.custom.html"
-            content["formatted_body"] = message.html
+            content["formatted_body"] = html
+        # Intentional mentions (https://spec.matrix.org/v1.13/client-server-api/#user-and-room-
+        # mentions): the users named are notified; with m.mentions present, the legacy push
+        # rules that match display names or "@room" in the body no longer fire for this event.
+        content["m.mentions"] = {"user_ids": users} if users else {}
         return content
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -254,6 +263,48 @@ class MatrixChannel(HttpChannel):
             raise PermanentError(f"{user} has not joined {room}: invite the account first")
         self._refuse_encrypted()
         return f"token works for {user}, a member of {room}"
+
+
+# A user id (https://spec.matrix.org/v1.13/appendices/#user-identifiers): `@localpart:server`,
+# the localpart of a-z, 0-9 and ._=-/+, the server a host name, IPv4 or [IPv6] address with an
+# optional port. Not after a word character, `@`, `/`, `:` or `.` (an e-mail address, a URL).
+_USER_ID = re.compile(
+    r"(?<![\w@/:.])@[a-z0-9._=/+-]+:"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?::[0-9]{1,5})?(?![\w-])"
+)
+_TAG = re.compile(r"(<[^>]*>)")
+
+
+def mentioned_users(text: str) -> list[str]:
+    """The user ids in `text`, each once, in order."""
+    return list(dict.fromkeys(found.group(0) for found in _USER_ID.finditer(text)))
+
+
+def user_pill(user_id: str) -> str:
+    """A mention pill as clients make them: a matrix.to link to the user
+    (https://spec.matrix.org/v1.13/client-server-api/#user-and-room-mentions)."""
+    return f'<a href="https://matrix.to/#/{quote(user_id, safe="@:")}">{user_id}</a>'
+
+
+def pills(html: str) -> str:
+    """`html` with each user id in its text (not in a tag, nor inside a link already) a pill."""
+    parts = _TAG.split(html)
+    inside_link = 0
+    for index, part in enumerate(parts):
+        if index % 2:  # a tag
+            name = re.match(r"<\s*(/?)\s*a\b", part, re.IGNORECASE)
+            if name:
+                inside_link = max(0, inside_link + (-1 if name.group(1) else 1))
+        elif not inside_link:
+            parts[index] = _USER_ID.sub(lambda found: user_pill(found.group(0)), part)
+    return "".join(parts)
+
+
+def _text_html(text: str) -> str:
+    """Plain text as HTML: escaped, line breaks kept."""
+    import html
+
+    return html.escape(text, quote=False).replace("\n", "<br>")
 
 
 def event_link(room_id: str, event_id: str) -> str:
