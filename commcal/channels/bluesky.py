@@ -211,8 +211,10 @@ class BlueskyChannel(HttpChannel):
     idempotent = True
     # Images only: app.bsky.embed.images takes 4, of at most 1,000,000 bytes each (images
     # maxLength 4, image maxSize 1000000 in https://github.com/bluesky-social/atproto/blob/main/
-    # lexicons/app/bsky/embed/images.json). (app.bsky.feed.post `langs`: maxLength 3.)
+    # lexicons/app/bsky/embed/images.json).
     max_media = 4
+    # app.bsky.feed.post `langs`: BCP 47 tags, maxLength 3 (lexicons/app/bsky/feed/post.json).
+    max_langs = 3
     max_media_bytes = 1_000_000
     # Seconds a link card's page, and then its image, may take (commcal.channels.linkcard).
     card_seconds = linkcard.FETCH_SECONDS
@@ -251,6 +253,11 @@ class BlueskyChannel(HttpChannel):
                 problems.append(f"media file {media.path} does not exist")
             elif os.path.getsize(media.path) > self.max_media_bytes:
                 problems.append(f"{media.path} is over bluesky's image limit of 1,000,000 bytes")
+        if len(message.languages) > self.max_langs:
+            problems.append(
+                f"a bluesky post has at most {self.max_langs} languages, not "
+                f"{len(message.languages)} ({', '.join(message.languages)}): shorten lang:"
+            )
         # Bluesky has no polls: options["poll"] is ignored; templates render a text fallback.
         return problems
 
@@ -391,8 +398,9 @@ class BlueskyChannel(HttpChannel):
             # atproto datetime: RFC 3339 with a timezone; milliseconds and Z as the app writes it.
             "createdAt": self.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         }
-        if message.language:
-            record["langs"] = [message.language]
+        langs = _langs(message)
+        if langs:
+            record["langs"] = langs
         facets = bluesky_facets(message.text, resolve_handle=self._resolve_handle)
         if facets:
             record["facets"] = facets
@@ -551,3 +559,10 @@ def _json(response: requests.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise PermanentError(f"HTTP {response.status_code}: unexpected answer")
     return body
+
+
+def _langs(message: Message) -> list[str]:
+    """The record's `langs`: every language of the post, the main one first."""
+    if message.languages:
+        return list(message.languages[: BlueskyChannel.max_langs])
+    return [message.language] if message.language else []
