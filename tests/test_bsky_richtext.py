@@ -1,4 +1,5 @@
-"""Our Bluesky facets against Bluesky's own client library (@atproto/api RichText), run in node.
+"""Our Bluesky facets against Bluesky's own client library (@atproto/api RichText), run in node,
+and mentions resolved at send time against a loopback PDS.
 
 ../shared/servers/bsky_richtext.js reads one JSON string a line and prints RichText's facets
 (`detectFacetsWithoutResolution`: a mention's `did` is its handle). The test is skipped where node,
@@ -12,11 +13,16 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug import Request, Response
 
+from commcal.channels.base import EnvRef, Message
+from commcal.channels.bluesky import BlueskyChannel
 from commcal.channels.text import bluesky_facets
 
 HERE = Path(__file__).resolve()
@@ -118,3 +124,108 @@ def test_the_corpus_covers_every_feature() -> None:
     kinds = {f["$type"].rsplit("#", 1)[1] for f in features}
     assert kinds == {"link", "tag", "mention"}
     assert {f["tag"] for f in features if f.get("tag", "").startswith("$")} >= {"$AAPL", "$MSFT"}
+
+
+# -- mentions resolved at send time -----------------------------------------------------------
+
+
+def _send_resolving(
+    httpserver: Any, text: str, resolve: Callable[[Request], Response]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Send `text`; the facets of the created record, and the handles looked up."""
+    seen: list[dict[str, Any]] = []
+    asked: list[str] = []
+
+    def create(request: Request) -> Response:
+        seen.append(json.loads(request.data))
+        body = {"uri": "at://did:plc:x/app.bsky.feed.post/k", "cid": "bafy"}
+        return Response(json.dumps(body), content_type="application/json")
+
+    def lookup(request: Request) -> Response:
+        asked.append(request.args["handle"])
+        return resolve(request)
+
+    httpserver.expect_request("/xrpc/com.atproto.server.createSession").respond_with_json(
+        {"did": "did:plc:x", "handle": "acme.test", "accessJwt": "a1", "refreshJwt": "r1"}
+    )
+    httpserver.expect_request("/xrpc/com.atproto.identity.resolveHandle").respond_with_handler(
+        lookup
+    )
+    httpserver.expect_request("/xrpc/com.atproto.repo.createRecord").respond_with_handler(create)
+    bsky = BlueskyChannel(
+        "bsky",
+        {
+            "handle": "acme.test",
+            "app_password": EnvRef("${P}"),
+            "service": httpserver.url_for("/").rstrip("/"),
+        },
+        env={"P": "pw"},
+    )
+    bsky.resolve_seconds = 0.5
+    bsky.send(Message("bsky", "bluesky", text), "key-1")
+    [record] = [body["record"] for body in seen]
+    return record.get("facets", []), asked
+
+
+def _mentions(facets: list[dict[str, Any]]) -> list[str]:
+    return [
+        feature["did"]
+        for facet in facets
+        for feature in facet["features"]
+        if feature["$type"].endswith("#mention")
+    ]
+
+
+def test_a_handle_named_twice_is_looked_up_once(httpserver: Any) -> None:
+    def resolve(request: Request) -> Response:
+        return Response(json.dumps({"did": "did:plc:alice"}), content_type="application/json")
+
+    text = "Γεια @alice.test και πάλι @alice.test #καλημέρα"
+    facets, asked = _send_resolving(httpserver, text, resolve)
+    assert asked == ["alice.test"]
+    assert _mentions(facets) == ["did:plc:alice", "did:plc:alice"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response("{}", status=500, content_type="application/json"),  # the PDS fails
+        Response('{"did": "not a did"}', content_type="application/json"),  # garbage in a 200
+        Response("<html>", content_type="text/html"),
+        Response(
+            '{"error": "InvalidRequest", "message": "Unable to resolve handle"}',
+            status=400,
+            content_type="application/json",
+        ),
+    ],
+    ids=["500", "garbage-did", "html", "unknown-handle"],
+)
+def test_an_unresolvable_handle_stays_plain_text_and_the_post_goes_out(
+    httpserver: Any, answer: Response
+) -> None:
+    facets, asked = _send_resolving(
+        httpserver, "Με @ghost.test στο https://example.org", lambda request: answer
+    )
+    assert asked == ["ghost.test"]
+    assert _mentions(facets) == []
+    assert [f["features"][0]["uri"] for f in facets] == ["https://example.org"]
+
+
+def test_a_stalling_lookup_is_bounded() -> None:
+    from pytest_httpserver import HTTPServer
+
+    def stall(request: Request) -> Response:
+        time.sleep(3)
+        return Response(json.dumps({"did": "did:plc:late"}), content_type="application/json")
+
+    # Threaded: the stalled lookup must not hold up the createRecord that follows it.
+    server = HTTPServer(threaded=True)
+    server.start()
+    try:
+        started = time.monotonic()
+        facets, _ = _send_resolving(server, "Με @slow.test", stall)
+        assert time.monotonic() - started < 2.0  # resolve_seconds is 0.5
+    finally:
+        server.clear()
+        server.stop()
+    assert _mentions(facets) == []

@@ -12,6 +12,7 @@ minutes and 300 a day (https://docs.bsky.app/docs/advanced-guides/rate-limits), 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -218,6 +219,8 @@ class BlueskyChannel(HttpChannel):
     max_media_bytes = 1_000_000
     # Seconds a link card's page, and then its image, may take (commcal.channels.linkcard).
     card_seconds = linkcard.FETCH_SECONDS
+    # Seconds (connect, then read) a mention's handle lookup may take before it is left plain.
+    resolve_seconds = 5.0
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
@@ -401,7 +404,9 @@ class BlueskyChannel(HttpChannel):
         langs = _langs(message)
         if langs:
             record["langs"] = langs
-        facets = bluesky_facets(message.text, resolve_handle=self._resolve_handle)
+        # One lookup per handle, however often the post names it.
+        resolve = functools.cache(self._resolve_handle)
+        facets = bluesky_facets(message.text, resolve_handle=resolve)
         if facets:
             record["facets"] = facets
         embed, note = self._embed(message, facets)
@@ -444,15 +449,23 @@ class BlueskyChannel(HttpChannel):
         return httpkit.json_body(response)
 
     def _resolve_handle(self, handle: str) -> str | None:
-        """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text."""
+        """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text.
+
+        A mention that cannot be resolved now (an unknown handle, a PDS that fails or stalls,
+        an answer without a DID) costs its facet, never the post: the app does the same."""
         try:
             response = self._xrpc(
-                "GET", "com.atproto.identity.resolveHandle", auth=None, params={"handle": handle}
+                "GET",
+                "com.atproto.identity.resolveHandle",
+                auth=None,
+                params={"handle": handle},
+                timeout=(self.resolve_seconds, self.resolve_seconds),
             )
-        except PermanentError:
+        except SendError:
             return None
         did = httpkit.json_body(response).get("did")
-        return did if isinstance(did, str) else None
+        # https://atproto.com/specs/did: did:<method>:<identifier>
+        return did if isinstance(did, str) and re.fullmatch(r"did:[a-z]+:\S+", did) else None
 
     def _embed(
         self, message: Message, facets: list[dict[str, Any]]
