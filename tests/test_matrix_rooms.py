@@ -183,7 +183,27 @@ def room_events(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
     return list(answer.json()["chunk"])
 
 
-def synapse_project(make_project: MakeProject, homeserver: str, room: str, item: str) -> Path:
+def published_event(root: Path, synapse: tuple[str, str, str]) -> dict[str, Any]:
+    """`commcal publish` of the project's one due delivery; the event it made, read back."""
+    homeserver, token, room = synapse
+    result = CliRunner().invoke(
+        app,
+        ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
+        env={"MATRIX_TOKEN": token},
+    )
+    assert result.exit_code == 0, result.output
+    [event_id] = [d["detail"] for d in json.loads(result.stdout)["deliveries"]]
+    [event] = [e for e in room_events(homeserver, token, room) if e["event_id"] == event_id]
+    return event
+
+
+def synapse_project(
+    make_project: MakeProject,
+    homeserver: str,
+    room: str,
+    item: str,
+    templates: dict[str, str] | None = None,
+) -> Path:
     channels = (
         "  room:\n    type: matrix\n"
         f"    homeserver: {homeserver}\n"
@@ -193,7 +213,7 @@ def synapse_project(make_project: MakeProject, homeserver: str, room: str, item:
     return make_project(
         config=config(channels, publish="max_late: 1d"),
         calendars={"main.yaml": item},
-        templates={"posts/hello.j2": "Καλημέρα from {{ item.id }}\n"},
+        templates=templates or {"posts/hello.j2": "Καλημέρα from {{ item.id }}\n"},
     )
 
 
@@ -234,16 +254,8 @@ def test_real_synapse_publish_refuses_an_encrypted_room_and_posts_nothing(
 def test_real_synapse_an_unencrypted_room_is_posted_to(
     make_project: MakeProject, synapse: tuple[str, str, str]
 ) -> None:
-    homeserver, token, room = synapse
-    root = synapse_project(make_project, homeserver, room, POST_ITEM)
-    result = CliRunner().invoke(
-        app,
-        ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
-        env={"MATRIX_TOKEN": token},
-    )
-    assert result.exit_code == 0, result.output
-    [event_id] = [d["detail"] for d in json.loads(result.stdout)["deliveries"]]
-    [event] = [e for e in room_events(homeserver, token, room) if e["event_id"] == event_id]
+    homeserver, _, room = synapse
+    event = published_event(synapse_project(make_project, homeserver, room, POST_ITEM), synapse)
     assert event["type"] == "m.room.message"
     assert event["content"]["body"] == "Καλημέρα from hello"
 
@@ -348,20 +360,10 @@ def test_real_synapse_a_calendar_poll_is_a_native_poll(
 ) -> None:
     # One room and device for the module: each test's items have ids of their own, since the
     # homeserver answers a repeated transaction id (the delivery id) with the first event.
-    homeserver, token, room = synapse
+    homeserver, _, room = synapse
     root = synapse_project(make_project, homeserver, room, POLL_ITEM.format(results=results))
-    result = CliRunner().invoke(
-        app,
-        ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
-        env={"MATRIX_TOKEN": token},
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    [event_id] = [d["detail"] for d in report["deliveries"]]
-    events = room_events(homeserver, token, room)
-    # The poll itself, not a text list as an m.room.message.
-    [poll] = [e for e in events if e["event_id"] == event_id]
-    assert poll["type"] == POLL_START
+    poll = published_event(root, synapse)
+    assert poll["type"] == POLL_START  # the poll itself, not a text list as an m.room.message
     start = poll["content"][POLL_START]
     assert start["kind"] == kind
     assert start["question"] == {TEXT: "Ποιο θέμα θέλετε;"}
@@ -445,28 +447,10 @@ def test_no_mentions_means_an_empty_m_mentions_and_no_html(httpserver: HTTPServe
 def test_real_synapse_keeps_the_mentions_and_pills(
     make_project: MakeProject, synapse: tuple[str, str, str]
 ) -> None:
-    homeserver, token, room = synapse
-    root = make_project(
-        config=config(
-            "  room:\n    type: matrix\n"
-            f"    homeserver: {homeserver}\n"
-            "    access_token: ${MATRIX_TOKEN}\n"
-            f"    room_id: '{room}'\n",
-            publish="max_late: 1d",
-        ),
-        calendars={
-            "main.yaml": "items:\n  - id: welcome\n    channels: [room]\n"
-            "    template: posts/welcome\n    at: 2026-01-01 08:59\n"
-        },
-        templates={"posts/welcome.j2": "Καλώς ήρθες @alice:localhost!\n"},
-    )
-    result = CliRunner().invoke(
-        app,
-        ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
-        env={"MATRIX_TOKEN": token},
-    )
-    assert result.exit_code == 0, result.output
-    [event_id] = [d["detail"] for d in json.loads(result.stdout)["deliveries"]]
-    [event] = [e for e in room_events(homeserver, token, room) if e["event_id"] == event_id]
+    homeserver, _, room = synapse
+    item = POST_ITEM.replace("id: hello", "id: welcome")
+    templates = {"posts/hello.j2": "Καλώς ήρθες @alice:localhost!\n"}
+    root = synapse_project(make_project, homeserver, room, item, templates)
+    event = published_event(root, synapse)
     assert event["content"]["m.mentions"] == {"user_ids": ["@alice:localhost"]}
     assert event["content"]["formatted_body"] == f"Καλώς ήρθες {pill('@alice:localhost')}!"
