@@ -272,7 +272,10 @@ POLL_START = "org.matrix.msc3381.poll.start"
 TEXT = "org.matrix.msc1767.text"
 
 
-def test_a_poll_is_sent_as_the_event_element_sends(httpserver: HTTPServer) -> None:
+def sent_content(
+    httpserver: HTTPServer, message: Message, event_type: str = "m.room.message"
+) -> dict[str, Any]:
+    """Check and send `message` to an unencrypted room; the content of the event PUT."""
     httpserver.expect_request(STATE, method="GET").respond_with_json(
         {"errcode": "M_NOT_FOUND", "error": "Event not found."}, status=404
     )
@@ -280,34 +283,37 @@ def test_a_poll_is_sent_as_the_event_element_sends(httpserver: HTTPServer) -> No
 
     def put(request: Request) -> Response:
         seen.append(json.loads(request.data))
-        return Response(json.dumps({"event_id": "$poll"}), content_type="application/json")
+        return Response(json.dumps({"event_id": "$m"}), content_type="application/json")
 
-    httpserver.expect_request(SEND + POLL_START + "/k1", method="PUT").respond_with_handler(put)
-    message = Message("mx", "matrix", "Ψηφίστε!", options={"poll": POLL})
+    httpserver.expect_request(SEND + f"{event_type}/k", method="PUT").respond_with_handler(put)
     mx = channel(httpserver)
     assert mx.check(message) == []
-    receipt = mx.send(message, "k1")
-    assert receipt.remote_id == "$poll"
+    assert mx.send(message, "k").remote_id == "$m"
+    [content] = seen
+    return content
+
+
+def test_a_poll_is_sent_as_the_event_element_sends(httpserver: HTTPServer) -> None:
+    message = Message("mx", "matrix", "Ψηφίστε!", options={"poll": POLL})
+    content = sent_content(httpserver, message, POLL_START)
     fallback = (
         "Ψηφίστε!\n\nΠοιο θέμα θέλετε για τον Ιανουάριο;\n"
         "1. Ζύμωση λαχανικών\n2. Προζύμι\n3. Γλυκά χωρίς ζάχαρη"
     )
-    assert seen == [
-        {
-            POLL_START: {
-                "question": {TEXT: POLL["question"]},
-                "kind": "org.matrix.msc3381.poll.undisclosed",
-                "max_selections": 1,
-                "answers": [
-                    {"id": "answer-1", TEXT: "Ζύμωση λαχανικών"},
-                    {"id": "answer-2", TEXT: "Προζύμι"},
-                    {"id": "answer-3", TEXT: "Γλυκά χωρίς ζάχαρη"},
-                ],
-            },
-            TEXT: fallback,
-            "body": fallback,
-        }
-    ]
+    assert content == {
+        POLL_START: {
+            "question": {TEXT: POLL["question"]},
+            "kind": "org.matrix.msc3381.poll.undisclosed",
+            "max_selections": 1,
+            "answers": [
+                {"id": "answer-1", TEXT: "Ζύμωση λαχανικών"},
+                {"id": "answer-2", TEXT: "Προζύμι"},
+                {"id": "answer-3", TEXT: "Γλυκά χωρίς ζάχαρη"},
+            ],
+        },
+        TEXT: fallback,
+        "body": fallback,
+    }
 
 
 def test_poll_limits_are_checked() -> None:
@@ -387,22 +393,6 @@ def test_a_misspelt_results_value_is_a_problem_with_its_line(make_project: MakeP
 
 
 # -- mentions -----------------------------------------------------------------------------------
-
-
-def sent_content(httpserver: HTTPServer, message: Message) -> dict[str, Any]:
-    httpserver.expect_request(STATE, method="GET").respond_with_json(
-        {"errcode": "M_NOT_FOUND", "error": "Event not found."}, status=404
-    )
-    seen: list[dict[str, Any]] = []
-
-    def put(request: Request) -> Response:
-        seen.append(json.loads(request.data))
-        return Response(json.dumps({"event_id": "$m"}), content_type="application/json")
-
-    httpserver.expect_request(SEND + "m.room.message/k", method="PUT").respond_with_handler(put)
-    channel(httpserver).send(message, "k")
-    [content] = seen
-    return content
 
 
 def pill(user: str) -> str:
