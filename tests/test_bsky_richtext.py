@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bsky_support import send_to_pds
 from werkzeug import Request, Response
 
-from commcal.channels.base import EnvRef, Message
-from commcal.channels.bluesky import BlueskyChannel
 from commcal.channels.text import bluesky_facets
 
 HERE = Path(__file__).resolve()
@@ -133,37 +132,16 @@ def _send_resolving(
     httpserver: Any, text: str, resolve: Callable[[Request], Response]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Send `text`; the facets of the created record, and the handles looked up."""
-    seen: list[dict[str, Any]] = []
     asked: list[str] = []
-
-    def create(request: Request) -> Response:
-        seen.append(json.loads(request.data))
-        body = {"uri": "at://did:plc:x/app.bsky.feed.post/k", "cid": "bafy"}
-        return Response(json.dumps(body), content_type="application/json")
 
     def lookup(request: Request) -> Response:
         asked.append(request.args["handle"])
         return resolve(request)
 
-    httpserver.expect_request("/xrpc/com.atproto.server.createSession").respond_with_json(
-        {"did": "did:plc:x", "handle": "acme.test", "accessJwt": "a1", "refreshJwt": "r1"}
-    )
     httpserver.expect_request("/xrpc/com.atproto.identity.resolveHandle").respond_with_handler(
         lookup
     )
-    httpserver.expect_request("/xrpc/com.atproto.repo.createRecord").respond_with_handler(create)
-    bsky = BlueskyChannel(
-        "bsky",
-        {
-            "handle": "acme.test",
-            "app_password": EnvRef("${P}"),
-            "service": httpserver.url_for("/").rstrip("/"),
-        },
-        env={"P": "pw"},
-    )
-    bsky.resolve_seconds = 0.5
-    bsky.send(Message("bsky", "bluesky", text), "key-1")
-    [record] = [body["record"] for body in seen]
+    record, _ = send_to_pds(httpserver, text, resolve_seconds=0.5)
     return record.get("facets", []), asked
 
 

@@ -6,7 +6,6 @@ http.server that can send a Greek page in any encoding, a 50 MB page, or stall.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,11 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from bsky_support import send_to_pds
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
-from commcal.channels.base import EnvRef, Message, Receipt
-from commcal.channels.bluesky import BlueskyChannel
+from commcal.channels.base import Receipt
 from commcal.channels.linkcard import decode_page
 
 TITLE = "Ανοιχτή μέρα στην Αθήνα: «Καλώς ήρθατε»"
@@ -95,32 +93,7 @@ def post_with_card(
     httpserver: HTTPServer, url: str, **attrs: Any
 ) -> tuple[dict[str, Any], Receipt]:
     """Send "See <url>" with card: true; return the record the PDS got and the receipt."""
-    seen: list[dict[str, Any]] = []
-
-    def create(request: Request) -> Response:
-        seen.append(json.loads(request.data))
-        body = {"uri": "at://did:plc:x/app.bsky.feed.post/k", "cid": "bafy"}
-        return Response(json.dumps(body), content_type="application/json")
-
-    httpserver.expect_request("/xrpc/com.atproto.server.createSession").respond_with_json(
-        {"did": "did:plc:x", "handle": "acme.test", "accessJwt": "a1", "refreshJwt": "r1"}
-    )
-    httpserver.expect_request("/xrpc/com.atproto.repo.createRecord").respond_with_handler(create)
-    bsky = BlueskyChannel(
-        "bsky",
-        {
-            "handle": "acme.test",
-            "app_password": EnvRef("${P}"),
-            "service": httpserver.url_for("/").rstrip("/"),
-            "card": True,
-        },
-        env={"P": "pw"},
-    )
-    for name, value in attrs.items():
-        setattr(bsky, name, value)
-    receipt = bsky.send(Message("bsky", "bluesky", f"See {url}"), "key-1")
-    assert len(seen) == 1
-    return seen[0]["record"], receipt
+    return send_to_pds(httpserver, f"See {url}", card=True, **attrs)
 
 
 def test_a_utf8_page_with_only_meta_charset_keeps_its_greek_title(
