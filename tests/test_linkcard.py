@@ -6,6 +6,7 @@ http.server that can send a Greek page in any encoding, a 50 MB page, or stall.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -243,3 +244,43 @@ def test_an_error_page_costs_the_card(httpserver: HTTPServer, pages: Pages) -> N
     record, receipt = post_with_card(httpserver, pages.url("/missing"))
     assert "embed" not in record
     assert receipt.note == f"posted without a link card: {pages.url('/missing')} answered HTTP 404"
+
+
+def test_publish_says_in_the_outcome_that_the_card_was_left_out(make_project: Any) -> None:
+    from fake_networks import Answer, Networks, env_for
+    from typer.testing import CliRunner
+
+    from commcal.cli import app
+
+    def answer(request: Any) -> Answer:
+        if "createRecord" in request.path:
+            return Answer(body=b'{"uri": "at://did:plc:x/app.bsky.feed.post/k", "cid": "b"}')
+        return Answer(404, b"<html>gone</html>", content_type="text/html")
+
+    with Networks() as networks:
+        networks.answer = answer
+        root = make_project(
+            config=(
+                "timezone: UTC\nlocale: el\nstate: sqlite:///state.db\npublish: {max_late: 1d}\n"
+                "channels:\n  bluesky:\n    type: bluesky\n    handle: sweep.bsky.social\n"
+                f"    app_password: ${{BSKY_PASSWORD}}\n    service: {networks.url}\n"
+                "    card: true\n"
+            ),
+            calendars={
+                "main.yaml": "items:\n  - id: open-day\n    channels: [bluesky]\n"
+                "    template: posts/open\n    at: 2026-01-01 08:59\n"
+            },
+            templates={"posts/open.j2": f"Ανοιχτή μέρα: {networks.url}/open-day\n"},
+        )
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", "2026-01-01T09:00:00Z"],
+            env=env_for(networks),
+        )
+    assert result.exit_code == 0, result.output
+    [delivery] = json.loads(result.stdout)["deliveries"]
+    assert delivery["state"] == "sent"
+    assert delivery["detail"] == (
+        "at://did:plc:x/app.bsky.feed.post/k (posted without a link card: "
+        f"{networks.url}/open-day answered HTTP 404)"
+    )
