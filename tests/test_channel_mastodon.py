@@ -91,6 +91,26 @@ def test_poll_is_sent_as_json_poll(httpserver: HTTPServer) -> None:
     httpserver.check_assertions()
 
 
+def test_a_poll_with_hidden_results_hides_the_totals(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        "/api/v1/statuses",
+        method="POST",
+        json={
+            "status": "Which day?",
+            "visibility": "public",
+            "poll": {"options": ["Monday", "Friday"], "expires_in": 3600, "hide_totals": True},
+        },
+    ).respond_with_json(status())
+    poll = {
+        "question": "Which day?",
+        "options": ["Monday", "Friday"],
+        "duration_seconds": 3600,
+        "results": "hidden",
+    }
+    channel(httpserver).send(message("Which day?", poll=poll, language=None), "k")
+    httpserver.check_assertions()
+
+
 def test_media_upload_waits_for_processing(httpserver: HTTPServer, tmp_path: Path) -> None:
     image = tmp_path / "poster.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\nfake")
