@@ -284,3 +284,38 @@ def test_publish_says_in_the_outcome_that_the_card_was_left_out(make_project: An
         "at://did:plc:x/app.bsky.feed.post/k (posted without a link card: "
         f"{networks.url}/open-day answered HTTP 404)"
     )
+
+
+def test_a_page_that_hangs_up_costs_the_card(httpserver: HTTPServer, pages: Pages) -> None:
+    def hang_up(request: BaseHTTPRequestHandler) -> None:
+        request.close_connection = True
+        request.connection.shutdown(2)  # no status line: the connection just ends
+
+    pages.routes["/drop"] = hang_up
+    record, receipt = post_with_card(httpserver, pages.url("/drop"))
+    assert "embed" not in record
+    assert receipt.note.startswith("posted without a link card: ")
+    assert "could not be fetched" in receipt.note
+
+
+def test_the_page_and_image_fetches_carry_no_credentials(
+    httpserver: HTTPServer, pages: Pages
+) -> None:
+    headers: list[dict[str, str]] = []
+
+    def recording(handler: Handler) -> Handler:
+        def handle(request: BaseHTTPRequestHandler) -> None:
+            headers.append(dict(request.headers.items()))
+            handler(request)
+
+        return handle
+
+    head = '<meta charset="utf-8"><meta property="og:image" content="/cover.png">'
+    pages.routes["/page"] = recording(answer(greek_page(head, "utf-8"), "text/html"))
+    pages.routes["/cover.png"] = recording(answer(PNG, "image/png"))
+    httpserver.expect_request("/xrpc/com.atproto.repo.uploadBlob").respond_with_json({"blob": BLOB})
+    record, _ = post_with_card(httpserver, pages.url("/page"))
+    assert record["embed"]["external"]["thumb"] == BLOB
+    assert len(headers) == 2
+    for sent in headers:
+        assert not {"authorization", "cookie"} & {name.lower() for name in sent}
