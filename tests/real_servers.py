@@ -104,9 +104,8 @@ class PdsAccount:
         return answer.content
 
 
-def _pds_url() -> str:
-    """The running PDS's URL from bsky_pds.sh (which reuses a healthy instance and else installs
-    and starts one). Skipped where the install is missing, unless COMMCAL_REQUIRE_BSKY=1."""
+def _require_bsky_install() -> None:
+    """Skip where @atproto/dev-env is not installed, unless COMMCAL_REQUIRE_BSKY=1."""
     required = os.environ.get("COMMCAL_REQUIRE_BSKY") == "1"
     installed = (_SERVERS / "atp" / "node_modules" / "@atproto" / "dev-env").is_dir()
     if not PDS_SCRIPT.is_file() or not (installed or required):
@@ -116,6 +115,12 @@ def _pds_url() -> str:
             f"the Bluesky PDS (@atproto/dev-env) is not installed or {PDS_SCRIPT} is missing "
             "(COMMCAL_REQUIRE_BSKY=1 makes this test install and start it)"
         )
+
+
+def _pds_url() -> str:
+    """The running PDS's URL from bsky_pds.sh (which reuses a healthy instance and else installs
+    and starts one)."""
+    _require_bsky_install()
     done = subprocess.run(["bash", str(PDS_SCRIPT)], capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1].split()[0]
@@ -125,11 +130,14 @@ def real_pds() -> PdsAccount:
     """A new account on a real Bluesky PDS (@atproto/pds through @atproto/dev-env, started by
     ../shared/servers/bsky_pds.sh): each call makes its own account, so tests never see each
     other's posts, and the server is never restarted (its start wipes every account)."""
+    return _new_account(_pds_url())
+
+
+def _new_account(service: str) -> PdsAccount:
     import secrets
 
     import requests
 
-    service = _pds_url()
     handle = f"t{secrets.token_hex(5)}.test"
     password = secrets.token_urlsafe(12)
     answer = requests.post(
@@ -140,3 +148,57 @@ def real_pds() -> PdsAccount:
     assert answer.status_code == 200, answer.text[:500]
     body = answer.json()
     return PdsAccount(service, handle, password, body["did"], body["accessJwt"])
+
+
+NETWORK_SCRIPT = Path(__file__).resolve().parent / "servers" / "bsky_network.sh"
+
+
+@dataclass(frozen=True)
+class BskyNetwork:
+    """A real Bluesky network (PLC, PDS and AppView, tests/servers/bsky_network.sh): `appview`
+    answers app.bsky.feed.getPostThread with the counts and replies it has indexed."""
+
+    pds: str
+    appview: str
+    control: str
+
+    def account(self) -> PdsAccount:
+        """A new account on the network's PDS."""
+        return _new_account(self.pds)
+
+    def settle(self) -> None:
+        """Wait until the AppView has indexed everything written to the PDS so far."""
+        import requests
+
+        requests.post(f"{self.control}/process", timeout=120).raise_for_status()
+
+    def create(self, who: PdsAccount, collection: str, record: dict[str, Any]) -> dict[str, str]:
+        """Write a record as `who` (a like, a repost, a reply ...); its uri and cid."""
+        from datetime import UTC, datetime
+
+        import requests
+
+        record = {"createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"), **record}
+        answer = requests.post(
+            f"{self.pds}/xrpc/com.atproto.repo.createRecord",
+            headers={"Authorization": f"Bearer {who.access_jwt}"},
+            json={"repo": who.did, "collection": collection, "record": record},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text[:500]
+        created: dict[str, str] = answer.json()
+        return created
+
+
+def real_bsky_network() -> BskyNetwork:
+    """The running Bluesky network with an AppView (PostgreSQL and Redis on this machine), started
+    when missing. Skipped like `real_pds` where @atproto/dev-env is not installed."""
+    _require_bsky_install()
+    done = subprocess.run(
+        ["bash", str(NETWORK_SCRIPT)], capture_output=True, text=True, timeout=1200
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    urls = json.loads(done.stdout.strip().splitlines()[-1])
+    return BskyNetwork(urls["pds"], urls["appview"], urls["control"])

@@ -18,7 +18,7 @@ from typing import Any
 
 from conftest import MakeProject
 from publish_support import TEMPLATES, config, every_minute, ledger_states
-from real_servers import PdsAccount, real_pds
+from real_servers import PdsAccount, real_bsky_network, real_pds
 from test_channel_matrix import commcal_command
 from typer.testing import CliRunner
 
@@ -185,3 +185,40 @@ def test_sigkill_at_random_moments_leaves_every_post_on_the_pds_exactly_once(
     assert len(texts) == count, texts
     assert len(set(texts)) == count
     assert ledger_states(root / "state.db") == {"sent": count}
+
+
+def test_a_published_post_is_indexed_by_a_real_appview_with_its_link_and_tag(
+    make_project: MakeProject,
+) -> None:
+    """The whole network (PDS, AppView): what commcal publishes is a post the AppView accepts and
+    shows, and a second account's like, repost and reply are counted on it (what `pull` reads)."""
+    network = real_bsky_network()
+    account, member = network.account(), network.account()
+    text = "Νέο: https://example.org #κοινότητα"
+    root = project(make_project, account, templates={"posts/n.j2": text + "\n"}, template="posts/n")
+    assert publish(root, account)["counts"] == {"sent": 1}
+    [record] = account.posts()
+    subject = {"uri": record["uri"], "cid": record["cid"]}
+    network.create(member, "app.bsky.feed.like", {"subject": subject})
+    network.create(member, "app.bsky.feed.repost", {"subject": subject})
+    network.create(
+        member,
+        "app.bsky.feed.post",
+        {"text": "Πότε ξεκινά;", "reply": {"root": subject, "parent": subject}},
+    )
+    network.settle()
+    import requests
+
+    thread = requests.get(
+        f"{network.appview}/xrpc/app.bsky.feed.getPostThread",
+        params={"uri": record["uri"]},
+        timeout=30,
+    ).json()["thread"]
+    post = thread["post"]
+    assert post["record"]["text"] == text
+    assert (post["likeCount"], post["repostCount"], post["replyCount"]) == (1, 1, 1)
+    assert [r["post"]["record"]["text"] for r in thread["replies"]] == ["Πότε ξεκινά;"]
+    assert {f["features"][0]["$type"] for f in post["record"]["facets"]} == {
+        "app.bsky.richtext.facet#link",
+        "app.bsky.richtext.facet#tag",
+    }
