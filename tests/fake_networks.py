@@ -44,6 +44,9 @@ class Answer:
     body: bytes = b"{}"
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # Read the request, then close the connection without a word: the client cannot know
+    # whether it was acted on.
+    drop: bool = False
 
 
 POSTING = {
@@ -108,6 +111,9 @@ class Networks:
                     answer = networks.whoami(request)
                 else:
                     answer = networks.answer(request)
+                if answer.drop:
+                    self.close_connection = True
+                    return
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)

@@ -275,6 +275,7 @@ class ContainerChannel(GraphChannel):
     recorded `unknown` by the publisher, never repeated.
     """
 
+    network: ClassVar[str] = ""  # its name in sentences: "Instagram"
     user_setting: ClassVar[str] = "user_id"
     create_edge: ClassVar[str] = "media"
     publish_edge: ClassVar[str] = "media_publish"
@@ -337,7 +338,7 @@ class ContainerChannel(GraphChannel):
         return whole.name
 
     def url_problems(self, message: Message) -> list[str]:
-        network = self.type_name
+        network = self.network or self.type_name
         return [
             f"{network} fetches each image from a public URL, and {media.path} is a file "
             f"here: write it as a `url:` entry (https://...), or set `media_base_url` on channel "

@@ -35,6 +35,7 @@ def media_type(media: Media) -> str:
 class InstagramChannel(ContainerChannel):
     type_name = "instagram"
     description = "An image post or carousel on an Instagram professional account"
+    network = "Instagram"
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "user_id": Setting(
             "the Instagram professional account's id (IG user id), e.g. 17841400008460056",

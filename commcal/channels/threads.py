@@ -53,6 +53,7 @@ def threads_length(text: str) -> int:
 class ThreadsChannel(ContainerChannel):
     type_name = "threads"
     description = "A post or reply on a Threads profile (Meta)"
+    network = "Threads"
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "user_id": Setting(
             "the Threads profile's numeric id (GET /me?fields=id with the token shows it)",
