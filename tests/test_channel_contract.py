@@ -262,10 +262,10 @@ CASES: dict[str, Case] = {
 SECRETS = {
     "SMTP_PASSWORD": "smtpPwdGx41Lq0ZsW8",
     "NTFY_TOKEN": "tk_ntfyQ7u2WzXcV5bN8mLp3",
-    "LI_TOKEN": "AQVliTokenR3xq9ZbT5mWc7LpK2",
-    "FB_TOKEN": "EAAGfbPageTokQ8wZx3Lm5Rt7Yp",
-    "IG_TOKEN": "IGQWigTokV6nB2mQ9xRz4LpT8s",
-    "THREADS_TOKEN": "THQWthrTokK7pW3nZ8qXv2LmR5",
+    "LI_TOKEN": "AQVq3R8xZ9bT5mWc7LpK2nD4",
+    "FB_TOKEN": "EAAGq8wZx3Lm5Rt7YpK2vB6n",
+    "IG_TOKEN": "IGQWv6nB2mQ9xRz4LpT8sJ3d",
+    "THREADS_TOKEN": "THQWk7pW3nZ8qXv2LmR5cF9h",
 }
 
 

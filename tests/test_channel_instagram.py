@@ -25,7 +25,7 @@ from commcal.channels.instagram import InstagramChannel
 from commcal.errors import ConfigError
 from tests.fake_networks import Answer, Networks, Request
 
-TOKEN = "IGQWRigTokenX7bQ2mP9wZr4LtK8sV3nD6"
+TOKEN = "IGQWRx7bQ2mP9wZr4LtK8sV3nD6hF1cJ"
 USER = "17841400008460056"
 KEY = "community/launch/2026-12-01T09:00:00Z/instagram"
 IMAGE = "https://cdn.example.org/launch.jpg"
