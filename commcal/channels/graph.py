@@ -5,8 +5,9 @@ Errors come as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_
 (https://developers.facebook.com/docs/graph-api/guides/error-handling). Instagram and Threads
 publish in two steps, a media container and then its publication (`ContainerChannel`).
 
-The access token travels in the `Authorization: Bearer` header, never in a URL, so no error text
-or log line built from a URL can hold it.
+The access token travels in the `Authorization: Bearer` header (which graph.facebook.com takes,
+as Meta's WhatsApp Cloud API reference shows with every request), never in an `access_token`
+query parameter, so no error text or log line built from a URL can hold it.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ if TYPE_CHECKING:
 # unknown, 2 API service (downtime), 4 app too many calls, 17 user too many calls, 32 Page
 # request limit, 341 application limit reached, 368 temporarily blocked for policy violations,
 # 613 calls within one hour exceeded
-# (https://developers.facebook.com/docs/graph-api/overview/rate-limiting).
-TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 368, 613})
+# (https://developers.facebook.com/docs/graph-api/overview/rate-limiting); and Instagram's -1
+# (server error, "try again") and -2 (media download timed out)
+# (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+# error-codes). An error body's own `"is_transient": true` counts too.
+TRANSIENT_CODES = frozenset({-2, -1, 1, 2, 4, 17, 32, 341, 368, 613})
 # Rate-limit codes: how long to wait is in X-Business-Use-Case-Usage / X-App-Usage, if at all.
 THROTTLE_CODES = frozenset({4, 17, 32, 613})
 # Codes that name a token that no longer works: 190 (expired, revoked, password changed ...)

@@ -66,8 +66,14 @@ class InstagramChannel(ContainerChannel):
     max_mentions = 20
     # A carousel holds up to 10 images (content publishing guide, "Carousel posts").
     max_media = 10
-    # Feed images must be JPEG (content publishing guide, image specifications).
+    # Feed images must be JPEG (IG User Media reference, image specifications), of at most
+    # 8 MiB (error subcode 2207004, "It should be less than 8 MiB", https://developers.
+    # facebook.com/docs/instagram-platform/instagram-graph-api/reference/error-codes).
     image_types = ("image/jpeg",)
+    max_media_bytes = 8 * 1024 * 1024
+    # An account makes at most 400 containers in a rolling 24 hours (IG User Media reference,
+    # "Limitations"): a carousel of 10 costs 11.
+    daily_containers = 400
     # Published posts per account in a 24-hour moving period: 50 in the media_publish
     # reference (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/
     # reference/ig-user/media_publish#limitations); GET /{ig-user-id}/content_publishing_limit
@@ -103,8 +109,12 @@ class InstagramChannel(ContainerChannel):
             kind = media_type(media)
             if kind and kind not in self.image_types:
                 problems.append(f"{media.path}: Instagram posts JPEG images only, not {kind}")
-            if "://" not in media.path and not os.path.isfile(media.path):
+            if "://" in media.path:
+                continue
+            if not os.path.isfile(media.path):
                 problems.append(f"media file {media.path} does not exist")
+            elif os.path.getsize(media.path) > self.max_media_bytes:
+                problems.append(f"{media.path} is over Instagram's image limit of 8 MiB")
         problems.extend(self.url_problems(message))
         hashtags = len(HASHTAG.findall(message.text))
         if hashtags > self.max_hashtags:
