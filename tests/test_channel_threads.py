@@ -182,10 +182,11 @@ items:
 """
 
 
-def project(make_project: MakeProject, url: str) -> Path:
+def project(make_project: MakeProject, url: str, extra: str = "") -> Path:
     return make_project(
         config=(
-            "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\nchannels:\n  threads:\n"
+            f"timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n{extra}channels:\n"
+            "  threads:\n"
             f"    type: threads\n    user_id: '{USER}'\n    token: ${{THREADS_TOKEN}}\n"
             f"    api_url: {url}/v1.0\n"
         ),
@@ -194,10 +195,10 @@ def project(make_project: MakeProject, url: str) -> Path:
     )
 
 
-def publish(root: Path) -> tuple[int, dict[str, Any]]:
+def publish(root: Path, now: str = "2026-12-01T09:00:30Z") -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(
         app,
-        ["-C", str(root), "publish", "--now", "2026-12-01T09:00:30Z", "--format", "json"],
+        ["-C", str(root), "publish", "--now", now, "--format", "json"],
         env={"THREADS_TOKEN": TOKEN},
     )
     assert TOKEN not in result.output
@@ -218,3 +219,43 @@ def test_a_dropped_publish_is_unknown_and_never_posted_again(
     assert code == 1
     assert len(threads.published()) == 1, "never published a second time"
     assert len(threads.created()) == 1
+
+
+def test_a_5xx_after_the_container_is_retried_with_the_same_container(
+    threads: Threads, make_project: MakeProject
+) -> None:
+    root = project(make_project, threads.networks.url, "publish: {retry_delay: 1s}\n")
+    answers = [Answer(503, b'{"error": {"message": "Service unavailable", "code": 2}}')]
+
+    def publish_answer(request: Request) -> Answer:
+        if "threads_publish" in request.path and answers:
+            return answers.pop()
+        return threads.answer(request)
+
+    threads.networks.answer = publish_answer
+    code, report = publish(root)
+    assert code == 0, report
+    (delivery,) = report["deliveries"]
+    assert delivery["state"] == "sent" and delivery["detail"] == POST, delivery
+    assert delivery["attempts"] == 2
+    assert threads.made == 1, "the retry published the container it had, not a new one"
+    assert (root / ".commcal" / "containers" / "threads.json").is_file()  # the project's record
+    assert [parse_qs(r.text)["creation_id"] for r in threads.published()] == [[CONTAINER]] * 2
+
+
+def test_429_forever_ends_failed_after_the_configured_attempts(
+    threads: Threads, make_project: MakeProject
+) -> None:
+    root = project(make_project, threads.networks.url, "publish: {max_attempts: 3}\n")
+    threads.networks.answer = lambda request: Answer(
+        429, b'{"error": {"message": "Too many calls", "code": 4}}', headers={"Retry-After": "600"}
+    )
+    states = []
+    for hour in range(3):
+        code, report = publish(root, f"2026-12-01T{9 + hour:02d}:00:30Z")
+        states.append(report["deliveries"][0]["state"])
+    assert states == ["pending", "pending", "failed"]
+    assert "Too many calls" in report["deliveries"][0]["detail"]
+    assert "after 3 attempts" in report["deliveries"][0]["detail"]
+    assert code == 1
+    assert len(threads.networks.requests) == 3, "one try per run, none while waiting"

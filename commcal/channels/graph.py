@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
@@ -172,6 +172,19 @@ def _graph_id(response: requests.Response) -> str | None:
     return str(value)
 
 
+class Journal(Protocol):
+    """Where a container channel records the container of each delivery until it is published
+    (`ContainerChannel.journal`). `ContainerJournal` keeps it in the project folder; a
+    publisher may set a ledger-backed one with the same three methods, so that hosts sharing a
+    ledger share it too."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, container: str) -> None: ...
+
+    def drop(self, key: str) -> None: ...
+
+
 class ContainerJournal:
     """Which media container each delivery created, kept until the post is out.
 
@@ -301,17 +314,17 @@ class ContainerChannel(GraphChannel):
         if isinstance(base, str):
             httpkit.check_https_url(self, "media_base_url")
         self.sleep: Callable[[float], None] = time.sleep
-        self._journal: ContainerJournal | None = None
+        self._journal: Journal | None = None
 
     @property
-    def journal(self) -> ContainerJournal:
+    def journal(self) -> Journal:
         if self._journal is None:
             folder = self.state_dir / "containers" if self.state_dir is not None else None
             self._journal = ContainerJournal(folder, self.name)
         return self._journal
 
     @journal.setter
-    def journal(self, journal: ContainerJournal) -> None:
+    def journal(self, journal: Journal) -> None:
         self._journal = journal
 
     def user(self) -> str:
