@@ -314,7 +314,7 @@ def test_caption_limits_png_and_too_many_images() -> None:
     tags = " ".join(f"#tag{n}" for n in range(31))
     people = " ".join(f"@friend{n}" for n in range(21))
     problems = offline().check(message(f"{tags} {people}", "https://cdn.example.org/a.png"))
-    assert "https://cdn.example.org/a.png: Instagram posts JPEG images only, not image/png" in (
+    assert "https://cdn.example.org/a.png: Instagram takes JPEG images only, not image/png" in (
         problems
     )
     assert "the caption has 31 hashtags; Instagram allows 30" in problems

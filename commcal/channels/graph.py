@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mimetypes
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
@@ -54,6 +56,12 @@ TOKEN_CODES = frozenset({102, 190})
 # 10 and 200-299: a permission is missing or was removed.
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
 DUPLICATE_POST = 506
+
+
+def media_type(media: Media) -> str:
+    """The file's type, from its declared MIME type or its name (a URL's path too)."""
+    path = urlsplit(media.path).path if "://" in media.path else media.path
+    return media.mime_type or mimetypes.guess_type(path)[0] or ""
 
 
 def graph_error(response: requests.Response) -> dict[str, Any]:
@@ -136,10 +144,6 @@ class GraphChannel(HttpChannel):
         if code == 368:
             return "the account is blocked from posting for a while for a policy reason"
         return ""
-
-    def error_text(self, error: SendError, response: requests.Response | None) -> str:
-        reason = self.error_reason(response) if response is not None else ""
-        return self.redact(reason or str(error))
 
     def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
         seconds = super().retry_after(error, response)
@@ -299,8 +303,8 @@ class ContainerChannel(GraphChannel):
     status_field: ClassVar[str] = "status_code"
     # What a status check asks for: the state and, on ERROR, why.
     status_fields: ClassVar[str] = "id,status_code,status"
-    # Both networks fetch each image themselves, from a public URL.
-    fetches_media: ClassVar[bool] = True
+    # Image types the network takes; (): any image.
+    image_types: ClassVar[tuple[str, ...]] = ()
     # A bounded wait for processing: images take seconds, and an unfinished container is kept
     # for the next attempt (Instagram: query at most once a minute for 5 minutes, content
     # publishing guide, https://developers.facebook.com/docs/instagram-platform/
@@ -353,6 +357,45 @@ class ContainerChannel(GraphChannel):
             at = len(parts) - 1 - parts[::-1].index("media")
             return "/".join(parts[at + 1 :]) or whole.name
         return whole.name
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        if message.media:  # a post with an image may have no text
+            problems = [p for p in problems if p != "message is empty"]
+        if self.max_media is not None and len(message.media) > self.max_media:
+            problems.append(
+                f"at most {self.max_media} images in one {self.network} post, not "
+                f"{len(message.media)}"
+            )
+        for media in message.media:
+            problems.extend(self.image_problems(media))
+        problems.extend(self.url_problems(message))
+        return problems
+
+    def image_problems(self, media: Media) -> list[str]:
+        problems = []
+        kind = media_type(media)
+        if kind and not kind.startswith("image/"):
+            problems.append(f"{media.path}: this adapter posts images only, not {kind}")
+        elif kind and self.image_types and kind not in self.image_types:
+            names = " or ".join(name.split("/")[1].upper() for name in self.image_types)
+            problems.append(f"{media.path}: {self.network} takes {names} images only, not {kind}")
+        if "://" not in media.path:
+            if not os.path.isfile(media.path):
+                problems.append(f"media file {media.path} does not exist")
+            elif self.max_media_bytes and os.path.getsize(media.path) > self.max_media_bytes:
+                megabytes = self.max_media_bytes / 2**20
+                problems.append(
+                    f"{media.path} is over {self.network}'s image limit of {megabytes:g} MiB"
+                )
+        return problems
+
+    def public_urls(self, message: Message) -> list[str]:
+        """Every image's public address; a PermanentError naming the fix if one has none."""
+        urls = [self.public_url(media) for media in message.media]
+        if None in urls:
+            raise PermanentError("; ".join(self.url_problems(message)))
+        return [url for url in urls if url is not None]
 
     def url_problems(self, message: Message) -> list[str]:
         network = self.network or self.type_name

@@ -10,26 +10,17 @@ machine. The container is recorded before it is published (`graph.ContainerChann
 
 from __future__ import annotations
 
-import mimetypes
-import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
-from commcal.channels.base import Media, Message, PermanentError, Setting
+from commcal.channels.base import Message, PermanentError, Setting
 from commcal.channels.graph import ContainerChannel
 from commcal.errors import ConfigError
 
 # A hashtag and an @-mention as Instagram reads them in a caption.
 HASHTAG = re.compile(r"(?<![\w&])#\w+")
 MENTION = re.compile(r"(?<![\w.@])@[\w.]+")
-
-
-def media_type(media: Media) -> str:
-    """The file's type, from its declared MIME type or its name (a URL's path too)."""
-    path = urlsplit(media.path).path if "://" in media.path else media.path
-    return media.mime_type or mimetypes.guess_type(path)[0] or ""
 
 
 class InstagramChannel(ContainerChannel):
@@ -94,28 +85,11 @@ class InstagramChannel(ContainerChannel):
 
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
-        if message.media:  # the caption may be empty when there is an image
-            problems = [p for p in problems if p != "message is empty"]
-        else:
+        if not message.media:
             problems.append(
                 "a post with no image cannot go to Instagram: add an image to the item, or "
                 "leave this channel out of it"
             )
-        if len(message.media) > self.max_media:
-            problems.append(
-                f"at most {self.max_media} images in one Instagram post, not {len(message.media)}"
-            )
-        for media in message.media:
-            kind = media_type(media)
-            if kind and kind not in self.image_types:
-                problems.append(f"{media.path}: Instagram posts JPEG images only, not {kind}")
-            if "://" in media.path:
-                continue
-            if not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
-            elif os.path.getsize(media.path) > self.max_media_bytes:
-                problems.append(f"{media.path} is over Instagram's image limit of 8 MiB")
-        problems.extend(self.url_problems(message))
         hashtags = len(HASHTAG.findall(message.text))
         if hashtags > self.max_hashtags:
             problems.append(
@@ -129,12 +103,7 @@ class InstagramChannel(ContainerChannel):
         return problems
 
     def container_fields(self, message: Message) -> list[dict[str, Any]]:
-        urls = []
-        for media in message.media:
-            url = self.public_url(media)
-            if url is None:
-                raise PermanentError("; ".join(self.url_problems(message)))
-            urls.append(url)
+        urls = self.public_urls(message)
         if not urls:
             raise PermanentError("a post with no image cannot go to Instagram")
         if len(urls) == 1:

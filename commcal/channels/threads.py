@@ -16,13 +16,11 @@ previous part of a multi-part thread), sent as `reply_to_id`
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from commcal.channels.base import Message, PermanentError, Setting
+from commcal.channels.base import Message, Setting
 from commcal.channels.graph import ContainerChannel
-from commcal.channels.instagram import media_type
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,19 +103,6 @@ class ThreadsChannel(ContainerChannel):
 
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
-        if message.media:  # an image post may have no text
-            problems = [p for p in problems if p != "message is empty"]
-        if len(message.media) > self.max_media:
-            problems.append(
-                f"at most {self.max_media} images in one Threads post, not {len(message.media)}"
-            )
-        for media in message.media:
-            kind = media_type(media)
-            if kind and not kind.startswith("image/"):
-                problems.append(f"{media.path}: this adapter posts images only, not {kind}")
-            if "://" not in media.path and not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
-        problems.extend(self.url_problems(message))
         reply_to = message.options.get("reply_to")
         if reply_to is not None and not str(reply_to).isdigit():
             problems.append(
@@ -126,12 +111,7 @@ class ThreadsChannel(ContainerChannel):
         return problems
 
     def container_fields(self, message: Message) -> list[dict[str, Any]]:
-        urls = []
-        for media in message.media:
-            url = self.public_url(media)
-            if url is None:
-                raise PermanentError("; ".join(self.url_problems(message)))
-            urls.append(url)
+        urls = self.public_urls(message)
         final: dict[str, Any] = {"text": message.text}
         reply_to = message.options.get("reply_to")
         if reply_to:
