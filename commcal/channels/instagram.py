@@ -68,8 +68,8 @@ class InstagramChannel(ContainerChannel):
     # Published posts per account in a 24-hour moving period: 50 in the media_publish
     # reference (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/
     # reference/ig-user/media_publish#limitations); GET /{ig-user-id}/content_publishing_limit
-    # tells an account's current quota and usage. A post over it fails with code 9 (permanent
-    # for that run; the next day's run can retry with `commcal retry`).
+    # tells an account's current quota and usage. Not checked offline: the network's refusal
+    # is the delivery's error.
     daily_posts = 50
     # No idempotency key: see ContainerChannel for what keeps a post single.
     idempotent = False
