@@ -51,7 +51,7 @@ class Instagram:
     containers: dict[str, str] = field(default_factory=dict)  # id -> status_code
     fields: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     progress: list[str] = field(default_factory=list)  # statuses a new container goes through
-    publish_answer: Callable[[str], Answer] | None = None
+    publish_answer: Callable[[str], Answer | None] | None = None  # None: as Graph does
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self, request: Request) -> Answer:
@@ -65,10 +65,11 @@ class Instagram:
             return Answer(200, json.dumps({"id": container}).encode())
         if request.method == "POST" and path == f"/v26.0/{USER}/media_publish":
             container = form["creation_id"][0]
-            if self.publish_answer is not None:
-                answer = self.publish_answer(container)
-                if answer.status != 200 or answer.drop:
-                    return answer
+            answer = self.publish_answer(container) if self.publish_answer else None
+            if answer is not None:
+                if answer.status == 200 and not answer.drop:
+                    self.containers[container] = "PUBLISHED"
+                return answer
             self.containers[container] = "PUBLISHED"
             return Answer(200, b'{"id": "17920238422030506"}')
         if request.method == "GET" and path.startswith("/v26.0/178896"):
@@ -152,7 +153,7 @@ def test_a_5xx_after_the_container_resumes_with_the_same_container(
     instagram: Instagram, tmp_path: Path
 ) -> None:
     failures = [graph_error(2, "Service temporarily unavailable", status=503)]
-    instagram.publish_answer = lambda c: failures.pop() if failures else Answer()
+    instagram.publish_answer = lambda c: failures.pop() if failures else None
     with pytest.raises(TransientError) as caught:
         channel(instagram, tmp_path).send(message(), KEY)
     assert not caught.value.maybe_sent
@@ -337,3 +338,35 @@ def test_verify_names_the_account(instagram: Instagram) -> None:
         200, json.dumps({"id": USER, "username": "duka.letu"}).encode()
     )
     assert "@duka.letu" in channel(instagram).verify()
+
+
+def test_an_expired_token_on_resume_keeps_the_container_for_later(
+    instagram: Instagram, tmp_path: Path
+) -> None:
+    """A refused status check says nothing about the container: forgetting it could post twice
+    once the token is replaced."""
+
+    def published_then_500(container: str) -> Answer:
+        instagram.containers[container] = "PUBLISHED"
+        return Answer(502, b"")
+
+    instagram.publish_answer = published_then_500
+    with pytest.raises(TransientError):
+        channel(instagram, tmp_path).send(message(), KEY)
+    answer = instagram.answer
+    instagram.networks.answer = lambda request: graph_error(190, "Session has expired")
+    with pytest.raises(PermanentError, match="code 190"):
+        channel(instagram, tmp_path).send(message(), KEY)
+    instagram.networks.answer = answer  # a new token
+    receipt = channel(instagram, tmp_path).send(message(), KEY)
+    assert "published by an earlier attempt" in receipt.note
+    assert len(instagram.created()) == 1 and len(instagram.published()) == 1
+
+
+def test_garbage_200_for_the_publish_is_sent_with_the_id_unknown(
+    instagram: Instagram, tmp_path: Path
+) -> None:
+    instagram.publish_answer = lambda c: Answer(200, b"[]")
+    receipt = channel(instagram, tmp_path).send(message(), KEY)
+    assert receipt.remote_id is None and "without a media id" in receipt.note
+    assert ContainerJournal(tmp_path / "containers", "insta").get(KEY) is None

@@ -442,7 +442,14 @@ class ContainerChannel(GraphChannel):
         try:
             response = self.api("GET", f"/{container}", params={"fields": self.status_fields})
         except PermanentError as exc:
-            return "ERROR", str(exc)
+            # Only a container the network no longer knows (code 100, or a 404) is gone; any
+            # other refusal (an expired token) says nothing about it, and forgetting it could
+            # repeat a post that went out.
+            code = _int(graph_error(exc.response).get("code")) if exc.response is not None else None
+            status = exc.response.status_code if exc.response is not None else None
+            if code == 100 or status == 404:
+                return "ERROR", str(exc)
+            raise
         except TransientError as exc:
             exc.maybe_sent = False  # a question, not a post
             raise
