@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from commcal.channels.base import EnvRef, Media, Message, PermanentError, TransientError
 from commcal.channels.linkedin import DEFAULT_VERSION, LinkedInChannel, little_text
+from commcal.cli import app
 from commcal.errors import ConfigError
+from tests.conftest import MakeProject
 from tests.fake_networks import Answer, Networks, Request
 
 TOKEN = "AQVx4R3xq9ZbT5mWc7LpK2nD8sFh6J"
@@ -233,3 +236,30 @@ def test_check_refuses_image_addresses_and_missing_files() -> None:
         "image in the project's media/ folder",
         "media file /nowhere.jpg does not exist",
     ]
+
+
+def test_channels_test_checks_the_token_without_posting(
+    linkedin: LinkedIn, make_project: MakeProject
+) -> None:
+    root = make_project(
+        config=(
+            "timezone: UTC\nlocale: en\nchannels:\n  li:\n    type: linkedin\n"
+            f"    author: {AUTHOR}\n    token: ${{LI_TOKEN}}\n"
+            f"    api_url: {linkedin.networks.url}\n"
+        )
+    )
+    linkedin.networks.answer = lambda request: Answer(
+        200, b'{"id": 2414183, "localizedName": "Duka Letu"}'
+    )
+    runner = CliRunner()
+    ok = runner.invoke(app, ["-C", str(root), "channels", "test", "li"], env={"LI_TOKEN": TOKEN})
+    assert ok.exit_code == 0, ok.output
+    assert ok.output == f"li: ok (token works for the LinkedIn Page Duka Letu ({AUTHOR}))\n"
+    assert [r.path for r in linkedin.networks.requests] == ["/rest/organizations/2414183"]
+    linkedin.networks.answer = lambda request: Answer(
+        401, json.dumps({"status": 401, "message": f"Invalid access token {TOKEN}"}).encode()
+    )
+    bad = runner.invoke(app, ["-C", str(root), "channels", "test", "li"], env={"LI_TOKEN": TOKEN})
+    assert bad.exit_code == 1
+    assert TOKEN not in bad.output
+    assert "LinkedIn tokens last 60 days" in bad.output
