@@ -87,9 +87,9 @@ class FacebookChannel(GraphChannel):
 
     def upload(self, media: Media) -> str:
         """An unpublished photo of the Page; its id is attached to the post."""
+        # Alt text is not sent: the Photo reference names no parameter for it on upload, and
+        # Facebook writes its own. (https://developers.facebook.com/docs/graph-api/reference/photo)
         data: dict[str, Any] = {"published": "false"}
-        if media.alt:
-            data["alt_text_custom"] = media.alt
         if media.path.startswith(("https://", "http://")):
             response = self.api("POST", f"/{self._page()}/photos", data={**data, "url": media.path})
         else:

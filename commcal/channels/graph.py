@@ -46,10 +46,10 @@ if TYPE_CHECKING:
 # (https://developers.facebook.com/docs/graph-api/overview/rate-limiting); and Instagram's -1
 # (server error, "try again") and -2 (media download timed out)
 # (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
-# error-codes). An error body's own `"is_transient": true` counts too.
-TRANSIENT_CODES = frozenset({-2, -1, 1, 2, 4, 17, 32, 341, 368, 613})
-# Rate-limit codes: how long to wait is in X-Business-Use-Case-Usage / X-App-Usage, if at all.
-THROTTLE_CODES = frozenset({4, 17, 32, 613})
+# error-codes); 80001, too many calls to this Page account, "wait a bit and try again"
+# (https://developers.facebook.com/docs/graph-api/reference/album/photos). An error body's own
+# `"is_transient": true` counts too.
+TRANSIENT_CODES = frozenset({-2, -1, 1, 2, 4, 17, 32, 341, 368, 613, 80001})
 # Codes that name a token that no longer works: 190 (expired, revoked, password changed ...)
 # and 102 (API session).
 TOKEN_CODES = frozenset({102, 190})
