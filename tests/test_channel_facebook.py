@@ -111,6 +111,7 @@ def test_send_uploads_media_without_a_ref(networks: Networks) -> None:
         (error(4, "Application request limit reached"), True),
         (error(32, "Page request limit reached", status=403), True),
         (error(368, "Temporarily blocked for policy violations", status=403), True),
+        (error(80001, "There have been too many calls to this Page account"), True),
         (error(100, "Invalid parameter"), False),
         (error(200, "Requires pages_manage_posts permission", status=403), False),
         (error(506, "Duplicate status message"), False),
