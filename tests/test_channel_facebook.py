@@ -188,3 +188,11 @@ def test_settings_and_check() -> None:
 def test_verify_names_the_page(networks: Networks) -> None:
     networks.answer = lambda request: Answer(200, b'{"id": "104826152034921", "name": "Duka"}')
     assert channel(networks).verify() == "token works for the Page Duka (id 104826152034921)"
+
+
+def test_a_photo_upload_that_broke_off_posted_nothing(networks: Networks) -> None:
+    networks.answer = lambda request: Answer(drop=True)
+    with pytest.raises(TransientError) as caught:
+        channel(networks).send(message(media=(Media("https://cdn.example.org/b.jpg"),)), "k")
+    assert not caught.value.maybe_sent  # tried again, not `unknown`: nothing was posted
+    assert [urlsplit(r.path).path.rsplit("/", 1)[1] for r in networks.requests] == ["photos"]

@@ -263,3 +263,15 @@ def test_channels_test_checks_the_token_without_posting(
     assert bad.exit_code == 1
     assert TOKEN not in bad.output
     assert "LinkedIn tokens last 60 days" in bad.output
+
+
+def test_an_upload_that_broke_off_posted_nothing(linkedin: LinkedIn, tmp_path: Path) -> None:
+    """A dropped upload is tried again, never recorded `unknown`: no post was made."""
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    answer = linkedin.answer
+    linkedin.networks.answer = lambda r: Answer(drop=True) if r.method == "PUT" else answer(r)
+    with pytest.raises(TransientError) as caught:
+        channel(linkedin).send(message("x", media=(Media(str(photo)),)), "k")
+    assert not caught.value.maybe_sent
+    assert linkedin.posts() == []

@@ -15,12 +15,15 @@ import json
 import mimetypes
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import httpkit
 from commcal.channels.base import Media, Message, PermanentError, Receipt, Setting, unreadable
 from commcal.channels.graph import GraphChannel, _graph_id
 from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 
 class FacebookChannel(GraphChannel):
@@ -87,22 +90,8 @@ class FacebookChannel(GraphChannel):
 
     def upload(self, media: Media) -> str:
         """An unpublished photo of the Page; its id is attached to the post."""
-        # Alt text is not sent: the Photo reference names no parameter for it on upload, and
-        # Facebook writes its own. (https://developers.facebook.com/docs/graph-api/reference/photo)
-        data: dict[str, Any] = {"published": "false"}
-        if media.path.startswith(("https://", "http://")):
-            response = self.api("POST", f"/{self._page()}/photos", data={**data, "url": media.path})
-        else:
-            mime = media.mime_type or mimetypes.guess_type(media.path)[0] or "image/jpeg"
-            try:
-                handle = open(media.path, "rb")  # noqa: SIM115 - closed below, after the request
-            except OSError as exc:
-                raise PermanentError(
-                    f"cannot read media file {media.path}: {exc.strerror}"
-                ) from None
-            with handle:
-                files = {"source": (os.path.basename(media.path), handle, mime)}
-                response = self.api("POST", f"/{self._page()}/photos", data=data, files=files)
+        with httpkit.before_the_post():  # an unpublished photo is not a post
+            response = self._upload(media)
         photo = _graph_id(response)
         if photo is None:
             # Nothing is posted yet: failing here costs an unused, unpublished photo at most.
@@ -110,6 +99,22 @@ class FacebookChannel(GraphChannel):
                 f"HTTP {response.status_code}: facebook answered the photo upload without an id"
             )
         return photo
+
+    def _upload(self, media: Media) -> requests.Response:
+        # Alt text is not sent: the Photo reference names no parameter for it on upload, and
+        # Facebook writes its own (https://developers.facebook.com/docs/graph-api/reference/photo).
+        data: dict[str, Any] = {"published": "false"}
+        path = f"/{self._page()}/photos"
+        if media.path.startswith(("https://", "http://")):
+            return self.api("POST", path, data={**data, "url": media.path})
+        mime = media.mime_type or mimetypes.guess_type(media.path)[0] or "image/jpeg"
+        try:
+            handle = open(media.path, "rb")  # noqa: SIM115 - closed below, after the request
+        except OSError as exc:
+            raise PermanentError(f"cannot read media file {media.path}: {exc.strerror}") from None
+        with handle:
+            files = {"source": (os.path.basename(media.path), handle, mime)}
+            return self.api("POST", path, data=data, files=files)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         data: dict[str, Any] = {"message": message.text}

@@ -415,11 +415,9 @@ class ContainerChannel(GraphChannel):
         raise NotImplementedError
 
     def _create(self, fields: Mapping[str, Any]) -> str:
-        try:
+        # A container is not a post: a lost one expires unseen.
+        with httpkit.before_the_post():
             response = self.api("POST", f"/{self.user()}/{self.create_edge}", data=dict(fields))
-        except TransientError as exc:
-            exc.maybe_sent = False  # a container is not a post: a lost one expires unseen
-            raise
         container = _graph_id(response)
         if container is None:
             raise TransientError(
@@ -437,21 +435,19 @@ class ContainerChannel(GraphChannel):
         return self._create(final)
 
     def container_status(self, container: str) -> tuple[str, str]:
-        """(status, what the network says about it) of a container; ("GONE", ...) when the
-        network no longer knows it."""
+        """(status, what the network says about it) of a container; ERROR when the network
+        no longer knows it."""
         try:
-            response = self.api("GET", f"/{container}", params={"fields": self.status_fields})
+            with httpkit.before_the_post():  # a question, not a post
+                response = self.api("GET", f"/{container}", params={"fields": self.status_fields})
         except PermanentError as exc:
             # Only a container the network no longer knows (code 100, or a 404) is gone; any
             # other refusal (an expired token) says nothing about it, and forgetting it could
             # repeat a post that went out.
-            code = _int(graph_error(exc.response).get("code")) if exc.response is not None else None
-            status = exc.response.status_code if exc.response is not None else None
-            if code == 100 or status == 404:
+            answer = exc.response
+            code = _int(graph_error(answer).get("code")) if answer is not None else None
+            if code == 100 or (answer is not None and answer.status_code == 404):
                 return "ERROR", str(exc)
-            raise
-        except TransientError as exc:
-            exc.maybe_sent = False  # a question, not a post
             raise
         body = httpkit.json_body(response)
         status = body.get(self.status_field)

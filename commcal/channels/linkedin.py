@@ -179,6 +179,14 @@ class LinkedInChannel(HttpChannel):
                 data = handle.read()
         except OSError as exc:
             raise PermanentError(f"cannot read media file {media.path}: {exc.strerror}") from None
+        mime = media.mime_type or mimetypes.guess_type(media.path)[0] or "application/octet-stream"
+        with httpkit.before_the_post():  # an uploaded image is not a post
+            upload_url, image = self._initialize_upload()
+            self._put(upload_url, data, mime)
+        return image
+
+    def _initialize_upload(self) -> tuple[str, str]:
+        """(upload URL, image URN) from POST /rest/images?action=initializeUpload."""
         body = {"initializeUploadRequest": {"owner": str(self.value("author"))}}
         response = self._call(
             "POST", "/rest/images", params={"action": "initializeUpload"}, json=body
@@ -192,20 +200,16 @@ class LinkedInChannel(HttpChannel):
                 "uploadUrl and image"
             )
         self.add_secret(upload_url, url=True)  # a signed, short-lived address
-        mime = media.mime_type or mimetypes.guess_type(media.path)[0] or "application/octet-stream"
+        return upload_url, image
+
+    def _put(self, upload_url: str, data: bytes, mime: str) -> None:
         # The token goes only to LinkedIn's own hosts (or the configured API server).
         host = urlsplit(upload_url).hostname or ""
         ours = host == urlsplit(str(self.value("api_url"))).hostname or host.endswith(
             (".linkedin.com", ".licdn.com")
         )
-        self.call(
-            "PUT",
-            upload_url,
-            token=self.secret("token") if ours else None,
-            data=data,
-            headers={"Content-Type": mime},
-        )
-        return image
+        token = self.secret("token") if ours else None
+        self.call("PUT", upload_url, token=token, data=data, headers={"Content-Type": mime})
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {
