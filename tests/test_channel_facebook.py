@@ -32,9 +32,9 @@ def error(code: int, message: str, status: int = 400, **extra: Any) -> Answer:
 
 def page_answer(request: Request) -> Answer:
     path = urlsplit(request.path).path
-    if path == f"/v26.0/{PAGE}/photos":
+    if path == f"/v27.0/{PAGE}/photos":
         return Answer(200, json.dumps({"id": f"9{len(request.body) % 1000:03d}1"}).encode())
-    if path == f"/v26.0/{PAGE}/feed":
+    if path == f"/v27.0/{PAGE}/feed":
         return Answer(200, json.dumps({"id": POST}).encode())
     return error(100, "Unsupported request")
 
@@ -50,7 +50,7 @@ def channel(networks: Networks) -> FacebookChannel:
     settings = {
         "page_id": PAGE,
         "token": EnvRef("${FB_TOKEN}"),
-        "api_url": networks.url + "/v26.0",
+        "api_url": networks.url + "/v27.0",
     }
     return FacebookChannel("page", settings, env={"FB_TOKEN": TOKEN})
 
@@ -174,7 +174,7 @@ def test_settings_and_check() -> None:
     with pytest.raises(ConfigError, match="page_id must be the Page's numeric id"):
         FacebookChannel("page", {"page_id": "acme", "token": EnvRef("${T}")}, env={})
     adapter = FacebookChannel("page", {"page_id": PAGE, "token": EnvRef("${T}")}, env={})
-    assert adapter.options["api_url"] == "https://graph.facebook.com/v26.0"
+    assert adapter.options["api_url"] == "https://graph.facebook.com/v27.0"
     problems = adapter.check(
         message("a" * 63207, media=(Media("/nowhere/x.jpg"),), options={"link": "menu"})
     )

@@ -57,13 +57,13 @@ class Instagram:
     def answer(self, request: Request) -> Answer:
         path = urlsplit(request.path).path
         form = parse_qs(request.text)
-        if request.method == "POST" and path == f"/v26.0/{USER}/media":
+        if request.method == "POST" and path == f"/v27.0/{USER}/media":
             with self.lock:
                 container = str(17889615691921648 + len(self.containers))
                 self.containers[container] = "IN_PROGRESS" if self.progress else "FINISHED"
                 self.fields[container] = form
             return Answer(200, json.dumps({"id": container}).encode())
-        if request.method == "POST" and path == f"/v26.0/{USER}/media_publish":
+        if request.method == "POST" and path == f"/v27.0/{USER}/media_publish":
             container = form["creation_id"][0]
             answer = self.publish_answer(container) if self.publish_answer else None
             if answer is not None:
@@ -72,7 +72,7 @@ class Instagram:
                 return answer
             self.containers[container] = "PUBLISHED"
             return Answer(200, b'{"id": "17920238422030506"}')
-        if request.method == "GET" and path.startswith("/v26.0/178896"):
+        if request.method == "GET" and path.startswith("/v27.0/178896"):
             container = path.rsplit("/", 1)[1]
             if container not in self.containers:
                 return graph_error(100, "Unsupported get request.")
@@ -80,7 +80,7 @@ class Instagram:
             if status == "IN_PROGRESS" and self.progress:
                 self.containers[container] = self.progress.pop(0)
             return Answer(200, json.dumps({"id": container, "status_code": status}).encode())
-        if request.method == "GET" and path == "/v26.0/17920238422030506":
+        if request.method == "GET" and path == "/v27.0/17920238422030506":
             return Answer(200, b'{"permalink": "https://www.instagram.com/p/DAbC123/"}')
         return graph_error(100, f"Unknown path {path}")
 
@@ -103,7 +103,7 @@ def channel(fake: Instagram, state: Path | None = None, **settings: Any) -> Inst
     config: dict[str, Any] = {
         "user_id": USER,
         "token": EnvRef("${IG_TOKEN}"),
-        "api_url": fake.networks.url + "/v26.0",
+        "api_url": fake.networks.url + "/v27.0",
     }
     config.update(settings)
     adapter = InstagramChannel("insta", config, env={"IG_TOKEN": TOKEN})
@@ -131,7 +131,7 @@ def test_a_post_is_a_container_then_its_publication(instagram: Instagram) -> Non
     assert all(TOKEN not in r.path for r in instagram.networks.requests)  # never in a URL
     (published,) = instagram.published()
     assert parse_qs(published.text) == {"creation_id": ["17889615691921648"]}
-    status_checks = [r for r in instagram.networks.requests if r.path.startswith("/v26.0/178896")]
+    status_checks = [r for r in instagram.networks.requests if r.path.startswith("/v27.0/178896")]
     assert len(status_checks) == 3  # IN_PROGRESS, IN_PROGRESS, FINISHED
 
 

@@ -275,3 +275,14 @@ def test_an_upload_that_broke_off_posted_nothing(linkedin: LinkedIn, tmp_path: P
         channel(linkedin).send(message("x", media=(Media(str(photo)),)), "k")
     assert not caught.value.maybe_sent
     assert linkedin.posts() == []
+
+
+def test_a_retired_version_says_how_to_fix_it(linkedin: LinkedIn) -> None:
+    linkedin.networks.answer = lambda request: Answer(
+        426,
+        b'{"status": 426, "code": "NONEXISTENT_VERSION", "message": "Requested version '
+        b'20240101 is not active"}',
+    )
+    with pytest.raises(PermanentError) as caught:
+        channel(linkedin, version="202401").send(message(), "k")
+    assert "set the channel's `version` to a recent month" in str(caught.value)

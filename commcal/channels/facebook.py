@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import httpkit
 from commcal.channels.base import Media, Message, PermanentError, Receipt, Setting, unreadable
-from commcal.channels.graph import GraphChannel, _graph_id
+from commcal.channels.graph import GRAPH_API, GraphChannel, _graph_id
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class FacebookChannel(GraphChannel):
         "api_url": Setting(
             "the Graph API base with its version (https://developers.facebook.com/docs/"
             "graph-api/changelog/versions)",
-            default="https://graph.facebook.com/v26.0",
+            default=GRAPH_API,
         ),
     }
     # A Page post's message: 63,206 characters, the limit Facebook's composer enforces (the

@@ -39,6 +39,11 @@ from commcal.errors import ConfigError
 if TYPE_CHECKING:
     import requests
 
+# The newest Graph API version: v27.0, released November 4, 2026 (Graph and Marketing API
+# versions ship together: https://developers.facebook.com/documentation/ads-commerce/
+# marketing-api/marketing-api-changelog/versions). Each is available for about two years.
+GRAPH_API = "https://graph.facebook.com/v27.0"
+
 # Codes whose documented recovery is "wait and retry" (error-handling guide above): 1 API
 # unknown, 2 API service (downtime), 4 app too many calls, 17 user too many calls, 32 Page
 # request limit, 341 application limit reached, 368 temporarily blocked for policy violations,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from commcal.channels.base import Message, PermanentError, Setting
-from commcal.channels.graph import ContainerChannel
+from commcal.channels.graph import GRAPH_API, ContainerChannel
 from commcal.errors import ConfigError
 
 # A hashtag and an @-mention as Instagram reads them in a caption.
@@ -39,9 +39,9 @@ class InstagramChannel(ContainerChannel):
             private=True,
         ),
         "api_url": Setting(
-            "the Graph API base with its version: https://graph.facebook.com/v26.0 for a "
-            "Facebook Login token, https://graph.instagram.com/v26.0 for an Instagram Login one",
-            default="https://graph.facebook.com/v26.0",
+            "the Graph API base with its version: https://graph.facebook.com/v27.0 for a "
+            "Facebook Login token, https://graph.instagram.com/v27.0 for an Instagram Login one",
+            default=GRAPH_API,
         ),
         "media_base_url": Setting(
             "the public https address where the project's media/ folder is served, e.g. "

@@ -39,15 +39,21 @@ RESERVED = set("\\|{}@[]()<>#*_~")
 _KEEP = re.compile(r"(?<![\w#])#\w+|https?://\S+")
 AUTHOR = re.compile(r"urn:li:(?:organization:\d+|person:[A-Za-z0-9_-]+)")
 VISIBILITIES = ("PUBLIC", "CONNECTIONS", "LOGGED_IN")
-# LinkedIn-Version: a monthly version, each supported for at least a year
-# (https://learn.microsoft.com/en-us/linkedin/marketing/versioning). 202605 is the newest the
-# Posts and Images pages name (view=li-lms-2026-05).
-DEFAULT_VERSION = "202605"
+# LinkedIn-Version: a monthly version, each supported for at least a year, and a retired one
+# is refused with 426 (https://learn.microsoft.com/en-us/linkedin/marketing/versioning).
+# 202607 (July 2026) is the newest release found in LinkedIn's recent-changes log
+# (https://learn.microsoft.com/en-us/linkedin/marketing/integrations/recent-changes); it is
+# supported until July 2027.
+DEFAULT_VERSION = "202607"
 
 HINTS: Mapping[int, str] = {
     401: (
         "the access token has expired or was revoked (LinkedIn tokens last 60 days): make a "
         "new one and put it in the environment variable"
+    ),
+    426: (
+        "LinkedIn no longer serves this API version: set the channel's `version` to a recent "
+        "month (YYYYMM, see learn.microsoft.com/linkedin/marketing/versioning)"
     ),
     403: (
         "the token lacks a permission: w_member_social to post as a member, "
