@@ -7,8 +7,10 @@ network's own (the reason in an error body, when to try again); see `HttpChannel
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -111,6 +113,19 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
     except _requests.RequestException as exc:
         raise PermanentError(f"request to {_host(url)} failed: {type(exc).__name__}") from None
     return check_response(response)
+
+
+@contextlib.contextmanager
+def before_the_post() -> Iterator[None]:
+    """Around requests that only prepare a post (an upload, a media container, a status
+    check): one that failed, even after its body went out, posted nothing, so its
+    TransientError is no `maybe_sent` (which would make the publisher record the delivery
+    `unknown` instead of trying again)."""
+    try:
+        yield
+    except TransientError as exc:
+        exc.maybe_sent = False
+        raise
 
 
 def json_body(response: requests.Response) -> dict[str, Any]:
