@@ -20,6 +20,7 @@ from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
 from commcal.inbox_cli import inbox_app
+from commcal.kb_cli import kb_app
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -1083,6 +1084,7 @@ contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
 app.add_typer(inbox_app, name="inbox")  # commcal/inbox_cli.py
+app.add_typer(kb_app, name="kb")  # commcal/kb_cli.py
 
 
 @contest_app.callback()

@@ -169,8 +169,10 @@ def test_addresses_in_reply_text_are_masked_before_they_are_stored(
     ledger: Ledger, ledger_url: str
 ) -> None:
     text = "Write to mary.k@example.org or ops@mail.example.co.uk, cc @ama@example.social!"
-    ledger.add_replies([reply(1, text=text)])
-    (stored,) = ledger.replies()
+    team = "Our address is hello@example.org"
+    ledger.add_replies([reply(1, text=text), reply(2, text=team, by_team=True)])
+    stored, ours = ledger.replies()
+    assert ours.text == team  # the team's own words are its own to publish
     assert (
         stored.text
         == "Write to m***@example.org or o***@mail.example.co.uk, cc @ama@example.social!"

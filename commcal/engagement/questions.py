@@ -40,7 +40,7 @@ def fold(text: str) -> str:
     return bare.replace("ς", "σ").replace("’", "'")
 
 
-def _words(text: str) -> list[str]:
+def word_list(text: str) -> list[str]:
     """The words of a list written as running text (the lists below read as the docs do)."""
     return text.split()
 
@@ -50,26 +50,28 @@ QUESTION_MARKS = "?？¿؟\u037e"
 
 _EL_WORDS = frozenset(
     fold(w)
-    for w in _words(
+    for w in word_list(
         """ποιος ποια ποιο ποιου ποιας ποιον ποιοι ποιες ποιων ποιους ποιανου ποιανης ποιανων
     τι ποτε που πως γιατι ποσο ποση ποσα ποσοι ποσες ποσων ποσους μηπως αραγε"""
     )
 )
-_SW_START = frozenset(_words("je nani nini lini wapi kwanini vipi mbona gani ngapi"))
+_SW_START = frozenset(word_list("je nani nini lini wapi kwanini vipi mbona gani ngapi"))
 _SW_START_PAIRS = frozenset({("kwa", "nini"), ("namna", "gani"), ("kiasi", "gani")})
-_SW_ANYWHERE = frozenset(_words("nani nini lini wapi vipi gani ngapi"))
-_EN_WH = frozenset(_words("who what when where which whose whom how"))
+_SW_ANYWHERE = frozenset(word_list("nani nini lini wapi vipi gani ngapi"))
+_EN_WH = frozenset(word_list("who what when where which whose whom how"))
 _EN_AUX = frozenset(
-    _words(
+    word_list(
         """do does did is are am was were can could will would should shall may might must
     have has had isn't aren't don't doesn't didn't can't couldn't won't wouldn't shouldn't
     wasn't weren't haven't hasn't"""
     )
 )
-_EN_HAVE = frozenset(_words("have has had"))
-_EN_DETERMINERS = frozenset(_words("the a an my our your their his her its this that these those"))
+_EN_HAVE = frozenset(word_list("have has had"))
+_EN_DETERMINERS = frozenset(
+    word_list("the a an my our your their his her its this that these those")
+)
 _EN_SUBJECTS = frozenset(
-    _words(
+    word_list(
         """i you we they he she it there this that these those the a an my our your their his her
     its anyone anybody someone somebody everyone people one any"""
     )

@@ -12,8 +12,9 @@ kept once per id: a later pull of the same reply is ignored, so its first text s
 No e-mail address is stored (DESIGN: members are never named by an address in the ledger). A
 reply's author is a network handle: one that looks like an address (`name@example.org`, not
 the fediverse's `@name@example.social`) is refused with ValueError, since it is a bug in the
-caller, not something to guess at. An address inside a reply's text (people write them) is
-masked before it is stored, `mary@example.org` -> `m***@example.org` (`mask_text_addresses`).
+caller, not something to guess at. An address inside a member's reply (people write them) is
+masked before it is stored, `mary@example.org` -> `m***@example.org` (`mask_text_addresses`);
+the team's own replies (`by_team`) are kept as written: an address there is the team's.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class EngagementStore(Database):
             r.remote_id,
             r.parent_id,
             r.author,
-            mask_text_addresses(r.text),
+            r.text if r.by_team else mask_text_addresses(r.text),
             self._t(r.created_at, "created_at"),
             r.url,
             1 if r.by_team else 0,
