@@ -21,6 +21,7 @@ from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
 from commcal.inbox_cli import inbox_app
 from commcal.kb_cli import kb_app
+from commcal.report_cli import report as report_command
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -1085,6 +1086,7 @@ app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
 app.add_typer(inbox_app, name="inbox")  # commcal/inbox_cli.py
 app.add_typer(kb_app, name="kb")  # commcal/kb_cli.py
+app.command("report")(report_command)  # commcal/report_cli.py
 
 
 @contest_app.callback()

@@ -116,9 +116,15 @@ def _hashtag_topic(question: Reply, answer: Reply) -> str:
     return GENERAL
 
 
+def keywords(text: str) -> set[str]:
+    """The words of `text` that can name a topic: letters only, 3 or more, not a stopword of
+    en/el/sw, folded (no accents, lower case); links, mentions and hashtags left out."""
+    prose = re.sub(r"https?://\S+|#\w+", " ", public_text(text))
+    return {w for w in (fold(x) for x in _TERM.findall(prose)) if w not in _STOPWORDS}
+
+
 def _terms(question: Reply, answer: Reply) -> set[str]:
-    words = _TERM.findall(public_text(question.text) + " " + public_text(answer.text))
-    return {w for w in (fold(x) for x in words) if w not in _STOPWORDS}
+    return keywords(question.text) | keywords(answer.text)
 
 
 def topics(found: Sequence[tuple[Reply, Reply]], group: str) -> list[str]:

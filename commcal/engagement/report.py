@@ -1,0 +1,280 @@
+"""`commcal report`: how sent posts did, per item, kind, channel, weekday or hour.
+
+The figures (docs/cli.md#commcal-report):
+
+- **deliveries**: sent posts in the group that `pull` has read at least once (a snapshot or a
+  reply); **measured**: those with a snapshot at the age asked for.
+- **engagement at AGE** (default 24h): likes + reposts + replies + quotes of the post's first
+  `ok` snapshot taken at or after sent_at + AGE, so a post sent last year and one sent two days
+  ago are compared at the same age. A post not yet read that late has no figure (not a zero).
+  The group's figure is the median over its measured posts.
+- **replies**, **questions**: the community's replies to the group's posts (the team's own left
+  out), and those of them that are questions (`questions.is_question`, marks included).
+- **first answer**: the median time from a question to its first answer (`threads.Thread`),
+  split by whether the question arrived inside the staffed hours (`staff:`) of its calendar;
+  questions of calendars without `staff:` count under neither (JSON: `undeclared`).
+- **best slots**: weekday x hour (in each post's calendar zone) by median engagement at AGE,
+  best first, over every measured post.
+- **trends**: for the hashtags and the keywords (`kb`'s words: 3+ letters, not a stopword of
+  en/el/sw) most used in replies, how many replies used each, per ISO week (project zone).
+
+`slot_medians` is what lint's `slow_slot` rule reads (commcal.lint).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import median
+from typing import TYPE_CHECKING
+
+from commcal.engagement.model import Reply, Snapshot
+from commcal.engagement.questions import fold
+from commcal.engagement.threads import staffed, threads
+from commcal.timeutil import zone
+
+if TYPE_CHECKING:
+    from commcal.engagement.inbox import Origin
+    from commcal.ledger.model import DeliveryRecord
+
+GROUPINGS = ("item", "kind", "channel", "weekday", "hour")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+TOP_TERMS = 10  # hashtags and keywords a trend follows
+TOP_SLOTS = 5
+
+_HASHTAG = re.compile(r"(?<![\w#])#(\w+)", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Post:
+    """One sent delivery as the report sees it."""
+
+    delivery_id: str
+    calendar: str
+    item: str
+    kind: str
+    channel: str
+    sent_at: datetime  # UTC
+    local: datetime  # sent_at in its calendar's zone
+    engagement: int | None  # at the age asked for; None: not read that late (yet)
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str
+    deliveries: int
+    measured: int
+    engagement: float | None  # median
+    replies: int
+    questions: int
+    answered: int
+    first_answer_staffed: timedelta | None  # medians
+    first_answer_unstaffed: timedelta | None
+    first_answer_undeclared: timedelta | None
+
+
+@dataclass(frozen=True)
+class Slot:
+    weekday: int  # 0 = Monday
+    hour: int
+    posts: int
+    engagement: float  # median
+
+    @property
+    def label(self) -> str:
+        return f"{WEEKDAYS[self.weekday]} {self.hour:02d}:00"
+
+
+@dataclass(frozen=True)
+class Trend:
+    term: str
+    kind: str  # "hashtag" or "keyword"
+    counts: tuple[int, ...]  # per week of Report.weeks
+
+
+@dataclass(frozen=True)
+class Report:
+    by: str
+    at: timedelta
+    groups: tuple[Group, ...]
+    best_slots: tuple[Slot, ...]
+    weeks: tuple[str, ...]  # ISO weeks "2026-W49", oldest first
+    trends: tuple[Trend, ...]
+
+
+def engagement_of(s: Snapshot) -> int:
+    return s.likes + s.reposts + s.replies + s.quotes
+
+
+def posts_at(
+    snapshots: Iterable[Snapshot],
+    records: Mapping[str, DeliveryRecord],
+    origin_of: Mapping[str, Origin],
+    kinds: Mapping[tuple[str, str], str],
+    at: timedelta,
+    also: Iterable[str] = (),
+) -> list[Post]:
+    """Every delivery read at least once (snapshots, or `also`: those with replies) that the
+    ledger knows as sent, with its engagement at age `at`. `snapshots` oldest first."""
+    sent_at: dict[str, datetime] = {}
+    chosen: dict[str, int] = {}
+    seen: dict[str, None] = {}
+    for s in snapshots:
+        d = s.delivery_id
+        if d not in seen:
+            seen[d] = None
+            record = records.get(d)
+            when = s.sent_at or (record.updated_at if record is not None else None)
+            if when is None:
+                continue
+            sent_at[d] = when
+        if d in chosen or d not in sent_at or s.status != "ok":
+            continue
+        if s.taken_at >= sent_at[d] + at:
+            chosen[d] = s.likes + s.reposts + s.replies + s.quotes
+    for d in also:
+        if d not in sent_at and d in records:
+            seen[d] = None
+            sent_at[d] = records[d].updated_at
+    posts = []
+    for d in seen:
+        record, origin = records.get(d), origin_of.get(d)
+        if record is None or origin is None or d not in sent_at:
+            continue
+        when = sent_at[d]
+        posts.append(
+            Post(
+                d,
+                record.calendar,
+                record.item,
+                kinds.get((record.calendar, record.item), "?"),
+                record.channel,
+                when,
+                when.astimezone(zone(origin.zone)),
+                chosen.get(d),
+            )
+        )
+    return posts
+
+
+def _key(post: Post, by: str) -> str:
+    if by == "item":
+        return f"{post.calendar}/{post.item}"
+    if by == "kind":
+        return post.kind
+    if by == "channel":
+        return post.channel
+    if by == "weekday":
+        return WEEKDAYS[post.local.weekday()]
+    if by == "hour":
+        return f"{post.local.hour:02d}:00"
+    raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
+
+
+def _median_time(values: Sequence[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    return timedelta(seconds=median(v.total_seconds() for v in values))
+
+
+def slot_medians(posts: Iterable[Post]) -> dict[tuple[str, int, int], tuple[float, int]]:
+    """(channel, weekday, hour) -> (median engagement, measured posts), local to each calendar."""
+    values: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+    for p in posts:
+        if p.engagement is not None:
+            values[(p.channel, p.local.weekday(), p.local.hour)].append(p.engagement)
+    return {k: (float(median(v)), len(v)) for k, v in values.items()}
+
+
+def _iso_week(when: datetime, zone_name: str) -> str:
+    year, week, _ = when.astimezone(zone(zone_name)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _trends(replies: Sequence[Reply], zone_name: str) -> tuple[tuple[str, ...], tuple[Trend, ...]]:
+    from commcal.engagement.kb import keywords
+
+    weeks = sorted({_iso_week(r.created_at, zone_name) for r in replies})
+    index = {w: n for n, w in enumerate(weeks)}
+    per: dict[tuple[str, str], list[int]] = {}
+    totals: Counter[tuple[str, str]] = Counter()
+    for r in replies:
+        terms = {("hashtag", fold(t)) for t in _HASHTAG.findall(r.text)}
+        terms |= {("keyword", w) for w in keywords(r.text)}
+        w = index[_iso_week(r.created_at, zone_name)]
+        for term in terms:
+            per.setdefault(term, [0] * len(weeks))[w] += 1
+            totals[term] += 1
+    trends = []
+    for kind in ("hashtag", "keyword"):
+        ranked = sorted((t for t in totals if t[0] == kind), key=lambda t: (-totals[t], t[1]))
+        trends += [Trend(t[1], kind, tuple(per[t])) for t in ranked[:TOP_TERMS]]
+    return tuple(weeks), tuple(trends)
+
+
+def build_report(
+    posts: Sequence[Post],
+    replies: Sequence[Reply],
+    marks: Mapping[str, Sequence[str]],
+    origin_of: Mapping[str, Origin],
+    *,
+    by: str,
+    at: timedelta,
+    zone_name: str,
+) -> Report:
+    """The report over `posts` (from `posts_at`) and the replies to them."""
+    group_of = {p.delivery_id: _key(p, by) for p in posts}
+    members: dict[str, list[Post]] = defaultdict(list)
+    for p in posts:
+        members[group_of[p.delivery_id]].append(p)
+    counted = [r for r in replies if r.delivery_id in group_of]
+    reply_count: Counter[str] = Counter()
+    question_count: Counter[str] = Counter()
+    answered: Counter[str] = Counter()
+    waits: dict[tuple[str, bool | None], list[timedelta]] = defaultdict(list)
+    for t in threads(counted, marks):
+        if t.reply.by_team:
+            continue
+        g = group_of[t.reply.delivery_id]
+        reply_count[g] += 1
+        if not t.question:
+            continue
+        question_count[g] += 1
+        first = t.first_answer
+        if first is None:
+            continue
+        answered[g] += 1
+        origin = origin_of.get(t.reply.delivery_id)
+        inside = staffed(t.reply.created_at, origin.staff, origin.zone) if origin else None
+        waits[(g, inside)].append(first.created_at - t.reply.created_at)
+    groups = []
+    order = (lambda g: (WEEKDAYS.index(g), g)) if by == "weekday" else (lambda g: (0, g))
+    for g in sorted(members, key=order):
+        measured = [p.engagement for p in members[g] if p.engagement is not None]
+        groups.append(
+            Group(
+                key=g,
+                deliveries=len(members[g]),
+                measured=len(measured),
+                engagement=float(median(measured)) if measured else None,
+                replies=reply_count[g],
+                questions=question_count[g],
+                answered=answered[g],
+                first_answer_staffed=_median_time(waits[(g, True)]),
+                first_answer_unstaffed=_median_time(waits[(g, False)]),
+                first_answer_undeclared=_median_time(waits[(g, None)]),
+            )
+        )
+    slots: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for p in posts:
+        if p.engagement is not None:
+            slots[(p.local.weekday(), p.local.hour)].append(p.engagement)
+    ranked = sorted(
+        (Slot(d, h, len(v), float(median(v))) for (d, h), v in slots.items()),
+        key=lambda s: (-s.engagement, -s.posts, s.weekday, s.hour),
+    )
+    weeks, trends = _trends([r for r in counted if not r.by_team], zone_name)
+    return Report(by, at, tuple(groups), tuple(ranked[:TOP_SLOTS]), weeks, trends)

@@ -1,0 +1,105 @@
+"""`commcal report`: how sent posts did. The figures are computed in `commcal.engagement.report`
+(`read_report` gathers them from the ledger); views/report.py writes them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from commcal.inbox_cli import StateOption
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from commcal.engagement.report import Report
+    from commcal.ledger import Ledger
+    from commcal.project import Project
+
+
+class By(StrEnum):
+    item = "item"
+    kind = "kind"
+    channel = "channel"
+    weekday = "weekday"
+    hour = "hour"
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+    html = "html"
+
+
+def read_report(project: Project, ledger: Ledger | None, by: str, at: timedelta) -> Report:
+    """The report over everything `pull` stored in `ledger` (None: nothing pulled yet)."""
+    from commcal.engagement.inbox import origins
+    from commcal.engagement.report import build_report, posts_at
+
+    kinds = {(c.name, i.id): i.kind for c in project.calendars for i in c.items}
+    if ledger is None:
+        return build_report([], [], {}, {}, by=by, at=at, zone_name=project.config.timezone)
+    snapshots = list(ledger.snapshots())
+    replies = list(ledger.replies())
+    wanted = {s.delivery_id for s in snapshots} | {r.delivery_id for r in replies}
+    records = ledger.get_many(wanted)
+    origin_of = origins(project, records)
+    posts = posts_at(
+        snapshots, records, origin_of, kinds, at, also=(r.delivery_id for r in replies)
+    )
+    return build_report(
+        posts,
+        replies,
+        ledger.reply_marks(),
+        origin_of,
+        by=by,
+        at=at,
+        zone_name=project.config.timezone,
+    )
+
+
+def report(
+    by: Annotated[
+        By, typer.Option("--by", metavar="GROUP", help="item, kind, channel, weekday or hour.")
+    ] = By.item,
+    at: Annotated[
+        str,
+        typer.Option(
+            "--at",
+            metavar="AGE",
+            help="Compare posts at this age: each one's first snapshot this long after it was "
+            "sent (default 24h).",
+        ),
+    ] = "24h",
+    format: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format", "-f", metavar="FORMAT", help="Output: table, json, csv, markdown, html."
+        ),
+    ] = ReportFormat.table,
+    state: StateOption = None,
+) -> None:
+    """Show how sent posts did, grouped by item, kind, channel, weekday or hour: engagement at
+    the same age (so old and new posts compare fairly), replies, questions, the median time to
+    a first answer inside and outside staffed hours, the best slots, and which hashtags and
+    words replies use week by week. --format html writes a page with charts that opens offline.
+
+    Example: commcal report --by weekday --at 24h
+
+    Example: commcal report --format html
+    """
+    from commcal import cli
+    from commcal.inbox_cli import engagement_ledger
+    from commcal.timeutil import parse_duration
+    from commcal.views.report import show_report
+
+    age = parse_duration(at)
+    if age is None or age.total_seconds() < 0:
+        raise cli.fail(f"--at {at!r} is not an age like 24h, 3d or 90m")
+    project = cli._load()
+    with engagement_ledger(project, state) as ledger:
+        result = read_report(project, ledger, by.value, age)
+    show_report(result, format.value)
