@@ -289,7 +289,13 @@ def validate(
 
     project = _load(format, lambda found: view.show(found, format.value, checked=0, calendars=0))
     start = _now(now)
-    result = check_project(project, window.Span(start, start + timedelta(days=days)), lint=lint)
+    results = None
+    if lint and not project.config_errors:
+        from commcal.report_cli import lint_results
+
+        results = lint_results(project)  # slow_slot: how past posts did, if any were pulled
+    span = window.Span(start, start + timedelta(days=days))
+    result = check_project(project, span, lint=lint, results=results)
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

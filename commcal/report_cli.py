@@ -13,7 +13,9 @@ from commcal.inbox_cli import StateOption
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from commcal.engagement.report import Report
+    from commcal.engagement.inbox import Origin
+    from commcal.engagement.model import Reply
+    from commcal.engagement.report import Post, Report, SlotResults
     from commcal.ledger import Ledger
     from commcal.project import Project
 
@@ -34,31 +36,64 @@ class ReportFormat(StrEnum):
     html = "html"
 
 
-def read_report(project: Project, ledger: Ledger | None, by: str, at: timedelta) -> Report:
-    """The report over everything `pull` stored in `ledger` (None: nothing pulled yet)."""
+def read_posts(
+    project: Project, ledger: Ledger | None, at: timedelta
+) -> tuple[list[Post], list[Reply], dict[str, Origin]]:
+    """What `pull` stored in `ledger` (None: nothing pulled yet): the posts with their
+    engagement at age `at`, the replies, and each delivery's origin."""
     from commcal.engagement.inbox import origins
-    from commcal.engagement.report import build_report, posts_at
+    from commcal.engagement.report import posts_at
 
-    kinds = {(c.name, i.id): i.kind for c in project.calendars for i in c.items}
     if ledger is None:
-        return build_report([], [], {}, {}, by=by, at=at, zone_name=project.config.timezone)
+        return [], [], {}
+    kinds = {(c.name, i.id): i.kind for c in project.calendars for i in c.items}
     snapshots = list(ledger.snapshots())
     replies = list(ledger.replies())
     wanted = {s.delivery_id for s in snapshots} | {r.delivery_id for r in replies}
     records = ledger.get_many(wanted)
     origin_of = origins(project, records)
-    posts = posts_at(
-        snapshots, records, origin_of, kinds, at, also=(r.delivery_id for r in replies)
-    )
-    return build_report(
-        posts,
-        replies,
-        ledger.reply_marks(),
-        origin_of,
-        by=by,
-        at=at,
-        zone_name=project.config.timezone,
-    )
+    also = (r.delivery_id for r in replies)
+    return posts_at(snapshots, records, origin_of, kinds, at, also=also), replies, origin_of
+
+
+def read_report(project: Project, ledger: Ledger | None, by: str, at: timedelta) -> Report:
+    """The report over everything `pull` stored in `ledger` (None: nothing pulled yet)."""
+    from commcal.engagement.report import build_report
+
+    posts, replies, origin_of = read_posts(project, ledger, at)
+    marks = ledger.reply_marks() if ledger is not None else {}
+    zone_name = project.config.timezone
+    return build_report(posts, replies, marks, origin_of, by=by, at=at, zone_name=zone_name)
+
+
+def lint_results(project: Project, at: timedelta | None = None) -> SlotResults | None:
+    """How past posts did per slot, for lint's slow_slot rule: None when the rule is off, or
+    there is no ledger yet, or it cannot be read (then a note on standard error: lint goes on
+    without it)."""
+    import sys
+    from datetime import timedelta
+
+    from commcal.engagement.report import slot_results
+    from commcal.errors import CommcalError
+    from commcal.ledger import LedgerMissing, open_ledger
+    from commcal.lintconfig import LintConfig
+    from commcal.views.report import age_label
+
+    if not (project.config.lint or LintConfig()).rule("slow_slot").enabled:
+        return None
+    age = at if at is not None else timedelta(hours=24)
+    try:
+        ledger = open_ledger(
+            project.config.ledger_url(None), project_dir=project.root, create=False, read_only=True
+        )
+    except LedgerMissing:
+        return None
+    except CommcalError as exc:
+        print(f"commcal: lint slow_slot left out: {exc}", file=sys.stderr)
+        return None
+    with ledger:
+        posts, _, _ = read_posts(project, ledger, age)
+    return slot_results(posts, age_label(age))
 
 
 def report(

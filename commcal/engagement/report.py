@@ -189,6 +189,54 @@ def slot_medians(posts: Iterable[Post]) -> dict[tuple[str, int, int], tuple[floa
     return {k: (float(median(v)), len(v)) for k, v in values.items()}
 
 
+MIN_SLOT_POSTS = 2  # measured posts a slot needs before it is judged
+MIN_SLOTS = 4  # judged slots a channel needs before any is called its bottom quarter
+
+
+@dataclass(frozen=True)
+class WeakSlot:
+    """The evidence that a slot did badly on its channel."""
+
+    median: float
+    posts: int
+    slots: int  # the channel's judged slots
+    channel_median: float  # the median of their medians
+    best: tuple[int, int]  # weekday, hour of the channel's best slot
+    best_median: float
+
+
+@dataclass(frozen=True)
+class SlotResults:
+    """(channel, weekday, hour) -> WeakSlot, for each slot in its channel's bottom quarter."""
+
+    bottom: Mapping[tuple[str, int, int], WeakSlot]
+    at_label: str
+
+
+def slot_results(posts: Iterable[Post], at_label: str) -> SlotResults:
+    """The bottom quarter of each channel's slots: of the slots with at least MIN_SLOT_POSTS
+    measured posts (a channel with fewer than MIN_SLOTS of them is not judged), the
+    len // 4 with the lowest median engagement, leaving out any whose median is not below
+    the median of the channel's slot medians (ties are not a bottom)."""
+    per_channel: dict[str, list[tuple[float, int, int, int]]] = defaultdict(list)
+    for (channel, day, hour), (value, n) in slot_medians(posts).items():
+        if n >= MIN_SLOT_POSTS:
+            per_channel[channel].append((value, n, day, hour))
+    bottom: dict[tuple[str, int, int], WeakSlot] = {}
+    for channel, slots in per_channel.items():
+        if len(slots) < MIN_SLOTS:
+            continue
+        ranked = sorted(slots, key=lambda s: (s[0], s[2], s[3]))
+        middle = float(median(s[0] for s in ranked))
+        best = max(ranked, key=lambda s: (s[0], -s[2], -s[3]))
+        for value, n, day, hour in ranked[: len(ranked) // 4]:
+            if value < middle:
+                bottom[(channel, day, hour)] = WeakSlot(
+                    value, n, len(ranked), middle, (best[2], best[3]), best[0]
+                )
+    return SlotResults(bottom, at_label)
+
+
 def _iso_week(when: datetime, zone_name: str) -> str:
     year, week, _ = when.astimezone(zone(zone_name)).isocalendar()
     return f"{year}-W{week:02d}"
