@@ -100,7 +100,7 @@ def inbox(
         return
     from commcal import cli
     from commcal.engagement.inbox import inbox as open_questions
-    from commcal.engagement.inbox import origins
+    from commcal.engagement.inbox import origins, where_of
     from commcal.views.inbox import show_inbox
 
     project = cli._load()
@@ -114,7 +114,7 @@ def inbox(
             entries = open_questions(
                 replies,
                 ledger.reply_marks(),
-                origins(project, records),
+                origins(project, where_of(records)),
                 now=when,
                 everything=everything,
             )

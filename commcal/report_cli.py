@@ -40,20 +40,25 @@ def read_posts(
     project: Project, ledger: Ledger | None, at: timedelta
 ) -> tuple[list[Post], list[Reply], dict[str, Origin]]:
     """What `pull` stored in `ledger` (None: nothing pulled yet): the posts with their
-    engagement at age `at`, the replies, and each delivery's origin."""
-    from commcal.engagement.inbox import origins
-    from commcal.engagement.report import posts_at
+    engagement at age `at`, the replies, and each delivery's origin. A post with replies but
+    no snapshot counts too, unmeasured."""
+    from commcal.engagement.inbox import origins, where_of
+    from commcal.engagement.report import posts_from
+    from commcal.ledger.engagement import Measured
 
     if ledger is None:
         return [], [], {}
     kinds = {(c.name, i.id): i.kind for c in project.calendars for i in c.items}
-    snapshots = list(ledger.snapshots())
+    measured = ledger.engagement_at(at)
     replies = list(ledger.replies())
-    wanted = {s.delivery_id for s in snapshots} | {r.delivery_id for r in replies}
-    records = ledger.get_many(wanted)
-    origin_of = origins(project, records)
-    also = (r.delivery_id for r in replies)
-    return posts_at(snapshots, records, origin_of, kinds, at, also=also), replies, origin_of
+    known = {m.delivery_id for m in measured}
+    records = ledger.get_many({r.delivery_id for r in replies} - known)
+    measured += [
+        Measured(d, r.calendar, r.item, r.channel, r.updated_at, None) for d, r in records.items()
+    ]
+    where = {m.delivery_id: (m.calendar, m.item) for m in measured}
+    origin_of = origins(project, where | where_of(records))
+    return posts_from(measured, origin_of, kinds), replies, origin_of
 
 
 def read_report(project: Project, ledger: Ledger | None, by: str, at: timedelta) -> Report:

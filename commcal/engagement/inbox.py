@@ -62,16 +62,26 @@ class InboxEntry:
         return "answered" if self.thread.answered else "open"
 
 
-def origins(project: Project, records: Mapping[str, DeliveryRecord]) -> dict[str, Origin]:
-    """Delivery id -> its Origin, for the deliveries in `records` (the ledger's rows)."""
+def origins(project: Project, where: Mapping[str, tuple[str, str]]) -> dict[str, Origin]:
+    """Delivery id -> its Origin, for the deliveries in `where` (id -> calendar, item, as the
+    ledger recorded them). A calendar no longer in the project: the project's zone, no staff."""
     calendars = {c.name: c for c in project.calendars}
+    made: dict[tuple[str, str], Origin] = {}
     found: dict[str, Origin] = {}
-    for delivery_id, record in records.items():
-        calendar = calendars.get(record.calendar)
-        zone_name = calendar.timezone if calendar is not None else project.config.timezone
-        staff = calendar.staff if calendar is not None else ()
-        found[delivery_id] = Origin(record.calendar, record.item, zone_name, staff)
+    for delivery_id, (calendar_name, item) in where.items():
+        origin = made.get((calendar_name, item))
+        if origin is None:
+            calendar = calendars.get(calendar_name)
+            zone_name = calendar.timezone if calendar is not None else project.config.timezone
+            staff = calendar.staff if calendar is not None else ()
+            origin = made[(calendar_name, item)] = Origin(calendar_name, item, zone_name, staff)
+        found[delivery_id] = origin
     return found
+
+
+def where_of(records: Mapping[str, DeliveryRecord]) -> dict[str, tuple[str, str]]:
+    """Delivery id -> (calendar, item) of the ledger's rows, for `origins`."""
+    return {delivery_id: (r.calendar, r.item) for delivery_id, r in records.items()}
 
 
 def inbox(

@@ -31,8 +31,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from functools import lru_cache
 
 
+@lru_cache(maxsize=65536)  # words repeat: a report folds every word of every reply
 def fold(text: str) -> str:
     """`text` lower-cased without accents (and Greek final sigma as sigma): how words compare."""
     decomposed = unicodedata.normalize("NFD", text.lower())

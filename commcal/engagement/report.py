@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING
 from commcal.engagement.model import Reply, Snapshot
 from commcal.engagement.questions import fold
 from commcal.engagement.threads import staffed, threads
+from commcal.ledger.engagement import Measured
 from commcal.timeutil import zone
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from commcal.engagement.inbox import Origin
-    from commcal.ledger.model import DeliveryRecord
 
 GROUPINGS = ("item", "kind", "channel", "weekday", "hour")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -109,52 +111,30 @@ def engagement_of(s: Snapshot) -> int:
     return s.likes + s.reposts + s.replies + s.quotes
 
 
-def posts_at(
-    snapshots: Iterable[Snapshot],
-    records: Mapping[str, DeliveryRecord],
+def posts_from(
+    measured: Iterable[Measured],
     origin_of: Mapping[str, Origin],
     kinds: Mapping[tuple[str, str], str],
-    at: timedelta,
-    also: Iterable[str] = (),
 ) -> list[Post]:
-    """Every delivery read at least once (snapshots, or `also`: those with replies) that the
-    ledger knows as sent, with its engagement at age `at`. `snapshots` oldest first."""
-    sent_at: dict[str, datetime] = {}
-    chosen: dict[str, int] = {}
-    seen: dict[str, None] = {}
-    for s in snapshots:
-        d = s.delivery_id
-        if d not in seen:
-            seen[d] = None
-            record = records.get(d)
-            when = s.sent_at or (record.updated_at if record is not None else None)
-            if when is None:
-                continue
-            sent_at[d] = when
-        if d in chosen or d not in sent_at or s.status != "ok":
-            continue
-        if s.taken_at >= sent_at[d] + at:
-            chosen[d] = s.likes + s.reposts + s.replies + s.quotes
-    for d in also:
-        if d not in sent_at and d in records:
-            seen[d] = None
-            sent_at[d] = records[d].updated_at
+    """The report's posts: each delivery's engagement at the age asked for (from the ledger's
+    `engagement_at`), with its kind and its local time in its calendar's zone."""
+    zones: dict[str, ZoneInfo] = {}
     posts = []
-    for d in seen:
-        record, origin = records.get(d), origin_of.get(d)
-        if record is None or origin is None or d not in sent_at:
+    for m in measured:
+        origin = origin_of.get(m.delivery_id)
+        if origin is None:
             continue
-        when = sent_at[d]
+        tz = zones.get(origin.zone) or zones.setdefault(origin.zone, zone(origin.zone))
         posts.append(
             Post(
-                d,
-                record.calendar,
-                record.item,
-                kinds.get((record.calendar, record.item), "?"),
-                record.channel,
-                when,
-                when.astimezone(zone(origin.zone)),
-                chosen.get(d),
+                m.delivery_id,
+                m.calendar,
+                m.item,
+                kinds.get((m.calendar, m.item), "?"),
+                m.channel,
+                m.sent_at,
+                m.sent_at.astimezone(tz),
+                m.engagement,
             )
         )
     return posts
