@@ -6,8 +6,9 @@ Heavy modules (the project loader, Jinja, rich tables, requests) are imported in
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -551,6 +552,27 @@ def _ledger(
         )
     except CommcalError as exc:
         raise fail(str(exc), exc.exit_code) from None
+
+
+@contextlib.contextmanager
+def reading_ledger(project: Project, state: str | None) -> Iterator[Any]:
+    """The project's ledger, read-only; None when it does not exist yet and --state named none
+    (nothing recorded yet: an empty view). A --state naming no ledger is an error, exit 2."""
+    from commcal.errors import CommcalError
+    from commcal.ledger import LedgerMissing, open_ledger
+
+    try:
+        url = project.config.ledger_url(state)
+        ledger = open_ledger(url, project_dir=project.root, read_only=True)
+    except LedgerMissing as exc:
+        if state is not None:
+            raise fail(str(exc), exc.exit_code) from None
+        yield None
+        return
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    with ledger:
+        yield ledger
 
 
 @app.command()

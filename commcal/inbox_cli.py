@@ -44,27 +44,16 @@ NowOption = Annotated[
 
 @contextlib.contextmanager
 def engagement_ledger(project: Project, state: str | None, *, write: bool = False) -> Iterator[Any]:
-    """The project's ledger for reading what `pull` wrote (None when there is no ledger yet and
-    --state named none: nothing was pulled). A mistyped --state is an error, never empty."""
+    """The project's ledger for what `pull` wrote: read-only (`write`: for marks, and it must
+    exist). None when there is no ledger yet and --state named none: nothing was pulled. A
+    mistyped --state is an error, never an empty ledger."""
     from commcal import cli
-    from commcal.errors import CommcalError
-    from commcal.ledger import LedgerMissing, open_ledger
 
-    try:
-        ledger = open_ledger(
-            project.config.ledger_url(state),
-            project_dir=project.root,
-            create=False,
-            read_only=not write,
-        )
-    except LedgerMissing as exc:
-        if state is not None or write:
-            raise cli.fail(str(exc), exc.exit_code) from None
-        yield None
+    if write:
+        with cli._ledger(project, state, create=False) as ledger:
+            yield ledger
         return
-    except CommcalError as exc:
-        raise cli.fail(str(exc), exc.exit_code) from None
-    with ledger:
+    with cli.reading_ledger(project, state) as ledger:
         yield ledger
 
 

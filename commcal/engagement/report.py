@@ -18,7 +18,8 @@ The figures (docs/cli.md#commcal-report):
 - **trends**: for the hashtags and the keywords (`kb`'s words: 3+ letters, not a stopword of
   en/el/sw) most used in replies, how many replies used each, per ISO week (project zone).
 
-`slot_medians` is what lint's `slow_slot` rule reads (commcal.lint).
+`slot_results` is what lint's `slow_slot` rule reads (commcal.lint). Which snapshot counts is
+chosen in the ledger (`engagement_at`), in SQL.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from datetime import datetime, timedelta
 from statistics import median
 from typing import TYPE_CHECKING
 
-from commcal.engagement.model import Reply, Snapshot
+from commcal.engagement.model import Reply
 from commcal.engagement.questions import fold
 from commcal.engagement.threads import staffed, threads
 from commcal.ledger.engagement import Measured
@@ -105,10 +106,6 @@ class Report:
     best_slots: tuple[Slot, ...]
     weeks: tuple[str, ...]  # ISO weeks "2026-W49", oldest first
     trends: tuple[Trend, ...]
-
-
-def engagement_of(s: Snapshot) -> int:
-    return s.likes + s.reposts + s.replies + s.quotes
 
 
 def posts_from(
