@@ -272,6 +272,7 @@ def test_table_csv_markdown_and_html(root: Path) -> None:
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3
     # Offline: no script, nothing loaded from elsewhere (the SVG namespace is a name, not a load).
     assert "<script" not in page and "src=" not in page and "href=" not in page
+    assert "content=\"default-src 'none'; style-src 'unsafe-inline'" in page  # the CSP
     assert re.findall(r"https?://[^\"' <]+", page) == ["http://www.w3.org/2000/svg"] * 3
 
 
