@@ -217,6 +217,13 @@ def test_engagement_at_24h_per_item_and_hour_equals_the_hand_computed_medians(ro
     ]
 
 
+def test_by_kind_takes_the_items_kind(root: Path) -> None:
+    data = json.loads(report(root, "--by", "kind", "--format", "json").stdout)
+    ((only),) = data["groups"]
+    assert only["group"] == "post" and (only["deliveries"], only["measured"]) == (6, 5)
+    assert only["engagement_median"] == median(by_hand_at(24 * H).values()) == 9
+
+
 def test_a_later_age_takes_later_snapshots(root: Path) -> None:
     at = by_hand_at(48 * H)
     assert at == {"d1": 20, "d4": 99}
