@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.changes_cli import changes_app
 from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
@@ -763,7 +764,8 @@ def status(
             return
         if delivery:
             record = _one(ledger, delivery)
-            view.show_history(record, ledger.attempts(record.id), format.value, tz_name)
+            changes = ledger.post_changes([record.id]).get(record.id, [])
+            view.show_history(record, ledger.attempts(record.id), format.value, tz_name, changes)
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -775,7 +777,8 @@ def status(
             states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
-        view.show_records(records, counts, format.value, tz_name)
+        changes = ledger.post_changes(r.id for r in records if r.state is State.SENT)
+        view.show_records(records, counts, format.value, tz_name, changes)
 
 
 def _one(ledger: Any, prefix: str) -> Any:
@@ -1081,6 +1084,7 @@ app.add_typer(export_app, name="export")
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
+app.add_typer(changes_app)  # commcal/changes_cli.py: retract and amend, at the top level
 
 
 @contest_app.callback()

@@ -13,7 +13,7 @@ from it is the same, and the homeserver dedupes the repeat).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,8 +24,10 @@ from commcal.ledger.members import IN_CHUNK, marks
 Action = Literal["retracted", "amended"]
 ACTIONS: tuple[Action, ...] = ("retracted", "amended")
 # `begun`: the request is about to go out; `done`: the network did it (or had it done already);
-# `refused`: the network said no, nothing changed.
-PHASES = ("begun", "done", "refused")
+# `refused`: the network said no, nothing changed; `abandoned`: an interrupted change that was
+# not taken up (a later change made it moot: the post was retracted, or amended again).
+PHASES = ("begun", "done", "refused", "abandoned")
+Ending = Literal["done", "refused", "abandoned"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ class PostChange:
     action: Action
     begun_at: datetime
     finished_at: datetime | None  # None: interrupted after its request may have gone out
-    outcome: str  # "done", "refused", or "" while unfinished
-    detail: str  # the reason given, "already gone", the network's refusal ...
+    outcome: str  # "done", "refused", "abandoned", or "" while unfinished
+    reason: str  # why, as the person asking gave it (`retract --reason`)
+    note: str  # how it ended: "already gone", the network's refusal ...
     remote_id: str | None  # a new id the network gave (Matrix: the replacement event)
     url: str | None
     content_hash: str  # an amendment's new text, as `text_hash` computes it
@@ -76,7 +79,7 @@ class ChangeStore(Database):
         action: Action,
         now: datetime,
         *,
-        detail: str = "",
+        reason: str = "",
         content_hash: str = "",
         text: str | None = None,
     ) -> PostChange:
@@ -95,10 +98,21 @@ class ChangeStore(Database):
             number = found[-1].number + 1 if found else 1
             self._execute(
                 f"INSERT INTO post_changes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (delivery_id, number, action, "begun", at, detail, None, None, content_hash, text),
+                (delivery_id, number, action, "begun", at, reason, None, None, content_hash, text),
             )
             return PostChange(
-                delivery_id, number, action, now, None, "", detail, None, None, content_hash, text
+                delivery_id,
+                number,
+                action,
+                now,
+                None,
+                "",
+                reason,
+                "",
+                None,
+                None,
+                content_hash,
+                text,
             )
 
         return self._transaction(tx, write=True)
@@ -108,16 +122,18 @@ class ChangeStore(Database):
         change: PostChange,
         now: datetime,
         *,
-        refused: bool = False,
-        detail: str = "",
+        ending: Ending = "done",
+        note: str = "",
         remote_id: str | None = None,
         url: str | None = None,
     ) -> PostChange:
-        """Record how a begun change ended: done (`detail`: e.g. "already gone") or refused
-        (`detail`: the network's reason, redacted by the caller). A change finished already is
-        left as it was (a second process took it up meanwhile) and returned as recorded."""
+        """Record how a begun change ended (see PHASES), with a `note`: "already gone", the
+        network's refusal (redacted by the caller) ... A change finished already is left as it
+        was (a second process took it up meanwhile) and returned as recorded."""
+        if ending not in PHASES[1:]:
+            raise ValueError(f"a change ends {PHASES[1:]}, not {ending!r}")
         at = self._t(now, "now")
-        phase = "refused" if refused else "done"
+        phase = ending
 
         def tx() -> PostChange:
             found = self._changes_in_tx([change.delivery_id]).get(change.delivery_id, [])
@@ -136,25 +152,15 @@ class ChangeStore(Database):
                     change.action,
                     phase,
                     at,
-                    detail,
+                    note,
                     remote_id,
                     url,
                     change.content_hash,
                     None,
                 ),
             )
-            return PostChange(
-                change.delivery_id,
-                change.number,
-                change.action,
-                mine.begun_at,
-                now,
-                phase,
-                detail or mine.detail,
-                remote_id,
-                url,
-                mine.content_hash,
-                mine.text,
+            return replace(
+                mine, finished_at=now, outcome=phase, note=note, remote_id=remote_id, url=url
             )
 
         return self._transaction(tx, write=True)
@@ -194,32 +200,17 @@ class ChangeStore(Database):
             when = self._from_db(at)
             if phase == "begun":
                 begun[key] = PostChange(
-                    delivery_id,
-                    int(number),
-                    action,
-                    when,
-                    None,
-                    "",
-                    detail,
-                    None,
-                    None,
-                    digest,
-                    text,
-                )
+                    delivery_id, int(number), action, when, None, "", detail, "", None, None,
+                    digest, text,
+                )  # fmt: skip
             elif key in begun and not begun[key].finished:
-                first = begun[key]
-                begun[key] = PostChange(
-                    delivery_id,
-                    first.number,
-                    first.action,
-                    first.begun_at,
-                    when,
-                    phase,
-                    detail or first.detail,
-                    remote_id,
-                    url,
-                    first.content_hash,
-                    first.text,
+                begun[key] = replace(
+                    begun[key],
+                    finished_at=when,
+                    outcome=phase,
+                    note=detail,
+                    remote_id=remote_id,
+                    url=url,
                 )
         found: dict[str, list[PostChange]] = {}
         for change in sorted(begun.values(), key=lambda c: (c.delivery_id, c.number)):
