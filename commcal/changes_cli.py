@@ -103,7 +103,7 @@ def retract(
     reason: Annotated[
         str,
         typer.Option(
-            "--reason", metavar="TEXT", help="Why (kept in the ledger; Matrix shows it too)."
+            "--reason", metavar="WHY", help="Why (kept in the ledger; Matrix shows it too)."
         ),
     ] = "",
     dry_run: DryRunOption = False,
