@@ -222,3 +222,42 @@ def test_real_synapse_an_interrupted_redaction_and_edit_are_deduplicated_by_txn_
         (2, "retracted", "begun"),
         (2, "retracted", "done"),
     ]
+
+
+def test_real_pds_retract_deletes_the_record_and_amend_says_bluesky_has_no_edits(
+    make_project: MakeProject,
+) -> None:
+    from real_servers import real_pds
+
+    account = real_pds()
+    config = (
+        "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+        "publish: {max_late: 1h, retry_delay: 0, lease: 5s, max_attempts: 2}\n"
+        "channels:\n  room:\n    type: bluesky\n"
+        f"    service: {account.service}\n    handle: {account.handle}\n"
+        "    app_password: ${MATRIX_TOKEN}\n"
+    )
+    root = make_project(
+        config=config,
+        calendars={"main.yaml": calendar("Monday")},
+        templates={"posts/meetup.j2": "The meetup is on {{ day }}\n"},
+    )
+    row = sent(root, account.password)
+    (record,) = account.posts()
+    assert record["uri"] == row["remote_id"]
+    assert record["value"]["text"] == "The meetup is on Monday"
+
+    (root / "calendars" / "main.yaml").write_text(calendar("Tuesday"), encoding="utf-8")
+    code, _, err = run(root, account.password, "amend", row["id"], "--yes")
+    assert code == 1
+    assert "Bluesky posts cannot be edited" in err
+    assert account.posts()[0]["value"]["text"] == "The meetup is on Monday"
+
+    code, out, err = run(root, account.password, "retract", row["id"], "--yes")
+    assert code == 0, err
+    assert out == f"{row['id']}: retracted from room\n"
+    assert account.posts() == []
+    # Again: nothing asked of the PDS, nothing new recorded.
+    code, out, _ = run(root, account.password, "retract", row["id"], "--yes")
+    assert code == 0
+    assert "already retracted" in out
