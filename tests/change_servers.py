@@ -26,6 +26,7 @@ DISCORD_TOKEN = "dsc-tok-AbCdEf0123456789"
 TELEGRAM_TOKEN = "123456:tg-tok-ZyXwVuTsRq"
 X_TOKEN = "x-tok-QwErTy123456"
 BSKY_PASSWORD = "bsky-pass-abcd-efgh"
+SLACK_SECRET = "slk-secret-0a1b2c3d"
 BSKY_DID = "did:plc:retract4test"
 ENV = {
     "MT": MASTODON_TOKEN,
@@ -134,6 +135,7 @@ class Posts:
             (r"/2/tweets(?:/(\w+))?", self._x),
             (r"/xrpc/([\w.]+)", self._bluesky),
             (r"/hook", lambda r: (200, {"id": self._new("webhook", r.text)})),
+            (r"/services/.+", lambda r: (200, {"ok": True})),
         ):
             match = re.fullmatch(pattern, path)
             if match:
@@ -249,7 +251,11 @@ class Posts:
 
 
 def env_for(posts: Posts) -> dict[str, str]:
-    return {**ENV, "DW": f"{posts.url}/api/webhooks/42/{DISCORD_TOKEN}"}
+    return {
+        **ENV,
+        "DW": f"{posts.url}/api/webhooks/42/{DISCORD_TOKEN}",
+        "SW": f"{posts.url}/services/T0/B0/{SLACK_SECRET}",
+    }
 
 
 def channels(posts: Posts) -> str:
@@ -277,6 +283,9 @@ channels:
     service: {posts.url}
     handle: us.bsky.test
     app_password: ${{BSKY}}
+  slk:
+    type: slack
+    webhook_url: ${{SW}}
   hook:
     type: webhook
     url: {posts.url}/hook

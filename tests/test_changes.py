@@ -13,6 +13,7 @@ import pytest
 from change_servers import (
     DISCORD_TOKEN,
     MASTODON_TOKEN,
+    SLACK_SECRET,
     TELEGRAM_TOKEN,
     Fault,
     Posts,
@@ -28,7 +29,7 @@ from commcal.ledger import open_ledger
 
 NOW = "2026-01-01T09:05:00Z"
 LATER = "2026-01-01T10:00:00Z"
-SECRETS = (MASTODON_TOKEN, DISCORD_TOKEN, TELEGRAM_TOKEN)
+SECRETS = (MASTODON_TOKEN, DISCORD_TOKEN, TELEGRAM_TOKEN, SLACK_SECRET)
 
 
 @pytest.fixture
@@ -262,6 +263,7 @@ def test_x_and_bluesky_retract_their_posts(make_project: MakeProject, posts: Pos
     [
         ("hook", "webhook cannot delete a post once it is sent"),
         ("out", "console cannot delete a post once it is sent"),
+        ("slk", "posts through an incoming webhook, which cannot delete its messages"),
     ],
 )
 def test_networks_without_deletion_say_so_and_exit_1(
@@ -350,6 +352,45 @@ def test_without_yes_it_asks_on_a_terminal_and_refuses_without_one(
     assert code == 0, seen
     assert f"{ids['masto']}: retracted from masto" in seen
     assert posts.posts == {}
+
+
+def test_x_refusing_to_delete_says_why(make_project: MakeProject, posts: Posts) -> None:
+    root = build(make_project, posts, ["xx"])
+    ids = published(root, posts)
+    posts.fault = lambda r: (
+        Fault(
+            403, {"title": "Forbidden", "detail": "You are not permitted to perform this action."}
+        )
+        if r.method == "DELETE"
+        else None
+    )
+
+    code, _, err = cli(root, posts, "retract", ids["xx"], "--yes")
+
+    assert code == 1
+    assert "HTTP 403: Forbidden — You are not permitted to perform this action." in err
+    assert "access tier or token scopes (tweet.write)" in err
+    assert posts.posts
+
+
+def test_a_telegram_error_echoing_the_bot_token_is_redacted(
+    make_project: MakeProject, posts: Posts
+) -> None:
+    root = build(make_project, posts, ["tg"])
+    ids = published(root, posts)
+    echo = f"Bad Request: wrong request /bot{TELEGRAM_TOKEN}/deleteMessage"
+    posts.fault = lambda r: (
+        Fault(400, {"ok": False, "error_code": 400, "description": echo})
+        if "deleteMessage" in r.path
+        else None
+    )
+
+    code, _, err = cli(root, posts, "retract", ids["tg"], "--yes")
+
+    assert code == 1
+    assert "Bad Request: wrong request /bot" in err
+    assert TELEGRAM_TOKEN not in err  # (cli() checks stdout too)
+    assert TELEGRAM_TOKEN not in json.dumps(change_rows(root))
 
 
 # -- finding the delivery ---------------------------------------------------------------------
@@ -500,6 +541,28 @@ def test_an_interrupted_telegram_amend_is_settled_by_the_next_one(
     assert "took up change 1" in err
     # Telegram answered "message is not modified": the first edit had got through.
     assert posts.posts == {("telegram", "101"): "The meetup is on Friday"}
+    assert [row[1:4] for row in change_rows(root)] == [
+        (1, "amended", "begun"),
+        (1, "amended", "done"),
+    ]
+
+
+def test_an_interrupted_mastodon_amend_is_read_back_and_not_sent_again(
+    make_project: MakeProject, posts: Posts
+) -> None:
+    root = build(make_project, posts, ["masto"])
+    ids = published(root, posts)
+    reword(root, ["masto"], "Friday")
+    posts.fault = lambda r: Fault(drop=True) if r.method == "PUT" else None
+
+    assert cli(root, posts, "amend", ids["masto"], "--yes")[0] == 1
+    posts.fault = lambda r: None
+    code, out, err = cli(root, posts, "amend", ids["masto"], "--yes", "--now", LATER)
+
+    assert code == 0, err
+    assert "found already applied" in err
+    assert out.endswith(f"{ids['masto']}: amended on masto: {posts.url}/@us/101\n")
+    assert len(posts.calls("PUT", "/statuses/101")) == 1  # the edit went out once
     assert [row[1:4] for row in change_rows(root)] == [
         (1, "amended", "begun"),
         (1, "amended", "done"),
