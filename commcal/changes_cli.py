@@ -28,7 +28,10 @@ IdArgument = Annotated[
     ),
 ]
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Say what would change; ask the network nothing to do.")
+    bool,
+    typer.Option(
+        "--dry-run", help="Say what would be deleted; change nothing on the network or the ledger."
+    ),
 ]
 YesOption = Annotated[
     bool,

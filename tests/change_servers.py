@@ -7,7 +7,8 @@ ID]), Telegram's Bot API (/bot<token>/sendMessage, deleteMessage, editMessageTex
 `posts` (network, id) -> text, records every request (`requests`), and `posts.fault` lets a
 test change one answer: `fault(request) -> Fault | None`. A Fault answers with its status and
 body, or (`drop=True`) does the work and closes the connection without answering: the request
-went out, the answer was lost.
+went out, the answer was lost; or (`stall=SECONDS`) does the work and answers that much later
+(time for a test to kill the client in between).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +62,7 @@ class Fault:
     status: int = 500
     body: Any = None  # JSON; None: {}
     drop: bool = False  # do the work, then close the connection without an answer
+    stall: float = 0.0  # do the work, then wait this long before answering as usual
 
 
 class Posts:
@@ -82,10 +85,12 @@ class Posts:
                 with posts.lock:
                     posts.requests.append(request)
                     fault = posts.fault(request)
-                    if fault is not None and not fault.drop:
+                    if fault is not None and not (fault.drop or fault.stall):
                         status, body = fault.status, fault.body if fault.body is not None else {}
                     else:
                         status, body = posts.answer(request)
+                if fault is not None and fault.stall:
+                    time.sleep(fault.stall)
                 if fault is not None and fault.drop:
                     self.close_connection = True
                     self.connection.close()

@@ -627,3 +627,41 @@ def test_status_shows_retracted_posts_and_changes(make_project: MakeProject, pos
     assert "(1 of those shown retracted)" in out
     with open_ledger("sqlite:///state.db", project_dir=root) as ledger:
         assert set(ledger.retracted(ids.values())) == {ids["masto"]}
+
+
+def test_a_retract_killed_after_its_request_went_out_is_settled_by_the_next(
+    make_project: MakeProject, posts: Posts
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = build(make_project, posts, ["masto"])
+    ids = published(root, posts)
+    posts.fault = lambda r: Fault(stall=30) if r.method == "DELETE" else None
+    env = {**os.environ, **env_for(posts), "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "commcal", "-C", str(root), "retract", ids["masto"], "--yes"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not posts.calls("DELETE", "/statuses/") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # the status is deleted; its answer never read
+    process.wait(timeout=10)
+    assert posts.posts == {}
+    assert [row[3] for row in change_rows(root)] == ["begun"]
+
+    posts.fault = lambda r: None
+    code, out, err = cli(root, posts, "retract", ids["masto"], "--yes")
+
+    assert code == 0, err
+    assert out == f"{ids['masto']}: retracted from masto (it was already gone there)\n"
+    assert [row[1:4] for row in change_rows(root)] == [
+        (1, "retracted", "begun"),
+        (1, "retracted", "done"),
+    ]
