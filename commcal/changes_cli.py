@@ -173,10 +173,15 @@ def amend(
 
 
 def _say_resumed(outcome: Any) -> None:
+    """Tell of an interrupted change that this call settled first (on stderr)."""
     resumed = outcome.resumed
-    if resumed is not None:
-        typer.echo(
-            f"(took up change {resumed.number}, {resumed.action}, interrupted at "
-            f"{resumed.begun_at:%Y-%m-%d %H:%M} UTC: {resumed.note or resumed.outcome})",
-            err=True,
-        )
+    if resumed is None:
+        return
+    what = (
+        f"change {resumed.number} ({resumed.action}), interrupted at "
+        f"{resumed.begun_at:%Y-%m-%d %H:%M} UTC after its request may have gone out"
+    )
+    if resumed.outcome == "abandoned":
+        typer.echo(f"({what}, was left: {resumed.note})", err=True)
+    else:
+        typer.echo(f"(took up {what}" + (f": {resumed.note})" if resumed.note else ")"), err=True)

@@ -665,3 +665,30 @@ def test_a_retract_killed_after_its_request_went_out_is_settled_by_the_next(
         (1, "retracted", "begun"),
         (1, "retracted", "done"),
     ]
+
+
+def test_a_retract_after_an_interrupted_amend_leaves_the_amend_and_deletes(
+    make_project: MakeProject, posts: Posts
+) -> None:
+    root = build(make_project, posts, ["disc"])
+    ids = published(root, posts)
+    reword(root, ["disc"], "Friday")
+    posts.fault = lambda r: Fault(drop=True) if r.method == "PATCH" else None
+    assert cli(root, posts, "amend", ids["disc"], "--yes")[0] == 1
+    posts.fault = lambda r: None
+
+    code, out, err = cli(root, posts, "retract", ids["disc"], "--yes")
+
+    assert code == 0, err
+    assert out == f"{ids['disc']}: retracted from disc\n"
+    assert "(change 1 (amended), interrupted at" in err
+    assert "was left: interrupted; the post was then retracted)" in err
+    assert posts.posts == {}
+    assert [row[1:4] for row in change_rows(root)] == [
+        (1, "amended", "begun"),
+        (1, "amended", "abandoned"),
+        (2, "retracted", "begun"),
+        (2, "retracted", "done"),
+    ]
+    code, out, _ = cli(root, posts, "status", ids["disc"], "--format", "json")
+    assert [c["outcome"] for c in json.loads(out)["changes"]] == ["abandoned", "done"]
