@@ -137,6 +137,13 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def status_of(error: SendError) -> int | None:
+    """The HTTP status of the answer an error came with; None when there was none (a timeout,
+    a refused connection) or the adapter made the error itself."""
+    response = getattr(error, "response", None)
+    return None if response is None else int(response.status_code)
+
+
 def carry(new: SendError, old: SendError) -> SendError:
     """`new` with whatever else `old` knew (e.g. whether the request may have been delivered).
 

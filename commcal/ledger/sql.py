@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError
+from commcal.ledger.changes import ChangeStore
 from commcal.ledger.db import utc_text
 from commcal.ledger.engagement import EngagementStore
 from commcal.ledger.members import IN_CHUNK, AudienceStore, marks
@@ -62,12 +63,13 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore, EngagementStore):
+class SqlLedger(AudienceStore, EngagementStore, ChangeStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
     serialised). A process may open several. The claim methods (`claim` ... `records`) are
-    specified in `base.ClaimLedger`; the rest are documented here.
+    specified in `base.ClaimLedger`; the rest are documented here (retractions and
+    amendments of sent posts in `changes.ChangeStore`).
     """
 
     # ---- helpers -----------------------------------------------------------------------
