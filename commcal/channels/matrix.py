@@ -280,6 +280,9 @@ class MatrixChannel(HttpChannel):
             "body": "* " + message.text,
             "m.new_content": new,
             "m.relates_to": {"rel_type": "m.replace", "event_id": event},
+            # The edit notifies nobody again: those it names were told by the post itself
+            # (https://spec.matrix.org/v1.13/client-server-api/#user-and-room-mentions).
+            "m.mentions": {},
         }
         if message.html:
             content["format"] = "org.matrix.custom.html"
