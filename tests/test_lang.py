@@ -19,7 +19,7 @@ NOW = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 TEMPLATES = {"posts/hello.j2": "Καλημέρα, good morning {{ item.id }}\n"}
 
 
-def calendar(lang: str, channels: str = "[bluesky, mastodon, telegram]") -> str:
+def calendar(lang: str, channels: str = "[bluesky, mastodon, telegram, webhook]") -> str:
     return (
         "items:\n"
         "  - id: hello\n"
@@ -68,6 +68,8 @@ def publish(make_project: MakeProject, lang: str, locale: str = "el") -> dict[st
                 bodies["mastodon"] = json.loads(request.body)
             elif request.path.endswith("/sendMessage"):
                 bodies["telegram"] = json.loads(request.body)
+            elif request.path.startswith("/hook/"):
+                bodies["webhook"] = json.loads(request.body)
         return bodies
 
 
@@ -76,6 +78,10 @@ def test_a_bilingual_post_is_tagged_as_each_network_takes_it(make_project: MakeP
     assert bodies["bluesky"]["langs"] == ["el", "en-GB"]  # every language, main first
     assert bodies["mastodon"]["language"] == "el"  # one ISO 639 code: the first
     assert "language" not in bodies["telegram"] and "lang" not in bodies["telegram"]
+    assert (bodies["webhook"]["language"], bodies["webhook"]["languages"]) == (
+        "el",
+        ["el", "en-GB"],
+    )
 
 
 def test_one_lang_overrides_the_locale(make_project: MakeProject) -> None:
@@ -136,6 +142,7 @@ def test_bluesky_refuses_more_than_three_languages() -> None:
 def test_without_lang_the_locale_is_the_language(make_project: MakeProject) -> None:
     bodies = publish(make_project, "", locale="sw")
     assert bodies["bluesky"]["langs"] == ["sw"]
+    assert bodies["webhook"]["languages"] == ["sw"]
     assert bodies["mastodon"]["language"] == "sw"
 
 
