@@ -6,6 +6,7 @@ http.server that can send a Greek page in any encoding, a 50 MB page, or stall.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -82,12 +83,20 @@ class Pages:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
 
+@contextlib.contextmanager
+def serving() -> Iterator[Pages]:
+    server = Pages()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
 @pytest.fixture
 def pages() -> Iterator[Pages]:
-    server = Pages()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with serving() as server:
+        yield server
 
 
 def post_with_card(
