@@ -328,3 +328,22 @@ def test_the_page_and_image_fetches_carry_no_credentials(
     assert len(headers) == 2
     for sent in headers:
         assert not {"authorization", "cookie"} & {name.lower() for name in sent}
+
+
+def test_a_page_that_never_answers_is_bounded(httpserver: HTTPServer, pages: Pages) -> None:
+    def silent(request: BaseHTTPRequestHandler) -> None:
+        time.sleep(3)  # not even a status line
+
+    pages.routes["/silent"] = silent
+    started = time.monotonic()
+    record, receipt = post_with_card(httpserver, pages.url("/silent"), card_seconds=0.5)
+    assert time.monotonic() - started < 2.5
+    assert "embed" not in record
+    assert "did not answer within 0.5 s" in receipt.note
+
+
+def test_a_redirect_loop_ends(httpserver: HTTPServer, pages: Pages) -> None:
+    pages.routes["/loop"] = answer(b"", "text/html", 302, Location="/loop")
+    record, receipt = post_with_card(httpserver, pages.url("/loop"))
+    assert "embed" not in record
+    assert "redirects more than 5 times" in receipt.note
