@@ -7,8 +7,6 @@ where the homeserver's own behaviour is the point, and a loopback pytest-httpser
 from __future__ import annotations
 
 import json
-import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,91 +81,22 @@ def test_a_failing_state_lookup_fails_the_send_without_posting(httpserver: HTTPS
 
 @pytest.fixture(scope="module")
 def synapse() -> tuple[str, str, str]:
-    """One login and unencrypted room of the real Synapse for this module's tests (each posts
-    items of its own). Synapse limits room creation per account (rc_room_creation: a burst of
-    10, then one a minute) and every engineer's tests share the account: when real_synapse()
-    cannot create its room, this logs in itself and posts to a room the account has joined."""
-    try:
-        return real_synapse()
-    except AssertionError as exc:
-        if "room_id" not in str(exc):
-            raise
-    homeserver = "http://127.0.0.1:8008"
-    token = synapse_login(homeserver)
-    return homeserver, token, kept_room(homeserver, token, encrypted=False)
-
-
-def synapse_login(homeserver: str) -> str:
-    answer = requests.post(
-        f"{homeserver}/_matrix/client/v3/login",
-        json={
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "bot"},
-            "password": "botpass123",  # synapse.sh's test account on loopback
-        },
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return str(answer.json()["access_token"])
-
-
-def joined_rooms(homeserver: str, token: str) -> list[str]:
-    answer = requests.get(
-        f"{homeserver}/_matrix/client/v3/joined_rooms",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return [str(room) for room in answer.json()["joined_rooms"]]
-
-
-def is_encrypted(homeserver: str, token: str, room: str) -> bool:
-    answer = requests.get(
-        f"{homeserver}/_matrix/client/v3/rooms/{room}/state/m.room.encryption/",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    return answer.status_code == 200
-
-
-# Rooms this module made in an earlier run, kept for the next (room creation is rate limited);
-# only rooms of its own, so no other test's room gets posts it does not expect.
-KEPT_ROOMS = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers"
-
-
-def kept_room(homeserver: str, token: str, *, encrypted: bool) -> str:
-    kept_file = KEPT_ROOMS / f"details-{'encrypted' if encrypted else 'plain'}-room-id"
-    try:
-        kept = kept_file.read_text().strip()
-    except OSError:
-        kept = ""
-    if (
-        kept
-        and kept in joined_rooms(homeserver, token)
-        and is_encrypted(homeserver, token, kept) == encrypted
-    ):
-        return kept
-    room = synapse_room(homeserver, token, encrypted=encrypted)
-    kept_file.write_text(room)
-    return room
+    """One login and room of the real Synapse for this module's tests: each test's items have
+    ids of their own, since the homeserver answers a repeated transaction id (the delivery id)
+    from the same device with the first event."""
+    return real_synapse()
 
 
 def synapse_room(homeserver: str, token: str, *, encrypted: bool) -> str:
     body: dict[str, Any] = {"name": "commcal test"}
     if encrypted:
         body["initial_state"] = [{"type": "m.room.encryption", "state_key": "", "content": MEGOLM}]
-    deadline = time.monotonic() + 150
-    while True:
-        answer = requests.post(
-            f"{homeserver}/_matrix/client/v3/createRoom",
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        wait = answer.json().get("retry_after_ms", 0) / 1000 if answer.status_code == 429 else 0
-        if not wait or time.monotonic() + wait > deadline:
-            break
-        time.sleep(wait)
+    answer = requests.post(
+        f"{homeserver}/_matrix/client/v3/createRoom",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     answer.raise_for_status()
     return str(answer.json()["room_id"])
 
@@ -227,7 +156,7 @@ def test_real_synapse_publish_refuses_an_encrypted_room_and_posts_nothing(
     make_project: MakeProject, synapse: tuple[str, str, str]
 ) -> None:
     homeserver, token, _ = synapse
-    room = kept_room(homeserver, token, encrypted=True)
+    room = synapse_room(homeserver, token, encrypted=True)
     before = [e["event_id"] for e in room_events(homeserver, token, room)]
     root = synapse_project(make_project, homeserver, room, POST_ITEM)
     runner = CliRunner()
@@ -364,8 +293,6 @@ items:
 def test_real_synapse_a_calendar_poll_is_a_native_poll(
     make_project: MakeProject, synapse: tuple[str, str, str], results: str, kind: str
 ) -> None:
-    # One room and device for the module: each test's items have ids of their own, since the
-    # homeserver answers a repeated transaction id (the delivery id) with the first event.
     homeserver, _, room = synapse
     root = synapse_project(make_project, homeserver, room, POLL_ITEM.format(results=results))
     poll = published_event(root, synapse)
