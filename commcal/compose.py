@@ -191,6 +191,7 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
                 "question": item.poll["question"],
                 "options": list(item.poll["options"]),
                 "duration_seconds": int(item.poll["duration"].total_seconds()),
+                "results": item.poll.get("results", "live"),
             }
         else:
             text = poll_fallback(text, item.poll)
@@ -217,7 +218,8 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
         text=text,
         subject=subject,
         html=rendered.html,
-        language=delivery.locale.split("_")[0],
+        language=item.langs[0] if item.langs else delivery.locale.split("_")[0],
+        languages=item.langs,
         recipient=recipient,
         headers=headers,
         options=options,

@@ -60,6 +60,7 @@ def test_posts_json_with_idempotency_key(httpserver: HTTPServer) -> None:
             "subject": "Meetup",
             "html": "<p>Καλημέρα</p>",
             "language": "el",
+            "languages": ["el"],
             "recipient": {"email": "maria@example.org", "name": "Μαρία", "locale": "el"},
             "options": {"visibility": "public"},
         },

@@ -60,6 +60,9 @@ class Message:
     subject: str | None = None
     html: str | None = None
     language: str | None = None
+    # Every language of a bilingual post (the item's `lang:` list), `language` first; (): only
+    # `language`. Networks that take several (Bluesky) read this.
+    languages: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
     # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).

@@ -167,6 +167,10 @@ class MastodonChannel(HttpChannel):
             }
             if poll.get("multiple"):
                 body["poll"]["multiple"] = True
+            if poll.get("results") == "hidden":
+                # poll[hide_totals]: vote counts hidden until the poll ends
+                # (https://docs.joinmastodon.org/methods/statuses/#create).
+                body["poll"]["hide_totals"] = True
         elif message.media:
             body["media_ids"] = [
                 self._upload(media.path, media.alt, media.mime_type) for media in message.media

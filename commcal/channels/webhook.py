@@ -9,7 +9,11 @@ Request::
     X-Commcal-Signature: sha256=<hex>                   (only when `secret` is set)
 
     {"id": <delivery id>, "channel": ..., "text": ..., "subject": ..., "html": ...,
-     "language": ..., "recipient": {"email", "name", "locale"} | null, "options": {...}}
+     "language": ..., "languages": [...], "recipient": {"email", "name", "locale"} | null,
+     "options": {...}}
+
+`language` is the post's main language, `languages` every one of a bilingual post (`lang:`),
+main first; for a post in one language, just that one.
 
 Verifying the signature (the scheme Stripe and Slack use for their own webhooks): take the raw
 request body bytes exactly as received, build ``f"{timestamp}.".encode() + body`` with the value of
@@ -110,6 +114,9 @@ class WebhookChannel(HttpChannel):
             "subject": message.subject,
             "html": message.html,
             "language": message.language,
+            "languages": list(
+                message.languages or ((message.language,) if message.language else ())
+            ),
             "recipient": None
             if recipient is None
             else {"email": recipient.email, "name": recipient.name, "locale": recipient.locale},
