@@ -7,6 +7,11 @@ and, when the guild is known, its link. Errors are JSON ``{"code", "message", "e
 (https://discord.com/developers/docs/reference#error-messages); a 429 body has ``retry_after`` in
 seconds as a float (https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit).
 
+A message with media is sent as multipart/form-data in the same request
+(https://discord.com/developers/docs/reference#uploading-files): the JSON body goes in the
+``payload_json`` part, each file in ``files[n]``, and ``attachments[n]`` names it with its
+``description``, which Discord shows as the image's alt text.
+
 The webhook URL contains the webhook's token, so it is a private setting and never appears in an
 error.
 """
@@ -17,7 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from commcal.channels import httpkit
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
     Message,
@@ -38,9 +43,14 @@ if TYPE_CHECKING:
 USERNAME_MAX = 80
 USERNAME_FORBIDDEN = ("clyde", "discord")
 
+TOO_LARGE = (
+    "Discord refused the files as too large for this server: make them smaller, or lower "
+    "upload_limit_mb to what the server allows"
+)
 HINTS: Mapping[int, str] = {
     10015: "the webhook was deleted: create a new one and update the URL",
     50027: "the webhook token is wrong: copy the webhook URL again",
+    40005: TOO_LARGE,
 }
 
 
@@ -55,6 +65,12 @@ class DiscordChannel(HttpChannel):
             private=True,
         ),
         "username": Setting("name shown as the author instead of the webhook's own"),
+        "upload_limit_mb": Setting(
+            "the most megabytes (MiB) of files one message may carry: 25 by default; raise it "
+            "for a boosted server (50 at level 2, 100 at level 3)",
+            default=25,
+            kind=int,
+        ),
     }
     # `content` is at most 2000 characters
     # (https://discord.com/developers/docs/resources/webhook#execute-webhook-jsonform-params).
@@ -73,8 +89,24 @@ class DiscordChannel(HttpChannel):
     poll_max_options = 10
     poll_min_seconds = 3600
     poll_max_seconds = 32 * 24 * 3600
+    # Up to 10 files a message (https://discord.com/developers/docs/resources/message#create-
+    # message-jsonform-params: "files[n]"), the whole request at most 25 MiB unless the server is
+    # boosted (https://discord.com/developers/docs/reference#uploading-files; webhooks measured
+    # at 26,214,400 bytes: https://github.com/discord/discord-api-docs/issues/6058). The
+    # `upload_limit_mb` setting raises it; this is the default a check counts against.
+    max_media = 10
+    max_media_bytes = 25 * attach.MIB
+    # An attachment's description (its alt text) is at most 1,024 characters
+    # (https://discord.com/developers/docs/resources/message#attachment-object).
+    max_alt_length = 1024
 
     def configure(self) -> None:
+        limit = self.options.get("upload_limit_mb")
+        if isinstance(limit, int) and not 1 <= limit <= 500:
+            raise ConfigError(
+                f"channel {self.name!r} (discord): setting 'upload_limit_mb' must be 1 to 500 "
+                f"(megabytes a message may carry), not {limit}"
+            )
         username = self.options.get("username")
         if isinstance(username, str):
             problem = _username_problem(username)
@@ -88,7 +120,32 @@ class DiscordChannel(HttpChannel):
             # A message may be just a poll: its text may then be empty.
             problems = [p for p in problems if p != "message is empty"]
             problems.extend(self.poll_problems(poll))
+        if message.media:
+            problems = [p for p in problems if p != "message is empty"]
+            problems.extend(self.media_problems(message))
         return problems
+
+    def upload_limit(self) -> int:
+        return int(self.options.get("upload_limit_mb") or 25) * attach.MIB
+
+    def media_problems(self, message: Message) -> list[str]:
+        """Offline problems with a message's files: how many, whether each is there, the alt
+        texts, and the size of them all together (Discord limits the request, not a file)."""
+        problems = [attach.too_many(message.media, self.max_media, "discord", "files")]
+        total = 0
+        for media in message.media:
+            problems.append(attach.missing(media) or "")
+            problems.append(attach.long_alt(media, self.max_alt_length, "discord") or "")
+            total += attach.size_of(media) or 0
+        limit = self.upload_limit()
+        if total > limit:
+            # In MiB, as Discord counts and shows its limits ("25 MB").
+            problems.append(
+                f"the files are {total / attach.MIB:.1f} MB together, over this discord server's "
+                f"limit of {limit // attach.MIB} MB a message: make them smaller, send fewer, or "
+                "set upload_limit_mb on the channel if the server is boosted"
+            )
+        return [problem for problem in problems if problem]
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         url = self.secret("webhook_url")
@@ -103,8 +160,30 @@ class DiscordChannel(HttpChannel):
             problems = self.poll_problems(poll)
             if problems:
                 raise PermanentError("poll: " + "; ".join(problems))
+        payload = self.payload(message)
+        if message.media:
+            problems = self.media_problems(message)
+            if problems:
+                raise PermanentError("; ".join(problems))
+            # Read every file before anything is sent: an unreadable one fails the send whole.
+            files: list[tuple[str, tuple[str | None, bytes | str, str]]] = []
+            payload["attachments"] = []
+            for number, media in enumerate(message.media):
+                name = attach.filename(media)
+                files.append(
+                    (f"files[{number}]", (name, attach.read(media), attach.mime_of(media)))
+                )
+                described: dict[str, Any] = {"id": number, "filename": name}
+                if media.alt:
+                    described["description"] = media.alt
+                payload["attachments"].append(described)
+            import json
+
+            files.insert(0, ("payload_json", (None, json.dumps(payload), "application/json")))
+            response = self.call("POST", url, params={"wait": "true"}, files=files)
+            return _receipt(response)
         # wait=true: answer with the Message object, and fail loudly if it was not saved.
-        response = self.call("POST", url, params={"wait": "true"}, json=self.payload(message))
+        response = self.call("POST", url, params={"wait": "true"}, json=payload)
         return _receipt(response)
 
     def payload(self, message: Message) -> dict[str, Any]:
@@ -178,6 +257,8 @@ class DiscordChannel(HttpChannel):
         code = body.get("code")
         if isinstance(code, int) and code in HINTS:
             text += f" ({HINTS[code]})"
+        elif response is not None and response.status_code == 413:
+            text += f" ({TOO_LARGE})"  # a proxy's 413 page carries no Discord code
         return text
 
     def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:

@@ -1,0 +1,89 @@
+"""What the media tests of the adapters share: small real image files, and a server that reads
+a whole request (the upload) and then hangs up without answering.
+
+`png(path, shade)` writes a valid 2x2 PNG (zlib and struct, no imaging library), distinct per
+shade, so a test can assert that the exact bytes arrived. `HangUpAfterRequest` is a loopback
+HTTP server that reads the headers and the Content-Length body of each request, records them,
+and closes the connection: the request was delivered, no answer came.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+
+def png(path: Path, shade: int = 0) -> Path:
+    """A 2x2 RGB PNG filled with one colour (`shade` 0-255 in each channel)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\0" + bytes([shade, 255 - shade, shade // 2]) * 2 for _ in range(2))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def sized(path: Path, size: int) -> Path:
+    """A file of exactly `size` bytes (sparse: costs no disk), PNG-signed."""
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.truncate(size)
+    return path
+
+
+class HangUpAfterRequest:
+    """Reads each request whole, records it, and closes the connection without a word."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port: int = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> HangUpAfterRequest:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(body) < length:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    body += more
+                self.requests.append(head + b"\r\n\r\n" + body)
