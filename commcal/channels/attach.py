@@ -79,8 +79,11 @@ def too_big(media: Media, limit: int, network: str, what: str = "file") -> str |
     size = size_of(media)
     if size is None or size <= limit:
         return None
+    shown, most = human(size), human(limit)
+    if shown == most:  # just over: in bytes, or "10 MB, over the limit of 10 MB" reads wrong
+        shown, most = f"{size:,} bytes", f"{limit:,} bytes"
     return (
-        f"{filename(media)} is {human(size)}, over {network}'s limit of {human(limit)} for "
+        f"{filename(media)} is {shown}, over {network}'s limit of {most} for "
         f"{'an' if what[0] in 'aeiou' else 'a'} {what}: make it smaller (a lower resolution, "
         "or JPEG for photos) or link to it instead"
     )
