@@ -9,11 +9,16 @@ and closes the connection: the request was delivered, no answer came.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from werkzeug import Request
 
 
 def png(path: Path, shade: int = 0) -> Path:
@@ -87,3 +92,44 @@ class HangUpAfterRequest:
                         break
                     body += more
                 self.requests.append(head + b"\r\n\r\n" + body)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart request, as the server received it."""
+
+    filename: str
+    mimetype: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A request as a recording server parsed it, kept after the request ends (werkzeug
+    closes the parsed files with the request)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+    files: dict[str, Upload]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def seen(request: Request) -> Seen:
+    body = request.get_data(cache=True)
+    files = {
+        name: Upload(part.filename or "", part.mimetype, part.read())
+        for name, part in request.files.items()
+    }
+    return Seen(
+        request.method,
+        request.path,
+        dict(request.headers.items()),
+        dict(request.values.items()),
+        files,
+        body,
+    )

@@ -1,19 +1,31 @@
-"""X (Twitter): a post, optionally with a poll, through API v2.
+"""X (Twitter): a post, optionally with a poll or media, through API v2.
 
 API: https://docs.x.com/x-api/posts/create-post (POST /2/tweets).
+
+Media go up before the post (`uploads_media`): each image or GIF in one request to
+POST /2/media/upload (multipart: `media`, `media_category`; https://docs.x.com/x-api/media/
+upload-media), its alt text then by POST /2/media/metadata (https://docs.x.com/x-api/media/
+create-media-metadata); a video in chunks, INIT, APPEND and FINALIZE on the same endpoint, then
+STATUS until X has processed it (https://docs.x.com/x-api/media/quickstart/media-upload-chunked).
+The post names the uploads in `media.media_ids`. An upload posts nothing, so one that may have
+arrived is simply done again; the publisher keeps each id it got, and a resumed send reuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from commcal.channels import httpkit
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    Media,
     Message,
+    PermanentError,
     Receipt,
     Setting,
+    TransientError,
     poll_option_problems,
     unreadable,
 )
@@ -53,11 +65,25 @@ class XChannel(HttpChannel):
     poll_max_option_length = 25
     poll_min_seconds = 5 * 60
     poll_max_seconds = 10_080 * 60
-    # Text and polls only: this adapter does not upload media (`check` says so).
-    max_media = 0
+    # Media: "up to 4 photos, 1 animated GIF or 1 video in a Post"; images up to 5 MB, GIFs
+    # 15 MB, videos 512 MB (https://docs.x.com/x-api/media/quickstart/best-practices and
+    # https://developer.x.com/en/docs/x-api/v1/media/upload-media/uploading-media/media-best-
+    # practices); alt text up to 1,000 characters (https://developer.x.com/en/docs/x-api/v1/
+    # media/upload-media/api-reference/post-media-metadata-create), images and GIFs only.
+    uploads_media = True
+    max_media = 4
+    max_media_bytes = 5 * attach.MB
+    max_gif_bytes = 15 * attach.MB
+    max_video_bytes = 512 * attach.MB
+    max_alt_length = 1000
+    # A video goes up in chunks of at most 5 MB each (the chunked upload guide's APPEND); 4 MB.
+    chunk_bytes = 4 * attach.MIB
+    # How often and how long to ask STATUS while X processes a video (it says `check_after_secs`).
+    processing_checks = 60
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
+        self.sleep: Callable[[float], None] = time.sleep
 
     def measure(self, text: str) -> int:
         return x_length(text)
@@ -75,8 +101,32 @@ class XChannel(HttpChannel):
         if poll:
             problems.extend(self._poll_problems(poll))
         if message.media:
-            problems.append("the x adapter posts text and polls only, not media")
+            if poll:
+                problems.append("an x post can have media or a poll, not both")
+            problems.extend(self._media_problems(message.media))
+            if not message.text.strip():
+                problems = [p for p in problems if p != "message is empty"]
         return problems
+
+    def _media_problems(self, media: tuple[Media, ...]) -> list[str]:
+        kinds = [attach.kind_of(item) for item in media]
+        problems = [attach.too_many(media, self.max_media, "x", "images")]
+        if len(media) > 1 and ("gif" in kinds or "video" in kinds):
+            problems.append(
+                "an x post carries up to 4 images, or one GIF, or one video: post the GIF or "
+                "video on its own"
+            )
+        limits = {"image": self.max_media_bytes, "gif": self.max_gif_bytes}
+        for item, kind in zip(media, kinds, strict=True):
+            problems.append(attach.missing(item) or "")
+            if kind == "file":
+                problems.append(f"{attach.filename(item)}: x takes images, GIFs and videos only")
+                continue
+            limit = limits.get(kind, self.max_video_bytes)
+            what = {"image": "image", "gif": "GIF"}.get(kind, "video")
+            problems.append(attach.too_big(item, limit, "x", what) or "")
+            problems.append(attach.long_alt(item, self.max_alt_length, "x") or "")
+        return [problem for problem in problems if problem]
 
     def _poll_problems(self, poll: Any) -> list[str]:
         if not isinstance(poll, Mapping):
@@ -100,8 +150,72 @@ class XChannel(HttpChannel):
     def error_reason(self, response: requests.Response) -> str:
         return _problem_text(response)
 
+    # -- media ----------------------------------------------------------------------------------
+
+    def upload(self, media: Media) -> str:
+        """Upload one file (and its alt text); return X's media id. Nothing is posted by it, so
+        an upload that may have arrived is not "maybe sent": it is done again, at worst leaving
+        an unused upload that X discards (`expires_after_secs`)."""
+        problems = self._media_problems((media,))
+        if problems:
+            raise PermanentError("; ".join(problems))
+        data = attach.read(media)
+        try:
+            if attach.kind_of(media) == "video":
+                media_id = self._upload_video(media, data)
+            else:
+                media_id = self._upload_image(media, data)
+                if media.alt:
+                    body = {"id": media_id, "metadata": {"alt_text": {"text": media.alt}}}
+                    self._call("POST", "/2/media/metadata", json=body)
+        except TransientError as exc:
+            exc.maybe_sent = False
+            raise
+        return media_id
+
+    def _upload_image(self, media: Media, data: bytes) -> str:
+        category = "tweet_gif" if attach.kind_of(media) == "gif" else "tweet_image"
+        response = self._call(
+            "POST",
+            "/2/media/upload",
+            data={"media_category": category, "media_type": attach.mime_of(media)},
+            files={"media": (attach.filename(media), data, attach.mime_of(media))},
+        )
+        return _media_id(response)
+
+    def _upload_video(self, media: Media, data: bytes) -> str:
+        init = {
+            "command": "INIT",
+            "media_type": attach.mime_of(media),
+            "total_bytes": str(len(data)),
+            "media_category": "tweet_video",
+        }
+        media_id = _media_id(self._call("POST", "/2/media/upload", data=init))
+        for index, start in enumerate(range(0, len(data), self.chunk_bytes)):
+            chunk = data[start : start + self.chunk_bytes]
+            self._call(
+                "POST",
+                "/2/media/upload",
+                data={"command": "APPEND", "media_id": media_id, "segment_index": str(index)},
+                files={"media": (attach.filename(media), chunk, "application/octet-stream")},
+            )
+        final = {"command": "FINALIZE", "media_id": media_id}
+        state = _processing(self._call("POST", "/2/media/upload", data=final))
+        for _ in range(self.processing_checks):
+            if state is None or state[0] == "succeeded":
+                return media_id
+            if state[0] == "failed":
+                raise PermanentError(f"x could not process {attach.filename(media)}: {state[2]}")
+            self.sleep(min(state[1], 30.0))  # as X asks, but never a stall of minutes
+            status = {"command": "STATUS", "media_id": media_id}
+            state = _processing(self._call("GET", "/2/media/upload", params=status))
+        raise TransientError(f"x is still processing {attach.filename(media)}")
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
+        if message.media:
+            # The publisher uploads first and hands us the refs; a direct send uploads here.
+            body["media"] = {"media_ids": [item.ref or self.upload(item) for item in message.media]}
         poll = message.options.get("poll")
         if poll:
             body["poll"] = {
@@ -121,6 +235,35 @@ class XChannel(HttpChannel):
     def verify(self) -> str:
         me = httpkit.json_body(self._call("GET", "/2/users/me")).get("data") or {}
         return f"token works for @{me.get('username', '?')}"
+
+
+def _media_id(response: requests.Response) -> str:
+    """The id in an upload's answer {"data": {"id": ..., "media_key": ...}}."""
+    data = httpkit.json_body(response).get("data")
+    media_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(media_id, str | int) or isinstance(media_id, bool) or not str(media_id):
+        # Nothing is posted yet: failing here costs an unused upload at most.
+        raise PermanentError(
+            f"HTTP {response.status_code}: x answered the upload without a media id"
+        )
+    return str(media_id)
+
+
+def _processing(response: requests.Response) -> tuple[str, float, str] | None:
+    """A video's processing_info as (state, seconds to wait, error), None when there is none
+    (X needs no processing: the upload is ready)."""
+    data = httpkit.json_body(response).get("data")
+    info = data.get("processing_info") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        return None
+    wait = info.get("check_after_secs")
+    error = info.get("error")
+    reason = error.get("message") if isinstance(error, dict) else None
+    return (
+        str(info.get("state") or "pending"),
+        float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 1.0,
+        str(reason or "no reason given"),
+    )
 
 
 def _minutes(poll: Mapping[str, Any]) -> int:
