@@ -148,6 +148,13 @@ class PermanentError(SendError):
     """Retrying will not help: rejected content, bad credentials, 4xx."""
 
 
+class StaleMedia(PermanentError):
+    """The network refused the post because an uploaded file's ref is no longer valid (an
+    upload it has forgotten: Mastodon drops unattached media after a day, a Bluesky blob not
+    referenced in time is garbage-collected). Nothing was posted. The publisher uploads the
+    message's files once more, records the new refs and sends again, once."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key of a channel's configuration in commcal.yaml."""
@@ -295,7 +302,9 @@ class Channel:
 
     def upload(self, media: Media) -> str:
         """Upload one file and return the network's reference for it (an id, or a JSON text
-        the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError."""
+        the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError
+        (a TransientError's `maybe_sent` does not matter here: an upload is not a post).
+        `send` raises StaleMedia when the network refuses a ref as unknown or expired."""
         raise NotImplementedError(f"{self.type_name} does not upload media separately")
 
     def measure(self, text: str) -> int:

@@ -40,7 +40,8 @@ def _sqlite_append_only(step: int, tables: Sequence[str]) -> list[str]:
 
 def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
     # One trigger function per step (as the ledgers in use have them): step 1's names its table
-    # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME.
+    # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME (and
+    # every later step's tables too: a second CREATE FUNCTION of that name would fail).
     if step == 1:
         (table,) = tables
         function = f"commcal_{table}_append_only"
@@ -49,9 +50,17 @@ def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
         function = "commcal_append_only"
         message = "% is append-only"
     body = f"$$ BEGIN RAISE EXCEPTION '{message}'" + (", TG_TABLE_NAME" if step != 1 else "")
+    # Steps after 2 guard their tables with step 2's function, which names the table itself.
+    create = (
+        []
+        if step > 2
+        else [
+            f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
+           {body}; END $$"""
+        ]
+    )
     return [
-        f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
-           {body}; END $$""",
+        *create,
         *[
             f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
                FOR EACH STATEMENT EXECUTE FUNCTION {function}()"""
@@ -174,4 +183,21 @@ def migrations(d: Dialect) -> list[list[str]]:
         # keys are not global (Channel.idempotency_scope: a Matrix access token's device). A
         # send that may have arrived is repeated only under the same scope.
         ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
+        # (media) the network's reference for each uploaded file of a delivery (Mastodon media
+        # id, Bluesky blob, Matrix mxc:// URI), recorded before the post: a send resumed after
+        # a crash reuses it. Append-only: a re-upload (the network forgot a stale one) is a new
+        # row, and the latest row of a (delivery, position) wins. `digest` names the file's
+        # content, so an edited image is uploaded again instead of posting the old one.
+        [
+            f"""CREATE TABLE media_uploads (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            uploaded_at {ts} NOT NULL
+        )""",
+            "CREATE INDEX media_uploads_delivery ON media_uploads (delivery_id, seq)",
+            *d.append_only(5, ["media_uploads"]),
+        ],
     ]
