@@ -11,7 +11,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from commcal.channels.base import EnvRef, Media, Message, PermanentError, TransientError
+from commcal.channels.base import (
+    EnvRef,
+    Media,
+    Message,
+    PermanentError,
+    StaleMedia,
+    TransientError,
+)
 from commcal.channels.x import XChannel
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
@@ -430,3 +437,28 @@ def test_an_unreadable_file_uploads_nothing(httpserver: HTTPServer, tmp_path: Pa
     with pytest.raises(PermanentError, match="does not exist"):
         channel(httpserver).upload(Media(str(tmp_path / "gone.png")))
     assert httpserver.log == []
+
+
+def test_media_ids_x_forgot_are_stale_so_the_publisher_uploads_again(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    # What X answers a post naming an expired upload (tweepy/tweepy#2016, abraham/twitteroauth
+    # #1222): 400, errors naming the media.media_ids parameter.
+    httpserver.expect_request("/2/tweets").respond_with_json(
+        {
+            "errors": [
+                {
+                    "parameters": {"media.media_ids": ["1880028106020515841"]},
+                    "message": "Your media IDs are invalid.",
+                }
+            ],
+            "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.",
+            "type": "https://api.twitter.com/2/problems/invalid-request",
+        },
+        status=400,
+    )
+    (item,) = photos(tmp_path, 1)
+    old = Message("x", "x", "Pic", media=(Media(item.path, ref="1880028106020515841"),))
+    with pytest.raises(StaleMedia, match="Your media IDs are invalid"):
+        channel(httpserver).send(old, "k")

@@ -24,7 +24,9 @@ from commcal.channels.base import (
     Message,
     PermanentError,
     Receipt,
+    SendError,
     Setting,
+    StaleMedia,
     TransientError,
     poll_option_problems,
     unreadable,
@@ -150,6 +152,20 @@ class XChannel(HttpChannel):
     def error_reason(self, response: requests.Response) -> str:
         return _problem_text(response)
 
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        # A post naming media X no longer knows (an upload expires after `expires_after_secs`,
+        # a day) is refused with 400 "Your media IDs are invalid." and errors[].parameters
+        # naming media.media_ids: nothing is posted; the publisher uploads again (StaleMedia).
+        if response is not None and response.status_code == 400 and _stale_media(response):
+            return StaleMedia(text)
+        return super().new_error(text, retry_after, error, response)
+
     # -- media ----------------------------------------------------------------------------------
 
     def upload(self, media: Media) -> str:
@@ -247,6 +263,19 @@ def _media_id(response: requests.Response) -> str:
             f"HTTP {response.status_code}: x answered the upload without a media id"
         )
     return str(media_id)
+
+
+def _stale_media(response: requests.Response) -> bool:
+    body = httpkit.json_body(response)
+    for error in body.get("errors") or []:
+        if not isinstance(error, dict):
+            continue
+        parameters = error.get("parameters")
+        if isinstance(parameters, dict) and "media.media_ids" in parameters:
+            return True
+        if "media ids are invalid" in str(error.get("message", "")).lower():
+            return True
+    return False
 
 
 def _processing(response: requests.Response) -> tuple[str, float, str] | None:
