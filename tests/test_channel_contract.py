@@ -21,11 +21,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote_plus, unquote
 
 import pytest
 from typer.testing import CliRunner
@@ -38,6 +38,7 @@ from commcal.cli import app
 from commcal.errors import ConfigError
 from tests.conftest import MakeProject
 from tests.fake_networks import DID, ENV_TEMPLATE, Answer, Networks, Request, posting_type
+from tests.media_helpers import png
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "community/launch/2026-12-01T09:00:00Z/contract"
@@ -73,6 +74,8 @@ class Case:
     carries_key: Callable[[Any, str], bool] | None = None
     send_without: tuple[str, ...] = ()
     message: Mapping[str, Any] = field(default_factory=dict)
+    media_settings: Callable[[Where], dict[str, Any]] | None = None
+    media_answer: Callable[[Request], Answer] | None = None
 
 
 def _json(data: Any, status: int = 200) -> Answer:
@@ -81,6 +84,16 @@ def _json(data: Any, status: int = 200) -> Answer:
 
 def _header(name: str) -> Callable[[Any, str], bool]:
     return lambda seen, key: all(r.headers.get(name) == key for r in seen) and bool(seen)
+
+
+def _slack_api_answer(request: Request) -> Answer:
+    """files upload v2 (upload URL, bytes, complete) and chat.postMessage, as Slack answers."""
+    if "getUploadURLExternal" in request.path:
+        host = request.headers.get("Host", "127.0.0.1")
+        return _json({"ok": True, "upload_url": f"http://{host}/upload/v1/x", "file_id": "F01"})
+    if request.path.startswith("/upload/"):
+        return Answer(200, b"OK - 75", "text/plain")
+    return _json({"ok": True, "files": [{"id": "F01"}], "ts": "1733050800.000100"})
 
 
 def _bluesky_answer(request: Request) -> Answer:
@@ -113,17 +126,25 @@ CASES: dict[str, Case] = {
         # Slack's incoming webhooks answer 200 with the body `ok` and no id.
         answer=lambda request: Answer(200, b"ok", "text/html"),
         remote_id=None,
+        media_settings=lambda where: {
+            "bot_token": "${SLACK_BOT}",
+            "channel_id": "C0SWEEP",
+            "api_url": where.url + "/api",
+        },
+        media_answer=_slack_api_answer,
     ),
     "discord": Case(
         lambda where: {"webhook_url": "${DISCORD_URL}"},
         # With wait=true: the Message object.
         answer=lambda request: _json({"id": "1101", "channel_id": "20", "guild_id": "30"}),
         remote_id="1101",
+        media_answer=lambda request: _json({"id": "1101", "channel_id": "20"}),
     ),
     "telegram": Case(
         lambda where: {"token": "${TG_TOKEN}", "chat_id": "@sweepchannel", "api_url": where.url},
         answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
         remote_id="42",
+        media_answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
     ),
     "mastodon": Case(
         lambda where: {"instance": where.url, "token": "${MASTO_TOKEN}"},
@@ -135,6 +156,8 @@ CASES: dict[str, Case] = {
         lambda where: {"token": "${X_TOKEN}", "api_url": where.url},
         answer=lambda request: _json({"data": {"id": "1445880548472328192", "text": "t"}}),
         remote_id="1445880548472328192",
+        # The same {"data": {"id"}} names an upload (/2/media/upload) and a post.
+        media_answer=lambda request: _json({"data": {"id": "1445880548472328192"}}),
     ),
     "matrix": Case(
         lambda where: {
@@ -205,9 +228,17 @@ def _refs(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(
-    kind: str, where: Where, *, env: Mapping[str, str], drop: tuple[str, ...] = ()
+    kind: str,
+    where: Where,
+    *,
+    env: Mapping[str, str],
+    drop: tuple[str, ...] = (),
+    media: bool = False,
 ) -> Channel:
-    settings = {k: v for k, v in CASES[kind].settings(where).items() if k not in drop}
+    case = CASES[kind]
+    settings = {k: v for k, v in case.settings(where).items() if k not in drop}
+    if media and case.media_settings is not None:
+        settings.update(case.media_settings(where))
     return channel_class(kind)("contract", _refs(settings), env=env)
 
 
@@ -319,6 +350,9 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
     cls = channel_class(kind)
     channel = build(kind, where_for(9, tmp_path), env=environment("http://127.0.0.1:9"))
     names = ("poll_min_options", "poll_max_options", "poll_max_option_length")
+    with_media = build(
+        kind, where_for(9, tmp_path), env=environment("http://127.0.0.1:9"), media=True
+    )
     if not cls.native_polls:
         assert all(getattr(cls, name) is None for name in names), "limits of polls it lacks"
     else:
@@ -348,12 +382,14 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
     image = tmp_path / "photo.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     media = tuple(Media(str(image), alt="a photo") for _ in range(cls.max_media + 1))
-    assert channel.check(message(kind, media=media[:-1])) == []
-    assert channel.check(message(kind, media=media)), "one attachment over max_media"
+    assert with_media.check(message(kind, media=media[:-1])) == []
+    assert with_media.check(message(kind, media=media)), "one attachment over max_media"
     if cls.max_media_bytes is not None:
         big = tmp_path / "big.png"
-        big.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * cls.max_media_bytes)
-        assert channel.check(message(kind, media=(Media(str(big)),)))
+        with open(big, "wb") as handle:  # sparse: no disk for a 1 GB limit
+            handle.write(b"\x89PNG\r\n\x1a\n")
+            handle.truncate(cls.max_media_bytes + 1)
+        assert with_media.check(message(kind, media=(Media(str(big)),)))
 
 
 def _send(kind: str, tmp_path: Path, smtp_server: Any) -> tuple[Receipt, Any]:
@@ -405,6 +441,41 @@ def test_send_against_a_server_that_answers_like_the_api(
         assert len(seen) == 1, "one send is one post"
     else:
         assert "Launch day: join us" in seen
+
+
+@pytest.mark.parametrize("kind", REGISTERED)
+def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) -> None:
+    """A message with two images, sent as the publisher sends it (each file uploaded first on a
+    channel that `uploads_media`): both files' bytes reach the network, and so does each alt
+    text where the network takes one (`takes_alt`)."""
+    case, cls = CASES[kind], channel_class(kind)
+    if not cls.max_media or case.kind != "http":
+        pytest.skip(f"{kind} sends no media over HTTP (its own tests cover mail)")
+    if case.media_answer is None:
+        pytest.skip(f"{kind}'s Case has no media_answer yet")
+    images = [png(tmp_path / f"photo{n}.png", shade=60 * n) for n in (1, 2)]
+    alts = ("Η αφίσα της βραδιάς", "Ο χάρτης της αίθουσας")
+    media = tuple(Media(str(p), alt=a) for p, a in zip(images, alts, strict=True))
+    with Networks() as networks:
+        networks.answer = case.media_answer
+        where = where_for(int(networks.url.rsplit(":", 1)[1]), tmp_path)
+        env = {**environment(networks.url), "SLACK_BOT": "xoxb-contract-bot-token"}
+        channel = build(kind, where, env=env, media=True)
+        sent = message(kind, media=media)
+        assert channel.check(sent) == []
+        if cls.uploads_media:
+            sent = replace(sent, media=tuple(replace(m, ref=channel.upload(m)) for m in media))
+        receipt = channel.send(sent, KEY)
+        channel.close()
+    assert receipt.note == "", receipt
+    everything = b"".join(r.body for r in networks.requests)
+    for image in images:
+        assert image.read_bytes() in everything, f"{image.name} never reached {kind}"
+    if kind != "telegram":  # Telegram has no alt text
+        for alt in alts:
+            # As UTF-8, as a JSON string's escapes, or form-encoded: as the network reads it.
+            forms = (alt.encode(), json.dumps(alt)[1:-1].encode(), quote_plus(alt).encode())
+            assert any(form in everything for form in forms), f"alt text lost on {kind}"
 
 
 @pytest.mark.parametrize("kind", REGISTERED)
@@ -506,7 +577,7 @@ def test_the_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
         if name.startswith("test_")
         and any(mark.args[1] is REGISTERED for mark in getattr(test, "pytestmark", []))
     ]
-    assert len(contract_tests) == 8
+    assert len(contract_tests) == 9
     passed = int(re.search(r"(\d+) passed", output).group(1))  # type: ignore[union-attr]
     skipped = re.search(r"(\d+) skipped", output)
     assert passed + (int(skipped.group(1)) if skipped else 0) == len(contract_tests), output

@@ -10,20 +10,35 @@ No message id comes back, so a receipt has none.
 
 The webhook URL is itself the credential (anyone holding it can post), so it is a private setting
 and never appears in an error.
+
+Files need the Web API and a bot token (an incoming webhook cannot carry them): with `bot_token`
+and `channel_id` set, posts go by chat.postMessage (https://docs.slack.dev/reference/methods/
+chat.postMessage) and media by the files upload v2 flow: files.getUploadURLExternal (the file's
+name, length and `alt_txt`), the bytes POSTed to the upload URL it returns, then
+files.completeUploadExternal with `channel_id`, `initial_comment` (the text) and the files
+(https://docs.slack.dev/reference/methods/files.getUploadURLExternal and
+files.completeUploadExternal). The first two steps are `upload`: they post nothing (a file is
+private until completed), so the publisher records each file id before the post; the last step
+is the post. Web API errors are HTTP 200 with {"ok": false, "error": "..."}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
+    Media,
     Message,
+    PermanentError,
     Receipt,
     SendError,
     Setting,
+    StaleMedia,
+    TransientError,
     unreadable,
 )
 from commcal.channels.httpkit import HttpChannel
@@ -46,30 +61,198 @@ HINTS: Mapping[str, str] = {
     "team_disabled": "the webhook's workspace is disabled",
     "channel_is_archived": "the webhook's channel is archived: unarchive it or use another",
 }
+# Web API errors (bot-token mode), https://docs.slack.dev/reference/methods/chat.postMessage#errors
+# and the files.* methods' pages.
+API_HINTS: Mapping[str, str] = {
+    "not_in_channel": "invite the bot to the channel first (/invite @your-bot in Slack)",
+    "channel_not_found": "channel_id names no channel the bot can see: copy it from the "
+    "channel's details in Slack (C0...)",
+    "invalid_auth": "the bot token is wrong: copy the Bot User OAuth Token (xoxb-...) again",
+    "not_authed": "the bot token is missing",
+    "token_revoked": "the bot token was revoked: reinstall the app and copy the new token",
+    "account_inactive": "the bot token's app or user was deactivated",
+    "missing_scope": "the bot token lacks a scope: add chat:write and files:write to the app",
+    "is_archived": "the channel is archived: unarchive it or use another",
+    "file_uploads_disabled": "the workspace has turned off file uploads",
+    "file_uploads_except_images_disabled": "the workspace takes images only",
+    "file_upload_size_restricted": "the workspace limits the size of uploads: use a smaller file",
+    "alt_txt_too_large": "an alt text is over Slack's 1,000 characters: shorten it",
+}
+# A file id the post names that Slack no longer has (an upload never completed expires):
+# nothing is posted; the publisher uploads again (StaleMedia).
+STALE_FILE_ERRORS = frozenset({"file_not_found", "file_deleted", "invalid_file_id"})
+WEBHOOK_MEDIA = (
+    "this slack channel posts through an incoming webhook, which cannot carry files: add "
+    "bot_token (a bot token with chat:write and files:write, e.g. ${SLACK_BOT_TOKEN}) and "
+    "channel_id (C0...) to the channel in commcal.yaml, and invite the bot to the channel"
+)
 
 
 class SlackChannel(HttpChannel):
     type_name: ClassVar[str] = "slack"
-    description: ClassVar[str] = "Post to a Slack channel through an incoming webhook."
+    description: ClassVar[str] = (
+        "Post to a Slack channel through an incoming webhook, or with a bot token (files too)."
+    )
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "webhook_url": Setting(
-            "the incoming webhook URL (it is the credential), e.g. ${SLACK_WEBHOOK_URL}",
-            required=True,
+            "the incoming webhook URL (it is the credential), e.g. ${SLACK_WEBHOOK_URL}; text only",
             private=True,
         ),
+        "bot_token": Setting(
+            "a bot token (xoxb-...) with chat:write and files:write, e.g. ${SLACK_BOT_TOKEN}: "
+            "needed for images and files; with it every post goes by the Web API",
+            private=True,
+        ),
+        "channel_id": Setting("the channel the bot posts to (C0...), with bot_token"),
+        "api_url": Setting("the Web API server", default="https://slack.com/api"),
     }
     # Slack truncates `text` beyond 40,000 characters rather than refusing it, so a long post
     # would silently lose its end: https://api.slack.com/changelog/2018-04-truncating-really-long-messages
     max_length: ClassVar[int | None] = 40_000
     length_unit: ClassVar[str] = "characters"
-    # Incoming webhooks take no idempotency key: a repeated POST posts twice.
+    # Incoming webhooks take no idempotency key: a repeated POST posts twice. Nor does
+    # chat.postMessage or files.completeUploadExternal.
     idempotent: ClassVar[bool] = False
+    # Files (bot-token mode): uploaded before the post, private until completed. Slack takes
+    # files up to 1 GB (https://slack.com/help/articles/201330736-Add-files-to-Slack) and up to
+    # 10 at a time in one message (the same page); an alt text up to 1,000 characters
+    # (files.getUploadURLExternal's error alt_txt_too_large).
+    uploads_media: ClassVar[bool] = True
+    max_media: ClassVar[int | None] = 10
+    max_media_bytes: ClassVar[int | None] = 1000 * attach.MB
+    max_alt_length: ClassVar[int] = 1000
+
+    def configure(self) -> None:
+        httpkit.check_https_url(self, "api_url")
+        webhook, bot, channel = (
+            self.options.get(key) for key in ("webhook_url", "bot_token", "channel_id")
+        )
+        problem = ""
+        if bot is not None and channel is None:
+            problem = "setting 'bot_token' needs 'channel_id' as well (the channel's id, C0...)"
+        elif channel is not None and bot is None:
+            problem = "setting 'channel_id' needs 'bot_token' as well"
+        elif webhook is None and bot is None:
+            problem = (
+                "setting 'webhook_url' is required (or bot_token and channel_id, which can "
+                "post files too)"
+            )
+        if problem:
+            raise ConfigError(f"channel {self.name!r} (slack): {problem}")
+
+    def bot_mode(self) -> bool:
+        return self.options.get("bot_token") is not None
 
     def measure(self, text: str) -> int:
         # Counted as sent, after escaping (an `&` becomes five characters).
         return len(escape(text))
 
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        if not message.media:
+            return problems
+        if not self.bot_mode():
+            return [*problems, WEBHOOK_MEDIA]
+        problems = [p for p in problems if p != "message is empty"]
+        problems.append(attach.too_many(message.media, self.max_media or 10, "slack", "files"))
+        for media in message.media:
+            problems.extend(self._file_problems(media))
+        return [problem for problem in problems if problem]
+
+    def _file_problems(self, media: Media) -> list[str]:
+        if not self.bot_mode():
+            return [WEBHOOK_MEDIA]
+        found = (
+            attach.missing(media),
+            attach.too_big(media, self.max_media_bytes or 0, "slack"),
+            attach.long_alt(media, self.max_alt_length, "slack"),
+        )
+        return [problem for problem in found if problem]
+
+    # -- Web API (bot token) ----------------------------------------------------------------
+
+    def _api(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        """Call one Web API method; its answer when `ok`, else the error Slack named."""
+        url = f"{str(self.value('api_url')).rstrip('/')}/{method}"
+        response = self.call("POST", url, token=self.secret("bot_token"), **kwargs)
+        body = httpkit.json_body(response)
+        if body.get("ok") is not True:
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
+        return body
+
+    def upload(self, media: Media) -> str:
+        """Steps 1 and 2 of files upload v2: an upload URL for the file, then its bytes. The
+        file stays private (nothing is posted) until `send` completes it into the channel."""
+        problems = self._file_problems(media)
+        if problems:
+            raise PermanentError("; ".join(problems))
+        data = attach.read(media)
+        fields = {"filename": attach.filename(media), "length": str(len(data))}
+        if media.alt:
+            fields["alt_txt"] = media.alt
+        try:
+            ticket = self._api("files.getUploadURLExternal", data=fields)
+            upload_url, file_id = ticket.get("upload_url"), ticket.get("file_id")
+            if not isinstance(upload_url, str) or not isinstance(file_id, str) or not file_id:
+                raise PermanentError("slack answered files.getUploadURLExternal without a URL")
+            self.add_secret(upload_url, url=True)  # a signed URL: whoever has it can upload
+            self.call(
+                "POST",
+                upload_url,
+                files={"filename": (attach.filename(media), data, attach.mime_of(media))},
+            )
+        except TransientError as exc:
+            exc.maybe_sent = False  # an upload posts nothing
+            raise
+        return file_id
+
+    def _send_by_api(self, message: Message) -> Receipt:
+        channel = str(self.value("channel_id"))
+        if not message.media:
+            body = self._api(
+                "chat.postMessage", json={"channel": channel, "text": escape(message.text)}
+            )
+            ts = body.get("ts")
+            return Receipt(remote_id=str(ts)) if isinstance(ts, str) else Receipt()
+        files = [
+            {"id": media.ref or self.upload(media), "title": attach.filename(media)}
+            for media in message.media
+        ]
+        payload: dict[str, Any] = {"files": files, "channel_id": channel}
+        if message.text.strip():
+            payload["initial_comment"] = escape(message.text)
+        url = f"{str(self.value('api_url')).rstrip('/')}/files.completeUploadExternal"
+        response = self.call("POST", url, token=self.secret("bot_token"), json=payload)
+        body = httpkit.json_body(response)
+        if body.get("ok") is False:
+            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
+        # Any other 2xx is the post made: recorded sent, never made again.
+        shared = body.get("files")
+        first = shared[0] if isinstance(shared, list) and shared else None
+        file_id = first.get("id") if isinstance(first, dict) else None
+        if body.get("ok") is not True or not isinstance(file_id, str):
+            return Receipt(note=unreadable(response, "Slack's `ok` and file ids"))
+        return Receipt(remote_id=file_id)
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        reason = _api_error(response)
+        if reason in STALE_FILE_ERRORS:
+            return StaleMedia(text)
+        if reason == "ratelimited":
+            return TransientError(text, retry_after)
+        return super().new_error(text, retry_after, error, response)
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
+        if self.bot_mode():
+            return self._send_by_api(message)
+        if message.media:
+            raise PermanentError(WEBHOOK_MEDIA)
         url = self.secret("webhook_url")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -87,12 +270,28 @@ class SlackChannel(HttpChannel):
         return Receipt()
 
     def error_text(self, error: SendError, response: requests.Response | None) -> str:
-        """Slack's reason spelled out (`HINTS`)."""
+        """Slack's reason spelled out (`HINTS`, `API_HINTS`)."""
+        reason = _api_error(response)
+        if reason:
+            hint = API_HINTS.get(reason)
+            text = self.redact(f"slack answered {reason}", REASON_LIMIT)
+            return f"{text} ({hint})" if hint else text
         text = self.redact(str(error), REASON_LIMIT)
         reason = text.rsplit(": ", 1)[-1].strip()
         if reason in HINTS:
             text = f"{text} ({HINTS[reason]})"
         return text
+
+
+def _api_error(response: requests.Response | None) -> str:
+    """The `error` of a Web API answer {"ok": false, "error": "not_in_channel"}, else ""."""
+    if response is None:
+        return ""
+    body = httpkit.json_body(response)
+    error = body.get("error")
+    if body.get("ok") is False and isinstance(error, str):
+        return error if error.replace("_", "").isalnum() else "an error"
+    return ""
 
 
 def escape(text: str) -> str:
