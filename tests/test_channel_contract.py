@@ -450,7 +450,7 @@ def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) 
     text where the network takes one (`takes_alt`)."""
     case, cls = CASES[kind], channel_class(kind)
     if not cls.max_media or case.kind != "http":
-        pytest.skip(f"{kind} sends no media over HTTP (its own tests cover mail)")
+        pytest.skip(f"{kind} sends no media over HTTP (mail: tests/test_channel_smtp.py)")
     if case.media_answer is None:
         pytest.skip(f"{kind}'s Case has no media_answer yet")
     images = [png(tmp_path / f"photo{n}.png", shade=60 * n) for n in (1, 2)]
