@@ -395,3 +395,17 @@ def test_an_unreadable_file_uploads_nothing(httpserver: HTTPServer, tmp_path: Pa
     with pytest.raises(PermanentError, match="does not exist"):
         bot(httpserver).upload(Media(str(tmp_path / "gone.png"), alt="?"))
     assert httpserver.log == []
+
+
+def test_with_a_webhook_and_a_bot_text_goes_by_the_webhook_and_files_by_the_bot(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    fake = serve(httpserver)
+    httpserver.expect_request(TOKEN_PATH).respond_with_data("ok")
+    both = bot(httpserver, webhook_url=EnvRef("${SLACK_WEBHOOK_URL}"))
+    both.env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_WEBHOOK_URL": httpserver.url_for(TOKEN_PATH)}
+    assert both.send(MESSAGE, "k1") == Receipt()
+    assert [r.path for r, _ in httpserver.log] == [TOKEN_PATH]
+    picture = replace(pictures(tmp_path)[0], ref="F0SWEEP1")
+    both.send(Message("team", "slack", "Pic", media=(picture,)), "k2")
+    assert fake.paths() == ["/api/files.completeUploadExternal"]

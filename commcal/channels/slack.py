@@ -12,8 +12,9 @@ The webhook URL is itself the credential (anyone holding it can post), so it is 
 and never appears in an error.
 
 Files need the Web API and a bot token (an incoming webhook cannot carry them): with `bot_token`
-and `channel_id` set, posts go by chat.postMessage (https://docs.slack.dev/reference/methods/
-chat.postMessage) and media by the files upload v2 flow: files.getUploadURLExternal (the file's
+and `channel_id` set, a post with media goes by the files upload v2 flow, and a text post by
+chat.postMessage when the channel has no `webhook_url` (https://docs.slack.dev/reference/methods/
+chat.postMessage); the flow: files.getUploadURLExternal (the file's
 name, length and `alt_txt`), the bytes POSTed to the upload URL it returns, then
 files.completeUploadExternal with `channel_id`, `initial_comment` (the text) and the files
 (https://docs.slack.dev/reference/methods/files.getUploadURLExternal and
@@ -100,7 +101,7 @@ class SlackChannel(HttpChannel):
         ),
         "bot_token": Setting(
             "a bot token (xoxb-...) with chat:write and files:write, e.g. ${SLACK_BOT_TOKEN}: "
-            "needed for images and files; with it every post goes by the Web API",
+            "needed for images and files (text too goes by it when there is no webhook_url)",
             private=True,
         ),
         "channel_id": Setting("the channel the bot posts to (C0...), with bot_token"),
@@ -249,10 +250,10 @@ class SlackChannel(HttpChannel):
         return super().new_error(text, retry_after, error, response)
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
-        if self.bot_mode():
-            return self._send_by_api(message)
-        if message.media:
+        if message.media and not self.bot_mode():
             raise PermanentError(WEBHOOK_MEDIA)
+        if message.media or self.options.get("webhook_url") is None:
+            return self._send_by_api(message)
         url = self.secret("webhook_url")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
