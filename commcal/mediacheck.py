@@ -210,3 +210,31 @@ def _write_fitted(source: Path, target: Path, limit: int | None, pixels: int | N
                 return
         scale *= 0.75
     os.replace(tmp, target)  # the smallest tried; the check says if it is still too big
+
+
+def describe(media: Media, data: bytes, mime: str) -> tuple[str, dict[str, int | str]]:
+    """("image"/"video"/"", Matrix's `info`: w, h, mimetype, size, and a video's duration in
+    milliseconds) of the bytes about to be uploaded."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    info: dict[str, int | str] = {"mimetype": mime, "size": len(data)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                info.update(w=img.width, h=img.height)
+                return "image", info
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        pass
+    if not mime.startswith("video/"):
+        return "", info
+    if not is_url(media.path) and mime != "video/webm":
+        seconds, width, height = mp4_info(media.path) or (None, None, None)
+        if width and height:
+            info.update(w=width, h=height)
+        if seconds:
+            info["duration"] = int(seconds * 1000)
+    return "video", info
