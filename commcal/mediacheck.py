@@ -160,7 +160,11 @@ def media_problems(
         entry = entries[index] if index is not None else entries[0]
         name = f"{entry.source}: " if index is not None else ""
         hint = ""
-        if index is not None and files[index].kind == "image" and "over" in text:
+        if (
+            index is not None
+            and not text.startswith("alt text")
+            and _oversized(adapter, files[index])
+        ):
             hint = "or set media: {fit: true} in commcal.yaml to send a fitted copy"
         problems.append(Problem(entry.pos, f"{where}: {name}{text}", hint))
     return problems
@@ -172,22 +176,31 @@ def fit(root: Path, adapter: Channel, media: Media) -> Media:
     file's content and the limits, so it is made once and reused."""
     if is_url(media.path):
         return media
-    info = inspect(media)
-    if info.kind != "image" or info.size is None or not info.width or not info.height:
+    if not _oversized(adapter, inspect(media)):
         return media
-    limit = adapter.media_limit("max_image_bytes")
-    limit = limit if limit is not None else adapter.max_media_bytes
-    pixels = adapter.media_limit("max_image_pixels")
-    too_big = limit is not None and info.size > limit
-    too_wide = pixels is not None and info.width * info.height > pixels
-    if not too_big and not too_wide:
-        return media
+    limit, pixels = _image_limits(adapter)
     with open(media.path, "rb") as f:
         key = hashlib.sha256(f.read()).hexdigest()[:24]
     target = root / FIT_FOLDER / f"{key}-{limit}-{pixels}.jpg"
     if not target.is_file():
         _write_fitted(Path(media.path), target, limit, pixels)
     return replace(media, path=str(target), mime_type="image/jpeg")
+
+
+def _image_limits(adapter: Channel) -> tuple[int | None, int | None]:
+    """The most bytes and pixels of one image on `adapter`."""
+    limit = adapter.media_limit("max_image_bytes")
+    limit = limit if limit is not None else adapter.max_media_bytes
+    return limit, adapter.media_limit("max_image_pixels")
+
+
+def _oversized(adapter: Channel, info: MediaFile) -> bool:
+    """Whether `info` is an image over `adapter`'s byte or pixel limit: what `fit` mends."""
+    if info.kind != "image" or info.size is None or not info.width or not info.height:
+        return False
+    limit, pixels = _image_limits(adapter)
+    too_big = limit is not None and info.size > limit
+    return too_big or (pixels is not None and info.width * info.height > pixels)
 
 
 def _write_fitted(source: Path, target: Path, limit: int | None, pixels: int | None) -> None:
