@@ -20,6 +20,8 @@ from typing import Any
 
 from werkzeug import Request
 
+from commcal.channels.base import Channel, Media
+
 
 def png(path: Path, shade: int = 0) -> Path:
     """A 2x2 RGB PNG filled with one colour (`shade` 0-255 in each channel)."""
@@ -39,11 +41,20 @@ def png(path: Path, shade: int = 0) -> Path:
 
 
 def sized(path: Path, size: int) -> Path:
-    """A file of exactly `size` bytes (sparse: costs no disk), PNG-signed."""
-    with open(path, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n")
+    """A real PNG (as `png`) padded after its end to exactly `size` bytes (sparse: costs no
+    disk): an image readers take for what it is, as big as a test needs."""
+    png(path)
+    with open(path, "r+b") as handle:
         handle.truncate(size)
     return path
+
+
+def media_problems(channel: Channel, *media: Media) -> list[tuple[int | None, str]]:
+    """What `validate` asks a channel of a message's files: `check_media` on what
+    `mediacheck.inspect` reads of each (format and pixel size from the header, bytes)."""
+    from commcal.mediacheck import inspect
+
+    return channel.check_media([inspect(item) for item in media])
 
 
 class HangUpAfterRequest:
@@ -133,3 +144,14 @@ def seen(request: Request) -> Seen:
         files,
         body,
     )
+
+
+def gif(path: Path, size: int = 0) -> Path:
+    """A real (one-frame) GIF, padded after its end to `size` bytes when given."""
+    from PIL import Image
+
+    Image.new("P", (4, 4)).save(path, format="GIF")
+    if size:
+        with open(path, "r+b") as handle:
+            handle.truncate(size)
+    return path

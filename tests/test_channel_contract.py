@@ -379,17 +379,21 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
             assert problems(_poll(["Monday", "Friday"], seconds, question=too_long))
     if cls.max_media is None:
         return
+    # Media limits are checked per file by `check_media`, on what `mediacheck.inspect` reads
+    # of a real image (Pillow), so a problem names the calendar line of its file.
+    from PIL import Image
+
+    from commcal.mediacheck import inspect
+
     image = tmp_path / "photo.png"
-    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
-    media = tuple(Media(str(image), alt="a photo") for _ in range(cls.max_media + 1))
-    assert with_media.check(message(kind, media=media[:-1])) == []
-    assert with_media.check(message(kind, media=media)), "one attachment over max_media"
+    Image.new("RGB", (64, 48), "teal").save(image)
+    files = [inspect(Media(str(image), alt="a photo"))] * (cls.max_media + 1)
+    assert with_media.check_media(files[:-1]) == []
+    assert with_media.check_media(files), "one attachment over max_media"
     if cls.max_media_bytes is not None:
-        big = tmp_path / "big.png"
-        with open(big, "wb") as handle:  # sparse: no disk for a 1 GB limit
-            handle.write(b"\x89PNG\r\n\x1a\n")
-            handle.truncate(cls.max_media_bytes + 1)
-        assert with_media.check(message(kind, media=(Media(str(big)),)))
+        big = tmp_path / "big.png"  # a small picture padded past the limit after its end
+        big.write_bytes(image.read_bytes() + b"\0" * cls.max_media_bytes)
+        assert with_media.check_media([inspect(Media(str(big), alt="a photo"))])
 
 
 def _send(kind: str, tmp_path: Path, smtp_server: Any) -> tuple[Receipt, Any]:

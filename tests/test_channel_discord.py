@@ -22,7 +22,7 @@ from commcal.channels.base import (
 from commcal.channels.discord import DiscordChannel
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
-from tests.media_helpers import HangUpAfterRequest, png, sized
+from tests.media_helpers import HangUpAfterRequest, media_problems, png, sized
 
 TOKEN_PATH = "/api/webhooks/1234567890/SecretDiscordToken_abc"
 MESSAGE = Message(channel="community", channel_type="discord", text="Καλημέρα! Meetup tonight.")
@@ -287,27 +287,26 @@ def test_media_alone_is_not_an_empty_message(tmp_path: Path) -> None:
 
 def test_media_limits_are_checked_offline_with_a_fix(tmp_path: Path) -> None:
     channel = DiscordChannel("c", {"webhook_url": EnvRef("${X}")}, env={})
-    eleven = media_message(tmp_path, count=11)
-    assert channel.check(eleven) == [
-        "discord takes at most 10 files in one post, not 11: remove 1 or split the post"
+    eleven = media_message(tmp_path, count=11).media
+    assert media_problems(channel, *eleven) == [
+        (None, "11 media files, over discord's 10 per post")
     ]
-    big = sized(tmp_path / "video-still.png", 20 * 1024 * 1024)
-    two_big = Message("c", "discord", "Tonight", media=(Media(str(big)), Media(str(big))))
-    assert channel.check(two_big) == [
-        "the files are 40.0 MB together, over this discord server's limit of 25 MB a "
-        "message: make them smaller, send fewer, or set upload_limit_mb on the channel if the "
-        "server is boosted"
+    big = Media(str(sized(tmp_path / "video-still.png", 20 * 1024 * 1024)))
+    assert media_problems(channel, big, big) == [
+        (
+            None,
+            "the files are 40.0 MB together, over this discord server's limit of 25 MB a "
+            "message: make them smaller, send fewer, or set upload_limit_mb on the channel if "
+            "the server is boosted",
+        )
     ]
     boosted = DiscordChannel("c", {"webhook_url": EnvRef("${X}"), "upload_limit_mb": 50}, env={})
-    assert boosted.check(two_big) == []
-    gone = Message("c", "discord", "Tonight", media=(Media(str(tmp_path / "gone.png")),))
-    assert channel.check(gone) == [
-        f"media file {tmp_path / 'gone.png'} does not exist: check the path in the calendar"
-    ]
-    wordy = Message("c", "discord", "Hi", media=(Media(str(big), alt="α" * 1025),))
-    assert channel.check(wordy) == [
-        "the alt text of video-still.png is 1025 characters, over discord's limit of 1024 by "
-        "1: shorten it"
+    assert media_problems(boosted, big, big) == []
+    huge = Media(str(sized(tmp_path / "huge.png", 30 * 1024 * 1024)))
+    assert media_problems(boosted, huge) == [], "one 30 MB file fits a 50 MB server"
+    wordy = Media(str(png(tmp_path / "p.png")), alt="α" * 1025)
+    assert media_problems(channel, wordy) == [
+        (0, "alt text is 1025 characters, over discord's limit of 1024 by 1")
     ]
     with pytest.raises(ConfigError, match="upload_limit_mb' must be 1 to 500"):
         DiscordChannel("c", {"webhook_url": EnvRef("${X}"), "upload_limit_mb": 0})
@@ -366,6 +365,8 @@ def test_an_unreadable_file_sends_nothing(httpserver: HTTPServer, tmp_path: Path
     folder = tmp_path / "poster.png"
     folder.mkdir()  # a name that looks like an image, but cannot be read as one
     message = Message("c", "discord", "Tonight", media=(Media(str(folder), alt="poster"),))
-    with pytest.raises(PermanentError, match="does not exist: check the path"):
+    with pytest.raises(
+        PermanentError, match=r"cannot read media file .*poster.png: Is a directory"
+    ):
         make(httpserver).send(message, "dlv-m6")
     assert httpserver.log == []

@@ -16,7 +16,7 @@ from commcal.channels.base import EnvRef, Media, Message, PermanentError, SendEr
 from commcal.channels.telegram import TelegramChannel, visible_text
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
-from tests.media_helpers import HangUpAfterRequest, png, sized
+from tests.media_helpers import HangUpAfterRequest, gif, media_problems, png, sized
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ENV = {"TG_TOKEN": TOKEN}
@@ -254,9 +254,7 @@ def test_check_counts_utf16_after_markup() -> None:
     assert tg.check(message("x", poll={"options": ["a", "b"], "duration_seconds": 2})) == [
         "a telegram poll stays open at least 5 seconds, not 2"
     ]
-    assert tg.check(message("x", media=(Media("a.png"),))) == [
-        "media file a.png does not exist: check the path in the calendar"
-    ]
+    assert tg.check(message("x", media=(Media("a.png"),))) == []  # files: check_media
 
 
 @pytest.mark.parametrize(
@@ -398,19 +396,23 @@ def test_media_limits_are_checked_offline(tmp_path: Path) -> None:
         "text, or post the media and the long text as two items"
     ]
     assert tg.check(message("", media=(photo,))) == []  # a photo alone is a post
-    big = Media(str(sized(tmp_path / "big.png", 10 * 1000 * 1000 + 1)))
-    gif = Media(str(png(tmp_path / "dance.gif")))
-    assert tg.check(message("hi", media=(big, gif))) == [
-        "big.png is 10,000,001 bytes, over telegram's limit of 10,000,000 bytes for a photo: "
-        "make it smaller (a lower resolution, or JPEG for photos) or link to it instead",
-        "dance.gif: telegram groups only photos and videos; send a GIF in a post of its own",
-    ]
-    assert tg.check(message("hi", media=(photo,) * 11)) == [
-        "telegram takes at most 10 photos or videos in one post, not 11: remove 1 or split the post"
-    ]
     poll = {"options": ["a", "b"], "duration_seconds": 60}
     assert tg.check(message("Vote", poll=poll, media=(photo,))) == [
         "a telegram poll cannot carry media: send the media in another post"
+    ]
+    big = Media(str(sized(tmp_path / "big.png", 10 * 1000 * 1000 + 1)))
+    dance = Media(str(gif(tmp_path / "dance.gif", 20 * 1000 * 1000)))
+    assert media_problems(tg, big, dance) == [
+        (0, "10,000,001 bytes, over telegram's limit of 10,000,000 bytes"),
+        (1, "telegram albums hold photos and videos only: send a GIF alone"),
+    ]
+    assert media_problems(tg, dance) == [], "a GIF goes by sendAnimation: 50 MB"
+    huge = Media(str(gif(tmp_path / "huge.gif", 50 * 1000 * 1000 + 1)))
+    assert media_problems(tg, huge) == [
+        (0, "50,000,001 bytes, over telegram's limit of 50,000,000 bytes for a GIF")
+    ]
+    assert media_problems(tg, *(photo,) * 11) == [
+        (None, "11 media files, over telegram's 10 per post")
     ]
 
 
@@ -467,6 +469,6 @@ def test_a_file_gone_before_the_send_sends_nothing(httpserver: HTTPServer, tmp_p
     tg = channel(url(httpserver))
     assert tg.check(message("hi", media=(photo,))) == []
     Path(photo.path).unlink()
-    with pytest.raises(PermanentError, match="does not exist"):
+    with pytest.raises(PermanentError, match=r"cannot read media file .*: No such file"):
         tg.send(message("hi", media=(photo,)), "k")
     assert httpserver.log == []

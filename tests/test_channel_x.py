@@ -22,7 +22,15 @@ from commcal.channels.base import (
 from commcal.channels.x import XChannel
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
-from tests.media_helpers import HangUpAfterRequest, Seen, png, seen, sized
+from tests.media_helpers import (
+    HangUpAfterRequest,
+    Seen,
+    gif,
+    media_problems,
+    png,
+    seen,
+    sized,
+)
 
 ENV = {"X_TOKEN": "oauth2-user-token"}
 AUTH = {"Authorization": "Bearer oauth2-user-token"}
@@ -178,9 +186,7 @@ def test_check_weighted_length_and_poll_limits() -> None:
     assert any(
         "needs 1 to 25" in p for p in x.check(message("V", poll={"options": ["a" * 26, "b"]}))
     )
-    assert x.check(message("V", media=(Media("a.png"),))) == [
-        "media file a.png does not exist: check the path in the calendar"
-    ]
+    assert x.check(message("V", media=(Media("a.png"),))) == []  # files: check_media
 
 
 @pytest.mark.parametrize("char", ["\ufeff", "\ufffe", "\uffff"])
@@ -362,24 +368,18 @@ def test_a_video_x_could_not_process_is_permanent(httpserver: HTTPServer, tmp_pa
 def test_media_limits_are_checked_offline(tmp_path: Path) -> None:
     x = XChannel("x", {"token": EnvRef("${X_TOKEN}")}, env=ENV)
     five = photos(tmp_path, 5)
-    assert x.check(message("Pics", media=five)) == [
-        "x takes at most 4 images in one post, not 5: remove 1 or split the post"
-    ]
-    gif = Media(str(png(tmp_path / "dance.gif")))
-    assert x.check(message("Pics", media=(five[0], gif))) == [
-        "an x post carries up to 4 images, or one GIF, or one video: post the GIF or video on "
-        "its own"
-    ]
+    assert media_problems(x, *five) == [(None, "5 media files, over x's 4 per post")]
+    dance = Media(str(gif(tmp_path / "dance.gif")))
+    assert media_problems(x, five[0], dance) == [(1, "x takes 4 images or 1 GIF alone, not both")]
     big = Media(str(sized(tmp_path / "big.png", 5 * 1000 * 1000 + 1)))
-    assert x.check(message("Pic", media=(big,))) == [
-        "big.png is 5,000,001 bytes, over x's limit of 5,000,000 bytes for an image: make it "
-        "smaller (a lower resolution, or JPEG for photos) or link to it instead"
-    ]
-    big_gif = Media(str(sized(tmp_path / "big.gif", 5 * 1000 * 1000 + 1)))
-    assert x.check(message("GIF", media=(big_gif,))) == [], "a GIF may be 15 MB"
+    assert media_problems(x, big) == [(0, "5,000,001 bytes, over x's limit of 5,000,000 bytes")]
+    big_gif = Media(str(gif(tmp_path / "big.gif", 5 * 1000 * 1000 + 1)))
+    assert media_problems(x, big_gif) == [], "a GIF may be 15 MB"
+    huge_gif = Media(str(gif(tmp_path / "huge.gif", 16 * 1000 * 1000)))
+    assert media_problems(x, huge_gif) == [(0, "16 MB, over x's limit of 15 MB for a GIF")]
     wordy = Media(five[0].path, alt="λ" * 1001)
-    assert x.check(message("Pic", media=(wordy,))) == [
-        "the alt text of p0.png is 1001 characters, over x's limit of 1000 by 1: shorten it"
+    assert media_problems(x, wordy) == [
+        (0, "alt text is 1001 characters, over x's limit of 1000 by 1")
     ]
     poll = {"options": ["Mon", "Fri"], "duration_seconds": 3600}
     assert x.check(message("Vote", poll=poll, media=five[:1])) == [
@@ -434,7 +434,7 @@ def test_an_upload_answered_with_garbage_posts_nothing(
 
 
 def test_an_unreadable_file_uploads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
-    with pytest.raises(PermanentError, match="does not exist"):
+    with pytest.raises(PermanentError, match=r"cannot read media file .*gone.png: No such file"):
         channel(httpserver).upload(Media(str(tmp_path / "gone.png")))
     assert httpserver.log == []
 

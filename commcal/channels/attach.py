@@ -1,31 +1,30 @@
-"""Media files as the adapters that carry them see them: what kind a file is, how big, whether
-it can be read, and the sentences `check` says when a file breaks a network's limits.
+"""Media files as the adapters that carry them in their own requests see them (Discord,
+Telegram, Slack, mail, X's uploads): what kind a file is, its name, its bytes.
 
-Adapters that send files inside the post's own request (Discord, Telegram, Slack, mail) and
-those that upload them first (X) share these helpers, so "the file does not exist" or "the file
-is too big" reads the same on every channel. No network here, and no heavy import.
+Offline limits are checked by `Channel.check_media` (commcal/channels/base.py) on what
+`commcal.mediacheck.inspect` read of each file; an adapter states its limits in the names that
+method reads and adds only its network's own rules. No network here, and no heavy import.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import os
-from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from commcal.channels.base import Media, PermanentError
+from commcal.channels.base import Media, MediaFile
+from commcal.media import mime_type, read_bytes
+
+if TYPE_CHECKING:
+    from commcal.channels.base import Channel
 
 MB = 1_000_000
 MIB = 1024 * 1024
 
 
-def mime_of(media: Media) -> str:
-    """The media type: the one the calendar gave, else guessed from the file name."""
-    return media.mime_type or mimetypes.guess_type(media.path)[0] or "application/octet-stream"
-
-
 def kind_of(media: Media) -> str:
-    """ "image", "gif" (animated or not: networks treat GIFs apart), "video" or "file"."""
-    mime = mime_of(media)
+    """ "image", "gif" (networks send GIFs apart: an animation), "video" or "file"."""
+    mime = mime_type(media)
     if mime == "image/gif":
         return "gif"
     if mime.startswith("image/"):
@@ -36,26 +35,13 @@ def kind_of(media: Media) -> str:
 
 
 def filename(media: Media) -> str:
-    return os.path.basename(media.path) or "file"
+    return os.path.basename(media.path.split("?")[0].rstrip("/")) or "file"
 
 
-def size_of(media: Media) -> int | None:
-    """The file's size in bytes; None when it is missing or unreadable."""
-    try:
-        return os.path.getsize(media.path)
-    except OSError:
-        return None
-
-
-def read(media: Media) -> bytes:
-    """The file's bytes; a PermanentError a marketer can act on when it cannot be read (the
-    file went away between `check` and the send, or its permissions do not let us read it)."""
-    try:
-        with open(media.path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise PermanentError(f"cannot read media file {media.path}: {reason}") from None
+def read(media: Media, channel: Channel, limit: int | None = None) -> bytes:
+    """The file's bytes (fetched once where it is an https URL); a PermanentError a marketer
+    can act on when the file went away or cannot be read since `check`."""
+    return read_bytes(media, channel.http, limit)
 
 
 def human(size: int) -> str:
@@ -65,44 +51,21 @@ def human(size: int) -> str:
     return f"{max(1, round(size / 1000))} KB"
 
 
-def missing(media: Media) -> str | None:
-    """The problem of a file that is not there (or not a file), else None."""
-    if media.path.startswith(("http://", "https://")):
-        return f"{media.path}: this channel sends files from the project, not links"
-    if not os.path.isfile(media.path):
-        return f"media file {media.path} does not exist: check the path in the calendar"
-    return None
-
-
-def too_big(media: Media, limit: int, network: str, what: str = "file") -> str | None:
-    """The problem of a file over `limit` bytes, with the fix, else None."""
-    size = size_of(media)
-    if size is None or size <= limit:
-        return None
-    shown, most = human(size), human(limit)
-    if shown == most:  # just over: in bytes, or "10 MB, over the limit of 10 MB" reads wrong
-        shown, most = f"{size:,} bytes", f"{limit:,} bytes"
-    return (
-        f"{filename(media)} is {shown}, over {network}'s limit of {most} for "
-        f"{'an' if what[0] in 'aeiou' else 'a'} {what}: make it smaller (a lower resolution, "
-        "or JPEG for photos) or link to it instead"
-    )
-
-
-def too_many(media: Sequence[Media], most: int, network: str, what: str = "attachments") -> str:
-    """The problem of more media than a network takes ("" when within it)."""
-    if len(media) <= most:
-        return ""
-    return (
-        f"{network} takes at most {most} {what} in one post, not {len(media)}: remove "
-        f"{len(media) - most} or split the post"
-    )
-
-
-def long_alt(media: Media, most: int, network: str) -> str | None:
-    if len(media.alt) <= most:
-        return None
-    return (
-        f"the alt text of {filename(media)} is {len(media.alt)} characters, over {network}'s "
-        f"limit of {most} by {len(media.alt) - most}: shorten it"
-    )
+def gifs_apart(
+    files: list[MediaFile] | tuple[MediaFile, ...], most: int, network: str
+) -> tuple[list[MediaFile], list[tuple[int | None, str]]]:
+    """For `check_media` where a GIF has a size limit of its own (X 15 MB, Telegram's
+    animations 50 MB): the files with a GIF's size hidden from the image limits, and the
+    problems of GIFs over `most`."""
+    shown: list[MediaFile] = []
+    problems: list[tuple[int | None, str]] = []
+    for number, found in enumerate(files):
+        if found.mime_type == "image/gif":
+            if found.size is not None and found.size > most:
+                size, limit = human(found.size), human(most)
+                if size == limit:  # just over: "50 MB, over the limit of 50 MB" reads wrong
+                    size, limit = f"{found.size:,} bytes", f"{most:,} bytes"
+                problems.append((number, f"{size}, over {network}'s limit of {limit} for a GIF"))
+            found = replace(found, size=None)
+        shown.append(found)
+    return shown, problems

@@ -18,13 +18,14 @@ error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -34,6 +35,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -93,11 +95,13 @@ class DiscordChannel(HttpChannel):
     # message-jsonform-params: "files[n]"), the whole request at most 25 MiB unless the server is
     # boosted (https://discord.com/developers/docs/reference#uploading-files; webhooks measured
     # at 26,214,400 bytes: https://github.com/discord/discord-api-docs/issues/6058). The
-    # `upload_limit_mb` setting raises it; this is the default a check counts against.
+    # `upload_limit_mb` setting raises it (`check_media` checks the total against it). An
+    # attachment's description, its alt text, is at most 1,024 characters
+    # (https://discord.com/developers/docs/resources/message#attachment-object). Discord takes
+    # any file; videos it plays inline are MP4, WebM and QuickTime.
     max_media = 10
     max_media_bytes = 25 * attach.MIB
-    # An attachment's description (its alt text) is at most 1,024 characters
-    # (https://discord.com/developers/docs/resources/message#attachment-object).
+    video_types = frozenset({"video/mp4", "video/webm", "video/quicktime"})
     max_alt_length = 1024
 
     def configure(self) -> None:
@@ -121,31 +125,34 @@ class DiscordChannel(HttpChannel):
             problems = [p for p in problems if p != "message is empty"]
             problems.extend(self.poll_problems(poll))
         if message.media:
+            # Files alone are a message.
             problems = [p for p in problems if p != "message is empty"]
-            problems.extend(self.media_problems(message))
         return problems
 
     def upload_limit(self) -> int:
         return int(self.options.get("upload_limit_mb") or 25) * attach.MIB
 
-    def media_problems(self, message: Message) -> list[str]:
-        """Offline problems with a message's files: how many, whether each is there, the alt
-        texts, and the size of them all together (Discord limits the request, not a file)."""
-        problems = [attach.too_many(message.media, self.max_media, "discord", "files")]
-        total = 0
-        for media in message.media:
-            problems.append(attach.missing(media) or "")
-            problems.append(attach.long_alt(media, self.max_alt_length, "discord") or "")
-            total += attach.size_of(media) or 0
+    def media_limit(self, name: str) -> Any:
+        if name in ("max_image_bytes", "max_video_bytes"):
+            return self.upload_limit()  # no file may be larger than the whole message
+        return super().media_limit(name)
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        """Discord limits the request, not a file: the files' size together."""
+        problems = super().check_media(files)
+        total = sum(found.size or 0 for found in files)
         limit = self.upload_limit()
         if total > limit:
             # In MiB, as Discord counts and shows its limits ("25 MB").
             problems.append(
-                f"the files are {total / attach.MIB:.1f} MB together, over this discord server's "
-                f"limit of {limit // attach.MIB} MB a message: make them smaller, send fewer, or "
-                "set upload_limit_mb on the channel if the server is boosted"
+                (
+                    None,
+                    f"the files are {total / attach.MIB:.1f} MB together, over this discord "
+                    f"server's limit of {limit // attach.MIB} MB a message: make them smaller, "
+                    "send fewer, or set upload_limit_mb on the channel if the server is boosted",
+                )
             )
-        return [problem for problem in problems if problem]
+        return problems
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         url = self.secret("webhook_url")
@@ -162,17 +169,13 @@ class DiscordChannel(HttpChannel):
                 raise PermanentError("poll: " + "; ".join(problems))
         payload = self.payload(message)
         if message.media:
-            problems = self.media_problems(message)
-            if problems:
-                raise PermanentError("; ".join(problems))
             # Read every file before anything is sent: an unreadable one fails the send whole.
             files: list[tuple[str, tuple[str | None, bytes | str, str]]] = []
             payload["attachments"] = []
             for number, media in enumerate(message.media):
                 name = attach.filename(media)
-                files.append(
-                    (f"files[{number}]", (name, attach.read(media), attach.mime_of(media)))
-                )
+                data = attach.read(media, self, self.upload_limit())
+                files.append((f"files[{number}]", (name, data, mime_type(media))))
                 described: dict[str, Any] = {"id": number, "filename": name}
                 if media.alt:
                     described["description"] = media.alt

@@ -25,7 +25,7 @@ is the post. Web API errors are HTTP 200 with {"ok": false, "error": "..."}.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
     Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -44,6 +45,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -121,7 +123,10 @@ class SlackChannel(HttpChannel):
     uploads_media: ClassVar[bool] = True
     max_media: ClassVar[int | None] = 10
     max_media_bytes: ClassVar[int | None] = 1000 * attach.MB
-    max_alt_length: ClassVar[int] = 1000
+    max_alt_length: ClassVar[int | None] = 1000
+    video_types: ClassVar[frozenset[str]] = frozenset(
+        {"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"}
+    )
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -150,25 +155,15 @@ class SlackChannel(HttpChannel):
 
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
-        if not message.media:
-            return problems
-        if not self.bot_mode():
-            return [*problems, WEBHOOK_MEDIA]
-        problems = [p for p in problems if p != "message is empty"]
-        problems.append(attach.too_many(message.media, self.max_media or 10, "slack", "files"))
-        for media in message.media:
-            problems.extend(self._file_problems(media))
-        return [problem for problem in problems if problem]
+        if message.media and self.bot_mode():
+            # Files alone are a post.
+            problems = [p for p in problems if p != "message is empty"]
+        return problems
 
-    def _file_problems(self, media: Media) -> list[str]:
-        if not self.bot_mode():
-            return [WEBHOOK_MEDIA]
-        found = (
-            attach.missing(media),
-            attach.too_big(media, self.max_media_bytes or 0, "slack"),
-            attach.long_alt(media, self.max_alt_length, "slack"),
-        )
-        return [problem for problem in found if problem]
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        if files and not self.bot_mode():
+            return [(None, WEBHOOK_MEDIA)]
+        return super().check_media(files)
 
     # -- Web API (bot token) ----------------------------------------------------------------
 
@@ -184,10 +179,9 @@ class SlackChannel(HttpChannel):
     def upload(self, media: Media) -> str:
         """Steps 1 and 2 of files upload v2: an upload URL for the file, then its bytes. The
         file stays private (nothing is posted) until `send` completes it into the channel."""
-        problems = self._file_problems(media)
-        if problems:
-            raise PermanentError("; ".join(problems))
-        data = attach.read(media)
+        if not self.bot_mode():
+            raise PermanentError(WEBHOOK_MEDIA)
+        data = attach.read(media, self, self.max_media_bytes)
         fields = {"filename": attach.filename(media), "length": str(len(data))}
         if media.alt:
             fields["alt_txt"] = media.alt
@@ -200,7 +194,7 @@ class SlackChannel(HttpChannel):
             self.call(
                 "POST",
                 upload_url,
-                files={"filename": (attach.filename(media), data, attach.mime_of(media))},
+                files={"filename": (attach.filename(media), data, mime_type(media))},
             )
         except TransientError as exc:
             exc.maybe_sent = False  # an upload posts nothing

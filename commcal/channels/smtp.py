@@ -65,6 +65,7 @@ from commcal.channels.base import (
     Channel,
     EnvRef,
     Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -73,6 +74,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.errors import ConfigError
+from commcal.media import mime_type as media_type
 from commcal.redact import Secrets
 from commcal.timeutil import utc_now
 
@@ -195,30 +197,28 @@ class SmtpChannel(Channel):
         attachments = message.options.get("attachments")
         if attachments is not None:
             problems.extend(_attachment_problems(attachments))
-        if message.media:
-            problems.extend(self._media_problems(message.media))
         return problems
 
-    def _media_problems(self, media: tuple[Media, ...]) -> list[str]:
-        problems = []
-        total = 0
-        for item in media:
-            gone = attach.missing(item)
-            if gone:
-                problems.append(gone)
-            elif attach.kind_of(item) not in ("image", "gif"):
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        """Images only (a mail client shows no video inline), and the encoded size of them
+        all: base64 is 4/3 of the files (RFC 2045 6.8)."""
+        problems: list[tuple[int | None, str]] = []
+        for number, found in enumerate(files):
+            if found.kind != "image":
                 problems.append(
-                    f"{attach.filename(item)}: a mail carries images, not videos or files: "
-                    "link to it from the text instead"
+                    (number, "a mail carries images, not videos or files: link to it instead")
                 )
-            total += attach.size_of(item) or 0
-        encoded = (total + 2) // 3 * 4
+        problems.extend(super().check_media([f for f in files if f.kind == "image"]))
+        encoded = (sum(found.size or 0 for found in files) + 2) // 3 * 4
         most = int(float(self.options["max_message_mb"] or 10) * attach.MB)
         if encoded > most:
             problems.append(
-                f"the images of this mail are {attach.human(encoded)} as sent, over this "
-                f"channel's limit of {attach.human(most)}: make them smaller, send fewer, or "
-                "raise max_message_mb if your mail provider takes larger mail"
+                (
+                    None,
+                    f"the images of this mail are {attach.human(encoded)} as sent, over this "
+                    f"channel's limit of {attach.human(most)}: make them smaller, send fewer, "
+                    "or raise max_message_mb if your mail provider takes larger mail",
+                )
             )
         return problems
 
@@ -231,7 +231,7 @@ class SmtpChannel(Channel):
             if found is None:
                 if len(self._inline) >= 8:
                     self._inline.clear()  # a run sends a few newsletters, not many
-                found = self._inline[key] = _Inline.of(media, domain)
+                found = self._inline[key] = _Inline.of(media, domain, self)
             return found
 
     # -- sending ---------------------------------------------------------------------------------
@@ -418,9 +418,9 @@ class SmtpChannel(Channel):
                     )
                     assert isinstance(html_part, EmailMessage)
                     for item, cid in zip(message.media, inline.cids, strict=True):
-                        maintype, subtype, _ = _mime(attach.mime_of(item))
+                        maintype, subtype, _ = _mime(media_type(item))
                         html_part.add_related(
-                            attach.read(item),
+                            attach.read(item, self),
                             maintype=maintype,
                             subtype=subtype,
                             cid=f"<{cid}>",
@@ -429,9 +429,9 @@ class SmtpChannel(Channel):
                         )
             elif inline is not None:
                 for item in message.media:
-                    maintype, subtype, _ = _mime(attach.mime_of(item))
+                    maintype, subtype, _ = _mime(media_type(item))
                     mail.add_attachment(
-                        attach.read(item),
+                        attach.read(item, self),
                         maintype=maintype,
                         subtype=subtype,
                         filename=attach.filename(item),
@@ -762,12 +762,12 @@ class _Inline:
     parts: tuple[bytes, ...]
 
     @classmethod
-    def of(cls, media: tuple[Media, ...], domain: str) -> _Inline:
+    def of(cls, media: tuple[Media, ...], domain: str, channel: Channel) -> _Inline:
         import hashlib
 
         cids, parts = [], []
         for number, item in enumerate(media, 1):
-            data = attach.read(item)
+            data = attach.read(item, channel)
             cid = f"{number}.{hashlib.sha256(data).hexdigest()[:16]}@{domain or 'commcal.invalid'}"
             name = attach.filename(item)
             if name.isascii() and _SAFE_VALUE.fullmatch(name) and '"' not in name:
@@ -775,7 +775,7 @@ class _Inline:
             else:  # RFC 2231: a name that is not plain ASCII, percent-encoded UTF-8
                 disposition = f"inline; filename*=utf-8''{quote(name, safe='')}"
             head = (
-                f"Content-Type: {attach.mime_of(item)}\r\n"
+                f"Content-Type: {media_type(item)}\r\n"
                 "Content-Transfer-Encoding: base64\r\n"
                 f"Content-ID: <{cid}>\r\n"
                 f"Content-Disposition: {disposition}\r\n"

@@ -18,7 +18,7 @@ Telegram has no alt text: `Media.alt` is not sent (its description shows in no c
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
     Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -39,6 +40,7 @@ from commcal.channels.base import (
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -126,9 +128,13 @@ class TelegramChannel(HttpChannel):
     # "5 MB max size for photos and 20 MB max for other types of content" by URL, and for an
     # upload "10 MB max size for photos, 50 MB for other files"). A caption is "0-1024
     # characters after entities parsing" (#sendphoto), counted like the text in UTF-16 units.
+    # A GIF goes by sendAnimation (50 MB, an "other file"); an album (sendMediaGroup) holds
+    # photos and videos only, so a GIF goes alone.
     max_media = 10
-    max_photo_bytes = 10 * attach.MB
+    max_image_bytes = 10 * attach.MB
+    max_video_bytes = 50 * attach.MB
     max_media_bytes = 50 * attach.MB
+    video_types = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"})
     max_caption_length = 1024
 
     def configure(self) -> None:
@@ -169,7 +175,7 @@ class TelegramChannel(HttpChannel):
                 )
         elif message.media:
             problems = [p for p in problems if p != "message is empty"]
-            problems.extend(self._media_problems(message, mode))
+            problems.extend(self._caption_problems(message, mode))
         else:
             length = utf16_units(visible_text(message.text, mode))
             if length > self.max_length:
@@ -179,32 +185,27 @@ class TelegramChannel(HttpChannel):
                 )
         return problems
 
-    def _media_problems(self, message: Message, mode: str | None) -> list[str]:
+    def _caption_problems(self, message: Message, mode: str | None) -> list[str]:
         length = utf16_units(visible_text(message.text, mode))
         most = self.max_caption_length
-        problems = [attach.too_many(message.media, self.max_media, "telegram", "photos or videos")]
-        if length > most:
-            problems.append(
-                f"text is {length} {self.length_unit}, over telegram's limit of {most} for a "
-                f"caption by {length - most}: a post with media carries its text as the caption; "
-                "shorten the text, or post the media and the long text as two items"
-            )
-        grouped = len(message.media) > 1
-        for media in message.media:
-            kind = attach.kind_of(media)
-            problems.append(attach.missing(media) or "")
-            if kind == "image":
-                problems.append(
-                    attach.too_big(media, self.max_photo_bytes, "telegram", "photo") or ""
-                )
-            else:
-                problems.append(attach.too_big(media, self.max_media_bytes, "telegram") or "")
-            if grouped and kind not in ("image", "video"):
-                problems.append(
-                    f"{attach.filename(media)}: telegram groups only photos and videos; send "
-                    f"a {'GIF' if kind == 'gif' else 'file'} in a post of its own"
-                )
-        return [problem for problem in problems if problem]
+        if length <= most:
+            return []
+        return [
+            f"text is {length} {self.length_unit}, over telegram's limit of {most} for a "
+            f"caption by {length - most}: a post with media carries its text as the caption; "
+            "shorten the text, or post the media and the long text as two items"
+        ]
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        shown, problems = attach.gifs_apart(list(files), self.max_media_bytes or 0, "telegram")
+        problems = super().check_media(shown) + problems
+        if len(files) > 1:
+            for number, found in enumerate(files):
+                if found.mime_type == "image/gif":
+                    problems.append(
+                        (number, "telegram albums hold photos and videos only: send a GIF alone")
+                    )
+        return problems
 
     def _poll_problems(self, poll: Any, text: str) -> list[str]:
         if not isinstance(poll, Mapping):
@@ -256,12 +257,16 @@ class TelegramChannel(HttpChannel):
 
     def _send_media(self, message: Message, chat_id: Any, mode: str | None) -> requests.Response:
         """One request that posts every file of `message`, its text the caption."""
-        problems = self._media_problems(message, mode)
+        problems = self._caption_problems(message, mode)
         if problems:
             raise PermanentError("; ".join(problems))
         # Read every file first: an unreadable one fails the send before anything goes out.
         files = {
-            f"file{number}": (attach.filename(media), attach.read(media), attach.mime_of(media))
+            f"file{number}": (
+                attach.filename(media),
+                attach.read(media, self, self.max_media_bytes),
+                mime_type(media),
+            )
             for number, media in enumerate(message.media)
         }
         caption: dict[str, Any] = {}

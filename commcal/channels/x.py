@@ -14,13 +14,14 @@ arrived is simply done again; the publisher keeps each id it got, and a resumed 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -33,6 +34,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import x_invalid_characters, x_length
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -75,9 +77,13 @@ class XChannel(HttpChannel):
     uploads_media = True
     max_media = 4
     max_media_bytes = 5 * attach.MB
+    max_image_bytes = 5 * attach.MB
     max_gif_bytes = 15 * attach.MB
     max_video_bytes = 512 * attach.MB
     max_alt_length = 1000
+    video_alone = True
+    image_types = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+    video_types = frozenset({"video/mp4", "video/quicktime"})
     # A video goes up in chunks of at most 5 MB each (the chunked upload guide's APPEND); 4 MB.
     chunk_bytes = 4 * attach.MIB
     # How often and how long to ask STATUS while X processes a video (it says `check_after_secs`).
@@ -105,30 +111,18 @@ class XChannel(HttpChannel):
         if message.media:
             if poll:
                 problems.append("an x post can have media or a poll, not both")
-            problems.extend(self._media_problems(message.media))
             if not message.text.strip():
                 problems = [p for p in problems if p != "message is empty"]
         return problems
 
-    def _media_problems(self, media: tuple[Media, ...]) -> list[str]:
-        kinds = [attach.kind_of(item) for item in media]
-        problems = [attach.too_many(media, self.max_media, "x", "images")]
-        if len(media) > 1 and ("gif" in kinds or "video" in kinds):
-            problems.append(
-                "an x post carries up to 4 images, or one GIF, or one video: post the GIF or "
-                "video on its own"
-            )
-        limits = {"image": self.max_media_bytes, "gif": self.max_gif_bytes}
-        for item, kind in zip(media, kinds, strict=True):
-            problems.append(attach.missing(item) or "")
-            if kind == "file":
-                problems.append(f"{attach.filename(item)}: x takes images, GIFs and videos only")
-                continue
-            limit = limits.get(kind, self.max_video_bytes)
-            what = {"image": "image", "gif": "GIF"}.get(kind, "video")
-            problems.append(attach.too_big(item, limit, "x", what) or "")
-            problems.append(attach.long_alt(item, self.max_alt_length, "x") or "")
-        return [problem for problem in problems if problem]
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        shown, problems = attach.gifs_apart(list(files), self.max_gif_bytes, "x")
+        problems = super().check_media(shown) + problems
+        if len(files) > 1:
+            for number, found in enumerate(files):
+                if found.mime_type == "image/gif":
+                    problems.append((number, "x takes 4 images or 1 GIF alone, not both"))
+        return problems
 
     def _poll_problems(self, poll: Any) -> list[str]:
         if not isinstance(poll, Mapping):
@@ -172,10 +166,7 @@ class XChannel(HttpChannel):
         """Upload one file (and its alt text); return X's media id. Nothing is posted by it, so
         an upload that may have arrived is not "maybe sent": it is done again, at worst leaving
         an unused upload that X discards (`expires_after_secs`)."""
-        problems = self._media_problems((media,))
-        if problems:
-            raise PermanentError("; ".join(problems))
-        data = attach.read(media)
+        data = attach.read(media, self, self.max_video_bytes)
         try:
             if attach.kind_of(media) == "video":
                 media_id = self._upload_video(media, data)
@@ -194,15 +185,15 @@ class XChannel(HttpChannel):
         response = self._call(
             "POST",
             "/2/media/upload",
-            data={"media_category": category, "media_type": attach.mime_of(media)},
-            files={"media": (attach.filename(media), data, attach.mime_of(media))},
+            data={"media_category": category, "media_type": mime_type(media)},
+            files={"media": (attach.filename(media), data, mime_type(media))},
         )
         return _media_id(response)
 
     def _upload_video(self, media: Media, data: bytes) -> str:
         init = {
             "command": "INIT",
-            "media_type": attach.mime_of(media),
+            "media_type": mime_type(media),
             "total_bytes": str(len(data)),
             "media_category": "tweet_video",
         }
