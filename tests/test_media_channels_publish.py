@@ -7,10 +7,12 @@ texts, an upload's ref is reused by a resumed post, and a forgotten upload is up
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -46,7 +48,7 @@ class Networks:
         self.fail_next_post = 0  # answer this many posts 503 (nothing posted)
         self.forget_at_post = False  # drop every upload when the next post comes
         self.next_id = 1880028106020515840
-        server.expect_request(__import__("re").compile(".*")).respond_with_handler(self)
+        server.expect_request(re.compile(".*")).respond_with_handler(self)
 
     def __call__(self, request: Request) -> Response:
         found = seen(request)
@@ -305,3 +307,71 @@ def test_a_telegram_caption_too_long_is_refused_before_anything_is_sent(
     assert "over telegram's limit of 1024 for a caption" in result.stderr
     assert publish(root) == {"failed": 1}
     assert networks.seen == []
+
+
+# -- mail -----------------------------------------------------------------------------------------
+
+
+def test_a_greek_newsletter_goes_out_with_its_images_inline(
+    make_project: MakeProject, smtp: tuple[int, Any]
+) -> None:
+    port, box = smtp
+    root = make_project(
+        config=f"""\
+timezone: Europe/Athens
+locale: el
+state: sqlite:///state.db
+channels:
+  mail:
+    type: smtp
+    host: 127.0.0.1
+    port: {port}
+    security: none
+    from: "Λαϊκή Αγορά <agora@example.org>"
+    to: "members@example.org"
+""",
+        calendars={
+            "c.yaml": (
+                "items:\n"
+                "  - id: letter\n"
+                "    kind: newsletter\n"
+                "    title: Νέα της λαϊκής\n"
+                "    channels: [mail]\n"
+                "    template: newsletters/n\n"
+                "    at: 2026-12-02 10:30\n"
+                "    media:\n"
+                f"      - {{file: media/stall.png, alt: '{ALT_1}'}}\n"
+                f"      - {{file: media/map.jpg, alt: '{ALT_2}'}}\n"
+            )
+        },
+        templates={
+            "newsletters/n.j2": "Γεια σας,\nη λαϊκή είναι το Σάββατο.\n",
+            "newsletters/n.html.j2": (
+                "<html><body><h1>Νέα της λαϊκής</h1>"
+                f'<p><img src="cid:stall.png" alt="{ALT_1}"></p>'
+                "<p>Σας περιμένουμε το Σάββατο.</p></body></html>"
+            ),
+        },
+    )
+    (root / "media").mkdir()
+    Image.new("RGB", (64, 48), "teal").save(root / "media" / "stall.png")
+    Image.new("RGB", (30, 40), "orange").save(root / "media" / "map.jpg")
+    assert publish(root) == {"sent": 1}
+    (mail,) = box.mails()
+    assert str(mail["Subject"]) == "Νέα της λαϊκής"
+    related = mail.get_body(("related",))
+    assert related is not None and related.get_content_type() == "multipart/related"
+    html = next(related.iter_parts()).get_content()
+    parts = {
+        str(part["Content-ID"]).strip("<>"): part for part in mail.walk() if part["Content-ID"]
+    }
+    cids = re.findall(r'src="cid:([^"]+)"', html)
+    assert sorted(cids) == sorted(parts), "every cid: has its part and every part its cid:"
+    assert [parts[c].get_content() for c in cids] == images(root)
+    assert [parts[c].get_filename() for c in cids] == ["stall.png", "map.jpg"]
+    assert all(parts[c].get_content_disposition() == "inline" for c in cids)
+    assert f'alt="{ALT_1}"' in html and f'alt="{ALT_2}"' in html
+    plain = mail.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert f"[{ALT_1}]" in text and f"[{ALT_2}]" in text
