@@ -172,7 +172,7 @@ def test_a_2xx_other_than_ok_is_sent_with_a_note(httpserver: HTTPServer) -> None
 
 # -- bot token: chat.postMessage, and files upload v2 ------------------------------------------
 
-BOT_TOKEN = "xoxb-1111-2222-SecretBotToken"
+BOT_TOKEN = "xoxb-1111-2222-Qz8rLm4WvT9yKp"
 
 
 class FakeSlackApi:
@@ -411,3 +411,30 @@ def test_with_a_webhook_and_a_bot_text_goes_by_the_webhook_and_files_by_the_bot(
     picture = replace(pictures(tmp_path)[0], ref="F0SWEEP1")
     both.send(Message("team", "slack", "Pic", media=(picture,)), "k2")
     assert fake.paths() == ["/api/files.completeUploadExternal"]
+
+
+def test_an_upload_ticket_that_is_not_slack_says_so_and_posts_nothing(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/api/files.getUploadURLExternal").respond_with_data(
+        f"<html>login page for {BOT_TOKEN}</html>", content_type="text/html"
+    )
+    with pytest.raises(PermanentError) as caught:
+        bot(httpserver).upload(pictures(tmp_path)[0])
+    assert str(caught.value).startswith(
+        "files.getUploadURLExternal: the answer is not Slack's (200, text/html, "
+    )
+    assert BOT_TOKEN not in str(caught.value)
+    assert [r.path for r, _ in httpserver.log] == ["/api/files.getUploadURLExternal"]
+
+
+def test_verify_asks_auth_test_with_the_bot_token(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        "/api/auth.test", method="POST", headers={"Authorization": f"Bearer {BOT_TOKEN}"}
+    ).respond_with_json({"ok": True, "user": "agora-bot", "team": "Agora", "user_id": "U1"})
+    assert bot(httpserver).verify() == "token works for agora-bot in Agora"
+    httpserver.expect_oneshot_request("/api/auth.test").respond_with_json(
+        {"ok": False, "error": "invalid_auth"}
+    )
+    with pytest.raises(PermanentError, match=r"invalid_auth \(the bot token is wrong"):
+        bot(httpserver).verify()

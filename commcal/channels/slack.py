@@ -172,9 +172,25 @@ class SlackChannel(HttpChannel):
         url = f"{str(self.value('api_url')).rstrip('/')}/{method}"
         response = self.call("POST", url, token=self.secret("bot_token"), **kwargs)
         body = httpkit.json_body(response)
-        if body.get("ok") is not True:
+        if body.get("ok") is False:
             raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
+        if body.get("ok") is not True:
+            # Not the Web API (a proxy's page, an api_url pointing elsewhere). Not quoted: it
+            # may echo the request, token included. Nothing was posted by these methods.
+            kind = (response.headers.get("Content-Type") or "no type").split(";")[0]
+            raise PermanentError(
+                f"{method}: the answer is not Slack's ({response.status_code}, {kind}, "
+                f"{len(response.content)} bytes): check api_url"
+            )
         return body
+
+    def verify(self) -> str:
+        """auth.test for a bot token (https://docs.slack.dev/reference/methods/auth.test); a
+        webhook cannot be checked without posting."""
+        if not self.bot_mode():
+            return "nothing to verify: an incoming webhook cannot be checked without posting"
+        body = self._api("auth.test")
+        return f"token works for {body.get('user', '?')} in {body.get('team', '?')}"
 
     def upload(self, media: Media) -> str:
         """Steps 1 and 2 of files upload v2: an upload URL for the file, then its bytes. The
