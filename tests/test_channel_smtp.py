@@ -791,3 +791,33 @@ def test_the_direct_writer_and_the_email_package_agree_on_inline_images(tmp_path
     assert [p.get_content_type() for p in ours.walk()] == [
         p.get_content_type() for p in theirs.walk()
     ]
+
+
+def test_a_mail_with_images_cut_off_after_its_data_may_have_been_delivered(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    recorder.data_faults = ["cut"]
+    channel = channel_for(controller)
+    with pytest.raises(TransientError) as caught:
+        channel.send(greek_newsletter(tmp_path), "k")
+    channel.close()
+    assert caught.value.maybe_sent, "the images went out: the reader must not get it twice"
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_mail_without_html_carries_its_images_as_attachments(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller)
+    message = replace(greek_newsletter(tmp_path), html=None)
+    channel.send(message, "k")
+    channel.close()
+    mail = recorder.mail()
+    assert mail.get_content_type() == "multipart/mixed"
+    attached = list(mail.iter_attachments())
+    assert [a.get_filename() for a in attached] == ["αφίσα.png", "map.png"]
+    assert [a.get_content() for a in attached] == [Path(m.path).read_bytes() for m in message.media]
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert all(f"[{m.alt}]" in text for m in message.media)
