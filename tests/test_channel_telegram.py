@@ -414,6 +414,16 @@ def test_media_limits_are_checked_offline(tmp_path: Path) -> None:
     assert media_problems(tg, *(photo,) * 11) == [
         (None, "11 media files, over telegram's 10 per post")
     ]
+    from PIL import Image
+
+    Image.new("RGB", (6000, 4001), "teal").save(tmp_path / "wide.png")
+    Image.new("RGB", (2100, 100), "teal").save(tmp_path / "banner.png")
+    assert media_problems(tg, Media(str(tmp_path / "wide.png"))) == [
+        (0, "6000x4001 pixels, over telegram's limit of 10,000 for width and height together")
+    ]
+    assert media_problems(tg, Media(str(tmp_path / "banner.png"))) == [
+        (0, "aspect ratio 21.0:1, over telegram's 20:1")
+    ]
 
 
 def test_a_long_caption_is_refused_before_any_request(

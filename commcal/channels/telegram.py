@@ -136,6 +136,10 @@ class TelegramChannel(HttpChannel):
     max_media_bytes = 50 * attach.MB
     video_types = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"})
     max_caption_length = 1024
+    # sendPhoto: "The photo's width and height must not exceed 10000 in total. Width and height
+    # ratio must be at most 20." (https://core.telegram.org/bots/api#sendphoto)
+    max_aspect_ratio = 20.0
+    max_photo_sides = 10_000
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -199,12 +203,22 @@ class TelegramChannel(HttpChannel):
     def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
         shown, problems = attach.gifs_apart(list(files), self.max_media_bytes or 0, "telegram")
         problems = super().check_media(shown) + problems
-        if len(files) > 1:
-            for number, found in enumerate(files):
-                if found.mime_type == "image/gif":
+        for number, found in enumerate(files):
+            if found.mime_type == "image/gif":
+                if len(files) > 1:
                     problems.append(
                         (number, "telegram albums hold photos and videos only: send a GIF alone")
                     )
+            elif found.kind == "image" and (found.width or 0) + (found.height or 0) > (
+                most := self.max_photo_sides
+            ):
+                problems.append(
+                    (
+                        number,
+                        f"{found.width}x{found.height} pixels, over telegram's limit of {most:,} "
+                        "for width and height together",
+                    )
+                )
         return problems
 
     def _poll_problems(self, poll: Any, text: str) -> list[str]:
