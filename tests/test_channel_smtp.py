@@ -821,3 +821,17 @@ def test_a_mail_without_html_carries_its_images_as_attachments(
     assert [a.get_content() for a in attached] == [Path(m.path).read_bytes() for m in message.media]
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert all(f"[{m.alt}]" in text for m in message.media)
+
+
+def test_lines_that_start_with_a_dot_arrive_whole(server: tuple[Controller, Recorder]) -> None:
+    """RFC 5321 4.5.2: a line starting with "." is sent with one more, which the server takes
+    off again; a line of a single "." must not end the mail early."""
+    controller, recorder = server
+    channel = channel_for(controller)
+    text = "Programme:\n.\n..two dots\n.net and .org\nend\n"  # ASCII: sent as 7bit lines
+    channel.send(replace(NEWSLETTER, text=text, html=None), "k")
+    channel.close()
+    raw = recorder.received[-1][3]
+    assert b"\r\n.\r\n..two dots\r\n.net and .org\r\n" in raw, "sent as written"
+    received = recorder.mail().get_content()
+    assert received.replace("\r\n", "\n") == text

@@ -12,8 +12,8 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from commcal.channels.base import Media, MediaFile
-from commcal.media import mime_type, read_bytes
+from commcal.channels.base import Media, MediaFile, PermanentError
+from commcal.media import is_url, mime_type, read_bytes
 
 if TYPE_CHECKING:
     from commcal.channels.base import Channel
@@ -40,8 +40,16 @@ def filename(media: Media) -> str:
 
 def read(media: Media, channel: Channel, limit: int | None = None) -> bytes:
     """The file's bytes (fetched once where it is an https URL); a PermanentError a marketer
-    can act on when the file went away or cannot be read since `check`."""
-    return read_bytes(media, channel.http, limit)
+    can act on when the file went away or cannot be read since `check`. A file on disk is read
+    without the channel's HTTP session (mail has none to open)."""
+    if is_url(media.path):
+        return read_bytes(media, channel.http, limit)
+    try:
+        with open(media.path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PermanentError(f"cannot read media file {media.path}: {reason}") from None
 
 
 def human(size: int) -> str:

@@ -487,7 +487,11 @@ class SmtpChannel(Channel):
         if code != 354:
             self._refused(session, smtp, code, reply)
         # RFC 5321 section 4.5.2: a line starting with "." gets one more; then CRLF "." CRLF.
-        body = re.sub(rb"(?m)^\.", b"..", data)
+        # bytes.replace, not a multiline regex: the same result, and a mail with an image is
+        # half a megabyte of lines (the regex cost 9 ms a mail, more than the rest of a send).
+        body = data.replace(b"\n.", b"\n..")
+        if body.startswith(b"."):
+            body = b"." + body
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         try:
