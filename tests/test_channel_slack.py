@@ -438,3 +438,12 @@ def test_verify_asks_auth_test_with_the_bot_token(httpserver: HTTPServer) -> Non
     )
     with pytest.raises(PermanentError, match=r"invalid_auth \(the bot token is wrong"):
         bot(httpserver).verify()
+
+
+def test_a_2xx_that_is_not_slack_after_chat_post_message_is_sent_with_a_note(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/api/chat.postMessage").respond_with_data("<html>proxy</html>")
+    receipt = bot(httpserver).send(MESSAGE, "k")
+    assert receipt.remote_id is None
+    assert "answer without Slack's `ok` answer to chat.postMessage" in receipt.note

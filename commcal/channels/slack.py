@@ -25,7 +25,7 @@ is the post. Web API errors are HTTP 200 with {"ok": false, "error": "..."}.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -220,30 +220,37 @@ class SlackChannel(HttpChannel):
     def _send_by_api(self, message: Message) -> Receipt:
         channel = str(self.value("channel_id"))
         if not message.media:
-            body = self._api(
-                "chat.postMessage", json={"channel": channel, "text": escape(message.text)}
-            )
-            ts = body.get("ts")
-            return Receipt(remote_id=str(ts)) if isinstance(ts, str) else Receipt()
+            payload: dict[str, Any] = {"channel": channel, "text": escape(message.text)}
+            return self._post("chat.postMessage", payload, lambda body: body.get("ts"))
         files = [
             {"id": media.ref or self.upload(media), "title": attach.filename(media)}
             for media in message.media
         ]
-        payload: dict[str, Any] = {"files": files, "channel_id": channel}
+        payload = {"files": files, "channel_id": channel}
         if message.text.strip():
             payload["initial_comment"] = escape(message.text)
-        url = f"{str(self.value('api_url')).rstrip('/')}/files.completeUploadExternal"
+
+        def first_file(body: dict[str, Any]) -> Any:
+            shared = body.get("files")
+            first = shared[0] if isinstance(shared, list) and shared else None
+            return first.get("id") if isinstance(first, dict) else None
+
+        return self._post("files.completeUploadExternal", payload, first_file)
+
+    def _post(
+        self, method: str, payload: dict[str, Any], remote_id: Callable[[dict[str, Any]], Any]
+    ) -> Receipt:
+        """The Web API call that posts: refused when Slack says `ok: false`; any other 2xx is
+        the post made (recorded sent with a note when its id cannot be read, never made again)."""
+        url = f"{str(self.value('api_url')).rstrip('/')}/{method}"
         response = self.call("POST", url, token=self.secret("bot_token"), json=payload)
         body = httpkit.json_body(response)
         if body.get("ok") is False:
             raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
-        # Any other 2xx is the post made: recorded sent, never made again.
-        shared = body.get("files")
-        first = shared[0] if isinstance(shared, list) and shared else None
-        file_id = first.get("id") if isinstance(first, dict) else None
-        if body.get("ok") is not True or not isinstance(file_id, str):
-            return Receipt(note=unreadable(response, "Slack's `ok` and file ids"))
-        return Receipt(remote_id=file_id)
+        found = remote_id(body)
+        if body.get("ok") is not True or not isinstance(found, str):
+            return Receipt(note=unreadable(response, f"Slack's `ok` answer to {method}"))
+        return Receipt(remote_id=found)
 
     def new_error(
         self,
