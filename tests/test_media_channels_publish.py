@@ -375,3 +375,40 @@ channels:
     assert plain is not None
     text = plain.get_content()
     assert f"[{ALT_1}]" in text and f"[{ALT_2}]" in text
+
+
+def test_validate_names_the_line_of_each_file_a_network_refuses(
+    make_project: MakeProject, networks: Networks
+) -> None:
+    root = make_project(
+        config=config(networks.server.url_for("").rstrip("/")),
+        calendars={
+            "c.yaml": (
+                "items:\n"
+                "  - id: market\n"
+                "    channels: [x, discord, telegram]\n"
+                "    template: posts/tip\n"
+                "    at: 2026-12-02 08:30\n"
+                "    media:\n"
+                f"      - {{file: media/stall.png, alt: '{ALT_1}'}}\n"
+                "      - {file: media/dance.gif, alt: 'Χορός'}\n"
+                f"      - {{file: media/stall.png, alt: '{'α' * 1100}'}}\n"
+            )
+        },
+        templates={"posts/tip.j2": "Λαϊκή αγορά\n"},
+    )
+    (root / "media").mkdir()
+    Image.new("RGB", (64, 48), "teal").save(root / "media" / "stall.png")
+    Image.new("P", (8, 8)).save(root / "media" / "dance.gif")
+    result = CliRunner().invoke(app, ["-C", str(root), "validate", "--now", "2026-12-01T00:00Z"])
+    assert result.exit_code == 1
+    said = result.stderr
+    at = "calendars/c.yaml:{}:9: error: item 'market' on {}: media/{}: {}"
+    for line, channel, name, text in (
+        (8, "x", "dance.gif", "x takes 4 images or 1 GIF alone"),
+        (9, "x", "stall.png", "alt text is 1100 characters, over x's limit of 1000"),
+        (9, "discord", "stall.png", "alt text is 1100 characters, over discord's limit of 1024"),
+        (8, "telegram", "dance.gif", "telegram albums hold photos and videos only"),
+    ):
+        assert at.format(line, channel, name, text) in said, said
+    assert networks.seen == []
