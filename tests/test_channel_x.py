@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -462,3 +463,11 @@ def test_media_ids_x_forgot_are_stale_so_the_publisher_uploads_again(
     old = Message("x", "x", "Pic", media=(Media(item.path, ref="1880028106020515841"),))
     with pytest.raises(StaleMedia, match="Your media IDs are invalid"):
         channel(httpserver).send(old, "k")
+
+
+def test_media_alone_post_without_a_text_field(httpserver: HTTPServer, tmp_path: Path) -> None:
+    fake = FakeUploads()
+    serve(httpserver, fake)
+    (item,) = photos(tmp_path, 1)
+    channel(httpserver).send(Message("x", "x", "", media=(replace(item, ref="77"),)), "k")
+    assert fake.seen[-1].json() == {"media": {"media_ids": ["77"]}}

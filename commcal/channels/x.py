@@ -220,6 +220,8 @@ class XChannel(HttpChannel):
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
+        if message.media and not message.text.strip():
+            body = {}  # a post of media alone has no text field (POST /2/tweets: text optional)
         if message.media:
             # The publisher uploads first and hands us the refs; a direct send uploads here.
             body["media"] = {"media_ids": [item.ref or self.upload(item) for item in message.media]}
