@@ -68,6 +68,18 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
         )
         for text in adapter.check(message)
     )
+    if message.media:
+        from commcal.mediacheck import media_problems
+
+        problems += tuple(
+            media_problems(
+                adapter,
+                message,
+                item.media_for(delivery.channel),
+                f"item {item.id!r} on {delivery.channel}",
+                delivery.locale,
+            )
+        )
     return Planned(
         delivery,
         message,

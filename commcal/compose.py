@@ -3,13 +3,14 @@ message's assembly (subject, poll fallback, the .ics of an event). No network.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from commcal.audience import Member
 from commcal.calendar.model import Calendar, Codes, Item
-from commcal.channels.base import Message
+from commcal.channels.base import Channel, Media, Message
 from commcal.deliveries import Delivery, Memo
 from commcal.project import Project
 from commcal.render import SETTING, Setting
@@ -220,10 +221,36 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
         html=rendered.html,
         language=item.langs[0] if item.langs else delivery.locale.split("_")[0],
         languages=item.langs,
+        media=message_media(project, delivery, adapter),
         recipient=recipient,
         headers=headers,
         options=options,
     )
+
+
+def message_media(
+    project: Project, delivery: Delivery, adapter: Channel | None
+) -> tuple[Media, ...]:
+    """The item's files for the delivery's channel, each with the alt text of the delivery's
+    locale ("" when it has none: the check says so) and, with `media: {fit: true}`, a copy
+    that fits the channel in place of an image that does not (commcal.mediacheck.fit)."""
+    entries = delivery.item.media_for(delivery.channel)
+    if not entries:
+        return ()
+    from commcal.calendar.media import alt_text
+
+    out = []
+    for entry in entries:
+        path = str(project.root / entry.file) if entry.file else entry.url
+        media = Media(path, alt_text(entry.alt, delivery.locale) or "", focus=entry.focus)
+        if project.config.media_fit and adapter is not None:
+            from commcal.mediacheck import fit
+
+            # unreadable, or .commcal/ read-only: the check reports the file as it is
+            with contextlib.suppress(OSError):
+                media = fit(project.root, adapter, media)
+        out.append(media)
+    return tuple(out)
 
 
 def poll_fallback(text: str, poll: Mapping[str, Any]) -> str:

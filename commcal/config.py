@@ -56,8 +56,10 @@ TOP_KEYS = (
     "links",
     "members",
     "lint",
+    "media",
 )
 MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
+MEDIA_KEYS = ("fit",)
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
 
 
@@ -110,6 +112,10 @@ class Config:
     # `lint:`, the cadence rules `validate` checks (commcal.lint); None: the defaults. Read
     # only when written, so a project without it never imports commcal.lintconfig.
     lint: LintConfig | None = None
+    # `media: {fit: true}`: an image over a channel's byte or pixel limit is scaled down and
+    # recompressed into a copy under .commcal/media/ (commcal.mediacheck.fit), never the file
+    # itself; off, such an image is a problem to fix by hand.
+    media_fit: bool = False
 
     def member_secret(self, env: Mapping[str, str] | None = None) -> str | None:
         """The members secret's value, or None when unset (plan and preview do without)."""
@@ -249,6 +255,10 @@ def _read_config(reader: Reader, node: Node, root: Path) -> Config:
         values["channels"] = _read_channels(reader, n)
     if (n := node.get("members")) is not None and reader.mapping(n, "members", MEMBER_KEYS):
         values["members"] = _read_members(reader, n)
+    media = node.get("media")
+    if media is not None and reader.mapping(media, "media", MEDIA_KEYS):
+        fit = media.get("fit")
+        values["media_fit"] = fit is not None and bool(reader.boolean(fit, "media.fit"))
     if (n := node.get("lint")) is not None:
         from commcal.lintconfig import read_lint
 

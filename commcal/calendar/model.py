@@ -80,6 +80,22 @@ class Codes:
 
 
 @dataclass(frozen=True)
+class MediaEntry:
+    """One image or video of an item (`media:`), as written: a file under the project's media/
+    folder or an https URL, with its alt text per locale ("" for every locale)."""
+
+    pos: Pos
+    file: str = ""  # relative to the project folder, e.g. media/cover.jpg
+    url: str = ""
+    alt: Mapping[str, str] = field(default_factory=dict)
+    focus: tuple[float, float] | None = None  # x, y from -1 (left, bottom) to 1
+
+    @property
+    def source(self) -> str:
+        return self.file or self.url
+
+
+@dataclass(frozen=True)
 class Item:
     calendar: str
     id: str
@@ -109,6 +125,12 @@ class Item:
     # `lang:`: the post's languages as BCP 47 tags, its main language first; (): the language
     # of the delivery's locale.
     langs: tuple[str, ...] = ()
+    # `media:` by channel name; "" holds the files of every channel not named.
+    media: Mapping[str, tuple[MediaEntry, ...]] = field(default_factory=dict)
+
+    def media_for(self, channel: str) -> tuple[MediaEntry, ...]:
+        """The files this item posts on `channel`."""
+        return self.media.get(channel, self.media.get("", ()))
 
 
 @dataclass(frozen=True)

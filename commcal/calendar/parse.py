@@ -40,6 +40,7 @@ BASE_KEYS = (
     "replies",
     "lint",
     "lang",
+    "media",
 )
 SCHEDULE_KEYS = ("at", "dates", "schedule")
 AUDIENCE_KEYS = ("audience", "where", "send_at")
@@ -279,6 +280,12 @@ def _item(
     if (n := node.get("replies")) is not None:
         # commcal.lintconfig.REPLIES, written out: lintconfig is imported only for lint: keys
         fields["replies"] = reader.choice(n, f"{where} replies", ("expected", "none")) or ""
+    if (n := node.get("media")) is not None:
+        from commcal.calendar.media import read_media
+
+        fields["media"] = read_media(
+            reader, n, where, root=config.root, channels=channels, locale=locale
+        )
     if (n := node.get("lint")) is not None:
         from commcal.lintconfig import read_item_lint
 

@@ -50,6 +50,20 @@ class Media:
     ref: str = ""
 
 
+@dataclass(frozen=True)
+class MediaFile:
+    """What was read of one Media offline (`commcal.mediacheck.inspect`), for `check_media`:
+    None where it could not be known (a URL is fetched only when it is uploaded)."""
+
+    media: Media
+    kind: str = ""  # "image", "video", or "" (neither, or not known)
+    mime_type: str = ""
+    size: int | None = None  # bytes
+    width: int | None = None  # pixels
+    height: int | None = None
+    seconds: float | None = None  # a video's duration
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A rendered message, ready to check and send. `text` is the post, or a mail's plain part."""
@@ -115,6 +129,15 @@ def poll_option_problems(
 NOT_A_POLL = "poll must be a mapping with question, options and duration_seconds"
 
 
+def _size(n: int) -> str:
+    """Bytes as a person reads them: 1,000,000 bytes; 16 MB (MiB, as servers count them)."""
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MB"
+    if n >= 10 << 20:
+        return f"{n / (1 << 20):.1f} MB"
+    return f"{n:,} bytes"
+
+
 class SendError(Exception):
     """A send did not succeed. The message must be safe to show and store: no secret in it."""
 
@@ -154,6 +177,13 @@ class PermanentError(SendError):
 class CannotChange(PermanentError):
     """The network (or this channel's setup) cannot delete or edit a sent post; the text says
     why, and what to do instead where there is something."""
+
+
+class StaleMedia(PermanentError):
+    """The network refused the post because an uploaded file's ref is no longer valid (an
+    upload it has forgotten: Mastodon drops unattached media after a day, a Bluesky blob not
+    referenced in time is garbage-collected). Nothing was posted. The publisher uploads the
+    message's files once more, records the new refs and sends again, once."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +268,19 @@ class Channel:
     # bytes; None: not checked.
     max_media: ClassVar[int | None] = None
     max_media_bytes: ClassVar[int | None] = None
+    # Finer media limits, checked by `check_media` (the default reads them; None or empty: not
+    # checked). An instance may set its own under the same name in commcal.yaml where the
+    # adapter's settings_schema has it (Mastodon's max_image_bytes: instances configure it).
+    image_types: ClassVar[frozenset[str]] = frozenset()  # MIME types taken as images
+    video_types: ClassVar[frozenset[str]] = frozenset()  # as videos; empty: no video at all
+    max_image_bytes: ClassVar[int | None] = None
+    max_video_bytes: ClassVar[int | None] = None
+    max_image_pixels: ClassVar[int | None] = None  # width x height
+    max_video_pixels: ClassVar[int | None] = None
+    max_video_seconds: ClassVar[float | None] = None
+    max_aspect_ratio: ClassVar[float | None] = None  # longer side / shorter side
+    video_alone: ClassVar[bool] = False  # a video goes alone (Mastodon: 4 images or 1 video)
+    max_alt_length: ClassVar[int | None] = None  # counted by `measure_alt`
     # Whether media go up in requests of their own before the post (Mastodon /api/v2/media,
     # Bluesky uploadBlob, X media upload, Matrix /media/v3/upload). The publisher then calls
     # `upload` for each Media without a `ref`, records each ref in the ledger before it posts,
@@ -303,12 +346,76 @@ class Channel:
 
     def upload(self, media: Media) -> str:
         """Upload one file and return the network's reference for it (an id, or a JSON text
-        the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError."""
+        the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError
+        (a TransientError's `maybe_sent` does not matter here: an upload is not a post).
+        `send` raises StaleMedia when the network refuses a ref as unknown or expired."""
         raise NotImplementedError(f"{self.type_name} does not upload media separately")
 
     def measure(self, text: str) -> int:
         """Length of `text` counted the network's way (code points unless overridden)."""
         return len(text)
+
+    def measure_alt(self, text: str) -> int:
+        """Length of an alt text counted the network's way (code points unless overridden)."""
+        return len(text)
+
+    def media_limit(self, name: str) -> Any:
+        """A media limit (`max_image_bytes` ...): the instance's setting, else the class's."""
+        configured = self.options.get(name)
+        return configured if configured is not None else getattr(self, name)
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        """Offline problems with a message's media, from the limits above: (index of the file
+        in `files`, or None for the message as a whole; a sentence). Adapters add their own."""
+        problems: list[tuple[int | None, str]] = []
+        name = self.type_name
+        most = self.max_media
+        if most == 0 and files:
+            return [(None, f"the {name} adapter sends text only, not media")]
+        videos = [n for n, f in enumerate(files) if f.kind == "video"]
+        if most is not None and len(files) > most:
+            problems.append((None, f"{len(files)} media files, over {name}'s {most} per post"))
+        if videos and self.video_alone and len(files) > 1:
+            problems.append((videos[0], f"{name} takes 4 images or 1 video alone, not both"))
+        for n, f in enumerate(files):
+            problems.extend((n, text) for text in self._file_problems(f))
+        return problems
+
+    def _file_problems(self, f: MediaFile) -> list[str]:
+        name, out = self.type_name, []
+        kinds = {"image": self.image_types, "video": self.video_types}
+        if f.kind == "video" and not self.video_types:
+            out.append(f"{name} takes no video here ({f.mime_type})")
+            return out
+        accepted = kinds.get(f.kind)
+        if f.mime_type and (accepted is None or (accepted and f.mime_type not in accepted)):
+            wanted = ", ".join(sorted(self.image_types | self.video_types)) or "images"
+            out.append(f"{f.mime_type} is not a format {name} takes ({wanted})")
+            return out
+        most_bytes = self.media_limit(f"max_{f.kind}_bytes") if f.kind else None
+        most_bytes = most_bytes if most_bytes is not None else self.max_media_bytes
+        if most_bytes is not None and f.size is not None and f.size > most_bytes:
+            out.append(f"{_size(f.size)}, over {name}'s limit of {_size(most_bytes)}")
+        pixels = self.media_limit(f"max_{f.kind}_pixels") if f.kind else None
+        if pixels is not None and f.width and f.height and f.width * f.height > pixels:
+            out.append(
+                f"{f.width}x{f.height} pixels, over {name}'s limit of {pixels:,} pixels in all"
+            )
+        ratio = self.max_aspect_ratio
+        if ratio is not None and f.width and f.height:
+            actual = max(f.width, f.height) / min(f.width, f.height)
+            if actual > ratio:
+                out.append(f"aspect ratio {actual:.1f}:1, over {name}'s {ratio:g}:1")
+        seconds = self.max_video_seconds
+        if seconds is not None and f.kind == "video" and f.seconds and f.seconds > seconds:
+            out.append(f"video is {f.seconds:.0f} s long, over {name}'s {seconds:g} s")
+        alt_limit = self.max_alt_length
+        if alt_limit is not None and (length := self.measure_alt(f.media.alt)) > alt_limit:
+            out.append(
+                f"alt text is {length} characters, over {name}'s limit of {alt_limit} by "
+                f"{length - alt_limit}"
+            )
+        return out
 
     def limit(self) -> int | None:
         """The length limit in force for this channel (an instance may configure its own)."""

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import hmac
 import json
-import mimetypes
 import os
 import re
 import secrets
@@ -28,17 +27,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from commcal.channels import httpkit, linkcard
 from commcal.channels.base import (
     CannotChange,
+    Media,
     Message,
     PermanentError,
     Receipt,
     SendError,
     Setting,
+    StaleMedia,
     TransientError,
     unreadable,
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import bluesky_facets, graphemes, utf8_bytes
 from commcal.errors import ConfigError
+from commcal.media import mime_type, read_bytes
 
 if TYPE_CHECKING:
     import requests
@@ -222,6 +224,13 @@ class BlueskyChannel(HttpChannel):
     card_seconds = linkcard.FETCH_SECONDS
     # Seconds (connect, then read) a mention's handle lookup may take before it is left plain.
     resolve_seconds = 5.0
+    # Files go up first (com.atproto.repo.uploadBlob); the post's embed names each blob, with
+    # its alt text and aspectRatio (https://docs.bsky.app/docs/advanced-guides/posts#images-
+    # embeds). No video here (app.bsky.embed.video is not implemented): `check_media` says so.
+    uploads_media = True
+    # Alt text: the lexicon sets no limit; Bluesky's app stops at 2,000 graphemes
+    # (bluesky-social/social-app src/lib/constants.ts MAX_ALT_TEXT).
+    max_alt_length = 2000
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
@@ -239,6 +248,9 @@ class BlueskyChannel(HttpChannel):
     def measure(self, text: str) -> int:
         return graphemes(text)
 
+    def measure_alt(self, text: str) -> int:
+        return graphemes(text)
+
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
         size = utf8_bytes(message.text)
@@ -247,16 +259,6 @@ class BlueskyChannel(HttpChannel):
                 f"text is {size} bytes in UTF-8, over bluesky's limit of {self.max_bytes} "
                 f"by {size - self.max_bytes}"
             )
-        if len(message.media) > self.max_media:
-            problems.append(f"at most {self.max_media} images, not {len(message.media)}")
-        for media in message.media:
-            mime = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
-            if not mime.startswith("image/"):
-                problems.append(f"{media.path}: this adapter posts images only")
-            if not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
-            elif os.path.getsize(media.path) > self.max_media_bytes:
-                problems.append(f"{media.path} is over bluesky's image limit of 1,000,000 bytes")
         if len(message.languages) > self.max_langs:
             problems.append(
                 f"a bluesky post has at most {self.max_langs} languages, not "
@@ -420,6 +422,8 @@ class BlueskyChannel(HttpChannel):
         except SendError as exc:
             if isinstance(exc, XrpcTransientError) and exc.status == 429:
                 raise
+            if message.media and isinstance(exc, XrpcPermanentError) and _blob_gone(exc):
+                raise StaleMedia(str(exc)) from None
             existing = self._existing(did, rkey)
             if existing is None:
                 raise
@@ -510,8 +514,8 @@ class BlueskyChannel(HttpChannel):
         if message.media:
             images = []
             for media in message.media:
-                blob = self._upload(media.path, media.mime_type)
-                images.append({"alt": media.alt, "image": blob})
+                image = json.loads(media.ref or self.upload(media))
+                images.append({"alt": media.alt, **image})
             return {"$type": "app.bsky.embed.images", "images": images}, ""
         if self.options.get("card"):
             links = [
@@ -524,14 +528,16 @@ class BlueskyChannel(HttpChannel):
                 return self._card(links[0])
         return None, ""
 
-    def _upload(self, path: str, mime_type: str) -> dict[str, Any]:
-        mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            raise PermanentError(f"cannot read media file {path}: {exc.strerror}") from None
-        return self._upload_blob(data, mime)
+    def upload(self, media: Media) -> str:
+        """com.atproto.repo.uploadBlob; the ref is the JSON of the embed's `image` (the blob)
+        and `aspectRatio` (its pixel size, read from the bytes sent), so that a send resumed
+        after a crash builds the same embed without the file."""
+        data = read_bytes(media, self.http, self.max_media_bytes)
+        image: dict[str, Any] = {"image": self._upload_blob(data, mime_type(media))}
+        size = _pixel_size(data)
+        if size is not None:
+            image["aspectRatio"] = {"width": size[0], "height": size[1]}
+        return json.dumps(image)
 
     def _upload_blob(self, data: bytes, mime: str) -> dict[str, Any]:
         response = self._authed(
@@ -606,6 +612,25 @@ def _xrpc_error(response: requests.Response) -> tuple[str, str]:
     reason = body.get("message") if isinstance(body.get("message"), str) else ""
     # Not shortened here: `Channel.redact` redacts first, then cuts.
     return str(name), " ".join(str(reason).split())
+
+
+def _blob_gone(exc: XrpcPermanentError) -> bool:
+    """Whether the PDS refused a record for a blob it does not have (an upload it removed:
+    blobs no record names are deleted after a while): "Could not find blob" (BlobNotFound)."""
+    text = str(exc).lower()
+    return exc.name == "BlobNotFound" or "could not find blob" in text
+
+
+def _pixel_size(data: bytes) -> tuple[int, int] | None:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.width, img.height
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return None
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -309,7 +309,7 @@ class ContainerChannel(GraphChannel):
     # What a status check asks for: the state and, on ERROR, why.
     status_fields: ClassVar[str] = "id,status_code,status"
     # Image types the network takes; (): any image.
-    image_types: ClassVar[tuple[str, ...]] = ()
+    image_types: ClassVar[frozenset[str]] = frozenset()
     # A bounded wait for processing: images take seconds, and an unfinished container is kept
     # for the next attempt (Instagram: query at most once a minute for 5 minutes, content
     # publishing guide, https://developers.facebook.com/docs/instagram-platform/
@@ -383,7 +383,7 @@ class ContainerChannel(GraphChannel):
         if kind and not kind.startswith("image/"):
             problems.append(f"{media.path}: this adapter posts images only, not {kind}")
         elif kind and self.image_types and kind not in self.image_types:
-            names = " or ".join(name.split("/")[1].upper() for name in self.image_types)
+            names = " or ".join(name.split("/")[1].upper() for name in sorted(self.image_types))
             problems.append(f"{media.path}: {self.network} takes {names} images only, not {kind}")
         if "://" not in media.path:
             if not os.path.isfile(media.path):

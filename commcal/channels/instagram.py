@@ -60,7 +60,7 @@ class InstagramChannel(ContainerChannel):
     # Feed images must be JPEG (IG User Media reference, image specifications), of at most
     # 8 MiB (error subcode 2207004, "It should be less than 8 MiB", https://developers.
     # facebook.com/docs/instagram-platform/instagram-graph-api/reference/error-codes).
-    image_types = ("image/jpeg",)
+    image_types = frozenset({"image/jpeg"})
     max_media_bytes = 8 * 1024 * 1024
     # An account makes at most 400 containers in a rolling 24 hours (IG User Media reference,
     # "Limitations"): a carousel of 10 costs 11.

@@ -6,7 +6,6 @@ https://docs.joinmastodon.org/methods/media/#v2
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -17,10 +16,12 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     CannotChange,
+    Media,
     Message,
     PermanentError,
     Receipt,
     Setting,
+    StaleMedia,
     TransientError,
     poll_option_problems,
     unreadable,
@@ -28,6 +29,7 @@ from commcal.channels.base import (
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import graphemes, mastodon_length
 from commcal.errors import ConfigError
+from commcal.media import mime_type, read_bytes
 
 if TYPE_CHECKING:
     import requests
@@ -49,6 +51,12 @@ class MastodonChannel(HttpChannel):
         "visibility": Setting("public, unlisted, private or direct", default="public"),
         "max_length": Setting(
             "the server's character limit, if it allows more than 500", default=500, kind=int
+        ),
+        "max_image_bytes": Setting(
+            "the server's image size limit in bytes, if not 16 MB (its MAX_IMAGE_SIZE)", kind=int
+        ),
+        "max_video_bytes": Setting(
+            "the server's video size limit in bytes, if not 99 MB (its MAX_VIDEO_SIZE)", kind=int
         ),
     }
     # Mastodon's default limit; instances configure more and say so in
@@ -73,10 +81,38 @@ class MastodonChannel(HttpChannel):
     poll_min_seconds = 300
     poll_max_seconds = 2_629_746
     # configuration.statuses.max_media_attachments
-    # (https://docs.joinmastodon.org/entities/Instance/#max_media_attachments).
+    # (https://docs.joinmastodon.org/entities/Instance/#max_media_attachments), and 4 images or
+    # 1 video (PostStatusService: "Cannot attach a video to a post that already contains
+    # images"). Files go up first (POST /api/v2/media), the status names them by id.
     max_media = 4
+    video_alone = True
+    uploads_media = True
+    # app/models/media_attachment.rb (v4.2 and later; https://docs.joinmastodon.org/user/posting/
+    # #media): IMAGE_LIMIT 16 MB and VIDEO_LIMIT 99 MB (instances may set MAX_IMAGE_SIZE and
+    # MAX_VIDEO_SIZE, hence the settings), MAX_VIDEO_MATRIX_LIMIT 3840x2160, Attachmentable's
+    # MAX_MATRIX_LIMIT 7680x4320 for images, MAX_DESCRIPTION_LENGTH 1,500 (characters), and
+    # IMAGE_MIME_TYPES / VIDEO_MIME_TYPES.
+    image_types = frozenset(
+        {
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/heic",
+            "image/heif",
+            "image/webp",
+            "image/avif",
+        }
+    )
+    video_types = frozenset({"video/mp4", "video/webm", "video/quicktime", "video/x-m4v"})
+    max_image_bytes = 16 * 1024 * 1024
+    max_video_bytes = 99 * 1024 * 1024
+    max_image_pixels = 33_177_600
+    max_video_pixels = 8_294_400
+    max_alt_length = 1500
     # POST /api/v2/media answers 202 while a large file is processed; GET /api/v1/media/:id then
-    # answers 206 until done (https://docs.joinmastodon.org/methods/media/#get).
+    # answers 206 until done, and 200 with `url` set (https://docs.joinmastodon.org/methods/
+    # media/#get). Checked this many times, this far apart, before the upload is given up as
+    # transient (nothing is posted; the next attempt uploads again).
     processing_checks = 10
     processing_interval = 1.0
 
@@ -111,11 +147,6 @@ class MastodonChannel(HttpChannel):
         visibility = options.get("visibility")
         if visibility is not None and visibility not in VISIBILITIES:
             problems.append(f"visibility must be one of {', '.join(VISIBILITIES)}")
-        if len(message.media) > self.max_media:
-            problems.append(f"at most {self.max_media} media attachments, not {len(message.media)}")
-        for media in message.media:
-            if not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
         poll = options.get("poll")
         if poll:
             problems.extend(self._poll_problems(poll))
@@ -172,12 +203,19 @@ class MastodonChannel(HttpChannel):
                 # (https://docs.joinmastodon.org/methods/statuses/#create).
                 body["poll"]["hide_totals"] = True
         elif message.media:
-            body["media_ids"] = [
-                self._upload(media.path, media.alt, media.mime_type) for media in message.media
-            ]
-        response = self._call(
-            "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
-        )
+            body["media_ids"] = [media.ref or self.upload(media) for media in message.media]
+        try:
+            response = self._call(
+                "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
+            )
+        except PermanentError as exc:
+            # 422 "Media 123 not found or already attached to another post": an upload the
+            # server no longer has (unattached media are removed after a day). Nothing posted.
+            if message.media and exc.response is not None and exc.response.status_code == 422:
+                error = str(httpkit.json_body(exc.response).get("error") or "")
+                if "not found" in error:
+                    raise StaleMedia(self.redact(f"HTTP 422: {error}")) from None
+            raise
         # A 2xx is a status that exists, whatever its body: an answer without an id (a proxy's
         # page, `{}`) is recorded sent with the id unknown, never posted again.
         status = httpkit.json_body(response)
@@ -188,20 +226,21 @@ class MastodonChannel(HttpChannel):
             return Receipt(url=url, note=unreadable(response, "a status id"))
         return Receipt(remote_id=str(status_id), url=url)
 
-    def _upload(self, path: str, alt: str, mime_type: str) -> str:
-        mime = mime_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed below, after the request
-        except OSError as exc:
-            raise PermanentError(f"cannot read media file {path}: {exc.strerror}") from None
-        with handle:
-            data = {"description": alt} if alt else {}
-            response = self._call(
-                "POST",
-                "/api/v2/media",
-                files={"file": (os.path.basename(path), handle, mime)},
-                data=data,
-            )
+    def upload(self, media: Media) -> str:
+        """POST /api/v2/media with the alt text (`description`) and focal point (`focus`,
+        "x,y"); the media id once the server has processed the file
+        (https://docs.joinmastodon.org/methods/media/#v2)."""
+        data = read_bytes(media, self.http, self.media_limit("max_video_bytes"))
+        name = os.path.basename(urlsplit(media.path).path) or "upload"
+        form = {"description": media.alt} if media.alt else {}
+        if media.focus is not None:
+            form["focus"] = f"{media.focus[0]:g},{media.focus[1]:g}"
+        response = self._call(
+            "POST",
+            "/api/v2/media",
+            files={"file": (name, data, mime_type(media))},
+            data=form,
+        )
         attachment = _json(response)
         if not isinstance(attachment.get("id"), str | int):
             # Nothing is posted yet: failing here costs an unused upload at most.
@@ -209,13 +248,8 @@ class MastodonChannel(HttpChannel):
                 f"HTTP {response.status_code}: mastodon answered the upload without a media id"
             )
         media_id = str(attachment["id"])
-        if response.status_code == 202:
-            for _ in range(self.processing_checks):
-                self.sleep(self.processing_interval)
-                if self._call("GET", f"/api/v1/media/{media_id}").status_code == 200:
-                    break
-            else:
-                raise TransientError(f"mastodon is still processing {os.path.basename(path)}")
+        if response.status_code == 202 or not attachment.get("url"):
+            self._processed(media_id, name)
         return media_id
 
     # -- after the send -------------------------------------------------------------------------
@@ -277,6 +311,15 @@ class MastodonChannel(HttpChannel):
         # https://docs.joinmastodon.org/methods/statuses/#source
         text = _json(self._call("GET", self._status_path(receipt) + "/source")).get("text")
         return text if isinstance(text, str) else None
+
+    def _processed(self, media_id: str, name: str) -> None:
+        """Wait, a bounded time, until GET /api/v1/media/:id answers 200 with a url."""
+        for _ in range(self.processing_checks):
+            self.sleep(self.processing_interval)
+            answer = self._call("GET", f"/api/v1/media/{media_id}")
+            if answer.status_code == 200 and httpkit.json_body(answer).get("url"):
+                return
+        raise TransientError(f"mastodon is still processing {name}")
 
     def verify(self) -> str:
         account = _json(self._call("GET", "/api/v1/accounts/verify_credentials"))

@@ -16,6 +16,7 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     CannotChange,
+    Media,
     Message,
     PermanentError,
     Receipt,
@@ -28,6 +29,7 @@ from commcal.channels.base import (
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf8_bytes, utf16_units
 from commcal.errors import ConfigError
+from commcal.media import mime_type, read_bytes
 
 if TYPE_CHECKING:
     import requests
@@ -59,6 +61,11 @@ class MatrixChannel(HttpChannel):
         ),
         "room_id": Setting("the room's id, e.g. !abcdef:matrix.org (not an #alias)", required=True),
         "msgtype": Setting("m.text, or m.notice for bot-style messages", default="m.text"),
+        "max_image_bytes": Setting(
+            "the homeserver's upload limit in bytes (its m.upload.size), checked offline",
+            kind=int,
+        ),
+        "max_video_bytes": Setting("the same limit, for videos", kind=int),
     }
     # A whole event may be at most 65,536 bytes of canonical JSON
     # (https://spec.matrix.org/v1.13/client-server-api/#size-limits); the homeserver adds
@@ -73,8 +80,6 @@ class MatrixChannel(HttpChannel):
     # Synapse forgets a transaction id after 30 to 60 minutes (synapse/rest/client/
     # transactions.py, CLEANUP_PERIOD_MS); the spec promises no duration at all.
     idempotency_window = 1800.0
-    # Text only: this adapter does not upload media (`check` says so).
-    max_media = 0
     # Native polls (POLL_START): MSC3381 truncates `answers` to 20; Element's poll dialog makes
     # 2 to 20 answers and questions and answers of at most 340 UTF-16 units (element-web
     # src/components/views/elements/PollCreateDialog.tsx: MIN_OPTIONS, MAX_OPTIONS,
@@ -85,6 +90,16 @@ class MatrixChannel(HttpChannel):
     poll_max_options = 20
     poll_max_option_length = 340
     poll_max_question_length = 340
+    # Media: each file goes up first (POST /_matrix/media/v3/upload -> an mxc:// URI) and is
+    # posted after the text as an event of its own, m.image or m.video, with `body` the alt
+    # text and `info` {w, h, mimetype, size} (https://spec.matrix.org/v1.13/client-server-api/
+    # #mimage). No `filename`: with one that differs from `body`, clients show `body` as a
+    # caption under the picture (spec: "body is considered to be a caption"); without it
+    # Element uses `body` as the image's alt text, which is what it is. The homeserver sets the
+    # size limit (m.upload.size of GET /_matrix/client/v1/media/config; Synapse's default
+    # max_upload_size is 50M): the max_image_bytes / max_video_bytes settings state it here.
+    uploads_media = True
+    video_types = frozenset({"video/mp4", "video/webm", "video/quicktime"})
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "homeserver")
@@ -117,8 +132,6 @@ class MatrixChannel(HttpChannel):
                 f"matrix's limit of "
                 f"{self.max_length} by {size - self.max_length}"
             )
-        if message.media:
-            problems.append("the matrix adapter sends text only, not media")
         poll = message.options.get("poll")
         if poll is not None:
             if not isinstance(poll, Mapping):
@@ -216,19 +229,59 @@ class MatrixChannel(HttpChannel):
             )
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
+        """The text, then each file as an event of its own. Every event has a transaction id
+        derived from the delivery's key (the text's is the key itself), so a send repeated
+        after a crash between two of them posts only those still missing."""
         self._refuse_encrypted()
         room = str(self.value("room_id"))
-        event_type, content = self._event_of(message)
-        path = (
-            f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/{event_type}/"
-            f"{quote(idempotency_key, safe='')}"
+        events = [self._event_of(message)]
+        events += [("m.room.message", self._media_content(media)) for media in message.media]
+        receipt = Receipt()
+        for n, (event_type, content) in enumerate(events):
+            txn = idempotency_key if n == 0 else f"{idempotency_key}.m{n}"
+            path = (
+                f"/_matrix/client/v3/rooms/{quote(room, safe='')}/send/{event_type}/"
+                f"{quote(txn, safe='')}"
+            )
+            response = self._call("PUT", path, json=content)
+            # A 2xx is an event in the room: without its id, it is sent with the id unknown.
+            event_id = httpkit.json_body(response).get("event_id")
+            if n:
+                continue  # the receipt names the text's event
+            if not isinstance(event_id, str):
+                receipt = Receipt(note=unreadable(response, "an event_id"))
+            else:
+                receipt = Receipt(remote_id=event_id, url=event_link(room, event_id))
+        return receipt
+
+    def _media_content(self, media: Media) -> dict[str, Any]:
+        uploaded = json.loads(media.ref or self.upload(media))
+        return {"msgtype": uploaded["msgtype"], "body": media.alt, **uploaded["content"]}
+
+    def upload(self, media: Media) -> str:
+        """POST /_matrix/media/v3/upload (https://spec.matrix.org/v1.13/client-server-api/
+        #post_matrixmediav3upload); the ref is the JSON of the event's msgtype, `url` (the
+        mxc:// URI) and `info`, read from the bytes sent."""
+        from commcal.mediacheck import describe
+
+        limit = self.media_limit("max_video_bytes") or self.media_limit("max_image_bytes")
+        data = read_bytes(media, self.http, limit)
+        mime = mime_type(media)
+        response = self._call(
+            "POST",
+            "/_matrix/media/v3/upload",
+            data=data,
+            headers={"Content-Type": mime},
         )
-        response = self._call("PUT", path, json=content)
-        # A 2xx is an event in the room: without its id, it is sent with the id unknown.
-        event_id = httpkit.json_body(response).get("event_id")
-        if not isinstance(event_id, str):
-            return Receipt(note=unreadable(response, "an event_id"))
-        return Receipt(remote_id=event_id, url=event_link(room, event_id))
+        uri = httpkit.json_body(response).get("content_uri")
+        if not isinstance(uri, str) or not uri.startswith("mxc://"):
+            raise PermanentError(
+                f"HTTP {response.status_code}: the homeserver answered the upload without an "
+                "mxc:// content_uri"
+            )
+        kind, info = describe(media, data, mime)
+        msgtype = {"image": "m.image", "video": "m.video"}.get(kind, "m.file")
+        return json.dumps({"msgtype": msgtype, "content": {"url": uri, "info": info}})
 
     # -- after the send -------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ network call, and records the outcome right after:
     (no row) --claim--> CLAIMED --begin_send--> SENDING --record_sent--> SENT
                            |                       |--record_transient--> PENDING (retry) or FAILED
                            |--release--> PENDING   |--record_failed--> FAILED
+    Between the claim and the post, a channel that uploads media first (`Channel.uploads_media`)
+    records each file's reference (`record_upload`); a later claim of the same delivery reads
+    them back (`uploads`) and posts with them.
     a lease that runs out: CLAIMED is taken over; SENDING is resent (idempotent channel, the
     network still remembers the key) or becomes UNKNOWN (never re-sent automatically).
     record_expired / record_skipped: (no row) or PENDING --> EXPIRED / SKIPPED.
@@ -142,6 +145,19 @@ class ClaimLedger(Protocol):
         it): True while its lease (as last granted to us by `claim_many` or `extend`) is live,
         with no write.
         """
+
+    def record_upload(
+        self, claim: Claim, *, position: int, digest: str, ref: str, now: datetime
+    ) -> bool:
+        """Record the network's reference (`ref`) for the file at `position` of the claimed
+        delivery's media, uploaded before its post, with the `digest` of what was uploaded
+        (`commcal.media.digest`). Append-only: a re-upload adds a row, the latest one wins.
+        False (do not post!) unless the claim is current and its lease live."""
+
+    def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:
+        """The latest recorded upload of each media position of a delivery: position ->
+        (digest, ref). A send resumed after a crash posts with these instead of uploading
+        the same files again."""
 
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
         """Renew the lease to `now + lease`; None if the claim is no longer current."""

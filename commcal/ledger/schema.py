@@ -248,4 +248,21 @@ def migrations(d: Dialect) -> list[list[str]]:
             "CREATE INDEX post_changes_delivery ON post_changes (delivery_id, seq)",
             *d.append_only(6, ["post_changes"]),
         ],
+        # 7: the network's reference for each uploaded file of a delivery (Mastodon media
+        # id, Bluesky blob, Matrix mxc:// URI), recorded before the post: a send resumed after
+        # a crash reuses it. Append-only: a re-upload (the network forgot a stale one) is a new
+        # row, and the latest row of a (delivery, position) wins. `digest` names the file's
+        # content, so an edited image is uploaded again instead of posting the old one.
+        [
+            f"""CREATE TABLE media_uploads (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            uploaded_at {ts} NOT NULL
+        )""",
+            "CREATE INDEX media_uploads_delivery ON media_uploads (delivery_id, seq)",
+            *d.append_only(7, ["media_uploads"]),
+        ],
     ]

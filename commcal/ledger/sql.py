@@ -388,6 +388,43 @@ class SqlLedger(AudienceStore, EngagementStore, ChangeStore):
 
         return self._transaction(tx, write=True)
 
+    def record_upload(
+        self, claim: Claim, *, position: int, digest: str, ref: str, now: datetime
+    ) -> bool:
+        def tx() -> bool:
+            current = self._execute(
+                "SELECT 1 FROM deliveries WHERE id = ? AND claim_token = ? AND state IN (?, ?) "
+                "AND lease_until >= ?",
+                (
+                    claim.delivery_id,
+                    claim.token,
+                    State.CLAIMED.value,
+                    State.SENDING.value,
+                    self._t(now, "now"),
+                ),
+            )
+            if not current:
+                return False
+            self._execute(
+                "INSERT INTO media_uploads (delivery_id, position, digest, ref, uploaded_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (claim.delivery_id, position, digest, ref, self._t(now)),
+            )
+            return True
+
+        return self._transaction(tx, write=True)
+
+    def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT position, digest, ref FROM media_uploads WHERE delivery_id = ? "
+                "ORDER BY seq",
+                (delivery_id,),
+            ),
+            write=False,
+        )
+        return {int(r[0]): (r[1], r[2]) for r in rows}  # later rows overwrite earlier ones
+
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
         # A lease that ran out may still be renewed while nobody has taken it over: a take-over
         # changes the token, and that is what we check, atomically.

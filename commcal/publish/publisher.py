@@ -8,6 +8,9 @@ Guarantees (DESIGN.md section 3) and where they are kept:
   without one becomes `unknown`, never re-sent; where the network keeps keys per scope
   (`Channel.idempotency_scope`: a Matrix device), the scope is recorded with each send, and a
   send that may have arrived is repeated only under the same one, else `unknown`.
+- never posted without its images: on a channel that uploads media first, each upload's ref is
+  recorded in the ledger before the post (`_uploaded`), and a resumed send posts with those
+  refs (same idempotency key) instead of uploading again or posting without them.
 - never silently dropped: every due delivery ends in a recorded state; deliveries due longer ago
   than `publish.max_late` are recorded `expired`.
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
@@ -43,6 +46,7 @@ from commcal.channels.base import (
     PermanentError,
     Receipt,
     SendError,
+    StaleMedia,
     TransientError,
 )
 from commcal.config import Config
@@ -1089,9 +1093,63 @@ class Publisher:
         except TransientError as exc:
             exc.maybe_sent = False  # a question, not a post
             raise
-        if not ledger.begin_send(claim, self.clock(), scope=scope):
+        uploaded = self._uploaded(ledger, adapter, claim, message)
+        if uploaded is None or not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
-        return adapter.send(message, key)
+        try:
+            return adapter.send(uploaded, key)
+        except StaleMedia:
+            # The network forgot an upload (nothing was posted): upload afresh, once.
+            again = self._uploaded(ledger, adapter, claim, message, reuse=False)
+            return None if again is None else adapter.send(again, key)
+
+    def _uploaded(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        claim: Claim,
+        message: Message,
+        *,
+        reuse: bool = True,
+    ) -> Message | None:
+        """`message` with every file's `ref` set, for a channel that uploads media before the
+        post (`Channel.uploads_media`); None (send nothing) when the claim is no longer ours.
+
+        Each upload's ref is recorded in the ledger before the next step, so a send resumed
+        after a crash (or a retry) posts with the files uploaded before, unless a file changed
+        since (its digest differs) or `reuse` is False (the network refused the refs as stale).
+        An upload that fails is a send that never left: nothing was posted."""
+        if not adapter.uploads_media or not message.media:
+            return message
+        from commcal.media import digest
+
+        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        media = []
+        for position, item in enumerate(message.media):
+            if item.ref:
+                media.append(item)
+                continue
+            try:
+                fingerprint = digest(item)
+            except OSError as exc:
+                raise PermanentError(f"media file {item.path}: {exc.strerror or exc}") from exc
+            found = recorded.get(position)
+            if found is not None and found[0] == fingerprint:
+                ref = found[1]
+            else:
+                try:
+                    ref = adapter.upload(item)
+                except TransientError as exc:
+                    exc.maybe_sent = False  # an upload, not a post
+                    raise
+                except OSError as exc:
+                    raise PermanentError(f"media file {item.path}: {exc.strerror or exc}") from exc
+                if not ledger.record_upload(
+                    claim, position=position, digest=fingerprint, ref=ref, now=self.clock()
+                ):
+                    return None
+            media.append(replace(item, ref=ref))
+        return replace(message, media=tuple(media))
 
     def _may_repeat(
         self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime

@@ -1,0 +1,253 @@
+"""Offline checks of a message's media, and fitting an image to a channel's limits.
+
+`inspect` reads what a network asks about a file without uploading it: its format and pixel
+size (Pillow reads the header only, never the whole image), its bytes, and an MP4's duration
+and frame size (the `mvhd` and `tkhd` boxes, read by `mp4_info`). `media_problems` asks the
+channel (`Channel.check_media`, driven by each adapter's limits) and names the calendar line of
+each file. `fit` makes a copy that fits, under .commcal/media/, when commcal.yaml says
+`media: {fit: true}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+from commcal.calendar.model import MediaEntry
+from commcal.channels.base import Channel, Media, MediaFile, Message
+from commcal.errors import Problem
+from commcal.media import is_url
+
+# Container formats read by extension when Pillow cannot open the file; MP4 and QuickTime are
+# checked for their `ftyp`/`moov` boxes by `mp4_info`.
+VIDEO_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/x-m4v",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+}
+FIT_FOLDER = ".commcal/media"
+
+
+def inspect(media: Media) -> MediaFile:
+    """What can be known of `media` offline. A URL: nothing but its guessed type (it is fetched
+    when it is uploaded, and checked then by the network)."""
+    if is_url(media.path):
+        guessed = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
+        return MediaFile(media, kind=guessed.split("/")[0], mime_type=guessed)
+    size = os.path.getsize(media.path)
+    image = _image(media.path)
+    if image is not None:
+        mime, width, height = image
+        return MediaFile(media, "image", mime, size, width, height)
+    suffix = Path(media.path).suffix.lower()
+    if suffix in VIDEO_TYPES:
+        info = mp4_info(media.path) if suffix != ".webm" else None
+        seconds, w, h = info or (None, None, None)
+        return MediaFile(media, "video", VIDEO_TYPES[suffix], size, w, h, seconds)
+    # Not an image Pillow can read (damaged, not an image, or over Pillow's safety limit of
+    # pixels) nor a video: `check_media` refuses its type.
+    guessed = mimetypes.guess_type(media.path)[0] or ""
+    unreadable = not guessed or guessed.startswith("image/")
+    return MediaFile(media, "", "application/octet-stream" if unreadable else guessed, size)
+
+
+def _image(path: str) -> tuple[str, int, int] | None:
+    """(MIME type, width, height) of an image Pillow can read, from its header; None if it is
+    not one."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                fmt = img.format or ""
+                return Image.MIME.get(fmt, f"image/{fmt.lower()}"), img.width, img.height
+    except Image.DecompressionBombError:
+        return None  # over Pillow's own safety limit: `media_problems` says so
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def mp4_info(path: str) -> tuple[float | None, int | None, int | None] | None:
+    """(seconds, width, height) of an MP4 or QuickTime file, from `moov/mvhd` (timescale and
+    duration) and the first `trak/tkhd` with a frame size (16.16 fixed point), per ISO/IEC
+    14496-12 sections 8.2.2 and 8.3.2; None when the file is not one (no `moov` box)."""
+    with open(path, "rb") as f:
+        moov = next(
+            (b for b in _boxes(f, 0, os.fstat(f.fileno()).st_size) if b[0] == b"moov"), None
+        )
+        if moov is None:
+            return None
+        seconds = width = height = None
+        for kind, start, end in _boxes(f, moov[1], moov[2]):
+            if kind == b"mvhd":
+                f.seek(start)
+                version = f.read(1)[0:1]
+                if version == b"\x01":
+                    f.seek(start + 20)
+                    scale, duration = struct.unpack(">IQ", f.read(12))
+                else:
+                    f.seek(start + 12)
+                    scale, duration = struct.unpack(">II", f.read(8))
+                seconds = duration / scale if scale else None
+            elif kind == b"trak" and width is None:
+                tkhd = next((b for b in _boxes(f, start, end) if b[0] == b"tkhd"), None)
+                if tkhd is not None:
+                    f.seek(tkhd[1])
+                    offset = 88 if f.read(1) == b"\x01" else 76
+                    f.seek(tkhd[1] + offset)
+                    w, h = struct.unpack(">II", f.read(8))
+                    if w and h:
+                        width, height = w >> 16, h >> 16
+        return seconds, width, height
+
+
+def _boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of each box between `start` and `end`."""
+    at = start
+    while at + 8 <= end:
+        f.seek(at)
+        size, kind = struct.unpack(">I4s", f.read(8))
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            (size,) = struct.unpack(">Q", f.read(8))
+            header = 16
+        elif size == 0:  # the box runs to the end
+            size = end - at
+        if size < header or at + size > end:
+            return  # a damaged file: stop rather than read garbage
+        yield kind, at + header, at + size
+        at += size
+
+
+def media_problems(
+    adapter: Channel,
+    message: Message,
+    entries: Sequence[MediaEntry],
+    where: str,
+    locale: str,
+) -> list[Problem]:
+    """The problems of `message.media` on `adapter`, each at the calendar line of its file
+    (`entries`, in the same order); those of the whole set at the first file's line."""
+    problems: list[Problem] = []
+    files: list[MediaFile] = []
+    for media, entry in zip(message.media, entries, strict=True):
+        if not media.alt.strip():
+            problems.append(
+                Problem(
+                    entry.pos,
+                    f"{where}: {entry.source} has no alt text for locale {locale!r}",
+                    f"add {locale}: ... under its alt:",
+                )
+            )
+        try:
+            files.append(inspect(media))
+        except OSError as exc:
+            problems.append(
+                Problem(entry.pos, f"{where}: cannot read {entry.source}: {exc.strerror or exc}")
+            )
+            return problems
+    for index, text in adapter.check_media(files):
+        entry = entries[index] if index is not None else entries[0]
+        name = f"{entry.source}: " if index is not None else ""
+        hint = ""
+        if (
+            index is not None
+            and not text.startswith("alt text")
+            and _oversized(adapter, files[index])
+        ):
+            hint = "or set media: {fit: true} in commcal.yaml to send a fitted copy"
+        problems.append(Problem(entry.pos, f"{where}: {name}{text}", hint))
+    return problems
+
+
+def fit(root: Path, adapter: Channel, media: Media) -> Media:
+    """`media`, or a copy under .commcal/media/ scaled down and recompressed to fit `adapter`'s
+    pixel and byte limits for images. The user's file is never written. A copy is named by the
+    file's content and the limits, so it is made once and reused."""
+    if is_url(media.path):
+        return media
+    if not _oversized(adapter, inspect(media)):
+        return media
+    limit, pixels = _image_limits(adapter)
+    with open(media.path, "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:24]
+    target = root / FIT_FOLDER / f"{key}-{limit}-{pixels}.jpg"
+    if not target.is_file():
+        _write_fitted(Path(media.path), target, limit, pixels)
+    return replace(media, path=str(target), mime_type="image/jpeg")
+
+
+def _image_limits(adapter: Channel) -> tuple[int | None, int | None]:
+    """The most bytes and pixels of one image on `adapter`."""
+    limit = adapter.media_limit("max_image_bytes")
+    limit = limit if limit is not None else adapter.max_media_bytes
+    return limit, adapter.media_limit("max_image_pixels")
+
+
+def _oversized(adapter: Channel, info: MediaFile) -> bool:
+    """Whether `info` is an image over `adapter`'s byte or pixel limit: what `fit` mends."""
+    if info.kind != "image" or info.size is None or not info.width or not info.height:
+        return False
+    limit, pixels = _image_limits(adapter)
+    too_big = limit is not None and info.size > limit
+    return too_big or (pixels is not None and info.width * info.height > pixels)
+
+
+def _write_fitted(source: Path, target: Path, limit: int | None, pixels: int | None) -> None:
+    from PIL import Image
+
+    with Image.open(source) as img:
+        picture = img.convert("RGB")  # JPEG: no alpha; transparent parts become black
+    scale = 1.0
+    if pixels is not None and picture.width * picture.height > pixels:
+        scale = (pixels / (picture.width * picture.height)) ** 0.5
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    for _ in range(12):
+        size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+        resized = picture.resize(size, Image.Resampling.LANCZOS) if scale < 1 else picture
+        for quality in (90, 80, 70, 60):
+            resized.save(tmp, "JPEG", quality=quality, optimize=True)
+            if limit is None or tmp.stat().st_size <= limit:
+                os.replace(tmp, target)
+                return
+        scale *= 0.75
+    os.replace(tmp, target)  # the smallest tried; the check says if it is still too big
+
+
+def describe(media: Media, data: bytes, mime: str) -> tuple[str, dict[str, int | str]]:
+    """("image"/"video"/"", Matrix's `info`: w, h, mimetype, size, and a video's duration in
+    milliseconds) of the bytes about to be uploaded."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    info: dict[str, int | str] = {"mimetype": mime, "size": len(data)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                info.update(w=img.width, h=img.height)
+                return "image", info
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        pass
+    if not mime.startswith("video/"):
+        return "", info
+    if not is_url(media.path) and mime != "video/webm":
+        seconds, width, height = mp4_info(media.path) or (None, None, None)
+        if width and height:
+            info.update(w=width, h=height)
+        if seconds:
+            info["duration"] = int(seconds * 1000)
+    return "video", info
