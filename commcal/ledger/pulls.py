@@ -1,0 +1,174 @@
+"""What `commcal pull` keeps in the ledger besides snapshots and replies: each post's cursor.
+
+A pull_cursors row per post read back: the reader's own token for the next incremental read
+(Mastodon: the newest reply id seen), whether the network said the post is gone (a 404 is
+recorded once and never asked again), and when it was last pulled. `record_pull` writes a
+post's Snapshot, its new Replies and its cursor in one transaction, so a pull killed at any
+instant leaves each post wholly recorded or untouched (commcal.engagement.pull).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from commcal.ledger.db import Database
+from commcal.ledger.members import IN_CHUNK, marks
+
+if TYPE_CHECKING:
+    from commcal.engagement.model import Reply, Snapshot
+    from commcal.engagement.pull import Cursor
+
+
+class PullStore(Database):
+    """Pull cursors, over the ledger's connection; `record_pull` writes through the engagement
+    storage's in-transaction inserts (`_add_snapshots_in_tx`, `_add_replies_in_tx`)."""
+
+    # PROVISIONAL: the engagement storage (sql.SqlLedger) provides these when merged.
+    def _add_snapshots_in_tx(self, snapshots: Sequence[Snapshot]) -> int:
+        import json
+
+        for s in snapshots:
+            self._execute(
+                "INSERT INTO snapshots (delivery_id, channel, remote_id, taken_at, sent_at, "
+                "likes, reposts, replies, quotes, status, extra) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    s.delivery_id,
+                    s.channel,
+                    s.remote_id,
+                    self._t(s.taken_at),
+                    None if s.sent_at is None else self._t(s.sent_at),
+                    s.likes,
+                    s.reposts,
+                    s.replies,
+                    s.quotes,
+                    s.status,
+                    json.dumps(dict(s.extra), sort_keys=True),
+                ),
+            )
+        return len(snapshots)
+
+    def _add_replies_in_tx(self, replies: Sequence[Reply]) -> int:
+        new = 0
+        for r in replies:
+            new += len(
+                self._execute(
+                    "INSERT INTO replies (id, delivery_id, channel, remote_id, parent_id, author, "
+                    "text, created_at, url, by_team, lang) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (
+                        r.id,
+                        r.delivery_id,
+                        r.channel,
+                        r.remote_id,
+                        r.parent_id,
+                        r.author,
+                        r.text,
+                        self._t(r.created_at),
+                        r.url,
+                        int(r.by_team),
+                        r.lang,
+                    ),
+                )
+            )
+        return new
+
+    def snapshots(self, *, delivery_ids: Iterable[str] | None = None) -> list[Snapshot]:
+        import json
+
+        from commcal.engagement.model import Snapshot
+
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT delivery_id, channel, remote_id, taken_at, sent_at, likes, reposts, "
+                "replies, quotes, status, extra FROM snapshots ORDER BY taken_at, seq"
+            ),
+            write=False,
+        )
+        wanted = None if delivery_ids is None else set(delivery_ids)
+        return [
+            Snapshot(
+                r[0],
+                r[1],
+                r[2],
+                self._from_db(r[3]),
+                self._opt_from_db(r[4]),
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                json.loads(r[10]),
+            )
+            for r in rows
+            if wanted is None or r[0] in wanted
+        ]
+
+    def replies(self) -> list[Reply]:
+        from commcal.engagement.model import Reply
+
+        rows = self._transaction(
+            lambda: self._execute(
+                "SELECT id, delivery_id, channel, remote_id, parent_id, author, text, "
+                "created_at, url, by_team, lang FROM replies ORDER BY created_at, id"
+            ),
+            write=False,
+        )
+        return [
+            Reply(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                self._from_db(r[7]),
+                r[8],
+                bool(r[9]),
+                r[10],
+            )
+            for r in rows
+        ]
+
+    def pull_cursors(self, delivery_ids: Iterable[str]) -> dict[str, Cursor]:
+        """The cursors of those of `delivery_ids` that were pulled before, by delivery id."""
+        from commcal.engagement.pull import Cursor
+
+        ids = list(dict.fromkeys(delivery_ids))
+        found: dict[str, Cursor] = {}
+
+        def tx() -> None:
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                for delivery_id, cursor, gone, pulled_at in self._execute(
+                    "SELECT delivery_id, cursor, gone, pulled_at FROM pull_cursors "
+                    f"WHERE delivery_id IN ({marks(len(chunk))})",
+                    chunk,
+                ):
+                    found[delivery_id] = Cursor(
+                        delivery_id, cursor, bool(gone), self._opt_from_db(pulled_at)
+                    )
+
+        self._transaction(tx, write=False)
+        return found
+
+    def record_pull(self, snapshot: Snapshot, replies: Sequence[Reply], cursor: Cursor) -> int:
+        """One post's pull, in one transaction: the Snapshot (always a new row), the Replies
+        not yet recorded, and the post's cursor. Returns how many replies were new."""
+        pulled_at = self._t(cursor.pulled_at or snapshot.taken_at, "pulled_at")
+
+        def tx() -> int:
+            self._add_snapshots_in_tx([snapshot])
+            new = self._add_replies_in_tx(replies) if replies else 0
+            self._execute(
+                "INSERT INTO pull_cursors (delivery_id, channel, cursor, gone, pulled_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO UPDATE SET "
+                "cursor = excluded.cursor, gone = excluded.gone, pulled_at = excluded.pulled_at",
+                (cursor.delivery_id, snapshot.channel, cursor.cursor, int(cursor.gone), pulled_at),
+            )
+            return new
+
+        return self._transaction(tx, write=True)
