@@ -19,6 +19,7 @@ from commcal import __version__, window
 from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
+from commcal.pull_cli import pull as pull_command
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -1081,6 +1082,7 @@ app.add_typer(export_app, name="export")
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
+app.command("pull")(pull_command)  # commcal/pull_cli.py
 
 
 @contest_app.callback()

@@ -174,36 +174,6 @@ def migrations(d: Dialect) -> list[list[str]]:
         # keys are not global (Channel.idempotency_scope: a Matrix access token's device). A
         # send that may have arrived is repeated only under the same scope.
         ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
-        # PROVISIONAL (replaced by the engagement storage's own step when it is merged).
-        [
-            f"""CREATE TABLE snapshots (
-            seq {d.serial_key},
-            delivery_id TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            remote_id TEXT NOT NULL,
-            taken_at {ts} NOT NULL,
-            sent_at {ts},
-            likes INTEGER NOT NULL DEFAULT 0,
-            reposts INTEGER NOT NULL DEFAULT 0,
-            replies INTEGER NOT NULL DEFAULT 0,
-            quotes INTEGER NOT NULL DEFAULT 0,
-            status TEXT NOT NULL DEFAULT 'ok',
-            extra TEXT NOT NULL DEFAULT '{{}}'
-        )""",
-            f"""CREATE TABLE replies (
-            id TEXT PRIMARY KEY,
-            delivery_id TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            remote_id TEXT NOT NULL,
-            parent_id TEXT NOT NULL,
-            author TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created_at {ts} NOT NULL,
-            url TEXT NOT NULL DEFAULT '',
-            by_team INTEGER NOT NULL DEFAULT 0,
-            lang TEXT NOT NULL DEFAULT ''
-        )""",
-        ],
         # `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
         # the next incremental read, whether the post is gone (asked no more), the last pull.
         [

@@ -47,7 +47,6 @@ from commcal.ledger.model import (
     new_token,
     utc,
 )
-from commcal.ledger.pulls import PullStore
 
 if TYPE_CHECKING:
     from commcal.ledger.base import ClaimLedger
@@ -60,7 +59,7 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore, PullStore):
+class SqlLedger(AudienceStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
