@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from commcal.ledger.db import Database
+from commcal.ledger.engagement import EngagementStore
 from commcal.ledger.members import IN_CHUNK, marks
 
 if TYPE_CHECKING:
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from commcal.engagement.pull import Cursor
 
 
-class PullStore(Database):
-    """Pull cursors, over the ledger's connection; `record_pull` writes through the engagement
-    storage's in-transaction inserts (`_add_snapshots_in_tx`, `_add_replies_in_tx`)."""
+class PullStore(EngagementStore):
+    """Pull cursors, over the ledger's connection; `record_pull` writes a post's snapshot and
+    replies with the engagement store's own checks and inserts, in the cursor's transaction."""
 
     def pull_cursors(self, delivery_ids: Iterable[str]) -> dict[str, Cursor]:
         """The cursors of those of `delivery_ids` that were pulled before, by delivery id."""
@@ -50,10 +50,12 @@ class PullStore(Database):
         """One post's pull, in one transaction: the Snapshot (always a new row), the Replies
         not yet recorded, and the post's cursor. Returns how many replies were new."""
         pulled_at = self._t(cursor.pulled_at or snapshot.taken_at, "pulled_at")
+        snapshot_row = self._snapshot_row(snapshot)  # checked before anything is written
+        reply_rows = [self._reply_row(r) for r in replies]
 
         def tx() -> int:
-            self._add_snapshots_in_tx([snapshot])
-            new = self._add_replies_in_tx(replies) if replies else 0
+            self._insert_snapshots([snapshot_row])
+            new = self._insert_replies(reply_rows)
             self._execute(
                 "INSERT INTO pull_cursors (delivery_id, channel, cursor, gone, pulled_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO UPDATE SET "

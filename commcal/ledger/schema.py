@@ -41,6 +41,7 @@ def _sqlite_append_only(step: int, tables: Sequence[str]) -> list[str]:
 def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
     # One trigger function per step (as the ledgers in use have them): step 1's names its table
     # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME.
+    # Later steps reuse step 2's function (CREATE OR REPLACE: it is already there, unchanged).
     if step == 1:
         (table,) = tables
         function = f"commcal_{table}_append_only"
@@ -49,8 +50,9 @@ def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
         function = "commcal_append_only"
         message = "% is append-only"
     body = f"$$ BEGIN RAISE EXCEPTION '{message}'" + (", TG_TABLE_NAME" if step != 1 else "")
+    create = "CREATE FUNCTION" if step <= 2 else "CREATE OR REPLACE FUNCTION"
     return [
-        f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
+        f"""{create} {function}() RETURNS trigger LANGUAGE plpgsql AS
            {body}; END $$""",
         *[
             f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
@@ -174,7 +176,53 @@ def migrations(d: Dialect) -> list[list[str]]:
         # keys are not global (Channel.idempotency_scope: a Matrix access token's device). A
         # send that may have arrived is repeated only under the same scope.
         ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
-        # `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
+        # 5 (engagement storage, commcal.ledger.engagement): what `pull` reads back from the
+        # networks. Snapshots of a sent post's counts (append-only: trends are drawn from every
+        # one), replies (one row per id; a later pull of the same reply is ignored), and the
+        # marks people put on replies (append-only: the latest wins, the history stays).
+        # Counts are INTEGER, `extra` is JSON text, `by_team` is 0/1.
+        [
+            f"""CREATE TABLE snapshots (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            taken_at {ts} NOT NULL,
+            sent_at {ts},
+            likes INTEGER NOT NULL DEFAULT 0,
+            reposts INTEGER NOT NULL DEFAULT 0,
+            replies INTEGER NOT NULL DEFAULT 0,
+            quotes INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'ok',
+            extra TEXT NOT NULL DEFAULT '{{}}'
+        )""",
+            "CREATE INDEX snapshots_delivery ON snapshots (delivery_id, taken_at)",
+            "CREATE INDEX snapshots_taken ON snapshots (taken_at)",
+            f"""CREATE TABLE replies (
+            id TEXT PRIMARY KEY,
+            delivery_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            parent_id TEXT NOT NULL,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            url TEXT NOT NULL DEFAULT '',
+            by_team INTEGER NOT NULL DEFAULT 0,
+            lang TEXT NOT NULL DEFAULT ''
+        )""",
+            "CREATE INDEX replies_created ON replies (created_at)",
+            "CREATE INDEX replies_delivery ON replies (delivery_id)",
+            f"""CREATE TABLE reply_marks (
+            seq {d.serial_key},
+            reply_id TEXT NOT NULL,
+            mark TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX reply_marks_reply ON reply_marks (reply_id, seq)",
+            *d.append_only(5, ["snapshots", "reply_marks"]),
+        ],
+        # 6: `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
         # the next incremental read, whether the post is gone (asked no more), the last pull.
         [
             f"""CREATE TABLE pull_cursors (

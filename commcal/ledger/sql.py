@@ -3,7 +3,10 @@ SQLite and PostgreSQL both run, plus the user's commands, the ledger's identity 
 
 Statements use `?` placeholders; PostgreSQL rewrites them. The audience part (suppressions,
 codes, draws) is inherited from `members.AudienceStore`, the connection and the dialect's
-hooks from `db.Database`; `sqlite.py` and `postgres.py` supply those hooks.
+hooks from `db.Database`; `sqlite.py` and `postgres.py` supply those hooks. The engagement
+part (snapshots, replies, marks: `base.EngagementLedger`) is inherited from
+`engagement.EngagementStore` the same way, and `pull`'s cursors from `pulls.PullStore` (a
+subclass of it, so one `record_pull` transaction writes all three).
 
 Why no abstract `Ledger` class any more: there is one implementation over two dialects, and the
 dialects differ only below `db.Database`. An interface that every method's signature was
@@ -47,9 +50,10 @@ from commcal.ledger.model import (
     new_token,
     utc,
 )
+from commcal.ledger.pulls import PullStore
 
 if TYPE_CHECKING:
-    from commcal.ledger.base import ClaimLedger
+    from commcal.ledger.base import ClaimLedger, PullLedger
 
 _RECORD_COLUMNS = (
     "id, calendar, item, channel, recipient, due_at, state, attempts, next_attempt_at, "
@@ -59,7 +63,7 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore):
+class SqlLedger(AudienceStore, PullStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
@@ -1047,3 +1051,6 @@ if TYPE_CHECKING:
 
     def _keeps_the_claim_protocol(ledger: SqlLedger) -> ClaimLedger:
         return ledger  # mypy checks here that SqlLedger has every ClaimLedger method
+
+    def _keeps_the_engagement_protocol(ledger: SqlLedger) -> PullLedger:
+        return ledger  # ... and every EngagementLedger and PullLedger method
