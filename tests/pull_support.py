@@ -110,7 +110,9 @@ class FakeMastodon:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def add(self, status_id: str, descendants: Iterable[dict[str, Any]] = (), **counts: int) -> None:
+    def add(
+        self, status_id: str, descendants: Iterable[dict[str, Any]] = (), **counts: int
+    ) -> None:
         self.statuses[status_id] = status(status_id, **counts)
         self.descendants[status_id] = list(descendants)
 
@@ -158,9 +160,7 @@ def mastodon_project(root: Path, url: str, *, extra_channels: str = "") -> Path:
     return root
 
 
-def record_sent(
-    db_url: str, posts: Iterable[tuple[str, str, str]], *, due: datetime = T0
-) -> None:
+def record_sent(db_url: str, posts: Iterable[tuple[str, str, str]], *, due: datetime = T0) -> None:
     """Sent rows in the ledger: (delivery id, channel, remote id) each, as publish leaves them."""
     with open_ledger(db_url) as ledger:
         for n, (delivery_id, channel, remote_id) in enumerate(posts):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -275,16 +275,13 @@ def pull(
 ) -> Report:
     """Read back every post in `posts` and record what came back (see the module's text).
 
-    `clock` gives each Snapshot's time (default: `now` advanced by the time the run took, so
-    two pulls of one post in one second still get distinct, ordered times). `stop()` true:
-    the run ends after the post in hand, leaving the rest for the next pull."""
+    `now` ends the window; each Snapshot carries the instant its counts were read (`clock`,
+    default the real clock: a pinned `now` must not make two pulls' snapshots share a time).
+    `stop()` true: the run ends after the post in hand, leaving the rest for the next pull."""
     report = Report(since=since, until=now, dry_run=dry_run)
-    started = time.monotonic()
 
     def taken_at() -> datetime:
-        if clock is not None:
-            return clock()
-        return now + timedelta(seconds=time.monotonic() - started)
+        return clock() if clock is not None else datetime.now(UTC)
 
     cursors = ledger.pull_cursors([p.delivery_id for p in posts])
     gates: dict[str, Gate] = {}

@@ -1,0 +1,231 @@
+"""`commcal pull` against loopback servers that answer like each network's read API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from commcal.cli import app
+from commcal.engagement.mastodon import html_to_text
+from commcal.ledger import open_ledger
+from tests.pull_support import ENV, TOKEN, FakeMastodon, mastodon_project, record_sent, reply
+
+NOW = "2026-12-05T12:00:00Z"
+
+
+@pytest.fixture
+def masto() -> Any:
+    with FakeMastodon() as server:
+        yield server
+
+
+def run(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(
+        app, ["-C", str(root), "pull", "--now", NOW, *args], env=env or ENV, catch_exceptions=False
+    )
+
+
+def pulled(root: Path, *args: str) -> dict[str, Any]:
+    result = run(root, *args, "--format", "json")
+    assert result.exit_code in (0, 1), result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    data["exit_code"] = result.exit_code
+    return data
+
+
+def db(root: Path) -> str:
+    return f"sqlite:///{root / 'state.db'}"
+
+
+def test_counts_poll_and_replies_are_recorded_and_only_new_replies_on_the_next_pull(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    masto.add("101", [reply("201", "101")], likes=4, boosts=2, replies=1)
+    masto.statuses["101"]["poll"] = {
+        "options": [{"title": "Yes", "votes_count": 7}, {"title": "No", "votes_count": 3}],
+        "votes_count": 10,
+        "voters_count": 10,
+    }
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+
+    first = pulled(root)
+    assert first["exit_code"] == 0
+    (post,) = first["posts"]
+    assert (post["outcome"], post["likes"], post["reposts"], post["replies"]) == (
+        "pulled", 4, 2, 1
+    )  # fmt: skip
+    assert post["extra"]["poll"] == {"Yes": 7, "No": 3}
+    assert post["new_replies"] == 1
+    # The token went as a bearer header, on both reads.
+    assert [r[1] for r in masto.requests] == [
+        "/api/v1/statuses/101",
+        "/api/v1/statuses/101/context",
+    ]
+    assert all(r[2]["Authorization"] == f"Bearer {TOKEN}" for r in masto.requests)
+
+    # A team answer and a second reply arrive; the first reply is not written again.
+    masto.descendants["101"] += [
+        reply("202", "201", acct="acme", account_id="1", content="<p>Thanks!</p>"),
+        reply("203", "101", acct="bo@x.example"),
+    ]
+    masto.statuses["101"]["favourites_count"] = 9
+    second = pulled(root)
+    assert second["posts"][0]["new_replies"] == 2
+    assert second["posts"][0]["likes"] == 9
+    with open_ledger(db(root)) as ledger:
+        snapshots = list(ledger.snapshots())
+        replies = {r.remote_id: r for r in ledger.replies()}
+    assert [s.likes for s in snapshots] == [4, 9]  # timestamped, never overwritten
+    assert snapshots[0].taken_at < snapshots[1].taken_at
+    assert set(replies) == {"201", "202", "203"}
+    assert replies["202"].by_team and not replies["201"].by_team
+    assert replies["202"].parent_id == "201"
+    assert replies["201"].author == "@ana@other.example"
+    assert replies["201"].text == "Great!"
+
+
+def test_a_deleted_post_is_recorded_gone_once_and_not_asked_again(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    masto.add("101")
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-gone", "masto", "999"), ("d-here", "masto", "101")])
+    first = pulled(root)
+    outcomes = {p["delivery_id"]: p["outcome"] for p in first["posts"]}
+    assert outcomes == {"d-gone": "gone", "d-here": "pulled"}
+    assert first["exit_code"] == 0
+    asked = len(masto.requests)
+    second = pulled(root)
+    assert {p["delivery_id"]: p["outcome"] for p in second["posts"]}["d-gone"] == "was-gone"
+    assert not any("/999" in r[1] for r in masto.requests[asked:])
+    with open_ledger(db(root)) as ledger:
+        gone = [s for s in ledger.snapshots() if s.delivery_id == "d-gone"]
+    assert [s.status for s in gone] == ["gone"]
+
+
+def test_a_429_is_waited_out_and_the_pull_goes_on(tmp_path: Path, masto: FakeMastodon) -> None:
+    masto.add("101", likes=1)
+    masto.too_many = 1
+    masto.retry_after = "0"
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+    data = pulled(root)
+    assert data["posts"][0]["outcome"] == "pulled"
+    assert data["posts"][0]["likes"] == 1
+
+
+def test_a_used_up_rate_limit_stops_the_channel_and_leaves_the_rest_for_the_next_pull(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    for n in range(5):
+        masto.add(str(100 + n))
+    masto.limit = 4  # two posts' worth (status + context each)
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [(f"d-{n}", "masto", str(100 + n)) for n in range(5)])
+    result = run(root, "--max-wait", "1")
+    assert result.exit_code == 0, result.output
+    assert "stopped masto: rate limited" in result.stdout
+    assert "3 left for the next pull" in result.stdout
+    data = pulled(root, "--max-wait", "1")
+    assert [p["outcome"] for p in data["posts"]] == ["left"] * 5
+    assert data["stopped"]["masto"].startswith("rate limited (resets in")
+    # The window was used up: no request went out past the first 429 of each run.
+    with open_ledger(db(root)) as ledger:
+        assert len(list(ledger.snapshots())) == 2
+
+
+def test_dry_run_lists_what_would_be_fetched_without_a_request(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    masto.add("101")
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+    data = pulled(root, "--dry-run")
+    assert [(p["outcome"], p["note"]) for p in data["posts"]] == [("would-pull", "mastodon 101")]
+    assert masto.requests == []
+    with open_ledger(db(root)) as ledger:
+        assert list(ledger.snapshots()) == []
+
+
+def test_posts_outside_the_window_are_not_read(tmp_path: Path, masto: FakeMastodon) -> None:
+    masto.add("101")
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+    data = pulled(root, "--since", "2d")  # sent 2026-12-01, now 2026-12-05
+    assert data["posts"] == []
+    assert masto.requests == []
+
+
+def test_an_error_is_recorded_redacted_and_exits_1(tmp_path: Path, masto: FakeMastodon) -> None:
+    masto.add("101")
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+
+    def echo(path: str) -> tuple[int, Any, dict[str, str]]:
+        return 403, {"error": f"token {TOKEN} may not read this"}, {}
+
+    masto.answer = echo  # type: ignore[method-assign]
+    result = run(root, "--format", "json")
+    assert result.exit_code == 1
+    assert TOKEN not in result.stdout
+    (post,) = json.loads(result.stdout)["posts"]
+    assert post["outcome"] == "error"
+    assert "may not read this" in post["note"]
+    with open_ledger(db(root)) as ledger:
+        (snapshot,) = ledger.snapshots()
+    assert snapshot.status == "error"
+    assert TOKEN not in json.dumps(dict(snapshot.extra))
+
+
+def test_garbage_answers_are_read_as_zeros_not_a_crash(tmp_path: Path, masto: FakeMastodon) -> None:
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+
+    def garbage(path: str) -> tuple[int, Any, dict[str, str]]:
+        if path.endswith("/context"):
+            return 200, {"descendants": [None, 7, {"id": True}, {"no": "id"}]}, {}
+        return 200, ["not", "a", "status"], {}
+
+    masto.answer = garbage  # type: ignore[method-assign]
+    data = pulled(root)
+    assert data["posts"][0]["outcome"] == "pulled"
+    assert data["posts"][0]["likes"] == 0
+    assert data["posts"][0]["new_replies"] == 0
+
+
+def test_unknown_channel_is_refused_with_the_closest_name(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-one", "masto", "101")])
+    result = CliRunner().invoke(app, ["-C", str(root), "pull", "--channel", "mastdon"], env=ENV)
+    assert result.exit_code == 2
+    assert "'masto'" in result.output
+
+
+def test_bad_since_is_a_usage_error(tmp_path: Path, masto: FakeMastodon) -> None:
+    root = mastodon_project(tmp_path, masto.url)
+    result = CliRunner().invoke(app, ["-C", str(root), "pull", "--since", "month"], env=ENV)
+    assert result.exit_code == 2
+    assert "--since 'month'" in result.output
+
+
+def test_html_becomes_text_with_links_kept() -> None:
+    content = (
+        '<p>Hi <span class="h-card"><a href="https://m.example/@ana" class="u-url mention">'
+        '@<span>ana</span></a></span>, see <a href="https://example.org/a/long/path" '
+        'rel="nofollow"><span class="invisible">https://</span><span class="ellipsis">'
+        'example.org/a/long</span><span class="invisible">/path</span></a> and '
+        '<a href="https://example.org/x">our page</a> &amp; '
+        '<a href="https://m.example/tags/tip" class="mention hashtag">#<span>tip</span></a>'
+        "</p><p>line<br>two</p>"
+    )
+    assert html_to_text(content) == (
+        "Hi @ana, see https://example.org/a/long/path and our page (https://example.org/x) & "
+        "#tip\n\nline\ntwo"
+    )
