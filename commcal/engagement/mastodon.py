@@ -21,7 +21,7 @@ from urllib.parse import quote
 from commcal.channels import httpkit
 from commcal.channels.base import SendError
 from commcal.engagement.model import Reply
-from commcal.engagement.pull import Cursor, Gate, Gone, Pulled, SentPost, not_found
+from commcal.engagement.pull import Cursor, Gate, Gone, Pulled, SentPost, count, not_found, obj
 
 if TYPE_CHECKING:
     from commcal.channels.mastodon import MastodonChannel
@@ -61,17 +61,17 @@ def read(channel: MastodonChannel, post: SentPost, cursor: Cursor | None, gate: 
     poll = status.get("poll")
     if isinstance(poll, dict) and isinstance(poll.get("options"), list):
         extra["poll"] = {
-            str(o.get("title", "")): _count(o.get("votes_count"))
+            str(o.get("title", "")): count(o.get("votes_count"))
             for o in poll["options"]
             if isinstance(o, dict)
         }
-        extra["poll_voters"] = _count(poll.get("voters_count") or poll.get("votes_count"))
+        extra["poll_voters"] = count(poll.get("voters_count") or poll.get("votes_count"))
     return Pulled(
-        likes=_count(status.get("favourites_count")),
-        reposts=_count(status.get("reblogs_count")),
-        replies=_count(status.get("replies_count")),
+        likes=count(status.get("favourites_count")),
+        reposts=count(status.get("reblogs_count")),
+        replies=count(status.get("replies_count")),
         # Quotes are counted only by servers with quote posts (Mastodon 4.4+: quotes_count).
-        quotes=_count(status.get("quotes_count")),
+        quotes=count(status.get("quotes_count")),
         extra=extra,
         new_replies=tuple(replies),
         cursor=newest,
@@ -79,8 +79,7 @@ def read(channel: MastodonChannel, post: SentPost, cursor: Cursor | None, gate: 
 
 
 def _reply(channel: str, post: SentPost, found: dict[str, Any], own: str) -> Reply:
-    account = found.get("account") if isinstance(found.get("account"), dict) else {}
-    assert isinstance(account, dict)
+    account = obj(found.get("account"))
     acct = str(account.get("acct") or account.get("username") or "?")
     return Reply(
         id=f"{channel}:{found['id']}",
@@ -98,8 +97,7 @@ def _reply(channel: str, post: SentPost, found: dict[str, Any], own: str) -> Rep
 
 
 def _account_id(status: dict[str, Any]) -> str:
-    account = status.get("account")
-    return str(account.get("id") or "") if isinstance(account, dict) else ""
+    return str(obj(status.get("account")).get("id") or "")
 
 
 def _id(value: Any) -> bool:
@@ -111,10 +109,6 @@ def _later(a: str, b: str) -> bool:
     if a.isdigit() and b.isdigit():
         return int(a) > int(b)
     return (len(a), a) > (len(b), b)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _instant(value: Any) -> datetime:

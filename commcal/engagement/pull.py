@@ -174,8 +174,8 @@ class Gate:
     Reads Mastodon's X-RateLimit-Remaining / X-RateLimit-Reset (ISO 8601)
     (https://docs.joinmastodon.org/api/rate-limits/), Bluesky's ratelimit-remaining /
     ratelimit-reset (Unix seconds, https://docs.bsky.app/docs/advanced-guides/rate-limits), and
-    a 429's Retry-After (RFC 9110 10.2.3; the adapters' `retry_after` also reads the bodies of
-    Matrix and Discord 429s)."""
+    Discord's X-RateLimit-Remaining / X-RateLimit-Reset-After, and a 429's Retry-After (RFC 9110
+    10.2.3; the adapters' `retry_after` also reads the bodies of Matrix and Discord 429s)."""
 
     def __init__(
         self,
@@ -234,8 +234,31 @@ class Gate:
                 continue
             if int(remaining) <= 0:
                 seconds = reset_seconds(headers.get(reset_name), form)  # type: ignore[arg-type]
+                # Discord sends the wait itself, in seconds (X-RateLimit-Reset-After:
+                # https://discord.com/developers/docs/topics/rate-limits#header-format).
+                after = headers.get("X-RateLimit-Reset-After")
+                if seconds is None and after is not None:
+                    seconds = _seconds(after)
                 self._empty_until = self.clock() + (seconds if seconds is not None else 1.0)
             return
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {}: readers take the networks' answers as they come."""
+    return value if isinstance(value, dict) else {}
+
+
+def count(value: Any) -> int:
+    """A count from a network's answer: a non-negative integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value < float("inf") else None
 
 
 def not_found(error: SendError) -> bool:
