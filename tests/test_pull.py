@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pull_support import ENV, TOKEN, FakeMastodon, mastodon_project, record_sent, reply
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.engagement.mastodon import html_to_text
 from commcal.ledger import open_ledger
-from tests.pull_support import ENV, TOKEN, FakeMastodon, mastodon_project, record_sent, reply
 
 NOW = "2026-12-05T12:00:00Z"
 

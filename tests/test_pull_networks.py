@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pull_support import record_sent
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.ledger import open_ledger
-from tests.pull_support import record_sent
 
 NOW = "2026-12-05T12:00:00Z"
 TEAM = "did:plc:team4acme"

@@ -1,0 +1,142 @@
+"""`commcal pull` of a Matrix message on the real Synapse (tests/real_servers.py): a post goes
+out through `commcal publish`, a second member of the room reacts and answers in its thread
+through the client API, the team answers too, and `commcal pull` shows exactly those."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import yaml
+from conftest import MakeProject
+from publish_support import TEMPLATES, config, every_minute
+from real_servers import real_synapse
+from typer.testing import CliRunner
+
+from commcal.cli import app
+from commcal.ledger import open_ledger
+
+SYNAPSE_DIR = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers" / "synapse"
+
+
+def register_member(homeserver: str) -> tuple[str, str]:
+    """A new user through Synapse's shared-secret registration (the admin API that
+    register_new_matrix_user uses: /_synapse/admin/v1/register); (user id, access token)."""
+    secret = yaml.safe_load((SYNAPSE_DIR / "hs.yaml").read_text())["registration_shared_secret"]
+    nonce = requests.get(f"{homeserver}/_synapse/admin/v1/register", timeout=30).json()["nonce"]
+    user, password = f"member{secrets.token_hex(4)}", secrets.token_hex(12)
+    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join([nonce.encode(), user.encode(), password.encode(), b"notadmin"]))
+    answer = requests.post(
+        f"{homeserver}/_synapse/admin/v1/register",
+        json={
+            "nonce": nonce,
+            "username": user,
+            "password": password,
+            "admin": False,
+            "mac": mac.hexdigest(),
+        },
+        timeout=30,
+    )
+    answer.raise_for_status()
+    body = answer.json()
+    return str(body["user_id"]), str(body["access_token"])
+
+
+def client(homeserver: str, token: str, method: str, path: str, body: Any = None) -> Any:
+    answer = requests.request(
+        method,
+        f"{homeserver}/_matrix/client/v3{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
+def send(homeserver: str, token: str, room: str, kind: str, content: dict[str, Any]) -> str:
+    path = f"/rooms/{quote(room)}/send/{kind}/{uuid.uuid4().hex}"
+    return str(client(homeserver, token, "PUT", path, content)["event_id"])
+
+
+def in_thread(root: str, text: str, answering: str | None = None) -> dict[str, Any]:
+    """A threaded reply (https://spec.matrix.org/v1.13/client-server-api/#threading)."""
+    relation: dict[str, Any] = {"rel_type": "m.thread", "event_id": root}
+    if answering is None:
+        relation.update({"is_falling_back": True, "m.in_reply_to": {"event_id": root}})
+    else:
+        relation.update({"is_falling_back": False, "m.in_reply_to": {"event_id": answering}})
+    return {"msgtype": "m.text", "body": text, "m.relates_to": relation}
+
+
+def test_real_synapse_reactions_and_thread_replies_are_pulled(make_project: MakeProject) -> None:
+    homeserver, bot_token, room = real_synapse()
+    channels = (
+        f"  room:\n    type: matrix\n    homeserver: {homeserver}\n"
+        f"    access_token: ${{MATRIX_TOKEN}}\n    room_id: '{room}'\n"
+    )
+    root = make_project(
+        config=config(channels, publish="max_late: 1d"),
+        calendars={"main.yaml": every_minute("tip", ["room"], "2026-12-01 09:00", 1)},
+        templates=TEMPLATES,
+    )
+    env = {"MATRIX_TOKEN": bot_token}
+    runner = CliRunner()
+    published = runner.invoke(
+        app, ["-C", str(root), "publish", "--now", "2026-12-01T09:00:30Z"], env=env
+    )
+    assert published.exit_code == 0, published.output
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        (record,) = ledger.records()
+    event = str(record.remote_id)
+
+    bot = client(homeserver, bot_token, "GET", "/account/whoami")["user_id"]
+    member, member_token = register_member(homeserver)
+    client(homeserver, bot_token, "POST", f"/rooms/{quote(room)}/invite", {"user_id": member})
+    client(homeserver, member_token, "POST", f"/rooms/{quote(room)}/join", {})
+    for token, key in ((member_token, "👍"), (bot_token, "🎉"), (member_token, "🎉")):
+        annotation = {"rel_type": "m.annotation", "event_id": event, "key": key}
+        send(homeserver, token, room, "m.reaction", {"m.relates_to": annotation})
+    question = send(homeserver, member_token, room, "m.room.message", in_thread(event, "When?"))
+    send(homeserver, bot_token, room, "m.room.message", in_thread(event, "Friday!", question))
+
+    def pull() -> dict[str, Any]:
+        result = runner.invoke(
+            app,
+            ["-C", str(root), "pull", "--now", "2026-12-01T10:00:00Z", "--format", "json"],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        assert bot_token not in result.output
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
+
+    (post,) = pull()["posts"]
+    assert post["outcome"] == "pulled"
+    assert post["likes"] == 3
+    assert post["extra"] == {"reactions": {"🎉": 2, "👍": 1}}
+    assert (post["replies"], post["new_replies"]) == (2, 2)
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        replies = {r.text: r for r in ledger.replies()}
+    assert set(replies) == {"When?", "Friday!"}
+    assert (replies["When?"].author, replies["When?"].by_team) == (member, False)
+    assert (replies["Friday!"].author, replies["Friday!"].by_team) == (bot, True)
+    assert replies["When?"].parent_id == event
+    assert replies["Friday!"].parent_id == question
+    assert replies["When?"].url.startswith("https://matrix.to/#/")
+
+    # Pulled again: a new snapshot, the replies not written twice.
+    (again,) = pull()["posts"]
+    assert (again["likes"], again["new_replies"]) == (3, 0)
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        assert len(list(ledger.snapshots())) == 2
+        assert len(list(ledger.replies())) == 2
