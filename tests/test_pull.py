@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +231,52 @@ def test_html_becomes_text_with_links_kept() -> None:
         "Hi @ana, see https://example.org/a/long/path and our page (https://example.org/x) & "
         "#tip\n\nline\ntwo"
     )
+
+
+def test_429_forever_stops_after_a_bounded_number_of_tries(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    masto.add("101")
+    masto.add("102")
+    masto.too_many = 10_000
+    masto.retry_after = "0"
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-1", "masto", "101"), ("d-2", "masto", "102")])
+    data = pulled(root)
+    assert [p["outcome"] for p in data["posts"]] == ["left", "left"]
+    assert len(masto.requests) == 4  # one try and three more, then the channel stops
+    assert data["exit_code"] == 0
+
+
+def test_a_connection_dropped_after_the_request_is_an_error_and_the_next_post_is_read(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    # A server that accepts, reads the request, and closes without answering.
+    dropper = socket.socket()
+    dropper.bind(("127.0.0.1", 0))
+    dropper.listen(8)
+
+    def drop() -> None:
+        while True:
+            try:
+                conn, _ = dropper.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    masto.add("102", likes=3)
+    extra = (
+        f"  broken:\n    type: mastodon\n    instance: http://127.0.0.1:{dropper.getsockname()[1]}\n"
+        "    token: ${MASTO_TOKEN}\n"
+    )
+    root = mastodon_project(tmp_path, masto.url, extra_channels=extra)
+    record_sent(db(root), [("d-1", "broken", "101"), ("d-2", "masto", "102")])
+    data = pulled(root)
+    dropper.close()
+    assert data["exit_code"] == 1
+    first, second = data["posts"]
+    assert first["outcome"] == "error"
+    assert "broke off" in first["note"]
+    assert (second["outcome"], second["likes"]) == ("pulled", 3)
