@@ -233,4 +233,25 @@ def migrations(d: Dialect) -> list[list[str]]:
             pulled_at {ts} NOT NULL
         )""",
         ],
+        # 7: opt-in tracking through the unsubscribe server (commcal/ledger/tracking.py):
+        # clicks on tracked links and members' survey answers, by recipient key, append-only.
+        [
+            f"""CREATE TABLE clicks (
+            seq {d.serial_key},
+            recipient_key TEXT NOT NULL,
+            item TEXT NOT NULL,
+            url TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX clicks_at ON clicks (at)",
+            f"""CREATE TABLE survey_responses (
+            seq {d.serial_key},
+            recipient_key TEXT NOT NULL,
+            item TEXT NOT NULL,
+            answers TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX survey_responses_at ON survey_responses (at)",
+            *d.append_only(7, ["clicks", "survey_responses"]),
+        ],
     ]

@@ -51,6 +51,7 @@ from commcal.ledger.model import (
     utc,
 )
 from commcal.ledger.pulls import PullStore
+from commcal.ledger.tracking import TrackingStore
 
 if TYPE_CHECKING:
     from commcal.ledger.base import ClaimLedger, PullLedger
@@ -63,7 +64,7 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore, PullStore):
+class SqlLedger(AudienceStore, PullStore, TrackingStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
