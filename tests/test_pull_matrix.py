@@ -103,9 +103,12 @@ def test_real_synapse_reactions_and_thread_replies_are_pulled(make_project: Make
     member, member_token = register_member(homeserver)
     client(homeserver, bot_token, "POST", f"/rooms/{quote(room)}/invite", {"user_id": member})
     client(homeserver, member_token, "POST", f"/rooms/{quote(room)}/join", {})
+    reactions = {}
     for token, key in ((member_token, "👍"), (bot_token, "🎉"), (member_token, "🎉")):
         annotation = {"rel_type": "m.annotation", "event_id": event, "key": key}
-        send(homeserver, token, room, "m.reaction", {"m.relates_to": annotation})
+        reactions[token, key] = send(
+            homeserver, token, room, "m.reaction", {"m.relates_to": annotation}
+        )
     question = send(homeserver, member_token, room, "m.room.message", in_thread(event, "When?"))
     send(homeserver, bot_token, room, "m.room.message", in_thread(event, "Friday!", question))
 
@@ -140,3 +143,20 @@ def test_real_synapse_reactions_and_thread_replies_are_pulled(make_project: Make
     with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
         assert len(list(ledger.snapshots())) == 2
         assert len(list(ledger.replies())) == 2
+
+    # The member takes a reaction back (a redaction): the next count goes down.
+    redact(homeserver, member_token, room, reactions[member_token, "👍"])
+    (fewer,) = pull()["posts"]
+    assert (fewer["likes"], fewer["extra"]) == (2, {"reactions": {"🎉": 2}})
+
+    # The team deletes the post (a redaction too): recorded gone once, then not asked again.
+    redact(homeserver, bot_token, room, event)
+    assert pull()["posts"][0]["outcome"] == "gone"
+    assert pull()["posts"][0]["outcome"] == "was-gone"
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        assert [s.status for s in ledger.snapshots()] == ["ok", "ok", "ok", "gone"]
+
+
+def redact(homeserver: str, token: str, room: str, event: str) -> None:
+    path = f"/rooms/{quote(room)}/redact/{quote(event)}/{uuid.uuid4().hex}"
+    client(homeserver, token, "PUT", path, {"reason": "test"})

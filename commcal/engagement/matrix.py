@@ -10,7 +10,8 @@ with `rel_type: m.annotation` are counted per `key` (the emoji), `m.room.message
 Each pull reads the relations whole (`next_batch` pages, newest first): a reaction taken back
 is redacted, and a redacted event loses its `m.relates_to`, so counts kept from an incremental
 read would never go down. The ledger keeps each reply once (by event id). by_team: the sender
-is the channel's own account (/account/whoami).
+is the one who sent the message (GET /rooms/{roomId}/event/{eventId}, which also shows a
+message deleted by redaction: recorded gone).
 """
 
 from __future__ import annotations
@@ -46,8 +47,18 @@ def read(channel: MatrixChannel, post: SentPost, cursor: Cursor | None, gate: Ga
         f"{homeserver}/_matrix/client/v1/rooms/{quote(room, safe='')}/relations/"
         f"{quote(post.remote_id, safe='')}"
     )
+    event_url = (
+        f"{homeserver}/_matrix/client/v3/rooms/{quote(room, safe='')}/event/"
+        f"{quote(post.remote_id, safe='')}"
+    )
     try:
-        own = _whoami(channel, homeserver, token, gate)
+        # The message itself: its sender is the team's account (by_team), and a message the
+        # team deleted is redacted: its content emptied, `unsigned.redacted_because` set
+        # (https://spec.matrix.org/v1.13/client-server-api/#redactions).
+        original = httpkit.json_body(gate.call(_get(channel, event_url, token, {})))
+        if obj(original.get("unsigned")).get("redacted_because") or not original.get("content"):
+            raise Gone
+        own = str(original.get("sender") or "")
         events: list[dict[str, Any]] = []
         params: dict[str, str] = {"limit": str(PAGE)}
         for _ in range(MAX_PAGES):
@@ -89,21 +100,6 @@ def _get(
     channel: MatrixChannel, url: str, token: str, params: dict[str, str]
 ) -> Callable[[], requests.Response]:
     return lambda: channel.call("GET", url, token=token, params=params)
-
-
-def _whoami(channel: MatrixChannel, homeserver: str, token: str, gate: Gate) -> str:
-    cached: str | None = getattr(channel, "_pull_user", None)
-    if cached is None:
-        who = httpkit.json_body(
-            gate.call(
-                lambda: channel.call(
-                    "GET", f"{homeserver}/_matrix/client/v3/account/whoami", token=token
-                )
-            )
-        )
-        cached = str(who.get("user_id") or "")
-        channel._pull_user = cached  # type: ignore[attr-defined]
-    return cached
 
 
 def _reply(
