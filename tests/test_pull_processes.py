@@ -5,6 +5,7 @@ one run), no reply is missing or written twice, and each cursor matches its repl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,3 +91,34 @@ def test_sigkill_mid_pull_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     for n in range(POSTS):
         assert cursors[f"d-{n:02d}"].cursor == str(5000 + 10 * n + 4)
     assert all(s.status == "ok" for s in snapshots)
+
+
+def test_sigterm_ends_the_run_after_the_post_in_hand_and_says_how_many_are_left(
+    tmp_path: Path,
+) -> None:
+    with FakeMastodon(delay=0.05) as masto:
+        for n in range(POSTS):
+            masto.add(str(1000 + n))
+        root = mastodon_project(tmp_path / "project", masto.url)
+        db = f"sqlite:///{root / 'state.db'}"
+        record_sent(db, [(f"d-{n:02d}", "masto", str(1000 + n)) for n in range(POSTS)])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "commcal", "-C", str(root), "pull", "--now",
+             "2026-12-05T12:00:00Z", "--format", "json"],
+            env={**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(sys.path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while len(masto.requests) < 5 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()
+    data = json.loads(out)
+    assert data["interrupted"] is True
+    outcomes = Counter(p["outcome"] for p in data["posts"])
+    assert outcomes["pulled"] >= 2 and outcomes["left"] >= 1
+    assert outcomes["pulled"] + outcomes["left"] == POSTS
+    with open_ledger(db) as ledger:
+        assert len(list(ledger.snapshots())) == outcomes["pulled"]

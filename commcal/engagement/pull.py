@@ -41,6 +41,7 @@ DEFAULT_SINCE = timedelta(days=30)
 DEFAULT_MAX_WAIT = 60.0
 # How many times one request is tried again after a 429 it could wait out.
 RETRIES_AFTER_429 = 3
+INTERRUPTED = "interrupted before this post (SIGTERM)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,7 @@ class Report:
     results: list[PostResult] = field(default_factory=list)
     # channel -> why it stopped (rate limited, with how long until the reset)
     stopped: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False  # stopped (SIGTERM) before every post was read
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -310,11 +312,13 @@ def pull(
     gates: dict[str, Gate] = {}
     for post in posts:
         if stop():
-            break
-        result = _pull_one(
-            ledger, channels, post, cursors.get(post.delivery_id), gates, report,
-            dry_run=dry_run, max_wait=max_wait, taken_at=taken_at, sleep=sleep,
-        )  # fmt: skip
+            report.interrupted = True
+            result = PostResult(post, Outcome.LEFT, note=INTERRUPTED)
+        else:
+            result = _pull_one(
+                ledger, channels, post, cursors.get(post.delivery_id), gates, report,
+                dry_run=dry_run, max_wait=max_wait, taken_at=taken_at, sleep=sleep,
+            )  # fmt: skip
         report.results.append(result)
         if on_result is not None:
             on_result(result)

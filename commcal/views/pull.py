@@ -32,11 +32,14 @@ def result_json(r: PostResult) -> dict[str, Any]:
 
 
 def summary(report: Report) -> str:
-    from commcal.engagement.pull import Outcome
+    from commcal.engagement.pull import INTERRUPTED, Outcome
 
     parts = [f"{report.count(o)} {o}" for o in Outcome if report.count(o)]
     new = sum(r.new_replies for r in report.results)
     text = (", ".join(parts) or "nothing sent in the window") + f"; {new} new replies"
+    if report.interrupted:
+        left = sum(1 for r in report.results if r.note == INTERRUPTED)
+        text += f"\nstopped: interrupted, {left} left for the next pull"
     for channel, why in sorted(report.stopped.items()):
         left = sum(1 for r in report.results if r.post.channel == channel and r.outcome == "left")
         text += f"\nstopped {channel}: {why}, {left} left for the next pull"
@@ -84,6 +87,7 @@ def show(report: Report, fmt: str) -> None:
                 },
                 "new_replies": sum(r.new_replies for r in report.results),
                 "stopped": dict(sorted(report.stopped.items())),
+                "interrupted": report.interrupted,
             }
         )
         return
