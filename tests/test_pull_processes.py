@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pull_support import ENV, FakeMastodon, mastodon_project, record_sent, reply
 from commcal.ledger import open_ledger
 
 POSTS = 12
+SHOWN = 4  # posts of the progress bar test
 
 
 def start(root: Path) -> subprocess.Popen[bytes]:
@@ -122,3 +124,41 @@ def test_sigterm_ends_the_run_after_the_post_in_hand_and_says_how_many_are_left(
     assert outcomes["pulled"] + outcomes["left"] == POSTS
     with open_ledger(db) as ledger:
         assert len(list(ledger.snapshots())) == outcomes["pulled"]
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(tmp_path: Path) -> None:
+    import pty
+
+    with FakeMastodon(delay=0.05) as masto:
+        for n in range(SHOWN):
+            masto.add(str(1000 + n))
+        root = mastodon_project(tmp_path / "project", masto.url)
+        record_sent(
+            f"sqlite:///{root / 'state.db'}",
+            [(f"d-{n:02d}", "masto", str(1000 + n)) for n in range(SHOWN)],
+        )
+        command = [sys.executable, "-m", "commcal", "-C", str(root), "pull", "--now",
+                   "2026-12-05T12:00:00Z"]  # fmt: skip
+        env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "120"}
+        main, secondary = pty.openpty()
+        process = subprocess.Popen(command, env=env, stdout=secondary, stderr=secondary)
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(main)
+        assert process.wait(timeout=30) == 0
+        piped = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    shown = seen.decode("utf-8", "replace")
+    assert re.search(r"masto.*\d+%", shown)  # the bar: the channel in hand, how far
+    assert f"{SHOWN} pulled" in shown
+    text = piped.stdout.decode() + piped.stderr.decode()
+    assert not re.search(r"\d+%", text)
+    assert "\x1b[" not in text  # no terminal control at all
+    assert f"{SHOWN} pulled" in piped.stdout.decode()
