@@ -73,7 +73,8 @@ def pull(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     progress = view.Progress(format)
-    with cli._ledger(project, state, create=False) as ledger:
+    # A dry run writes nothing at all, not even a migration of an older ledger.
+    with cli._ledger(project, state, create=False, read_only=dry_run) as ledger:
         posts = pulling.sent_posts(ledger, since=at - window, until=at, channels=channel)
         progress.start(len(posts))
         try:

@@ -32,6 +32,8 @@ class PullStore(EngagementStore):
         found: dict[str, Cursor] = {}
 
         def tx() -> None:
+            if not self._table_exists("pull_cursors"):  # read-only (a dry run), not migrated
+                return
             for start in range(0, len(ids), IN_CHUNK):
                 chunk = ids[start : start + IN_CHUNK]
                 for delivery_id, cursor, gone, pulled_at in self._execute(
