@@ -169,8 +169,10 @@ def test_addresses_in_reply_text_are_masked_before_they_are_stored(
     ledger: Ledger, ledger_url: str
 ) -> None:
     text = "Write to mary.k@example.org or ops@mail.example.co.uk, cc @ama@example.social!"
-    ledger.add_replies([reply(1, text=text)])
-    (stored,) = ledger.replies()
+    team = "Our address is hello@example.org"
+    ledger.add_replies([reply(1, text=text), reply(2, text=team, by_team=True)])
+    stored, ours = ledger.replies()
+    assert ours.text == team  # the team's own words are its own to publish
     assert (
         stored.text
         == "Write to m***@example.org or o***@mail.example.co.uk, cc @ama@example.social!"
@@ -247,3 +249,45 @@ def test_a_read_only_ledger_reads_engagement(ledger_url: str) -> None:
             reader.add_replies([reply(2)])
     finally:
         reader.close()
+
+
+def _sent(ledger: Ledger, delivery_id: str, when: datetime) -> None:
+    from commcal.ledger import DueDelivery
+
+    d = DueDelivery(delivery_id, "community", "tip", "mastodon", when)
+    claim = ledger.claim(d, worker="w", now=when, lease=timedelta(minutes=5), idempotent=False)
+    assert claim is not None and ledger.begin_send(claim, when)
+    ledger.record_sent(claim, remote_id=f"r-{delivery_id}", url=None, now=when)
+
+
+def test_engagement_at_takes_the_first_ok_snapshot_that_late(ledger: Ledger) -> None:
+    for d in ("d1", "d2", "d3", "d4"):
+        _sent(ledger, d, T0)
+    ledger.add_snapshots(
+        [
+            snap(23, "d1", likes=5),
+            snap(24, "d1", likes=7, reposts=1, replies=2, quotes=3),  # exactly 24h: 13
+            snap(25, "d1", likes=50),
+            snap(30, "d2", likes=9, status="error"),  # a failed read is no figure
+            snap(31, "d2", likes=4),
+            snap(5, "d3", likes=99),  # never read that late
+            # No sent_at: the ledger's record of the send (T0) counts.
+            snap(24, "d4", likes=1, sent_at=None),
+            snap(40, "orphan", likes=1),  # no delivery row: left out
+        ]
+    )
+    got = {
+        m.delivery_id: (m.sent_at, m.engagement) for m in ledger.engagement_at(timedelta(hours=24))
+    }
+    assert got == {
+        "d1": (T0, 7 + 1 + 2 + 3),
+        "d2": (T0, 4 + 1 + 2),  # snap() gives each 1 repost and 2 replies
+        "d3": (T0, None),
+        "d4": (T0, 1 + 1 + 2),
+    }
+    (one,) = [m for m in ledger.engagement_at(timedelta(hours=24)) if m.delivery_id == "d1"]
+    assert (one.calendar, one.item, one.channel) == ("community", "tip", "mastodon")
+    later = {
+        m.delivery_id: m.engagement for m in ledger.engagement_at(timedelta(hours=24, seconds=1))
+    }
+    assert later["d1"] == 50 + 1 + 2  # a second later than the 24h snapshot: the next one

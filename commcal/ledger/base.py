@@ -45,6 +45,7 @@ from commcal.ledger.model import (
 if TYPE_CHECKING:
     from commcal.engagement.model import Reply, Snapshot
     from commcal.engagement.pull import Cursor
+    from commcal.ledger.engagement import Measured
 
 __all__ = [
     "ClaimAction",
@@ -240,6 +241,10 @@ class EngagementLedger(Protocol):
         self, *, since: datetime | None = None, delivery_ids: Iterable[str] | None = None
     ) -> Iterator[Snapshot]:
         """Snapshots taken at or after `since`, of those deliveries if given; oldest first."""
+
+    def engagement_at(self, age: timedelta) -> list[Measured]:
+        """Each delivery with a snapshot (and a ledger row): its engagement at `age` after its
+        send, from its first `ok` snapshot taken that late (None: none yet). For `report`."""
 
     def add_replies(self, replies: Sequence[Reply]) -> int:
         """Keep the replies whose id is new (others ignored: the first row stays); rows written."""

@@ -12,8 +12,9 @@ kept once per id: a later pull of the same reply is ignored, so its first text s
 No e-mail address is stored (DESIGN: members are never named by an address in the ledger). A
 reply's author is a network handle: one that looks like an address (`name@example.org`, not
 the fediverse's `@name@example.social`) is refused with ValueError, since it is a bug in the
-caller, not something to guess at. An address inside a reply's text (people write them) is
-masked before it is stored, `mary@example.org` -> `m***@example.org` (`mask_text_addresses`).
+caller, not something to guess at. An address inside a member's reply (people write them) is
+masked before it is stored, `mary@example.org` -> `m***@example.org` (`mask_text_addresses`);
+the team's own replies (`by_team`) are kept as written: an address there is the team's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from commcal.engagement.model import MARKS, SNAPSHOT_STATES, Reply, Snapshot
@@ -40,6 +42,18 @@ _SNAPSHOT_COLUMNS = (
 _REPLY_COLUMNS = (
     "id, delivery_id, channel, remote_id, parent_id, author, text, created_at, url, by_team, lang"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A sent post's engagement at one age (`EngagementStore.engagement_at`)."""
+
+    delivery_id: str
+    calendar: str
+    item: str
+    channel: str
+    sent_at: datetime
+    engagement: int | None  # likes + reposts + replies + quotes; None: not read that late
 
 
 def mask_text_addresses(text: str) -> str:
@@ -140,6 +154,37 @@ class EngagementStore(Database):
                 extra=json.loads(r[10]),
             )
 
+    def engagement_at(self, age: timedelta) -> list[Measured]:
+        """Every delivery with a snapshot and a row in the ledger, with the engagement (likes +
+        reposts + replies + quotes) of its first `ok` snapshot taken at or after its send +
+        `age` (whole seconds): the figure `commcal report` compares posts by; None when no
+        snapshot is that late. Its send: the earliest `sent_at` its snapshots give, else when
+        the ledger recorded it sent.
+
+        Chosen in SQL, one index seek per delivery (snapshots_delivery: delivery, time), so
+        one row per delivery is read back, not every snapshot."""
+        later, params = self._plus_seconds("sent", int(age.total_seconds()))
+        sql = (
+            "WITH posts AS (SELECT p.delivery_id AS delivery_id, d.calendar AS calendar, "
+            "d.item AS item, d.channel AS channel, coalesce(p.sent, d.updated_at) AS sent "
+            "FROM (SELECT delivery_id, min(sent_at) AS sent FROM snapshots "
+            "GROUP BY delivery_id) p JOIN deliveries d ON d.id = p.delivery_id), "
+            f"due AS (SELECT delivery_id, calendar, item, channel, sent, {later} AS due "
+            "FROM posts) "
+            "SELECT delivery_id, calendar, item, channel, sent, "
+            "(SELECT s.likes + s.reposts + s.replies + s.quotes FROM snapshots s "
+            "WHERE s.delivery_id = due.delivery_id AND s.taken_at >= due.due "
+            "AND s.status = 'ok' ORDER BY s.taken_at, s.seq LIMIT 1) "
+            "FROM due ORDER BY delivery_id"
+        )
+        rows = self._transaction(lambda: self._read_if_there("snapshots", sql, params), write=False)
+        return [
+            Measured(
+                r[0], r[1], r[2], r[3], self._from_db(r[4]), None if r[5] is None else int(r[5])
+            )
+            for r in rows
+        ]
+
     # ---- replies -----------------------------------------------------------------------
 
     def add_replies(self, replies: Sequence[Reply]) -> int:
@@ -176,7 +221,7 @@ class EngagementStore(Database):
             r.remote_id,
             r.parent_id,
             r.author,
-            mask_text_addresses(r.text),
+            r.text if r.by_team else mask_text_addresses(r.text),
             self._t(r.created_at, "created_at"),
             r.url,
             1 if r.by_team else 0,
