@@ -280,3 +280,26 @@ def test_a_connection_dropped_after_the_request_is_an_error_and_the_next_post_is
     assert first["outcome"] == "error"
     assert "broke off" in first["note"]
     assert (second["outcome"], second["likes"]) == ("pulled", 3)
+
+
+def test_an_unreachable_server_stops_its_channel_at_once_and_exits_1(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    masto.add("102", likes=3)
+    extra = (
+        f"  down:\n    type: mastodon\n    instance: http://127.0.0.1:{port}\n"
+        "    token: ${MASTO_TOKEN}\n"
+    )
+    root = mastodon_project(tmp_path, masto.url, extra_channels=extra)
+    posts = [(f"d-{n}", "down", str(200 + n)) for n in range(3)] + [("d-up", "masto", "102")]
+    record_sent(db(root), posts)
+    data = pulled(root)
+    assert data["exit_code"] == 1
+    outcomes = [(p["channel"], p["outcome"]) for p in data["posts"]]
+    assert outcomes == [("down", "left")] * 3 + [("masto", "pulled")]
+    assert "could not connect" in data["stopped"]["down"]
+    with open_ledger(db(root)) as ledger:
+        assert [s.delivery_id for s in ledger.snapshots()] == ["d-up"]

@@ -161,13 +161,15 @@ class Report:
     # channel -> why it stopped (rate limited, with how long until the reset)
     stopped: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False  # stopped (SIGTERM) before every post was read
+    # channel -> why it could not be reached (also in `stopped`): the run is not ok
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
 
     @property
     def ok(self) -> bool:
-        return self.count(Outcome.ERROR) == 0
+        return self.count(Outcome.ERROR) == 0 and not self.unreachable
 
 
 class Gate:
@@ -372,6 +374,11 @@ def _pull_one(
         return PostResult(post, Outcome.GONE, snapshot, note="deleted on the network")
     except SendError as exc:
         text = channel.redact(str(exc))
+        if isinstance(exc, TransientError) and exc.unreachable:
+            # Nothing of the channel can be read this run (each try would wait for the
+            # connect timeout): its posts are left for the next pull, and the run says so.
+            report.stopped[post.channel] = report.unreachable[post.channel] = text
+            return PostResult(post, Outcome.LEFT, note=text)
         snapshot = replace(base, taken_at=taken_at(), status="error", extra={"error": text})
         ledger.record_pull(snapshot, (), cursor or Cursor(post.delivery_id))
         return PostResult(post, Outcome.ERROR, snapshot, note=text)
