@@ -303,3 +303,20 @@ def test_an_unreachable_server_stops_its_channel_at_once_and_exits_1(
     assert "could not connect" in data["stopped"]["down"]
     with open_ledger(db(root)) as ledger:
         assert [s.delivery_id for s in ledger.snapshots()] == ["d-up"]
+
+
+def test_a_server_failing_again_and_again_is_left_after_three_posts(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [(f"d-{n}", "masto", str(100 + n)) for n in range(5)])
+
+    def down(path: str) -> tuple[int, Any, dict[str, str]]:
+        return 503, {"error": "Service Unavailable"}, {}
+
+    masto.answer = down  # type: ignore[method-assign]
+    data = pulled(root)
+    assert [p["outcome"] for p in data["posts"]] == ["error"] * 3 + ["left"] * 2
+    assert data["stopped"]["masto"].startswith("3 reads in a row failed, the last: HTTP 503")
+    assert len(masto.requests) == 3
+    assert data["exit_code"] == 1

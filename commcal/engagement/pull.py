@@ -42,6 +42,8 @@ DEFAULT_MAX_WAIT = 60.0
 # How many times one request is tried again after a 429 it could wait out.
 RETRIES_AFTER_429 = 3
 INTERRUPTED = "interrupted before this post (SIGTERM)"
+# Transient failures in a row (timeouts, 5xx) after which a channel is left for the next pull.
+FAILURES_IN_A_ROW = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class Report:
     interrupted: bool = False  # stopped (SIGTERM) before every post was read
     # channel -> why it could not be reached (also in `stopped`): the run is not ok
     unreachable: dict[str, str] = field(default_factory=dict)
+    failing: dict[str, int] = field(default_factory=dict)  # channel -> failed reads in a row
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome is outcome)
@@ -379,6 +382,12 @@ def _pull_one(
             # connect timeout): its posts are left for the next pull, and the run says so.
             report.stopped[post.channel] = report.unreachable[post.channel] = text
             return PostResult(post, Outcome.LEFT, note=text)
+        # A server that times out or fails again and again (a stall costs the read timeout
+        # each time) stops its channel after a few posts in a row.
+        failing = report.failing[post.channel] = report.failing.get(post.channel, 0) + 1
+        if isinstance(exc, TransientError) and failing >= FAILURES_IN_A_ROW:
+            why = f"{failing} reads in a row failed, the last: {text}"
+            report.stopped[post.channel] = report.unreachable[post.channel] = why
         snapshot = replace(base, taken_at=taken_at(), status="error", extra={"error": text})
         ledger.record_pull(snapshot, (), cursor or Cursor(post.delivery_id))
         return PostResult(post, Outcome.ERROR, snapshot, note=text)
@@ -391,6 +400,7 @@ def _pull_one(
         quotes=pulled.quotes,
         extra=dict(pulled.extra),
     )
+    report.failing[post.channel] = 0
     new = ledger.record_pull(
         snapshot,
         pulled.new_replies,
