@@ -4,6 +4,7 @@ with the shapes of each network's documented read API."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,25 @@ def test_telegram_posts_are_listed_unsupported_without_a_request(
     assert post["outcome"] == "unsupported"
     assert "Bot API" in post["note"]
     assert httpserver.log == []
+
+
+def test_bluesky_ratelimit_headers_stop_the_channel_when_the_reset_is_far(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # The AppView says no requests are left until a reset an hour away
+    # (https://docs.bsky.app/docs/advanced-guides/rate-limits: ratelimit-* headers).
+    httpserver.expect_request("/appview/xrpc/app.bsky.feed.getPostThread").respond_with_json(
+        thread(),
+        headers={
+            "ratelimit-limit": "3000",
+            "ratelimit-remaining": "0",
+            "ratelimit-reset": str(int(time.time()) + 3600),
+        },
+    )
+    root = project(tmp_path, bluesky(httpserver, httpserver.url_for("/appview")))
+    record_sent(db(root), [("d-1", "sky", ROOT_URI), ("d-2", "sky", ROOT_URI + "2")])
+    code, data = pull_json(root, ENV, "--max-wait", "5")
+    assert code == 0
+    assert [p["outcome"] for p in data["posts"]] == ["pulled", "left"]
+    assert len(httpserver.log) == 1
+    assert data["stopped"]["sky"].startswith("rate limited (resets in 3")
