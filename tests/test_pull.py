@@ -320,3 +320,44 @@ def test_a_server_failing_again_and_again_is_left_after_three_posts(
     assert data["stopped"]["masto"].startswith("3 reads in a row failed, the last: HTTP 503")
     assert len(masto.requests) == 3
     assert data["exit_code"] == 1
+
+
+def test_a_channel_whose_token_is_not_set_is_left_and_the_others_are_read(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    masto.add("102", likes=3)
+    extra = (
+        f"  other:\n    type: mastodon\n    instance: {masto.url}\n    token: ${{OTHER_TOKEN}}\n"
+    )
+    root = mastodon_project(tmp_path, masto.url, extra_channels=extra)
+    record_sent(db(root), [("d-1", "other", "101"), ("d-2", "masto", "102")])
+    data = pulled(root)
+    assert data["exit_code"] == 1
+    assert [p["outcome"] for p in data["posts"]] == ["left", "pulled"]
+    assert "OTHER_TOKEN is not set" in data["stopped"]["other"]
+
+
+def test_a_plugin_reader_that_slips_on_an_answer_costs_one_post(
+    tmp_path: Path, masto: FakeMastodon
+) -> None:
+    from commcal.engagement import pull as pulling
+
+    calls: list[str] = []
+
+    def slipping(channel: Any, post: Any, cursor: Any, gate: Any) -> Any:
+        calls.append(post.remote_id)
+        if post.remote_id == "101":
+            return {}["likes"]  # a KeyError, as a reader's slip on garbage would be
+        return pulling.Pulled(likes=7)
+
+    root = mastodon_project(tmp_path, masto.url)
+    record_sent(db(root), [("d-1", "masto", "101"), ("d-2", "masto", "102")])
+    pulling.register_reader("mastodon", slipping)
+    try:
+        data = pulled(root)
+    finally:
+        pulling._registered.pop("mastodon")
+    assert calls == ["101", "102"]
+    first, second = data["posts"]
+    assert (first["outcome"], first["note"]) == ("error", "the answer could not be read (KeyError)")
+    assert (second["outcome"], second["likes"]) == ("pulled", 7)

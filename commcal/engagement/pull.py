@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from commcal.channels.base import Channel, PermanentError, SendError, TransientError
 from commcal.engagement.model import Reply, Snapshot
+from commcal.errors import CommcalError
 
 if TYPE_CHECKING:
     import requests
@@ -357,21 +358,22 @@ def _pull_one(
     if dry_run:
         return PostResult(post, Outcome.WOULD_PULL, note=f"{channel.type_name} {post.remote_id}")
     gate = gates.setdefault(post.channel, Gate(max_wait=max_wait, sleep=sleep))
-    base = Snapshot(
-        delivery_id=post.delivery_id,
-        channel=post.channel,
-        remote_id=post.remote_id,
-        taken_at=taken_at(),
-        sent_at=post.sent_at,
-    )
     try:
         pulled = reader(channel, post, cursor, gate)
+    except CommcalError as exc:  # the channel's settings (a token not in the environment)
+        report.stopped[post.channel] = report.unreachable[post.channel] = str(exc)
+        return PostResult(post, Outcome.LEFT, note=str(exc))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # An answer shaped unlike the API's (readers take what comes, but a reader's slip on
+        # garbage must cost one post, not the run). Named by type only: it may quote the body.
+        error = PermanentError(f"the answer could not be read ({type(exc).__name__})")
+        return _error(ledger, post, cursor, report, error, channel.redact(str(error)), taken_at)
     except RateLimited as exc:
         wait = "" if exc.retry_after is None else f" (resets in {exc.retry_after:.0f} s)"
         report.stopped[post.channel] = f"rate limited{wait}"
         return PostResult(post, Outcome.LEFT, note=report.stopped[post.channel])
     except Gone:
-        snapshot = replace(base, taken_at=taken_at(), status="gone")
+        snapshot = _snapshot(post, taken_at(), status="gone")
         gone = Cursor(post.delivery_id, gone=True, pulled_at=snapshot.taken_at)
         ledger.record_pull(snapshot, (), gone)
         return PostResult(post, Outcome.GONE, snapshot, note="deleted on the network")
@@ -382,18 +384,10 @@ def _pull_one(
             # connect timeout): its posts are left for the next pull, and the run says so.
             report.stopped[post.channel] = report.unreachable[post.channel] = text
             return PostResult(post, Outcome.LEFT, note=text)
-        # A server that times out or fails again and again (a stall costs the read timeout
-        # each time) stops its channel after a few posts in a row.
-        failing = report.failing[post.channel] = report.failing.get(post.channel, 0) + 1
-        if isinstance(exc, TransientError) and failing >= FAILURES_IN_A_ROW:
-            why = f"{failing} reads in a row failed, the last: {text}"
-            report.stopped[post.channel] = report.unreachable[post.channel] = why
-        snapshot = replace(base, taken_at=taken_at(), status="error", extra={"error": text})
-        ledger.record_pull(snapshot, (), cursor or Cursor(post.delivery_id))
-        return PostResult(post, Outcome.ERROR, snapshot, note=text)
-    snapshot = replace(
-        base,
-        taken_at=taken_at(),
+        return _error(ledger, post, cursor, report, exc, text, taken_at)
+    snapshot = _snapshot(
+        post,
+        taken_at(),
         likes=pulled.likes,
         reposts=pulled.reposts,
         replies=pulled.replies,
@@ -407,3 +401,35 @@ def _pull_one(
         Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at),
     )
     return PostResult(post, Outcome.PULLED, snapshot, new_replies=new)
+
+
+def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:
+    return Snapshot(
+        delivery_id=post.delivery_id,
+        channel=post.channel,
+        remote_id=post.remote_id,
+        taken_at=taken_at,
+        sent_at=post.sent_at,
+        **counts,
+    )
+
+
+def _error(
+    ledger: SqlLedger,
+    post: SentPost,
+    cursor: Cursor | None,
+    report: Report,
+    error: SendError,
+    text: str,
+    taken_at: Callable[[], datetime],
+) -> PostResult:
+    """A failed read, recorded as an error Snapshot (its cursor kept as it was). A server that
+    times out or fails again and again (a stall costs the read timeout each time) stops its
+    channel after FAILURES_IN_A_ROW posts."""
+    failing = report.failing[post.channel] = report.failing.get(post.channel, 0) + 1
+    if isinstance(error, TransientError) and failing >= FAILURES_IN_A_ROW:
+        why = f"{failing} reads in a row failed, the last: {text}"
+        report.stopped[post.channel] = report.unreachable[post.channel] = why
+    snapshot = _snapshot(post, taken_at(), status="error", extra={"error": text})
+    ledger.record_pull(snapshot, (), cursor or Cursor(post.delivery_id))
+    return PostResult(post, Outcome.ERROR, snapshot, note=text)
