@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from commcal.tokens import CLICK, SURVEY, UNSUBSCRIBE, click_target, open_token, token_purpose
 
@@ -300,7 +300,10 @@ def _click(
             clicked(key, item, target)
         except Exception:  # the member still gets where the link leads
             log.exception("a click could not be recorded")
-    return respond(302, _page(lang, "Redirecting", target), (("Location", target),))
+    # Headers are ASCII: a target with other characters (an IRI) or line breaks is sent
+    # percent-encoded, every URL delimiter kept (RFC 3986 2.2).
+    location = quote(target, safe=":/?#[]@!$&'()*+,;=%~")
+    return respond(302, _page(lang, "Redirecting", target), (("Location", location),))
 
 
 def _answer(

@@ -33,6 +33,7 @@ items:
 """
 TEMPLATE = (
     "Offer: {{ track('https://shop.example.org/offer?size=L') }}\n"
+    "Greek: {{ track('https://shop.example.org/προσφορά?x=1') }}\n"
     "{% if survey_response_url is defined %}Rate us: {{ survey_response_url }}\n{% endif %}"
 )
 
@@ -98,6 +99,12 @@ def test_a_tracked_link_redirects_records_the_click_by_key_and_survey_answers_ar
     assert (got.status_code, got.headers["Location"]) == (
         302, "https://shop.example.org/offer?size=L"
     )  # fmt: skip
+    greek = re.search(r"Greek: (\S+)", text)
+    assert greek
+    sent_on = requests.get(greek.group(1), allow_redirects=False, timeout=10)
+    assert sent_on.headers["Location"] == (
+        "https://shop.example.org/%CF%80%CF%81%CE%BF%CF%83%CF%86%CE%BF%CF%81%CE%AC?x=1"
+    )
     tampered = click[:-3] + ("AAA" if not click.endswith("AAA") else "BBB")
     assert requests.get(tampered, allow_redirects=False, timeout=10).status_code == 400
     # The survey link's token is no click token.
@@ -117,7 +124,8 @@ def test_a_tracked_link_redirects_records_the_click_by_key_and_survey_answers_ar
         answers = ledger.survey_responses()
     ann = recipient_key("ann@example.org")
     assert [(c.recipient_key, c.item, c.url) for c in clicks] == [
-        (ann, "main/feedback", "https://shop.example.org/offer?size=L")
+        (ann, "main/feedback", "https://shop.example.org/offer?size=L"),
+        (ann, "main/feedback", "https://shop.example.org/προσφορά?x=1"),
     ]
     assert [(a.recipient_key, a.item, dict(a.answers)) for a in answers] == [
         (ann, "main/feedback", {"rating": ["5"], "why": ["Fast ☕"]})
