@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -316,23 +316,71 @@ def pull(
 
     cursors = ledger.pull_cursors([p.delivery_id for p in posts])
     gates: dict[str, Gate] = {}
-    for post in posts:
-        if stop():
+
+    def read(post: SentPost) -> _Step:
+        return _read_one(
+            channels, post, cursors.get(post.delivery_id), gates, report,
+            dry_run=dry_run, max_wait=max_wait, taken_at=taken_at, sleep=sleep,
+        )  # fmt: skip
+
+    # One post is read ahead (in a thread of its own) while the one before is written: the
+    # network and the durable commit overlap. The ledger is written from this thread alone,
+    # one transaction per post, so a kill loses at most the read in flight, never a write.
+    ahead = _Ahead(read, posts[0]) if posts else None
+    for n, post in enumerate(posts):
+        if ahead is None:
             report.interrupted = True
             result = PostResult(post, Outcome.LEFT, note=INTERRUPTED)
         else:
-            result = _pull_one(
-                ledger, channels, post, cursors.get(post.delivery_id), gates, report,
-                dry_run=dry_run, max_wait=max_wait, taken_at=taken_at, sleep=sleep,
-            )  # fmt: skip
+            step = ahead.result()
+            ahead = _Ahead(read, posts[n + 1]) if n + 1 < len(posts) and not stop() else None
+            result = step.result
+            if step.cursor is not None and result.snapshot is not None:
+                new = ledger.record_pull(result.snapshot, step.replies, step.cursor)
+                result = replace(result, new_replies=new)
         report.results.append(result)
         if on_result is not None:
             on_result(result)
     return report
 
 
-def _pull_one(
-    ledger: SqlLedger,
+class _Ahead:
+    """`read(post)` in a daemon thread (so Ctrl-C never waits for a read in flight)."""
+
+    def __init__(self, read: Callable[[SentPost], _Step], post: SentPost) -> None:
+        import threading
+
+        self._step: _Step | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._step = read(post)
+            except BaseException as exc:  # handed to the caller, as a call would raise it
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="commcal-pull", daemon=True)
+        self._thread.start()
+
+    def result(self) -> _Step:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._step is not None
+        return self._step
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What reading one post came to: its result and, when there is something to record, the
+    replies and cursor to write with its snapshot."""
+
+    result: PostResult
+    replies: tuple[Reply, ...] = ()
+    cursor: Cursor | None = None
+
+
+def _read_one(
     channels: Mapping[str, Channel],
     post: SentPost,
     cursor: Cursor | None,
@@ -343,48 +391,53 @@ def _pull_one(
     max_wait: float,
     taken_at: Callable[[], datetime],
     sleep: Callable[[float], None],
-) -> PostResult:
+) -> _Step:
     channel = channels.get(post.channel)
     if channel is None:
-        return PostResult(post, Outcome.UNSUPPORTED, note="the channel is no longer configured")
+        return _Step(
+            PostResult(post, Outcome.UNSUPPORTED, note="the channel is no longer configured")
+        )
     reader = reader_for(channel)
     if reader is None:
         why = UNSUPPORTED.get(channel.type_name, f"no reader for {channel.type_name} posts")
-        return PostResult(post, Outcome.UNSUPPORTED, note=why)
+        return _Step(PostResult(post, Outcome.UNSUPPORTED, note=why))
     if cursor is not None and cursor.gone:
-        return PostResult(post, Outcome.WAS_GONE, note="deleted on the network")
+        return _Step(PostResult(post, Outcome.WAS_GONE, note="deleted on the network"))
     if post.channel in report.stopped:
-        return PostResult(post, Outcome.LEFT, note=report.stopped[post.channel])
+        return _Step(PostResult(post, Outcome.LEFT, note=report.stopped[post.channel]))
     if dry_run:
-        return PostResult(post, Outcome.WOULD_PULL, note=f"{channel.type_name} {post.remote_id}")
+        return _Step(
+            PostResult(post, Outcome.WOULD_PULL, note=f"{channel.type_name} {post.remote_id}")
+        )
     gate = gates.setdefault(post.channel, Gate(max_wait=max_wait, sleep=sleep))
     try:
         pulled = reader(channel, post, cursor, gate)
     except CommcalError as exc:  # the channel's settings (a token not in the environment)
         report.stopped[post.channel] = report.unreachable[post.channel] = str(exc)
-        return PostResult(post, Outcome.LEFT, note=str(exc))
+        return _Step(PostResult(post, Outcome.LEFT, note=str(exc)))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # An answer shaped unlike the API's (readers take what comes, but a reader's slip on
         # garbage must cost one post, not the run). Named by type only: it may quote the body.
         error = PermanentError(f"the answer could not be read ({type(exc).__name__})")
-        return _error(ledger, post, cursor, report, error, channel.redact(str(error)), taken_at)
+        return _error(post, cursor, report, error, channel.redact(str(error)), taken_at)
     except RateLimited as exc:
         wait = "" if exc.retry_after is None else f" (resets in {exc.retry_after:.0f} s)"
         report.stopped[post.channel] = f"rate limited{wait}"
-        return PostResult(post, Outcome.LEFT, note=report.stopped[post.channel])
+        return _Step(PostResult(post, Outcome.LEFT, note=report.stopped[post.channel]))
     except Gone:
         snapshot = _snapshot(post, taken_at(), status="gone")
         gone = Cursor(post.delivery_id, gone=True, pulled_at=snapshot.taken_at)
-        ledger.record_pull(snapshot, (), gone)
-        return PostResult(post, Outcome.GONE, snapshot, note="deleted on the network")
+        return _Step(
+            PostResult(post, Outcome.GONE, snapshot, note="deleted on the network"), (), gone
+        )
     except SendError as exc:
         text = channel.redact(str(exc))
         if isinstance(exc, TransientError) and exc.unreachable:
             # Nothing of the channel can be read this run (each try would wait for the
             # connect timeout): its posts are left for the next pull, and the run says so.
             report.stopped[post.channel] = report.unreachable[post.channel] = text
-            return PostResult(post, Outcome.LEFT, note=text)
-        return _error(ledger, post, cursor, report, exc, text, taken_at)
+            return _Step(PostResult(post, Outcome.LEFT, note=text))
+        return _error(post, cursor, report, exc, text, taken_at)
     snapshot = _snapshot(
         post,
         taken_at(),
@@ -395,12 +448,8 @@ def _pull_one(
         extra=dict(pulled.extra),
     )
     report.failing[post.channel] = 0
-    new = ledger.record_pull(
-        snapshot,
-        pulled.new_replies,
-        Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at),
-    )
-    return PostResult(post, Outcome.PULLED, snapshot, new_replies=new)
+    cursor_now = Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at)
+    return _Step(PostResult(post, Outcome.PULLED, snapshot), pulled.new_replies, cursor_now)
 
 
 def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:
@@ -415,14 +464,13 @@ def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:
 
 
 def _error(
-    ledger: SqlLedger,
     post: SentPost,
     cursor: Cursor | None,
     report: Report,
     error: SendError,
     text: str,
     taken_at: Callable[[], datetime],
-) -> PostResult:
+) -> _Step:
     """A failed read, recorded as an error Snapshot (its cursor kept as it was). A server that
     times out or fails again and again (a stall costs the read timeout each time) stops its
     channel after FAILURES_IN_A_ROW posts."""
@@ -431,5 +479,5 @@ def _error(
         why = f"{failing} reads in a row failed, the last: {text}"
         report.stopped[post.channel] = report.unreachable[post.channel] = why
     snapshot = _snapshot(post, taken_at(), status="error", extra={"error": text})
-    ledger.record_pull(snapshot, (), cursor or Cursor(post.delivery_id))
-    return PostResult(post, Outcome.ERROR, snapshot, note=text)
+    kept = cursor or Cursor(post.delivery_id)
+    return _Step(PostResult(post, Outcome.ERROR, snapshot, note=text), (), kept)
