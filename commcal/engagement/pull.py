@@ -1,11 +1,13 @@
 """`commcal pull`: read back what each sent post got (counts, poll results, replies).
 
 For every sent delivery in the window that has a remote id, the network's reader for its
-channel type (`READERS`: one small module per network in commcal/engagement/) fetches the
+channel type (`READER_MODULES`: one small module per network in commcal/engagement/) fetches the
 post's counts and its replies, and the ledger records them with `record_pull`: the Snapshot,
 the new Replies and the post's pull cursor in ONE transaction. So a run killed at any instant
 leaves every post either wholly recorded or not at all: nothing already written is lost, and
 nothing is written twice (a Snapshot per completed fetch; a Reply once per network id).
+The next post is read (in a thread) while one is written; the ledger is written from the
+caller's thread alone.
 
 Why readers live in commcal/engagement/<network>.py and not as a `Channel.pull` method: an
 adapter module holds its settings, limits, `check` and `send` and nothing else (STYLE.md);
