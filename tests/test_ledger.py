@@ -887,8 +887,9 @@ def test_importing_the_package_is_cheap() -> None:
     assert out.returncode == 0, out.stderr
     # No backend, no sqlite3, no psycopg: only the pure modules the split of base.py made.
     assert out.stdout.strip() == (
-        "['commcal.ledger.db', 'commcal.ledger.members', 'commcal.ledger.model', "
-        "'commcal.ledger.sql']"
+        "['commcal.ledger.db', 'commcal.ledger.engagement', 'commcal.ledger.members', "
+        "'commcal.ledger.model', 'commcal.ledger.pulls', 'commcal.ledger.sql', "
+        "'commcal.ledger.tracking']"
     )
 
 
