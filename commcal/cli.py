@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.changes_cli import changes_app
 from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
@@ -795,7 +796,8 @@ def status(
             return
         if delivery:
             record = _one(ledger, delivery)
-            view.show_history(record, ledger.attempts(record.id), format.value, tz_name)
+            changes = ledger.post_changes([record.id]).get(record.id, [])
+            view.show_history(record, ledger.attempts(record.id), format.value, tz_name, changes)
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -807,7 +809,8 @@ def status(
             states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
-        view.show_records(records, counts, format.value, tz_name)
+        changes = ledger.post_changes(r.id for r in records if r.state is State.SENT)
+        view.show_records(records, counts, format.value, tz_name, changes)
 
 
 def _one(ledger: Any, prefix: str) -> Any:
@@ -1117,6 +1120,7 @@ app.command("pull")(pull_command)  # commcal/pull_cli.py
 app.add_typer(inbox_app, name="inbox")  # commcal/inbox_cli.py
 app.add_typer(kb_app, name="kb")  # commcal/kb_cli.py
 app.command("report")(report_command)  # commcal/report_cli.py
+app.add_typer(changes_app)  # commcal/changes_cli.py: retract and amend, at the top level
 
 
 @contest_app.callback()

@@ -59,11 +59,12 @@ def kb_export(
     result = export(found, group.value)
     if out.exists() and not out.is_dir():
         raise cli.fail(f"--out {out}: that is a file, not a folder")
+    for page in result.pages:  # all checked before any is written
+        _refuse_input(project, out / page.filename, state)
     if result.pages:
         try:
             out.mkdir(parents=True, exist_ok=True)
             for page in result.pages:
-                _refuse_input(project, out / page.filename, state)
                 _write_whole(out / page.filename, page.text)
         except OSError as exc:
             raise cli.fail(f"--out {out}: cannot write: {exc.strerror}") from None

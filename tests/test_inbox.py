@@ -189,6 +189,27 @@ def test_no_ledger_yet_is_an_empty_inbox_but_a_mistyped_state_is_an_error(
     assert typo.exit_code == 2 and "nope.db" in typo.output
 
 
+def test_a_looping_thread_and_an_unknown_delivery_do_not_break_the_inbox(root: Path) -> None:
+    # Two replies that name each other as parent (a bad pull), and one to a delivery the ledger
+    # does not hold: each is listed once, the last without calendar or staffed hours.
+    store(
+        root,
+        [
+            reply("x1", "Why is this?", h(50), parent="x2", author="@a@x"),
+            reply("x2", "Why not?", h(51), parent="x1", author="@a@x"),
+            reply("x3", "Who runs this?", h(52), delivery="gone", parent="post-gone"),
+        ],
+    )
+    data = json.loads(inbox(root, "--format", "json").stdout)
+    rows = {r["id"]: r for r in data["replies"]}
+    assert [i for i in rows if i.startswith("mastodon:x")] == [
+        "mastodon:x1",
+        "mastodon:x2",
+        "mastodon:x3",
+    ]
+    assert rows["mastodon:x3"]["calendar"] is None and rows["mastodon:x3"]["staffed"] is None
+
+
 # ---- the heuristic ------------------------------------------------------------------------------
 
 

@@ -150,3 +150,9 @@ def test_out_must_be_a_folder(root: Path, tmp_path: Path) -> None:
     result = export(root, "--out", str(target))
     assert result.exit_code == 2 and "not a folder" in result.output
     assert target.read_text(encoding="utf-8") == "mine"
+
+
+def test_out_inside_the_project_inputs_is_refused(root: Path) -> None:
+    result = export(root, "--out", str(root / "calendars"))
+    assert result.exit_code == 2 and "write the export somewhere else" in result.output
+    assert sorted(p.name for p in (root / "calendars").iterdir()) == ["community.yaml"]

@@ -1,54 +1,23 @@
 """`commcal pull` of a Matrix message on the real Synapse (tests/real_servers.py): a post goes
-out through `commcal publish`, a second member of the room reacts and answers in its thread
-through the client API, the team answers too, and `commcal pull` shows exactly those."""
+out through `commcal publish`, a second member of the room (`matrix_member`) reacts and answers
+in its thread through the client API, the team answers too, and `commcal pull` shows exactly
+those."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
-import secrets
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import requests
-import yaml
 from conftest import MakeProject
 from publish_support import TEMPLATES, config, every_minute
-from real_servers import real_synapse
+from real_servers import matrix_member, real_synapse
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.ledger import open_ledger
-
-SYNAPSE_DIR = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers" / "synapse"
-
-
-def register_member(homeserver: str) -> tuple[str, str]:
-    """A new user through Synapse's shared-secret registration (the admin API that
-    register_new_matrix_user uses: /_synapse/admin/v1/register); (user id, access token)."""
-    secret = yaml.safe_load((SYNAPSE_DIR / "hs.yaml").read_text())["registration_shared_secret"]
-    nonce = requests.get(f"{homeserver}/_synapse/admin/v1/register", timeout=30).json()["nonce"]
-    user, password = f"member{secrets.token_hex(4)}", secrets.token_hex(12)
-    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
-    mac.update(b"\x00".join([nonce.encode(), user.encode(), password.encode(), b"notadmin"]))
-    answer = requests.post(
-        f"{homeserver}/_synapse/admin/v1/register",
-        json={
-            "nonce": nonce,
-            "username": user,
-            "password": password,
-            "admin": False,
-            "mac": mac.hexdigest(),
-        },
-        timeout=30,
-    )
-    answer.raise_for_status()
-    body = answer.json()
-    return str(body["user_id"]), str(body["access_token"])
 
 
 def client(homeserver: str, token: str, method: str, path: str, body: Any = None) -> Any:
@@ -100,9 +69,7 @@ def test_real_synapse_reactions_and_thread_replies_are_pulled(make_project: Make
     event = str(record.remote_id)
 
     bot = client(homeserver, bot_token, "GET", "/account/whoami")["user_id"]
-    member, member_token = register_member(homeserver)
-    client(homeserver, bot_token, "POST", f"/rooms/{quote(room)}/invite", {"user_id": member})
-    client(homeserver, member_token, "POST", f"/rooms/{quote(room)}/join", {})
+    member, member_token = matrix_member(homeserver, room, bot_token)
     reactions = {}
     for token, key in ((member_token, "👍"), (bot_token, "🎉"), (member_token, "🎉")):
         annotation = {"rel_type": "m.annotation", "event_id": event, "key": key}

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from engagement_fixtures import COMMUNITY, CONFIG, reply, sent, store
@@ -216,6 +217,13 @@ def test_engagement_at_24h_per_item_and_hour_equals_the_hand_computed_medians(ro
     ]
 
 
+def test_by_kind_takes_the_items_kind(root: Path) -> None:
+    data = json.loads(report(root, "--by", "kind", "--format", "json").stdout)
+    ((only),) = data["groups"]
+    assert only["group"] == "post" and (only["deliveries"], only["measured"]) == (6, 5)
+    assert only["engagement_median"] == median(by_hand_at(24 * H).values()) == 9
+
+
 def test_a_later_age_takes_later_snapshots(root: Path) -> None:
     at = by_hand_at(48 * H)
     assert at == {"d1": 20, "d4": 99}
@@ -272,7 +280,18 @@ def test_table_csv_markdown_and_html(root: Path) -> None:
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3
     # Offline: no script, nothing loaded from elsewhere (the SVG namespace is a name, not a load).
     assert "<script" not in page and "src=" not in page and "href=" not in page
+    assert "content=\"default-src 'none'; style-src 'unsafe-inline'" in page  # the CSP
     assert re.findall(r"https?://[^\"' <]+", page) == ["http://www.w3.org/2000/svg"] * 3
+    # Each chart is well-formed SVG: a bar per group, a cell per weekday and hour.
+    svgs = [ElementTree.fromstring(m) for m in re.findall(r"<svg.*?</svg>", page, re.S)]
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = list(svgs[0].iter(f"{ns}rect"))
+    assert [b.find(f"{ns}title").text for b in bars] == [  # type: ignore[union-attr]
+        "community/evening-poll: 23",
+        "community/weekly-tip: 7",
+    ]
+    assert float(bars[0].get("width", "0")) > float(bars[1].get("width", "0")) > 0
+    assert len(list(svgs[1].iter(f"{ns}rect"))) == 7 * 24 + 2  # the grid and the 2 best slots
 
 
 def test_bad_age_and_empty_ledger(root: Path, make_project: Any) -> None:

@@ -41,25 +41,28 @@ def _sqlite_append_only(step: int, tables: Sequence[str]) -> list[str]:
 def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
     # One trigger function per step (as the ledgers in use have them): step 1's names its table
     # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME.
-    # Later steps reuse step 2's function (CREATE OR REPLACE: it is already there, unchanged).
+    # Later steps reuse step 2's function.
     if step == 1:
         (table,) = tables
         function = f"commcal_{table}_append_only"
         message = _append_only_message(table)
+    elif step > 2:
+        # Step 2's function takes the table's name from TG_TABLE_NAME: later steps reuse it.
+        return [_postgres_append_only_trigger(table, "commcal_append_only") for table in tables]
     else:
         function = "commcal_append_only"
         message = "% is append-only"
     body = f"$$ BEGIN RAISE EXCEPTION '{message}'" + (", TG_TABLE_NAME" if step != 1 else "")
-    create = "CREATE FUNCTION" if step <= 2 else "CREATE OR REPLACE FUNCTION"
     return [
-        f"""{create} {function}() RETURNS trigger LANGUAGE plpgsql AS
+        f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
            {body}; END $$""",
-        *[
-            f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
-               FOR EACH STATEMENT EXECUTE FUNCTION {function}()"""
-            for table in tables
-        ],
+        *[_postgres_append_only_trigger(table, function) for table in tables],
     ]
+
+
+def _postgres_append_only_trigger(table: str, function: str) -> str:
+    return f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+               FOR EACH STATEMENT EXECUTE FUNCTION {function}()"""
 
 
 def _append_only_message(table: str) -> str:
@@ -222,7 +225,30 @@ def migrations(d: Dialect) -> list[list[str]]:
             "CREATE INDEX reply_marks_reply ON reply_marks (reply_id, seq)",
             *d.append_only(5, ["snapshots", "reply_marks"]),
         ],
-        # 6: `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
+        # 6: what happened to a sent post afterwards (`commcal retract` and
+        # `amend`), append-only. Each change of a delivery has a number (1, 2 ...) and two rows:
+        # `begun` right before the request goes out, then `done` (`detail` says "already gone"
+        # when the network no longer had it) or `refused`. A `begun` row alone is a change that
+        # was interrupted after its request may have left: the next retract/amend resumes it.
+        # `text` is an amendment's new text: the "before" of the next amend's diff.
+        [
+            f"""CREATE TABLE post_changes (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            change INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            at {ts} NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            remote_id TEXT,
+            url TEXT,
+            content_hash TEXT NOT NULL DEFAULT '',
+            text TEXT
+        )""",
+            "CREATE INDEX post_changes_delivery ON post_changes (delivery_id, seq)",
+            *d.append_only(6, ["post_changes"]),
+        ],
+        # 7: `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
         # the next incremental read, whether the post is gone (asked no more), the last pull.
         [
             f"""CREATE TABLE pull_cursors (
@@ -233,7 +259,7 @@ def migrations(d: Dialect) -> list[list[str]]:
             pulled_at {ts} NOT NULL
         )""",
         ],
-        # 7: opt-in tracking through the unsubscribe server (commcal/ledger/tracking.py):
+        # 8: opt-in tracking through the unsubscribe server (commcal/ledger/tracking.py):
         # clicks on tracked links and members' survey answers, by recipient key, append-only.
         [
             f"""CREATE TABLE clicks (
@@ -252,6 +278,6 @@ def migrations(d: Dialect) -> list[list[str]]:
             at {ts} NOT NULL
         )""",
             "CREATE INDEX survey_responses_at ON survey_responses (at)",
-            *d.append_only(7, ["clicks", "survey_responses"]),
+            *d.append_only(8, ["clicks", "survey_responses"]),
         ],
     ]

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError
+from commcal.ledger.changes import ChangeStore
 from commcal.ledger.db import utc_text
 from commcal.ledger.members import IN_CHUNK, AudienceStore, marks
 from commcal.ledger.model import (
@@ -64,12 +65,13 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore, PullStore, TrackingStore):
+class SqlLedger(AudienceStore, PullStore, ChangeStore, TrackingStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
     serialised). A process may open several. The claim methods (`claim` ... `records`) are
-    specified in `base.ClaimLedger`; the rest are documented here.
+    specified in `base.ClaimLedger`; the rest are documented here (retractions and
+    amendments of sent posts in `changes.ChangeStore`).
     """
 
     # ---- helpers -----------------------------------------------------------------------

@@ -165,6 +165,8 @@ def show_report(report: Report, fmt: str) -> None:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>commcal report by {by}</title>
 <style>
