@@ -75,3 +75,22 @@ def test_clicks_and_survey_answers_are_appended_and_never_rewritten(ledger: Ledg
     with pytest.raises(Exception, match="append-only"):
         ledger._transaction(lambda: ledger._execute("DELETE FROM clicks"), write=True)
     assert len(ledger.clicks()) == 2
+
+
+def test_relaxed_commits_last_only_for_the_block(ledger: Ledger) -> None:
+    from commcal.ledger.sqlite import SqliteLedger
+
+    query = "PRAGMA synchronous" if isinstance(ledger, SqliteLedger) else "SHOW synchronous_commit"
+
+    def setting() -> str:
+        ((value,),) = ledger._transaction(lambda: ledger._execute(query), write=False)
+        return str(value)
+
+    durable = setting()
+    with ledger.relaxed():
+        assert setting() in ("1", "off")  # SQLite NORMAL, PostgreSQL off
+        ledger.record_pull(snap(1), [reply(1)], Cursor("d1", "1"))
+    assert setting() == durable and durable in ("2", "on")  # FULL / on again
+    with pytest.raises(RuntimeError), ledger.relaxed():
+        raise RuntimeError("a pull that fails")
+    assert setting() == durable

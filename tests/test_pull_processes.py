@@ -43,8 +43,8 @@ def test_sigkill_mid_pull_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 
         windows: list[tuple[datetime, datetime]] = []
         # Each run is killed once the server has seen a few more of its requests: mid-answer,
-        # between a post's two reads, or right around a commit. (A post is read ahead while
-        # the one before is written: by the 5th request, the first post's commit is done.)
+        # between a post's two reads, or right around a commit (by the 5th request the first
+        # post's commit is done, so every killed run has recorded something).
         for run, requests in enumerate((5, 8, 11, 15)):
             began = datetime.now(UTC)
             seen = len(masto.requests)

@@ -6,8 +6,8 @@ post's counts and its replies, and the ledger records them with `record_pull`: t
 the new Replies and the post's pull cursor in ONE transaction. So a run killed at any instant
 leaves every post either wholly recorded or not at all: nothing already written is lost, and
 nothing is written twice (a Snapshot per completed fetch; a Reply once per network id).
-The next post is read (in a thread) while one is written; the ledger is written from the
-caller's thread alone.
+Its commits are relaxed (`PullStore.relaxed`): they survive a killed process, and only a power
+cut may take the last few, which the next pull reads again.
 
 Why readers live in commcal/engagement/<network>.py and not as a `Channel.pull` method: an
 adapter module holds its settings, limits, `check` and `send` and nothing else (STYLE.md);
@@ -23,6 +23,7 @@ rate-limit headers. With no requests left it waits for the reset when that is wi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -325,17 +326,25 @@ def pull(
             dry_run=dry_run, max_wait=max_wait, taken_at=taken_at, sleep=sleep,
         )  # fmt: skip
 
-    # One post is read ahead (in a thread of its own) while the one before is written: the
-    # network and the durable commit overlap. The ledger is written from this thread alone,
-    # one transaction per post, so a kill loses at most the read in flight, never a write.
-    ahead = _Ahead(read, posts[0]) if posts else None
-    for n, post in enumerate(posts):
-        if ahead is None:
+    with contextlib.nullcontext() if dry_run else ledger.relaxed():
+        _run(ledger, posts, read, report, stop, on_result)
+    return report
+
+
+def _run(
+    ledger: SqlLedger,
+    posts: Sequence[SentPost],
+    read: Callable[[SentPost], _Step],
+    report: Report,
+    stop: Callable[[], bool],
+    on_result: Callable[[PostResult], None] | None,
+) -> None:
+    for post in posts:
+        if stop():
             report.interrupted = True
             result = PostResult(post, Outcome.LEFT, note=INTERRUPTED)
         else:
-            step = ahead.result()
-            ahead = _Ahead(read, posts[n + 1]) if n + 1 < len(posts) and not stop() else None
+            step = read(post)
             result = step.result
             if step.cursor is not None and result.snapshot is not None:
                 new = ledger.record_pull(result.snapshot, step.replies, step.cursor)
@@ -343,33 +352,6 @@ def pull(
         report.results.append(result)
         if on_result is not None:
             on_result(result)
-    return report
-
-
-class _Ahead:
-    """`read(post)` in a daemon thread (so Ctrl-C never waits for a read in flight)."""
-
-    def __init__(self, read: Callable[[SentPost], _Step], post: SentPost) -> None:
-        import threading
-
-        self._step: _Step | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._step = read(post)
-            except BaseException as exc:  # handed to the caller, as a call would raise it
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="commcal-pull", daemon=True)
-        self._thread.start()
-
-    def result(self) -> _Step:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._step is not None
-        return self._step
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ instant leaves each post wholly recorded or untouched (commcal.engagement.pull).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from commcal.ledger.engagement import EngagementStore
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
 class PullStore(EngagementStore):
     """Pull cursors, over the ledger's connection; `record_pull` writes a post's snapshot and
     replies with the engagement store's own checks and inserts, in the cursor's transaction."""
+
+    @contextlib.contextmanager
+    def relaxed(self) -> Iterator[None]:
+        """Commits that survive a killed process but not every power cut, for as long as the
+        block runs. `pull` writes only what it can read again: a snapshot lost with the power
+        costs a read at the next pull, never a post sent twice (which is why `publish` keeps
+        every commit durable). Measured in bench/pull.py (bench/README.md)."""
+        self._durability(True)
+        try:
+            yield
+        finally:
+            self._durability(False)
 
     def pull_cursors(self, delivery_ids: Iterable[str]) -> dict[str, Cursor]:
         """The cursors of those of `delivery_ids` that were pulled before, by delivery id."""
