@@ -23,6 +23,7 @@ from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
 from commcal.inbox_cli import inbox_app
 from commcal.kb_cli import kb_app
+from commcal.pull_cli import pull as pull_command
 from commcal.report_cli import report as report_command
 
 if TYPE_CHECKING:
@@ -1115,6 +1116,7 @@ app.add_typer(export_app, name="export")
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
+app.command("pull")(pull_command)  # commcal/pull_cli.py
 app.add_typer(inbox_app, name="inbox")  # commcal/inbox_cli.py
 app.add_typer(kb_app, name="kb")  # commcal/kb_cli.py
 app.command("report")(report_command)  # commcal/report_cli.py

@@ -112,6 +112,7 @@ def member_context(
     project: Project, delivery: Delivery, memo: Memo | None = None
 ) -> dict[str, Any]:
     """`member`, `unsubscribe_url`, `survey_url` and `code` for audience items."""
+    from commcal.tokens import MAX_TOKEN, click_list, click_url, survey_response_url
     from commcal.unsubscribe import SURVEY, UNSUBSCRIBE, token_list, unsubscribe_url
 
     item = delivery.item
@@ -130,6 +131,21 @@ def member_context(
         )
         joiner = "&" if "?" in survey else "?"
         ctx["survey_url"] = f"{survey}{joiner}m={token}"
+        if members.survey_responses:
+            ctx["survey_response_url"] = survey_response_url(members.unsubscribe_url, token)
+
+    def track(target: str) -> str:
+        """A tracked link to `target` (members.track_clicks), else `target` itself."""
+        target = str(target)
+        if not members.track_clicks or not target.startswith(("https://", "http://")):
+            return target
+        token = member_token(
+            project, delivery, click_list(f"{item.calendar}/{item.id}", target), memo
+        )
+        # A URL so long that its token would be refused by the server stays untracked.
+        return target if len(token) > MAX_TOKEN else click_url(members.unsubscribe_url, token)
+
+    ctx["track"] = track
     if item.codes is not None:
         ctx["code"] = member_code(project, delivery, item.codes, memo)
     return ctx

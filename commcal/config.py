@@ -58,7 +58,13 @@ TOP_KEYS = (
     "lint",
     "media",
 )
-MEMBER_KEYS = ("secret", "unsubscribe_url", "unsubscribe_mailto")
+MEMBER_KEYS = (
+    "secret",
+    "unsubscribe_url",
+    "unsubscribe_mailto",
+    "track_clicks",
+    "survey_responses",
+)
 MEDIA_KEYS = ("fit",)
 PUBLISH_KEYS = ("max_late", "max_attempts", "lease", "concurrency", "retry_delay")
 
@@ -93,6 +99,11 @@ class MemberConfig:
     secret: EnvRef | None = None  # ${ENV} only: HMAC key for every member token
     unsubscribe_url: str = ""  # base of the one-click link, served by `commcal unsubscribe-server`
     unsubscribe_mailto: str = ""
+    # Opt-in, both off by default: `{{ track(url) }}` in members' mail makes a signed redirect
+    # through the unsubscribe server that records the click; the server takes members' survey
+    # answers at `{{ survey_response_url }}`. Both need unsubscribe_url (the server's address).
+    track_clicks: bool = False
+    survey_responses: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,4 +366,15 @@ def _read_members(reader: Reader, node: Node) -> MemberConfig:
                 f"members.unsubscribe_mailto {mail!r} is not an e-mail address: {exc}",
                 "e.g. unsubscribe_mailto: leave@example.org",
             )
+    for key in ("track_clicks", "survey_responses"):
+        if (n := node.get(key)) is not None and (on := reader.boolean(n, f"members.{key}")):
+            if "unsubscribe_url" not in values:
+                reader.problem(
+                    n.pos,
+                    f"members.{key} needs members.unsubscribe_url: the links go through "
+                    "`commcal unsubscribe-server`",
+                    "set unsubscribe_url: https://news.example.org (the server's address)",
+                )
+            else:
+                values[key] = on
     return MemberConfig(**values)

@@ -82,7 +82,8 @@ def suppress(
 
 
 def unsubscribe_app(project: Project, state: str | None) -> Any:
-    """The WSGI app behind members.unsubscribe_url, recording opt-outs in the ledger."""
+    """The WSGI app behind members.unsubscribe_url, recording opt-outs in the ledger, and
+    (opt-in: members.track_clicks, members.survey_responses) clicks and survey answers."""
     from commcal.publish import state_url
     from commcal.unsubscribe import make_app
 
@@ -101,5 +102,20 @@ def unsubscribe_app(project: Project, state: str | None) -> Any:
             ledger.suppress(key, source="unsubscribe-link", now=datetime.now(UTC))
         return True
 
+    def click(key: str, item: str, target: str) -> None:
+        with open_ledger(url, project_dir=root) as ledger:
+            ledger.record_click(key, item, target, now=datetime.now(UTC))
+
+    def answer(key: str, item: str, answers: dict[str, list[str]]) -> None:
+        with open_ledger(url, project_dir=root) as ledger:
+            ledger.record_survey_response(key, item, answers, now=datetime.now(UTC))
+
+    members = project.config.members
     brand = str(project.config.vars.get("brand", ""))
-    return make_app(secret, record, brand=brand)
+    return make_app(
+        secret,
+        record,
+        brand=brand,
+        clicked=click if members.track_clicks else None,
+        answered=answer if members.survey_responses else None,
+    )

@@ -27,6 +27,7 @@ _VERSION = b"commcal-unsubscribe/v1"
 _MAC_BYTES = 16
 # Longest token accepted: a generous key and list id; anything longer is not ours.
 _MAX_TOKEN = 512
+MAX_TOKEN = _MAX_TOKEN  # for makers of long tokens (a tracked link's URL is inside it)
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -81,6 +82,11 @@ def sign(recipient_key: str, secret: str, *, list_id: str = "") -> str:
 # `survey:community/feedback`), so a token made for one purpose never works for another.
 UNSUBSCRIBE = "unsubscribe"
 SURVEY = "survey"
+# A tracked link (members.track_clicks): `click:CALENDAR/ITEM<US>TARGET`. The target URL is
+# inside the signed field, so the server redirects only where commcal itself pointed: a
+# changed token is refused, and the link is no open redirect.
+CLICK = "click"
+_UNIT = "\x1f"  # the ASCII unit separator: in no URL or item id
 # Signed list fields that make an unsubscribe token: "" is `sign`'s own default (the plain form
 # this module documents), "unsubscribe" is what commcal put in every unsubscribe link it mailed
 # before tokens named their list. Both stay valid: people click links in old mail.
@@ -126,6 +132,29 @@ def open_token(token: object, secret: str) -> tuple[str, str] | None:
         return key.decode("utf-8"), lid.decode("utf-8")
     except UnicodeDecodeError:  # pragma: no cover - only reachable with the secret
         return None
+
+
+def click_list(item: str, target: str) -> str:
+    """The signed list field of a tracked link to `target` in item `item` (CALENDAR/ITEM)."""
+    if _UNIT in item or _UNIT in target:
+        raise ValueError("a tracked link's item and target must not contain U+001F")
+    return token_list(CLICK, f"{item}{_UNIT}{target}")
+
+
+def click_target(name: str) -> tuple[str, str]:
+    """The (item, target URL) of a click token's list name (what `click_list` signed)."""
+    item, _, target = name.partition(_UNIT)
+    return item, target
+
+
+def click_url(base_url: str, token: str) -> str:
+    """`https://news.example.org` + token -> `https://news.example.org/c/<token>`."""
+    return f"{base_url.rstrip('/')}/c/{token}"
+
+
+def survey_response_url(base_url: str, token: str) -> str:
+    """Where a member's survey answers are posted: `https://news.example.org/s/<token>`."""
+    return f"{base_url.rstrip('/')}/s/{token}"
 
 
 def unsubscribe_url(base_url: str, token: str) -> str:

@@ -16,9 +16,9 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
-from commcal.tokens import UNSUBSCRIBE, open_token, token_purpose
+from commcal.tokens import CLICK, SURVEY, UNSUBSCRIBE, click_target, open_token, token_purpose
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -28,11 +28,24 @@ log = logging.getLogger(__name__)
 # Longest POST body read; the one-click body is 26 bytes (`List-Unsubscribe=One-Click`).
 _MAX_BODY = 64 * 1024
 _PATH = re.compile(r"/u/([^/]+)")
+# Opt-in (members.track_clicks, members.survey_responses): a tracked link, a survey answer.
+_CLICK_PATH = re.compile(r"/c/([^/]+)")
+_SURVEY_PATH = re.compile(r"/s/([^/]+)")
 
 
 # Page texts. English is the reference; Greek and Swahili for readers of those newsletters.
 _TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "survey_title": "Your answer",
+        "survey_body": "Press the button to send your answer.",
+        "survey_free": "Write your answer:",
+        "survey_button": "Send",
+        "survey_done_title": "Thank you",
+        "survey_done_body": "Your answer is recorded.",
+        "link_bad_body": (
+            "The link is incomplete or has been changed. Please use the link in the most "
+            "recent email."
+        ),
         "confirm_title": "Unsubscribe",
         "confirm_body": "Press the button to stop receiving these emails.",
         "confirm_body_brand": "Press the button to stop receiving emails from {brand}.",
@@ -53,6 +66,16 @@ _TEXTS: dict[str, dict[str, str]] = {
         ),
     },
     "el": {
+        "survey_title": "Η απάντησή σας",
+        "survey_body": "Πατήστε το κουμπί για να στείλετε την απάντησή σας.",
+        "survey_free": "Γράψτε την απάντησή σας:",
+        "survey_button": "Αποστολή",
+        "survey_done_title": "Ευχαριστούμε",
+        "survey_done_body": "Η απάντησή σας καταγράφηκε.",
+        "link_bad_body": (
+            "Ο σύνδεσμος είναι ελλιπής ή έχει αλλοιωθεί. Χρησιμοποιήστε τον σύνδεσμο από το "
+            "πιο πρόσφατο μήνυμα."
+        ),
         "confirm_title": "Διαγραφή",
         "confirm_body": "Πατήστε το κουμπί για να μη λαμβάνετε πλέον αυτά τα μηνύματα.",
         "confirm_body_brand": "Πατήστε το κουμπί για να μη λαμβάνετε πλέον μηνύματα από {brand}.",
@@ -75,6 +98,16 @@ _TEXTS: dict[str, dict[str, str]] = {
         ),
     },
     "sw": {
+        "survey_title": "Jibu lako",
+        "survey_body": "Bonyeza kitufe ili kutuma jibu lako.",
+        "survey_free": "Andika jibu lako:",
+        "survey_button": "Tuma",
+        "survey_done_title": "Asante",
+        "survey_done_body": "Jibu lako limehifadhiwa.",
+        "link_bad_body": (
+            "Kiungo hiki hakijakamilika au kimebadilishwa. Tafadhali tumia kiungo kilicho "
+            "kwenye barua pepe ya hivi karibuni."
+        ),
         "confirm_title": "Jiondoe",
         "confirm_body": "Bonyeza kitufe ili usipokee tena barua pepe hizi.",
         "confirm_body_brand": "Bonyeza kitufe ili usipokee tena barua pepe kutoka {brand}.",
@@ -100,6 +133,7 @@ _TEXTS: dict[str, dict[str, str]] = {
 
 _STATUS = {
     200: "200 OK",
+    302: "302 Found",
     400: "400 Bad Request",
     403: "403 Forbidden",
     404: "404 Not Found",
@@ -123,14 +157,34 @@ def _page(lang: str, title: str, body: str, *, form: str = "") -> bytes:
     ).encode()
 
 
-def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -> WSGIApplication:
+def make_app(
+    secret: str,
+    suppress: Callable[[str], bool],
+    *,
+    brand: str = "",
+    clicked: Callable[[str, str, str], None] | None = None,
+    answered: Callable[[str, str, dict[str, list[str]]], None] | None = None,
+) -> WSGIApplication:
     """The unsubscribe web app: `GET /u/<token>` asks, `POST /u/<token>` unsubscribes.
 
     `suppress(recipient_key)` records the unsubscribe (it must be idempotent: mail clients may
     retry the POST); its return value (True when newly suppressed) does not change the page.
+
+    Opt-in, each only when its function is given (else 404): `GET /c/<token>` records
+    `clicked(recipient_key, item, url)` and redirects to the URL the token signed (a HEAD, as
+    link checkers send, redirects without recording); `GET /s/<token>` (a survey token) shows
+    the answer in its query, or a box to write one, with a button, and `POST /s/<token>` records
+    `answered(recipient_key, item, fields)` from a form or a JSON object.
     """
     if not secret:
         raise ValueError("the unsubscribe secret is empty")
+
+    def opened_as(token: str, purpose: str) -> tuple[str, str] | None:
+        found = open_token(token, secret)
+        if found is None:
+            return None
+        kind, name = token_purpose(found[1])
+        return (found[0], name) if kind == purpose else None
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -159,7 +213,14 @@ def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -
             start_response(_STATUS[status], headers)
             return [] if method == "HEAD" else [body]
 
-        match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        if clicked is not None and (found := _CLICK_PATH.fullmatch(path)):
+            return _click(found.group(1), opened_as, method, texts, lang, respond, clicked)
+        if answered is not None and (found := _SURVEY_PATH.fullmatch(path)):
+            return _answer(
+                found.group(1), opened_as, method, environ, query, texts, lang, respond, answered
+            )
+        match = _PATH.fullmatch(path)
         if not match:
             return respond(404, _page(lang, "Not found", "There is no page here."))
         if method not in ("GET", "HEAD", "POST"):
@@ -202,14 +263,121 @@ def make_app(secret: str, suppress: Callable[[str], bool], *, brand: str = "") -
     return app
 
 
-def _drain(environ: WSGIEnvironment) -> None:
-    """Read (and drop) a bounded request body, so the connection stays usable."""
+def _drain(environ: WSGIEnvironment) -> bytes:
+    """Read a bounded request body (so the connection stays usable) and return it."""
     try:
         length = min(int(environ.get("CONTENT_LENGTH") or 0), _MAX_BODY)
     except ValueError:
-        return
-    if length > 0:
-        environ["wsgi.input"].read(length)
+        return b""
+    return bytes(environ["wsgi.input"].read(length)) if length > 0 else b""
+
+
+Respond = Callable[..., list[bytes]]
+# A genuine token's (recipient key, list name) when it was made for that purpose, else None.
+Opener = Callable[[str, str], tuple[str, str] | None]
+
+
+def _click(
+    token: str,
+    opened_as: Opener,
+    method: str,
+    texts: dict[str, str],
+    lang: str,
+    respond: Respond,
+    clicked: Callable[[str, str, str], None],
+) -> list[bytes]:
+    if method not in ("GET", "HEAD"):
+        return respond(405, _page(lang, "Method not allowed", "Use GET."), (("Allow", "GET"),))
+    opened = opened_as(token, CLICK)
+    if opened is None:
+        return respond(400, _page(lang, texts["bad_title"], texts["link_bad_body"]))
+    key, name = opened
+    item, target = click_target(name)
+    if not target.startswith(("https://", "http://")):
+        return respond(400, _page(lang, texts["bad_title"], texts["link_bad_body"]))
+    if method == "GET":
+        try:
+            clicked(key, item, target)
+        except Exception:  # the member still gets where the link leads
+            log.exception("a click could not be recorded")
+    # Headers are ASCII: a target with other characters (an IRI) or line breaks is sent
+    # percent-encoded, every URL delimiter kept (RFC 3986 2.2).
+    location = quote(target, safe=":/?#[]@!$&'()*+,;=%~")
+    return respond(302, _page(lang, "Redirecting", target), (("Location", location),))
+
+
+def _answer(
+    token: str,
+    opened_as: Opener,
+    method: str,
+    environ: WSGIEnvironment,
+    query: dict[str, list[str]],
+    texts: dict[str, str],
+    lang: str,
+    respond: Respond,
+    answered: Callable[[str, str, dict[str, list[str]]], None],
+) -> list[bytes]:
+    body = _drain(environ) if method == "POST" else b""
+    opened = opened_as(token, SURVEY)
+    if opened is None:
+        return respond(400, _page(lang, texts["bad_title"], texts["link_bad_body"]))
+    key, item = opened
+    esc = html.escape
+    if method in ("GET", "HEAD"):
+        # A GET records nothing: mail scanners follow links. The page asks, the button posts.
+        fields = {k: v for k, v in query.items() if k != "lang"}
+        inputs = "".join(
+            f'<input type="hidden" name="{esc(k)}" value="{esc(value)}">'
+            for k, values in fields.items()
+            for value in values
+        )
+        if not fields:
+            inputs = (
+                f'<p><label for="answer">{esc(texts["survey_free"])}</label></p>'
+                '<p><textarea id="answer" name="answer" rows="6" cols="40" required></textarea></p>'
+            )
+        shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items())
+        button = f'<button type="submit">{esc(texts["survey_button"])}</button>'
+        form = f'<form method="post">{inputs}{button}</form>'
+        text = f"{shown}. {texts['survey_body']}" if shown else texts["survey_body"]
+        return respond(200, _page(lang, texts["survey_title"], text, form=form))
+    if method != "POST":
+        return respond(
+            405, _page(lang, "Method not allowed", "Use GET or POST."), (("Allow", "GET, POST"),)
+        )
+    answers = _fields(body, str(environ.get("CONTENT_TYPE") or ""))
+    if answers is None:
+        return respond(400, _page(lang, texts["bad_title"], texts["link_bad_body"]))
+    try:
+        answered(key, item, answers)
+    except ValueError:
+        return respond(400, _page(lang, texts["bad_title"], texts["link_bad_body"]))
+    except Exception:
+        log.exception("a survey answer could not be recorded")
+        return respond(500, _page(lang, texts["error_title"], texts["error_body"]))
+    return respond(200, _page(lang, texts["survey_done_title"], texts["survey_done_body"]))
+
+
+def _fields(body: bytes, content_type: str) -> dict[str, list[str]] | None:
+    """A survey answer's fields, from a form (urlencoded) or a JSON object; None if neither."""
+    import json
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if content_type.split(";")[0].strip() == "application/json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {
+            str(k): [str(x) for x in v] if isinstance(v, list) else [str(v)]
+            for k, v in data.items()
+        }
+    return parse_qs(text, keep_blank_values=False)
 
 
 # Limits of the server, so that slow or many clients cannot starve real ones. A one-click POST

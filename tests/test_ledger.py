@@ -889,7 +889,8 @@ def test_importing_the_package_is_cheap() -> None:
     # (and the change and engagement stores, pure like the audience store).
     assert out.stdout.strip() == (
         "['commcal.ledger.changes', 'commcal.ledger.db', 'commcal.ledger.engagement', "
-        "'commcal.ledger.members', 'commcal.ledger.model', 'commcal.ledger.sql']"
+        "'commcal.ledger.members', 'commcal.ledger.model', 'commcal.ledger.pulls', "
+        "'commcal.ledger.sql', 'commcal.ledger.tracking']"
     )
 
 

@@ -199,6 +199,13 @@ class BlueskyChannel(HttpChannel):
             default=False,
             kind=bool,
         ),
+        # Read by `commcal pull` (commcal/engagement/bluesky.py): threads and counts come from
+        # an AppView, not the PDS, which stores records but counts nothing.
+        "appview": Setting(
+            "where `commcal pull` reads threads: an AppView URL (no login), or `pds` to ask "
+            "through the account's PDS (logged in; it proxies to Bluesky's AppView)",
+            default="https://public.api.bsky.app",
+        ),
     }
     # Bluesky: 300 graphemes (app.bsky.feed.post lexicon: text maxGraphemes 300) and, separately,
     # 3,000 UTF-8 bytes (maxLength 3000); check() tests both.
@@ -234,6 +241,8 @@ class BlueskyChannel(HttpChannel):
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "service")
+        if self.options["appview"] != "pds":
+            httpkit.check_https_url(self, "appview")
         handle = self.options["handle"]
         if isinstance(handle, str) and not (
             handle.startswith("did:") or ("." in handle and not handle.startswith("@"))

@@ -47,6 +47,7 @@ from commcal.ledger.model import (
 
 if TYPE_CHECKING:
     from commcal.engagement.model import Reply, Snapshot
+    from commcal.engagement.pull import Cursor
     from commcal.ledger.engagement import Measured
 
 __all__ = [
@@ -272,3 +273,16 @@ class EngagementLedger(Protocol):
 
     def reply_marks(self) -> dict[str, list[str]]:
         """Reply id -> its marks, oldest first."""
+
+
+class PullLedger(EngagementLedger, Protocol):
+    """What `commcal pull` writes (commcal/ledger/pulls.py): each post's cursor, with its
+    snapshot and replies in one transaction, so a pull killed at any instant leaves every post
+    wholly recorded or untouched."""
+
+    def pull_cursors(self, delivery_ids: Iterable[str]) -> dict[str, Cursor]:
+        """The cursors of those of `delivery_ids` pulled before (gone ones too), by id."""
+
+    def record_pull(self, snapshot: Snapshot, replies: Sequence[Reply], cursor: Cursor) -> int:
+        """Append `snapshot`, keep the new `replies`, set the post's `cursor`: one transaction.
+        Returns how many replies were new."""

@@ -116,6 +116,11 @@ class Database(ABC):
         """SQL for the stored instant `instant` (a column or expression) plus `seconds`, as a
         value that compares with stored instants as the times do; and its parameters."""
 
+    def _durability(self, relaxed: bool) -> None:  # noqa: B027 (a hook: optional)
+        """`relaxed`: this connection's commits survive the death of the process but may be
+        lost with the last few on a power cut or a server crash (never half-written); False:
+        back to the durable default. For data that can be read again (`PullStore.relaxed`)."""
+
     def _opt_from_db(self, value: Any) -> datetime | None:
         return None if value is None else self._from_db(value)
 

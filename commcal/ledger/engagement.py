@@ -80,17 +80,17 @@ class EngagementStore(Database):
     def add_snapshots(self, snapshots: Sequence[Snapshot]) -> int:
         """Append the snapshots (never overwriting one); the number of rows written."""
         rows = [self._snapshot_row(s) for s in snapshots]  # all checked before any is written
+        return self._transaction(lambda: self._insert_snapshots(rows), write=True) if rows else 0
 
-        def tx() -> int:
-            for row in rows:
-                self._execute(
-                    f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-            return len(rows)
-
-        return self._transaction(tx, write=True) if rows else 0
+    def _insert_snapshots(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Inside a transaction: append `_snapshot_row`s (also `PullStore.record_pull`'s)."""
+        for row in rows:
+            self._execute(
+                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        return len(rows)
 
     def _snapshot_row(self, s: Snapshot) -> tuple[Any, ...]:
         if s.status not in SNAPSHOT_STATES:
@@ -190,21 +190,21 @@ class EngagementStore(Database):
     def add_replies(self, replies: Sequence[Reply]) -> int:
         """Keep the replies not yet known (by id); the number of new rows written."""
         rows = [self._reply_row(r) for r in replies]
+        return self._transaction(lambda: self._insert_replies(rows), write=True) if rows else 0
 
-        def tx() -> int:
-            written = 0
-            for row in rows:
-                written += len(
-                    self._execute(
-                        f"INSERT INTO replies ({_REPLY_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (id) DO NOTHING RETURNING id",
-                        row,
-                    )
+    def _insert_replies(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Inside a transaction: keep the `_reply_row`s not yet known; how many were new."""
+        written = 0
+        for row in rows:
+            written += len(
+                self._execute(
+                    f"INSERT INTO replies ({_REPLY_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id",
+                    row,
                 )
-            return written
-
-        return self._transaction(tx, write=True) if rows else 0
+            )
+        return written
 
     def _reply_row(self, r: Reply) -> tuple[Any, ...]:
         if not r.id:

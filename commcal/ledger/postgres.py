@@ -89,6 +89,16 @@ class PostgresLedger(SqlLedger):
             self._conn.close()
             raise
 
+    def _durability(self, relaxed: bool) -> None:
+        # synchronous_commit off: a commit returns before the server's WAL is flushed; a server
+        # crash may lose the last ones, never leave them half-written
+        # (https://www.postgresql.org/docs/current/wal-async-commit.html).
+        with self._lock:
+            self._conn.execute(
+                "SET synchronous_commit = off" if relaxed else "RESET synchronous_commit"
+            )
+            self._conn.commit()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

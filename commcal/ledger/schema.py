@@ -265,4 +265,36 @@ def migrations(d: Dialect) -> list[list[str]]:
             "CREATE INDEX media_uploads_delivery ON media_uploads (delivery_id, seq)",
             *d.append_only(7, ["media_uploads"]),
         ],
+        # 8: `commcal pull`'s cursor per post (commcal/ledger/pulls.py): the reader's token for
+        # the next incremental read, whether the post is gone (asked no more), the last pull.
+        [
+            f"""CREATE TABLE pull_cursors (
+            delivery_id TEXT PRIMARY KEY,
+            channel TEXT NOT NULL,
+            cursor TEXT NOT NULL DEFAULT '',
+            gone INTEGER NOT NULL DEFAULT 0,
+            pulled_at {ts} NOT NULL
+        )""",
+        ],
+        # 9: opt-in tracking through the unsubscribe server (commcal/ledger/tracking.py):
+        # clicks on tracked links and members' survey answers, by recipient key, append-only.
+        [
+            f"""CREATE TABLE clicks (
+            seq {d.serial_key},
+            recipient_key TEXT NOT NULL,
+            item TEXT NOT NULL,
+            url TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX clicks_at ON clicks (at)",
+            f"""CREATE TABLE survey_responses (
+            seq {d.serial_key},
+            recipient_key TEXT NOT NULL,
+            item TEXT NOT NULL,
+            answers TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX survey_responses_at ON survey_responses (at)",
+            *d.append_only(9, ["clicks", "survey_responses"]),
+        ],
     ]

@@ -5,7 +5,8 @@ Statements use `?` placeholders; PostgreSQL rewrites them. The audience part (su
 codes, draws) is inherited from `members.AudienceStore`, the connection and the dialect's
 hooks from `db.Database`; `sqlite.py` and `postgres.py` supply those hooks. The engagement
 part (snapshots, replies, marks: `base.EngagementLedger`) is inherited from
-`engagement.EngagementStore` the same way.
+`engagement.EngagementStore` the same way, and `pull`'s cursors from `pulls.PullStore` (a
+subclass of it, so one `record_pull` transaction writes all three).
 
 Why no abstract `Ledger` class any more: there is one implementation over two dialects, and the
 dialects differ only below `db.Database`. An interface that every method's signature was
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from commcal.errors import ConfigError
 from commcal.ledger.changes import ChangeStore
 from commcal.ledger.db import utc_text
-from commcal.ledger.engagement import EngagementStore
 from commcal.ledger.members import IN_CHUNK, AudienceStore, marks
 from commcal.ledger.model import (
     CAUGHT_UP_PREFIX,
@@ -51,9 +51,11 @@ from commcal.ledger.model import (
     new_token,
     utc,
 )
+from commcal.ledger.pulls import PullStore
+from commcal.ledger.tracking import TrackingStore
 
 if TYPE_CHECKING:
-    from commcal.ledger.base import ClaimLedger, EngagementLedger
+    from commcal.ledger.base import ClaimLedger, PullLedger
 
 _RECORD_COLUMNS = (
     "id, calendar, item, channel, recipient, due_at, state, attempts, next_attempt_at, "
@@ -63,7 +65,7 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore, EngagementStore, ChangeStore):
+class SqlLedger(AudienceStore, PullStore, ChangeStore, TrackingStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
@@ -1090,5 +1092,5 @@ if TYPE_CHECKING:
     def _keeps_the_claim_protocol(ledger: SqlLedger) -> ClaimLedger:
         return ledger  # mypy checks here that SqlLedger has every ClaimLedger method
 
-    def _keeps_the_engagement_protocol(ledger: SqlLedger) -> EngagementLedger:
-        return ledger  # ... and every EngagementLedger method
+    def _keeps_the_engagement_protocol(ledger: SqlLedger) -> PullLedger:
+        return ledger  # ... and every EngagementLedger and PullLedger method
