@@ -54,9 +54,13 @@ def kb_export(
     from commcal.inbox_cli import engagement_ledger
 
     project = cli._load()
+    urls: dict[str, str] = {}
     with engagement_ledger(project, state) as ledger:
         found = [] if ledger is None else threads(ledger.replies(), ledger.reply_marks())
-    result = export(found, group.value)
+        if ledger is not None:
+            sent = ledger.get_many({t.reply.delivery_id for t in found})
+            urls = {key: record.url for key, record in sent.items() if record.url}
+    result = export(found, group.value, urls)
     if out.exists() and not out.is_dir():
         raise cli.fail(f"--out {out}: that is a file, not a folder")
     for page in result.pages:  # all checked before any is written

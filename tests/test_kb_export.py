@@ -83,7 +83,9 @@ def test_only_pairs_marked_kb_are_written_with_their_sources(root: Path, tmp_pat
     webinar = (out / "webinar.md").read_text(encoding="utf-8")
     assert front_matter(webinar) == {
         "title": "webinar",
-        "sources": ["https://example.social/@x/1", "https://example.social/@x/3"],
+        # The thread: the team's post both questions answer, never a reply's own link (on most
+        # networks it names its author: mastodon.social/@HANDLE/..., bsky.app/profile/HANDLE).
+        "sources": ["https://x/d1"],
         "date": datetime(2026, 12, 1).date(),
         "updated": datetime(2026, 12, 1).date(),
     }
@@ -93,9 +95,10 @@ def test_only_pairs_marked_kb_are_written_with_their_sources(root: Path, tmp_pat
     assert "Την πρώτη Τρίτη κάθε μήνα" in webinar and "Στις 18:00" not in webinar
     assert "answered by a member" in webinar and "answered by the team" in webinar
     general = (out / "general.md").read_text(encoding="utf-8")
-    assert front_matter(general)["sources"] == ["https://example.social/@x/6"]
+    assert front_matter(general)["sources"] == ["https://x/d1"]
     assert "use the form at https://example.org/join" in general
     for text in (webinar, general):
+        assert "example.social/@" not in text  # no reply's link
         for absent in ("Jumamosi", "parking", "kids", "Mine did"):
             assert absent not in text
     assert "left out mastodon:10: marked kb, but no answer yet" in result.output

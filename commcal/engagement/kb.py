@@ -8,7 +8,9 @@ What goes in (docs/cli.md#commcal-kb-export):
   the team's first reply below it (`by_team`). A member's answer goes in only when marked. A
   question without either is left out and counted (`KbExport.unanswered`).
 - Privacy: no member's handle, ever: the question is "a member"'s, the answer "the team"'s or
-  "a member"'s, and each entry links to its public thread instead. @mentions are taken out of
+  "a member"'s, and each entry links to its public thread instead: the team's post that the
+  question answers (a reply's own link names its author on most networks:
+  bsky.app/profile/HANDLE/post/..., mastodon.social/@HANDLE/...). @mentions are taken out of
   the text. Addresses in members' text were masked when stored (`m***@example.org`); an
   address that reached the text any other way is masked here again.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -63,6 +65,7 @@ class KbEntry:
     question: Reply
     answer: Reply
     topic: str
+    thread_url: str = ""  # the team's post the question answers; "": not known
 
     @property
     def answered_by(self) -> str:
@@ -157,14 +160,14 @@ def _page(topic: str, entries: Sequence[KbEntry]) -> str:
 
     dates = sorted(e.question.created_at for e in entries)
     lines = ["---", f"title: {q(topic)}", "sources:"]
-    lines += [f"  - {q(e.question.url)}" for e in entries if e.question.url]
+    lines += [f"  - {q(url)}" for url in dict.fromkeys(e.thread_url for e in entries) if url]
     lines += [f"date: {_date(dates[0])}", f"updated: {_date(dates[-1])}", "---", ""]
     lines += [f"# {topic}", ""]
     for e in entries:
         question = public_text(e.question.text)
         lines += [f"## {question}", ""]
         lines += [public_text(e.answer.text), ""]
-        source = f"[the thread]({e.question.url})" if e.question.url else "the thread"
+        source = f"[the thread]({e.thread_url})" if e.thread_url else "the thread"
         lines += [
             f"*Asked by a member on {e.question.channel}, {_date(e.question.created_at)}; "
             f"answered by {e.answered_by}. See {source}.*",
@@ -173,13 +176,20 @@ def _page(topic: str, entries: Sequence[KbEntry]) -> str:
     return "\n".join(lines)
 
 
-def export(all_threads: Sequence[Thread], group: str = "hashtag") -> KbExport:
+def export(
+    all_threads: Sequence[Thread],
+    group: str = "hashtag",
+    thread_urls: Mapping[str, str] | None = None,
+) -> KbExport:
     """The knowledge base pages, one per topic (topics in alphabetical order, `general` last;
-    entries oldest first)."""
+    entries oldest first). `thread_urls`: the public URL of each sent delivery (its post), by
+    delivery id: what an entry links to."""
     found, unanswered = pairs(all_threads)
+    urls = thread_urls or {}
     by_topic: dict[str, list[KbEntry]] = {}
     for (question, answer), topic in zip(found, topics(found, group), strict=True):
-        by_topic.setdefault(topic, []).append(KbEntry(question, answer, topic))
+        entry = KbEntry(question, answer, topic, urls.get(question.delivery_id, ""))
+        by_topic.setdefault(topic, []).append(entry)
     order = sorted(by_topic, key=lambda t: (t == GENERAL, t))
     pages = []
     used: set[str] = set()
