@@ -762,8 +762,13 @@ def status(
             view.show_workers(alive, format.value, tz_name)
             return
         if delivery:
+            from commcal.publish.chain import chain_of
+            from commcal.threads import PART_SEPARATOR, split_part_id
+
             record = _one(ledger, delivery)
-            view.show_history(record, ledger.attempts(record.id), format.value, tz_name)
+            thread, part = split_part_id(record.id)
+            chain = chain_of(ledger.find(thread + PART_SEPARATOR)) if part else []
+            view.show_history(record, ledger.attempts(record.id), format.value, tz_name, chain)
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -786,6 +791,9 @@ def _one(ledger: Any, prefix: str) -> Any:
     found = ledger.find(prefix)
     if not found:
         raise fail(f"no delivery {prefix!r} in the ledger (see `commcal status`)", 1)
+    exact = [r for r in found if r.id == prefix]  # a thread's part 1 is a prefix of part 10
+    if exact:
+        return exact[0]
     if len(found) > 1:
         raise fail(f"{prefix!r} matches {len(found)} deliveries; give more characters", 2)
     return found[0]

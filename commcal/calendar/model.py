@@ -79,6 +79,23 @@ class Codes:
     length: int = 8
 
 
+# How `thread: {split: ...}` cuts a long text into parts (docs/calendar-format.md, "Threads").
+SPLITS = ("sentences",)
+
+
+@dataclass(frozen=True)
+class Thread:
+    """`thread:` of a post: published as several posts, each replying to the one before.
+
+    `templates`: one template per part, in order (empty: the item's one `template:`). `split`:
+    "sentences" cuts each rendered part that is longer than the channel allows at sentence
+    boundaries, numbered "1/4"; "": every template is one part as written."""
+
+    pos: Pos
+    templates: tuple[str, ...] = ()
+    split: str = ""
+
+
 @dataclass(frozen=True)
 class Item:
     calendar: str
@@ -106,6 +123,7 @@ class Item:
     location: str = ""  # events: where, in the .ics
     replies: str = ""  # "expected" or "none"; "": as its kind (commcal.lintconfig.REPLY_KINDS)
     lint_skip: frozenset[str] = frozenset()  # lint rules that leave this item alone
+    thread: Thread | None = None  # posts: several posts, each a reply to the one before
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,27 @@ class Message:
 
 
 @dataclass(frozen=True)
+class ReplyTo:
+    """Where a part of a thread goes (calendar `thread:`): `Message.options["reply_to"]` on parts
+    2..n of a channel whose `thread_mode` is "replies". The ids are the network's own, as the
+    adapter's `send` returned them in `Receipt.remote_id` for the earlier parts (the publisher
+    reads them from the ledger): `parent` is the part just before, `root` the first part."""
+
+    part: int  # this part's number, from 1
+    parts: int  # how many parts the thread has
+    parent: str
+    root: str
+    parent_url: str | None = None
+    root_url: str | None = None
+
+
+# Thread modes (`Channel.thread_mode`).
+REPLIES = "replies"  # each part replies to the one before (Message.options["reply_to"])
+IN_ORDER = "in order"  # the parts are posted one after the other, each once the last is sent
+NO_THREADS = "none"  # `check` refuses a thread on the channel
+
+
+@dataclass(frozen=True)
 class Receipt:
     """What the network answered: its id for the post and, where it has one, a public URL.
 
@@ -236,6 +257,12 @@ class Channel:
     # and sends the Message with every `ref` set. Channels that send media inside the post's
     # own request (Discord, Telegram, mail) leave this False and read `Media.path` in `send`.
     uploads_media: ClassVar[bool] = False
+    # Threads (calendar `thread:`, docs/calendar-format.md "Threads"): each part is a delivery
+    # of its own, sent only once the part before it is `sent`. REPLIES: the network links a
+    # reply to an earlier post; parts 2..n carry Message.options["reply_to"] (a ReplyTo) and wait
+    # until the part before has a remote id. IN_ORDER: no link (a webhook that answers no id):
+    # the parts are posted in order, nothing more. NO_THREADS: `check` refuses a thread (mail).
+    thread_mode: ClassVar[str] = IN_ORDER
     # A folder of the project where the adapter may keep state between runs (a login session),
     # set by the project after construction (`<project>/.commcal`); None: keep nothing.
     state_dir: Path | None = None
@@ -322,6 +349,11 @@ class Channel:
             problems.append("message is empty")
         if self.needs_subject and not (message.subject or "").strip():
             problems.append("a subject is required (set `subject` in the template)")
+        if "thread" in message.options and self.thread_mode == NO_THREADS:
+            problems.append(
+                f"{self.type_name} cannot post a thread: remove this channel from the item, "
+                "or give it an item of its own without thread:"
+            )
         return problems
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:

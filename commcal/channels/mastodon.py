@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REPLIES,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     Setting,
     TransientError,
     poll_option_problems,
@@ -38,6 +40,8 @@ class MastodonChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "mastodon"
     description = "A status on a Mastodon (or compatible) account"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "instance": Setting("the server's address, e.g. https://mastodon.social", required=True),
         "token": Setting(
@@ -170,6 +174,11 @@ class MastodonChannel(HttpChannel):
             body["media_ids"] = [
                 self._upload(media.path, media.alt, media.mime_type) for media in message.media
             ]
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # A thread's part replies to the part before it:
+            # https://docs.joinmastodon.org/methods/statuses/#create (in_reply_to_id)
+            body["in_reply_to_id"] = reply.parent
         response = self._call(
             "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
         )

@@ -13,9 +13,11 @@ from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    REPLIES,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     TransientError,
@@ -34,6 +36,8 @@ MSGTYPES = ("m.text", "m.notice")
 class MatrixChannel(HttpChannel):
     type_name = "matrix"
     description = "A message in a Matrix room"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "homeserver": Setting(
             "the homeserver's client API, e.g. https://matrix.org", required=True
@@ -96,6 +100,17 @@ class MatrixChannel(HttpChannel):
     def _content(self, message: Message) -> dict[str, Any]:
         # https://spec.matrix.org/v1.13/client-server-api/#mtext
         content: dict[str, Any] = {"msgtype": self.options["msgtype"], "body": message.text}
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # A thread's part: in the thread of the first part, and, for clients without
+            # threads, a reply to the part before it (is_falling_back: a fallback, not a real
+            # reply): https://spec.matrix.org/v1.13/client-server-api/#threading
+            content["m.relates_to"] = {
+                "rel_type": "m.thread",
+                "event_id": reply.root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": reply.parent},
+            }
         if message.html:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = message.html

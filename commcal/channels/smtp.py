@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from commcal.channels.base import (
+    NO_THREADS,
     Channel,
     EnvRef,
     Message,
@@ -121,6 +122,8 @@ class SmtpChannel(Channel):
     }
     needs_subject: ClassVar[bool] = True
     per_recipient: ClassVar[bool] = True
+    # Mail is no thread of posts: `check` refuses an item with thread: on a mail channel.
+    thread_mode: ClassVar[str] = NO_THREADS
     # SMTP has no idempotency key: a repeated send is a second mail.
     idempotent: ClassVar[bool] = False
     # Mail has no practical length limit for a newsletter body.

@@ -16,9 +16,11 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
+    REPLIES,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     TransientError,
@@ -82,6 +84,8 @@ class TelegramChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "telegram"
     description = "A Telegram message or poll sent by a bot"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "token": Setting("the bot token from @BotFather", required=True, private=True),
         "chat_id": Setting(
@@ -261,6 +265,11 @@ class TelegramChannel(HttpChannel):
             if not self.options["link_preview"]:
                 # Bot API 7.0 replaced disable_web_page_preview with link_preview_options.
                 payload["link_preview_options"] = {"is_disabled": True}
+            reply = message.options.get("reply_to")
+            if isinstance(reply, ReplyTo) and reply.parent.isdigit():
+                # A thread's part answers the one before it (ReplyParameters, Bot API 7.0):
+                # https://core.telegram.org/bots/api#replyparameters
+                payload["reply_parameters"] = {"message_id": int(reply.parent)}
             response = self._post("sendMessage", payload)
         body = httpkit.json_body(response)
         if body.get("ok") is False:  # a refusal, in a 2xx (the Bot API itself uses 4xx)

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REPLIES,
     Message,
     Receipt,
+    ReplyTo,
     Setting,
     poll_option_problems,
     unreadable,
@@ -28,6 +30,8 @@ class XChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "x"
     description = "A post on X (Twitter) through API v2"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "token": Setting(
             "an OAuth 2.0 user-context access token with tweet.write, tweet.read and users.read",
@@ -108,6 +112,10 @@ class XChannel(HttpChannel):
                 "options": [str(choice) for choice in poll.get("options", [])],
                 "duration_minutes": _minutes(poll),
             }
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # https://docs.x.com/x-api/posts/create-post: reply.in_reply_to_tweet_id
+            body["reply"] = {"in_reply_to_tweet_id": reply.parent}
         response = self._call("POST", "/2/tweets", json=body)
         # A 2xx is a post that exists: without an id in it, it is sent with the id unknown
         # (recorded, never posted again), not a failure that `retry --failed` would repeat.

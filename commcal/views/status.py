@@ -12,6 +12,7 @@ from commcal.views.common import JsonDocument, JsonLines, console, md_escape, wr
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
     from commcal.project import Project
+    from commcal.publish.chain import ChainPart
 
 
 def record_json(r: DeliveryRecord) -> dict[str, Any]:
@@ -152,25 +153,64 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
+def chain_json(part: ChainPart, parts: int) -> dict[str, Any]:
+    r = part.record
+    return {
+        "part": part.part,
+        "parts": parts,
+        "id": r.id,
+        "state": str(r.state),
+        "url": r.url,
+        "remote_id": r.remote_id,
+        "last_error": r.last_error,
+    }
+
+
 def show_history(
-    record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str, tz_name: str | None = None
+    record: DeliveryRecord,
+    attempts: Sequence[Attempt],
+    fmt: str,
+    tz_name: str | None = None,
+    chain: Sequence[ChainPart] = (),
 ) -> None:
+    """One delivery's history; for a thread's part, also every part of its thread (`chain`):
+    each part's state and URL, or why it waits."""
+    parts = max((c.part for c in chain), default=0)
     if fmt == "jsonl":
         with JsonLines("commcal.history/1") as lines:
             lines.line("delivery", record_json(record))
             for a in attempts:
                 lines.line("event", attempt_json(a))
+            for c in chain:
+                lines.line("part", chain_json(c, parts))
             lines.summary(id=record.id, state=str(record.state))
         return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.history/1",
-                "delivery": record_json(record),
-                "history": [attempt_json(a) for a in attempts],
-            }
-        )
+        document: dict[str, Any] = {
+            "schema": "commcal.history/1",
+            "delivery": record_json(record),
+            "history": [attempt_json(a) for a in attempts],
+        }
+        if chain:
+            document["thread"] = [chain_json(c, parts) for c in chain]
+        write_json(document)
         return
+    if chain:
+        _table(
+            f"thread of {parts} parts",
+            ["part", "id", "state", "url / error"],
+            [
+                [
+                    f"{c.part}/{parts}" + (" (this)" if c.record.id == record.id else ""),
+                    c.record.id,
+                    str(c.record.state),
+                    c.record.url or c.record.last_error or "",
+                ]
+                for c in chain
+            ],
+            fmt,
+            whole=WHOLE,
+        )
     rows = [
         [local_time(a.at, tz_name), a.event, a.worker, a.error or a.remote_id or ""]
         for a in attempts

@@ -1,0 +1,244 @@
+"""Threads (calendar `thread:`): an item published as several posts, each replying to the one
+before, every part exactly once and in order, against loopback servers that answer like the
+networks' APIs, the real Synapse, and a publisher killed mid-thread."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from conftest import MakeProject
+from fake_networks import Answer, Networks, Request
+from typer.testing import CliRunner
+
+from commcal.cli import app
+from commcal.ledger import open_ledger
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+PARTS = 5
+THREAD_TEMPLATES = {f"posts/launch-{n}.j2": f"Launch part {n} of {{{{ item.id }}}}\n" for n in
+                    range(1, PARTS + 1)}  # fmt: skip
+THREAD_CALENDAR = (
+    "items:\n"
+    "  - id: launch\n"
+    "    channels: [{channels}]\n"
+    "    at: 2026-12-01 09:00\n"
+    f"    thread: [{', '.join(f'posts/launch-{n}' for n in range(1, PARTS + 1))}]\n"
+)
+ENV = {"MASTO_TOKEN": "mastotGjgQLyzFWeXy", "X_TOKEN": "xtokGquTQmUlABBtCMyj"}
+
+
+def invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["-C", str(root), *args], env={**ENV, **(env or {})})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout
+
+
+def publish(root: Path, now: datetime) -> tuple[int, dict[str, Any]]:
+    code, out = invoke(root, "publish", "--format", "json", "--now", now.isoformat())
+    return code, json.loads(out)
+
+
+class Social:
+    """Answers like Mastodon (POST /api/v1/statuses -> {id, url}) and X (POST /2/tweets ->
+    {data: {id}}), numbering the posts it keeps; `fail` decides which requests get a 503."""
+
+    def __init__(self, networks: Networks) -> None:
+        self.networks = networks
+        self.kept: list[tuple[str, str, dict[str, Any]]] = []  # (network, id, body)
+        self.lock = threading.Lock()
+        self.fail: Callable[[str, dict[str, Any]], bool] = lambda network, body: False
+        networks.answer = self.answer
+
+    def answer(self, request: Request) -> Answer:
+        network = "x" if "/2/tweets" in request.path else "mastodon"
+        body = json.loads(request.body or b"{}")
+        body.setdefault("text", body.get("status"))  # Mastodon's text is `status`
+        if self.fail(network, body):
+            return Answer(503, b'{"error": "busy"}')
+        with self.lock:
+            post_id = str(1000 + len(self.kept))
+            self.kept.append((network, post_id, body))
+        if network == "x":
+            return Answer(body=json.dumps({"data": {"id": post_id, "text": body["text"]}}).encode())
+        url = f"https://social.example/@team/{post_id}"
+        return Answer(body=json.dumps({"id": post_id, "url": url}).encode())
+
+    def posts(self, network: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(i, b) for n, i, b in self.kept if n == network]
+
+
+def social_project(make_project: MakeProject, url: str, publish_settings: str) -> Path:
+    config = (
+        "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+        f"publish: {{{publish_settings}}}\n"
+        "channels:\n"
+        f"  mastodon:\n    type: mastodon\n    instance: {url}\n    token: ${{MASTO_TOKEN}}\n"
+        f"  x:\n    type: x\n    api_url: {url}\n    token: ${{X_TOKEN}}\n"
+    )
+    return make_project(
+        config=config,
+        calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon, x")},
+        templates=THREAD_TEMPLATES,
+    )
+
+
+def reply_of(network: str, body: dict[str, Any]) -> str | None:
+    if network == "x":
+        reply = body.get("reply")
+        return reply["in_reply_to_tweet_id"] if reply else None
+    return body.get("in_reply_to_id")
+
+
+def assert_one_chain(social: Social, network: str) -> None:
+    """Five posts, once each, in order, each replying to the one before (the first to none)."""
+    posts = social.posts(network)
+    assert [b["text"] for _, b in posts] == [
+        f"Launch part {n} of launch" for n in range(1, PARTS + 1)
+    ]
+    assert reply_of(network, posts[0][1]) is None
+    for (before, _), (_, body) in itertools.pairwise(posts):
+        assert reply_of(network, body) == before
+
+
+def test_a_transient_failure_at_part_3_resumes_at_part_3_and_every_part_replies_once(
+    make_project: MakeProject,
+) -> None:
+    with Networks() as networks:
+        social = Social(networks)
+        failed: set[str] = set()
+
+        def third_once(network: str, body: dict[str, Any]) -> bool:
+            if body.get("text", "").startswith("Launch part 3") and network not in failed:
+                failed.add(network)
+                return True
+            return False
+
+        social.fail = third_once
+        root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
+        code, report = publish(root, NOW)
+        assert code == 0, report
+        by_state: dict[str, list[str]] = {}
+        for d in report["deliveries"]:
+            by_state.setdefault(d["state"], []).append(d["id"].rsplit("#", 1)[1])
+        assert sorted(by_state["sent"]) == ["1", "1", "2", "2"]
+        # Part 3 waits for its retry; 4 and 5 wait for part 3, and say so.
+        assert sorted(by_state["pending"]) == ["3", "3", "4", "4", "5", "5"]
+        waiting = [d for d in report["deliveries"] if d["id"].endswith("#4")]
+        assert all("waiting for part 3/5" in d["detail"] for d in waiting), waiting
+        assert len(social.kept) == 4
+
+        # The status of one part shows the chain: every part's state and URL.
+        part_id = waiting[0]["id"]
+        code, out = invoke(root, "status", part_id, "--format", "json")
+        assert code == 0, out
+        chain = json.loads(out)["thread"]
+        assert [p["part"] for p in chain] == [1, 2, 3, 4, 5]
+        assert [p["state"] for p in chain] == ["sent", "sent", "pending", "pending", "pending"]
+        assert chain[0]["url"] and chain[1]["url"]
+
+        # A second run before the retry is due sends nothing and writes nothing new.
+        code, report = publish(root, NOW + timedelta(minutes=1))
+        assert len(social.kept) == 4
+
+        code, report = publish(root, NOW + timedelta(minutes=30))
+        assert code == 0, report
+        assert (
+            sorted(d["state"] for d in report["deliveries"] if d["state"] != "already")
+            == ["sent"] * 6
+        )
+        code, report = publish(root, NOW + timedelta(minutes=31))
+        assert {d["state"] for d in report["deliveries"]} == {"already"}
+    for network in ("mastodon", "x"):
+        assert_one_chain(social, network)
+    assert len(social.kept) == 2 * PARTS
+
+
+def test_a_permanent_failure_at_part_3_blocks_4_and_5_with_the_reason_in_status(
+    make_project: MakeProject,
+) -> None:
+    with Networks() as networks:
+        social = Social(networks)
+        social.fail = lambda network, body: network == "mastodon" and "part 3" in body["text"]
+        networks.answer = lambda request: (
+            Answer(422, b'{"error": "Validation failed: Text too silly"}')
+            if "part 3" in request.text and "statuses" in request.path
+            else social.answer(request)
+        )
+        root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
+        code, report = publish(root, NOW)
+        assert code == 1  # part 3 failed
+        mastodon = {
+            d["id"].rsplit("#", 1)[1]: d for d in report["deliveries"] if d["channel"] == "mastodon"
+        }
+        assert mastodon["3"]["state"] == "failed"
+        assert mastodon["4"]["state"] == "blocked" and mastodon["5"]["state"] == "blocked"
+        assert "part 3/5" in mastodon["4"]["detail"] and "commcal retry" in mastodon["4"]["detail"]
+        # X is another thread: all five went out.
+        assert len(social.posts("x")) == PARTS
+        code, out = invoke(root, "status", "--format", "json", "--channel", "mastodon")
+        rows = {r["id"].rsplit("#", 1)[1]: r for r in json.loads(out)["deliveries"]}
+        assert rows["4"]["state"] == "pending"
+        assert "blocked: part 3/5" in rows["4"]["last_error"]
+        assert "failed" in rows["4"]["last_error"]
+        # Later runs leave them be, and never post parts 4 and 5 without part 3.
+        for minutes in (1, 20, 60):
+            publish(root, NOW + timedelta(minutes=minutes))
+        assert len(social.posts("mastodon")) == 2
+
+
+def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: MakeProject) -> None:
+    with Networks() as networks:
+        social = Social(networks)
+        root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
+        publish(root, NOW)
+        assert len(social.kept) == 2 * PARTS
+        # A second thread, on X, whose part 2 is interrupted: the connection drops after the
+        # request went out, and X takes no idempotency key, so it is `unknown`.
+        calendar = root / "calendars" / "main.yaml"
+        calendar.write_text(
+            calendar.read_text()
+            + THREAD_CALENDAR.format(channels="x")
+            .replace("items:\n", "")
+            .replace("id: launch", "id: second")
+            .replace("09:00", "10:00"),
+            encoding="utf-8",
+        )
+        original = social.answer
+
+        def die_on_part_2(request: Request) -> Answer:
+            if "second" in request.text and "part 2" in request.text:
+                raise ConnectionError
+            return original(request)
+
+        networks.answer = die_on_part_2
+        later = NOW + timedelta(hours=1)
+        code, report = publish(root, later)
+        parts = {
+            d["id"].rsplit("#", 1)[1]: d for d in report["deliveries"] if d["item"] == "second"
+        }
+        assert parts["1"]["state"] == "sent"
+        assert parts["2"]["state"] == "unknown", parts
+        assert parts["3"]["state"] == "blocked"
+        assert "part 2/5" in parts["3"]["detail"] and "unknown" in parts["3"]["detail"]
+        assert "commcal resolve" in parts["3"]["detail"]
+        with open_ledger("sqlite:///" + str(root / "state.db"), project_dir=root) as ledger:
+            assert ledger.get(parts["3"]["id"]).state.value == "pending"  # type: ignore[union-attr]
+        # Resolved as not sent: part 2 goes out again, then 3 to 5, each replying to the last.
+        networks.answer = original
+        code, out = invoke(
+            root, "resolve", parts["2"]["id"], "--not-sent", "--now", later.isoformat()
+        )
+        assert code == 0, out
+        code, report = publish(root, later + timedelta(minutes=1))
+        second = [(i, b) for i, b in social.posts("x") if "of second" in b["text"]]
+        assert [b["text"] for _, b in second] == [
+            f"Launch part {n} of second" for n in range(1, PARTS + 1)
+        ]
+        for (before, _), (_, body) in itertools.pairwise(second):
+            assert body["reply"]["in_reply_to_tweet_id"] == before
