@@ -151,13 +151,14 @@ def _pack(text: str, measure: Callable[[str], int], limit: int, label: str) -> l
         if not candidate.strip() or fits(candidate.strip()):
             current = candidate
             continue
-        if not current.strip():
-            word = token.strip()
+        word = token.strip()
+        if not fits(word):
             raise SplitError(
                 f"{word[:40]!r}{'…' if len(word) > 40 else ''} is {measure(word)} long and "
                 f"cannot fit in a post of {limit} with its number"
             )
-        groups.append(current.strip())
+        if current.strip():
+            groups.append(current.strip())
         current = token
     if current.strip():
         groups.append(current.strip())

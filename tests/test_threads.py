@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import MakeProject
 from fake_networks import Answer, Networks, Request
 from typer.testing import CliRunner
@@ -242,3 +243,112 @@ def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: Ma
         ]
         for (before, _), (_, body) in itertools.pairwise(second):
             assert body["reply"]["in_reply_to_tweet_id"] == before
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+BAD_CONFIG = """\
+timezone: UTC
+locale: en
+channels:
+  x:
+    type: x
+    token: ${X_TOKEN}
+  mail:
+    type: smtp
+    host: localhost
+    from: "Team <team@example.org>"
+    to: "List <list@example.org>"
+"""
+
+
+@pytest.mark.parametrize(
+    ("thread", "expected"),
+    [
+        ("thread: []", "main.yaml:6:13: error: item 'bad' thread is an empty list"),
+        (
+            "thread: [posts/a, posts/launch]",
+            "main.yaml:6:23: error: template 'posts/launch' not found under templates/ (did you "
+            "mean 'posts/a'?)",
+        ),
+        (
+            "thread: {split: paragraphs}",
+            "main.yaml:6:21: error: unknown item 'bad' thread split 'paragraphs' (expected one "
+            "of: sentences)",
+        ),
+        (
+            "thread: {splt: sentences}",
+            "main.yaml:6:14: error: unknown key 'splt' in item 'bad' thread (did you mean "
+            "'split'?)",
+        ),
+        (
+            "thread: {split: sentences}\n    template: posts/long",
+            "main.yaml:6:13: error: item 'bad' on x: thread cannot be split: "
+            "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… is 301 long and cannot fit in a post of "
+            "280 with its number (shorten that word",
+        ),
+        (
+            "thread: [posts/a]\n    template: posts/a",
+            "main.yaml:7:15: error: item 'bad' has both template: and a thread: of templates",
+        ),
+        (
+            "thread: [posts/a, posts/a]\n    kind: newsletter",
+            "main.yaml:6:5: error: 'thread' belongs to kind post, not newsletter",
+        ),
+    ],
+)
+def test_bad_thread_input_is_a_problem_with_file_line_and_a_hint(
+    make_project: MakeProject, thread: str, expected: str
+) -> None:
+    root = make_project(
+        config=BAD_CONFIG,
+        calendars={
+            "main.yaml": "items:\n  - id: bad\n    channels: [x]\n    at: 2026-12-05 09:00\n"
+            f"    title: Bad\n    {thread}\n"
+        },
+        templates={
+            "posts/a.j2": "Hello.\n",
+            "posts/long.j2": "Word " + "x" * 300 + ". More.\n",
+        },
+    )
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "validate", "--now", "2026-12-01T00:00:00Z"], env=ENV
+    )
+    assert result.exit_code == 1
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_thread_on_a_mail_channel_is_refused_once(make_project: MakeProject) -> None:
+    root = make_project(
+        config=BAD_CONFIG,
+        calendars={
+            "main.yaml": "items:\n  - id: letter\n    channels: [mail]\n"
+            "    at: 2026-12-05 09:00\n    thread: [posts/a, posts/a]\n"
+        },
+        templates={"posts/a.j2": "subject: Hi\n---\nHello.\n"},
+    )
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "validate", "--now", "2026-12-01T00:00:00Z"], env=ENV
+    )
+    assert result.exit_code == 1
+    assert result.output.count("smtp cannot post a thread") == 1, result.output
+    assert "main.yaml:2:9" in result.output
+
+
+def test_plan_lists_each_part_with_its_own_id(make_project: MakeProject) -> None:
+    root = make_project(
+        config=BAD_CONFIG,
+        calendars={"main.yaml": THREAD_CALENDAR.format(channels="x")},
+        templates=THREAD_TEMPLATES,
+    )
+    result = CliRunner().invoke(
+        app,
+        ["-C", str(root), "plan", "--format", "json", "--now", "2026-12-01T08:00:00Z"],
+        env=ENV,
+    )
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.stdout)["deliveries"]
+    ids = [d["id"] for d in planned]
+    assert len(ids) == PARTS and len({i.rsplit("#", 1)[0] for i in ids}) == 1
+    assert [i.rsplit("#", 1)[1] for i in ids] == [str(n) for n in range(1, PARTS + 1)]

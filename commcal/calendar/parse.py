@@ -327,13 +327,15 @@ def _thread(reader: Reader, node: Node, where: str, templates: Collection[str]) 
     what = f"{where} thread"
     parts_node, split = node, ""
     if node.kind == "map":
+        before = _errors(reader)
         reader.mapping(node, what, THREAD_KEYS)
         if (n := node.get("split")) is not None:
             split = reader.choice(n, f"{what} split", SPLITS) or ""
             if not split:
                 return None
         elif node.get("parts") is None:
-            reader.problem(node.pos, f"{what} needs parts: or split:", THREAD_EXAMPLE)
+            if _errors(reader) == before:  # not when a key is misspelt: that says it all
+                reader.problem(node.pos, f"{what} needs parts: or split:", THREAD_EXAMPLE)
             return None
         parts_node = node.get("parts")  # type: ignore[assignment]
         if parts_node is None:

@@ -62,7 +62,8 @@ class Message:
     language: str | None = None
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
-    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).
+    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...; a
+    # thread's part: "thread" (part, parts) and, on parts 2..n, "reply_to" (a ReplyTo)).
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -349,7 +350,8 @@ class Channel:
             problems.append("message is empty")
         if self.needs_subject and not (message.subject or "").strip():
             problems.append("a subject is required (set `subject` in the template)")
-        if "thread" in message.options and self.thread_mode == NO_THREADS:
+        part = message.options.get("thread")
+        if part and part[0] == 1 and self.thread_mode == NO_THREADS:  # said once, at part 1
             problems.append(
                 f"{self.type_name} cannot post a thread: remove this channel from the item, "
                 "or give it an item of its own without thread:"
