@@ -357,9 +357,9 @@ def test_plan_lists_each_part_with_its_own_id(make_project: MakeProject) -> None
 # ---- Matrix: the real Synapse -------------------------------------------------------------------
 
 
-class FailFirstPut:
-    """A loopback proxy to a homeserver that answers the first PUT whose body holds `marker`
-    with a 503 (without passing it on) and forwards everything else."""
+class FailFirst:
+    """A loopback proxy to a real server that answers the first PUT or POST whose body holds
+    `marker` with a 503 (without passing it on) and forwards everything else."""
 
     def __init__(self, upstream: str, marker: bytes) -> None:
         import http.client
@@ -376,7 +376,7 @@ class FailFirstPut:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if self.command == "PUT" and body and marker in body and not proxy.failed:
+                if body and marker in body and not proxy.failed:
                     proxy.failed += 1
                     data = b'{"errcode": "M_UNKNOWN", "error": "busy"}'
                     status, kind = 503, "application/json"
@@ -404,7 +404,7 @@ class FailFirstPut:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FailFirstPut:
+    def __enter__(self) -> FailFirst:
         self.thread.start()
         return self
 
@@ -448,7 +448,7 @@ def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
     make_project: MakeProject,
 ) -> None:
     homeserver, token, room = synapse_room()
-    with FailFirstPut(homeserver, b"Launch part 3") as proxy:
+    with FailFirst(homeserver, b"Launch part 3") as proxy:
         root = make_project(
             config=(
                 "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
@@ -484,3 +484,46 @@ def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
     summary = events[0].get("unsigned", {}).get("m.relations", {}).get("m.thread")
     if summary is not None:
         assert summary["count"] == PARTS - 1
+
+
+# ---- Bluesky: the real PDS ----------------------------------------------------------------------
+
+
+def test_real_pds_a_thread_with_a_transient_failure_at_part_3_replies_with_strong_refs(
+    make_project: MakeProject,
+) -> None:
+    from real_servers import real_pds
+
+    account = real_pds()
+    with FailFirst(account.service, b"Launch part 3") as proxy:
+        root = make_project(
+            config=(
+                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+                "publish: {retry_delay: 10m, max_late: 1d}\nchannels:\n"
+                f"  sky:\n    type: bluesky\n    service: {proxy.url}\n"
+                f"    handle: {account.handle}\n    app_password: ${{SKY_PASSWORD}}\n"
+            ),
+            calendars={"main.yaml": THREAD_CALENDAR.format(channels="sky")},
+            templates=THREAD_TEMPLATES,
+        )
+        env = {"SKY_PASSWORD": account.password}
+        code, out = invoke(root, "publish", "--format", "json", "--now", NOW.isoformat(), env=env)
+        first = json.loads(out)
+        assert [d["state"] for d in first["deliveries"]] == ["sent", "sent"] + ["pending"] * 3
+        assert account.password not in out
+        later = (NOW + timedelta(minutes=15)).isoformat()
+        code, out = invoke(root, "publish", "--format", "json", "--now", later, env=env)
+        assert code == 0, out
+        assert proxy.failed == 1
+    # Record keys are derived from the delivery ids, so the repository lists them in no
+    # particular order: put them in the order they were written.
+    records = sorted(account.posts(), key=lambda r: r["value"]["createdAt"])
+    assert [r["value"]["text"] for r in records] == [
+        f"Launch part {n} of launch" for n in range(1, PARTS + 1)
+    ]
+    assert "reply" not in records[0]["value"]
+    first_ref = {"uri": records[0]["uri"], "cid": records[0]["cid"]}
+    for before, record in itertools.pairwise(records):
+        reply = record["value"]["reply"]
+        assert reply["root"] == first_ref
+        assert reply["parent"] == {"uri": before["uri"], "cid": before["cid"]}
