@@ -527,3 +527,100 @@ def test_real_pds_a_thread_with_a_transient_failure_at_part_3_replies_with_stron
         reply = record["value"]["reply"]
         assert reply["root"] == first_ref
         assert reply["parent"] == {"uri": before["uri"], "cid": before["cid"]}
+
+
+# ---- SIGKILL mid-thread -------------------------------------------------------------------------
+
+
+class Mastodon:
+    """Answers like Mastodon's POST /api/v1/statuses, slowly (so kills land mid-send), and keeps
+    each Idempotency-Key's status, as Mastodon does for an hour: a repeated key answers the
+    first status and posts nothing new."""
+
+    def __init__(self, networks: Networks, delay: float) -> None:
+        self.statuses: dict[str, tuple[str, dict[str, Any]]] = {}  # key -> (id, body)
+        self.order: list[str] = []
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.delay = delay
+        self.arrived = threading.Event()  # set when a post request comes in
+        networks.answer = self.answer
+
+    def answer(self, request: Request) -> Answer:
+        import time
+
+        key = request.headers.get("Idempotency-Key", "")
+        body = json.loads(request.body or b"{}")
+        self.arrived.set()
+        time.sleep(self.delay)
+        with self.lock:
+            self.requests += 1
+            if key not in self.statuses:
+                self.statuses[key] = (str(2000 + len(self.statuses)), body)
+                self.order.append(key)
+            status_id, _ = self.statuses[key]
+        url = f"https://social.example/@team/{status_id}"
+        return Answer(body=json.dumps({"id": status_id, "url": url}).encode())
+
+
+def test_sigkill_during_a_thread_publish_posts_every_part_once_in_order(
+    make_project: MakeProject,
+) -> None:
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    from test_channel_matrix import commcal_command
+
+    rng = random.Random(1813)
+    with Networks() as networks:
+        server = Mastodon(networks, delay=0.3)
+        root = make_project(
+            config=(
+                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+                "publish: {retry_delay: 1m, max_late: 1d, lease: 1m}\nchannels:\n"
+                f"  mastodon:\n    type: mastodon\n    instance: {networks.url}\n"
+                "    token: ${MASTO_TOKEN}\n"
+            ),
+            calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon")},
+            templates=THREAD_TEMPLATES,
+        )
+        now, kills, finished = NOW, 0, False
+        for run in range(20):
+            server.arrived.clear()
+            args = ["-C", str(root), "publish", "--format", "json", "--now", now.isoformat()]
+            proc = subprocess.Popen(
+                [*commcal_command(), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **ENV},
+            )
+            if run < 8 and server.arrived.wait(timeout=30):
+                # Killed once a post has reached the server: mid-send (its answer not yet
+                # read) or just after it, before the next part.
+                time.sleep(rng.uniform(0.0, 0.45))
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate(timeout=10)
+                kills += 1
+            else:
+                out, _ = proc.communicate(timeout=60)
+                report = json.loads(out)
+                states = {d["state"] for d in report["deliveries"]}
+                assert "unknown" not in states and "failed" not in states, report
+                if states <= {"sent", "already"} and len(report["deliveries"]) == PARTS:
+                    finished = True
+                    break
+            now += timedelta(minutes=2)  # past the lease of a killed run's claims
+        assert finished, f"not finished after {kills} kills"
+    assert kills >= 4
+    assert server.requests > PARTS  # some parts were sent again (same key): never posted twice
+    posts = [server.statuses[key] for key in server.order]
+    assert [body["status"] for _, body in posts] == [
+        f"Launch part {n} of launch" for n in range(1, PARTS + 1)
+    ]
+    assert "in_reply_to_id" not in posts[0][1]
+    for (before, _), (_, body) in itertools.pairwise(posts):
+        assert body["in_reply_to_id"] == before
