@@ -780,7 +780,18 @@ def status(
             states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
-        view.show_records(records, counts, format.value, tz_name)
+        view.show_records(records, counts, format.value, tz_name, _thread_sizes(ledger, records))
+
+
+def _thread_sizes(ledger: Any, records: Any) -> dict[str, int]:
+    """How many parts the ledger holds of each thread among `records` (status's "part k/n")."""
+    from commcal.threads import PART_SEPARATOR, split_part_id
+
+    threads = {split_part_id(r.id)[0] for r in records if split_part_id(r.id)[1]}
+    return {
+        thread: max(split_part_id(r.id)[1] for r in ledger.find(thread + PART_SEPARATOR))
+        for thread in threads
+    }
 
 
 def _one(ledger: Any, prefix: str) -> Any:

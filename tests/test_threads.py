@@ -142,6 +142,11 @@ def test_a_transient_failure_at_part_3_resumes_at_part_3_and_every_part_replies_
         assert [p["part"] for p in chain] == [1, 2, 3, 4, 5]
         assert [p["state"] for p in chain] == ["sent", "sent", "pending", "pending", "pending"]
         assert chain[0]["url"] and chain[1]["url"]
+        code, out = invoke(root, "status", part_id, env={"COLUMNS": "200"})
+        assert "thread of 5 parts" in out and "4/5 (this)" in out, out
+        assert "https://social.example/@team/1000" in out
+        code, out = invoke(root, "status", "--channel", "x", env={"COLUMNS": "200"})
+        assert all(f"main/launch part {n}/5" in out for n in range(1, 6)), out
 
         # A second run before the retry is due sends nothing and writes nothing new.
         code, report = publish(root, NOW + timedelta(minutes=1))
@@ -624,3 +629,61 @@ def test_sigkill_during_a_thread_publish_posts_every_part_once_in_order(
     assert "in_reply_to_id" not in posts[0][1]
     for (before, _), (_, body) in itertools.pairwise(posts):
         assert body["in_reply_to_id"] == before
+
+
+# ---- channels without replies of their own ------------------------------------------------------
+
+
+def test_telegram_replies_and_slack_and_discord_post_the_parts_in_order(
+    make_project: MakeProject,
+) -> None:
+    from fake_networks import channels_config, env_for
+
+    kept: list[tuple[str, dict[str, Any]]] = []
+    lock = threading.Lock()
+
+    def answer(request: Request) -> Answer:
+        body = json.loads(request.body or b"{}")
+        with lock:
+            number = 500 + len(kept)
+            kept.append((request.path, body))
+        if "/sendMessage" in request.path:
+            result = {"ok": True, "result": {"message_id": number}}
+            return Answer(body=json.dumps(result).encode())
+        if "/services/" in request.path:  # Slack's incoming webhook: `ok`, no id
+            return Answer(body=b"ok", content_type="text/plain")
+        return Answer(body=json.dumps({"id": str(number), "channel_id": "1"}).encode())
+
+    with Networks() as networks:
+        networks.answer = answer
+        root = make_project(
+            config="timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+            "publish: {max_late: 1d}\nchannels:\n" + channels_config(networks),
+            calendars={"main.yaml": THREAD_CALENDAR.format(channels="telegram, slack, discord")},
+            templates=THREAD_TEMPLATES,
+        )
+        result = CliRunner().invoke(
+            app,
+            ["-C", str(root), "publish", "--format", "json", "--now", NOW.isoformat()],
+            env=env_for(networks),
+        )
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["counts"] == {"sent": 3 * PARTS}
+    texts = {
+        kind: [body.get("text") or body.get("content") for path, body in kept if marker in path]
+        for kind, marker in (
+            ("telegram", "/sendMessage"),
+            ("slack", "/services/"),
+            ("discord", "/api/webhooks/"),
+        )
+    }
+    expected = [f"Launch part {n} of launch" for n in range(1, PARTS + 1)]
+    assert texts == {"telegram": expected, "slack": expected, "discord": expected}
+    telegram = [body for path, body in kept if "/sendMessage" in path]
+    ids = [500 + n for n, (path, _) in enumerate(kept) if "/sendMessage" in path]
+    assert "reply_parameters" not in telegram[0]
+    for before, body in zip(ids, telegram[1:], strict=False):
+        assert body["reply_parameters"] == {"message_id": before}
+    # Slack and Discord webhooks cannot reply: nothing but the text goes with the parts.
+    assert not any("thread_ts" in b or "message_reference" in b for _, b in kept)

@@ -80,9 +80,18 @@ def show_records(
     counts: Mapping[State, int],
     fmt: str,
     tz_name: str | None = None,
+    parts: Mapping[str, int] | None = None,
 ) -> None:
     """Deliveries as stored. Tables show times in `tz_name` (the project's zone; None: UTC)
-    and ids whole: at least as long as `retry` and `resolve` need."""
+    and ids whole: at least as long as `retry` and `resolve` need; a thread's part as "part k/n"
+    after its item (`parts`: a thread's id -> how many parts the ledger holds)."""
+    from commcal.threads import split_part_id
+
+    def item_of(r: DeliveryRecord) -> str:
+        thread, part = split_part_id(r.id)
+        total = (parts or {}).get(thread) if part else None
+        return f"{r.calendar}/{r.item}" + (f" part {part}/{total}" if total else "")
+
     counted = {str(k): v for k, v in counts.items()}
     if fmt == "jsonl":
         with JsonLines("commcal.status/1") as lines:
@@ -109,7 +118,7 @@ def show_records(
                 r.id,
                 local_time(r.due_at, tz_name),
                 f"{r.state}{tries[r.id]}",
-                f"{r.calendar}/{r.item} on {r.channel}"
+                f"{item_of(r)} on {r.channel}"
                 + (f"\n{r.url or r.last_error}" if r.url or r.last_error else ""),
             ]
             for r in records
@@ -120,7 +129,7 @@ def show_records(
         [
             r.id,
             local_time(r.due_at, tz_name),
-            f"{r.calendar}/{r.item}",
+            item_of(r),
             r.channel,
             str(r.state),
             str(r.attempts),
