@@ -170,7 +170,6 @@ def test_a_permanent_failure_at_part_3_blocks_4_and_5_with_the_reason_in_status(
 ) -> None:
     with Networks() as networks:
         social = Social(networks)
-        social.fail = lambda network, body: network == "mastodon" and "part 3" in body["text"]
         networks.answer = lambda request: (
             Answer(422, b'{"error": "Validation failed: Text too silly"}')
             if "part 3" in request.text and "statuses" in request.path
@@ -196,6 +195,15 @@ def test_a_permanent_failure_at_part_3_blocks_4_and_5_with_the_reason_in_status(
         for minutes in (1, 20, 60):
             publish(root, NOW + timedelta(minutes=minutes))
         assert len(social.posts("mastodon")) == 2
+        # The template fixed (here: the server accepts it now), `retry` sends part 3, and 4 and
+        # 5 follow it, each replying to the one before.
+        networks.answer = social.answer
+        later = NOW + timedelta(minutes=61)
+        code, out = invoke(root, "retry", mastodon["3"]["id"], "--now", later.isoformat())
+        assert code == 0, out
+        code, report = publish(root, later)
+        assert code == 0, report
+        assert_one_chain(social, "mastodon")
 
 
 def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: MakeProject) -> None:
