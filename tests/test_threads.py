@@ -695,3 +695,74 @@ def test_telegram_replies_and_slack_and_discord_post_the_parts_in_order(
         assert body["reply_parameters"] == {"message_id": before}
     # Slack and Discord webhooks cannot reply: nothing but the text goes with the parts.
     assert not any("thread_ts" in b or "message_reference" in b for _, b in kept)
+
+
+def test_a_part_sent_without_an_id_blocks_the_replies_after_it(make_project: MakeProject) -> None:
+    with Networks() as networks:
+        social = Social(networks)
+
+        def garbage_for_part_2(request: Request) -> Answer:
+            if "part 2" in request.text and "statuses" in request.path:
+                social.answer(request)  # the post is kept: the answer is what goes wrong
+                return Answer(body=b"<html>OK</html>", content_type="text/html")
+            return social.answer(request)
+
+        networks.answer = garbage_for_part_2
+        root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
+        code, report = publish(root, NOW)
+        mastodon = {
+            d["id"].rsplit("#", 1)[1]: d for d in report["deliveries"] if d["channel"] == "mastodon"
+        }
+        assert mastodon["2"]["state"] == "sent"  # it is out: never posted again
+        assert mastodon["3"]["state"] == "blocked"
+        assert "its id on mastodon is not known" in mastodon["3"]["detail"]
+        publish(root, NOW + timedelta(minutes=5))
+        assert len(social.posts("mastodon")) == 2
+        assert len(social.posts("x")) == PARTS
+
+
+def test_two_publish_processes_at_once_post_each_part_once_in_order(
+    make_project: MakeProject,
+) -> None:
+    import os
+    import subprocess
+
+    from test_channel_matrix import commcal_command
+
+    with Networks() as networks:
+        server = Mastodon(networks, delay=0.1)
+        root = make_project(
+            config=(
+                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+                "publish: {retry_delay: 1m, max_late: 1d, lease: 1m}\nchannels:\n"
+                f"  mastodon:\n    type: mastodon\n    instance: {networks.url}\n"
+                "    token: ${MASTO_TOKEN}\n"
+            ),
+            calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon")},
+            templates=THREAD_TEMPLATES,
+        )
+        for minutes in (0, 1, 2):  # overlapping cron runs, then the next minutes
+            now = (NOW + timedelta(minutes=minutes)).isoformat()
+            args = ["-C", str(root), "publish", "--format", "json", "--now", now]
+            procs = [
+                subprocess.Popen(
+                    [*commcal_command(), *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, **ENV},
+                )
+                for _ in range(2)
+            ]
+            for proc in procs:
+                out, err = proc.communicate(timeout=60)
+                assert out, err
+                states = {d["state"] for d in json.loads(out)["deliveries"]}
+                assert not states & {"failed", "unknown"}, out
+    assert server.requests == PARTS  # no part was even sent twice
+    posts = [server.statuses[key] for key in server.order]
+    assert [body["status"] for _, body in posts] == [
+        f"Launch part {n} of launch" for n in range(1, PARTS + 1)
+    ]
+    for (before, _), (_, body) in itertools.pairwise(posts):
+        assert body["in_reply_to_id"] == before
