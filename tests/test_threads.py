@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import MakeProject
 from fake_networks import Answer, Networks, Request
+from proxies import Proxy
 from typer.testing import CliRunner
 
 from commcal.cli import app
@@ -191,6 +192,16 @@ def test_a_permanent_failure_at_part_3_blocks_4_and_5_with_the_reason_in_status(
         assert rows["4"]["state"] == "pending"
         assert "blocked: part 3/5" in rows["4"]["last_error"]
         assert "failed" in rows["4"]["last_error"]
+        # A dry run says the same.
+        code, out = invoke(
+            root, "publish", "--dry-run", "--format", "json", "--now", NOW.isoformat()
+        )
+        dry = {
+            d["id"].rsplit("#", 1)[1]: d
+            for d in json.loads(out)["deliveries"]
+            if d["channel"] == "mastodon"
+        }
+        assert dry["4"]["state"] == "blocked" and "part 3/5" in dry["4"]["detail"], dry
         # Later runs leave them be, and never post parts 4 and 5 without part 3.
         for minutes in (1, 20, 60):
             publish(root, NOW + timedelta(minutes=minutes))
@@ -206,7 +217,12 @@ def test_a_permanent_failure_at_part_3_blocks_4_and_5_with_the_reason_in_status(
         assert_one_chain(social, "mastodon")
 
 
-def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: MakeProject) -> None:
+@pytest.mark.parametrize("arrived", [False, True])
+def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(
+    make_project: MakeProject, arrived: bool
+) -> None:
+    """Part 2 interrupted: it did not arrive (resolved --not-sent: it goes out again) or it did
+    (resolved --sent URL: the rest replies to the post that URL names)."""
     with Networks() as networks:
         social = Social(networks)
         root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
@@ -227,6 +243,8 @@ def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: Ma
 
         def die_on_part_2(request: Request) -> Answer:
             if "second" in request.text and "part 2" in request.text:
+                if arrived:
+                    original(request)
                 raise ConnectionError
             return original(request)
 
@@ -243,11 +261,13 @@ def test_a_part_whose_predecessor_is_unknown_waits_and_says_why(make_project: Ma
         assert "commcal resolve" in parts["3"]["detail"]
         with open_ledger("sqlite:///" + str(root / "state.db"), project_dir=root) as ledger:
             assert ledger.get(parts["3"]["id"]).state.value == "pending"  # type: ignore[union-attr]
-        # Resolved as not sent: part 2 goes out again, then 3 to 5, each replying to the last.
         networks.answer = original
-        code, out = invoke(
-            root, "resolve", parts["2"]["id"], "--not-sent", "--now", later.isoformat()
-        )
+        if arrived:
+            [(posted, _)] = [(i, b) for i, b in social.posts("x") if "2 of second" in b["text"]]
+            how = ["--sent", f"https://x.com/team/status/{posted}"]
+        else:  # part 2 goes out again, then 3 to 5
+            how = ["--not-sent"]
+        code, out = invoke(root, "resolve", parts["2"]["id"], *how, "--now", later.isoformat())
         assert code == 0, out
         code, report = publish(root, later + timedelta(minutes=1))
         second = [(i, b) for i, b in social.posts("x") if "of second" in b["text"]]
@@ -370,60 +390,20 @@ def test_plan_lists_each_part_with_its_own_id(make_project: MakeProject) -> None
 # ---- Matrix: the real Synapse -------------------------------------------------------------------
 
 
-class FailFirst:
-    """A loopback proxy to a real server that answers the first PUT or POST whose body holds
-    `marker` with a 503 (without passing it on) and forwards everything else."""
+class FailFirst(Proxy):
+    """A proxy to a real server that answers the first request whose body holds `marker` with a
+    503, without passing it on, and forwards everything else."""
 
     def __init__(self, upstream: str, marker: bytes) -> None:
-        import http.client
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import urlsplit
-
-        target = urlsplit(upstream)
         self.failed = 0
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def fault(method: str, body: bytes) -> tuple[int, bytes] | None:
+            if marker in body and not self.failed:
+                self.failed += 1
+                return 503, b'{"errcode": "M_UNKNOWN", "error": "busy"}'
+            return None
 
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if body and marker in body and not proxy.failed:
-                    proxy.failed += 1
-                    data = b'{"errcode": "M_UNKNOWN", "error": "busy"}'
-                    status, kind = 503, "application/json"
-                else:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    answer = conn.getresponse()
-                    data, status = answer.read(), answer.status
-                    kind = answer.getheader("Content-Type") or ""
-                    conn.close()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FailFirst:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(upstream, fault)
 
 
 def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
@@ -576,6 +556,20 @@ class Mastodon:
         return Answer(body=json.dumps({"id": status_id, "url": url}).encode())
 
 
+def mastodon_project(make_project: MakeProject, url: str) -> Path:
+    """The thread on one Mastodon channel, with a one-minute lease (runs two minutes apart
+    take over a killed run's claims)."""
+    return make_project(
+        config=(
+            "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+            "publish: {retry_delay: 1m, max_late: 1d, lease: 1m}\nchannels:\n"
+            f"  mastodon:\n    type: mastodon\n    instance: {url}\n    token: ${{MASTO_TOKEN}}\n"
+        ),
+        calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon")},
+        templates=THREAD_TEMPLATES,
+    )
+
+
 def test_sigkill_during_a_thread_publish_posts_every_part_once_in_order(
     make_project: MakeProject,
 ) -> None:
@@ -590,16 +584,7 @@ def test_sigkill_during_a_thread_publish_posts_every_part_once_in_order(
     rng = random.Random(1813)
     with Networks() as networks:
         server = Mastodon(networks, delay=0.3)
-        root = make_project(
-            config=(
-                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
-                "publish: {retry_delay: 1m, max_late: 1d, lease: 1m}\nchannels:\n"
-                f"  mastodon:\n    type: mastodon\n    instance: {networks.url}\n"
-                "    token: ${MASTO_TOKEN}\n"
-            ),
-            calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon")},
-            templates=THREAD_TEMPLATES,
-        )
+        root = mastodon_project(make_project, networks.url)
         now, kills, finished = NOW, 0, False
         for run in range(20):
             server.arrived.clear()
@@ -709,7 +694,7 @@ def test_a_part_sent_without_an_id_blocks_the_replies_after_it(make_project: Mak
 
         networks.answer = garbage_for_part_2
         root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
-        code, report = publish(root, NOW)
+        _, report = publish(root, NOW)
         mastodon = {
             d["id"].rsplit("#", 1)[1]: d for d in report["deliveries"] if d["channel"] == "mastodon"
         }
@@ -731,16 +716,7 @@ def test_two_publish_processes_at_once_post_each_part_once_in_order(
 
     with Networks() as networks:
         server = Mastodon(networks, delay=0.1)
-        root = make_project(
-            config=(
-                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
-                "publish: {retry_delay: 1m, max_late: 1d, lease: 1m}\nchannels:\n"
-                f"  mastodon:\n    type: mastodon\n    instance: {networks.url}\n"
-                "    token: ${MASTO_TOKEN}\n"
-            ),
-            calendars={"main.yaml": THREAD_CALENDAR.format(channels="mastodon")},
-            templates=THREAD_TEMPLATES,
-        )
+        root = mastodon_project(make_project, networks.url)
         for minutes in (0, 1, 2):  # overlapping cron runs, then the next minutes
             now = (NOW + timedelta(minutes=minutes)).isoformat()
             args = ["-C", str(root), "publish", "--format", "json", "--now", now]
@@ -766,3 +742,17 @@ def test_two_publish_processes_at_once_post_each_part_once_in_order(
     ]
     for (before, _), (_, body) in itertools.pairwise(posts):
         assert body["in_reply_to_id"] == before
+
+
+def test_every_registered_channel_type_says_how_it_posts_a_thread() -> None:
+    from importlib.metadata import entry_points
+
+    from commcal.channels.base import IN_ORDER, NO_THREADS, REPLIES
+    from commcal.channels.registry import GROUP, channel_class
+
+    modes = {ep.name: channel_class(ep.name).thread_mode for ep in entry_points(group=GROUP)}
+    assert set(modes.values()) <= {REPLIES, IN_ORDER, NO_THREADS}, modes
+    for name in ("mastodon", "bluesky", "x", "matrix", "telegram"):
+        assert modes[name] == REPLIES
+    assert modes["smtp"] == NO_THREADS
+    assert modes["slack"] == modes["discord"] == IN_ORDER

@@ -326,6 +326,12 @@ class Channel:
         the adapter's `send` reads back). Only for `uploads_media` channels. Raises SendError."""
         raise NotImplementedError(f"{self.type_name} does not upload media separately")
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """The network's id of a post from its public URL, where the URL holds it: what a
+        thread's next part replies to after `commcal resolve ID --sent URL` (which records the
+        URL only). None: not known from the URL."""
+        return None
+
     def measure(self, text: str) -> int:
         """Length of `text` counted the network's way (code points unless overridden)."""
         return len(text)

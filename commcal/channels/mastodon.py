@@ -152,6 +152,13 @@ class MastodonChannel(HttpChannel):
         url = str(self.value("instance")).rstrip("/") + path
         return self.call(method, url, token=self.secret("token"), **kwargs)
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://instance/@user/123456 (the status page) -> 123456."""
+        import re
+
+        found = re.fullmatch(r"https?://[^/]+/@[^/]+/(\d+)/?", url.strip())
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {
             "status": message.text,

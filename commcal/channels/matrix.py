@@ -136,6 +136,18 @@ class MatrixChannel(HttpChannel):
                 return milliseconds / 1000
         return seconds
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """A matrix.to permalink of an event in this room (`event_link`) -> its event id."""
+        from urllib.parse import unquote
+
+        prefix = "https://matrix.to/#/"
+        if not url.startswith(prefix):
+            return None
+        parts = unquote(url[len(prefix) :].split("?", 1)[0]).split("/")
+        if len(parts) == 2 and parts[1].startswith("$"):
+            return parts[1]
+        return None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         room = str(self.value("room_id"))
         path = (

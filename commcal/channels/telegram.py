@@ -237,6 +237,13 @@ class TelegramChannel(HttpChannel):
             return TransientError(text, retry_after)  # a 429 in the body of a 2xx too
         return super().new_error(text, retry_after, error, response)
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://t.me/channel/42 or https://t.me/c/123/42 -> 42."""
+        import re
+
+        found = re.fullmatch(r"https://t\.me/(?:c/)?[^/]+/(\d+)/?", url.strip())
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
         poll = message.options.get("poll")

@@ -104,6 +104,13 @@ class XChannel(HttpChannel):
     def error_reason(self, response: requests.Response) -> str:
         return _problem_text(response)
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://x.com/team/status/123 (or twitter.com, or /i/web/status/123) -> 123."""
+        import re
+
+        found = re.fullmatch(r"https?://(?:www\.)?(?:x|twitter)\.com/.+/status/(\d+)\S*", url)
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
         poll = message.options.get("poll")

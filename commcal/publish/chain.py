@@ -48,15 +48,22 @@ def link(
     if not earlier or adapter.thread_mode != REPLIES:
         return None
     root, parent = rows[earlier[0]], rows[earlier[-1]]
-    assert root.remote_id and parent.remote_id  # _waits_for checked
+    root_id, parent_id = remote_id(adapter, root), remote_id(adapter, parent)
+    assert root_id and parent_id  # _waits_for checked
     return ReplyTo(
         part=delivery.part,
         parts=total,
-        parent=parent.remote_id,
-        root=root.remote_id,
+        parent=parent_id,
+        root=root_id,
         parent_url=parent.url,
         root_url=root.url,
     )
+
+
+def remote_id(adapter: Channel, row: DeliveryRecord) -> str | None:
+    """A sent part's id on the network: as its send recorded it, or read from the URL a person
+    gave `commcal resolve --sent URL`."""
+    return row.remote_id or (adapter.remote_id_from_url(row.url) if row.url else None)
 
 
 def _waits_for(
@@ -67,10 +74,11 @@ def _waits_for(
         return Wait(f"waiting for {part}, not sent yet")
     state = row.state
     if state is State.SENT:
-        if adapter.thread_mode == REPLIES and not row.remote_id:
+        if adapter.thread_mode == REPLIES and not remote_id(adapter, row):
             return Wait(
                 f"blocked: {part} ({pid}) was sent, but its id on {adapter.type_name} is not "
-                "known, so the next part cannot reply to it; post the rest by hand",
+                "known (nor found in its URL), so the next part cannot reply to it; post the "
+                "rest of the thread by hand",
                 blocked=True,
             )
         return None

@@ -574,6 +574,13 @@ class Publisher:
         if delivery.id in skips:
             return Outcome(delivery, OutcomeState.WOULD_SKIP, skips[delivery.id])
         adapter = self.project.channels.get(delivery.channel)
+        # A part whose earlier part cannot go is blocked, as a real run says; one waiting for
+        # an earlier part this run would send first is sent after it.
+        unfinished = record is None or record.state not in TERMINAL
+        if delivery.part > 1 and ledger is not None and adapter is not None and unfinished:
+            linked = link(adapter, delivery, ledger.get_many(earlier_parts(delivery)))
+            if isinstance(linked, Wait) and linked.blocked:
+                return Outcome(delivery, OutcomeState.BLOCKED, linked.reason)
         if record is not None and ledger is not None:
             held = self._would_with_record(ledger, adapter, delivery, record)
             if held is not None:
@@ -591,12 +598,6 @@ class Publisher:
             return Outcome(
                 delivery, OutcomeState.WOULD_FAIL, "; ".join(p.message for p in planned.problems)
             )
-        if delivery.part > 1 and ledger is not None:
-            # A part whose earlier part cannot go is blocked; one waiting for an earlier part
-            # this run would send first is sent after it.
-            linked = link(adapter, delivery, ledger.get_many(earlier_parts(delivery)))
-            if isinstance(linked, Wait) and linked.blocked:
-                return Outcome(delivery, OutcomeState.BLOCKED, linked.reason)
         return Outcome(delivery, OutcomeState.WOULD_SEND)
 
     def _would_with_record(
@@ -969,8 +970,10 @@ class Publisher:
                 idempotent=adapter.idempotent,
                 key_window=key_window(adapter),
             )
-            if claim is not None:  # a row that says why; the attempt is given back
-                ledger.release(claim, self.clock(), reason=linked.reason)
+            if claim is not None:  # a row that says why, due as soon as the part before is
+                # sent (at this run's `now`: a run pinned to it may send it); the attempt is
+                # given back
+                ledger.release(claim, self.clock(), retry_at=self.now, reason=linked.reason)
         elif own.state is not State.PENDING:
             return self._not_claimed(ledger, delivery)
         return Outcome(delivery, state, linked.reason)
