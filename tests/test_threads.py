@@ -145,7 +145,7 @@ def test_a_transient_failure_at_part_3_resumes_at_part_3_and_every_part_replies_
         assert chain[0]["url"] and chain[1]["url"]
         code, out = invoke(root, "status", part_id, env={"COLUMNS": "200"})
         assert "thread of 5 parts" in out and "4/5 (this)" in out, out
-        assert "https://social.example/@team/1000" in out
+        assert chain[0]["url"] in out
         code, out = invoke(root, "status", "--channel", "x", env={"COLUMNS": "200"})
         assert all(f"main/launch part {n}/5" in out for n in range(1, 6)), out
 
@@ -750,7 +750,14 @@ def test_every_registered_channel_type_says_how_it_posts_a_thread() -> None:
     from commcal.channels.base import IN_ORDER, NO_THREADS, REPLIES
     from commcal.channels.registry import GROUP, channel_class
 
-    modes = {ep.name: channel_class(ep.name).thread_mode for ep in entry_points(group=GROUP)}
+    from commcal.errors import ConfigError
+
+    modes = {}
+    for ep in entry_points(group=GROUP):
+        try:
+            modes[ep.name] = channel_class(ep.name).thread_mode
+        except ConfigError:  # registered in the environment by a package not importable here
+            continue
     assert set(modes.values()) <= {REPLIES, IN_ORDER, NO_THREADS}, modes
     for name in ("mastodon", "bluesky", "x", "matrix", "telegram"):
         assert modes[name] == REPLIES
