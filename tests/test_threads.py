@@ -749,7 +749,6 @@ def test_every_registered_channel_type_says_how_it_posts_a_thread() -> None:
 
     from commcal.channels.base import IN_ORDER, NO_THREADS, REPLIES
     from commcal.channels.registry import GROUP, channel_class
-
     from commcal.errors import ConfigError
 
     modes = {}
@@ -763,3 +762,25 @@ def test_every_registered_channel_type_says_how_it_posts_a_thread() -> None:
         assert modes[name] == REPLIES
     assert modes["smtp"] == NO_THREADS
     assert modes["slack"] == modes["discord"] == IN_ORDER
+
+
+def test_an_unreachable_network_leaves_every_part_reported_and_the_next_run_sends_them(
+    make_project: MakeProject,
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    root = social_project(make_project, closed, "retry_delay: 10m, max_late: 1d")
+    code, report = publish(root, NOW)
+    assert len(report["deliveries"]) == 2 * PARTS  # every part has its outcome
+    assert {d["state"] for d in report["deliveries"]} == {"pending"}, report
+    with Networks() as networks:
+        social = Social(networks)
+        config = root / "commcal.yaml"
+        config.write_text(config.read_text().replace(closed, networks.url), encoding="utf-8")
+        code, report = publish(root, NOW + timedelta(minutes=15))
+        assert code == 0, report
+    for network in ("mastodon", "x"):
+        assert_one_chain(social, network)

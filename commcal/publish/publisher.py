@@ -880,7 +880,11 @@ class Publisher:
         )
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
-                self._defer(ledger, batch[n:], claims, circuit, report)
+                self._defer(ledger, [d for d in batch[n:] if not d.part], claims, circuit, report)
+                for part in (d for d in batch[n:] if d.part):  # never claimed: nothing to undo
+                    why, retry_at = circuit
+                    detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
+                    self._report(report, Outcome(part, OutcomeState.PENDING, detail))
                 return
             if self.stop.is_set():
                 for rest in batch[n:]:
