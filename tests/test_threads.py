@@ -406,6 +406,32 @@ class FailFirst(Proxy):
         super().__init__(upstream, fault)
 
 
+def one_channel_thread(make_project: MakeProject, channel_type: str, settings: list[str]) -> Path:
+    """The 5-part thread on one channel `net` of `channel_type` (`settings`: its `key: value`
+    lines), retries ten minutes apart."""
+    return make_project(
+        config=(
+            "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+            "publish: {retry_delay: 10m, max_late: 1d}\nchannels:\n"
+            f"  net:\n    type: {channel_type}\n" + "".join(f"    {line}\n" for line in settings)
+        ),
+        calendars={"main.yaml": THREAD_CALENDAR.format(channels="net")},
+        templates=THREAD_TEMPLATES,
+    )
+
+
+def publish_twice(root: Path, env: dict[str, str]) -> None:
+    """A run in which part 3 fails (parts 1 and 2 sent, 3 to 5 pending), and one after its
+    retry is due that sends the rest; no secret of `env` in the output."""
+    code, out = invoke(root, "publish", "--format", "json", "--now", NOW.isoformat(), env=env)
+    first = json.loads(out)
+    assert [d["state"] for d in first["deliveries"]] == ["sent", "sent"] + ["pending"] * 3, out
+    later = (NOW + timedelta(minutes=15)).isoformat()
+    code, second = invoke(root, "publish", "--format", "json", "--now", later, env=env)
+    assert code == 0, second
+    assert not any(secret in out + second for secret in env.values())
+
+
 def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
     """The room's m.room.message events, oldest first (GET /messages, read back)."""
     import requests
@@ -442,25 +468,13 @@ def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
 ) -> None:
     homeserver, token, room = synapse_room()
     with FailFirst(homeserver, b"Launch part 3") as proxy:
-        root = make_project(
-            config=(
-                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
-                "publish: {retry_delay: 10m, max_late: 1d}\nchannels:\n"
-                f"  room:\n    type: matrix\n    homeserver: {proxy.url}\n"
-                f"    access_token: ${{MATRIX_TOKEN}}\n    room_id: '{room}'\n"
-            ),
-            calendars={"main.yaml": THREAD_CALENDAR.format(channels="room")},
-            templates=THREAD_TEMPLATES,
-        )
-        env = {"MATRIX_TOKEN": token}
-        code, out = invoke(root, "publish", "--format", "json", "--now", NOW.isoformat(), env=env)
-        first = json.loads(out)
-        assert [d["state"] for d in first["deliveries"]] == ["sent", "sent", "pending"] + [
-            "pending"
-        ] * 2, first
-        later = (NOW + timedelta(minutes=15)).isoformat()
-        code, out = invoke(root, "publish", "--format", "json", "--now", later, env=env)
-        assert code == 0, out
+        settings = [
+            f"homeserver: {proxy.url}",
+            "access_token: ${MATRIX_TOKEN}",
+            f"room_id: '{room}'",
+        ]
+        root = one_channel_thread(make_project, "matrix", settings)
+        publish_twice(root, {"MATRIX_TOKEN": token})
         assert proxy.failed == 1
     events = room_messages(homeserver, token, room)
     bodies = [e["content"]["body"] for e in events]
@@ -489,24 +503,13 @@ def test_real_pds_a_thread_with_a_transient_failure_at_part_3_replies_with_stron
 
     account = real_pds()
     with FailFirst(account.service, b"Launch part 3") as proxy:
-        root = make_project(
-            config=(
-                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
-                "publish: {retry_delay: 10m, max_late: 1d}\nchannels:\n"
-                f"  sky:\n    type: bluesky\n    service: {proxy.url}\n"
-                f"    handle: {account.handle}\n    app_password: ${{SKY_PASSWORD}}\n"
-            ),
-            calendars={"main.yaml": THREAD_CALENDAR.format(channels="sky")},
-            templates=THREAD_TEMPLATES,
-        )
-        env = {"SKY_PASSWORD": account.password}
-        code, out = invoke(root, "publish", "--format", "json", "--now", NOW.isoformat(), env=env)
-        first = json.loads(out)
-        assert [d["state"] for d in first["deliveries"]] == ["sent", "sent"] + ["pending"] * 3
-        assert account.password not in out
-        later = (NOW + timedelta(minutes=15)).isoformat()
-        code, out = invoke(root, "publish", "--format", "json", "--now", later, env=env)
-        assert code == 0, out
+        settings = [
+            f"service: {proxy.url}",
+            f"handle: {account.handle}",
+            "app_password: ${SKY_PASSWORD}",
+        ]
+        root = one_channel_thread(make_project, "bluesky", settings)
+        publish_twice(root, {"SKY_PASSWORD": account.password})
         assert proxy.failed == 1
     # Record keys are derived from the delivery ids, so the repository lists them in no
     # particular order: put them in the order they were written.
