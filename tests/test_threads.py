@@ -446,27 +446,12 @@ def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]
     return [e for e in answer.json()["chunk"] if e.get("type") == "m.room.message"]
 
 
-def synapse_room() -> tuple[str, str, str]:
-    """real_synapse(), tried again while the shared homeserver rate-limits its createRoom
-    (several test runs at once: M_LIMIT_EXCEEDED, retry_after_ms about 2 s)."""
-    import time
-
-    from real_servers import real_synapse
-
-    for _ in range(30):
-        try:
-            return real_synapse()
-        except AssertionError as exc:
-            if "room_id" not in str(exc) and "access_token" not in str(exc):
-                raise
-            time.sleep(4)
-    return real_synapse()
-
-
 def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
     make_project: MakeProject,
 ) -> None:
-    homeserver, token, room = synapse_room()
+    from real_servers import real_synapse
+
+    homeserver, token, room = real_synapse()
     with FailFirst(homeserver, b"Launch part 3") as proxy:
         settings = [
             f"homeserver: {proxy.url}",
