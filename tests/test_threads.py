@@ -16,6 +16,7 @@ import pytest
 from conftest import MakeProject
 from fake_networks import Answer, Networks, Request
 from proxies import Proxy
+from test_ledger import ledger_url, postgres_db  # noqa: F401 (fixtures: each backend)
 from typer.testing import CliRunner
 
 from commcal.cli import app
@@ -75,9 +76,11 @@ class Social:
         return [(i, b) for n, i, b in self.kept if n == network]
 
 
-def social_project(make_project: MakeProject, url: str, publish_settings: str) -> Path:
+def social_project(
+    make_project: MakeProject, url: str, publish_settings: str, state: str = "sqlite:///state.db"
+) -> Path:
     config = (
-        "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+        f"timezone: UTC\nlocale: en\nstate: '{state}'\n"
         f"publish: {{{publish_settings}}}\n"
         "channels:\n"
         f"  mastodon:\n    type: mastodon\n    instance: {url}\n    token: ${{MASTO_TOKEN}}\n"
@@ -110,7 +113,9 @@ def assert_one_chain(social: Social, network: str) -> None:
 
 def test_a_transient_failure_at_part_3_resumes_at_part_3_and_every_part_replies_once(
     make_project: MakeProject,
+    ledger_url: str,  # noqa: F811 (test_ledger's fixture: an empty SQLite, then PostgreSQL, ledger)
 ) -> None:
+    """On each ledger backend (SQLite and the real PostgreSQL)."""
     with Networks() as networks:
         social = Social(networks)
         failed: set[str] = set()
@@ -122,7 +127,9 @@ def test_a_transient_failure_at_part_3_resumes_at_part_3_and_every_part_replies_
             return False
 
         social.fail = third_once
-        root = social_project(make_project, networks.url, "retry_delay: 10m, max_late: 1d")
+        root = social_project(
+            make_project, networks.url, "retry_delay: 10m, max_late: 1d", ledger_url
+        )
         code, report = publish(root, NOW)
         assert code == 0, report
         by_state: dict[str, list[str]] = {}
