@@ -146,8 +146,14 @@ def lint_findings(
     """Every cadence finding over the deliveries in [start, end), sorted by file and line:
     `planned` when the caller has them already (validate), else expanded here."""
     if planned is None:
-        planned = deliveries(project, start, end, broken=[])
-    posts = [_post(d) for d in planned if not d.item.draft]
+        from commcal.threads import expand
+
+        planned = expand(project, deliveries(project, start, end, broken=[]))
+    kept = [d for d in planned if not d.item.draft]
+    sent = [_post(d) for d in kept]
+    # A thread is one post to the cadence rules (its first part stands for it), but each of
+    # its parts is a post to the network's rate limits.
+    posts = [post for post, d in zip(sent, kept, strict=True) if d.part <= 1]
     config = project.config.lint or LintConfig()
     findings = _Findings(config, posts)
     _max_silence(project, start, end, findings)
@@ -156,7 +162,7 @@ def lint_findings(
     _quiet_hours(posts, findings)
     _staffed_hours(project, posts, findings)
     _blackout(posts, findings)
-    _rate_budget(posts, findings)
+    _rate_budget(sent, findings)
     return sorted_problems(findings.problems())
 
 

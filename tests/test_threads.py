@@ -779,3 +779,26 @@ def test_an_unreachable_network_leaves_every_part_reported_and_the_next_run_send
         assert code == 0, report
     for network in ("mastodon", "x"):
         assert_one_chain(social, network)
+
+
+def test_lint_counts_a_thread_once_per_day_but_each_part_against_the_rate_limit(
+    make_project: MakeProject,
+) -> None:
+    parts = 40  # Telegram: about 20 messages per minute per group (lint's rate_budget)
+    root = make_project(
+        config=BAD_CONFIG.replace(
+            "channels:\n",
+            "lint:\n  max_per_day: {limit: 1, severity: error}\nchannels:\n"
+            "  tg:\n    type: telegram\n    token: ${TG_TOKEN}\n    chat_id: '@teamchannel'\n",
+        ),
+        calendars={
+            "main.yaml": "items:\n  - id: long\n    channels: [x, tg]\n    at: 2026-12-05 09:00\n"
+            f"    thread: [{', '.join(['posts/a'] * parts)}]\n"
+        },
+        templates={"posts/a.j2": "Hello.\n"},
+    )
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "validate", "--now", "2026-12-01T00:00:00Z"], env=ENV
+    )
+    assert "max_per_day" not in result.output, result.output
+    assert "rate_budget: 21 deliveries on tg within 1m" in result.output, result.output
