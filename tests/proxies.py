@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 # and closes the connection without the answer (it arrived; the sender cannot know); a (status,
 # JSON body) pair is answered at once and never forwarded.
 DROP = "drop"
-Fault = Callable[[str, bytes], "str | tuple[int, bytes] | None"]
+Fault = Callable[[str, str, bytes], "str | tuple[int, bytes] | None"]
 
 
 class Proxy:
-    """`Proxy(upstream, fault)`: `fault(method, body)` decides each request (see DROP)."""
+    """`Proxy(upstream, fault)`: `fault(method, path, body)` decides each request (see DROP)."""
 
     def __init__(self, upstream: str, fault: Fault) -> None:
         target = urlsplit(upstream)
@@ -29,7 +29,7 @@ class Proxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                decision = fault(self.command, body)
+                decision = fault(self.command, self.path, body)
                 if isinstance(decision, tuple):
                     status, data = decision
                     kind = "application/json"

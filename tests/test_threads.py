@@ -404,7 +404,7 @@ class FailFirst(Proxy):
     def __init__(self, upstream: str, marker: bytes) -> None:
         self.failed = 0
 
-        def fault(method: str, body: bytes) -> tuple[int, bytes] | None:
+        def fault(method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
             if marker in body and not self.failed:
                 self.failed += 1
                 return 503, b'{"errcode": "M_UNKNOWN", "error": "busy"}'
