@@ -753,7 +753,7 @@ def test_every_registered_channel_type_says_how_it_posts_a_thread() -> None:
         except ConfigError:  # registered in the environment by a package not importable here
             continue
     assert set(modes.values()) <= {REPLIES, IN_ORDER, NO_THREADS}, modes
-    for name in ("mastodon", "bluesky", "x", "matrix", "telegram"):
+    for name in ("mastodon", "bluesky", "x", "matrix", "telegram", "threads"):
         assert modes[name] == REPLIES
     assert modes["smtp"] == NO_THREADS
     assert modes["slack"] == modes["discord"] == IN_ORDER
@@ -802,3 +802,60 @@ def test_lint_counts_a_thread_once_per_day_but_each_part_against_the_rate_limit(
     )
     assert "max_per_day" not in result.output, result.output
     assert "rate_budget: 21 deliveries on tg within 1m" in result.output, result.output
+
+
+def test_threads_meta_parts_reply_to_the_part_before(make_project: MakeProject) -> None:
+    """Threads (Meta): each part's container names the part before as `reply_to_id`."""
+    from urllib.parse import parse_qs, urlsplit
+
+    user, token = "26122000000000001", "THQWJq9Zx2Lm5Rt7Yp3Kw8VbN4cD6fG"
+    containers: dict[str, dict[str, list[str]]] = {}
+    posts: list[tuple[str, dict[str, list[str]]]] = []  # (post id, its container's fields)
+
+    def answer(request: Request) -> Answer:
+        path = urlsplit(request.path).path
+        if request.method == "POST" and path == f"/v1.0/{user}/threads":
+            container = str(17889615691921648 + len(containers))
+            containers[container] = parse_qs(request.text)
+            return Answer(body=json.dumps({"id": container}).encode())
+        if request.method == "POST" and path == f"/v1.0/{user}/threads_publish":
+            container = parse_qs(request.text)["creation_id"][0]
+            post = str(18028000000000042 + len(posts))
+            posts.append((post, containers[container]))
+            return Answer(body=json.dumps({"id": post}).encode())
+        if path.startswith("/v1.0/178896"):
+            return Answer(body=json.dumps({"id": path[6:], "status": "FINISHED"}).encode())
+        if path.startswith("/v1.0/18028"):
+            link = f"https://www.threads.net/@acme/post/{path[6:]}"
+            return Answer(body=json.dumps({"permalink": link}).encode())
+        return Answer(404, b'{"error": {"message": "Unknown path", "code": 100}}')
+
+    with Networks() as networks:
+        networks.answer = answer
+        root = make_project(
+            config=(
+                "timezone: UTC\nlocale: en\nstate: sqlite:///state.db\n"
+                "publish: {max_late: 1d}\nchannels:\n"
+                f"  threads:\n    type: threads\n    user_id: '{user}'\n"
+                f"    token: ${{THREADS_TOKEN}}\n    api_url: {networks.url}/v1.0\n"
+            ),
+            calendars={"main.yaml": THREAD_CALENDAR.format(channels="threads")},
+            templates=THREAD_TEMPLATES,
+        )
+        code, out = invoke(
+            root,
+            "publish",
+            "--format",
+            "json",
+            "--now",
+            NOW.isoformat(),
+            env={"THREADS_TOKEN": token},
+        )
+        assert code == 0, out
+        assert token not in out
+    assert [fields["text"] for _, fields in posts] == [
+        [f"Launch part {n} of launch"] for n in range(1, PARTS + 1)
+    ]
+    assert "reply_to_id" not in posts[0][1]
+    for (before, _), (_, fields) in itertools.pairwise(posts):
+        assert fields["reply_to_id"] == [before]
