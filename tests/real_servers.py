@@ -39,20 +39,9 @@ def real_synapse() -> tuple[str, str, str]:
             f"matrix-synapse is not installed or {SYNAPSE_SCRIPT} is missing "
             "(COMMCAL_REQUIRE_SYNAPSE=1 makes this test install and start it)"
         )
-    import time
-
-    # The homeserver is shared by every test run on the machine: its login and createRoom
-    # answer M_LIMIT_EXCEEDED when many run at once, and synapse.sh then finds no
-    # access_token or room_id in the answer. Those are asked again, for up to two minutes.
-    deadline = time.monotonic() + 120
-    while True:
-        done = subprocess.run(
-            ["bash", str(SYNAPSE_SCRIPT)], capture_output=True, text=True, timeout=1200
-        )
-        limited = "KeyError: 'room_id'" in done.stderr or "KeyError: 'access_token'" in done.stderr
-        if done.returncode == 0 or not limited or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    done = subprocess.run(
+        ["bash", str(SYNAPSE_SCRIPT)], capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     homeserver, token, room = done.stdout.strip().splitlines()[-1].split()
     return homeserver, token, room
