@@ -481,8 +481,8 @@ def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
         assert relation["m.in_reply_to"]["event_id"] == before["event_id"]
     # The homeserver itself counts them as one thread of four replies to the first part.
     summary = events[0].get("unsigned", {}).get("m.relations", {}).get("m.thread")
-    if summary is not None:
-        assert summary["count"] == PARTS - 1
+    assert summary is not None, events[0]
+    assert summary["count"] == PARTS - 1
 
 
 # ---- Bluesky: the real PDS ----------------------------------------------------------------------
