@@ -859,3 +859,40 @@ def test_threads_meta_parts_reply_to_the_part_before(make_project: MakeProject) 
     assert "reply_to_id" not in posts[0][1]
     for (before, _), (_, fields) in itertools.pairwise(posts):
         assert fields["reply_to_id"] == [before]
+
+
+def test_cron_minutes_finish_a_thread_whose_part_3_failed(make_project: MakeProject) -> None:
+    """`commcal publish` every minute, as cron runs it (the cron index's shortcut included):
+    the minute part 3's retry is due, it goes out, and 4 and 5 after it."""
+    import os
+    import subprocess
+
+    from test_channel_matrix import commcal_command
+
+    with Networks() as networks:
+        social = Social(networks)
+        failed: set[str] = set()
+
+        def third_once(network: str, body: dict[str, Any]) -> bool:
+            if body["text"].startswith("Launch part 3") and network not in failed:
+                failed.add(network)
+                return True
+            return False
+
+        social.fail = third_once
+        root = social_project(make_project, networks.url, "retry_delay: 2m, max_late: 1d")
+        for minute in range(12):
+            now = (NOW + timedelta(minutes=minute)).isoformat()
+            done = subprocess.run(
+                [*commcal_command(), "-C", str(root), "publish", "--now", now],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **ENV},
+                timeout=60,
+            )
+            assert "Traceback" not in done.stderr, done.stderr
+            if len(social.kept) == 2 * PARTS:
+                break
+        assert minute >= 2  # the retry waited for its minute
+    for network in ("mastodon", "x"):
+        assert_one_chain(social, network)
