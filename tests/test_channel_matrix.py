@@ -580,20 +580,23 @@ class DropFirstPut(Proxy):
         super().__init__(upstream, fault)
 
 
-def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
+def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
+    """The room's m.room.message events, oldest first, read back with GET /messages."""
     import requests
 
     answer = requests.get(
         f"{homeserver}/_matrix/client/v3/rooms/{room}/messages",
-        params={"dir": "b", "limit": "1000"},
+        params={"dir": "f", "limit": "1000"},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
     answer.raise_for_status()
+    return [e for e in answer.json()["chunk"] if e.get("type") == "m.room.message"]
+
+
+def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
     return Counter(
-        str(event["content"].get("body"))
-        for event in answer.json()["chunk"]
-        if event.get("type") == "m.room.message"
+        str(event["content"].get("body")) for event in room_messages(homeserver, token, room)
     )
 
 

@@ -439,24 +439,11 @@ def publish_twice(root: Path, env: dict[str, str]) -> None:
     assert not any(secret in out + second for secret in env.values())
 
 
-def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
-    """The room's m.room.message events, oldest first (GET /messages, read back)."""
-    import requests
-
-    answer = requests.get(
-        f"{homeserver}/_matrix/client/v3/rooms/{room}/messages",
-        params={"dir": "f", "limit": "1000"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return [e for e in answer.json()["chunk"] if e.get("type") == "m.room.message"]
-
-
 def test_real_synapse_a_thread_with_a_transient_failure_at_part_3_is_one_thread(
     make_project: MakeProject,
 ) -> None:
     from real_servers import real_synapse
+    from test_channel_matrix import room_messages
 
     homeserver, token, room = real_synapse()
     with FailFirst(homeserver, b"Launch part 3") as proxy:
