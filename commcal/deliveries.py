@@ -95,6 +95,10 @@ class Delivery:
     zone: str = ""
     # The channel sends each recipient a message of their own (mail), not one public post.
     per_recipient: bool = False
+    # A thread's part (commcal.threads.parts): its number from 1 and how many there are; 0 for
+    # a delivery that is no part (a thread item's delivery before it is cut into parts too).
+    part: int = 0
+    parts: int = 0
 
     @property
     def personal(self) -> bool:

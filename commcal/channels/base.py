@@ -79,9 +79,31 @@ class Message:
     languages: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
-    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).
+    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...; a
+    # thread's part: "thread" (part, parts) and, on parts 2..n, "reply_to" (a ReplyTo)).
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a part of a thread goes (calendar `thread:`): `Message.options["reply_to"]` on parts
+    2..n of a channel whose `thread_mode` is "replies". The ids are the network's own, as the
+    adapter's `send` returned them in `Receipt.remote_id` for the earlier parts (the publisher
+    reads them from the ledger): `parent` is the part just before, `root` the first part."""
+
+    part: int  # this part's number, from 1
+    parts: int  # how many parts the thread has
+    parent: str
+    root: str
+    parent_url: str | None = None
+    root_url: str | None = None
+
+
+# Thread modes (`Channel.thread_mode`).
+REPLIES = "replies"  # each part replies to the one before (Message.options["reply_to"])
+IN_ORDER = "in order"  # the parts are posted one after the other, each once the last is sent
+NO_THREADS = "none"  # `check` refuses a thread on the channel
 
 
 @dataclass(frozen=True)
@@ -287,6 +309,12 @@ class Channel:
     # and sends the Message with every `ref` set. Channels that send media inside the post's
     # own request (Discord, Telegram, mail) leave this False and read `Media.path` in `send`.
     uploads_media: ClassVar[bool] = False
+    # Threads (calendar `thread:`, docs/calendar-format.md "Threads"): each part is a delivery
+    # of its own, sent only once the part before it is `sent`. REPLIES: the network links a
+    # reply to an earlier post; parts 2..n carry Message.options["reply_to"] (a ReplyTo) and wait
+    # until the part before has a remote id. IN_ORDER: no link (a webhook that answers no id):
+    # the parts are posted in order, nothing more. NO_THREADS: `check` refuses a thread (mail).
+    thread_mode: ClassVar[str] = IN_ORDER
     # A folder of the project where the adapter may keep state between runs (a login session),
     # set by the project after construction (`<project>/.commcal`); None: keep nothing.
     state_dir: Path | None = None
@@ -350,6 +378,12 @@ class Channel:
         (a TransientError's `maybe_sent` does not matter here: an upload is not a post).
         `send` raises StaleMedia when the network refuses a ref as unknown or expired."""
         raise NotImplementedError(f"{self.type_name} does not upload media separately")
+
+    def remote_id_from_url(self, url: str) -> str | None:
+        """The network's id of a post from its public URL, where the URL holds it: what a
+        thread's next part replies to after `commcal resolve ID --sent URL` (which records the
+        URL only). None: not known from the URL."""
+        return None
 
     def measure(self, text: str) -> int:
         """Length of `text` counted the network's way (code points unless overridden)."""
@@ -437,6 +471,12 @@ class Channel:
             problems.append("message is empty")
         if self.needs_subject and not (message.subject or "").strip():
             problems.append("a subject is required (set `subject` in the template)")
+        part = message.options.get("thread")
+        if part and part[0] == 1 and self.thread_mode == NO_THREADS:  # said once, at part 1
+            problems.append(
+                f"{self.type_name} cannot post a thread: remove this channel from the item, "
+                "or give it an item of its own without thread:"
+            )
         return problems
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:

@@ -69,12 +69,14 @@ from commcal.ledger import (
 from commcal.ledger.base import ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
+from commcal.publish.chain import Wait, earlier_parts, link
 from commcal.publish.people import Members, batches, for_members, streams
 from commcal.publish.recorder import SentRecorder
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.publish.retry import backoff, ceiling
 from commcal.publish.rows import due_delivery
 from commcal.publish.rows import worker_name as worker_name
+from commcal.threads import expand
 
 # How far back `publish` looks for deliveries nobody handled, to record them `expired`.
 EXPIRY_LOOKBACK = timedelta(days=7)
@@ -418,6 +420,8 @@ class Publisher:
             stream=True,  # a newsletter's members are read batch by batch as they are sent
         )
         report.problems.extend(broken)
+        # A thread's delivery becomes its parts, each a delivery of its own, in order.
+        window = expand(self.project, window)
         due = [d for d in window if d.due <= self.now]
         late = [d for d in due if d.due < self.now - max_late]
         fresh = [d for d in due if d.due >= self.now - max_late]
@@ -574,6 +578,13 @@ class Publisher:
         if delivery.id in skips:
             return Outcome(delivery, OutcomeState.WOULD_SKIP, skips[delivery.id])
         adapter = self.project.channels.get(delivery.channel)
+        # A part whose earlier part cannot go is blocked, as a real run says; one waiting for
+        # an earlier part this run would send first is sent after it.
+        unfinished = record is None or record.state not in TERMINAL
+        if delivery.part > 1 and ledger is not None and adapter is not None and unfinished:
+            linked = link(adapter, delivery, ledger.get_many(earlier_parts(delivery)))
+            if isinstance(linked, Wait) and linked.blocked:
+                return Outcome(delivery, OutcomeState.BLOCKED, linked.reason)
         if record is not None and ledger is not None:
             held = self._would_with_record(ledger, adapter, delivery, record)
             if held is not None:
@@ -867,16 +878,27 @@ class Publisher:
         # crash and a change of scope (a new access token) only the send in flight is
         # `unknown`, not the whole batch.
         sending = adapter.idempotent and known and scope is None
-        claims = self._claims(ledger, adapter, batch, sending=sending, scope=scope)
+        # A thread's parts are claimed one by one, each once the part before it is sent.
+        claims = self._claims(
+            ledger, adapter, [d for d in batch if not d.part], sending=sending, scope=scope
+        )
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
-                self._defer(ledger, batch[n:], claims, circuit, report)
+                self._defer(ledger, [d for d in batch[n:] if not d.part], claims, circuit, report)
+                for part in (d for d in batch[n:] if d.part):  # never claimed: nothing to undo
+                    why, retry_at = circuit
+                    detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
+                    self._report(report, Outcome(part, OutcomeState.PENDING, detail))
                 return
             if self.stop.is_set():
                 for rest in batch[n:]:
                     if (claim := claims.get(rest.id)) is not None:
                         ledger.release(claim, self.clock())
                 return
+            if delivery.part:
+                if (outcome := self._thread_part(ledger, adapter, delivery)) is not None:
+                    self._report(report, outcome)
+                continue
             claim = claims.get(delivery.id)
             # Earlier sends in the batch (retry waits, slow servers) may have used up much of
             # this claim's lease: renew it while it is still ours.
@@ -935,6 +957,35 @@ class Publisher:
                     report, Outcome(delivery, OutcomeState.HELD, "claim lost to another worker")
                 )
 
+    def _thread_part(self, ledger: Ledger, adapter: Channel, delivery: Delivery) -> Outcome | None:
+        """One part of a thread: sent (replying to the part before it) when every part before
+        it is `sent`; otherwise it waits, and why is recorded as its last error (once: the
+        same reason is not written again at every run)."""
+        rows = ledger.get_many([*earlier_parts(delivery), delivery.id])
+        own = rows.pop(delivery.id, None)
+        linked = link(adapter, delivery, rows)
+        if not isinstance(linked, Wait):
+            # Recorded `sent` before the next part is looked at: never in the background.
+            options = {"reply_to": linked} if linked is not None else {}
+            return self._deliver(ledger, adapter, delivery, options=options)
+        state = OutcomeState.BLOCKED if linked.blocked else OutcomeState.PENDING
+        if own is None or (own.state is State.PENDING and own.last_error != linked.reason):
+            claim = ledger.claim(
+                due_delivery(delivery),
+                worker=self.worker,
+                now=self.clock(),
+                lease=self.config.publish.lease,
+                idempotent=adapter.idempotent,
+                key_window=key_window(adapter),
+            )
+            if claim is not None:  # a row that says why, due as soon as the part before is
+                # sent (at this run's `now`: a run pinned to it may send it); the attempt is
+                # given back
+                ledger.release(claim, self.clock(), retry_at=self.now, reason=linked.reason)
+        elif own.state is not State.PENDING:
+            return self._not_claimed(ledger, delivery)
+        return Outcome(delivery, state, linked.reason)
+
     def _deliver(
         self,
         ledger: Ledger,
@@ -942,9 +993,11 @@ class Publisher:
         delivery: Delivery,
         claim: Claim | None = None,
         recorder: SentRecorder | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> Outcome | None:
-        """Render, check and send one delivery; its outcome, or None when `recorder` will
-        report it once its `sent` is committed."""
+        """Render, check and send one delivery (its message with `options` added: a thread
+        part's `reply_to`); its outcome, or None when `recorder` will report it once its
+        `sent` is committed."""
         planned = check(self.project, delivery)
         publish = self.config.publish
         if claim is None:
@@ -962,7 +1015,10 @@ class Publisher:
         if not planned.ok or planned.message is None:
             reason = "; ".join(p.message for p in planned.problems) or "could not render"
             return self._fail(ledger, claim, delivery, f"not sent: {reason}")
-        return self._send(ledger, adapter, delivery, claim, planned.message, recorder)
+        message = planned.message
+        if options:
+            message = replace(message, options={**message.options, **options})
+        return self._send(ledger, adapter, delivery, claim, message, recorder)
 
     def _not_claimed(self, ledger: Ledger, delivery: Delivery) -> Outcome:
         """The outcome of a delivery this run could not claim: another worker holds it (`held`,
