@@ -251,3 +251,74 @@ def describe(media: Media, data: bytes, mime: str) -> tuple[str, dict[str, int |
         if seconds:
             info["duration"] = int(seconds * 1000)
     return "video", info
+
+
+def summaries(message: Message, entries: Sequence[MediaEntry]) -> list[dict[str, object]]:
+    """What `preview` and `plan --format json` show of each file: as written in the calendar
+    (`file` or `url`), what is sent (`sent`: a fitted copy's path, else null), its type,
+    bytes and pixel size (null where unknown: a URL, a damaged file), its alt text and focus."""
+    out: list[dict[str, object]] = []
+    for media, entry in zip(message.media, entries, strict=True):
+        try:
+            info = inspect(media)
+        except OSError:
+            info = MediaFile(media)
+        written = entry.file or ""
+        fitted = bool(written) and not media.path.endswith(written)
+        out.append(
+            {
+                "file": entry.file or None,
+                "url": entry.url or None,
+                "sent": media.path if fitted else None,
+                "type": info.mime_type or None,
+                "bytes": info.size,
+                "width": info.width,
+                "height": info.height,
+                "seconds": info.seconds,
+                "alt": media.alt,
+                "focus": list(media.focus) if media.focus is not None else None,
+            }
+        )
+    return out
+
+
+def summary_line(shown: dict[str, object]) -> str:
+    """One file as the terminal shows it: media/stall.png · image/png · 12,345 bytes ·
+    1200x800 · alt: "..."."""
+    parts = [str(shown["file"] or shown["url"])]
+    if shown["type"]:
+        parts.append(str(shown["type"]))
+    if isinstance(shown["bytes"], int):
+        parts.append(f"{shown['bytes']:,} bytes")
+    if shown["width"] and shown["height"]:
+        parts.append(f"{shown['width']}x{shown['height']}")
+    if isinstance(shown["seconds"], float):
+        parts.append(f"{shown['seconds']:.1f} s")
+    if shown["sent"]:
+        parts.append("fitted copy")
+    alt = str(shown["alt"]) or "(no alt text)"
+    return " · ".join(parts) + f"\n    alt: {alt}"
+
+
+THUMBNAIL_SIDE = 240  # pixels, the longer side of a thumbnail in `export html`
+
+
+def thumbnail(media: Media) -> str:
+    """A small JPEG of an image as a `data:` URI, for a page that makes no request (`export
+    html`); "" for a URL, a video or a file that cannot be read."""
+    if is_url(media.path):
+        return ""
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(media.path) as img:
+            img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            small = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return ""
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
