@@ -407,7 +407,10 @@ class SqlLedger(AudienceStore):
             )
             return True
 
-        return self._transaction(tx, write=True)
+        # Not flushed to disk by itself (durable=False): a killed process keeps it, and the next
+        # durable commit (begin_send, record_sent) flushes it with its own. Lost to a power cut
+        # before that, the file is uploaded again: the claim rules decide the post, as always.
+        return self._transaction(tx, write=True, durable=False)
 
     def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:
         rows = self._transaction(

@@ -16,14 +16,15 @@ Guarantees (DESIGN.md section 3) and where they are kept:
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
   over its own ledger connection, in due order.
 
-On channels that remember idempotency keys for good (webhook, Bluesky's derived record key), a
-successful send is recorded by a second thread (`SentRecorder`), several per commit, while the
-channel's thread goes on to the next send: the commit's fsync no longer sits between two network
-calls. Until its `sent` commit a delivery stays `sending`, and a `sending` delivery of an
-idempotent channel is resent with the same key after a crash, so a crash now repeats up to
-MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Mastodon and Matrix
-forget keys after an hour or less, and non-idempotent channels decide `sent` or `unknown` by
-that record: they record each send before the next.
+On channels that remember idempotency keys for good (webhook, Bluesky's derived record key) or
+for at least RECORD_BEHIND_WINDOW (Mastodon's hour), a successful send is recorded by a second
+thread (`SentRecorder`), several per commit, while the channel's thread goes on to the next
+send: the commit's fsync no longer sits between two network calls. Until its `sent` commit a
+delivery stays `sending`, and a `sending` delivery of an idempotent channel is resent with the
+same key after a crash (while the network still knows the key: else `unknown`), so a crash now
+repeats up to MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Matrix
+keeps keys per device and for 30 minutes or less, and non-idempotent channels decide `sent` or
+`unknown` by that record: they record each send before the next.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ MAX_INLINE_WAIT = 60.0
 # CLAIM_BATCH_MAX: there the claim's commit is a real share of the time (measured with
 # bench/publish.py, figures in bench/README.md: "claim batches grow"), while slow channels
 # keep small batches, so hosts sharing a PostgreSQL ledger share their deliveries too.
+# A network that keeps our idempotency keys this long has its sends recorded behind them too
+# (SentRecorder): the up to MAX_UNRECORDED sends a crash leaves `sending` are resent with their
+# keys by the next run (cron's, a minute later) and deduplicated; a run later than the window
+# records them `unknown` instead (never a second post), as it does the send in flight. For
+# Mastodon (one hour) this took media publishing from 0.4x to 0.9x of a bare requests loop
+# (bench/media_publish.py; bench/README.md).
+RECORD_BEHIND_WINDOW = 3600.0
 CLAIM_BATCH = 32
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
@@ -118,6 +126,19 @@ def held(delivery: Delivery, record: DeliveryRecord | None) -> Outcome:
     lease = record.lease_until if record is not None else None
     until = f" until {lease:%H:%M:%S} UTC" if lease else ""
     return Outcome(delivery, OutcomeState.HELD, f"held by {who}{until}")
+
+
+def records_behind(adapter: Channel) -> bool:
+    """Whether the adapter's sends are recorded `sent` by a SentRecorder, several per commit:
+    those of networks that dedupe by our key for good, or for at least RECORD_BEHIND_WINDOW
+    (Mastodon: an hour), whose keys are not kept per scope (a Matrix device)."""
+    window = adapter.idempotency_window
+    long_enough = window is None or window >= RECORD_BEHIND_WINDOW
+    return (
+        adapter.idempotent
+        and long_enough
+        and type(adapter).idempotency_scope is Channel.idempotency_scope
+    )
 
 
 def key_window(adapter: Channel) -> timedelta | None:
@@ -680,7 +701,7 @@ class Publisher:
         ledger = self.open()
         recorder = None
         try:
-            if adapter.idempotent and adapter.idempotency_window is None:
+            if records_behind(adapter):
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
             fixed = adapter.batch_size()  # sent at once by send_many: a batch of that size
             size = [fixed or CLAIM_BATCH]
