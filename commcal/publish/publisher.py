@@ -703,7 +703,9 @@ class Publisher:
         try:
             if records_behind(adapter):
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
-            fixed = adapter.batch_size()  # sent at once by send_many: a batch of that size
+            # Sent at once by send_many: a batch of that size. Not for a channel that uploads
+            # media first: its uploads are recorded one delivery at a time, in `_send`.
+            fixed = 0 if adapter.uploads_media else adapter.batch_size()
             size = [fixed or CLAIM_BATCH]
             people = Members(
                 ledger,
