@@ -208,6 +208,29 @@ def test_an_upload_the_server_cannot_take_posts_nothing(
         ledger.close()
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [("garbage", "not JSON, to the upload of stall.png; nothing was posted"), ("echo", "HTTP 401")],
+)
+def test_an_upload_answered_with_garbage_or_the_token_fails_without_a_post(
+    make_project: MakeProject, servers: MediaServers, answer: str, said: str
+) -> None:
+    servers.hook = lambda kind, path: answer if kind == "upload" else None
+    root = make(make_project, servers, "mastodon", images=1)
+    report = publish(load_project(root), now=parse_datetime(NOW))
+    (outcome,) = report.outcomes
+    assert outcome.state is OutcomeState.FAILED and said in outcome.detail, outcome.detail
+    assert ENV["M_TOKEN"] not in outcome.detail
+    assert servers.statuses == [] and servers.counts.get("post") is None
+    ledger = open_ledger(f"sqlite:///{root / 'state.db'}")
+    try:
+        (record,) = ledger.records()
+        assert ENV["M_TOKEN"] not in (record.last_error or "")
+        assert all(ENV["M_TOKEN"] not in (a.error or "") for a in ledger.attempts(record.id))
+    finally:
+        ledger.close()
+
+
 # -- Bluesky ------------------------------------------------------------------------------------
 
 

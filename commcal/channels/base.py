@@ -197,8 +197,9 @@ def mask(value: Any) -> str:
 
 
 def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
-    """`send`/`verify` whose SendError and CommcalError texts are redacted (`Channel.redact`) as
-    they leave the adapter, whatever the adapter (a plugin too) put in them."""
+    """`send`/`verify`/`upload` whose SendError and CommcalError texts are redacted
+    (`Channel.redact`) as they leave the adapter, whatever the adapter (a plugin too) put in
+    them."""
 
     @functools.wraps(method)
     def wrapper(self: Channel, *args: Any, **kwargs: Any) -> Any:
@@ -215,13 +216,14 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
 class Channel:
     """Base class of every adapter type. Subclasses set the class attributes and override `send`.
 
-    The text of every SendError or CommcalError leaving `send` or `verify` is redacted on its way
-    out (`_redacting`): no secret of the channel is in it, and it is at most ERROR_LIMIT long.
+    The text of every SendError or CommcalError leaving `send`, `verify` or `upload` is redacted
+    on its way out (`_redacting`): no secret of the channel is in it, and it is at most
+    ERROR_LIMIT long.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("send", "verify"):
+        for name in ("send", "verify", "upload"):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__redacting__", False):
                 setattr(cls, name, _redacting(method))
