@@ -289,6 +289,31 @@ def test_matrix_posts_the_text_then_each_image_with_its_alt_text(
     assert (image_2["info"]["w"], image_2["info"]["h"]) == (30, 40)
 
 
+def test_matrix_posts_a_video_as_m_video_with_its_size_and_length(
+    make_project: MakeProject, servers: MediaServers
+) -> None:
+    from test_media import mp4
+
+    root = make(make_project, servers, "matrix", images=0)
+    (root / "media" / "clip.mp4").write_bytes(mp4(seconds=12.5, width=1280, height=720))
+    calendar = root / "calendars" / "c.yaml"
+    calendar.write_text(
+        calendar.read_text(encoding="utf-8") + "      - {file: media/clip.mp4, alt: 'Βίντεο'}\n",
+        encoding="utf-8",
+    )
+    assert run(root) == {OutcomeState.SENT: 1}
+    (_, text), (_, video) = servers.events
+    assert text["msgtype"] == "m.text"
+    assert video["msgtype"] == "m.video" and video["body"] == "Βίντεο"
+    assert video["info"] == {
+        "mimetype": "video/mp4",
+        "size": (root / "media" / "clip.mp4").stat().st_size,
+        "w": 1280,
+        "h": 720,
+        "duration": 12500,
+    }
+
+
 def test_matrix_resends_only_the_missing_events_after_a_drop(
     make_project: MakeProject, servers: MediaServers
 ) -> None:
