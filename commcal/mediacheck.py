@@ -54,8 +54,9 @@ def inspect(media: Media) -> MediaFile:
     # Not an image Pillow can read (damaged, not an image, or over Pillow's safety limit of
     # pixels) nor a video: `check_media` refuses its type.
     guessed = mimetypes.guess_type(media.path)[0] or ""
-    unreadable = not guessed or guessed.startswith("image/")
-    return MediaFile(media, "", "application/octet-stream" if unreadable else guessed, size)
+    if not guessed or guessed.startswith("image/"):
+        return MediaFile(media, "unreadable", "", size)
+    return MediaFile(media, "", guessed, size)
 
 
 def _image(path: str) -> tuple[str, int, int] | None:

@@ -56,7 +56,9 @@ class MediaFile:
     None where it could not be known (a URL is fetched only when it is uploaded)."""
 
     media: Media
-    kind: str = ""  # "image", "video", or "" (neither, or not known)
+    # "image", "video", "unreadable" (named as one, not readable as one), or "" (another kind
+    # of file, or not known: a URL)
+    kind: str = ""
     mime_type: str = ""
     size: int | None = None  # bytes
     width: int | None = None  # pixels
@@ -370,13 +372,17 @@ class Channel:
         if most is not None and len(files) > most:
             problems.append((None, f"{len(files)} media files, over {name}'s {most} per post"))
         if videos and self.video_alone and len(files) > 1:
-            problems.append((videos[0], f"{name} takes 4 images or 1 video alone, not both"))
+            problems.append(
+                (videos[0], f"{name} takes up to {most or 'several'} images or 1 video alone")
+            )
         for n, f in enumerate(files):
             problems.extend((n, text) for text in self._file_problems(f))
         return problems
 
     def _file_problems(self, f: MediaFile) -> list[str]:
         name, out = self.type_name, []
+        if f.kind == "unreadable":
+            return ["cannot be read as an image or a video (damaged, or not what its name says)"]
         kinds = {"image": self.image_types, "video": self.video_types}
         if f.kind == "video" and not self.video_types:
             out.append(f"{name} takes no video here ({f.mime_type})")
