@@ -6,8 +6,9 @@ Heavy modules (the project loader, Jinja, rich tables, requests) are imported in
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -16,9 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from commcal import __version__, window
+from commcal.changes_cli import changes_app
 from commcal.export_cli import export_app
 from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
+from commcal.inbox_cli import inbox_app
+from commcal.kb_cli import kb_app
+from commcal.report_cli import report as report_command
 
 if TYPE_CHECKING:
     from commcal.project import Project
@@ -286,7 +291,13 @@ def validate(
 
     project = _load(format, lambda found: view.show(found, format.value, checked=0, calendars=0))
     start = _now(now)
-    result = check_project(project, window.Span(start, start + timedelta(days=days)), lint=lint)
+    results = None
+    if lint and not project.config_errors:
+        from commcal.report_cli import lint_results
+
+        results = lint_results(project)  # slow_slot: how past posts did, if any were pulled
+    span = window.Span(start, start + timedelta(days=days))
+    result = check_project(project, span, lint=lint, results=results)
     view.show(result.problems, format.value, checked=result.checked, calendars=result.calendars)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -544,6 +555,27 @@ def _ledger(
         raise fail(str(exc), exc.exit_code) from None
 
 
+@contextlib.contextmanager
+def reading_ledger(project: Project, state: str | None) -> Iterator[Any]:
+    """The project's ledger, read-only; None when it does not exist yet and --state named none
+    (nothing recorded yet: an empty view). A --state naming no ledger is an error, exit 2."""
+    from commcal.errors import CommcalError
+    from commcal.ledger import LedgerMissing, open_ledger
+
+    try:
+        url = project.config.ledger_url(state)
+        ledger = open_ledger(url, project_dir=project.root, read_only=True)
+    except LedgerMissing as exc:
+        if state is not None:
+            raise fail(str(exc), exc.exit_code) from None
+        yield None
+        return
+    except CommcalError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    with ledger:
+        yield ledger
+
+
 @app.command()
 def publish(
     dry_run: Annotated[
@@ -763,7 +795,8 @@ def status(
             return
         if delivery:
             record = _one(ledger, delivery)
-            view.show_history(record, ledger.attempts(record.id), format.value, tz_name)
+            changes = ledger.post_changes([record.id]).get(record.id, [])
+            view.show_history(record, ledger.attempts(record.id), format.value, tz_name, changes)
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -775,7 +808,8 @@ def status(
             states=states or None, calendar=calendar, item=item, channel=channel, limit=limit
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
-        view.show_records(records, counts, format.value, tz_name)
+        changes = ledger.post_changes(r.id for r in records if r.state is State.SENT)
+        view.show_records(records, counts, format.value, tz_name, changes)
 
 
 def _one(ledger: Any, prefix: str) -> Any:
@@ -1081,6 +1115,10 @@ app.add_typer(export_app, name="export")
 contest_app = typer.Typer(no_args_is_help=True)
 app.add_typer(contest_app, name="contest")
 app.add_typer(import_app, name="import")  # commcal/import_cli.py
+app.add_typer(inbox_app, name="inbox")  # commcal/inbox_cli.py
+app.add_typer(kb_app, name="kb")  # commcal/kb_cli.py
+app.command("report")(report_command)  # commcal/report_cli.py
+app.add_typer(changes_app)  # commcal/changes_cli.py: retract and amend, at the top level
 
 
 @contest_app.callback()

@@ -191,21 +191,9 @@ def _suppressions(project: Project, state: str | None) -> Iterator[Suppressed | 
     """The ledger's suppression check, read-only. No ledger yet: no suppressions, unless
     --state named one (a mistyped --state is an error, never an empty list)."""
     from commcal import cli
-    from commcal.errors import CommcalError
-    from commcal.ledger import LedgerMissing, open_ledger
 
-    try:
-        url = project.config.ledger_url(state)
-        ledger = open_ledger(url, project_dir=project.root, read_only=True)
-    except LedgerMissing as exc:
-        if state is not None:
-            raise cli.fail(str(exc), exc.exit_code) from None
-        yield None
-        return
-    except CommcalError as exc:
-        raise cli.fail(str(exc), exc.exit_code) from None
-    with ledger:
-        yield ledger.suppressed
+    with cli.reading_ledger(project, state) as ledger:
+        yield None if ledger is None else ledger.suppressed
 
 
 @export_app.command("ics")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from commcal.calendar.model import Item
 from commcal.deliveries import Delivery, deliveries
@@ -23,6 +23,9 @@ from commcal.errors import Pos, Problem, sorted_problems
 from commcal.lintconfig import REPLY_KINDS, LintConfig
 from commcal.project import Project
 from commcal.timeutil import format_duration, zone
+
+if TYPE_CHECKING:
+    from commcal.engagement.report import SlotResults
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,11 @@ def lint_findings(
     start: datetime,
     end: datetime,
     planned: Iterable[Delivery] | None = None,
+    results: SlotResults | None = None,
 ) -> list[Problem]:
     """Every cadence finding over the deliveries in [start, end), sorted by file and line:
-    `planned` when the caller has them already (validate), else expanded here."""
+    `planned` when the caller has them already (validate), else expanded here. `results`:
+    how past posts did per slot (`commcal.engagement.report.slot_results`), for slow_slot."""
     if planned is None:
         planned = deliveries(project, start, end, broken=[])
     posts = [_post(d) for d in planned if not d.item.draft]
@@ -157,6 +162,8 @@ def lint_findings(
     _staffed_hours(project, posts, findings)
     _blackout(posts, findings)
     _rate_budget(posts, findings)
+    if results is not None:
+        _slow_slot(posts, findings, results)
     return sorted_problems(findings.problems())
 
 
@@ -523,4 +530,33 @@ def _over_budget(channel: str, sent: list[_Post], limit: Limit, found: _Findings
             f"{_local(post.when, post.item.timezone)}, over its budget of {limit.what} "
             f"({limit.source}): {_names(items)}",
             "spread these out in time, or split them over channels",
+        )
+
+
+def _slow_slot(posts: list[_Post], found: _Findings, results: SlotResults) -> None:
+    """A planned post in a slot (weekday and hour, calendar zone) where this channel's past
+    posts did worst: in the bottom quarter of its slots by median engagement
+    (`SlotResults.bottom`)."""
+    from commcal.engagement.report import WEEKDAYS
+
+    for post in found.posts("slow_slot", posts):
+        local = post.when.astimezone(zone(post.item.timezone))
+        slot = (post.channel, local.weekday(), local.hour)
+        weak = results.bottom.get(slot)
+        if weak is None:
+            continue
+        label = f"{WEEKDAYS[local.weekday()]} {local.hour:02d}:00"
+        if found.repeat("slow_slot", post.item.pos, slot):
+            continue
+        best = weak.best
+        found.add(
+            "slow_slot",
+            post.item.pos,
+            slot,
+            f"{post.item.id!r} goes out on {post.channel} on {label} {post.item.timezone}, "
+            f"where {post.channel}'s posts had a median engagement of {weak.median:g} at "
+            f"{results.at_label} ({weak.posts} posts): the bottom quarter of its "
+            f"{weak.slots} slots (median of slots {weak.channel_median:g}; best "
+            f"{WEEKDAYS[best[0]]} {best[1]:02d}:00 with {weak.best_median:g})",
+            "move it to a better slot (see commcal report --by hour), " + _skip_hint("slow_slot"),
         )

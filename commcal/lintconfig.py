@@ -23,7 +23,11 @@ RULES = (
     "staffed_hours",
     "blackout",
     "rate_budget",
+    "slow_slot",
 )
+# Rules that read what happened to sent posts (the ledger's snapshots, `commcal pull`) rather
+# than the plan alone: silent until there are results.
+RESULT_RULES = frozenset({"slow_slot"})
 SEVERITIES = ("warning", "error")
 # The key holding each rule's value (what the short form `max_silence: 7d` sets).
 VALUE_KEY: Mapping[str, str] = {
@@ -35,8 +39,9 @@ VALUE_KEY: Mapping[str, str] = {
     "rate_budget": "smtp_daily_cap",
 }
 # A rule that needs a value is off until commcal.yaml gives one; staffed_hours is on (and silent
-# for calendars without `staff:`); rate_budget is on: the networks' limits are known.
-ON_BY_DEFAULT = frozenset({"staffed_hours", "rate_budget"})
+# for calendars without `staff:`); rate_budget is on: the networks' limits are known; slow_slot
+# is on (and silent without pulled results).
+ON_BY_DEFAULT = frozenset({"staffed_hours", "rate_budget", "slow_slot"})
 # Breaking a network's limit or a declared blackout is an error; the rest are matters of taste.
 DEFAULT_SEVERITY: Mapping[str, str] = {
     rule: "error" if rule in ("blackout", "rate_budget") else "warning" for rule in RULES

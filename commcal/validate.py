@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from commcal.audience import Member
 from commcal.calendar.model import Item
@@ -14,6 +15,9 @@ from commcal.errors import Problem, ProblemsFound, sorted_problems
 from commcal.project import Project
 from commcal.render import RenderError, language_of
 from commcal.window import Span
+
+if TYPE_CHECKING:
+    from commcal.engagement.report import SlotResults
 
 
 def audience_problems(project: Project, memo: Memo | None = None) -> list[Problem]:
@@ -179,11 +183,14 @@ class Validation:
         return 2 if self.config_broken else 1
 
 
-def validate(project: Project, span: Span, *, lint: bool = True) -> Validation:
+def validate(
+    project: Project, span: Span, *, lint: bool = True, results: SlotResults | None = None
+) -> Validation:
     """Every problem of the project: loading's (config, calendar schema and references,
     duplicate calendars), each audience file's, code pools', untranslated templates', those
     of every delivery in `span` rendered and checked (for one member of each locale of an
-    audience), and with `lint` the cadence findings over those deliveries (commcal.lint).
+    audience), and with `lint` the cadence findings over those deliveries (commcal.lint;
+    `results`: how past posts did per slot, for the slow_slot rule).
     With errors in commcal.yaml, only loading's problems."""
     if project.config_errors:
         return Validation(sorted_problems(project.problems), 0, len(project.calendars), True)
@@ -198,5 +205,7 @@ def validate(project: Project, span: Span, *, lint: bool = True) -> Validation:
     if lint:
         from commcal.lint import lint_findings
 
-        found += lint_findings(project, span.start, span.end, [p.delivery for p in planned])
+        found += lint_findings(
+            project, span.start, span.end, [p.delivery for p in planned], results
+        )
     return Validation(sorted_problems(found), len(planned), len(project.calendars), False)

@@ -44,6 +44,9 @@ class Answer:
     body: bytes = b"{}"
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # Read the request, then close the connection without a word: the client cannot know
+    # whether it was acted on.
+    drop: bool = False
 
 
 POSTING = {
@@ -108,6 +111,9 @@ class Networks:
                     answer = networks.whoami(request)
                 else:
                     answer = networks.answer(request)
+                if answer.drop:
+                    self.close_connection = True
+                    return
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
@@ -127,7 +133,10 @@ class Networks:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for it, once per test.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> Networks:
         self.thread.start()

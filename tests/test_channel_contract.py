@@ -90,6 +90,33 @@ def _bluesky_answer(request: Request) -> Answer:
     return _json({})
 
 
+LINKEDIN_POST = "urn:li:share:7012345678901234567"
+FB_POST = "104826152034921_1234567890123456"
+IG_CONTAINER, IG_MEDIA = "17889615691921648", "17920238422030506"
+
+
+def _linkedin_answer(request: Request) -> Answer:
+    # 201 Created, the post's URN in x-restli-id and no body (the Posts API).
+    return Answer(201, b"", headers={"x-restli-id": LINKEDIN_POST})
+
+
+def _container_answer(status_field: str, publish: str) -> Callable[[Request], Answer]:
+    """Instagram and Threads: create a container, report it FINISHED, publish it."""
+
+    def answer(request: Request) -> Answer:
+        if publish in request.path:
+            return _json({"id": IG_MEDIA})
+        if request.method == "POST":
+            return _json({"id": IG_CONTAINER})
+        if request.path.startswith(f"/{IG_CONTAINER}"):
+            return _json({"id": IG_CONTAINER, status_field: "FINISHED"})
+        return _json({"id": IG_MEDIA, "permalink": "https://www.instagram.com/p/DAbC123/"})
+
+    return answer
+
+
+REMOTE_IMAGE = (Media("https://example.org/media/launch.jpg", alt="The new kitchen"),)
+
 CASES: dict[str, Case] = {
     "console": Case(lambda where: {}, kind="local", remote_id=KEY),
     "file": Case(
@@ -182,6 +209,45 @@ CASES: dict[str, Case] = {
         ),
         message={"subject": "Launch"},
     ),
+    "linkedin": Case(
+        lambda where: {
+            "author": "urn:li:organization:2414183",
+            "token": "${LI_TOKEN}",
+            "api_url": where.url,
+        },
+        answer=_linkedin_answer,
+        posts=lambda request: request.path.startswith("/rest/posts"),
+        remote_id=LINKEDIN_POST,
+    ),
+    "facebook": Case(
+        lambda where: {"page_id": "104826152034921", "token": "${FB_TOKEN}", "api_url": where.url},
+        answer=lambda request: _json({"id": FB_POST}),
+        posts=lambda request: request.path.endswith("/feed"),
+        remote_id=FB_POST,
+    ),
+    "instagram": Case(
+        lambda where: {
+            "user_id": "17841400008460056",
+            "token": "${IG_TOKEN}",
+            "api_url": where.url,
+            "media_base_url": "https://example.org/media",
+        },
+        answer=_container_answer("status_code", "/media_publish"),
+        posts=lambda request: "/media_publish" in request.path,
+        remote_id=IG_MEDIA,
+        message={"media": REMOTE_IMAGE},
+    ),
+    "threads": Case(
+        lambda where: {
+            "user_id": "26122000000000001",
+            "token": "${THREADS_TOKEN}",
+            "api_url": where.url,
+            "media_base_url": "https://example.org/media",
+        },
+        answer=_container_answer("status", "/threads_publish"),
+        posts=lambda request: "/threads_publish" in request.path,
+        remote_id=IG_MEDIA,
+    ),
     # The example of docs/plugins.md (installed only by the test at the end of this file).
     "ntfy": Case(
         lambda where: {"topic": "community-news", "token": "${NTFY_TOKEN}", "server": where.url},
@@ -193,7 +259,14 @@ CASES: dict[str, Case] = {
     ),
 }
 
-SECRETS = {"SMTP_PASSWORD": "smtpPwdGx41Lq0ZsW8", "NTFY_TOKEN": "tk_ntfyQ7u2WzXcV5bN8mLp3"}
+SECRETS = {
+    "SMTP_PASSWORD": "smtpPwdGx41Lq0ZsW8",
+    "NTFY_TOKEN": "tk_ntfyQ7u2WzXcV5bN8mLp3",
+    "LI_TOKEN": "AQVq3R8xZ9bT5mWc7LpK2nD4",
+    "FB_TOKEN": "EAAGq8wZx3Lm5Rt7YpK2vB6n",
+    "IG_TOKEN": "IGQWv6nB2mQ9xRz4LpT8sJ3d",
+    "THREADS_TOKEN": "THQWk7pW3nZ8qXv2LmR5cF9h",
+}
 
 
 def environment(url: str) -> dict[str, str]:
@@ -351,13 +424,13 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
 
     from commcal.mediacheck import inspect
 
-    image = tmp_path / "photo.png"
+    image = tmp_path / "photo.jpg"  # JPEG: the one image type every adapter takes (Instagram)
     Image.new("RGB", (64, 48), "teal").save(image)
     files = [inspect(Media(str(image), alt="a photo"))] * (cls.max_media + 1)
     assert channel.check_media(files[:-1]) == []
     assert channel.check_media(files), "one attachment over max_media"
     if cls.max_media_bytes is not None:
-        big = tmp_path / "big.png"  # a small picture padded past the limit after its end
+        big = tmp_path / "big.jpg"  # a small picture padded past the limit after its end
         big.write_bytes(image.read_bytes() + b"\0" * cls.max_media_bytes)
         assert channel.check_media([inspect(Media(str(big), alt="a photo"))])
 

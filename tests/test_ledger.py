@@ -885,10 +885,11 @@ def test_importing_the_package_is_cheap() -> None:
         "'commcal.ledger.'))))"
     )
     assert out.returncode == 0, out.stderr
-    # No backend, no sqlite3, no psycopg: only the pure modules the split of base.py made.
+    # No backend, no sqlite3, no psycopg: only the pure modules the split of base.py made
+    # (and the change and engagement stores, pure like the audience store).
     assert out.stdout.strip() == (
-        "['commcal.ledger.db', 'commcal.ledger.members', 'commcal.ledger.model', "
-        "'commcal.ledger.sql']"
+        "['commcal.ledger.changes', 'commcal.ledger.db', 'commcal.ledger.engagement', "
+        "'commcal.ledger.members', 'commcal.ledger.model', 'commcal.ledger.sql']"
     )
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.lint import RateLimits, lint_findings
-from commcal.lintconfig import RULES
+from commcal.lintconfig import RESULT_RULES, RULES
 from commcal.project import load_project
 from commcal.window import instant
 from tests.conftest import MakeProject
@@ -158,7 +158,8 @@ def test_nothing_else_is_found(root: Path) -> None:
     staff, and the Discord burst on another channel is no spacing problem of chat."""
     _, output = validate(root, "-f", "json")
     problems = json.loads(output)["problems"]
-    assert sorted(p["message"].split(":")[0] for p in problems) == sorted(RULES)
+    # slow_slot reads pulled results (tests/test_lint_results.py); this project has none.
+    assert sorted(p["message"].split(":")[0] for p in problems) == sorted(set(RULES) - RESULT_RULES)
 
 
 def test_no_lint_leaves_cadence_alone(root: Path) -> None:

@@ -180,6 +180,11 @@ class StaleMedia(PermanentError):
     message's files once more, records the new refs and sends again, once."""
 
 
+class CannotChange(PermanentError):
+    """The network (or this channel's setup) cannot delete or edit a sent post; the text says
+    why, and what to do instead where there is something."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key of a channel's configuration in commcal.yaml."""
@@ -225,7 +230,7 @@ class Channel:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("send", "verify", "upload"):
+        for name in ("send", "verify", "upload", "retract", "amend", "posted_text"):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__redacting__", False):
                 setattr(cls, name, _redacting(method))
@@ -484,6 +489,35 @@ class Channel:
     def verify(self) -> str:
         """Check credentials without posting; return a short description of what was checked."""
         return "nothing to verify"
+
+    # -- after the send: `commcal retract` and `commcal amend` (commcal/changes.py) -------------
+
+    def cannot_retract(self) -> str:
+        """Why a sent post of this channel cannot be deleted ("" when it can). Offline: from
+        the type and its settings alone."""
+        return f"{self.type_name} cannot delete a post once it is sent"
+
+    def cannot_amend(self) -> str:
+        """Why a sent post of this channel cannot be edited ("" when it can). Offline."""
+        return f"{self.type_name} cannot edit a post once it is sent"
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        """Delete the post `receipt` names. True: deleted now; False: the network no longer
+        had it (already deleted: a 404), which is as good. `key`: a stable id of this change,
+        for networks that dedupe a repeated request by one (Matrix's transaction id). Raises
+        CannotChange when the network does not allow it, SendError otherwise."""
+        raise CannotChange(self.cannot_retract() or f"{self.type_name} cannot delete posts")
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        """Edit the post `receipt` names in place to say `message`. Returns what the network
+        answered: a new id or URL where it gives one (Matrix: the replacement event), else
+        `receipt`. Raises CannotChange when the network does not allow edits."""
+        raise CannotChange(self.cannot_amend() or f"{self.type_name} cannot edit posts")
+
+    def posted_text(self, receipt: Receipt) -> str | None:
+        """The post's text as the network has it now, where it can be read back; None: the
+        network cannot say (a `amend` then diffs against what commcal recorded)."""
+        return None
 
     def close(self) -> None:
         """Release connections kept between sends."""

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    CannotChange,
     Media,
     Message,
     PermanentError,
@@ -436,6 +437,41 @@ class BlueskyChannel(HttpChannel):
             return None  # 400 RecordNotFound
         return httpkit.json_body(response)
 
+    # -- after the send -------------------------------------------------------------------------
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        # A record can be rewritten (putRecord), but the app shows no edits and keeps the old
+        # text in likes, reposts and quotes: Bluesky has no edit feature.
+        return (
+            "Bluesky posts cannot be edited: retract this one (`commcal retract ID`) and "
+            "post the corrected text as a new item"
+        )
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        # com.atproto.repo.deleteRecord takes the repo, collection and rkey of the record's
+        # at:// URI (https://atproto.com/specs/at-uri-scheme). Deleting a record that is not
+        # there succeeds all the same, so getRecord says first whether it was still there.
+        did, collection, rkey = at_uri_parts(receipt.remote_id)
+        if collection != POST:
+            raise CannotChange(f"{receipt.remote_id} is not a post record")
+        found = self._existing(did, rkey)
+        self._authed(
+            "POST",
+            "com.atproto.repo.deleteRecord",
+            json={"repo": did, "collection": collection, "rkey": rkey},
+        )
+        return found is not None
+
+    def posted_text(self, receipt: Receipt) -> str | None:
+        did, _, rkey = at_uri_parts(receipt.remote_id)
+        found = self._existing(did, rkey)
+        value = found.get("value") if found else None
+        text = value.get("text") if isinstance(value, dict) else None
+        return text if isinstance(text, str) else None
+
     def _resolve_handle(self, handle: str) -> str | None:
         """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text."""
         try:
@@ -519,6 +555,14 @@ class BlueskyChannel(HttpChannel):
 
     def close(self) -> None:
         self._session = None  # kept in the session file, read again by the next send
+
+
+def at_uri_parts(uri: str | None) -> tuple[str, str, str]:
+    """(repo, collection, rkey) of `at://did:plc:abc/app.bsky.feed.post/3kxyz`."""
+    parts = (uri or "").removeprefix("at://").split("/")
+    if not (uri or "").startswith("at://") or len(parts) != 3 or not all(parts):
+        raise CannotChange(f"the post's record URI is not known (recorded: {uri or 'none'})")
+    return parts[0], parts[1], parts[2]
 
 
 def _xrpc_error(response: requests.Response) -> tuple[str, str]:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
+    CannotChange,
     Message,
     PermanentError,
     Receipt,
@@ -90,7 +91,7 @@ class DiscordChannel(HttpChannel):
             problems.extend(self.poll_problems(poll))
         return problems
 
-    def send(self, message: Message, idempotency_key: str) -> Receipt:
+    def _webhook_url(self) -> str:
         url = self.secret("webhook_url")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -98,6 +99,10 @@ class DiscordChannel(HttpChannel):
                 f"channel {self.name!r}: setting 'webhook_url' is not an http(s) URL "
                 "(expected https://discord.com/api/webhooks/<id>/<token>)"
             )
+        return url
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        url = self._webhook_url()
         poll = message.options.get("poll")
         if poll is not None:
             problems = self.poll_problems(poll)
@@ -106,6 +111,47 @@ class DiscordChannel(HttpChannel):
         # wait=true: answer with the Message object, and fail loudly if it was not saved.
         response = self.call("POST", url, params={"wait": "true"}, json=self.payload(message))
         return _receipt(response)
+
+    # -- after the send: the webhook's own messages -----------------------------------------------
+    # https://discord.com/developers/docs/resources/webhook#edit-webhook-message and
+    # #delete-webhook-message: /webhooks/{id}/{token}/messages/{message_id}; a webhook may edit
+    # and delete only what it posted itself. Send used wait=true, so the receipt has the id.
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        return ""
+
+    def _message_url(self, receipt: Receipt) -> str:
+        if not receipt.remote_id:
+            raise CannotChange("discord did not name the message when it was sent")
+        parts = urlsplit(self._webhook_url())
+        path = parts.path.rstrip("/") + f"/messages/{quote(receipt.remote_id, safe='')}"
+        # A thread_id query (a webhook that posts into a thread) belongs to these calls too.
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        try:
+            self.call("DELETE", self._message_url(receipt))
+        except PermanentError as exc:
+            if httpkit.status_of(exc) == 404:  # 10008 Unknown Message: deleted already
+                return False
+            raise
+        return True
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        if message.options.get("poll") is not None:
+            # A poll cannot be changed once posted (#poll-create-request-object).
+            raise CannotChange("a discord poll cannot be edited: retract it and post a new one")
+        body = _receipt(
+            self.call("PATCH", self._message_url(receipt), json={"content": message.text})
+        )
+        return Receipt(remote_id=receipt.remote_id, url=body.url or receipt.url)
+
+    def posted_text(self, receipt: Receipt) -> str | None:
+        content = httpkit.json_body(self.call("GET", self._message_url(receipt))).get("content")
+        return content if isinstance(content, str) else None
 
     def payload(self, message: Message) -> dict[str, Any]:
         payload: dict[str, Any] = {"content": message.text}

@@ -7,8 +7,10 @@ network's own (the reason in an error body, when to try again); see `HttpChannel
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -113,6 +115,19 @@ def request(session: requests.Session, method: str, url: str, **kwargs: Any) -> 
     return check_response(response)
 
 
+@contextlib.contextmanager
+def before_the_post() -> Iterator[None]:
+    """Around requests that only prepare a post (an upload, a media container, a status
+    check): one that failed, even after its body went out, posted nothing, so its
+    TransientError is no `maybe_sent` (which would make the publisher record the delivery
+    `unknown` instead of trying again)."""
+    try:
+        yield
+    except TransientError as exc:
+        exc.maybe_sent = False
+        raise
+
+
 def json_body(response: requests.Response) -> dict[str, Any]:
     """The response's JSON object, or {} when the body is not one (an HTML error page ...)."""
     try:
@@ -120,6 +135,13 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def status_of(error: SendError) -> int | None:
+    """The HTTP status of the answer an error came with; None when there was none (a timeout,
+    a refused connection) or the adapter made the error itself."""
+    response = getattr(error, "response", None)
+    return None if response is None else int(response.status_code)
 
 
 def carry(new: SendError, old: SendError) -> SendError:

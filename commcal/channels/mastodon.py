@@ -10,11 +10,12 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    CannotChange,
     Media,
     Message,
     PermanentError,
@@ -259,10 +260,87 @@ class MastodonChannel(HttpChannel):
                 return
         raise TransientError(f"mastodon is still processing {name}")
 
+    # -- after the send -------------------------------------------------------------------------
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        return ""
+
+    def _status_path(self, receipt: Receipt) -> str:
+        if not receipt.remote_id:
+            raise CannotChange("mastodon did not name the status when it was sent")
+        return f"/api/v1/statuses/{quote(receipt.remote_id, safe='')}"
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        # https://docs.joinmastodon.org/methods/statuses/#delete: 200 with the deleted status;
+        # 404 when it is gone (deleted already, or by a moderator).
+        try:
+            self._call("DELETE", self._status_path(receipt))
+        except PermanentError as exc:
+            if httpkit.status_of(exc) == 404:
+                return False
+            raise
+        return True
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        # https://docs.joinmastodon.org/methods/statuses/#edit: the edit replaces text, content
+        # warning, language, media and poll together, so what is not changed is sent as it is:
+        # the status's own media ids, and the poll with the time it has left (an edit that
+        # changes a poll's options resets its votes).
+        path = self._status_path(receipt)
+        current = _json(self._call("GET", path))
+        body: dict[str, Any] = {"status": message.text}
+        if message.language:
+            body["language"] = message.language.split("-")[0].lower()
+        elif isinstance(current.get("language"), str):
+            body["language"] = current["language"]
+        spoiler = message.options.get("spoiler_text")
+        if spoiler:
+            body["spoiler_text"] = str(spoiler)
+        media = [m.get("id") for m in current.get("media_attachments") or [] if isinstance(m, dict)]
+        if media:
+            body["media_ids"] = [str(m) for m in media if isinstance(m, str | int)]
+        poll = message.options.get("poll")
+        if poll and not media:
+            body["poll"] = {
+                "options": [str(choice) for choice in poll.get("options", [])],
+                "expires_in": _seconds_left(current.get("poll"), poll),
+            }
+            if poll.get("multiple"):
+                body["poll"]["multiple"] = True
+        status = httpkit.json_body(self._call("PUT", path, json=body))
+        url = status.get("url") if isinstance(status.get("url"), str) else receipt.url
+        return Receipt(remote_id=receipt.remote_id, url=url)
+
+    def posted_text(self, receipt: Receipt) -> str | None:
+        # The text as written, not the HTML Mastodon renders from it:
+        # https://docs.joinmastodon.org/methods/statuses/#source
+        text = _json(self._call("GET", self._status_path(receipt) + "/source")).get("text")
+        return text if isinstance(text, str) else None
+
     def verify(self) -> str:
         account = _json(self._call("GET", "/api/v1/accounts/verify_credentials"))
         host = urlsplit(str(self.value("instance"))).netloc
         return f"token works for @{account.get('username', '?')}@{host}"
+
+
+def _seconds_left(current: Any, poll: Mapping[str, Any]) -> int:
+    """How long an edited poll stays open: the time its status's poll has left, so an edit
+    does not move its end; the configured duration when the status has none."""
+    from datetime import UTC, datetime
+
+    ends = current.get("expires_at") if isinstance(current, dict) else None
+    if isinstance(ends, str):
+        try:
+            left = datetime.fromisoformat(ends.replace("Z", "+00:00")) - datetime.now(UTC)
+        except ValueError:
+            pass
+        else:
+            # Mastodon's shortest poll: MastodonChannel.poll_min_seconds.
+            return max(MastodonChannel.poll_min_seconds, int(left.total_seconds()))
+    return int(poll.get("duration_seconds") or 86400)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

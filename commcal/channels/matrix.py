@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
+    CannotChange,
     Media,
     Message,
     PermanentError,
@@ -187,6 +188,72 @@ class MatrixChannel(HttpChannel):
         kind, info = describe(media, data, mime)
         msgtype = {"image": "m.image", "video": "m.video"}.get(kind, "m.file")
         return json.dumps({"msgtype": msgtype, "content": {"url": uri, "info": info}})
+
+    # -- after the send -------------------------------------------------------------------------
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        return ""
+
+    def _room_path(self) -> str:
+        return f"/_matrix/client/v3/rooms/{quote(str(self.value('room_id')), safe='')}"
+
+    @staticmethod
+    def _event(receipt: Receipt) -> str:
+        if not receipt.remote_id:
+            raise CannotChange("the homeserver did not name the event when it was sent")
+        return receipt.remote_id
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        # https://spec.matrix.org/v1.13/client-server-api/#put_matrixclientv3roomsroomidredacteventidtxnid:
+        # the transaction id makes a repeat (after a crash) the same redaction, not a second.
+        event = self._event(receipt)
+        path = (
+            f"{self._room_path()}/redact/{quote(event, safe='')}/"
+            f"{quote(key or 'commcal-redact', safe='')}"
+        )
+        try:
+            self._call("PUT", path, json={"reason": reason} if reason else {})
+        except PermanentError as exc:
+            if httpkit.status_of(exc) == 404:  # M_NOT_FOUND: no such event in the room
+                return False
+            raise
+        return True
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        # An edit is a new event replacing the first: m.new_content holds the new content, and
+        # the event's own body is a fallback ("* " + text) for clients without edits
+        # (https://spec.matrix.org/v1.13/client-server-api/#event-replacements). It always
+        # relates to the original event, never to an earlier replacement.
+        event = self._event(receipt)
+        new = self._content(message)
+        content: dict[str, Any] = {
+            "msgtype": new["msgtype"],
+            "body": "* " + message.text,
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event},
+        }
+        if message.html:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = "* " + message.html
+        path = f"{self._room_path()}/send/m.room.message/{quote(key or 'commcal-edit', safe='')}"
+        replaced = httpkit.json_body(self._call("PUT", path, json=content)).get("event_id")
+        room = str(self.value("room_id"))
+        if not isinstance(replaced, str):
+            return Receipt(url=receipt.url, note="edited, replacement event id unknown")
+        return Receipt(remote_id=replaced, url=event_link(room, replaced))
+
+    def posted_text(self, receipt: Receipt) -> str | None:
+        # https://spec.matrix.org/v1.13/client-server-api/#get_matrixclientv3roomsroomideventeventid
+        event = self._event(receipt)
+        found = httpkit.json_body(
+            self._call("GET", f"{self._room_path()}/event/{quote(event, safe='')}")
+        )
+        content = found.get("content")
+        body = content.get("body") if isinstance(content, dict) else None
+        return body if isinstance(body, str) else None
 
     def idempotency_scope(self) -> str:
         """The access token's device, from /account/whoami: a homeserver keeps transaction ids

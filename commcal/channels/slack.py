@@ -86,6 +86,21 @@ class SlackChannel(HttpChannel):
             return Receipt(note=unreadable(response, "Slack's `ok`"))
         return Receipt()
 
+    def cannot_retract(self) -> str:
+        # https://api.slack.com/methods/chat.delete: needs a bot or user token and the
+        # message's ts, and an incoming webhook has neither (it answers `ok`, no ts).
+        return (
+            "this slack channel posts through an incoming webhook, which cannot delete its "
+            "messages (Slack's chat.delete needs a bot token); delete it in Slack itself"
+        )
+
+    def cannot_amend(self) -> str:
+        # https://api.slack.com/methods/chat.update: the same needs as chat.delete.
+        return (
+            "this slack channel posts through an incoming webhook, which cannot edit its "
+            "messages (Slack's chat.update needs a bot token); edit it in Slack itself"
+        )
+
     def error_text(self, error: SendError, response: requests.Response | None) -> str:
         """Slack's reason spelled out (`HINTS`)."""
         text = self.redact(str(error), REASON_LIMIT)

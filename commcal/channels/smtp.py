@@ -520,6 +520,12 @@ class SmtpChannel(Channel):
                     self._discard(session)
         self._pool = []
 
+    def cannot_retract(self) -> str:
+        return "a mail cannot be taken back once it is sent (send a correction instead)"
+
+    def cannot_amend(self) -> str:
+        return "a mail cannot be edited once it is sent (send a correction instead)"
+
     def verify(self) -> str:
         """Connect, say EHLO, STARTTLS and log in as configured, NOOP, QUIT: no mail is sent."""
         try:

@@ -16,6 +16,7 @@ from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
+    CannotChange,
     Message,
     PermanentError,
     Receipt,
@@ -273,6 +274,63 @@ class TelegramChannel(HttpChannel):
             return Receipt(note=unreadable(response, "a message_id"))
         message_id = str(message_id)
         return Receipt(remote_id=message_id, url=message_url(chat_id, message_id))
+
+    # -- after the send -------------------------------------------------------------------------
+    # https://core.telegram.org/bots/api#deletemessage: "A message can only be deleted if it was
+    # sent less than 48 hours ago"; in a channel a bot deletes its own posts (can_post_messages).
+    # https://core.telegram.org/bots/api#editmessagetext and #editmessagecaption.
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        return ""
+
+    def _message_id(self, receipt: Receipt) -> int | str:
+        if not receipt.remote_id:
+            raise CannotChange("telegram did not name the message when it was sent")
+        return int(receipt.remote_id) if receipt.remote_id.isdigit() else receipt.remote_id
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        payload = {"chat_id": self.value("chat_id"), "message_id": self._message_id(receipt)}
+        try:
+            self._call("deleteMessage", payload)
+        except PermanentError as exc:
+            text = str(exc).lower()
+            if "message to delete not found" in text:  # not "chat not found": a wrong chat_id
+                return False
+            if "can't be deleted" in text or "cannot be deleted" in text:
+                raise PermanentError(
+                    f"{exc} (a bot can delete its messages only within 48 hours of sending, "
+                    "and in a channel only with the post-messages right: delete it in Telegram)"
+                ) from None
+            raise
+        return True
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        if message.options.get("poll"):
+            # editMessageText cannot change a poll; stopPoll only closes it.
+            raise CannotChange("a telegram poll cannot be edited: retract it and post a new one")
+        mode = message.options.get("parse_mode", self.options.get("parse_mode"))
+        payload: dict[str, Any] = {
+            "chat_id": self.value("chat_id"),
+            "message_id": self._message_id(receipt),
+        }
+        if mode:
+            payload["parse_mode"] = mode
+        if message.media:
+            method, payload["caption"] = "editMessageCaption", message.text
+        else:
+            method, payload["text"] = "editMessageText", message.text
+            if not self.options["link_preview"]:
+                payload["link_preview_options"] = {"is_disabled": True}
+        try:
+            self._call(method, payload)
+        except PermanentError as exc:
+            # The edit is there already (an earlier amend whose answer was lost): as good.
+            if "message is not modified" not in str(exc).lower():
+                raise
+        return receipt
 
     def verify(self) -> str:
         me = self._call("getMe", {})

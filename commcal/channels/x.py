@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    CannotChange,
     Message,
+    PermanentError,
     Receipt,
     Setting,
     poll_option_problems,
@@ -117,6 +120,42 @@ class XChannel(HttpChannel):
             return Receipt(note=unreadable(response, "a post id"))
         post_id = str(post_id)
         return Receipt(remote_id=post_id, url=f"https://x.com/i/web/status/{post_id}")
+
+    # -- after the send -------------------------------------------------------------------------
+
+    def cannot_retract(self) -> str:
+        return ""
+
+    def cannot_amend(self) -> str:
+        # X's API has no edit endpoint: posts/manage-tweets offers POST and DELETE only
+        # (https://docs.x.com/x-api/posts/manage-tweets/migrate/overview).
+        return (
+            "X's API cannot edit posts: retract this one (`commcal retract ID`) and post the "
+            "corrected text as a new item"
+        )
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        # DELETE /2/tweets/:id answers {"data": {"deleted": true}}; 50 requests per 15 minutes
+        # per user (https://developer.x.com/en/docs/x-api/tweets/manage-tweets). An access tier
+        # without it answers 403.
+        if not receipt.remote_id:
+            raise CannotChange("X did not name the post when it was sent")
+        try:
+            response = self._call("DELETE", f"/2/tweets/{quote(receipt.remote_id, safe='')}")
+        except PermanentError as exc:
+            status = httpkit.status_of(exc)
+            if status == 404:
+                return False
+            if status == 403:
+                raise PermanentError(
+                    f"{exc} (X refused to delete it: the post is not this account's, or the "
+                    "app's access tier or token scopes (tweet.write) do not allow deleting)"
+                ) from None
+            raise
+        data = httpkit.json_body(response).get("data")
+        if isinstance(data, dict) and data.get("deleted") is False:
+            raise PermanentError("X answered that the post was not deleted (deleted: false)")
+        return True
 
     def verify(self) -> str:
         me = httpkit.json_body(self._call("GET", "/2/users/me")).get("data") or {}

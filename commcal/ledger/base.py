@@ -27,9 +27,9 @@ workers, the audience store) is documented where it is implemented, in `sql` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 # Kept importable from here for code written before the split into model/sql/members.
 from commcal.ledger.model import (
@@ -45,7 +45,18 @@ from commcal.ledger.model import (
     mask_address,
 )
 
-__all__ = ["ClaimAction", "ClaimLedger", "claim_action", "live_workers", "mask_address"]
+if TYPE_CHECKING:
+    from commcal.engagement.model import Reply, Snapshot
+    from commcal.ledger.engagement import Measured
+
+__all__ = [
+    "ClaimAction",
+    "ClaimLedger",
+    "EngagementLedger",
+    "claim_action",
+    "live_workers",
+    "mask_address",
+]
 
 
 class ClaimLedger(Protocol):
@@ -226,3 +237,38 @@ class ClaimLedger(Protocol):
         limit: int | None = None,
     ) -> list[DeliveryRecord]:
         """Deliveries matching every filter given, newest due first. due_from <= due_at < due_to."""
+
+
+class EngagementLedger(Protocol):
+    """What `pull` writes and `inbox`, `report`, `kb export` and `lint` read back: the objects
+    of `commcal.engagement.model`. Implemented in `engagement.EngagementStore` (a part of every
+    ledger). Times in and out are aware UTC datetimes.
+
+    No e-mail address is stored: an author that looks like one is refused (ValueError), an
+    address in a reply's text is masked (`m***@example.org`) before it is written.
+    """
+
+    def add_snapshots(self, snapshots: Sequence[Snapshot]) -> int:
+        """Append the snapshots (append-only: none is ever overwritten); rows written.
+        A status outside SNAPSHOT_STATES or a negative count: ValueError, nothing written."""
+
+    def snapshots(
+        self, *, since: datetime | None = None, delivery_ids: Iterable[str] | None = None
+    ) -> Iterator[Snapshot]:
+        """Snapshots taken at or after `since`, of those deliveries if given; oldest first."""
+
+    def engagement_at(self, age: timedelta) -> list[Measured]:
+        """Each delivery with a snapshot (and a ledger row): its engagement at `age` after its
+        send, from its first `ok` snapshot taken that late (None: none yet). For `report`."""
+
+    def add_replies(self, replies: Sequence[Reply]) -> int:
+        """Keep the replies whose id is new (others ignored: the first row stays); rows written."""
+
+    def replies(self, *, since: datetime | None = None) -> Iterator[Reply]:
+        """Replies written at or after `since`; oldest first."""
+
+    def mark_reply(self, reply_id: str, mark: str, *, now: datetime) -> None:
+        """Append a person's mark (one of MARKS, else ValueError); unknown reply id: KeyError."""
+
+    def reply_marks(self) -> dict[str, list[str]]:
+        """Reply id -> its marks, oldest first."""

@@ -114,6 +114,11 @@ class Database(ABC):
     def _table_exists(self, name: str) -> bool:
         """Whether the schema holds table `name` (inside the current transaction)."""
 
+    @abstractmethod
+    def _plus_seconds(self, instant: str, seconds: int) -> tuple[str, list[Any]]:
+        """SQL for the stored instant `instant` (a column or expression) plus `seconds`, as a
+        value that compares with stored instants as the times do; and its parameters."""
+
     def _opt_from_db(self, value: Any) -> datetime | None:
         return None if value is None else self._from_db(value)
 

@@ -147,6 +147,9 @@ class PostgresLedger(SqlLedger):
             raise LedgerError(f"ledger {self.where}: expected a timestamp, got {value!r}")
         return value.astimezone(UTC)
 
+    def _plus_seconds(self, instant: str, seconds: int) -> tuple[str, list[Any]]:
+        return f"({instant} + ? * interval '1 second')", [seconds]
+
     def _table_exists(self, name: str) -> bool:
         rows = self._execute("SELECT to_regclass(?) IS NOT NULL", (name,))
         return bool(rows[0][0])

@@ -40,33 +40,29 @@ def _sqlite_append_only(step: int, tables: Sequence[str]) -> list[str]:
 
 def _postgres_append_only(step: int, tables: Sequence[str]) -> list[str]:
     # One trigger function per step (as the ledgers in use have them): step 1's names its table
-    # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME (and
-    # every later step's tables too: a second CREATE FUNCTION of that name would fail).
+    # in the message, step 2's serves several tables and takes the name from TG_TABLE_NAME.
+    # Later steps reuse step 2's function.
     if step == 1:
         (table,) = tables
         function = f"commcal_{table}_append_only"
         message = _append_only_message(table)
+    elif step > 2:
+        # Step 2's function takes the table's name from TG_TABLE_NAME: later steps reuse it.
+        return [_postgres_append_only_trigger(table, "commcal_append_only") for table in tables]
     else:
         function = "commcal_append_only"
         message = "% is append-only"
     body = f"$$ BEGIN RAISE EXCEPTION '{message}'" + (", TG_TABLE_NAME" if step != 1 else "")
-    # Steps after 2 guard their tables with step 2's function, which names the table itself.
-    create = (
-        []
-        if step > 2
-        else [
-            f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
-           {body}; END $$"""
-        ]
-    )
     return [
-        *create,
-        *[
-            f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
-               FOR EACH STATEMENT EXECUTE FUNCTION {function}()"""
-            for table in tables
-        ],
+        f"""CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS
+           {body}; END $$""",
+        *[_postgres_append_only_trigger(table, function) for table in tables],
     ]
+
+
+def _postgres_append_only_trigger(table: str, function: str) -> str:
+    return f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+               FOR EACH STATEMENT EXECUTE FUNCTION {function}()"""
 
 
 def _append_only_message(table: str) -> str:
@@ -183,7 +179,76 @@ def migrations(d: Dialect) -> list[list[str]]:
         # keys are not global (Channel.idempotency_scope: a Matrix access token's device). A
         # send that may have arrived is repeated only under the same scope.
         ["ALTER TABLE deliveries ADD COLUMN send_scope TEXT"],
-        # (media) the network's reference for each uploaded file of a delivery (Mastodon media
+        # 5 (engagement storage, commcal.ledger.engagement): what `pull` reads back from the
+        # networks. Snapshots of a sent post's counts (append-only: trends are drawn from every
+        # one), replies (one row per id; a later pull of the same reply is ignored), and the
+        # marks people put on replies (append-only: the latest wins, the history stays).
+        # Counts are INTEGER, `extra` is JSON text, `by_team` is 0/1.
+        [
+            f"""CREATE TABLE snapshots (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            taken_at {ts} NOT NULL,
+            sent_at {ts},
+            likes INTEGER NOT NULL DEFAULT 0,
+            reposts INTEGER NOT NULL DEFAULT 0,
+            replies INTEGER NOT NULL DEFAULT 0,
+            quotes INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'ok',
+            extra TEXT NOT NULL DEFAULT '{{}}'
+        )""",
+            "CREATE INDEX snapshots_delivery ON snapshots (delivery_id, taken_at)",
+            "CREATE INDEX snapshots_taken ON snapshots (taken_at)",
+            f"""CREATE TABLE replies (
+            id TEXT PRIMARY KEY,
+            delivery_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            remote_id TEXT NOT NULL,
+            parent_id TEXT NOT NULL,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            url TEXT NOT NULL DEFAULT '',
+            by_team INTEGER NOT NULL DEFAULT 0,
+            lang TEXT NOT NULL DEFAULT ''
+        )""",
+            "CREATE INDEX replies_created ON replies (created_at)",
+            "CREATE INDEX replies_delivery ON replies (delivery_id)",
+            f"""CREATE TABLE reply_marks (
+            seq {d.serial_key},
+            reply_id TEXT NOT NULL,
+            mark TEXT NOT NULL,
+            at {ts} NOT NULL
+        )""",
+            "CREATE INDEX reply_marks_reply ON reply_marks (reply_id, seq)",
+            *d.append_only(5, ["snapshots", "reply_marks"]),
+        ],
+        # 6: what happened to a sent post afterwards (`commcal retract` and
+        # `amend`), append-only. Each change of a delivery has a number (1, 2 ...) and two rows:
+        # `begun` right before the request goes out, then `done` (`detail` says "already gone"
+        # when the network no longer had it) or `refused`. A `begun` row alone is a change that
+        # was interrupted after its request may have left: the next retract/amend resumes it.
+        # `text` is an amendment's new text: the "before" of the next amend's diff.
+        [
+            f"""CREATE TABLE post_changes (
+            seq {d.serial_key},
+            delivery_id TEXT NOT NULL,
+            change INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            phase TEXT NOT NULL,
+            at {ts} NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            remote_id TEXT,
+            url TEXT,
+            content_hash TEXT NOT NULL DEFAULT '',
+            text TEXT
+        )""",
+            "CREATE INDEX post_changes_delivery ON post_changes (delivery_id, seq)",
+            *d.append_only(6, ["post_changes"]),
+        ],
+        # 7 (media): the network's reference for each uploaded file of a delivery (Mastodon media
         # id, Bluesky blob, Matrix mxc:// URI), recorded before the post: a send resumed after
         # a crash reuses it. Append-only: a re-upload (the network forgot a stale one) is a new
         # row, and the latest row of a (delivery, position) wins. `digest` names the file's
@@ -198,6 +263,6 @@ def migrations(d: Dialect) -> list[list[str]]:
             uploaded_at {ts} NOT NULL
         )""",
             "CREATE INDEX media_uploads_delivery ON media_uploads (delivery_id, seq)",
-            *d.append_only(5, ["media_uploads"]),
+            *d.append_only(7, ["media_uploads"]),
         ],
     ]

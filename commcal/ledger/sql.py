@@ -3,7 +3,9 @@ SQLite and PostgreSQL both run, plus the user's commands, the ledger's identity 
 
 Statements use `?` placeholders; PostgreSQL rewrites them. The audience part (suppressions,
 codes, draws) is inherited from `members.AudienceStore`, the connection and the dialect's
-hooks from `db.Database`; `sqlite.py` and `postgres.py` supply those hooks.
+hooks from `db.Database`; `sqlite.py` and `postgres.py` supply those hooks. The engagement
+part (snapshots, replies, marks: `base.EngagementLedger`) is inherited from
+`engagement.EngagementStore` the same way.
 
 Why no abstract `Ledger` class any more: there is one implementation over two dialects, and the
 dialects differ only below `db.Database`. An interface that every method's signature was
@@ -19,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commcal.errors import ConfigError
+from commcal.ledger.changes import ChangeStore
 from commcal.ledger.db import utc_text
+from commcal.ledger.engagement import EngagementStore
 from commcal.ledger.members import IN_CHUNK, AudienceStore, marks
 from commcal.ledger.model import (
     CAUGHT_UP_PREFIX,
@@ -49,7 +53,7 @@ from commcal.ledger.model import (
 )
 
 if TYPE_CHECKING:
-    from commcal.ledger.base import ClaimLedger
+    from commcal.ledger.base import ClaimLedger, EngagementLedger
 
 _RECORD_COLUMNS = (
     "id, calendar, item, channel, recipient, due_at, state, attempts, next_attempt_at, "
@@ -59,12 +63,13 @@ _RECORD_COLUMNS = (
 _CLAIM_CHUNK = 500  # deliveries per claim_many transaction: short enough not to starve others
 
 
-class SqlLedger(AudienceStore):
+class SqlLedger(AudienceStore, EngagementStore, ChangeStore):
     """The state store. Times in and out are aware UTC datetimes.
 
     A Ledger object holds one database connection; it may be shared by threads (calls are
     serialised). A process may open several. The claim methods (`claim` ... `records`) are
-    specified in `base.ClaimLedger`; the rest are documented here.
+    specified in `base.ClaimLedger`; the rest are documented here (retractions and
+    amendments of sent posts in `changes.ChangeStore`).
     """
 
     # ---- helpers -----------------------------------------------------------------------
@@ -1087,3 +1092,6 @@ if TYPE_CHECKING:
 
     def _keeps_the_claim_protocol(ledger: SqlLedger) -> ClaimLedger:
         return ledger  # mypy checks here that SqlLedger has every ClaimLedger method
+
+    def _keeps_the_engagement_protocol(ledger: SqlLedger) -> EngagementLedger:
+        return ledger  # ... and every EngagementLedger method

@@ -179,6 +179,15 @@ class SqliteLedger(SqlLedger):
     def _from_db(self, value: Any) -> datetime:
         return datetime.fromisoformat(value).astimezone(UTC)
 
+    def _plus_seconds(self, instant: str, seconds: int) -> tuple[str, list[Any]]:
+        # Stored text is `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` (UTC, fixed width): shift the whole
+        # seconds with strftime and keep the fraction and offset as they are, so the result is
+        # the same fixed-width text and compares exactly. https://sqlite.org/lang_datefunc.html
+        return (
+            f"strftime('%Y-%m-%dT%H:%M:%S', {instant}, ?) || substr({instant}, 20)",
+            [f"{seconds:+d} seconds"],
+        )
+
     def _table_exists(self, name: str) -> bool:
         rows = self._execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)

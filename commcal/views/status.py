@@ -11,10 +11,42 @@ from commcal.views.common import JsonDocument, JsonLines, console, md_escape, wr
 
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
+    from commcal.ledger.changes import PostChange
     from commcal.project import Project
 
+Changes = Mapping[str, Sequence["PostChange"]]
 
-def record_json(r: DeliveryRecord) -> dict[str, Any]:
+
+def change_json(c: PostChange) -> dict[str, Any]:
+    return {
+        "change": c.number,
+        "action": c.action,
+        "begun_utc": iso_utc(c.begun_at),
+        "finished_utc": iso_utc(c.finished_at) if c.finished_at else None,
+        "outcome": c.outcome or "interrupted",
+        "reason": c.reason,
+        "note": c.note,
+        "remote_id": c.remote_id,
+        "url": c.url,
+        "content_hash": c.content_hash or None,
+    }
+
+
+def retracted_at(changes: Sequence[PostChange]) -> datetime | None:
+    return next((c.finished_at for c in changes if c.action == "retracted" and c.done), None)
+
+
+def shown_state(r: DeliveryRecord, changes: Sequence[PostChange]) -> str:
+    """The state a table shows: `sent (retracted)` / `sent (amended)` for a changed post."""
+    if retracted_at(changes):
+        return f"{r.state} (retracted)"
+    if any(c.action == "amended" and c.done for c in changes):
+        return f"{r.state} (amended)"
+    return str(r.state)
+
+
+def record_json(r: DeliveryRecord, changes: Sequence[PostChange] = ()) -> dict[str, Any]:
+    retracted = retracted_at(changes)
     return {
         "id": r.id,
         "calendar": r.calendar,
@@ -29,6 +61,9 @@ def record_json(r: DeliveryRecord) -> dict[str, Any]:
         "url": r.url,
         "claimed_by": r.claimed_by,
         "updated_utc": iso_utc(r.updated_at),
+        # The post was deleted afterwards (`commcal retract`); it stays `sent`.
+        "retracted_utc": iso_utc(retracted) if retracted else None,
+        "changes": [change_json(c) for c in changes],
     }
 
 
@@ -79,14 +114,17 @@ def show_records(
     counts: Mapping[State, int],
     fmt: str,
     tz_name: str | None = None,
+    changes: Changes | None = None,
 ) -> None:
     """Deliveries as stored. Tables show times in `tz_name` (the project's zone; None: UTC)
-    and ids whole: at least as long as `retry` and `resolve` need."""
+    and ids whole: at least as long as `retry` and `resolve` need. `changes`: the retractions
+    and amendments of those that have any (a retracted post shows `sent (retracted)`)."""
+    changed: Changes = changes or {}
     counted = {str(k): v for k, v in counts.items()}
     if fmt == "jsonl":
         with JsonLines("commcal.status/1") as lines:
             for r in records:
-                lines.line("delivery", record_json(r))
+                lines.line("delivery", record_json(r, changed.get(r.id, ())))
             lines.summary(counts=counted)
         return
     if fmt == "json":
@@ -95,9 +133,13 @@ def show_records(
         ) as doc:
             doc.array("deliveries")
             for r in records:
-                doc.append(record_json(r))
+                doc.append(record_json(r, changed.get(r.id, ())))
         return
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no deliveries recorded"
+    retracted = sum(1 for r in records if retracted_at(changed.get(r.id, ())))
+    if retracted:
+        summary += f" ({retracted} of those shown retracted)"
+    states = {r.id: shown_state(r, changed.get(r.id, ())) for r in records}
     due = f"due ({zone_label(tz_name)})"
     if fmt != "markdown" and console().width < WIDE_STATUS:
         # Narrow: the item, its channel and the URL or error share one column, line by line,
@@ -107,7 +149,7 @@ def show_records(
             [
                 r.id,
                 local_time(r.due_at, tz_name),
-                f"{r.state}{tries[r.id]}",
+                f"{states[r.id]}{tries[r.id]}",
                 f"{r.calendar}/{r.item} on {r.channel}"
                 + (f"\n{r.url or r.last_error}" if r.url or r.last_error else ""),
             ]
@@ -121,7 +163,7 @@ def show_records(
             local_time(r.due_at, tz_name),
             f"{r.calendar}/{r.item}",
             r.channel,
-            str(r.state),
+            states[r.id],
             str(r.attempts),
             r.url or r.last_error or "",
         ]
@@ -152,31 +194,62 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
+def change_rows(changes: Sequence[PostChange], tz_name: str | None) -> list[list[str]]:
+    """A delivery's changes as history rows: when, what, and how it ended."""
+    rows = []
+    for c in changes:
+        if c.action == "amended":
+            what = f"new text {c.content_hash.removeprefix('sha256:')[:12]}"
+        else:
+            what = f"reason: {c.reason}" if c.reason else ""
+        if not c.finished:
+            ended = "interrupted: run the command again to settle it"
+        else:
+            ended = c.note or (c.url or "") if c.outcome == "done" else f"{c.outcome}: {c.note}"
+        rows.append(
+            [
+                local_time(c.finished_at or c.begun_at, tz_name),
+                c.action if c.done else f"{c.action[:-2]} {c.outcome or 'begun'}",
+                "",
+                "; ".join(part for part in (what, ended) if part),
+            ]
+        )
+    return rows
+
+
 def show_history(
-    record: DeliveryRecord, attempts: Sequence[Attempt], fmt: str, tz_name: str | None = None
+    record: DeliveryRecord,
+    attempts: Sequence[Attempt],
+    fmt: str,
+    tz_name: str | None = None,
+    changes: Sequence[PostChange] = (),
 ) -> None:
     if fmt == "jsonl":
         with JsonLines("commcal.history/1") as lines:
-            lines.line("delivery", record_json(record))
+            lines.line("delivery", record_json(record, changes))
             for a in attempts:
                 lines.line("event", attempt_json(a))
+            for c in changes:
+                lines.line("change", change_json(c))
             lines.summary(id=record.id, state=str(record.state))
         return
     if fmt == "json":
         write_json(
             {
                 "schema": "commcal.history/1",
-                "delivery": record_json(record),
+                "delivery": record_json(record, changes),
                 "history": [attempt_json(a) for a in attempts],
+                "changes": [change_json(c) for c in changes],
             }
         )
         return
     rows = [
         [local_time(a.at, tz_name), a.event, a.worker, a.error or a.remote_id or ""]
         for a in attempts
-    ]
+    ] + change_rows(changes, tz_name)
     _table(
-        f"{record.id} {record.calendar}/{record.item} on {record.channel}: {record.state}, "
+        f"{record.id} {record.calendar}/{record.item} on {record.channel}: "
+        f"{shown_state(record, changes)}, "
         f"due {local_time(record.due_at, tz_name)} ({zone_label(tz_name)})",
         [f"at ({zone_label(tz_name)})", "event", "worker", "detail"],
         rows,

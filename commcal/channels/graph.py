@@ -1,0 +1,540 @@
+"""What Meta's Graph APIs share: Facebook Pages, Instagram and Threads.
+
+Errors come as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`, and the
+`code`, not the HTTP status, says whether trying again can help
+(https://developers.facebook.com/docs/graph-api/guides/error-handling). Instagram and Threads
+publish in two steps, a media container and then its publication (`ContainerChannel`).
+
+The access token travels in the `Authorization: Bearer` header (which graph.facebook.com takes,
+as Meta's WhatsApp Cloud API reference shows with every request), never in an `access_token`
+query parameter, so no error text or log line built from a URL can hold it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+
+from commcal.channels import httpkit
+from commcal.channels.base import (
+    Media,
+    Message,
+    PermanentError,
+    Receipt,
+    SendError,
+    TransientError,
+    unreadable,
+)
+from commcal.channels.httpkit import HttpChannel
+from commcal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
+
+# The newest Graph API version: v27.0, released November 4, 2026 (Graph and Marketing API
+# versions ship together: https://developers.facebook.com/documentation/ads-commerce/
+# marketing-api/marketing-api-changelog/versions). Each is available for about two years.
+GRAPH_API = "https://graph.facebook.com/v27.0"
+
+# Codes whose documented recovery is "wait and retry" (error-handling guide above): 1 API
+# unknown, 2 API service (downtime), 4 app too many calls, 17 user too many calls, 32 Page
+# request limit, 341 application limit reached, 368 temporarily blocked for policy violations,
+# 613 calls within one hour exceeded
+# (https://developers.facebook.com/docs/graph-api/overview/rate-limiting); and Instagram's -1
+# (server error, "try again") and -2 (media download timed out)
+# (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+# error-codes); 80001, too many calls to this Page account, "wait a bit and try again"
+# (https://developers.facebook.com/docs/graph-api/reference/album/photos). An error body's own
+# `"is_transient": true` counts too.
+TRANSIENT_CODES = frozenset({-2, -1, 1, 2, 4, 17, 32, 341, 368, 613, 80001})
+# Codes that name a token that no longer works: 190 (expired, revoked, password changed ...)
+# and 102 (API session).
+TOKEN_CODES = frozenset({102, 190})
+# 10 and 200-299: a permission is missing or was removed.
+PERMISSION_CODES = frozenset({10, *range(200, 300)})
+DUPLICATE_POST = 506
+
+
+def media_type(media: Media) -> str:
+    """The file's type, from its declared MIME type or its name (a URL's path too)."""
+    path = urlsplit(media.path).path if "://" in media.path else media.path
+    return media.mime_type or mimetypes.guess_type(path)[0] or ""
+
+
+def graph_error(response: requests.Response) -> dict[str, Any]:
+    """The `error` object of a Graph answer, or {} when the body has none."""
+    error = httpkit.json_body(response).get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_wait(response: requests.Response) -> float | None:
+    """Seconds until a throttled app or Page may call again: the largest
+    `estimated_time_to_regain_access` (minutes) in X-Business-Use-Case-Usage
+    (https://developers.facebook.com/docs/graph-api/overview/rate-limiting#buc-rate-limits)."""
+    raw = response.headers.get("X-Business-Use-Case-Usage")
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    minutes = [
+        entry.get("estimated_time_to_regain_access")
+        for entries in (usage.values() if isinstance(usage, dict) else [])
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+    found = [float(m) for m in minutes if isinstance(m, int | float) and not isinstance(m, bool)]
+    return max(found) * 60 if found else None
+
+
+class GraphChannel(HttpChannel):
+    """An adapter of a Graph API (`api_url` + path, a `token` setting)."""
+
+    # What a person does about a token that stopped working, and about a missing permission;
+    # each adapter says it for its own network.
+    token_hint: ClassVar[str] = "make a new access token and put it in the environment variable"
+    permission_hint: ClassVar[str] = "the token lacks a permission this call needs"
+
+    def configure(self) -> None:
+        httpkit.check_https_url(self, "api_url")
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = str(self.value("api_url")).rstrip("/") + path
+        return self.call(method, url, token=self.secret("token"), **kwargs)
+
+    def error_reason(self, response: requests.Response) -> str:
+        error = graph_error(response)
+        message = error.get("error_user_msg") or error.get("message")
+        if not isinstance(message, str) or not message:
+            return ""
+        code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
+        detail = ", ".join(
+            part
+            for part in (
+                f"code {code}" if code is not None else "",
+                f"subcode {subcode}" if subcode is not None else "",
+                f"fbtrace_id {error['fbtrace_id']}"
+                if isinstance(error.get("fbtrace_id"), str)
+                else "",
+            )
+            if part
+        )
+        text = f"HTTP {response.status_code}: {' '.join(message.split())}"
+        text += f" ({detail})" if detail else ""
+        hint = self.hint(code, subcode)
+        return f"{text}: {hint}" if hint else text
+
+    def hint(self, code: int | None, subcode: int | None) -> str:
+        """What to do about a refused call, by its Graph code; "" when nothing useful to add."""
+        if code in TOKEN_CODES:
+            return self.token_hint
+        if code in PERMISSION_CODES:
+            return self.permission_hint
+        if code == DUPLICATE_POST:
+            return "the network refuses the same text twice in a row: change the text"
+        if code == 368:
+            return "the account is blocked from posting for a while for a policy reason"
+        return ""
+
+    def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:
+        seconds = super().retry_after(error, response)
+        if seconds is None and response is not None:
+            seconds = usage_wait(response)
+        return seconds
+
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        """By the Graph code where the body has one: a throttled call answered 400 or 403 is
+        worth retrying, an expired token answered 500 is not."""
+        detail = graph_error(response) if response is not None else {}
+        code = _int(detail.get("code"))
+        if code in TRANSIENT_CODES or detail.get("is_transient") is True:
+            return TransientError(text, retry_after)
+        if code is not None:
+            return PermanentError(text)
+        return super().new_error(text, retry_after, error, response)
+
+
+def _graph_id(response: requests.Response) -> str | None:
+    value = httpkit.json_body(response).get("id")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value)
+
+
+class Journal(Protocol):
+    """Where a container channel records the container of each delivery until it is published
+    (`ContainerChannel.journal`). `ContainerJournal` keeps it in the project folder; a
+    publisher may set a ledger-backed one with the same three methods, so that hosts sharing a
+    ledger share it too."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, container: str) -> None: ...
+
+    def drop(self, key: str) -> None: ...
+
+
+class ContainerJournal:
+    """Which media container each delivery created, kept until the post is out.
+
+    Instagram and Threads publish a container made beforehand; the container is named here,
+    durably, before it is published, so a send resumed after a failure (a 5xx, a crash)
+    publishes that container, or finds it published, instead of making a second post.
+    Entries live in `<project>/.commcal/containers/<channel>.json` (mode 0600, replaced by an
+    atomic rename under a lock); without a project folder, in memory for this process.
+    Containers expire after 24 hours unpublished, and so do entries.
+    """
+
+    lifetime = 24 * 3600.0
+
+    def __init__(self, folder: Path | None, channel: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", channel)
+        self.path = folder / f"{safe}.json" if folder is not None else None
+        self._memory: dict[str, dict[str, Any]] = {}
+        self.clock: Callable[[], float] = time.time
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if self.path is None:
+            return dict(self._memory)
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+        now = self.clock()
+        fresh = {
+            k: v
+            for k, v in entries.items()
+            if isinstance(v.get("at"), int | float) and now - v["at"] < self.lifetime
+        }
+        if self.path is None:
+            self._memory = fresh
+            return
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(fresh, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        import fcntl
+
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def get(self, key: str) -> str | None:
+        entry = self._read().get(key)
+        if entry is None or not isinstance(entry.get("container"), str):
+            return None
+        at = entry.get("at")
+        if not isinstance(at, int | float) or self.clock() - at >= self.lifetime:
+            return None
+        return str(entry["container"])
+
+    def put(self, key: str, container: str) -> None:
+        """Record `container` for `key`; raises OSError when it cannot be kept (the send must
+        then not go on: a resume could not find it)."""
+        with self._locked():
+            entries = self._read()
+            entries[key] = {"container": container, "at": self.clock()}
+            self._write(entries)
+
+    def drop(self, key: str) -> None:
+        with contextlib.suppress(OSError), self._locked():
+            entries = self._read()
+            if entries.pop(key, None) is not None:
+                self._write(entries)
+
+
+# A container's state: EXPIRED (not published within 24 hours), ERROR, FINISHED, IN_PROGRESS,
+# PUBLISHED (IG Container status_code, https://developers.facebook.com/docs/instagram-platform/
+# instagram-graph-api/reference/ig-container; Threads containers have the same states in
+# `status`, see commcal/channels/threads.py).
+FINISHED, IN_PROGRESS, PUBLISHED = "FINISHED", "IN_PROGRESS", "PUBLISHED"
+GONE = frozenset({"ERROR", "EXPIRED"})
+
+
+class ContainerChannel(GraphChannel):
+    """Instagram and Threads: create a media container, wait until it is FINISHED, publish it.
+
+    Exactly once: the container is recorded in a `ContainerJournal` before anything else
+    happens to it. A send of a delivery that has one looks at it first: PUBLISHED (an earlier
+    attempt got through, its answer lost) is the receipt; FINISHED or IN_PROGRESS is published;
+    ERROR or EXPIRED (never published) is replaced by a new container. Neither network takes an
+    idempotency key, so a publish request whose answer is lost (a dropped connection) is still
+    recorded `unknown` by the publisher, never repeated.
+    """
+
+    network: ClassVar[str] = ""  # its name in sentences: "Instagram"
+    user_setting: ClassVar[str] = "user_id"
+    create_edge: ClassVar[str] = "media"
+    publish_edge: ClassVar[str] = "media_publish"
+    status_field: ClassVar[str] = "status_code"
+    # What a status check asks for: the state and, on ERROR, why.
+    status_fields: ClassVar[str] = "id,status_code,status"
+    # Image types the network takes (Channel.image_types, checked by check_media too); empty:
+    # any image.
+    image_types: ClassVar[frozenset[str]] = frozenset()
+    # A bounded wait for processing: images take seconds, and an unfinished container is kept
+    # for the next attempt (Instagram: query at most once a minute for 5 minutes, content
+    # publishing guide, https://developers.facebook.com/docs/instagram-platform/
+    # content-publishing#troubleshooting).
+    status_checks: ClassVar[int] = 5
+    status_interval: ClassVar[float] = 3.0
+
+    def configure(self) -> None:
+        super().configure()
+        base = self.options.get("media_base_url")
+        if isinstance(base, str):
+            httpkit.check_https_url(self, "media_base_url")
+        self.sleep: Callable[[float], None] = time.sleep
+        self._journal: Journal | None = None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            folder = self.state_dir / "containers" if self.state_dir is not None else None
+            self._journal = ContainerJournal(folder, self.name)
+        return self._journal
+
+    @journal.setter
+    def journal(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def user(self) -> str:
+        return str(self.value(self.user_setting))
+
+    # -- media as public URLs ---------------------------------------------------------------------
+
+    def public_url(self, media: Media) -> str | None:
+        """Where the network can fetch `media`: its own https URL, or the file under the
+        project's media/ folder as served at `media_base_url`; None when neither."""
+        if media.path.startswith(("https://", "http://")):
+            return media.path
+        base = self.options.get("media_base_url")
+        if not base:
+            return None
+        return str(self.value("media_base_url")).rstrip("/") + "/" + self.media_name(media.path)
+
+    def media_name(self, path: str) -> str:
+        """`path` relative to the project's media/ folder (its name, if it is elsewhere)."""
+        whole = Path(path)
+        if self.state_dir is not None:
+            with contextlib.suppress(ValueError):
+                return whole.relative_to(self.state_dir.parent / "media").as_posix()
+        parts = whole.parts
+        if "media" in parts:
+            at = len(parts) - 1 - parts[::-1].index("media")
+            return "/".join(parts[at + 1 :]) or whole.name
+        return whole.name
+
+    def check(self, message: Message) -> list[str]:
+        problems = super().check(message)
+        if message.media:  # a post with an image may have no text
+            problems = [p for p in problems if p != "message is empty"]
+        if self.max_media is not None and len(message.media) > self.max_media:
+            problems.append(
+                f"at most {self.max_media} images in one {self.network} post, not "
+                f"{len(message.media)}"
+            )
+        for media in message.media:
+            problems.extend(self.image_problems(media))
+        problems.extend(self.url_problems(message))
+        return problems
+
+    def image_problems(self, media: Media) -> list[str]:
+        problems = []
+        kind = media_type(media)
+        if kind and not kind.startswith("image/"):
+            problems.append(f"{media.path}: this adapter posts images only, not {kind}")
+        elif kind and self.image_types and kind not in self.image_types:
+            names = " or ".join(name.split("/")[1].upper() for name in sorted(self.image_types))
+            problems.append(f"{media.path}: {self.network} takes {names} images only, not {kind}")
+        if "://" not in media.path:
+            if not os.path.isfile(media.path):
+                problems.append(f"media file {media.path} does not exist")
+            elif self.max_media_bytes and os.path.getsize(media.path) > self.max_media_bytes:
+                megabytes = self.max_media_bytes / 2**20
+                problems.append(
+                    f"{media.path} is over {self.network}'s image limit of {megabytes:g} MiB"
+                )
+        return problems
+
+    def public_urls(self, message: Message) -> list[str]:
+        """Every image's public address; a PermanentError naming the fix if one has none."""
+        urls = [self.public_url(media) for media in message.media]
+        if None in urls:
+            raise PermanentError("; ".join(self.url_problems(message)))
+        return [url for url in urls if url is not None]
+
+    def url_problems(self, message: Message) -> list[str]:
+        network = self.network or self.type_name
+        return [
+            f"{network} fetches each image from a public URL, and {media.path} is a file "
+            f"here: write it as a `url:` entry (https://...), or set `media_base_url` on channel "
+            f"{self.name!r} to the address where the project's media/ folder is served"
+            for media in message.media
+            if self.public_url(media) is None
+        ]
+
+    # -- the two steps ----------------------------------------------------------------------------
+
+    def container_fields(self, message: Message) -> list[dict[str, Any]]:
+        """The requests that make the container to publish: the last one makes it; any before
+        it make carousel items, whose ids it takes as `children`."""
+        raise NotImplementedError
+
+    def _create(self, fields: Mapping[str, Any]) -> str:
+        # A container is not a post: a lost one expires unseen.
+        with httpkit.before_the_post():
+            response = self.api("POST", f"/{self.user()}/{self.create_edge}", data=dict(fields))
+        container = _graph_id(response)
+        if container is None:
+            raise TransientError(
+                f"HTTP {response.status_code}: {self.type_name} answered without a container "
+                "id; nothing was posted, the next attempt makes a new container"
+            )
+        return container
+
+    def create_container(self, message: Message) -> str:
+        steps = self.container_fields(message)
+        children = [self._create(fields) for fields in steps[:-1]]
+        final = dict(steps[-1])
+        if children:
+            final["children"] = ",".join(children)
+        return self._create(final)
+
+    def container_status(self, container: str) -> tuple[str, str]:
+        """(status, what the network says about it) of a container; ERROR when the network
+        no longer knows it."""
+        try:
+            with httpkit.before_the_post():  # a question, not a post
+                response = self.api("GET", f"/{container}", params={"fields": self.status_fields})
+        except PermanentError as exc:
+            # Only a container the network no longer knows (code 100, or a 404) is gone; any
+            # other refusal (an expired token) says nothing about it, and forgetting it could
+            # repeat a post that went out.
+            answer = exc.response
+            code = _int(graph_error(answer).get("code")) if answer is not None else None
+            if code == 100 or (answer is not None and answer.status_code == 404):
+                return "ERROR", str(exc)
+            raise
+        body = httpkit.json_body(response)
+        status = body.get(self.status_field)
+        if not isinstance(status, str):
+            raise TransientError(
+                f"{self.type_name} answered a container's status without {self.status_field}"
+            )
+        note = body.get("status") if self.status_field != "status" else body.get("error_message")
+        return status.upper(), str(note or "")
+
+    def wait_until_ready(self, key: str, container: str) -> str:
+        """The container's status once it is no longer IN_PROGRESS, checked a bounded number
+        of times; still processing after that is a transient error (the container is kept)."""
+        status, note = self.container_status(container)
+        for _ in range(self.status_checks):
+            if status != IN_PROGRESS:
+                break
+            self.sleep(self.status_interval)
+            status, note = self.container_status(container)
+        if status == IN_PROGRESS:
+            raise TransientError(
+                f"{self.type_name} is still processing the media (container {container}); "
+                "the next attempt publishes the same container",
+                retry_after=60.0,
+            )
+        if status in GONE:
+            self.journal.drop(key)
+            reason = f": {note}" if note else ""
+            raise TransientError(
+                f"{self.type_name} could not prepare the post (container {container} is "
+                f"{status}{reason}); nothing was posted, the next attempt makes a new container"
+            )
+        return status
+
+    def send(self, message: Message, idempotency_key: str) -> Receipt:
+        container = self.journal.get(idempotency_key)
+        if container is not None:
+            status, _note = self.container_status(container)
+            if status == PUBLISHED:
+                self.journal.drop(idempotency_key)
+                return Receipt(
+                    note=f"published by an earlier attempt (container {container}); the post "
+                    "id was not received"
+                )
+            if status in GONE:
+                self.journal.drop(idempotency_key)
+                container = None
+        if container is None:
+            container = self.create_container(message)
+            try:
+                self.journal.put(idempotency_key, container)
+            except OSError as exc:
+                raise PermanentError(
+                    f"cannot record {self.type_name} container {container} in the project's "
+                    f".commcal folder ({exc.strerror}), so it is not published: a resumed send "
+                    "could post twice"
+                ) from None
+        status = self.wait_until_ready(idempotency_key, container)
+        if status == PUBLISHED:
+            self.journal.drop(idempotency_key)
+            return Receipt(note=f"published by an earlier attempt (container {container})")
+        response = self.api(
+            "POST", f"/{self.user()}/{self.publish_edge}", data={"creation_id": container}
+        )
+        self.journal.drop(idempotency_key)
+        post_id = _graph_id(response)
+        if post_id is None:
+            return Receipt(note=unreadable(response, "a media id"))
+        return Receipt(remote_id=post_id, url=self.permalink(post_id))
+
+    def permalink(self, post_id: str) -> str | None:
+        """The post's public address, asked once after publishing; None if that fails (the
+        post is out either way)."""
+        try:
+            response = self.api("GET", f"/{post_id}", params={"fields": "permalink"})
+        except (SendError, ConfigError):
+            return None
+        link = httpkit.json_body(response).get("permalink")
+        return link if isinstance(link, str) and link.startswith("https://") else None
+
+    def verify(self) -> str:
+        fields = "id,username"
+        me = httpkit.json_body(self.api("GET", f"/{self.user()}", params={"fields": fields}))
+        return f"token works for @{me.get('username', '?')} ({self.type_name} id {me.get('id')})"
