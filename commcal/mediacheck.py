@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from commcal.calendar.model import MediaEntry
 from commcal.channels.base import Channel, Media, MediaFile, Message
@@ -35,12 +35,24 @@ VIDEO_TYPES = {
 FIT_FOLDER = ".commcal/media"
 
 
-def inspect(media: Media) -> MediaFile:
+def inspect(media: Media, cache: dict[tuple[str, int, int], Any] | None = None) -> MediaFile:
     """What can be known of `media` offline. A URL: nothing but its guessed type (it is fetched
-    when it is uploaded, and checked then by the network)."""
+    when it is uploaded, and checked then by the network). `cache` (a run's Memo.media) keeps
+    what was read of a file by its path, size and modification time."""
     if is_url(media.path):
         guessed = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
         return MediaFile(media, kind=guessed.split("/")[0], mime_type=guessed)
+    if cache is None:
+        return _inspect_file(media)
+    stat = os.stat(media.path)
+    key = (media.path, stat.st_size, stat.st_mtime_ns)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _inspect_file(media)
+    return replace(found, media=media)
+
+
+def _inspect_file(media: Media) -> MediaFile:
     size = os.path.getsize(media.path)
     image = _image(media.path)
     if image is not None:
@@ -136,6 +148,7 @@ def media_problems(
     entries: Sequence[MediaEntry],
     where: str,
     locale: str,
+    cache: dict[tuple[str, int, int], Any] | None = None,
 ) -> list[Problem]:
     """The problems of `message.media` on `adapter`, each at the calendar line of its file
     (`entries`, in the same order); those of the whole set at the first file's line."""
@@ -151,7 +164,7 @@ def media_problems(
                 )
             )
         try:
-            files.append(inspect(media))
+            files.append(inspect(media, cache))
         except OSError as exc:
             problems.append(
                 Problem(entry.pos, f"{where}: cannot read {entry.source}: {exc.strerror or exc}")

@@ -51,7 +51,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.config import Config
-from commcal.deliveries import member_deliveries, stands_for_members
+from commcal.deliveries import Memo, member_deliveries, stands_for_members
 from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
@@ -275,6 +275,10 @@ class Publisher:
         # Channels found down in this run: name -> (why, when to try again). Once a channel's
         # circuit is open, its remaining deliveries go back to `pending` untried.
         self._open_circuits: dict[str, tuple[str, datetime]] = {}
+        # What a channel's deliveries share while its thread renders and checks them (each
+        # item's context layers, each media file's pixel size): one Memo per channel, so per
+        # thread, made in `_channel` and dropped with the run.
+        self._memos: dict[str, Memo] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -700,6 +704,7 @@ class Publisher:
             return
         ledger = self.open()
         recorder = None
+        self._memos[name] = Memo()
         try:
             if records_behind(adapter):
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
@@ -968,7 +973,7 @@ class Publisher:
     ) -> Outcome | None:
         """Render, check and send one delivery; its outcome, or None when `recorder` will
         report it once its `sent` is committed."""
-        planned = check(self.project, delivery)
+        planned = check(self.project, delivery, self._memos.get(adapter.name))
         publish = self.config.publish
         if claim is None:
             claim = ledger.claim(
@@ -1147,13 +1152,14 @@ class Publisher:
         from commcal.media import digest
 
         recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        memo = self._memos.get(adapter.name)
         media = []
         for position, item in enumerate(message.media):
             if item.ref:
                 media.append(item)
                 continue
             try:
-                fingerprint = digest(item)
+                fingerprint = digest(item, memo.digests if memo is not None else None)
             except OSError as exc:
                 raise PermanentError(f"media file {item.path}: {exc.strerror or exc}") from exc
             found = recorded.get(position)
