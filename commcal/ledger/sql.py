@@ -418,15 +418,32 @@ class SqlLedger(AudienceStore, EngagementStore, ChangeStore):
         return self._transaction(tx, write=True, durable=False)
 
     def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:
-        rows = self._transaction(
-            lambda: self._execute(
-                "SELECT position, digest, ref FROM media_uploads WHERE delivery_id = ? "
-                "ORDER BY seq",
-                (delivery_id,),
-            ),
-            write=False,
-        )
-        return {int(r[0]): (r[1], r[2]) for r in rows}  # later rows overwrite earlier ones
+        return self.uploads_many([delivery_id]).get(delivery_id, {})
+
+    def uploads_many(self, delivery_ids: Iterable[str]) -> dict[str, dict[int, tuple[str, str]]]:
+        """`uploads` of several deliveries in a few queries: by delivery id, those that have
+        any (a batch's, read once after its claim)."""
+        from commcal.ledger.members import IN_CHUNK, marks
+
+        wanted = list(dict.fromkeys(delivery_ids))
+
+        def tx() -> list[Any]:
+            rows: list[Any] = []
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                rows.extend(
+                    self._execute(
+                        "SELECT delivery_id, position, digest, ref FROM media_uploads WHERE "
+                        f"delivery_id IN ({marks(len(chunk))}) ORDER BY seq",
+                        chunk,
+                    )
+                )
+            return rows
+
+        found: dict[str, dict[int, tuple[str, str]]] = {}
+        for delivery_id, position, digest, ref in self._transaction(tx, write=False):
+            found.setdefault(delivery_id, {})[int(position)] = (digest, ref)  # the latest wins
+        return found
 
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
         # A lease that ran out may still be renewed while nobody has taken it over: a take-over

@@ -279,6 +279,8 @@ class Publisher:
         # item's context layers, each media file's pixel size): one Memo per channel, so per
         # thread, made in `_channel` and dropped with the run.
         self._memos: dict[str, Memo] = {}
+        # Per channel: each claimed delivery's recorded uploads, read with its batch's claim.
+        self._batch_uploads: dict[str, dict[str, dict[int, tuple[str, str]]]] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -896,6 +898,11 @@ class Publisher:
         # `unknown`, not the whole batch.
         sending = adapter.idempotent and known and scope is None
         claims = self._claims(ledger, adapter, batch, sending=sending, scope=scope)
+        if adapter.uploads_media:
+            # What earlier attempts uploaded for the batch, read once (`_uploaded`); a delivery
+            # without any is not in it, and its claim is ours: nobody else can add any.
+            uploads = ledger.uploads_many(claims)
+            self._batch_uploads[adapter.name] = {c: uploads.get(c, {}) for c in claims}
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
                 self._defer(ledger, batch[n:], claims, circuit, report)
@@ -1151,7 +1158,11 @@ class Publisher:
             return message
         from commcal.media import digest
 
-        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        # Read with the batch's claim, once: a second attempt in this run reads the ledger.
+        read = self._batch_uploads.get(adapter.name, {}).pop(claim.delivery_id, None)
+        if read is None:
+            read = ledger.uploads(claim.delivery_id)
+        recorded = read if reuse else {}
         memo = self._memos.get(adapter.name)
         media = []
         for position, item in enumerate(message.media):
