@@ -11,6 +11,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,6 +207,24 @@ def test_an_upload_the_server_cannot_take_posts_nothing(
         assert record.state.value == "pending"
     finally:
         ledger.close()
+
+
+def test_uploads_slower_than_the_lease_renew_it_and_post(
+    make_project: MakeProject, servers: MediaServers
+) -> None:
+    """Two uploads of 1.2 s each under a 2 s lease: without renewal the second upload's ref
+    could not be recorded (the claim's lease over) and nothing would be posted this run."""
+
+    def hook(kind: str, path: str) -> str | None:
+        if kind == "upload":
+            time.sleep(1.2)
+        return None
+
+    servers.hook = hook
+    root = make(make_project, servers, "mastodon", publish="retry_delay: 0s, lease: 2s")
+    assert run(root) == {OutcomeState.SENT: 1}
+    (status,) = servers.statuses
+    assert [m["description"] for m in status.media] == [ALT_1, ALT_2]
 
 
 @pytest.mark.parametrize(

@@ -1129,14 +1129,17 @@ class Publisher:
             exc.maybe_sent = False  # a question, not a post
             raise
         uploaded = self._uploaded(ledger, adapter, claim, message)
-        if uploaded is None or not ledger.begin_send(claim, self.clock(), scope=scope):
+        if uploaded is None:
+            return None
+        message, claim = uploaded  # the claim's lease may have been renewed for the uploads
+        if not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
-            return adapter.send(uploaded, key)
+            return adapter.send(message, key)
         except StaleMedia:
             # The network forgot an upload (nothing was posted): upload afresh, once.
             again = self._uploaded(ledger, adapter, claim, message, reuse=False)
-            return None if again is None else adapter.send(again, key)
+            return None if again is None else adapter.send(again[0], key)
 
     def _uploaded(
         self,
@@ -1146,16 +1149,17 @@ class Publisher:
         message: Message,
         *,
         reuse: bool = True,
-    ) -> Message | None:
+    ) -> tuple[Message, Claim] | None:
         """`message` with every file's `ref` set, for a channel that uploads media before the
-        post (`Channel.uploads_media`); None (send nothing) when the claim is no longer ours.
+        post (`Channel.uploads_media`), and the claim (its lease renewed if the uploads used up
+        half of it); None (send nothing) when the claim is no longer ours.
 
         Each upload's ref is recorded in the ledger before the next step, so a send resumed
         after a crash (or a retry) posts with the files uploaded before, unless a file changed
         since (its digest differs) or `reuse` is False (the network refused the refs as stale).
         An upload that fails is a send that never left: nothing was posted."""
         if not adapter.uploads_media or not message.media:
-            return message
+            return message, claim
         from commcal.media import digest
 
         # Read with the batch's claim, once: a second attempt in this run reads the ledger.
@@ -1188,8 +1192,16 @@ class Publisher:
                     claim, position=position, digest=fingerprint, ref=ref, now=self.clock()
                 ):
                     return None
+                # A large file takes a while: renew the lease before it runs low, as `_batch`
+                # does between sends, so the post is not refused for a lease spent uploading.
+                lease = self.config.publish.lease
+                if claim.lease_until - self.clock() < lease / 2:
+                    renewed = ledger.extend(claim, self.clock(), lease)
+                    if renewed is None:
+                        return None
+                    claim = renewed
             media.append(replace(item, ref=ref))
-        return replace(message, media=tuple(media))
+        return replace(message, media=tuple(media)), claim
 
     def _may_repeat(
         self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime
