@@ -1131,11 +1131,11 @@ class Publisher:
         uploaded = self._uploaded(ledger, adapter, claim, message)
         if uploaded is None:
             return None
-        message, claim = uploaded  # the claim's lease may have been renewed for the uploads
+        ready, claim = uploaded  # the claim's lease may have been renewed for the uploads
         if not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
-            return adapter.send(message, key)
+            return adapter.send(ready, key)
         except StaleMedia:
             # The network forgot an upload (nothing was posted): upload afresh, once.
             again = self._uploaded(ledger, adapter, claim, message, reuse=False)
