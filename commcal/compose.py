@@ -192,6 +192,7 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
                 "question": item.poll["question"],
                 "options": list(item.poll["options"]),
                 "duration_seconds": int(item.poll["duration"].total_seconds()),
+                "results": item.poll.get("results", "live"),
             }
         else:
             text = poll_fallback(text, item.poll)
@@ -218,7 +219,8 @@ def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) 
         text=text,
         subject=subject,
         html=rendered.html,
-        language=delivery.locale.split("_")[0],
+        language=item.langs[0] if item.langs else delivery.locale.split("_")[0],
+        languages=item.langs,
         media=message_media(project, delivery, adapter),
         recipient=recipient,
         headers=headers,

@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from commcal.errors import Pos, Problem
 
 if TYPE_CHECKING:
+    import re
+
     import jinja2
 
 SUFFIX = ".j2"
@@ -349,13 +351,36 @@ def _template_line(tb: TracebackType | None) -> tuple[str, int]:
 
 
 def html_to_text(html: str) -> str:
+    """The plain part of an HTML-only message. A link keeps its address after its words,
+    `read more (https://x)`, since a plain-text reader cannot follow the words; a link whose
+    words are its address (`https://x`, `x`, or `a@b` for mailto:a@b) is shown once."""
     import re
     from html import unescape
 
     text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
+    text = re.sub(r"(?is)<a\b([^>]*)>(.*?)</a\s*>", _link_text, text)
     text = re.sub(r"(?i)<br\s*/?>|</p>|</h\d>|</li>", "\n", text)
     text = re.sub(r"<[^>]+>", "", text)
     return re.sub(r"\n{3,}", "\n\n", unescape(text)).strip()
+
+
+def _link_text(match: re.Match[str]) -> str:
+    import re
+    from html import escape, unescape
+
+    found = re.search(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", match.group(1), re.I)
+    words = match.group(2)
+    if found is None:
+        return words
+    href = unescape(next(group for group in found.groups() if group is not None)).strip()
+    if not re.match(r"(?i)(https?|mailto):", href):
+        return words  # "#top", javascript:, a relative path: nothing a reader could open
+    shown = " ".join(unescape(re.sub(r"<[^>]+>", "", words)).split())
+    bare = re.sub(r"(?i)^(https?://|mailto:)", "", href).rstrip("/")
+    if shown.rstrip("/") in (href.rstrip("/"), bare) or not shown:
+        return words if shown else href
+    # Escaped again: the text is unescaped as a whole afterwards.
+    return f"{words} ({escape(href)})"
 
 
 # -- filters -------------------------------------------------------------------------------------

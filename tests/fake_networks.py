@@ -162,6 +162,7 @@ ENV_TEMPLATE = {
     "HOOK_KEY": "hdrKeyqoYUQqojdclik9w7z0",
     "HOOK_URL": "{url}/hook/whPathpSchPkJhydq7ZXMTmJ?token=whQuerykvqZZfDCXk2cQYUs0s",
     "SLACK_URL": "{url}/services/T0SWEEP06/B0SWEEP07/slackSp37sAuNle8pJUA3puTeU0Ek",
+    "SLACK_BOT_TOKEN": "xoxb-4417-8808-slackBotQm2Zk9TvW3pLr7",
     "DISCORD_URL": "{url}/api/webhooks/918273645091/"
     "discordgpzYQMNGIvSiwDPFLyWh0VdkRlP1MXzYbdPBoCjFNHYs2cLv7QtrYQZ9hNQA",
     "TG_TOKEN": "7654321098:tgLUIqnU66vE6eMAscjInwiamL69DfJZ6Te",
@@ -200,6 +201,9 @@ def channels_config(networks: Networks) -> str:
   slack:
     type: slack
     webhook_url: ${{SLACK_URL}}
+    bot_token: ${{SLACK_BOT_TOKEN}}
+    channel_id: C0SWEEP08
+    api_url: {url}/api
   discord:
     type: discord
     webhook_url: ${{DISCORD_URL}}

@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
-# ../shared/servers/synapse.sh beside the checkout (as CI lays it out), or COMMCAL_SYNAPSE_SCRIPT.
+# The project's own start script (tests/servers/synapse.sh, written from ../shared/servers/
+# synapse.sh with every rate limit a test run meets raised), or COMMCAL_SYNAPSE_SCRIPT.
 SYNAPSE_SCRIPT = Path(
     os.environ.get("COMMCAL_SYNAPSE_SCRIPT")
-    or Path(__file__).resolve().parents[2] / "shared" / "servers" / "synapse.sh"
+    or Path(__file__).resolve().parent / "servers" / "synapse.sh"
 )
+# Where that script keeps the homeserver's config (hs.yaml: for registering more users).
+SYNAPSE_DIR = Path(os.environ.get("TMPDIR") or "/tmp") / "commcal-servers" / "synapse-tests"
 
 
 def real_synapse() -> tuple[str, str, str]:
@@ -42,6 +45,47 @@ def real_synapse() -> tuple[str, str, str]:
     assert done.returncode == 0, done.stderr[-2000:]
     homeserver, token, room = done.stdout.strip().splitlines()[-1].split()
     return homeserver, token, room
+
+
+def matrix_member(homeserver: str, room: str, inviter_token: str) -> tuple[str, str]:
+    """A new user on the real homeserver, invited to `room` by `inviter_token`'s user and joined:
+    (user id, access token). For what members do to a post: reactions, replies in its thread."""
+    import secrets
+
+    import requests
+
+    name = f"member{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(12)
+    venv = SYNAPSE_DIR.parent / "synapse-venv"
+    register = [str(venv / "bin" / "register_new_matrix_user"), "-c", str(SYNAPSE_DIR / "hs.yaml")]
+    subprocess.run(
+        [*register, "-u", name, "-p", password, "--no-admin", homeserver],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    login = requests.post(
+        f"{homeserver}/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": name},
+            "password": password,
+        },
+        timeout=30,
+    )
+    login.raise_for_status()
+    user, token = login.json()["user_id"], login.json()["access_token"]
+    client = f"{homeserver}/_matrix/client/v3/rooms/{room}"
+    requests.post(
+        f"{client}/invite",
+        headers={"Authorization": f"Bearer {inviter_token}"},
+        json={"user_id": user},
+        timeout=30,
+    ).raise_for_status()
+    requests.post(
+        f"{client}/join", headers={"Authorization": f"Bearer {token}"}, json={}, timeout=30
+    ).raise_for_status()
+    return user, token
 
 
 # ../shared/servers/bsky_pds.sh beside the checkout, or COMMCAL_BSKY_PDS_SCRIPT.

@@ -157,8 +157,13 @@ def test_real_synapse_amend_is_an_m_replace_and_retract_redacts(
     assert edit["content"] == {
         "msgtype": "m.text",
         "body": "* The meetup is on Tuesday",
-        "m.new_content": {"msgtype": "m.text", "body": "The meetup is on Tuesday"},
+        "m.new_content": {
+            "msgtype": "m.text",
+            "body": "The meetup is on Tuesday",
+            "m.mentions": {},
+        },
         "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+        "m.mentions": {},
     }
     code, out, _ = run(root, token, "status", row["id"], "--format", "json")
     (change,) = json.loads(out)["changes"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from commcal.channels.base import EnvRef, Message, Receipt, Recipient
+from commcal.channels.base import EnvRef, Media, Message, Receipt, Recipient
 from commcal.channels.console import ConsoleChannel, FileChannel
 from commcal.errors import ConfigError
 
@@ -122,3 +122,30 @@ def test_file_missing_environment_variable_is_named(tmp_path: Path) -> None:
     channel = FileChannel("out", {"path": EnvRef("${OUT_DIR}/m.jsonl")}, env={})
     with pytest.raises(ConfigError, match="OUT_DIR is not set"):
         channel.send(MESSAGE, "key-1")
+
+
+def test_console_names_each_image_with_its_alt_text(tmp_path: Path) -> None:
+    from tests.media_helpers import png
+
+    poster = png(tmp_path / "αφίσα.png")
+    channel = ConsoleChannel("demo", {})
+    channel.stream = io.StringIO()
+    message = Message(
+        "demo",
+        "console",
+        "Καλημέρα!",
+        media=(Media(str(poster), alt="Η αφίσα της βραδιάς"), Media(str(poster))),
+    )
+    channel.send(message, "k")
+    assert channel.stream.getvalue() == (
+        "── demo\nΚαλημέρα!\n[αφίσα.png: Η αφίσα της βραδιάς]\n[αφίσα.png (no alt text)]\n\n"
+    )
+
+
+def test_the_file_channel_lists_the_media(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    channel = FileChannel("demo", {"path": str(out)})
+    media = (Media("/p/media/stall.png", alt="Ο πάγκος"),)
+    channel.send(Message("demo", "file", "Λαϊκή", media=media), "k")
+    (line,) = out.read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["media"] == [{"path": "/p/media/stall.png", "alt": "Ο πάγκος"}]

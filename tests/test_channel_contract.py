@@ -13,6 +13,7 @@ installs the plugin of docs/plugins.md through an entry point and runs this suit
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -21,11 +22,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote_plus, unquote
 
 import pytest
 from typer.testing import CliRunner
@@ -38,6 +39,7 @@ from commcal.cli import app
 from commcal.errors import ConfigError
 from tests.conftest import MakeProject
 from tests.fake_networks import DID, ENV_TEMPLATE, Answer, Networks, Request, posting_type
+from tests.media_helpers import png
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "community/launch/2026-12-01T09:00:00Z/contract"
@@ -73,6 +75,8 @@ class Case:
     carries_key: Callable[[Any, str], bool] | None = None
     send_without: tuple[str, ...] = ()
     message: Mapping[str, Any] = field(default_factory=dict)
+    media_settings: Callable[[Where], dict[str, Any]] | None = None
+    media_answer: Callable[[Request], Answer] | None = None
 
 
 def _json(data: Any, status: int = 200) -> Answer:
@@ -81,6 +85,29 @@ def _json(data: Any, status: int = 200) -> Answer:
 
 def _header(name: str) -> Callable[[Any, str], bool]:
     return lambda seen, key: all(r.headers.get(name) == key for r in seen) and bool(seen)
+
+
+def _slack_api_answer(request: Request) -> Answer:
+    """files upload v2 (upload URL, bytes, complete) and chat.postMessage, as Slack answers."""
+    if "getUploadURLExternal" in request.path:
+        host = request.headers.get("Host", "127.0.0.1")
+        return _json({"ok": True, "upload_url": f"http://{host}/upload/v1/x", "file_id": "F01"})
+    if request.path.startswith("/upload/"):
+        return Answer(200, b"OK - 75", "text/plain")
+    return _json({"ok": True, "files": [{"id": "F01"}], "ts": "1733050800.000100"})
+
+
+def _bluesky_media_answer(request: Request) -> Answer:
+    if "uploadBlob" in request.path:
+        blob = {"$type": "blob", "ref": {"$link": "bafkreicontract"}, "mimeType": "image/png"}
+        return _json({"blob": {**blob, "size": len(request.body)}})
+    return _bluesky_answer(request)
+
+
+def _matrix_media_answer(request: Request) -> Answer:
+    if "/media/v3/upload" in request.path:
+        return _json({"content_uri": "mxc://example.org/contract"})
+    return _json({"event_id": "$ev1:example.org"})
 
 
 def _bluesky_answer(request: Request) -> Answer:
@@ -129,6 +156,7 @@ CASES: dict[str, Case] = {
         lambda where: {"url": "${HOOK_URL}", "secret": "${HOOK_SECRET}"},
         # Any JSON {"id", "url"} a receiver answers (commcal/channels/webhook.py).
         answer=lambda request: _json({"id": "hook-7", "url": "https://example.org/7"}),
+        media_answer=lambda request: _json({"id": "hook-7", "url": "https://example.org/7"}),
         remote_id="hook-7",
         carries_key=lambda seen, key: (
             _header("Idempotency-Key")(seen, key)
@@ -140,28 +168,40 @@ CASES: dict[str, Case] = {
         # Slack's incoming webhooks answer 200 with the body `ok` and no id.
         answer=lambda request: Answer(200, b"ok", "text/html"),
         remote_id=None,
+        media_settings=lambda where: {
+            "bot_token": "${SLACK_BOT}",
+            "channel_id": "C0SWEEP",
+            "api_url": where.url + "/api",
+        },
+        media_answer=_slack_api_answer,
     ),
     "discord": Case(
         lambda where: {"webhook_url": "${DISCORD_URL}"},
         # With wait=true: the Message object.
         answer=lambda request: _json({"id": "1101", "channel_id": "20", "guild_id": "30"}),
         remote_id="1101",
+        media_answer=lambda request: _json({"id": "1101", "channel_id": "20"}),
     ),
     "telegram": Case(
         lambda where: {"token": "${TG_TOKEN}", "chat_id": "@sweepchannel", "api_url": where.url},
         answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
         remote_id="42",
+        media_answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
     ),
     "mastodon": Case(
         lambda where: {"instance": where.url, "token": "${MASTO_TOKEN}"},
         answer=lambda request: _json({"id": "109", "url": "https://m.example/@a/109"}),
         remote_id="109",
         carries_key=_header("Idempotency-Key"),
+        # The same {"id"} names an upload (/api/v2/media) and a status.
+        media_answer=lambda request: _json({"id": "109", "url": "https://m.example/@a/109"}),
     ),
     "x": Case(
         lambda where: {"token": "${X_TOKEN}", "api_url": where.url},
         answer=lambda request: _json({"data": {"id": "1445880548472328192", "text": "t"}}),
         remote_id="1445880548472328192",
+        # The same {"data": {"id"}} names an upload (/2/media/upload) and a post.
+        media_answer=lambda request: _json({"data": {"id": "1445880548472328192"}}),
     ),
     "matrix": Case(
         lambda where: {
@@ -171,6 +211,7 @@ CASES: dict[str, Case] = {
         },
         answer=lambda request: _json({"event_id": "$ev1:example.org"}),
         remote_id="$ev1:example.org",
+        media_answer=_matrix_media_answer,
         # The transaction id of PUT .../send/m.room.message/{txnId}.
         carries_key=lambda seen, key: (
             bool(seen) and all(unquote(r.path.rsplit("/", 1)[1]) == key for r in seen)
@@ -183,6 +224,7 @@ CASES: dict[str, Case] = {
             "service": where.url,
         },
         answer=_bluesky_answer,
+        media_answer=_bluesky_media_answer,
         remote_id=f"at://{DID}/app.bsky.feed.post/{record_key(KEY)}",
         # The record key is derived from the idempotency key.
         carries_key=lambda seen, key: (
@@ -278,9 +320,17 @@ def _refs(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(
-    kind: str, where: Where, *, env: Mapping[str, str], drop: tuple[str, ...] = ()
+    kind: str,
+    where: Where,
+    *,
+    env: Mapping[str, str],
+    drop: tuple[str, ...] = (),
+    media: bool = False,
 ) -> Channel:
-    settings = {k: v for k, v in CASES[kind].settings(where).items() if k not in drop}
+    case = CASES[kind]
+    settings = {k: v for k, v in case.settings(where).items() if k not in drop}
+    if media and case.media_settings is not None:
+        settings.update(case.media_settings(where))
     return channel_class(kind)("contract", _refs(settings), env=env)
 
 
@@ -392,6 +442,9 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
     cls = channel_class(kind)
     channel = build(kind, where_for(9, tmp_path), env=environment("http://127.0.0.1:9"))
     names = ("poll_min_options", "poll_max_options", "poll_max_option_length")
+    with_media = build(
+        kind, where_for(9, tmp_path), env=environment("http://127.0.0.1:9"), media=True
+    )
     if not cls.native_polls:
         assert all(getattr(cls, name) is None for name in names), "limits of polls it lacks"
     else:
@@ -427,12 +480,14 @@ def test_declared_poll_and_media_limits_are_checked(kind: str, tmp_path: Path) -
     image = tmp_path / "photo.jpg"  # JPEG: the one image type every adapter takes (Instagram)
     Image.new("RGB", (64, 48), "teal").save(image)
     files = [inspect(Media(str(image), alt="a photo"))] * (cls.max_media + 1)
-    assert channel.check_media(files[:-1]) == []
-    assert channel.check_media(files), "one attachment over max_media"
+    assert with_media.check_media(files[:-1]) == []
+    assert with_media.check_media(files), "one attachment over max_media"
     if cls.max_media_bytes is not None:
-        big = tmp_path / "big.jpg"  # a small picture padded past the limit after its end
-        big.write_bytes(image.read_bytes() + b"\0" * cls.max_media_bytes)
-        assert channel.check_media([inspect(Media(str(big), alt="a photo"))])
+        big = tmp_path / "big.png"  # a small picture padded past the limit after its end
+        big.write_bytes(image.read_bytes())
+        with open(big, "r+b") as handle:  # sparse: no disk or memory for Slack's 1 GB
+            handle.truncate(big.stat().st_size + cls.max_media_bytes)
+        assert with_media.check_media([inspect(Media(str(big), alt="a photo"))])
 
 
 def _send(kind: str, tmp_path: Path, smtp_server: Any) -> tuple[Receipt, Any]:
@@ -484,6 +539,44 @@ def test_send_against_a_server_that_answers_like_the_api(
         assert len(seen) == 1, "one send is one post"
     else:
         assert "Launch day: join us" in seen
+
+
+@pytest.mark.parametrize("kind", REGISTERED)
+def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) -> None:
+    """A message with two images, sent as the publisher sends it (each file uploaded first on a
+    channel that `uploads_media`): both files' bytes reach the network, and so does each alt
+    text where the network takes one (`takes_alt`)."""
+    case, cls = CASES[kind], channel_class(kind)
+    if cls.max_media == 0 or case.kind != "http":
+        pytest.skip(f"{kind} sends no media over HTTP (mail: tests/test_channel_smtp.py)")
+    if case.media_answer is None:
+        pytest.skip(f"{kind}'s Case has no media_answer yet")
+    images = [png(tmp_path / f"photo{n}.png", shade=60 * n) for n in (1, 2)]
+    alts = ("Η αφίσα της βραδιάς", "Ο χάρτης της αίθουσας")
+    media = tuple(Media(str(p), alt=a) for p, a in zip(images, alts, strict=True))
+    with Networks() as networks:
+        networks.answer = case.media_answer
+        where = where_for(int(networks.url.rsplit(":", 1)[1]), tmp_path)
+        env = {**environment(networks.url), "SLACK_BOT": "xoxb-contract-bot-token"}
+        channel = build(kind, where, env=env, media=True)
+        sent = message(kind, media=media)
+        assert channel.check(sent) == []
+        if cls.uploads_media:
+            sent = replace(sent, media=tuple(replace(m, ref=channel.upload(m)) for m in media))
+        receipt = channel.send(sent, KEY)
+        channel.close()
+    assert receipt.note == "", receipt
+    everything = b"".join(r.body for r in networks.requests)
+    for image in images:
+        data = image.read_bytes()  # as sent, or base64 in a JSON body (the webhook)
+        assert data in everything or base64.b64encode(data) in everything, (
+            f"{image.name} never reached {kind}"
+        )
+    if kind != "telegram":  # Telegram has no alt text
+        for alt in alts:
+            # As UTF-8, as a JSON string's escapes, or form-encoded: as the network reads it.
+            forms = (alt.encode(), json.dumps(alt)[1:-1].encode(), quote_plus(alt).encode())
+            assert any(form in everything for form in forms), f"alt text lost on {kind}"
 
 
 @pytest.mark.parametrize("kind", REGISTERED)
@@ -585,7 +678,7 @@ def test_the_plugin_example_passes_the_contract_suite(tmp_path: Path) -> None:
         if name.startswith("test_")
         and any(mark.args[1] is REGISTERED for mark in getattr(test, "pytestmark", []))
     ]
-    assert len(contract_tests) == 8
+    assert len(contract_tests) == 9
     passed = int(re.search(r"(\d+) passed", output).group(1))  # type: ignore[union-attr]
     skipped = re.search(r"(\d+) skipped", output)
     assert passed + (int(skipped.group(1)) if skipped else 0) == len(contract_tests), output

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from commcal.channels.base import EnvRef, Message, PermanentError, Receipt, TransientError
+from commcal.channels.base import (
+    EnvRef,
+    Media,
+    Message,
+    PermanentError,
+    Receipt,
+    TransientError,
+)
 from commcal.channels.discord import DiscordChannel
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
+from tests.media_helpers import HangUpAfterRequest, media_problems, png, sized
 
 TOKEN_PATH = "/api/webhooks/1234567890/SecretDiscordToken_abc"
 MESSAGE = Message(channel="community", channel_type="discord", text="Καλημέρα! Meetup tonight.")
@@ -221,3 +231,142 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="not an http") as caught:
         channel.send(MESSAGE, "dlv-11")
     assert "SecretDiscordToken_abc" not in str(caught.value)
+
+
+# -- media ------------------------------------------------------------------------------------
+
+
+def media_message(tmp_path: Path, count: int = 2, text: str = MESSAGE.text) -> Message:
+    alts = ["Η αφίσα της συνάντησης: Πέμπτη 10 Δεκεμβρίου", "Ο χάρτης προς την αίθουσα"]
+    media = tuple(
+        Media(str(png(tmp_path / f"poster-{n}.png", shade=(40 * n) % 256)), alt=alts[n % 2])
+        for n in range(count)
+    )
+    return Message("community", "discord", text, media=media)
+
+
+def test_media_go_as_multipart_with_descriptions_as_alt_text(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    seen: list[Request] = []
+
+    def record(request: Request) -> Response:
+        request.get_data()  # keep the body: werkzeug reads the stream once
+        seen.append(request)
+        return Response(json.dumps(message_object()), content_type="application/json")
+
+    httpserver.expect_oneshot_request(
+        TOKEN_PATH, method="POST", query_string="wait=true"
+    ).respond_with_handler(record)
+    message = media_message(tmp_path)
+    receipt = make(httpserver, username="Events").send(message, "dlv-m1")
+    assert receipt.remote_id == "1189000000000000001"
+    (request,) = seen
+    assert request.mimetype == "multipart/form-data"
+    payload = json.loads(request.form["payload_json"])
+    assert payload == {
+        "content": MESSAGE.text,
+        "username": "Events",
+        "attachments": [
+            {"id": 0, "filename": "poster-0.png", "description": message.media[0].alt},
+            {"id": 1, "filename": "poster-1.png", "description": message.media[1].alt},
+        ],
+    }
+    assert sorted(request.files) == ["files[0]", "files[1]"]
+    for number, media in enumerate(message.media):
+        upload = request.files[f"files[{number}]"]
+        assert upload.filename == f"poster-{number}.png"
+        assert upload.mimetype == "image/png"
+        assert upload.read() == Path(media.path).read_bytes()
+
+
+def test_media_alone_is_not_an_empty_message(tmp_path: Path) -> None:
+    channel = DiscordChannel("c", {"webhook_url": EnvRef("${X}")}, env={})
+    assert channel.check(media_message(tmp_path, count=1, text="")) == []
+
+
+def test_media_limits_are_checked_offline_with_a_fix(tmp_path: Path) -> None:
+    channel = DiscordChannel("c", {"webhook_url": EnvRef("${X}")}, env={})
+    eleven = media_message(tmp_path, count=11).media
+    assert media_problems(channel, *eleven) == [
+        (None, "11 media files, over discord's 10 per post")
+    ]
+    big = Media(str(sized(tmp_path / "video-still.png", 20 * 1024 * 1024)))
+    assert media_problems(channel, big, big) == [
+        (
+            None,
+            "the files are 40.0 MB together, over this discord server's limit of 25 MB a "
+            "message: make them smaller, send fewer, or set upload_limit_mb on the channel if "
+            "the server is boosted",
+        )
+    ]
+    boosted = DiscordChannel("c", {"webhook_url": EnvRef("${X}"), "upload_limit_mb": 50}, env={})
+    assert media_problems(boosted, big, big) == []
+    huge = Media(str(sized(tmp_path / "huge.png", 30 * 1024 * 1024)))
+    assert media_problems(boosted, huge) == [], "one 30 MB file fits a 50 MB server"
+    wordy = Media(str(png(tmp_path / "p.png")), alt="α" * 1025)
+    assert media_problems(channel, wordy) == [
+        (0, "alt text is 1025 characters, over discord's limit of 1024 by 1")
+    ]
+    with pytest.raises(ConfigError, match="upload_limit_mb' must be 1 to 500"):
+        DiscordChannel("c", {"webhook_url": EnvRef("${X}"), "upload_limit_mb": 0})
+
+
+def test_413_is_permanent_says_why_and_redacts_the_echoed_url(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    echo = f"POST {httpserver.url_for(TOKEN_PATH)} Request entity too large"
+    httpserver.expect_oneshot_request(TOKEN_PATH).respond_with_json(
+        {"message": echo, "code": 40005}, status=413
+    )
+    with pytest.raises(PermanentError) as caught:
+        make(httpserver).send(media_message(tmp_path), "dlv-m2")
+    assert "too large for this server" in str(caught.value)
+    assert_secret_free(caught.value)
+
+
+def test_a_proxy_413_page_gets_the_same_hint(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_oneshot_request(TOKEN_PATH).respond_with_data(
+        "<html><body>413 Request Entity Too Large</body></html>", status=413
+    )
+    with pytest.raises(PermanentError, match="too large for this server"):
+        make(httpserver).send(media_message(tmp_path), "dlv-m3")
+
+
+def test_a_hang_up_after_the_upload_may_have_posted(tmp_path: Path) -> None:
+    with HangUpAfterRequest() as server:
+        channel = DiscordChannel(
+            "community",
+            {"webhook_url": EnvRef("${DISCORD_WEBHOOK_URL}")},
+            env={"DISCORD_WEBHOOK_URL": server.url + TOKEN_PATH},
+            http=TimeoutSession(timeout=(1, 2)),
+        )
+        message = media_message(tmp_path)
+        with pytest.raises(TransientError) as caught:
+            channel.send(message, "dlv-m4")
+    assert caught.value.maybe_sent, "the files went out: the publisher must not post again"
+    assert_secret_free(caught.value)
+    (request,) = server.requests
+    assert Path(message.media[1].path).read_bytes() in request
+
+
+def test_200_with_garbage_after_media_is_sent_with_a_note(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_oneshot_request(TOKEN_PATH).respond_with_data(
+        "<html>cached page</html>", content_type="text/html"
+    )
+    receipt = make(httpserver).send(media_message(tmp_path), "dlv-m5")
+    assert receipt.remote_id is None
+    assert receipt.note.startswith("sent, remote id unknown: 200 answer without a message id")
+
+
+def test_an_unreadable_file_sends_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    folder = tmp_path / "poster.png"
+    folder.mkdir()  # a name that looks like an image, but cannot be read as one
+    message = Message("c", "discord", "Tonight", media=(Media(str(folder), alt="poster"),))
+    with pytest.raises(
+        PermanentError, match=r"cannot read media file .*poster.png: Is a directory"
+    ):
+        make(httpserver).send(message, "dlv-m6")
+    assert httpserver.log == []

@@ -76,17 +76,28 @@ def test_message_visibility_overrides_channel_default(httpserver: HTTPServer) ->
     httpserver.check_assertions()
 
 
-def test_poll_is_sent_as_json_poll(httpserver: HTTPServer) -> None:
+@pytest.mark.parametrize(
+    ("results", "extra"),
+    [("live", {}), ("hidden", {"hide_totals": True})],  # hidden: counts shown once it ends
+)
+def test_poll_is_sent_as_json_poll(
+    httpserver: HTTPServer, results: str, extra: dict[str, Any]
+) -> None:
     httpserver.expect_oneshot_request(
         "/api/v1/statuses",
         method="POST",
         json={
             "status": "Which day?",
             "visibility": "public",
-            "poll": {"options": ["Monday", "Friday"], "expires_in": 3600},
+            "poll": {"options": ["Monday", "Friday"], "expires_in": 3600, **extra},
         },
     ).respond_with_json(status())
-    poll = {"question": "Which day?", "options": ["Monday", "Friday"], "duration_seconds": 3600}
+    poll = {
+        "question": "Which day?",
+        "options": ["Monday", "Friday"],
+        "duration_seconds": 3600,
+        "results": results,
+    }
     channel(httpserver).send(message("Which day?", poll=poll, language=None), "k")
     httpserver.check_assertions()
 

@@ -34,6 +34,8 @@ ROOM = "!OGEhHVWSdvArJzumhm:matrix.org"
 ENV = {"MATRIX_TOKEN": "syt_YWNtZQ_secret"}
 AUTH = {"Authorization": "Bearer syt_YWNtZQ_secret"}
 SEND = f"/_matrix/client/v3/rooms/{ROOM}/send/m.room.message/"
+STATE = f"/_matrix/client/v3/rooms/{ROOM}/state/m.room.encryption/"
+NOT_ENCRYPTED = {"errcode": "M_NOT_FOUND", "error": "Event not found."}
 
 
 def channel(server: HTTPServer, **settings: Any) -> MatrixChannel:
@@ -44,6 +46,8 @@ def channel(server: HTTPServer, **settings: Any) -> MatrixChannel:
         "room_id": ROOM,
     }
     config.update(settings)
+    # The room is not encrypted: no m.room.encryption in its state, as a homeserver answers.
+    server.expect_request(STATE, method="GET").respond_with_json(NOT_ENCRYPTED, status=404)
     return MatrixChannel("mx", config, env=ENV, http=http)
 
 
@@ -79,6 +83,7 @@ def test_send_puts_event_with_txn_id(httpserver: HTTPServer) -> None:
         "body": "Hi *all*",
         "format": "org.matrix.custom.html",
         "formatted_body": "Hi <em>all</em>",
+        "m.mentions": {},
     }
 
 
@@ -93,7 +98,11 @@ def test_same_txn_id_twice_gives_same_event(httpserver: HTTPServer) -> None:
     assert first.remote_id == again.remote_id
     assert other.remote_id != first.remote_id
     assert len(server.events) == 2
-    assert server.events["delivery-1"] == {"msgtype": "m.notice", "body": "Γεια σας 👋"}
+    assert server.events["delivery-1"] == {
+        "msgtype": "m.notice",
+        "body": "Γεια σας 👋",
+        "m.mentions": {},
+    }
 
 
 def test_txn_id_is_url_quoted(httpserver: HTTPServer) -> None:
@@ -180,9 +189,10 @@ def test_check_counts_bytes_including_html() -> None:
         "text is 60002 bytes (UTF-8), over matrix's limit of 60000 by 2"
     ]
     problems = mx.check(message("a" * 35_000, html="<p>" + "a" * 35_000 + "</p>"))
+    # 70,107: the text, the HTML, the keys and quoting, and `"m.mentions":{}` (16 bytes).
     assert problems == [
-        "the event content (text, HTML and JSON quoting) is 70091 bytes, over matrix's limit "
-        "of 60000 by 10091"
+        "the event content (text, HTML and JSON quoting) is 70107 bytes, over matrix's limit "
+        "of 60000 by 10107"
     ]
 
 
@@ -262,6 +272,9 @@ class Synapse:
                 who = self._who()
                 if who is None:
                     self._answer(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown token"})
+                    return
+                if "/state/m.room.encryption" in self.path:
+                    self._answer(404, NOT_ENCRYPTED)
                     return
                 with synapse.lock:
                     synapse.whoami += 1

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from commcal.channels.base import EnvRef, Message, PermanentError, Receipt, TransientError
+from commcal.channels.base import (
+    EnvRef,
+    Media,
+    Message,
+    PermanentError,
+    Receipt,
+    StaleMedia,
+    TransientError,
+)
 from commcal.channels.slack import SlackChannel
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
+from tests.media_helpers import HangUpAfterRequest, Seen, media_problems, png, seen
 
 TOKEN_PATH = "/services/T0001/B0002/xoxSecretToken123"
 MESSAGE = Message(channel="team", channel_type="slack", text="Meetup Thursday: Q&A <live>")
@@ -154,3 +168,282 @@ def test_a_2xx_other_than_ok_is_sent_with_a_note(httpserver: HTTPServer) -> None
     receipt = make(httpserver).send(MESSAGE, "k")
     assert receipt.remote_id is None
     assert "remote id unknown" in receipt.note
+
+
+# -- bot token: chat.postMessage, and files upload v2 ------------------------------------------
+
+BOT_TOKEN = "xoxb-1111-2222-Qz8rLm4WvT9yKp"
+
+
+class FakeSlackApi:
+    """Answers the Web API methods and the upload URL as Slack does, recording each request."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.seen: list[Seen] = []
+        self.complete: dict[str, Any] = {}
+        self.files = 0
+
+    def __call__(self, request: Request) -> Response:
+        self.seen.append(seen(request))
+        path = request.path
+        if path.endswith("/files.getUploadURLExternal"):
+            self.files += 1
+            answer = {
+                "ok": True,
+                "upload_url": self.server.url_for(f"/upload/v1/signed{self.files}"),
+                "file_id": f"F0SWEEP{self.files}",
+            }
+        elif path.startswith("/upload/v1/"):
+            return Response(f"OK - {len(request.get_data())}", content_type="text/plain")
+        elif path.endswith("/files.completeUploadExternal"):
+            answer = self.complete or {
+                "ok": True,
+                "files": [
+                    {"id": f["id"], "title": f["title"]} for f in self.seen[-1].json()["files"]
+                ],
+            }
+        else:  # chat.postMessage
+            answer = {"ok": True, "channel": "C0TEAM", "ts": "1733050800.000100"}
+        return Response(json.dumps(answer), content_type="application/json")
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.seen]
+
+
+def bot(httpserver: HTTPServer, **settings: Any) -> SlackChannel:
+    return SlackChannel(
+        "team",
+        {
+            "bot_token": EnvRef("${SLACK_BOT_TOKEN}"),
+            "channel_id": "C0TEAM",
+            "api_url": httpserver.url_for("/api"),
+            **settings,
+        },
+        env={"SLACK_BOT_TOKEN": BOT_TOKEN},
+        http=TimeoutSession(timeout=(1, 2)),
+    )
+
+
+def serve(httpserver: HTTPServer) -> FakeSlackApi:
+    fake = FakeSlackApi(httpserver)
+    httpserver.expect_request(re.compile(r"/(api|upload)/.*")).respond_with_handler(fake)
+    return fake
+
+
+def pictures(tmp_path: Path) -> tuple[Media, ...]:
+    return (
+        Media(str(png(tmp_path / "αφίσα.png", 10)), alt="Αφίσα: συνάντηση την Πέμπτη στις 18:00"),
+        Media(str(png(tmp_path / "map.png", 20)), alt="Χάρτης της αίθουσας"),
+    )
+
+
+def test_files_go_up_by_upload_v2_and_post_with_the_text(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    fake = serve(httpserver)
+    slack = bot(httpserver)
+    media = pictures(tmp_path)
+    refs = [slack.upload(item) for item in media]
+    assert refs == ["F0SWEEP1", "F0SWEEP2"]
+    message = Message(
+        "team",
+        "slack",
+        "Συνάντηση: Q&A <live>",
+        media=tuple(replace(item, ref=ref) for item, ref in zip(media, refs, strict=True)),
+    )
+    assert slack.check(message) == []
+    receipt = slack.send(message, "k")
+    assert receipt == Receipt(remote_id="F0SWEEP1")
+    assert fake.paths() == [
+        "/api/files.getUploadURLExternal",
+        "/upload/v1/signed1",
+        "/api/files.getUploadURLExternal",
+        "/upload/v1/signed2",
+        "/api/files.completeUploadExternal",
+    ]
+    for number, item in enumerate(media):
+        ticket, upload = fake.seen[2 * number], fake.seen[2 * number + 1]
+        assert ticket.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+        assert ticket.form == {
+            "filename": Path(item.path).name,
+            "length": str(Path(item.path).stat().st_size),
+            "alt_txt": item.alt,
+        }
+        assert "Authorization" not in upload.headers, "the upload URL is signed: no token to it"
+        part = upload.files["filename"]
+        assert (part.filename, part.mimetype) == (Path(item.path).name, "image/png")
+        assert part.data == Path(item.path).read_bytes()
+    complete = fake.seen[-1]
+    assert complete.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert complete.json() == {
+        "files": [{"id": "F0SWEEP1", "title": "αφίσα.png"}, {"id": "F0SWEEP2", "title": "map.png"}],
+        "channel_id": "C0TEAM",
+        "initial_comment": "Συνάντηση: Q&amp;A &lt;live&gt;",
+    }
+
+
+def test_text_alone_goes_by_chat_post_message(httpserver: HTTPServer) -> None:
+    fake = serve(httpserver)
+    assert bot(httpserver).send(MESSAGE, "k") == Receipt(remote_id="1733050800.000100")
+    (request,) = fake.seen
+    assert request.path == "/api/chat.postMessage"
+    assert request.json() == {"channel": "C0TEAM", "text": "Meetup Thursday: Q&amp;A &lt;live&gt;"}
+
+
+def test_a_webhook_only_channel_refuses_media_with_the_fix(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    hook = make(httpserver)
+    message = Message("team", "slack", "Pics", media=pictures(tmp_path))
+    assert media_problems(hook, *message.media) == [
+        (
+            None,
+            "this slack channel posts through an incoming webhook, which cannot carry files: "
+            "add bot_token (a bot token with chat:write and files:write, e.g. "
+            "${SLACK_BOT_TOKEN}) and channel_id (C0...) to the channel in commcal.yaml, and "
+            "invite the bot to the channel",
+        )
+    ]
+    with pytest.raises(PermanentError, match="cannot carry files"):
+        hook.send(message, "k")
+    assert httpserver.log == []
+
+
+def test_bot_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="'bot_token' needs 'channel_id'"):
+        SlackChannel("t", {"bot_token": EnvRef("${T}")})
+    with pytest.raises(ConfigError, match="'channel_id' needs 'bot_token'"):
+        SlackChannel("t", {"webhook_url": EnvRef("${W}"), "channel_id": "C0"})
+    with pytest.raises(ConfigError, match=r"'webhook_url' is required \(or bot_token"):
+        SlackChannel("t", {})
+
+
+def test_file_limits_are_checked_offline(httpserver: HTTPServer, tmp_path: Path) -> None:
+    slack = bot(httpserver)
+    media = pictures(tmp_path)
+    assert slack.check(Message("t", "slack", "", media=media)) == [], "files alone are a post"
+    assert media_problems(slack, *media) == []
+    assert media_problems(slack, *(media[0],) * 11) == [
+        (None, "11 media files, over slack's 10 per post")
+    ]
+    assert media_problems(slack, replace(media[1], alt="α" * 1001)) == [
+        (0, "alt text is 1001 characters, over slack's limit of 1000 by 1")
+    ]
+
+
+def test_not_in_channel_is_permanent_with_the_fix(httpserver: HTTPServer, tmp_path: Path) -> None:
+    fake = serve(httpserver)
+    fake.complete = {"ok": False, "error": "not_in_channel"}
+    message = Message("t", "slack", "x", media=(replace(pictures(tmp_path)[0], ref="F1"),))
+    with pytest.raises(PermanentError, match=r"not_in_channel \(invite the bot") as caught:
+        bot(httpserver).send(message, "k")
+    assert not isinstance(caught.value, StaleMedia)
+
+
+def test_a_file_slack_forgot_is_stale_so_the_publisher_uploads_again(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    fake = serve(httpserver)
+    fake.complete = {"ok": False, "error": "file_not_found"}
+    message = Message("t", "slack", "x", media=(replace(pictures(tmp_path)[0], ref="F1"),))
+    with pytest.raises(StaleMedia, match="file_not_found"):
+        bot(httpserver).send(message, "k")
+
+
+def test_a_413_at_the_upload_url_is_permanent_and_echoes_nothing_secret(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    signed = httpserver.url_for("/upload/v1/signedSECRETsig")
+    httpserver.expect_request("/api/files.getUploadURLExternal").respond_with_json(
+        {"ok": True, "upload_url": signed, "file_id": "F9"}
+    )
+    httpserver.expect_request("/upload/v1/signedSECRETsig").respond_with_data(
+        f"Request Entity Too Large: {signed} Authorization: Bearer {BOT_TOKEN}", status=413
+    )
+    with pytest.raises(PermanentError, match="HTTP 413") as caught:
+        bot(httpserver).upload(pictures(tmp_path)[0])
+    for text in (str(caught.value), repr(caught.value)):
+        assert BOT_TOKEN not in text
+        assert "signedSECRETsig" not in text
+
+
+def test_an_upload_cut_off_is_retried_not_unknown(httpserver: HTTPServer, tmp_path: Path) -> None:
+    with HangUpAfterRequest() as hangup:
+        httpserver.expect_request("/api/files.getUploadURLExternal").respond_with_json(
+            {"ok": True, "upload_url": f"{hangup.url}/upload/v1/signed", "file_id": "F9"}
+        )
+        item = pictures(tmp_path)[0]
+        with pytest.raises(TransientError) as caught:
+            bot(httpserver).upload(item)
+    assert not caught.value.maybe_sent, "an upload posts nothing: safe to do again"
+    assert Path(item.path).read_bytes() in hangup.requests[0]
+    assert "signed" not in str(caught.value)
+
+
+def test_a_2xx_that_is_not_slack_after_the_post_is_sent_with_a_note(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/api/files.completeUploadExternal").respond_with_data(
+        "<html>proxy</html>", content_type="text/html"
+    )
+    message = Message("t", "slack", "x", media=(replace(pictures(tmp_path)[0], ref="F1"),))
+    receipt = bot(httpserver).send(message, "k")
+    assert receipt.remote_id is None
+    assert receipt.note.startswith("sent, remote id unknown: 200 answer without Slack's `ok`")
+
+
+def test_an_unreadable_file_uploads_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    with pytest.raises(PermanentError, match=r"cannot read media file .*gone.png: No such file"):
+        bot(httpserver).upload(Media(str(tmp_path / "gone.png"), alt="?"))
+    assert httpserver.log == []
+
+
+def test_with_a_webhook_and_a_bot_text_goes_by_the_webhook_and_files_by_the_bot(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    fake = serve(httpserver)
+    httpserver.expect_request(TOKEN_PATH).respond_with_data("ok")
+    both = bot(httpserver, webhook_url=EnvRef("${SLACK_WEBHOOK_URL}"))
+    both.env = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_WEBHOOK_URL": httpserver.url_for(TOKEN_PATH)}
+    assert both.send(MESSAGE, "k1") == Receipt()
+    assert [r.path for r, _ in httpserver.log] == [TOKEN_PATH]
+    picture = replace(pictures(tmp_path)[0], ref="F0SWEEP1")
+    both.send(Message("team", "slack", "Pic", media=(picture,)), "k2")
+    assert fake.paths() == ["/api/files.completeUploadExternal"]
+
+
+def test_an_upload_ticket_that_is_not_slack_says_so_and_posts_nothing(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/api/files.getUploadURLExternal").respond_with_data(
+        f"<html>login page for {BOT_TOKEN}</html>", content_type="text/html"
+    )
+    with pytest.raises(PermanentError) as caught:
+        bot(httpserver).upload(pictures(tmp_path)[0])
+    assert str(caught.value).startswith(
+        "files.getUploadURLExternal: the answer is not Slack's (200, text/html, "
+    )
+    assert BOT_TOKEN not in str(caught.value)
+    assert [r.path for r, _ in httpserver.log] == ["/api/files.getUploadURLExternal"]
+
+
+def test_verify_asks_auth_test_with_the_bot_token(httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request(
+        "/api/auth.test", method="POST", headers={"Authorization": f"Bearer {BOT_TOKEN}"}
+    ).respond_with_json({"ok": True, "user": "agora-bot", "team": "Agora", "user_id": "U1"})
+    assert bot(httpserver).verify() == "token works for agora-bot in Agora"
+    httpserver.expect_oneshot_request("/api/auth.test").respond_with_json(
+        {"ok": False, "error": "invalid_auth"}
+    )
+    with pytest.raises(PermanentError, match=r"invalid_auth \(the bot token is wrong"):
+        bot(httpserver).verify()
+
+
+def test_a_2xx_that_is_not_slack_after_chat_post_message_is_sent_with_a_note(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/api/chat.postMessage").respond_with_data("<html>proxy</html>")
+    receipt = bot(httpserver).send(MESSAGE, "k")
+    assert receipt.remote_id is None
+    assert "answer without Slack's `ok` answer to chat.postMessage" in receipt.note

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from commcal.channels.base import (
     EnvRef,
+    Media,
     Message,
     PermanentError,
     Receipt,
@@ -30,6 +31,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.smtp import SmtpChannel, message_id
 from commcal.errors import ConfigError
+from tests.media_helpers import media_problems, png, sized
 
 # The plaintext-AUTH server below runs on loopback only; aiosmtpd warns about it per connection.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
@@ -616,3 +618,220 @@ def test_config_errors() -> None:
     )
     with pytest.raises(ConfigError, match="SMTP_HOST is not set"):
         channel.send(Message("news", "smtp", "t", subject="s"), "dlv-o")
+
+
+# -- images inline in the HTML (multipart/related, cid:) ------------------------------------------
+
+GREEK_HTML = (
+    "<html><body><h1>Νέα της κοινότητας</h1>"
+    '<p><img src="cid:αφίσα.png" alt="Αφίσα της βραδιάς: Πέμπτη 10 Δεκεμβρίου, 18:00"></p>'
+    "<p>Σας περιμένουμε!</p></body></html>"
+)
+
+
+def greek_newsletter(tmp_path: Path, recipient: Recipient = MARIA) -> Message:
+    poster = png(tmp_path / "αφίσα.png", shade=30)
+    plan = png(tmp_path / "map.png", shade=200)
+    return Message(
+        channel="news",
+        channel_type="smtp",
+        text="Γεια σου Μαρία,\nη βραδιά είναι την Πέμπτη.\n",
+        subject="Νέα της κοινότητας: Δεκέμβριος",
+        html=GREEK_HTML,
+        language="el",
+        recipient=recipient,
+        media=(
+            Media(str(poster), alt="Αφίσα της βραδιάς: Πέμπτη 10 Δεκεμβρίου, 18:00"),
+            Media(str(plan), alt="Χάρτης: η αίθουσα είναι στον πρώτο όροφο"),
+        ),
+    )
+
+
+def inline_parts(mail: EmailMessage) -> dict[str, EmailMessage]:
+    """The parts of `mail` that have a Content-ID, by that id (without the angle brackets)."""
+    found = {}
+    for part in mail.walk():
+        cid = part.get("Content-ID")
+        if cid:
+            assert isinstance(part, EmailMessage)
+            found[str(cid).strip("<>")] = part
+    return found
+
+
+def assert_images_inline(mail: EmailMessage, message: Message) -> None:
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, related = list(mail.iter_parts())
+    assert related.get_content_type() == "multipart/related"
+    html_part = next(related.iter_parts())
+    assert html_part.get_content_type() == "text/html"
+    html = html_part.get_content()
+    referenced = re.findall(r'src="cid:([^"]+)"', html)
+    parts = inline_parts(mail)
+    assert sorted(referenced) == sorted(parts), "every cid: has its part, every part a cid:"
+    for item, cid in zip(message.media, referenced, strict=True):
+        part = parts[cid]
+        assert part.get_content_disposition() == "inline"
+        assert part.get_filename() == Path(item.path).name
+        assert part.get_content_type() == "image/png"
+        assert part.get_content() == Path(item.path).read_bytes()
+        assert f'src="cid:{cid}" alt="{item.alt}"' in html
+    text = plain.get_content()
+    assert text.startswith("Γεια σου Μαρία,")
+    for item in message.media:
+        assert f"[{item.alt}]" in text
+
+
+def test_a_greek_newsletter_carries_its_images_inline_with_alt_texts(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller)
+    message = greek_newsletter(tmp_path)
+    assert channel.check(message) == []
+    channel.send(message, "news/dec/maria")
+    channel.close()
+    mail = recorder.mail()
+    assert str(mail["Subject"]) == "Νέα της κοινότητας: Δεκέμβριος"
+    assert_images_inline(mail, message)
+    html = next(mail.get_body(("related",)).iter_parts()).get_content()  # type: ignore[union-attr]
+    # The poster stays where the HTML placed it; the map it did not place comes at the end.
+    assert html.index("Νέα της κοινότητας") < html.index("αίθουσα") > html.index("περιμένουμε")
+    assert html.rstrip().endswith("</body></html>")
+
+
+def test_the_email_package_path_writes_the_same_inline_images(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller)
+    # A header that is not ASCII takes the email package's path, not the direct writer.
+    message = replace(greek_newsletter(tmp_path), headers={"X-Campaign": "Δεκέμβριος"})
+    sender = channel._address_setting("from", str(channel.value("from")))
+    assert channel._plain_mail(message, "k", sender, channel._recipient(message)) is None
+    channel.send(message, "k")
+    channel.close()
+    assert_images_inline(recorder.mail(), message)
+
+
+def test_a_batch_encodes_its_images_once_for_every_reader(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller, connections=2)
+    base = greek_newsletter(tmp_path)
+    readers = [
+        (replace(base, recipient=Recipient(f"m{n}@example.org", f"Μέλος {n}")), f"k{n}")
+        for n in range(12)
+    ]
+    results = channel.send_many(readers, lambda: False)
+    channel.close()
+    assert all(isinstance(r, Receipt) for r in results), results
+    mails = recorder.received
+    assert len(mails) == 12
+    assert len(channel._inline) == 1, "one encoding of the images for the whole batch"
+    cids = {tuple(sorted(inline_parts(recorder.mail(n)))) for n in range(12)}
+    assert len(cids) == 1
+    for n in range(12):
+        assert_images_inline(recorder.mail(n), base)
+
+
+def test_image_limits_are_checked_offline(tmp_path: Path) -> None:
+    channel = SmtpChannel("news", {"host": "h", "from": "a@example.org", "to": "b@example.org"})
+    big = Media(str(sized(tmp_path / "big.png", 8 * 1000 * 1000)), alt="Αφίσα")
+    assert media_problems(channel, big) == [
+        (
+            None,
+            "the images of this mail are 10.7 MB as sent, over this channel's limit of 10 MB: "
+            "make them smaller, send fewer, or raise max_message_mb if your mail provider takes "
+            "larger mail",
+        )
+    ]
+    roomy = SmtpChannel(
+        "news", {"host": "h", "from": "a@example.org", "to": "b@example.org", "max_message_mb": 25}
+    )
+    assert media_problems(roomy, big) == []
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 10)
+    assert media_problems(channel, Media(str(clip))) == [
+        (0, "a mail carries images, not videos or files: link to it instead")
+    ]
+
+
+def test_an_image_gone_before_the_send_sends_nothing(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller)
+    message = greek_newsletter(tmp_path)
+    Path(message.media[1].path).unlink()
+    with pytest.raises(PermanentError, match=r"cannot read media file .*map\.png"):
+        channel.send(message, "k")
+    channel.close()
+    assert recorder.received == []
+
+
+def test_the_direct_writer_and_the_email_package_agree_on_inline_images(tmp_path: Path) -> None:
+    channel = SmtpChannel("news", {"host": "h", "from": "Community <hello@example.org>"})
+    channel.clock = lambda: datetime(2026, 12, 1, 9, tzinfo=UTC)
+    message = greek_newsletter(tmp_path)
+    sender = channel._address_setting("from", "Community <hello@example.org>")
+    direct = channel._plain_mail(message, "key", sender, channel._recipient(message))
+    assert direct is not None and direct.isascii()
+    ours = email.message_from_bytes(direct, policy=email.policy.default)
+    theirs = channel.build(message, "key")
+
+    def shape(mail: Any) -> list[tuple[str, Any, Any, Any]]:
+        return [
+            (p.get_content_type(), p.get("Content-ID"), p.get_filename(), p.get_content())
+            for p in mail.walk()
+            if not p.is_multipart()
+        ]
+
+    assert shape(ours) == shape(theirs)
+    assert [p.get_content_type() for p in ours.walk()] == [
+        p.get_content_type() for p in theirs.walk()
+    ]
+
+
+def test_a_mail_with_images_cut_off_after_its_data_may_have_been_delivered(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    recorder.data_faults = ["cut"]
+    channel = channel_for(controller)
+    with pytest.raises(TransientError) as caught:
+        channel.send(greek_newsletter(tmp_path), "k")
+    channel.close()
+    assert caught.value.maybe_sent, "the images went out: the reader must not get it twice"
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_mail_without_html_carries_its_images_as_attachments(
+    server: tuple[Controller, Recorder], tmp_path: Path
+) -> None:
+    controller, recorder = server
+    channel = channel_for(controller)
+    message = replace(greek_newsletter(tmp_path), html=None)
+    channel.send(message, "k")
+    channel.close()
+    mail = recorder.mail()
+    assert mail.get_content_type() == "multipart/mixed"
+    attached = list(mail.iter_attachments())
+    assert [a.get_filename() for a in attached] == ["αφίσα.png", "map.png"]
+    assert [a.get_content() for a in attached] == [Path(m.path).read_bytes() for m in message.media]
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert all(f"[{m.alt}]" in text for m in message.media)
+
+
+def test_lines_that_start_with_a_dot_arrive_whole(server: tuple[Controller, Recorder]) -> None:
+    """RFC 5321 4.5.2: a line starting with "." is sent with one more, which the server takes
+    off again; a line of a single "." must not end the mail early."""
+    controller, recorder = server
+    channel = channel_for(controller)
+    text = "Programme:\n.\n..two dots\n.net and .org\nend\n"  # ASCII: sent as 7bit lines
+    channel.send(replace(NEWSLETTER, text=text, html=None), "k")
+    channel.close()
+    raw = recorder.received[-1][3]
+    assert b"\r\n.\r\n..two dots\r\n.net and .org\r\n" in raw, "sent as written"
+    received = recorder.mail().get_content()
+    assert received.replace("\r\n", "\n") == text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from commcal.channels.base import EnvRef, Media, Message, PermanentError, SendEr
 from commcal.channels.telegram import TelegramChannel, visible_text
 from commcal.errors import ConfigError
 from commcal.http import TimeoutSession
+from tests.media_helpers import HangUpAfterRequest, gif, media_problems, png, sized
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 ENV = {"TG_TOKEN": TOKEN}
@@ -251,9 +254,7 @@ def test_check_counts_utf16_after_markup() -> None:
     assert tg.check(message("x", poll={"options": ["a", "b"], "duration_seconds": 2})) == [
         "a telegram poll stays open at least 5 seconds, not 2"
     ]
-    assert tg.check(message("x", media=(Media("a.png"),))) == [
-        "the telegram adapter sends text and polls only, not media"
-    ]
+    assert tg.check(message("x", media=(Media("a.png"),))) == []  # files: check_media
 
 
 @pytest.mark.parametrize(
@@ -317,3 +318,167 @@ def test_a_path_echoed_with_the_token_cut_short_leaves_nothing_of_it(
     assert "Not Found" in text
     secret = TOKEN.split(":", 1)[1]
     assert not any(secret[i : i + 8] in text for i in range(len(secret) - 7)), text
+
+
+# -- media ------------------------------------------------------------------------------------
+
+CAPTION = "<b>Συνάντηση</b> την Πέμπτη 10 Δεκεμβρίου στις 18:00 &amp; μετά καφές"
+
+
+def recording(seen: list[Request], answer: dict[str, Any]) -> Any:
+    def handler(request: Request) -> Response:
+        request.get_data()  # keep the body: werkzeug reads the stream once
+        seen.append(request)
+        return Response(json.dumps(answer), content_type="application/json")
+
+    return handler
+
+
+def test_one_photo_goes_by_send_photo_with_its_caption(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    seen: list[Request] = []
+    httpserver.expect_oneshot_request(f"{BOT}/sendPhoto", method="POST").respond_with_handler(
+        recording(seen, sent_message(51, "Συνάντηση"))
+    )
+    poster = png(tmp_path / "αφίσα.png", shade=9)
+    tg = channel(url(httpserver), parse_mode="HTML")
+    receipt = tg.send(message(CAPTION, media=(Media(str(poster), alt="Η αφίσα"),)), "k")
+    assert (receipt.remote_id, receipt.url) == ("51", "https://t.me/acme_news/51")
+    (request,) = seen
+    assert request.mimetype == "multipart/form-data"
+    assert dict(request.form) == {
+        "chat_id": "@acme_news",
+        "caption": CAPTION,
+        "parse_mode": "HTML",
+    }
+    photo = request.files["photo"]
+    assert (photo.filename, photo.mimetype) == ("αφίσα.png", "image/png")
+    assert photo.read() == poster.read_bytes()
+
+
+def test_two_to_ten_go_as_one_media_group(httpserver: HTTPServer, tmp_path: Path) -> None:
+    seen: list[Request] = []
+    album = {"ok": True, "result": [sent_message(60 + n, "")["result"] for n in range(3)]}
+    httpserver.expect_oneshot_request(f"{BOT}/sendMediaGroup", method="POST").respond_with_handler(
+        recording(seen, album)
+    )
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypmp42" + b"\x07" * 300)
+    files = [png(tmp_path / "a.png", 1), png(tmp_path / "b.png", 2), clip]
+    media = tuple(Media(str(path), alt=f"εικόνα {n}") for n, path in enumerate(files))
+    receipt = channel(url(httpserver), chat_id=-1001234567890).send(
+        message("Φωτογραφίες από τη συνάντηση", media=media), "k"
+    )
+    assert (receipt.remote_id, receipt.url) == ("60", "https://t.me/c/1234567890/60")
+    (request,) = seen
+    assert request.form["chat_id"] == "-1001234567890"
+    assert json.loads(request.form["media"]) == [
+        {"type": "photo", "media": "attach://file0", "caption": "Φωτογραφίες από τη συνάντηση"},
+        {"type": "photo", "media": "attach://file1"},
+        {"type": "video", "media": "attach://file2"},
+    ]
+    for number, path in enumerate(files):
+        part = request.files[f"file{number}"]
+        assert (part.filename, part.read()) == (path.name, path.read_bytes())
+    assert request.files["file2"].mimetype == "video/mp4"
+
+
+def test_media_limits_are_checked_offline(tmp_path: Path) -> None:
+    tg = channel("https://api.telegram.org", parse_mode="HTML")
+    photo = Media(str(png(tmp_path / "p.png")))
+    # Entities parsed: tags removed and &amp; one character, so 1,024 visible characters pass.
+    fits = "<i>" + "α" * 1020 + "</i>&amp;xyz"
+    assert tg.check(message(fits, media=(photo,))) == []
+    assert tg.check(message(fits + "!", media=(photo,))) == [
+        "text is 1025 characters (UTF-16 units, emoji count 2), over telegram's limit of 1024 "
+        "for a caption by 1: a post with media carries its text as the caption; shorten the "
+        "text, or post the media and the long text as two items"
+    ]
+    assert tg.check(message("", media=(photo,))) == []  # a photo alone is a post
+    poll = {"options": ["a", "b"], "duration_seconds": 60}
+    assert tg.check(message("Vote", poll=poll, media=(photo,))) == [
+        "a telegram poll cannot carry media: send the media in another post"
+    ]
+    big = Media(str(sized(tmp_path / "big.png", 10 * 1000 * 1000 + 1)))
+    dance = Media(str(gif(tmp_path / "dance.gif", 20 * 1000 * 1000)))
+    assert media_problems(tg, big, dance) == [
+        (0, "10,000,001 bytes, over telegram's limit of 10,000,000 bytes"),
+        (1, "telegram albums hold photos and videos only: send a GIF alone"),
+    ]
+    assert media_problems(tg, dance) == [], "a GIF goes by sendAnimation: 50 MB"
+    huge = Media(str(gif(tmp_path / "huge.gif", 50 * 1000 * 1000 + 1)))
+    assert media_problems(tg, huge) == [
+        (0, "50,000,001 bytes, over telegram's limit of 50,000,000 bytes for a GIF")
+    ]
+    assert media_problems(tg, *(photo,) * 11) == [
+        (None, "11 media files, over telegram's 10 per post")
+    ]
+    from PIL import Image
+
+    Image.new("RGB", (6000, 4001), "teal").save(tmp_path / "wide.png")
+    Image.new("RGB", (2100, 100), "teal").save(tmp_path / "banner.png")
+    assert media_problems(tg, Media(str(tmp_path / "wide.png"))) == [
+        (0, "6000x4001 pixels, over telegram's limit of 10,000 for width and height together")
+    ]
+    assert media_problems(tg, Media(str(tmp_path / "banner.png"))) == [
+        (0, "aspect ratio 21.0:1, over telegram's 20:1")
+    ]
+
+
+def test_a_long_caption_is_refused_before_any_request(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    photo = Media(str(png(tmp_path / "p.png")))
+    with pytest.raises(PermanentError, match="over telegram's limit of 1024 for a caption"):
+        channel(url(httpserver)).send(message("α" * 1025, media=(photo,)), "k")
+    assert httpserver.log == []
+
+
+def test_413_is_permanent_and_an_echoed_token_is_redacted(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request(f"{BOT}/sendPhoto").respond_with_json(
+        {
+            "ok": False,
+            "error_code": 413,
+            "description": f"Request Entity Too Large: POST {BOT}/sendPhoto",
+        },
+        status=413,
+    )
+    photo = Media(str(png(tmp_path / "p.png")))
+    with pytest.raises(PermanentError, match="413: Request Entity Too Large") as caught:
+        channel(url(httpserver)).send(message("hi", media=(photo,)), "k")
+    assert TOKEN not in everything_said(caught.value)
+    assert TOKEN.split(":")[1][:12] not in everything_said(caught.value)
+
+
+def test_a_hang_up_after_the_upload_may_have_posted(tmp_path: Path) -> None:
+    photo = Media(str(png(tmp_path / "p.png", shade=77)))
+    with HangUpAfterRequest() as server:
+        tg = channel(server.url, http=TimeoutSession(timeout=(1, 2)))
+        with pytest.raises(TransientError) as caught:
+            tg.send(message("hi", media=(photo, photo)), "k")
+    assert caught.value.maybe_sent, "the album went out: the publisher must not post again"
+    assert TOKEN not in everything_said(caught.value)
+    (request,) = server.requests
+    assert b"/sendMediaGroup" in request.split(b"\r\n")[0]
+    assert request.count(Path(photo.path).read_bytes()) == 2
+
+
+def test_200_with_garbage_is_sent_with_a_note(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request(f"{BOT}/sendMediaGroup").respond_with_data("<html>ok</html>")
+    photo = Media(str(png(tmp_path / "p.png")))
+    receipt = channel(url(httpserver)).send(message("hi", media=(photo, photo)), "k")
+    assert receipt.remote_id is None
+    assert receipt.note.startswith("sent, remote id unknown: 200 answer without a message_id")
+
+
+def test_a_file_gone_before_the_send_sends_nothing(httpserver: HTTPServer, tmp_path: Path) -> None:
+    photo = Media(str(png(tmp_path / "p.png")))
+    tg = channel(url(httpserver))
+    assert tg.check(message("hi", media=(photo,))) == []
+    Path(photo.path).unlink()
+    with pytest.raises(PermanentError, match=r"cannot read media file .*: No such file"):
+        tg.send(message("hi", media=(photo,)), "k")
+    assert httpserver.log == []

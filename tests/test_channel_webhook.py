@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from werkzeug import Request, Response
 
 from commcal.channels.base import (
     EnvRef,
+    Media,
     Message,
     PermanentError,
     Receipt,
@@ -60,6 +62,7 @@ def test_posts_json_with_idempotency_key(httpserver: HTTPServer) -> None:
             "subject": "Meetup",
             "html": "<p>Καλημέρα</p>",
             "language": "el",
+            "languages": ["el"],
             "recipient": {"email": "maria@example.org", "name": "Μαρία", "locale": "el"},
             "options": {"visibility": "public"},
         },
@@ -209,3 +212,46 @@ def test_header_values_and_an_env_url_with_a_token_are_redacted_from_errors(
     assert "X-Team=events" in text  # the echo did arrive: only the secrets are gone
     for token in ("urlToken0123456789", "headerToken0123456789"):
         assert not any(token[i : i + 8] in text for i in range(len(token) - 7)), text
+
+
+def test_media_go_in_the_body_as_base64_with_size_and_digest(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    import base64
+
+    from tests.media_helpers import png
+
+    poster = png(tmp_path / "αφίσα.png", shade=9)
+    got: list[dict[str, Any]] = []
+
+    def record(request: Request) -> Response:
+        got.append(json.loads(request.get_data()))
+        return Response('{"id": "r1"}', content_type="application/json")
+
+    httpserver.expect_oneshot_request("/hooks/commcal").respond_with_handler(record)
+    message = Message(
+        "hook",
+        "webhook",
+        "Λαϊκή",
+        media=(
+            Media(str(poster), alt="Η αφίσα"),
+            Media("https://example.org/map.jpg", alt="Ο χάρτης"),
+        ),
+    )
+    assert make(httpserver).send(message, "dlv-m").remote_id == "r1"
+    (body,) = got
+    first, second = body["media"]
+    data = poster.read_bytes()
+    assert first == {
+        "name": "αφίσα.png",
+        "alt": "Η αφίσα",
+        "mime_type": "image/png",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "data": base64.b64encode(data).decode(),
+    }
+    assert second == {
+        "url": "https://example.org/map.jpg",
+        "alt": "Ο χάρτης",
+        "mime_type": "image/jpeg",
+    }

@@ -447,6 +447,7 @@ def test_env_template_covers_every_secret_setting() -> None:
     assert private == {
         ("webhook", "secret"),
         ("slack", "webhook_url"),
+        ("slack", "bot_token"),
         ("discord", "webhook_url"),
         ("telegram", "token"),
         ("mastodon", "token"),
@@ -455,7 +456,7 @@ def test_env_template_covers_every_secret_setting() -> None:
         ("bluesky", "app_password"),
         ("smtp", "password"),
     }
-    assert len(ENV_TEMPLATE) == 11  # those, plus the webhook's two credential headers
+    assert len(ENV_TEMPLATE) == 12  # those, plus the webhook's two credential headers
 
 
 # -- each adapter's own errors ----------------------------------------------------------------

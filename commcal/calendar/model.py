@@ -122,6 +122,9 @@ class Item:
     location: str = ""  # events: where, in the .ics
     replies: str = ""  # "expected" or "none"; "": as its kind (commcal.lintconfig.REPLY_KINDS)
     lint_skip: frozenset[str] = frozenset()  # lint rules that leave this item alone
+    # `lang:`: the post's languages as BCP 47 tags, its main language first; (): the language
+    # of the delivery's locale.
+    langs: tuple[str, ...] = ()
     # `media:` by channel name; "" holds the files of every channel not named.
     media: Mapping[str, tuple[MediaEntry, ...]] = field(default_factory=dict)
 

@@ -39,6 +39,7 @@ BASE_KEYS = (
     "notes",
     "replies",
     "lint",
+    "lang",
     "media",
 )
 SCHEDULE_KEYS = ("at", "dates", "schedule")
@@ -48,7 +49,7 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
     "newsletter": (*SCHEDULE_KEYS, *AUDIENCE_KEYS),
     "offer": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "codes"),
     "survey": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "survey_url"),
-    "poll": (*SCHEDULE_KEYS, "question", "options", "duration"),
+    "poll": (*SCHEDULE_KEYS, "question", "options", "duration", "results"),
     "event": ("at", "duration", "reminders", "audience", "where", "location", "url"),
     "contest": ("opens", "closes", "steps"),
 }
@@ -57,6 +58,9 @@ STEP_KEYS = ("name", "at", "template")
 REMINDER_KEYS = ("offset", "template", "name")
 CONTEST_ANCHOR = re.compile(r"^\s*(opens|closes)\s*(?:([+-])\s*(\S+))?\s*$")
 POLL_OPTIONS = (2, 4)
+# Whether voters see the counts while the poll is open (`live`) or only once it has closed
+# (`hidden`): Matrix's disclosed and undisclosed polls (MSC3381).
+POLL_RESULTS = ("live", "hidden")
 
 
 def parse_calendar(
@@ -271,6 +275,8 @@ def _item(
         if kind == "poll":
             fields["poll"] = _poll(reader, node, where)
     fields.update(_audience(reader, node, where, kind, audiences))
+    if (n := node.get("lang")) is not None:
+        fields["langs"] = _langs(reader, n, where)
     if (n := node.get("replies")) is not None:
         # commcal.lintconfig.REPLIES, written out: lintconfig is imported only for lint: keys
         fields["replies"] = reader.choice(n, f"{where} replies", ("expected", "none")) or ""
@@ -590,6 +596,48 @@ def _contest_step(reader: Reader, node: Node, name: str, template: str, where: s
     return Step(name, "", timedelta(0), when, template, node.pos) if when else None
 
 
+# A BCP 47 language tag as posts carry one (RFC 5646 section 2.1, without extensions and
+# private use): a language, then optionally a script, a region and variants: el, en-GB, pt-BR,
+# zh-Hant-TW, sr-Latn.
+LANGUAGE_TAG = re.compile(
+    r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?"
+    r"(?:-(?:[A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
+)
+
+
+def _langs(reader: Reader, node: Node, where: str) -> tuple[str, ...]:
+    """`lang: el` or `lang: [el, en]` (a bilingual post, its main language first)."""
+    from babel import Locale, UnknownLocaleError
+
+    langs: list[str] = []
+    for entry in reader.sequence(node, f"{where} lang", allow_single=True):
+        tag = reader.text(entry, f"{where} lang")
+        if tag is None:
+            continue
+        tag = tag.strip()
+        if not LANGUAGE_TAG.fullmatch(tag):
+            hint = "use a language tag such as el, en-GB or pt-BR"
+            if "_" in tag:
+                hint = f"write {tag.replace('_', '-')!r}: language tags use '-', not '_'"
+            reader.problem(entry.pos, f"{where}: {tag!r} is not a language tag", hint)
+            continue
+        primary = tag.split("-")[0].lower()
+        try:
+            Locale.parse(primary)
+        except (UnknownLocaleError, ValueError):
+            reader.problem(
+                entry.pos,
+                f"{where}: unknown language {primary!r} in lang {tag!r}",
+                "use an ISO 639 language code such as en, el (Greek) or sw (Swahili)",
+            )
+            continue
+        if tag.lower() in (known.lower() for known in langs):
+            reader.problem(entry.pos, f"{where}: lang {tag!r} is listed twice")
+            continue
+        langs.append(tag)
+    return tuple(langs)
+
+
 def _poll(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
     question_node, options_node = node.get("question"), node.get("options")
     if question_node is None or options_node is None:
@@ -622,6 +670,14 @@ def _poll(reader: Reader, node: Node, where: str) -> dict[str, Any] | None:
                 f"{where}: poll duration must be between 5m and 7d "
                 "(the range every network with native polls accepts)",
             )
+    results = "live"
+    if (n := node.get("results")) is not None:
+        results = reader.choice(n, f"{where} results", POLL_RESULTS) or results
     if question is None or None in options:
         return None
-    return {"question": question, "options": tuple(options), "duration": duration}
+    return {
+        "question": question,
+        "options": tuple(options),
+        "duration": duration,
+        "results": results,
+    }

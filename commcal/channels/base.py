@@ -76,6 +76,9 @@ class Message:
     subject: str | None = None
     html: str | None = None
     language: str | None = None
+    # Every language of a bilingual post (the item's `lang:` list), `language` first; (): only
+    # `language`. Networks that take several (Bluesky) read this.
+    languages: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
     # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).
@@ -173,16 +176,16 @@ class PermanentError(SendError):
     """Retrying will not help: rejected content, bad credentials, 4xx."""
 
 
+class CannotChange(PermanentError):
+    """The network (or this channel's setup) cannot delete or edit a sent post; the text says
+    why, and what to do instead where there is something."""
+
+
 class StaleMedia(PermanentError):
     """The network refused the post because an uploaded file's ref is no longer valid (an
     upload it has forgotten: Mastodon drops unattached media after a day, a Bluesky blob not
     referenced in time is garbage-collected). Nothing was posted. The publisher uploads the
     message's files once more, records the new refs and sends again, once."""
-
-
-class CannotChange(PermanentError):
-    """The network (or this channel's setup) cannot delete or edit a sent post; the text says
-    why, and what to do instead where there is something."""
 
 
 @dataclass(frozen=True)

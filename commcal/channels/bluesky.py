@@ -12,9 +12,9 @@ minutes and 300 a day (https://docs.bsky.app/docs/advanced-guides/rate-limits), 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
-import html
 import json
 import os
 import re
@@ -23,9 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
-from commcal.channels import httpkit
+from commcal.channels import httpkit, linkcard
 from commcal.channels.base import (
     CannotChange,
     Media,
@@ -196,7 +195,7 @@ class BlueskyChannel(HttpChannel):
         ),
         "service": Setting("the account's PDS or entryway", default="https://bsky.social"),
         "card": Setting(
-            "show a link card for the first link (title and description, no thumbnail)",
+            "show a link card for the first link (the page's title, description and image)",
             default=False,
             kind=bool,
         ),
@@ -216,9 +215,15 @@ class BlueskyChannel(HttpChannel):
     idempotent = True
     # Images only: app.bsky.embed.images takes 4, of at most 1,000,000 bytes each (images
     # maxLength 4, image maxSize 1000000 in https://github.com/bluesky-social/atproto/blob/main/
-    # lexicons/app/bsky/embed/images.json). (app.bsky.feed.post `langs`: maxLength 3.)
+    # lexicons/app/bsky/embed/images.json).
     max_media = 4
+    # app.bsky.feed.post `langs`: BCP 47 tags, maxLength 3 (lexicons/app/bsky/feed/post.json).
+    max_langs = 3
     max_media_bytes = 1_000_000
+    # Seconds a link card's page, and then its image, may take (commcal.channels.linkcard).
+    card_seconds = linkcard.FETCH_SECONDS
+    # Seconds (connect, then read) a mention's handle lookup may take before it is left plain.
+    resolve_seconds = 5.0
     # Files go up first (com.atproto.repo.uploadBlob); the post's embed names each blob, with
     # its alt text and aspectRatio (https://docs.bsky.app/docs/advanced-guides/posts#images-
     # embeds). No video here (app.bsky.embed.video is not implemented): `check_media` says so.
@@ -253,6 +258,11 @@ class BlueskyChannel(HttpChannel):
             problems.append(
                 f"text is {size} bytes in UTF-8, over bluesky's limit of {self.max_bytes} "
                 f"by {size - self.max_bytes}"
+            )
+        if len(message.languages) > self.max_langs:
+            problems.append(
+                f"a bluesky post has at most {self.max_langs} languages, not "
+                f"{len(message.languages)} ({', '.join(message.languages)}): shorten lang:"
             )
         # Bluesky has no polls: options["poll"] is ignored; templates render a text fallback.
         return problems
@@ -394,12 +404,15 @@ class BlueskyChannel(HttpChannel):
             # atproto datetime: RFC 3339 with a timezone; milliseconds and Z as the app writes it.
             "createdAt": self.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         }
-        if message.language:
-            record["langs"] = [message.language]
-        facets = bluesky_facets(message.text, resolve_handle=self._resolve_handle)
+        langs = _langs(message)
+        if langs:
+            record["langs"] = langs
+        # One lookup per handle, however often the post names it.
+        resolve = functools.cache(self._resolve_handle)
+        facets = bluesky_facets(message.text, resolve_handle=resolve)
         if facets:
             record["facets"] = facets
-        embed = self._embed(message, facets)
+        embed, note = self._embed(message, facets)
         if embed:
             record["embed"] = embed
         body = {"repo": did, "collection": POST, "rkey": rkey, "record": record}
@@ -417,13 +430,16 @@ class BlueskyChannel(HttpChannel):
             # getRecord found exactly this repo, collection and key: that is the record's URI.
             uri = existing.get("uri")
             return Receipt(
-                remote_id=uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}", url=url
+                remote_id=uri if isinstance(uri, str) else f"at://{did}/{POST}/{rkey}",
+                url=url,
+                note=note,
             )
         # A 2xx is a created record, whatever its body says: never posted again.
         uri = httpkit.json_body(response).get("uri")
         if not isinstance(uri, str):
-            return Receipt(url=url, note=unreadable(response, "a record uri"))
-        return Receipt(remote_id=uri, url=url)
+            unread = unreadable(response, "a record uri")
+            return Receipt(url=url, note=f"{unread}; {note}" if note else unread)
+        return Receipt(remote_id=uri, url=url, note=note)
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
         """The record this delivery already created, if a previous attempt got through."""
@@ -473,23 +489,34 @@ class BlueskyChannel(HttpChannel):
         return text if isinstance(text, str) else None
 
     def _resolve_handle(self, handle: str) -> str | None:
-        """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text."""
+        """A mention's DID (com.atproto.identity.resolveHandle); None leaves it plain text.
+
+        A mention that cannot be resolved now (an unknown handle, a PDS that fails or stalls,
+        an answer without a DID) costs its facet, never the post: the app does the same."""
         try:
             response = self._xrpc(
-                "GET", "com.atproto.identity.resolveHandle", auth=None, params={"handle": handle}
+                "GET",
+                "com.atproto.identity.resolveHandle",
+                auth=None,
+                params={"handle": handle},
+                timeout=(self.resolve_seconds, self.resolve_seconds),
             )
-        except PermanentError:
+        except SendError:
             return None
         did = httpkit.json_body(response).get("did")
-        return did if isinstance(did, str) else None
+        # https://atproto.com/specs/did: did:<method>:<identifier>
+        return did if isinstance(did, str) and re.fullmatch(r"did:[a-z]+:\S+", did) else None
 
-    def _embed(self, message: Message, facets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _embed(
+        self, message: Message, facets: list[dict[str, Any]]
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The post's embed (images, or a link card) and a note on what it had to leave out."""
         if message.media:
             images = []
             for media in message.media:
                 image = json.loads(media.ref or self.upload(media))
                 images.append({"alt": media.alt, **image})
-            return {"$type": "app.bsky.embed.images", "images": images}
+            return {"$type": "app.bsky.embed.images", "images": images}, ""
         if self.options.get("card"):
             links = [
                 feature["uri"]
@@ -498,48 +525,56 @@ class BlueskyChannel(HttpChannel):
                 if feature["$type"] == "app.bsky.richtext.facet#link"
             ]
             if links:
-                return {"$type": "app.bsky.embed.external", "external": self._card(links[0])}
-        return None
+                return self._card(links[0])
+        return None, ""
 
     def upload(self, media: Media) -> str:
         """com.atproto.repo.uploadBlob; the ref is the JSON of the embed's `image` (the blob)
         and `aspectRatio` (its pixel size, read from the bytes sent), so that a send resumed
         after a crash builds the same embed without the file."""
         data = read_bytes(media, self.http, self.max_media_bytes)
-        response = self._authed(
-            "POST",
-            "com.atproto.repo.uploadBlob",
-            data=data,
-            headers={"Content-Type": mime_type(media)},
-        )
-        blob = _json(response).get("blob")
-        if not isinstance(blob, dict):
-            raise PermanentError("uploadBlob answered without a blob")
-        image: dict[str, Any] = {"image": blob}
+        image: dict[str, Any] = {"image": self._upload_blob(data, mime_type(media))}
         size = _pixel_size(data)
         if size is not None:
             image["aspectRatio"] = {"width": size[0], "height": size[1]}
         return json.dumps(image)
 
-    def _card(self, uri: str) -> dict[str, str]:
-        """A link card from the page's Open Graph title and description.
+    def _upload_blob(self, data: bytes, mime: str) -> dict[str, Any]:
+        response = self._authed(
+            "POST", "com.atproto.repo.uploadBlob", data=data, headers={"Content-Type": mime}
+        )
+        blob = _json(response).get("blob")
+        if not isinstance(blob, dict):
+            raise PermanentError("uploadBlob answered without a blob")
+        return blob
 
-        The official app also uploads the og:image as a thumbnail; this adapter skips it, and
-        when the page cannot be fetched the card shows the host name, so a card never blocks a
-        post.
+    def _card(self, uri: str) -> tuple[dict[str, Any] | None, str]:
+        """A link card (app.bsky.embed.external) as the official app makes one: the page's Open
+        Graph title and description, and its og:image uploaded as a blob for `thumb`.
+
+        A card never blocks a post: a page that cannot be fetched leaves the post without a
+        card, an image that cannot be used leaves the card without a thumbnail, and the
+        receipt's note says which (see commcal.channels.linkcard for the bounds).
         """
-        title, description = urlsplit(uri).netloc, ""
         try:
-            response = httpkit.request(self.http, "GET", uri, headers={"Accept": "text/html"})
-            page = response.text[:200_000]
-        except SendError:
-            return {"uri": uri, "title": title, "description": description}
-        found_title = _meta(page, "og:title") or _html_title(page)
-        return {
+            card = linkcard.page_card(self.http, uri, self.card_seconds)
+        except linkcard.CardError as exc:
+            return None, f"posted without a link card: {exc}"
+        external: dict[str, Any] = {
             "uri": uri,
-            "title": found_title or title,
-            "description": _meta(page, "og:description") or _meta(page, "description") or "",
+            "title": card.title,
+            "description": card.description,
         }
+        note = ""
+        if card.image:
+            try:
+                data, mime = linkcard.fetch_image(self.http, card.image, self.card_seconds)
+                external["thumb"] = self._upload_blob(data, mime)
+            except linkcard.CardError as exc:
+                note = f"link card without its image: {exc}"
+            except SendError as exc:
+                note = f"link card without its image: uploadBlob failed: {exc}"
+        return {"$type": "app.bsky.embed.external", "external": external}, note
 
     def verify(self) -> str:
         # A real login, so that the app password itself is checked (one of the day's logins).
@@ -609,15 +644,8 @@ def _json(response: requests.Response) -> dict[str, Any]:
     return body
 
 
-def _meta(page: str, name: str) -> str:
-    for tag in re.findall(r"<meta\b[^>]*>", page, flags=re.IGNORECASE):
-        if re.search(rf"""(?:property|name)\s*=\s*["']{re.escape(name)}["']""", tag, re.I):
-            content = re.search(r"""content\s*=\s*(["'])(.*?)\1""", tag, re.I | re.S)
-            if content:
-                return html.unescape(content.group(2)).strip()
-    return ""
-
-
-def _html_title(page: str) -> str:
-    found = re.search(r"<title[^>]*>(.*?)</title>", page, flags=re.IGNORECASE | re.S)
-    return " ".join(html.unescape(found.group(1)).split()) if found else ""
+def _langs(message: Message) -> list[str]:
+    """The record's `langs`: every language of the post, the main one first."""
+    if message.languages:
+        return list(message.languages[: BlueskyChannel.max_langs])
+    return [message.language] if message.language else []

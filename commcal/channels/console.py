@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
-from commcal.channels.base import Channel, Message, PermanentError, Receipt, Setting
+from commcal.channels.base import Channel, Media, Message, PermanentError, Receipt, Setting
 from commcal.errors import ConfigError
 from commcal.timeutil import utc_now
+
+# Dry-run channels take any image or video: they name them (console) or list them (file).
+ANY_VIDEO = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"})
 
 
 class ConsoleChannel(Channel):
@@ -25,6 +28,7 @@ class ConsoleChannel(Channel):
     output is JSON), unless a test sets `stream`."""
 
     type_name: ClassVar[str] = "console"
+    video_types: ClassVar[frozenset[str]] = ANY_VIDEO
     description: ClassVar[str] = "Print messages to the terminal (dry runs and demos)."
     settings_schema: ClassVar[dict[str, Setting]] = {}
     # Nothing remembers what was printed, so a repeated send prints again.
@@ -46,7 +50,8 @@ class ConsoleChannel(Channel):
             header += f" · {message.subject}"
         if message.recipient is not None:
             header += f" → {_recipient_text(message)}"
-        stream.write(f"{header}\n{message.text}\n\n")
+        shown = "".join(f"[{_medium(m)}]\n" for m in message.media)
+        stream.write(f"{header}\n{message.text}\n{shown}\n")
         stream.flush()
         return Receipt(remote_id=idempotency_key)
 
@@ -55,6 +60,7 @@ class FileChannel(Channel):
     """Appends one JSON line per message; a key already in the file is not written again."""
 
     type_name: ClassVar[str] = "file"
+    video_types: ClassVar[frozenset[str]] = ANY_VIDEO
     description: ClassVar[str] = "Append messages as JSON lines to a file (dry runs and demos)."
     settings_schema: ClassVar[dict[str, Setting]] = {
         "path": Setting(
@@ -85,6 +91,11 @@ class FileChannel(Channel):
             "text": message.text,
             "html": message.html,
             "recipient": _recipient_record(message),
+            **(
+                {"media": [{"path": m.path, "alt": m.alt} for m in message.media]}
+                if message.media
+                else {}
+            ),
             "sent_at": self.clock().astimezone(UTC).isoformat().replace("+00:00", "Z"),
         }
         line = json.dumps(record, ensure_ascii=False) + "\n"
@@ -148,3 +159,9 @@ def _recipient_record(message: Message) -> dict[str, str] | None:
     if recipient is None:
         return None
     return {"email": recipient.email, "name": recipient.name, "locale": recipient.locale}
+
+
+def _medium(media: Media) -> str:
+    """How the console shows an image or video: its file and its alt text."""
+    name = media.path.rsplit("/", 1)[-1]
+    return f"{name}: {media.alt}" if media.alt else f"{name} (no alt text)"

@@ -7,20 +7,26 @@ and, when the guild is known, its link. Errors are JSON ``{"code", "message", "e
 (https://discord.com/developers/docs/reference#error-messages); a 429 body has ``retry_after`` in
 seconds as a float (https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit).
 
+A message with media is sent as multipart/form-data in the same request
+(https://discord.com/developers/docs/reference#uploading-files): the JSON body goes in the
+``payload_json`` part, each file in ``files[n]``, and ``attachments[n]`` names it with its
+``description``, which Discord shows as the image's alt text.
+
 The webhook URL contains the webhook's token, so it is a private setting and never appears in an
 error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from commcal.channels import httpkit
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
     CannotChange,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -30,6 +36,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.errors import ConfigError
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -39,9 +46,14 @@ if TYPE_CHECKING:
 USERNAME_MAX = 80
 USERNAME_FORBIDDEN = ("clyde", "discord")
 
+TOO_LARGE = (
+    "Discord refused the files as too large for this server: make them smaller, or lower "
+    "upload_limit_mb to what the server allows"
+)
 HINTS: Mapping[int, str] = {
     10015: "the webhook was deleted: create a new one and update the URL",
     50027: "the webhook token is wrong: copy the webhook URL again",
+    40005: TOO_LARGE,
 }
 
 
@@ -56,6 +68,12 @@ class DiscordChannel(HttpChannel):
             private=True,
         ),
         "username": Setting("name shown as the author instead of the webhook's own"),
+        "upload_limit_mb": Setting(
+            "the most megabytes (MiB) of files one message may carry: 25 by default; raise it "
+            "for a boosted server (50 at level 2, 100 at level 3)",
+            default=25,
+            kind=int,
+        ),
     }
     # `content` is at most 2000 characters
     # (https://discord.com/developers/docs/resources/webhook#execute-webhook-jsonform-params).
@@ -74,8 +92,26 @@ class DiscordChannel(HttpChannel):
     poll_max_options = 10
     poll_min_seconds = 3600
     poll_max_seconds = 32 * 24 * 3600
+    # Up to 10 files a message (https://discord.com/developers/docs/resources/message#create-
+    # message-jsonform-params: "files[n]"), the whole request at most 25 MiB unless the server is
+    # boosted (https://discord.com/developers/docs/reference#uploading-files; webhooks measured
+    # at 26,214,400 bytes: https://github.com/discord/discord-api-docs/issues/6058). The
+    # `upload_limit_mb` setting raises it (`check_media` checks the total against it). An
+    # attachment's description, its alt text, is at most 1,024 characters
+    # (https://discord.com/developers/docs/resources/message#attachment-object). Discord takes
+    # any file; videos it plays inline are MP4, WebM and QuickTime.
+    max_media = 10
+    max_media_bytes = 25 * attach.MIB
+    video_types = frozenset({"video/mp4", "video/webm", "video/quicktime"})
+    max_alt_length = 1024
 
     def configure(self) -> None:
+        limit = self.options.get("upload_limit_mb")
+        if isinstance(limit, int) and not 1 <= limit <= 500:
+            raise ConfigError(
+                f"channel {self.name!r} (discord): setting 'upload_limit_mb' must be 1 to 500 "
+                f"(megabytes a message may carry), not {limit}"
+            )
         username = self.options.get("username")
         if isinstance(username, str):
             problem = _username_problem(username)
@@ -89,6 +125,34 @@ class DiscordChannel(HttpChannel):
             # A message may be just a poll: its text may then be empty.
             problems = [p for p in problems if p != "message is empty"]
             problems.extend(self.poll_problems(poll))
+        if message.media:
+            # Files alone are a message.
+            problems = [p for p in problems if p != "message is empty"]
+        return problems
+
+    def upload_limit(self) -> int:
+        return int(self.options.get("upload_limit_mb") or 25) * attach.MIB
+
+    def media_limit(self, name: str) -> Any:
+        if name in ("max_image_bytes", "max_video_bytes"):
+            return self.upload_limit()  # no file may be larger than the whole message
+        return super().media_limit(name)
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        """Discord limits the request, not a file: the files' size together."""
+        problems = super().check_media(files)
+        total = sum(found.size or 0 for found in files)
+        limit = self.upload_limit()
+        if total > limit:
+            # In MiB, as Discord counts and shows its limits ("25 MB").
+            problems.append(
+                (
+                    None,
+                    f"the files are {total / attach.MIB:.1f} MB together, over this discord "
+                    f"server's limit of {limit // attach.MIB} MB a message: make them smaller, "
+                    "send fewer, or set upload_limit_mb on the channel if the server is boosted",
+                )
+            )
         return problems
 
     def _webhook_url(self) -> str:
@@ -108,8 +172,26 @@ class DiscordChannel(HttpChannel):
             problems = self.poll_problems(poll)
             if problems:
                 raise PermanentError("poll: " + "; ".join(problems))
+        payload = self.payload(message)
+        if message.media:
+            # Read every file before anything is sent: an unreadable one fails the send whole.
+            files: list[tuple[str, tuple[str | None, bytes | str, str]]] = []
+            payload["attachments"] = []
+            for number, media in enumerate(message.media):
+                name = attach.filename(media)
+                data = attach.read(media, self, self.upload_limit())
+                files.append((f"files[{number}]", (name, data, mime_type(media))))
+                described: dict[str, Any] = {"id": number, "filename": name}
+                if media.alt:
+                    described["description"] = media.alt
+                payload["attachments"].append(described)
+            import json
+
+            files.insert(0, ("payload_json", (None, json.dumps(payload), "application/json")))
+            response = self.call("POST", url, params={"wait": "true"}, files=files)
+            return _receipt(response)
         # wait=true: answer with the Message object, and fail loudly if it was not saved.
-        response = self.call("POST", url, params={"wait": "true"}, json=self.payload(message))
+        response = self.call("POST", url, params={"wait": "true"}, json=payload)
         return _receipt(response)
 
     # -- after the send: the webhook's own messages -----------------------------------------------
@@ -224,6 +306,8 @@ class DiscordChannel(HttpChannel):
         code = body.get("code")
         if isinstance(code, int) and code in HINTS:
             text += f" ({HINTS[code]})"
+        elif response is not None and response.status_code == 413:
+            text += f" ({TOO_LARGE})"  # a proxy's 413 page carries no Discord code
         return text
 
     def retry_after(self, error: SendError, response: requests.Response | None) -> float | None:

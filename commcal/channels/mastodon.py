@@ -198,6 +198,10 @@ class MastodonChannel(HttpChannel):
             }
             if poll.get("multiple"):
                 body["poll"]["multiple"] = True
+            if poll.get("results") == "hidden":
+                # poll[hide_totals]: vote counts hidden until the poll ends
+                # (https://docs.joinmastodon.org/methods/statuses/#create).
+                body["poll"]["hide_totals"] = True
         elif message.media:
             body["media_ids"] = [media.ref or self.upload(media) for media in message.media]
         try:
@@ -250,15 +254,6 @@ class MastodonChannel(HttpChannel):
         if response.status_code == 202 or not attachment.get("url"):
             self._processed(media_id, name)
         return media_id
-
-    def _processed(self, media_id: str, name: str) -> None:
-        """Wait, a bounded time, until GET /api/v1/media/:id answers 200 with a url."""
-        for _ in range(self.processing_checks):
-            self.sleep(self.processing_interval)
-            answer = self._call("GET", f"/api/v1/media/{media_id}")
-            if answer.status_code == 200 and httpkit.json_body(answer).get("url"):
-                return
-        raise TransientError(f"mastodon is still processing {name}")
 
     # -- after the send -------------------------------------------------------------------------
 
@@ -319,6 +314,15 @@ class MastodonChannel(HttpChannel):
         # https://docs.joinmastodon.org/methods/statuses/#source
         text = _json(self._call("GET", self._status_path(receipt) + "/source")).get("text")
         return text if isinstance(text, str) else None
+
+    def _processed(self, media_id: str, name: str) -> None:
+        """Wait, a bounded time, until GET /api/v1/media/:id answers 200 with a url."""
+        for _ in range(self.processing_checks):
+            self.sleep(self.processing_interval)
+            answer = self._call("GET", f"/api/v1/media/{media_id}")
+            if answer.status_code == 200 and httpkit.json_body(answer).get("url"):
+                return
+        raise TransientError(f"mastodon is still processing {name}")
 
     def verify(self) -> str:
         account = _json(self._call("GET", "/api/v1/accounts/verify_credentials"))

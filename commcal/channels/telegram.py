@@ -3,20 +3,32 @@
 API: https://core.telegram.org/bots/api#sendmessage and #sendpoll. The bot token is part of the
 URL path (`/bot<token>/method`), so no URL ever leaves this module: errors are rebuilt from the
 server's answer, with nothing chained to them.
+
+Media go in the request that posts them, as multipart/form-data (https://core.telegram.org/bots/
+api#sending-files): one file by sendPhoto, sendVideo, sendAnimation (GIF) or sendDocument with
+the text as its caption; 2 to 10 photos and videos by sendMediaGroup, whose `media` array names
+each file `attach://<part>` and carries the caption on its first item. A caption holds at most
+1,024 characters, where a text message holds 4,096: a longer text with media is refused by
+`check` (shorten it, or post the text on its own), rather than sent as the media and then the
+text in a second request. The Bot API has no idempotency key, so a send of two requests whose
+second failed could only be retried by posting the first again; one request is all or nothing.
+Telegram has no alt text: `Media.alt` is not sent (its description shows in no client).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from commcal.channels import httpkit
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
     CannotChange,
+    Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -29,6 +41,7 @@ from commcal.channels.base import (
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -112,8 +125,22 @@ class TelegramChannel(HttpChannel):
     # stopped, so there is no longest time.
     poll_min_seconds = 5
     open_period_max = 600
-    # Text and polls only: this adapter does not send photos or files (`check` says so).
-    max_media = 0
+    # Media (https://core.telegram.org/bots/api#sendmediagroup: "2-10 items"; #sending-files:
+    # "5 MB max size for photos and 20 MB max for other types of content" by URL, and for an
+    # upload "10 MB max size for photos, 50 MB for other files"). A caption is "0-1024
+    # characters after entities parsing" (#sendphoto), counted like the text in UTF-16 units.
+    # A GIF goes by sendAnimation (50 MB, an "other file"); an album (sendMediaGroup) holds
+    # photos and videos only, so a GIF goes alone.
+    max_media = 10
+    max_image_bytes = 10 * attach.MB
+    max_video_bytes = 50 * attach.MB
+    max_media_bytes = 50 * attach.MB
+    video_types = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"})
+    max_caption_length = 1024
+    # sendPhoto: "The photo's width and height must not exceed 10000 in total. Width and height
+    # ratio must be at most 20." (https://core.telegram.org/bots/api#sendphoto)
+    max_aspect_ratio = 20.0
+    max_photo_sides = 10_000
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -147,6 +174,13 @@ class TelegramChannel(HttpChannel):
         poll = message.options.get("poll")
         if poll:
             problems.extend(self._poll_problems(poll, message.text))
+            if message.media:
+                problems.append(
+                    "a telegram poll cannot carry media: send the media in another post"
+                )
+        elif message.media:
+            problems = [p for p in problems if p != "message is empty"]
+            problems.extend(self._caption_problems(message, mode))
         else:
             length = utf16_units(visible_text(message.text, mode))
             if length > self.max_length:
@@ -154,8 +188,38 @@ class TelegramChannel(HttpChannel):
                     f"text is {length} {self.length_unit}, over telegram's limit of "
                     f"{self.max_length} by {length - self.max_length}"
                 )
-        if message.media:
-            problems.append("the telegram adapter sends text and polls only, not media")
+        return problems
+
+    def _caption_problems(self, message: Message, mode: str | None) -> list[str]:
+        length = utf16_units(visible_text(message.text, mode))
+        most = self.max_caption_length
+        if length <= most:
+            return []
+        return [
+            f"text is {length} {self.length_unit}, over telegram's limit of {most} for a "
+            f"caption by {length - most}: a post with media carries its text as the caption; "
+            "shorten the text, or post the media and the long text as two items"
+        ]
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        shown, problems = attach.gifs_apart(list(files), self.max_media_bytes or 0, "telegram")
+        problems = super().check_media(shown) + problems
+        for number, found in enumerate(files):
+            if found.mime_type == "image/gif":
+                if len(files) > 1:
+                    problems.append(
+                        (number, "telegram albums hold photos and videos only: send a GIF alone")
+                    )
+            elif found.kind == "image" and (found.width or 0) + (found.height or 0) > (
+                most := self.max_photo_sides
+            ):
+                problems.append(
+                    (
+                        number,
+                        f"{found.width}x{found.height} pixels, over telegram's limit of {most:,} "
+                        "for width and height together",
+                    )
+                )
         return problems
 
     def _poll_problems(self, poll: Any, text: str) -> list[str]:
@@ -190,10 +254,51 @@ class TelegramChannel(HttpChannel):
             raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
         return body.get("result")
 
-    def _post(self, method: str, payload: Mapping[str, Any]) -> requests.Response:
-        """POST one Bot API method; the 2xx answer, or the error. No error holds the URL."""
+    def _post(
+        self, method: str, payload: Mapping[str, Any], files: Mapping[str, Any] | None = None
+    ) -> requests.Response:
+        """POST one Bot API method; the 2xx answer, or the error. No error holds the URL. With
+        `files`, as multipart/form-data: each field a string (objects as JSON), then the files."""
         url = f"{str(self.value('api_url')).rstrip('/')}/bot{self.secret('token')}/{method}"
-        return self.call("POST", url, json=dict(payload))
+        if files is None:
+            return self.call("POST", url, json=dict(payload))
+        import json
+
+        fields = {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in payload.items()
+        }
+        return self.call("POST", url, data=fields, files=dict(files))
+
+    def _send_media(self, message: Message, chat_id: Any, mode: str | None) -> requests.Response:
+        """One request that posts every file of `message`, its text the caption."""
+        problems = self._caption_problems(message, mode)
+        if problems:
+            raise PermanentError("; ".join(problems))
+        # Read every file first: an unreadable one fails the send before anything goes out.
+        files = {
+            f"file{number}": (
+                attach.filename(media),
+                attach.read(media, self, self.max_media_bytes),
+                mime_type(media),
+            )
+            for number, media in enumerate(message.media)
+        }
+        caption: dict[str, Any] = {}
+        if message.text.strip():
+            caption["caption"] = message.text
+            if mode:
+                caption["parse_mode"] = mode
+        if len(message.media) == 1:
+            # The file in the method's own field ("photo", "video" ...), as #sending-files says.
+            method, field = SINGLE[attach.kind_of(message.media[0])]
+            return self._post(method, {"chat_id": chat_id, **caption}, {field: files["file0"]})
+        group = [
+            {"type": _group_type(media), "media": f"attach://file{number}"}
+            for number, media in enumerate(message.media)
+        ]
+        group[0].update(caption)  # shown under the album when only one item has a caption
+        return self._post("sendMediaGroup", {"chat_id": chat_id, "media": group}, files)
 
     # Bot API errors are {"ok": false, "error_code", "description", "parameters"}
     # (https://core.telegram.org/bots/api#making-requests,
@@ -255,6 +360,8 @@ class TelegramChannel(HttpChannel):
             if poll.get("multiple"):
                 payload["allows_multiple_answers"] = True
             response = self._post("sendPoll", payload)
+        elif message.media:
+            response = self._send_media(message, chat_id, mode)
         else:
             payload = {"chat_id": chat_id, "text": message.text}
             if mode:
@@ -269,6 +376,8 @@ class TelegramChannel(HttpChannel):
         # Any other 2xx is a message in the chat: without its id, it is sent with the id
         # unknown (recorded, never posted again), not a failure that a retry would repeat.
         result = body.get("result")
+        if isinstance(result, list) and result:
+            result = result[0]  # sendMediaGroup: the album's messages; the first links to it
         message_id = result.get("message_id") if isinstance(result, dict) else None
         if body.get("ok") is not True or not isinstance(message_id, int | str):
             return Receipt(note=unreadable(response, "a message_id"))
@@ -336,6 +445,20 @@ class TelegramChannel(HttpChannel):
         me = self._call("getMe", {})
         name = me.get("username", "?") if isinstance(me, dict) else "?"
         return f"token works for bot @{name}"
+
+
+# The method that sends one file of each kind, and its file field.
+SINGLE: Mapping[str, tuple[str, str]] = {
+    "image": ("sendPhoto", "photo"),
+    "video": ("sendVideo", "video"),
+    "gif": ("sendAnimation", "animation"),
+    "file": ("sendDocument", "document"),
+}
+
+
+def _group_type(media: Media) -> str:
+    """InputMediaPhoto or InputMediaVideo (https://core.telegram.org/bots/api#inputmedia)."""
+    return "video" if attach.kind_of(media) == "video" else "photo"
 
 
 def _parameters(body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -28,10 +28,12 @@ _JS_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000
 # Characters Bluesky's TAG_REGEX treats as ending a tag besides white space (zero-width spaces...).
 _TAG_STOP = r"\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2"
 
-# Bluesky: a tag is at most 64 graphemes and 640 bytes (lexicon app.bsky.richtext.facet#tag,
-# https://github.com/bluesky-social/atproto/blob/main/lexicons/app/bsky/richtext/facet.json).
-TAG_MAX_GRAPHEMES = 64
-TAG_MAX_BYTES = 640
+# Bluesky: the lexicon allows a tag of 64 graphemes and 640 bytes (app.bsky.richtext.facet#tag,
+# https://github.com/bluesky-social/atproto/blob/main/lexicons/app/bsky/richtext/facet.json);
+# the official client makes a facet of a tag only up to 64 UTF-16 code units (detectFacets in
+# packages/api/src/rich-text/detection.ts, `tag.length > 64`), and posts look as the app makes
+# them: the client's rule, which stays within the lexicon's.
+TAG_MAX_UTF16 = 64
 
 # Mastodon: every URL costs 23 characters whatever its length
 # (app/validators/status_length_validator.rb, URL_PLACEHOLDER_CHARS).
@@ -89,6 +91,12 @@ def _patterns() -> dict[str, _regex_mod.Pattern[str]]:
             r")?"
         ),
         "trailing_punct": regex.compile(r"\p{P}+$"),
+        # CASHTAG_REGEX, flags gu: `$` and a ticker of a letter and up to 4 letters or digits,
+        # followed by white space, the end or one of .,;:!?)"'’ (not consumed).
+        "cashtag": regex.compile(
+            rf"(^|[{_JS_SPACE}]|\()\$([A-Za-z][A-Za-z0-9]{{0,4}})"
+            rf"(?=[{_JS_SPACE}]|\Z|[.,;:!?)\"'\u2019])"
+        ),
         # Mastodon's mention, Account::MENTION_RE (app/models/account.rb):
         #   (?<![=/[:word:]])@((USERNAME_RE)(?:@[[:word:]]+([.-]+[[:word:]]+)*)?)
         # with USERNAME_RE = [a-z0-9_]+([.-]+[a-z0-9_]+)*/i; Ruby's [[:word:]] is Unicode
@@ -317,8 +325,10 @@ def _tlds() -> tuple[Any, Any]:
 
 
 def _is_valid_domain(domain: str) -> bool:
-    tld = domain.rsplit(".", 1)[-1].lower()
-    return any(pattern.fullmatch(tld) for pattern in _tlds())
+    tld = domain.rsplit(".", 1)[-1]
+    # The `tlds` list is lower case and isValidDomain compares case-sensitively: the app makes
+    # no link of `Example.Org`, so neither do we.
+    return tld == tld.lower() and any(pattern.fullmatch(tld) for pattern in _tlds())
 
 
 def _facet(offsets: list[int], start: int, end: int, feature: dict[str, str]) -> dict[str, Any]:
@@ -338,8 +348,10 @@ def bluesky_facets(
       gets `https://` prepended; one trailing `.,;:!?` is stripped, then one `)` when the URL
       has no `(`.
     - tags: `#tag` after the start or white space, not purely numeric, trailing punctuation
-      stripped; `tag` is given without `#`. Tags over 64 graphemes or 640 bytes (the lexicon's
-      limits) are skipped. The official client is stricter (64 UTF-16 units).
+      stripped; `tag` is given without `#`. Tags over 64 UTF-16 units are skipped, as the
+      official client skips them.
+    - cashtags: `$AAPL` (a letter and up to 4 letters or digits, after the start, white space
+      or `(`, before white space, the end or punctuation) is a tag facet `$AAPL`, upper-cased.
     - mentions: a facet needs the account's DID, which only the network knows. Without
       `resolve_handle` (handle -> DID or None) mentions stay plain text, as they do when a
       handle does not resolve, rather than producing a facet the app would show broken.
@@ -387,7 +399,7 @@ def bluesky_facets(
             continue
         # JS trims white space here too, but the pattern already excludes every JS space.
         tag = patterns["trailing_punct"].sub("", tag)
-        if not tag or graphemes(tag) > TAG_MAX_GRAPHEMES or utf8_bytes(tag) > TAG_MAX_BYTES:
+        if not tag or utf16_units(tag) > TAG_MAX_UTF16:
             continue
         start = match.end(1)  # the '#' (or full-width '＃')
         facets.append(
@@ -398,4 +410,18 @@ def bluesky_facets(
                 {"$type": "app.bsky.richtext.facet#tag", "tag": tag},
             )
         )
+
+    for match in patterns["cashtag"].finditer(text):
+        ticker = match.group(2).upper()  # the client stores tickers upper-cased, with the `$`
+        start = match.end(1)
+        facets.append(
+            _facet(
+                offsets,
+                start,
+                start + 1 + len(ticker),
+                {"$type": "app.bsky.richtext.facet#tag", "tag": "$" + ticker},
+            )
+        )
+    # In text order, as RichText.detectFacets sorts them (packages/api/src/rich-text/rich-text.ts).
+    facets.sort(key=lambda facet: int(facet["index"]["byteStart"]))
     return facets

@@ -9,7 +9,15 @@ Request::
     X-Commcal-Signature: sha256=<hex>                   (only when `secret` is set)
 
     {"id": <delivery id>, "channel": ..., "text": ..., "subject": ..., "html": ...,
-     "language": ..., "recipient": {"email", "name", "locale"} | null, "options": {...}}
+     "language": ..., "languages": [...], "recipient": {"email", "name", "locale"} | null,
+     "options": {...},
+     "media": [{"name", "alt", "mime_type", "size", "sha256", "data"}]}   (only with media)
+
+`language` is the post's main language, `languages` every one of a bilingual post (`lang:`),
+main first; for a post in one language, just that one.
+
+A medium is its file's bytes in `data` (base64, RFC 4648), with its size and SHA-256 to check
+them by; a medium given as an https URL is {"url", "alt", "mime_type"} instead (fetch it).
 
 Verifying the signature (the scheme Stripe and Slack use for their own webhooks): take the raw
 request body bytes exactly as received, build ``f"{timestamp}.".encode() + body`` with the value of
@@ -36,6 +44,7 @@ from urllib.parse import urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     EnvRef,
+    Media,
     Message,
     Receipt,
     Setting,
@@ -72,6 +81,13 @@ class WebhookChannel(HttpChannel):
     idempotent: ClassVar[bool] = True
     # Our own receiver: no length limit of a network applies.
     max_length: ClassVar[int | None] = None
+    # Media go in the JSON body, base64 (4/3 of their size): commcal's own bound of 25 MB a
+    # file keeps a request one a web server takes (nginx's client_max_body_size is 1 MB unless
+    # raised: https://nginx.org/en/docs/http/ngx_http_core_module.html#client_max_body_size).
+    max_media_bytes: ClassVar[int | None] = 25_000_000
+    video_types: ClassVar[frozenset[str]] = frozenset(
+        {"video/mp4", "video/quicktime", "video/webm", "video/x-m4v"}
+    )
 
     def configure(self) -> None:
         # The clock is an attribute so tests can pin the signed timestamp.
@@ -110,10 +126,33 @@ class WebhookChannel(HttpChannel):
             "subject": message.subject,
             "html": message.html,
             "language": message.language,
+            "languages": list(
+                message.languages or ((message.language,) if message.language else ())
+            ),
             "recipient": None
             if recipient is None
             else {"email": recipient.email, "name": recipient.name, "locale": recipient.locale},
             "options": dict(message.options),
+            **({"media": [self._medium(m) for m in message.media]} if message.media else {}),
+        }
+
+    def _medium(self, media: Media) -> dict[str, Any]:
+        """One medium as the receiver gets it: the file itself (base64), or its URL."""
+        import base64
+
+        from commcal.channels import attach
+        from commcal.media import is_url, mime_type
+
+        if is_url(media.path):
+            return {"url": media.path, "alt": media.alt, "mime_type": mime_type(media)}
+        data = attach.read(media, self, self.max_media_bytes)
+        return {
+            "name": attach.filename(media),
+            "alt": media.alt,
+            "mime_type": mime_type(media),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "data": base64.b64encode(data).decode("ascii"),
         }
 
     def extra_secrets(self, secrets: Secrets) -> None:

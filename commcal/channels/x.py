@@ -1,27 +1,42 @@
-"""X (Twitter): a post, optionally with a poll, through API v2.
+"""X (Twitter): a post, optionally with a poll or media, through API v2.
 
 API: https://docs.x.com/x-api/posts/create-post (POST /2/tweets).
+
+Media go up before the post (`uploads_media`): each image or GIF in one request to
+POST /2/media/upload (multipart: `media`, `media_category`; https://docs.x.com/x-api/media/
+upload-media), its alt text then by POST /2/media/metadata (https://docs.x.com/x-api/media/
+create-media-metadata); a video in chunks, INIT, APPEND and FINALIZE on the same endpoint, then
+STATUS until X has processed it (https://docs.x.com/x-api/media/quickstart/media-upload-chunked).
+The post names the uploads in `media.media_ids`. An upload posts nothing, so one that may have
+arrived is simply done again; the publisher keeps each id it got, and a resumed send reuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from commcal.channels import httpkit
+from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     CannotChange,
+    Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
+    SendError,
     Setting,
+    StaleMedia,
+    TransientError,
     poll_option_problems,
     unreadable,
 )
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import x_invalid_characters, x_length
+from commcal.media import mime_type
 
 if TYPE_CHECKING:
     import requests
@@ -56,11 +71,29 @@ class XChannel(HttpChannel):
     poll_max_option_length = 25
     poll_min_seconds = 5 * 60
     poll_max_seconds = 10_080 * 60
-    # Text and polls only: this adapter does not upload media (`check` says so).
-    max_media = 0
+    # Media: "up to 4 photos, 1 animated GIF or 1 video in a Post"; images up to 5 MB, GIFs
+    # 15 MB, videos 512 MB (https://docs.x.com/x-api/media/quickstart/best-practices and
+    # https://developer.x.com/en/docs/x-api/v1/media/upload-media/uploading-media/media-best-
+    # practices); alt text up to 1,000 characters (https://developer.x.com/en/docs/x-api/v1/
+    # media/upload-media/api-reference/post-media-metadata-create), images and GIFs only.
+    uploads_media = True
+    max_media = 4
+    max_media_bytes = 5 * attach.MB
+    max_image_bytes = 5 * attach.MB
+    max_gif_bytes = 15 * attach.MB
+    max_video_bytes = 512 * attach.MB
+    max_alt_length = 1000
+    video_alone = True
+    image_types = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+    video_types = frozenset({"video/mp4", "video/quicktime"})
+    # A video goes up in chunks of at most 5 MB each (the chunked upload guide's APPEND); 4 MB.
+    chunk_bytes = 4 * attach.MIB
+    # How often and how long to ask STATUS while X processes a video (it says `check_after_secs`).
+    processing_checks = 60
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
+        self.sleep: Callable[[float], None] = time.sleep
 
     def measure(self, text: str) -> int:
         return x_length(text)
@@ -78,7 +111,19 @@ class XChannel(HttpChannel):
         if poll:
             problems.extend(self._poll_problems(poll))
         if message.media:
-            problems.append("the x adapter posts text and polls only, not media")
+            if poll:
+                problems.append("an x post can have media or a poll, not both")
+            if not message.text.strip():
+                problems = [p for p in problems if p != "message is empty"]
+        return problems
+
+    def check_media(self, files: Sequence[MediaFile]) -> list[tuple[int | None, str]]:
+        shown, problems = attach.gifs_apart(list(files), self.max_gif_bytes, "x")
+        problems = super().check_media(shown) + problems
+        if len(files) > 1:
+            for number, found in enumerate(files):
+                if found.mime_type == "image/gif":
+                    problems.append((number, "x takes 4 images or 1 GIF alone, not both"))
         return problems
 
     def _poll_problems(self, poll: Any) -> list[str]:
@@ -103,8 +148,85 @@ class XChannel(HttpChannel):
     def error_reason(self, response: requests.Response) -> str:
         return _problem_text(response)
 
+    def new_error(
+        self,
+        text: str,
+        retry_after: float | None,
+        error: SendError,
+        response: requests.Response | None,
+    ) -> SendError:
+        # A post naming media X no longer knows (an upload expires after `expires_after_secs`,
+        # a day) is refused with 400 "Your media IDs are invalid." and errors[].parameters
+        # naming media.media_ids: nothing is posted; the publisher uploads again (StaleMedia).
+        if response is not None and response.status_code == 400 and _stale_media(response):
+            return StaleMedia(text)
+        return super().new_error(text, retry_after, error, response)
+
+    # -- media ----------------------------------------------------------------------------------
+
+    def upload(self, media: Media) -> str:
+        """Upload one file (and its alt text); return X's media id. Nothing is posted by it, so
+        an upload that may have arrived is not "maybe sent": it is done again, at worst leaving
+        an unused upload that X discards (`expires_after_secs`)."""
+        data = attach.read(media, self, self.max_video_bytes)
+        try:
+            if attach.kind_of(media) == "video":
+                media_id = self._upload_video(media, data)
+            else:
+                media_id = self._upload_image(media, data)
+                if media.alt:
+                    body = {"id": media_id, "metadata": {"alt_text": {"text": media.alt}}}
+                    self._call("POST", "/2/media/metadata", json=body)
+        except TransientError as exc:
+            exc.maybe_sent = False
+            raise
+        return media_id
+
+    def _upload_image(self, media: Media, data: bytes) -> str:
+        category = "tweet_gif" if attach.kind_of(media) == "gif" else "tweet_image"
+        response = self._call(
+            "POST",
+            "/2/media/upload",
+            data={"media_category": category, "media_type": mime_type(media)},
+            files={"media": (attach.filename(media), data, mime_type(media))},
+        )
+        return _media_id(response)
+
+    def _upload_video(self, media: Media, data: bytes) -> str:
+        init = {
+            "command": "INIT",
+            "media_type": mime_type(media),
+            "total_bytes": str(len(data)),
+            "media_category": "tweet_video",
+        }
+        media_id = _media_id(self._call("POST", "/2/media/upload", data=init))
+        for index, start in enumerate(range(0, len(data), self.chunk_bytes)):
+            chunk = data[start : start + self.chunk_bytes]
+            self._call(
+                "POST",
+                "/2/media/upload",
+                data={"command": "APPEND", "media_id": media_id, "segment_index": str(index)},
+                files={"media": (attach.filename(media), chunk, "application/octet-stream")},
+            )
+        final = {"command": "FINALIZE", "media_id": media_id}
+        state = _processing(self._call("POST", "/2/media/upload", data=final))
+        for _ in range(self.processing_checks):
+            if state is None or state[0] == "succeeded":
+                return media_id
+            if state[0] == "failed":
+                raise PermanentError(f"x could not process {attach.filename(media)}: {state[2]}")
+            self.sleep(min(state[1], 30.0))  # as X asks, but never a stall of minutes
+            status = {"command": "STATUS", "media_id": media_id}
+            state = _processing(self._call("GET", "/2/media/upload", params=status))
+        raise TransientError(f"x is still processing {attach.filename(media)}")
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
+        if message.media and not message.text.strip():
+            body = {}  # a post of media alone has no text field (POST /2/tweets: text optional)
+        if message.media:
+            # The publisher uploads first and hands us the refs; a direct send uploads here.
+            body["media"] = {"media_ids": [item.ref or self.upload(item) for item in message.media]}
         poll = message.options.get("poll")
         if poll:
             body["poll"] = {
@@ -160,6 +282,48 @@ class XChannel(HttpChannel):
     def verify(self) -> str:
         me = httpkit.json_body(self._call("GET", "/2/users/me")).get("data") or {}
         return f"token works for @{me.get('username', '?')}"
+
+
+def _media_id(response: requests.Response) -> str:
+    """The id in an upload's answer {"data": {"id": ..., "media_key": ...}}."""
+    data = httpkit.json_body(response).get("data")
+    media_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(media_id, str | int) or isinstance(media_id, bool) or not str(media_id):
+        # Nothing is posted yet: failing here costs an unused upload at most.
+        raise PermanentError(
+            f"HTTP {response.status_code}: x answered the upload without a media id"
+        )
+    return str(media_id)
+
+
+def _stale_media(response: requests.Response) -> bool:
+    body = httpkit.json_body(response)
+    for error in body.get("errors") or []:
+        if not isinstance(error, dict):
+            continue
+        parameters = error.get("parameters")
+        if isinstance(parameters, dict) and "media.media_ids" in parameters:
+            return True
+        if "media ids are invalid" in str(error.get("message", "")).lower():
+            return True
+    return False
+
+
+def _processing(response: requests.Response) -> tuple[str, float, str] | None:
+    """A video's processing_info as (state, seconds to wait, error), None when there is none
+    (X needs no processing: the upload is ready)."""
+    data = httpkit.json_body(response).get("data")
+    info = data.get("processing_info") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        return None
+    wait = info.get("check_after_secs")
+    error = info.get("error")
+    reason = error.get("message") if isinstance(error, dict) else None
+    return (
+        str(info.get("state") or "pending"),
+        float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 1.0,
+        str(reason or "no reason given"),
+    )
 
 
 def _minutes(poll: Mapping[str, Any]) -> int:

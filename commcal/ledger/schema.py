@@ -248,7 +248,7 @@ def migrations(d: Dialect) -> list[list[str]]:
             "CREATE INDEX post_changes_delivery ON post_changes (delivery_id, seq)",
             *d.append_only(6, ["post_changes"]),
         ],
-        # 7 (media): the network's reference for each uploaded file of a delivery (Mastodon media
+        # 7: the network's reference for each uploaded file of a delivery (Mastodon media
         # id, Bluesky blob, Matrix mxc:// URI), recorded before the post: a send resumed after
         # a crash reuses it. Append-only: a re-upload (the network forgot a stale one) is a new
         # row, and the latest row of a (delivery, position) wins. `digest` names the file's

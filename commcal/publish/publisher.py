@@ -827,7 +827,7 @@ class Publisher:
                         Outcome(
                             delivery,
                             OutcomeState.SENT,
-                            result.remote_id or result.note,
+                            sent_detail(result),
                             result.url,
                             claim.attempt,
                         ),
@@ -1038,7 +1038,7 @@ class Publisher:
             outcome = Outcome(
                 delivery,
                 OutcomeState.SENT,
-                receipt.remote_id or receipt.note,
+                sent_detail(receipt),
                 receipt.url,
                 claim.attempt,
             )
@@ -1277,3 +1277,11 @@ def publish(
     report = publisher.run()
     report.problems[:0] = project.errors
     return report
+
+
+def sent_detail(receipt: Receipt) -> str:
+    """What a sent outcome shows: the remote id, and the adapter's note when it has one (a link
+    card left out, or why the id is unknown)."""
+    if receipt.remote_id and receipt.note:
+        return f"{receipt.remote_id} ({receipt.note})"
+    return receipt.remote_id or receipt.note
