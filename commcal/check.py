@@ -86,6 +86,7 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
                 item.media_for(delivery.channel),
                 f"item {item.id!r} on {delivery.channel}",
                 delivery.locale,
+                memo.media if memo is not None else None,
             )
         )
     return Planned(

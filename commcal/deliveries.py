@@ -75,6 +75,10 @@ class Memo:
     locales: dict[tuple[str, str], dict[str, tuple[Member, int]]] = field(default_factory=dict)
     layers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     secret: tuple[str | None] | None = None  # (members.secret,) once read
+    # What commcal.mediacheck.inspect read of each media file, by (path, size, mtime in ns).
+    media: dict[tuple[str, int, int], Any] = field(default_factory=dict)
+    # commcal.media.digest of each media file, by path, size, modification time, alt and focus.
+    digests: dict[tuple[object, ...], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

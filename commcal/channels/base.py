@@ -56,7 +56,9 @@ class MediaFile:
     None where it could not be known (a URL is fetched only when it is uploaded)."""
 
     media: Media
-    kind: str = ""  # "image", "video", or "" (neither, or not known)
+    # "image", "video", "unreadable" (named as one, not readable as one), or "" (another kind
+    # of file, or not known: a URL)
+    kind: str = ""
     mime_type: str = ""
     size: int | None = None  # bytes
     width: int | None = None  # pixels
@@ -227,8 +229,9 @@ def mask(value: Any) -> str:
 
 
 def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
-    """`send`/`verify` whose SendError and CommcalError texts are redacted (`Channel.redact`) as
-    they leave the adapter, whatever the adapter (a plugin too) put in them."""
+    """`send`/`verify`/`upload` whose SendError and CommcalError texts are redacted
+    (`Channel.redact`) as they leave the adapter, whatever the adapter (a plugin too) put in
+    them."""
 
     @functools.wraps(method)
     def wrapper(self: Channel, *args: Any, **kwargs: Any) -> Any:
@@ -245,13 +248,14 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
 class Channel:
     """Base class of every adapter type. Subclasses set the class attributes and override `send`.
 
-    The text of every SendError or CommcalError leaving `send` or `verify` is redacted on its way
-    out (`_redacting`): no secret of the channel is in it, and it is at most ERROR_LIMIT long.
+    The text of every SendError or CommcalError leaving `send`, `verify` or `upload` is redacted
+    on its way out (`_redacting`): no secret of the channel is in it, and it is at most
+    ERROR_LIMIT long.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("send", "verify", "retract", "amend", "posted_text"):
+        for name in ("send", "verify", "upload", "retract", "amend", "posted_text"):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__redacting__", False):
                 setattr(cls, name, _redacting(method))
@@ -410,13 +414,17 @@ class Channel:
         if most is not None and len(files) > most:
             problems.append((None, f"{len(files)} media files, over {name}'s {most} per post"))
         if videos and self.video_alone and len(files) > 1:
-            problems.append((videos[0], f"{name} takes 4 images or 1 video alone, not both"))
+            problems.append(
+                (videos[0], f"{name} takes up to {most or 'several'} images or 1 video alone")
+            )
         for n, f in enumerate(files):
             problems.extend((n, text) for text in self._file_problems(f))
         return problems
 
     def _file_problems(self, f: MediaFile) -> list[str]:
         name, out = self.type_name, []
+        if f.kind == "unreadable":
+            return ["cannot be read as an image or a video (damaged, or not what its name says)"]
         kinds = {"image": self.image_types, "video": self.video_types}
         if f.kind == "video" and not self.video_types:
             out.append(f"{name} takes no video here ({f.mime_type})")

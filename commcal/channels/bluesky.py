@@ -659,7 +659,8 @@ def _xrpc_error(response: requests.Response) -> tuple[str, str]:
 
 def _blob_gone(exc: XrpcPermanentError) -> bool:
     """Whether the PDS refused a record for a blob it does not have (an upload it removed:
-    blobs no record names are deleted after a while): "Could not find blob" (BlobNotFound)."""
+    blobs no record names are deleted after a while). The real PDS (@atproto/pds) answers
+    400 {"error": "BlobNotFound", "message": "Could not find blob: <cid>"}."""
     text = str(exc).lower()
     return exc.name == "BlobNotFound" or "could not find blob" in text
 

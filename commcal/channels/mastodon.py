@@ -257,7 +257,10 @@ class MastodonChannel(HttpChannel):
             files={"file": (name, data, mime_type(media))},
             data=form,
         )
-        attachment = _json(response)
+        try:
+            attachment = _json(response)
+        except PermanentError as exc:
+            raise PermanentError(f"{exc}, to the upload of {name}; nothing was posted") from None
         if not isinstance(attachment.get("id"), str | int):
             # Nothing is posted yet: failing here costs an unused upload at most.
             raise PermanentError(

@@ -16,14 +16,15 @@ Guarantees (DESIGN.md section 3) and where they are kept:
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
   over its own ledger connection, in due order.
 
-On channels that remember idempotency keys for good (webhook, Bluesky's derived record key), a
-successful send is recorded by a second thread (`SentRecorder`), several per commit, while the
-channel's thread goes on to the next send: the commit's fsync no longer sits between two network
-calls. Until its `sent` commit a delivery stays `sending`, and a `sending` delivery of an
-idempotent channel is resent with the same key after a crash, so a crash now repeats up to
-MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Mastodon and Matrix
-forget keys after an hour or less, and non-idempotent channels decide `sent` or `unknown` by
-that record: they record each send before the next.
+On channels that remember idempotency keys for good (webhook, Bluesky's derived record key) or
+for at least RECORD_BEHIND_WINDOW (Mastodon's hour), a successful send is recorded by a second
+thread (`SentRecorder`), several per commit, while the channel's thread goes on to the next
+send: the commit's fsync no longer sits between two network calls. Until its `sent` commit a
+delivery stays `sending`, and a `sending` delivery of an idempotent channel is resent with the
+same key after a crash (while the network still knows the key: else `unknown`), so a crash now
+repeats up to MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Matrix
+keeps keys per device and for 30 minutes or less, and non-idempotent channels decide `sent` or
+`unknown` by that record: they record each send before the next.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.config import Config
-from commcal.deliveries import member_deliveries, stands_for_members
+from commcal.deliveries import Memo, member_deliveries, stands_for_members
 from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
@@ -90,6 +91,13 @@ MAX_INLINE_WAIT = 60.0
 # CLAIM_BATCH_MAX: there the claim's commit is a real share of the time (measured with
 # bench/publish.py, figures in bench/README.md: "claim batches grow"), while slow channels
 # keep small batches, so hosts sharing a PostgreSQL ledger share their deliveries too.
+# A network that keeps our idempotency keys this long has its sends recorded behind them too
+# (SentRecorder): the up to MAX_UNRECORDED sends a crash leaves `sending` are resent with their
+# keys by the next run (cron's, a minute later) and deduplicated; a run later than the window
+# records them `unknown` instead (never a second post), as it does the send in flight. For
+# Mastodon (one hour) this took media publishing from 0.4x to 0.9x of a bare requests loop
+# (bench/media_publish.py; bench/README.md).
+RECORD_BEHIND_WINDOW = 3600.0
 CLAIM_BATCH = 32
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
@@ -120,6 +128,19 @@ def held(delivery: Delivery, record: DeliveryRecord | None) -> Outcome:
     lease = record.lease_until if record is not None else None
     until = f" until {lease:%H:%M:%S} UTC" if lease else ""
     return Outcome(delivery, OutcomeState.HELD, f"held by {who}{until}")
+
+
+def records_behind(adapter: Channel) -> bool:
+    """Whether the adapter's sends are recorded `sent` by a SentRecorder, several per commit:
+    those of networks that dedupe by our key for good, or for at least RECORD_BEHIND_WINDOW
+    (Mastodon: an hour), whose keys are not kept per scope (a Matrix device)."""
+    window = adapter.idempotency_window
+    long_enough = window is None or window >= RECORD_BEHIND_WINDOW
+    return (
+        adapter.idempotent
+        and long_enough
+        and type(adapter).idempotency_scope is Channel.idempotency_scope
+    )
 
 
 def key_window(adapter: Channel) -> timedelta | None:
@@ -256,6 +277,12 @@ class Publisher:
         # Channels found down in this run: name -> (why, when to try again). Once a channel's
         # circuit is open, its remaining deliveries go back to `pending` untried.
         self._open_circuits: dict[str, tuple[str, datetime]] = {}
+        # What a channel's deliveries share while its thread renders and checks them (each
+        # item's context layers, each media file's pixel size): one Memo per channel, so per
+        # thread, made in `_channel` and dropped with the run.
+        self._memos: dict[str, Memo] = {}
+        # Per channel: each claimed delivery's recorded uploads, read with its batch's claim.
+        self._batch_uploads: dict[str, dict[str, dict[int, tuple[str, str]]]] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -690,10 +717,13 @@ class Publisher:
             return
         ledger = self.open()
         recorder = None
+        self._memos[name] = Memo()
         try:
-            if adapter.idempotent and adapter.idempotency_window is None:
+            if records_behind(adapter):
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
-            fixed = adapter.batch_size()  # sent at once by send_many: a batch of that size
+            # Sent at once by send_many: a batch of that size. Not for a channel that uploads
+            # media first: its uploads are recorded one delivery at a time, in `_send`.
+            fixed = 0 if adapter.uploads_media else adapter.batch_size()
             size = [fixed or CLAIM_BATCH]
             people = Members(
                 ledger,
@@ -882,6 +912,11 @@ class Publisher:
         claims = self._claims(
             ledger, adapter, [d for d in batch if not d.part], sending=sending, scope=scope
         )
+        if adapter.uploads_media:
+            # What earlier attempts uploaded for the batch, read once (`_uploaded`); a delivery
+            # without any is not in it, and its claim is ours: nobody else can add any.
+            uploads = ledger.uploads_many(claims)
+            self._batch_uploads[adapter.name] = {c: uploads.get(c, {}) for c in claims}
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
                 self._defer(ledger, [d for d in batch[n:] if not d.part], claims, circuit, report)
@@ -998,7 +1033,7 @@ class Publisher:
         """Render, check and send one delivery (its message with `options` added: a thread
         part's `reply_to`); its outcome, or None when `recorder` will report it once its
         `sent` is committed."""
-        planned = check(self.project, delivery)
+        planned = check(self.project, delivery, self._memos.get(adapter.name))
         publish = self.config.publish
         if claim is None:
             claim = ledger.claim(
@@ -1150,14 +1185,17 @@ class Publisher:
             exc.maybe_sent = False  # a question, not a post
             raise
         uploaded = self._uploaded(ledger, adapter, claim, message)
-        if uploaded is None or not ledger.begin_send(claim, self.clock(), scope=scope):
+        if uploaded is None:
+            return None
+        ready, claim = uploaded  # the claim's lease may have been renewed for the uploads
+        if not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
-            return adapter.send(uploaded, key)
+            return adapter.send(ready, key)
         except StaleMedia:
             # The network forgot an upload (nothing was posted): upload afresh, once.
             again = self._uploaded(ledger, adapter, claim, message, reuse=False)
-            return None if again is None else adapter.send(again, key)
+            return None if again is None else adapter.send(again[0], key)
 
     def _uploaded(
         self,
@@ -1167,26 +1205,32 @@ class Publisher:
         message: Message,
         *,
         reuse: bool = True,
-    ) -> Message | None:
+    ) -> tuple[Message, Claim] | None:
         """`message` with every file's `ref` set, for a channel that uploads media before the
-        post (`Channel.uploads_media`); None (send nothing) when the claim is no longer ours.
+        post (`Channel.uploads_media`), and the claim (its lease renewed if the uploads used up
+        half of it); None (send nothing) when the claim is no longer ours.
 
         Each upload's ref is recorded in the ledger before the next step, so a send resumed
         after a crash (or a retry) posts with the files uploaded before, unless a file changed
         since (its digest differs) or `reuse` is False (the network refused the refs as stale).
         An upload that fails is a send that never left: nothing was posted."""
         if not adapter.uploads_media or not message.media:
-            return message
+            return message, claim
         from commcal.media import digest
 
-        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        # Read with the batch's claim, once: a second attempt in this run reads the ledger.
+        read = self._batch_uploads.get(adapter.name, {}).pop(claim.delivery_id, None)
+        if read is None:
+            read = ledger.uploads(claim.delivery_id)
+        recorded = read if reuse else {}
+        memo = self._memos.get(adapter.name)
         media = []
         for position, item in enumerate(message.media):
             if item.ref:
                 media.append(item)
                 continue
             try:
-                fingerprint = digest(item)
+                fingerprint = digest(item, memo.digests if memo is not None else None)
             except OSError as exc:
                 raise PermanentError(f"media file {item.path}: {exc.strerror or exc}") from exc
             found = recorded.get(position)
@@ -1204,8 +1248,16 @@ class Publisher:
                     claim, position=position, digest=fingerprint, ref=ref, now=self.clock()
                 ):
                     return None
+                # A large file takes a while: renew the lease before it runs low, as `_batch`
+                # does between sends, so the post is not refused for a lease spent uploading.
+                lease = self.config.publish.lease
+                if claim.lease_until - self.clock() < lease / 2:
+                    renewed = ledger.extend(claim, self.clock(), lease)
+                    if renewed is None:
+                        return None
+                    claim = renewed
             media.append(replace(item, ref=ref))
-        return replace(message, media=tuple(media))
+        return replace(message, media=tuple(media)), claim
 
     def _may_repeat(
         self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime
