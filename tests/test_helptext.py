@@ -93,11 +93,18 @@ def test_ranges_are_written_in_words(low: int | None, high: int | None, words: s
     assert number_range(low, high) == words
 
 
-def test_shell_completion_is_installed_and_completes_commands_and_choices() -> None:
+def test_shell_completion_is_installed_and_completes_commands_and_choices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     top = help_of(())
     assert "--install-completion" in top
     assert "--show-completion" in top
-    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="commcal")
+    # `--show-completion` asks shellingham which shell runs it, from the process's ancestors:
+    # in a long pytest run that walk may find none ("Shell  not supported."); say it is bash.
+    import shellingham
+
+    monkeypatch.setattr(shellingham, "detect_shell", lambda: ("bash", "/bin/bash"))
+    script = runner.invoke(app, ["--show-completion"], prog_name="commcal")
     assert script.exit_code == 0
     assert "complete -o default -F _commcal_completion commcal" in script.output
 
