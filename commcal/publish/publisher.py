@@ -66,7 +66,7 @@ from commcal.ledger import (
     State,
     open_ledger,
 )
-from commcal.ledger.base import ClaimAction, claim_action
+from commcal.ledger.base import PREPARED, ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
 from commcal.publish.people import Members, batches, for_members, streams
@@ -89,6 +89,10 @@ MAX_INLINE_WAIT = 60.0
 # bench/publish.py, figures in bench/README.md: "claim batches grow"), while slow channels
 # keep small batches, so hosts sharing a PostgreSQL ledger share their deliveries too.
 CLAIM_BATCH = 32
+# Containers made for one send before it gives up (a new one replaces one the network
+# refused as ERROR or EXPIRED while it was being prepared): each is a request that posts
+# nothing, and Instagram allows 400 a day.
+MAX_PREPARES = 3
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
 
@@ -1093,17 +1097,18 @@ class Publisher:
         except TransientError as exc:
             exc.maybe_sent = False  # a question, not a post
             raise
-        uploaded = self._uploaded(ledger, adapter, claim, message)
-        if uploaded is None or not ledger.begin_send(claim, self.clock(), scope=scope):
+        staged = self._staged(ledger, adapter, claim, message)
+        if staged is None or not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
-            return adapter.send(uploaded, key)
+            return adapter.send(staged, key)
         except StaleMedia:
-            # The network forgot an upload (nothing was posted): upload afresh, once.
-            again = self._uploaded(ledger, adapter, claim, message, reuse=False)
+            # The network forgot an upload or a container (nothing was posted): make them
+            # afresh, once.
+            again = self._staged(ledger, adapter, claim, message, reuse=False)
             return None if again is None else adapter.send(again, key)
 
-    def _uploaded(
+    def _staged(
         self,
         ledger: Ledger,
         adapter: Channel,
@@ -1112,18 +1117,75 @@ class Publisher:
         *,
         reuse: bool = True,
     ) -> Message | None:
+        """`message` as it is posted: its files uploaded (`_uploaded`) and its container
+        made (`_prepared`), each recorded in the ledger before the send begins; None (send
+        nothing) when the claim is no longer ours."""
+        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        uploaded = self._uploaded(ledger, adapter, claim, message, recorded)
+        if uploaded is None:
+            return None
+        return self._prepared(ledger, adapter, claim, uploaded, recorded)
+
+    def _prepared(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        claim: Claim,
+        message: Message,
+        recorded: Mapping[int, tuple[str, str]],
+    ) -> Message | None:
+        """`message` with `prepared` set, for a channel that publishes from an object it makes
+        first (`Channel.prepares_post`: an Instagram or Threads container); None when the
+        claim is no longer ours.
+
+        Each new ref is recorded in the ledger before the adapter is asked again (to wait
+        until the object is ready), so every later attempt, on any host sharing the ledger,
+        publishes that object or finds it published: one post. A recorded ref is reused even
+        when the item was edited since (its digest differs): it may have been published by
+        an attempt whose answer was lost. Only the network's refusal (`StaleMedia`, an ERROR
+        or EXPIRED container) makes a new one."""
+        if not adapter.prepares_post:
+            return message
+        from commcal.media import prepared_digest
+
+        ref = recorded.get(PREPARED, ("", ""))[1]
+        for _ in range(MAX_PREPARES):
+            try:
+                ready = adapter.prepare(message, ref)
+            except TransientError as exc:
+                exc.maybe_sent = False  # a container, not a post
+                raise
+            if ready == ref:
+                return replace(message, prepared=ref)
+            ref = ready
+            if not ledger.record_upload(
+                claim, position=PREPARED, digest=prepared_digest(message), ref=ref, now=self.clock()
+            ):
+                return None
+        raise TransientError(
+            f"{adapter.type_name} refused the containers made for this post (ERROR or EXPIRED) "
+            f"{MAX_PREPARES - 1} times in a row; nothing was posted"
+        )
+
+    def _uploaded(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        claim: Claim,
+        message: Message,
+        recorded: Mapping[int, tuple[str, str]],
+    ) -> Message | None:
         """`message` with every file's `ref` set, for a channel that uploads media before the
         post (`Channel.uploads_media`); None (send nothing) when the claim is no longer ours.
 
         Each upload's ref is recorded in the ledger before the next step, so a send resumed
         after a crash (or a retry) posts with the files uploaded before, unless a file changed
-        since (its digest differs) or `reuse` is False (the network refused the refs as stale).
-        An upload that fails is a send that never left: nothing was posted."""
+        since (its digest differs) or `recorded` is empty (the network refused the refs as
+        stale). An upload that fails is a send that never left: nothing was posted."""
         if not adapter.uploads_media or not message.media:
             return message
         from commcal.media import digest
 
-        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
         media = []
         for position, item in enumerate(message.media):
             if item.ref:
