@@ -150,6 +150,7 @@ def test_a_post_is_a_container_then_its_publication(instagram: Instagram) -> Non
     (created,) = instagram.created()
     assert parse_qs(created.text) == {
         "image_url": [IMAGE],
+        "alt_text": ["The kitchen"],
         "caption": ["Our kitchen opens today #OpenKitchen"],
     }
     assert created.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -163,7 +164,11 @@ def test_a_post_is_a_container_then_its_publication(instagram: Instagram) -> Non
 def test_several_images_make_a_carousel(instagram: Instagram) -> None:
     channel(instagram).send(message("Two views", IMAGE, "https://cdn.example.org/b.jpg"), KEY)
     first, second, carousel = (parse_qs(r.text) for r in instagram.created())
-    assert first == {"image_url": [IMAGE], "is_carousel_item": ["true"]}
+    assert first == {
+        "image_url": [IMAGE],
+        "alt_text": ["The kitchen"],
+        "is_carousel_item": ["true"],
+    }
     assert second["is_carousel_item"] == ["true"]
     assert carousel == {
         "media_type": ["CAROUSEL"],

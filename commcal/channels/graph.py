@@ -69,6 +69,11 @@ def media_type(media: Media) -> str:
     return media.mime_type or mimetypes.guess_type(path)[0] or ""
 
 
+def alt_text(alt: str) -> dict[str, str]:
+    """A container's `alt_text` field (Instagram and Threads images), none for an empty one."""
+    return {"alt_text": alt} if alt else {}
+
+
 def graph_error(response: requests.Response) -> dict[str, Any]:
     """The `error` object of a Graph answer, or {} when the body has none."""
     error = httpkit.json_body(response).get("error")
