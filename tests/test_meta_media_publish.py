@@ -200,7 +200,7 @@ def counts(report: dict[str, Any]) -> dict[str, int]:
     return {state: n for state, n in report["counts"].items() if n}
 
 
-def killed_run(root: Path) -> None:
+def killed_run(root: Path) -> subprocess.Popen[bytes]:
     """`commcal publish` as a real process, which the server kills mid-send."""
     proc = subprocess.Popen(
         [*command(), "-C", str(root), "publish", "--now", NOW, "--format", "json"],
@@ -428,3 +428,44 @@ def test_a_retry_on_another_host_finds_the_container_published_and_never_posts_t
     assert len(meta.published) == 1
     assert not (host_a / ".commcal" / "containers").exists()
     assert counts(publish(host_a, LATER)) == {"already": 1}
+
+
+def test_a_container_that_expired_before_the_retry_is_replaced_and_published_once(
+    make_project: MakeProject, meta: Meta, tmp_path: Path
+) -> None:
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    host_a = make(make_project, meta, "instagram", 1, state=shared)
+    host_b = make(make_project, meta, "instagram", 1, state=shared)
+    # Refused before publishing (nothing went out), then left unpublished past its 24 hours.
+    unavailable = b'{"error": {"message": "Service temporarily unavailable", "code": 2}}'
+    meta.networks.answer = lambda r: (
+        Answer(503, unavailable) if r.path.endswith("/media_publish") else meta.answer(r)
+    )
+    assert counts(publish(host_a)) == {"pending": 1}
+    (first,) = meta.containers
+    meta.containers[first] = "EXPIRED"
+    meta.networks.answer = meta.answer
+    report = publish(host_b, LATER)
+    assert counts(report) == {"sent": 1}, report
+    assert len(meta.containers) == 2
+    second = next(c for c in meta.containers if c != first)
+    (publish_,) = [r for r in meta.networks.requests if r.path.endswith("/media_publish")][1:]
+    assert parse_qs(publish_.text) == {"creation_id": [second]}
+    with open_ledger(shared) as ledger:  # the new container replaced the old one's record
+        assert ledger.uploads(report["deliveries"][0]["id"])[PREPARED][1] == second
+
+
+def test_a_status_answered_with_garbage_publishes_nothing_and_keeps_the_container(
+    make_project: MakeProject, meta: Meta
+) -> None:
+    root = make(make_project, meta, "instagram", 1)
+    meta.networks.answer = lambda r: (
+        Answer(200, b"<html>ok</html>", "text/html") if r.method == "GET" else meta.answer(r)
+    )
+    report = publish(root)
+    assert counts(report) == {"pending": 1}, report
+    assert "without status_code" in report["deliveries"][0]["detail"]
+    meta.networks.answer = meta.answer
+    assert counts(publish(root, LATER)) == {"sent": 1}
+    assert len(meta.containers) == 1, "the recorded container was published, no new one"
+    assert len([r for r in meta.networks.requests if r.path.endswith("/media_publish")]) == 1
