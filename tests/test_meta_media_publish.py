@@ -26,13 +26,12 @@ import os
 import signal
 import subprocess
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
@@ -43,7 +42,7 @@ from commcal.ledger import open_ledger
 from commcal.ledger.base import PREPARED
 from tests.conftest import MakeProject
 from tests.fake_networks import Answer, Networks, Request
-from tests.test_ledger import postgres_db  # noqa: F401  (a fixture)
+from tests.test_ledger import ledger_url, postgres_db  # noqa: F401  (fixtures)
 from tests.test_publish_processes import command
 
 NOW = "2026-12-02T09:00:00Z"
@@ -200,15 +199,18 @@ def counts(report: dict[str, Any]) -> dict[str, int]:
     return {state: n for state, n in report["counts"].items() if n}
 
 
-def killed_run(root: Path) -> subprocess.Popen[bytes]:
-    """`commcal publish` as a real process, which the server kills mid-send."""
+def killed_run(root: Path, meta: Meta, kill_on: Callable[[Request], bool]) -> None:
+    """`commcal publish` as a real process, which the server SIGKILLs when a request that
+    `kill_on` picks arrives, before answering it."""
+    meta.kill_on = kill_on
     proc = subprocess.Popen(
         [*command(), "-C", str(root), "publish", "--now", NOW, "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, **ENV},
     )
-    return proc
+    meta.pid = proc.pid
+    assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
 def images(root: Path) -> list[bytes]:
@@ -273,10 +275,7 @@ def test_linkedin_killed_between_the_uploads_and_the_post_posts_once_with_both_i
         uploads[0] += urlsplit(r.path).path == "/rest/images"
         return uploads[0] == 2
 
-    meta.kill_on = second_upload
-    proc = killed_run(root)
-    meta.pid = proc.pid
-    assert proc.wait(timeout=30) == -signal.SIGKILL
+    killed_run(root, meta, second_upload)
     assert counts(publish(root, LATER)) == {"sent": 1}
     posts = [r for r in meta.networks.requests if r.path == "/rest/posts"]
     assert len(posts) == 1, "posted exactly once"
@@ -326,10 +325,7 @@ def test_facebook_killed_between_the_photos_and_the_post_posts_once_with_both(
         photos[0] += r.path.endswith("/photos")
         return photos[0] == 2
 
-    meta.kill_on = second_photo
-    proc = killed_run(root)
-    meta.pid = proc.pid
-    assert proc.wait(timeout=30) == -signal.SIGKILL
+    killed_run(root, meta, second_photo)
     assert counts(publish(root, LATER)) == {"sent": 1}
     feeds = [r for r in meta.networks.requests if r.path.endswith("/feed")]
     assert len(feeds) == 1, "posted exactly once"
@@ -378,10 +374,9 @@ def test_instagram_killed_between_the_container_and_the_publish_publishes_that_c
     make_project: MakeProject, meta: Meta
 ) -> None:
     root = make(make_project, meta, "instagram", 1)
-    meta.kill_on = lambda r: r.method == "GET"  # the first status check: the container is made
-    proc = killed_run(root)
-    meta.pid = proc.pid
-    assert proc.wait(timeout=30) == -signal.SIGKILL
+    killed_run(
+        root, meta, lambda r: r.method == "GET"
+    )  # the first status check: the container is made
     assert list(meta.containers.values()) == ["FINISHED"]
     assert counts(publish(root, LATER)) == {"sent": 1}
     assert len(meta.containers) == 1, "no second container"
@@ -394,25 +389,13 @@ def test_instagram_killed_between_the_container_and_the_publish_publishes_that_c
 # -- several hosts, one ledger --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The state URL two hosts' projects both name: one SQLite file, or a PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    import psycopg
-
-    db_url = request.getfixturevalue("postgres_db")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}".encode())
-    return f"{db_url}?options={quote(f'-csearch_path={schema}')}"
-
-
 def test_a_retry_on_another_host_finds_the_container_published_and_never_posts_twice(
-    make_project: MakeProject, meta: Meta, shared_ledger: str
+    make_project: MakeProject,
+    meta: Meta,
+    ledger_url: str,  # noqa: F811  (the fixture: one SQLite file, or a PostgreSQL schema)
 ) -> None:
-    host_a = make(make_project, meta, "instagram", 1, state=shared_ledger)
-    host_b = make(make_project, meta, "instagram", 1, state=shared_ledger)
+    host_a = make(make_project, meta, "instagram", 1, state=ledger_url)
+    host_b = make(make_project, meta, "instagram", 1, state=ledger_url)
     # The publish goes out, and its answer is a 500 all the same.
     meta.publish_answer = lambda container: Answer(500, b"<html>upstream error</html>", "text/html")
     report = publish(host_a)
