@@ -13,6 +13,7 @@ from commcal.deliveries import Delivery, Filters, Memo, deliveries, fewer_collec
 from commcal.errors import Problem
 from commcal.project import Project
 from commcal.render import RenderError
+from commcal.threads import expand
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +54,25 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
             people = [first[0]]
         if people:
             shown = replace(delivery, recipient=people[0])
+    if item.thread is not None and not delivery.part:
+        return _check_thread(project, delivery, memo)
+    from commcal.threads import ThreadProblem
+
     try:
         message = message_for(project, shown, memo)
     except RenderError as exc:
         return Planned(delivery, None, problems=(exc.problem, *audience_errors))
+    except ThreadProblem as exc:
+        return Planned(delivery, None, problems=(exc.problem,))
     adapter = project.channels.get(delivery.channel)
     if adapter is None:
         return Planned(delivery, message)
+    part = f" (part {delivery.part}/{delivery.parts})" if delivery.part else ""
     problems = tuple(
         Problem(
             item.pos,
             f"item {item.id!r} on {delivery.channel} at "
-            f"{delivery.local_due:%Y-%m-%d %H:%M}: {text}",
+            f"{delivery.local_due:%Y-%m-%d %H:%M}{part}: {text}",
         )
         for text in adapter.check(message)
     )
@@ -78,6 +86,7 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
                 item.media_for(delivery.channel),
                 f"item {item.id!r} on {delivery.channel}",
                 delivery.locale,
+                memo.media if memo is not None else None,
             )
         )
     return Planned(
@@ -87,6 +96,31 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
         adapter.limit(),
         (*problems, *audience_errors),
     )
+
+
+def _check_thread(project: Project, delivery: Delivery, memo: Memo | None) -> Planned:
+    """A thread's delivery not yet cut into parts: its parts checked, their problems together,
+    their texts one after the other (or why the parts cannot be made)."""
+    from commcal.threads import ThreadProblem, parts, thread_messages
+
+    found = parts(project, delivery, memo)
+    if found == [delivery]:  # its parts cannot be made: say why
+        try:
+            thread_messages(project, delivery, memo)
+        except RenderError as exc:
+            return Planned(delivery, None, problems=(exc.problem,))
+        except ThreadProblem as exc:
+            return Planned(delivery, None, problems=(exc.problem,))
+    checked = [check(project, part, memo) for part in found]
+    messages = [c.message for c in checked if c.message is not None]
+    problems = tuple(p for c in checked for p in c.problems)
+    if len(messages) != len(checked):
+        return Planned(delivery, None, problems=problems)
+    from dataclasses import replace
+
+    joined = replace(messages[0], text="\n\n".join(m.text for m in messages))
+    lengths = [c.length for c in checked if c.length is not None]
+    return Planned(delivery, joined, max(lengths) if lengths else None, checked[0].limit, problems)
 
 
 def plan(
@@ -111,7 +145,7 @@ def iter_plan(
     memo = memo if memo is not None else Memo()
     with fewer_collections():
         first_step: dict[str, str] = {}
-        for delivery in deliveries(project, start, end, filters, memo=memo):
+        for delivery in expand(project, deliveries(project, start, end, filters, memo=memo), memo):
             entry = check(project, delivery, memo)
             step = delivery.occurrence.step
             if delivery.id in first_step:
@@ -157,5 +191,6 @@ def next_occurrence(
         if found:
             # One occurrence: with send_at: local, its delivery for each member zone.
             first = found[0].occurrence.when
-            return [check(project, d, memo) for d in found if d.occurrence.when == first]
+            due = [d for d in found if d.occurrence.when == first]
+            return [check(project, d, memo) for d in expand(project, due, memo)]
     return []

@@ -795,9 +795,21 @@ def status(
             view.show_workers(alive, format.value, tz_name)
             return
         if delivery:
+            from commcal.publish.chain import chain_of
+            from commcal.threads import PART_SEPARATOR, split_part_id
+
             record = _one(ledger, delivery)
+            thread, part = split_part_id(record.id)
+            chain = chain_of(ledger.find(thread + PART_SEPARATOR)) if part else []
             changes = ledger.post_changes([record.id]).get(record.id, [])
-            view.show_history(record, ledger.attempts(record.id), format.value, tz_name, changes)
+            view.show_history(
+                record,
+                ledger.attempts(record.id),
+                format.value,
+                tz_name,
+                changes,
+                chain=chain,
+            )
             return
         try:
             states = [State(s) for s in state_filter or []]
@@ -810,7 +822,20 @@ def status(
         )
         counts = ledger.counts(calendar=calendar, item=item, channel=channel)
         changes = ledger.post_changes(r.id for r in records if r.state is State.SENT)
-        view.show_records(records, counts, format.value, tz_name, changes)
+        view.show_records(
+            records, counts, format.value, tz_name, changes, parts=_thread_sizes(ledger, records)
+        )
+
+
+def _thread_sizes(ledger: Any, records: Any) -> dict[str, int]:
+    """How many parts the ledger holds of each thread among `records` (status's "part k/n")."""
+    from commcal.threads import PART_SEPARATOR, split_part_id
+
+    threads = {split_part_id(r.id)[0] for r in records if split_part_id(r.id)[1]}
+    return {
+        thread: max(split_part_id(r.id)[1] for r in ledger.find(thread + PART_SEPARATOR))
+        for thread in threads
+    }
 
 
 def _one(ledger: Any, prefix: str) -> Any:
@@ -821,6 +846,9 @@ def _one(ledger: Any, prefix: str) -> Any:
     found = ledger.find(prefix)
     if not found:
         raise fail(f"no delivery {prefix!r} in the ledger (see `commcal status`)", 1)
+    exact = [r for r in found if r.id == prefix]  # a thread's part 1 is a prefix of part 10
+    if exact:
+        return exact[0]
     if len(found) > 1:
         raise fail(f"{prefix!r} matches {len(found)} deliveries; give more characters", 2)
     return found[0]

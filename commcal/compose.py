@@ -185,11 +185,23 @@ def pool_codes(project: Project, item: Item) -> list[str]:
 
 
 def message_for(project: Project, delivery: Delivery, memo: Memo | None = None) -> Message:
-    """Render one delivery; raises RenderError with the template's file and line."""
+    """Render one delivery; raises RenderError with the template's file and line. A part of a
+    thread is its part of the thread (commcal.threads), which may raise ThreadProblem."""
+    if delivery.part:
+        from commcal.threads import part_message
+
+        return part_message(project, delivery, memo)
+    return rendered_message(project, delivery, memo)
+
+
+def rendered_message(
+    project: Project, delivery: Delivery, memo: Memo | None = None, *, template: str = ""
+) -> Message:
+    """One delivery's template (or `template`: a thread's part) rendered into a Message."""
     item = delivery.item
     ctx = context(project, project.calendar(item.calendar), delivery, memo)
     rendered = project.renderer.render(
-        delivery.occurrence.template,
+        template or delivery.occurrence.template,
         delivery.channel_type,
         delivery.locale,
         ctx,

@@ -75,6 +75,10 @@ class Memo:
     locales: dict[tuple[str, str], dict[str, tuple[Member, int]]] = field(default_factory=dict)
     layers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     secret: tuple[str | None] | None = None  # (members.secret,) once read
+    # What commcal.mediacheck.inspect read of each media file, by (path, size, mtime in ns).
+    media: dict[tuple[str, int, int], Any] = field(default_factory=dict)
+    # commcal.media.digest of each media file, by path, size, modification time, alt and focus.
+    digests: dict[tuple[object, ...], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class Delivery:
     zone: str = ""
     # The channel sends each recipient a message of their own (mail), not one public post.
     per_recipient: bool = False
+    # A thread's part (commcal.threads.parts): its number from 1 and how many there are; 0 for
+    # a delivery that is no part (a thread item's delivery before it is cut into parts too).
+    part: int = 0
+    parts: int = 0
 
     @property
     def personal(self) -> bool:

@@ -330,6 +330,7 @@ class _Fragments:
         self.names: dict[str, str] = {}
         self.channels: dict[tuple[str, str], int] = {}  # (name, type) -> index in the data
         self.invitations: dict[tuple[str, str, datetime], list[str]] = {}
+        self.thumbnails: dict[str, str] = {}  # media path -> data: URI ("" for none)
         self._shared: dict[tuple[str, str, str], tuple[str, str, int]] = {}
 
     def name(self, text: str) -> str:
@@ -399,8 +400,27 @@ class _Fragments:
             [_masked(str(p), address) for p in entry.problems] if entry.problems else (),
             findings,
             status,
+            self._media(entry),
         ]
         return day, chip, variant
+
+    def _media(self, entry: Planned) -> list[list[str]]:
+        """[alt text, caption, thumbnail data: URI or ""] of each file of the message: a
+        thumbnail is made once per file, however many deliveries show it."""
+        message = entry.message
+        if message is None or not message.media:
+            return []
+        from commcal.mediacheck import summaries, summary_line, thumbnail
+
+        shown = summaries(message, entry.delivery.item.media_for(entry.delivery.channel))
+        out = []
+        for media, summary in zip(message.media, shown, strict=True):
+            thumb = self.thumbnails.get(media.path)
+            if thumb is None:
+                thumb = self.thumbnails[media.path] = thumbnail(media)
+            caption = summary_line(summary).split("\n", 1)[0]
+            out.append([media.alt, caption, thumb])
+        return out
 
     def _instant(self, when: datetime, item_zone: str) -> tuple[date, str, str]:
         found = self.instants.get((when, item_zone))

@@ -151,8 +151,14 @@ def lint_findings(
     `planned` when the caller has them already (validate), else expanded here. `results`:
     how past posts did per slot (`commcal.engagement.report.slot_results`), for slow_slot."""
     if planned is None:
-        planned = deliveries(project, start, end, broken=[])
-    posts = [_post(d) for d in planned if not d.item.draft]
+        from commcal.threads import expand
+
+        planned = expand(project, deliveries(project, start, end, broken=[]))
+    kept = [d for d in planned if not d.item.draft]
+    sent = [_post(d) for d in kept]
+    # A thread is one post to the cadence rules (its first part stands for it), but each of
+    # its parts is a post to the network's rate limits.
+    posts = [post for post, d in zip(sent, kept, strict=True) if d.part <= 1]
     config = project.config.lint or LintConfig()
     findings = _Findings(config, posts)
     _max_silence(project, start, end, findings)
@@ -161,7 +167,7 @@ def lint_findings(
     _quiet_hours(posts, findings)
     _staffed_hours(project, posts, findings)
     _blackout(posts, findings)
-    _rate_budget(posts, findings)
+    _rate_budget(sent, findings)
     if results is not None:
         _slow_slot(posts, findings, results)
     return sorted_problems(findings.problems())

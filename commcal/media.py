@@ -5,6 +5,7 @@ digest of a file's content, recorded with its upload so that an edited file is u
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import TYPE_CHECKING
 
 from commcal.channels.base import Media, Message
@@ -17,9 +18,21 @@ def is_url(path: str) -> bool:
     return path.startswith(("https://", "http://"))
 
 
-def digest(media: Media) -> str:
+def digest(media: Media, cache: dict[tuple[object, ...], str] | None = None) -> str:
     """sha256 of the file's bytes (of the URL's text for a URL: what it names is fetched at
-    upload time), with the alt text and focus, which go up with the file on Mastodon."""
+    upload time), with the alt text and focus, which go up with the file on Mastodon. `cache`
+    (a run's Memo.digests) keeps it by the file's path, size and modification time."""
+    if cache is None or is_url(media.path):
+        return _digest(media)
+    stat = os.stat(media.path)
+    key = (media.path, stat.st_size, stat.st_mtime_ns, media.alt, media.focus)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _digest(media)
+    return found
+
+
+def _digest(media: Media) -> str:
     h = hashlib.sha256()
     if is_url(media.path):
         h.update(media.path.encode())

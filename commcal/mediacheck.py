@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from commcal.calendar.model import MediaEntry
 from commcal.channels.base import Channel, Media, MediaFile, Message
@@ -35,12 +35,24 @@ VIDEO_TYPES = {
 FIT_FOLDER = ".commcal/media"
 
 
-def inspect(media: Media) -> MediaFile:
+def inspect(media: Media, cache: dict[tuple[str, int, int], Any] | None = None) -> MediaFile:
     """What can be known of `media` offline. A URL: nothing but its guessed type (it is fetched
-    when it is uploaded, and checked then by the network)."""
+    when it is uploaded, and checked then by the network). `cache` (a run's Memo.media) keeps
+    what was read of a file by its path, size and modification time."""
     if is_url(media.path):
         guessed = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
         return MediaFile(media, kind=guessed.split("/")[0], mime_type=guessed)
+    if cache is None:
+        return _inspect_file(media)
+    stat = os.stat(media.path)
+    key = (media.path, stat.st_size, stat.st_mtime_ns)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _inspect_file(media)
+    return replace(found, media=media)
+
+
+def _inspect_file(media: Media) -> MediaFile:
     size = os.path.getsize(media.path)
     image = _image(media.path)
     if image is not None:
@@ -54,8 +66,9 @@ def inspect(media: Media) -> MediaFile:
     # Not an image Pillow can read (damaged, not an image, or over Pillow's safety limit of
     # pixels) nor a video: `check_media` refuses its type.
     guessed = mimetypes.guess_type(media.path)[0] or ""
-    unreadable = not guessed or guessed.startswith("image/")
-    return MediaFile(media, "", "application/octet-stream" if unreadable else guessed, size)
+    if not guessed or guessed.startswith("image/"):
+        return MediaFile(media, "unreadable", "", size)
+    return MediaFile(media, "", guessed, size)
 
 
 def _image(path: str) -> tuple[str, int, int] | None:
@@ -135,6 +148,7 @@ def media_problems(
     entries: Sequence[MediaEntry],
     where: str,
     locale: str,
+    cache: dict[tuple[str, int, int], Any] | None = None,
 ) -> list[Problem]:
     """The problems of `message.media` on `adapter`, each at the calendar line of its file
     (`entries`, in the same order); those of the whole set at the first file's line."""
@@ -150,7 +164,7 @@ def media_problems(
                 )
             )
         try:
-            files.append(inspect(media))
+            files.append(inspect(media, cache))
         except OSError as exc:
             problems.append(
                 Problem(entry.pos, f"{where}: cannot read {entry.source}: {exc.strerror or exc}")
@@ -251,3 +265,74 @@ def describe(media: Media, data: bytes, mime: str) -> tuple[str, dict[str, int |
         if seconds:
             info["duration"] = int(seconds * 1000)
     return "video", info
+
+
+def summaries(message: Message, entries: Sequence[MediaEntry]) -> list[dict[str, object]]:
+    """What `preview` and `plan --format json` show of each file: as written in the calendar
+    (`file` or `url`), what is sent (`sent`: a fitted copy's path, else null), its type,
+    bytes and pixel size (null where unknown: a URL, a damaged file), its alt text and focus."""
+    out: list[dict[str, object]] = []
+    for media, entry in zip(message.media, entries, strict=True):
+        try:
+            info = inspect(media)
+        except OSError:
+            info = MediaFile(media)
+        written = entry.file or ""
+        fitted = bool(written) and not media.path.endswith(written)
+        out.append(
+            {
+                "file": entry.file or None,
+                "url": entry.url or None,
+                "sent": media.path if fitted else None,
+                "type": info.mime_type or None,
+                "bytes": info.size,
+                "width": info.width,
+                "height": info.height,
+                "seconds": info.seconds,
+                "alt": media.alt,
+                "focus": list(media.focus) if media.focus is not None else None,
+            }
+        )
+    return out
+
+
+def summary_line(shown: dict[str, object]) -> str:
+    """One file as the terminal shows it: media/stall.png · image/png · 12,345 bytes ·
+    1200x800 · alt: "..."."""
+    parts = [str(shown["file"] or shown["url"])]
+    if shown["type"]:
+        parts.append(str(shown["type"]))
+    if isinstance(shown["bytes"], int):
+        parts.append(f"{shown['bytes']:,} bytes")
+    if shown["width"] and shown["height"]:
+        parts.append(f"{shown['width']}x{shown['height']}")
+    if isinstance(shown["seconds"], float):
+        parts.append(f"{shown['seconds']:.1f} s")
+    if shown["sent"]:
+        parts.append("fitted copy")
+    alt = str(shown["alt"]) or "(no alt text)"
+    return " · ".join(parts) + f"\n    alt: {alt}"
+
+
+THUMBNAIL_SIDE = 240  # pixels, the longer side of a thumbnail in `export html`
+
+
+def thumbnail(media: Media) -> str:
+    """A small JPEG of an image as a `data:` URI, for a page that makes no request (`export
+    html`); "" for a URL, a video or a file that cannot be read."""
+    if is_url(media.path):
+        return ""
+    import base64
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(media.path) as img:
+            img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            small = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return ""
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")

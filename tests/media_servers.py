@@ -14,7 +14,8 @@ for media: uploads first, then a post that names them.
 
 `hook(kind, request)` runs before each upload ("upload") and post ("post") is handled; it may
 return "drop" (close the connection without an answer, after the request was read), "drop-after"
-(handle it, then close without an answer) or None. Tests SIGKILL publishers from there too.
+(handle it, then close without an answer), "garbage" (200 with an HTML page), "echo" (401
+quoting the request's Authorization header) or None. Tests SIGKILL publishers from there too.
 """
 
 from __future__ import annotations
@@ -74,6 +75,19 @@ class MediaServers:
                 action = servers.hook(kind, self.path) if kind else None
                 if action == "drop":
                     self.close_connection = True
+                    return
+                if action in ("garbage", "echo"):
+                    # 200 with a proxy's page, or a refusal that quotes the request's token
+                    status, data = (
+                        (200, b"<html>upstream ok</html>")
+                        if action == "garbage"
+                        else (401, f"bad token: {self.headers['Authorization']}".encode())
+                    )
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                     return
                 with servers.lock:
                     status, answer = servers.handle(self.command, self.path, self.headers, body)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import MakeProject
+from proxies import DROP, Proxy
 from publish_support import TEMPLATES, config, every_minute
 from pytest_httpserver import HTTPServer
 from real_servers import real_synapse
@@ -575,75 +576,40 @@ def test_a_homeserver_that_cannot_say_the_device_gets_no_send(make_project: Make
 # ---- a real Synapse -----------------------------------------------------------------------------
 
 
-class DropFirstPut:
+class DropFirstPut(Proxy):
     """A loopback HTTP proxy to the homeserver that passes the first PUT on, then closes the
     connection without its answer: the message is in the room, the sender cannot know.
     `marker`: only the first PUT whose path holds it (a redaction, say) is dropped so."""
 
     def __init__(self, upstream: str, marker: str = "") -> None:
-        import http.client
-        from urllib.parse import urlsplit
-
-        target = urlsplit(upstream)
         self.puts = 0
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def fault(method: str, path: str, body: bytes) -> str | None:
+            if method != "PUT" or marker not in path:
+                return None
+            self.puts += 1
+            return DROP if self.puts == 1 else None
 
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                conn.close()
-                if self.command == "PUT" and marker in self.path:
-                    proxy.puts += 1
-                    if proxy.puts == 1:
-                        self.close_connection = True
-                        return
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.getheader("Content-Type") or "")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> DropFirstPut:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(upstream, fault)
 
 
-def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
+def room_messages(homeserver: str, token: str, room: str) -> list[dict[str, Any]]:
+    """The room's m.room.message events, oldest first, read back with GET /messages."""
     import requests
 
     answer = requests.get(
         f"{homeserver}/_matrix/client/v3/rooms/{room}/messages",
-        params={"dir": "b", "limit": "1000"},
+        params={"dir": "f", "limit": "1000"},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
     answer.raise_for_status()
+    return [e for e in answer.json()["chunk"] if e.get("type") == "m.room.message"]
+
+
+def room_bodies(homeserver: str, token: str, room: str) -> Counter[str]:
     return Counter(
-        str(event["content"].get("body"))
-        for event in answer.json()["chunk"]
-        if event.get("type") == "m.room.message"
+        str(event["content"].get("body")) for event in room_messages(homeserver, token, room)
     )
 
 

@@ -7,6 +7,7 @@ server the PostgreSQL cases are skipped, unless COMMCAL_REQUIRE_POSTGRES=1 (CI),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -29,6 +30,7 @@ from commcal.ledger import (
     Claim,
     DueDelivery,
     Ledger,
+    MaybeSent,
     Sent,
     StaleClaim,
     State,
@@ -1101,7 +1103,10 @@ def test_random_interleavings_never_send_twice(
             elif op == "expire":
                 ledger.record_expired(d, reason="late", now=now)
             elif op == "retry":
-                ledger.retry(d.id, now)
+                # A delivery left `unknown` after its send may have gone out is not retried
+                # without --force: the ledger refuses (MaybeSent), as `commcal retry` shows.
+                with contextlib.suppress(MaybeSent):
+                    ledger.retry(d.id, now)
             elif op.startswith("resolve"):
                 url = "https://x/1" if op == "resolve-sent" else None
                 ledger.resolve(d.id, sent_url=url, now=now)

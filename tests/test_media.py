@@ -213,7 +213,8 @@ def test_a_video_goes_alone_on_mastodon_and_not_at_all_on_bluesky(
     (root / "media" / "clip.mp4").write_bytes(mp4(seconds=12.5))
     shown = problems(root)
     assert any(
-        s.startswith("calendars/c.yaml:8:") and "mastodon takes 4 images or 1 video alone" in s
+        s.startswith("calendars/c.yaml:8:")
+        and "mastodon takes up to 4 images or 1 video alone" in s
         for s in shown
     ), shown
     assert any(
@@ -221,6 +222,18 @@ def test_a_video_goes_alone_on_mastodon_and_not_at_all_on_bluesky(
         for s in shown
     ), shown
     assert not any("on matrix" in s for s in shown), shown
+
+
+def test_a_damaged_image_is_named_on_every_channel(make_project: MakeProject) -> None:
+    root = project(make_project, "      - {file: media/broken.png, alt: Stall}\n")
+    (root / "media" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but then text")
+    shown = problems(root)
+    assert len(shown) == 3, shown
+    assert all(
+        s.startswith("calendars/c.yaml:7:9:")
+        and "media/broken.png: cannot be read as an image or a video" in s
+        for s in shown
+    ), shown
 
 
 def test_a_picture_over_mastodons_pixel_limit(make_project: MakeProject) -> None:

@@ -23,6 +23,12 @@ def test_uploads_are_recorded_per_position_and_the_latest_wins(ledger: Ledger) -
     assert ledger.record_upload(c, position=0, digest="a" * 64, ref="333", now=T0)
     assert ledger.uploads(d.id) == {0: ("a" * 64, "333"), 1: ("b" * 64, "222")}
     assert ledger.uploads(due(2).id) == {}
+    other = claim(ledger, due(3), T0)
+    assert ledger.record_upload(other, position=0, digest="c" * 64, ref="444", now=T0)
+    assert ledger.uploads_many([d.id, due(2).id, due(3).id]) == {
+        d.id: {0: ("a" * 64, "333"), 1: ("b" * 64, "222")},
+        due(3).id: {0: ("c" * 64, "444")},
+    }
 
 
 def test_a_claim_taken_over_cannot_record_an_upload(ledger: Ledger) -> None:

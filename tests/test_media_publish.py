@@ -11,6 +11,8 @@ import random
 import signal
 import sqlite3
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,6 +210,47 @@ def test_an_upload_the_server_cannot_take_posts_nothing(
         ledger.close()
 
 
+def test_uploads_slower_than_the_lease_renew_it_and_post(
+    make_project: MakeProject, servers: MediaServers
+) -> None:
+    """Two uploads of 1.2 s each under a 2 s lease: without renewal the second upload's ref
+    could not be recorded (the claim's lease over) and nothing would be posted this run."""
+
+    def hook(kind: str, path: str) -> str | None:
+        if kind == "upload":
+            time.sleep(1.2)
+        return None
+
+    servers.hook = hook
+    root = make(make_project, servers, "mastodon", publish="retry_delay: 0s, lease: 2s")
+    assert run(root) == {OutcomeState.SENT: 1}
+    (status,) = servers.statuses
+    assert [m["description"] for m in status.media] == [ALT_1, ALT_2]
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [("garbage", "not JSON, to the upload of stall.png; nothing was posted"), ("echo", "HTTP 401")],
+)
+def test_an_upload_answered_with_garbage_or_the_token_fails_without_a_post(
+    make_project: MakeProject, servers: MediaServers, answer: str, said: str
+) -> None:
+    servers.hook = lambda kind, path: answer if kind == "upload" else None
+    root = make(make_project, servers, "mastodon", images=1)
+    report = publish(load_project(root), now=parse_datetime(NOW))
+    (outcome,) = report.outcomes
+    assert outcome.state is OutcomeState.FAILED and said in outcome.detail, outcome.detail
+    assert ENV["M_TOKEN"] not in outcome.detail
+    assert servers.statuses == [] and servers.counts.get("post") is None
+    ledger = open_ledger(f"sqlite:///{root / 'state.db'}")
+    try:
+        (record,) = ledger.records()
+        assert ENV["M_TOKEN"] not in (record.last_error or "")
+        assert all(ENV["M_TOKEN"] not in (a.error or "") for a in ledger.attempts(record.id))
+    finally:
+        ledger.close()
+
+
 # -- Bluesky ------------------------------------------------------------------------------------
 
 
@@ -266,6 +309,31 @@ def test_matrix_posts_the_text_then_each_image_with_its_alt_text(
     assert (image_2["info"]["w"], image_2["info"]["h"]) == (30, 40)
 
 
+def test_matrix_posts_a_video_as_m_video_with_its_size_and_length(
+    make_project: MakeProject, servers: MediaServers
+) -> None:
+    from test_media import mp4
+
+    root = make(make_project, servers, "matrix", images=0)
+    (root / "media" / "clip.mp4").write_bytes(mp4(seconds=12.5, width=1280, height=720))
+    calendar = root / "calendars" / "c.yaml"
+    calendar.write_text(
+        calendar.read_text(encoding="utf-8") + "      - {file: media/clip.mp4, alt: 'Βίντεο'}\n",
+        encoding="utf-8",
+    )
+    assert run(root) == {OutcomeState.SENT: 1}
+    (_, text), (_, video) = servers.events
+    assert text["msgtype"] == "m.text"
+    assert video["msgtype"] == "m.video" and video["body"] == "Βίντεο"
+    assert video["info"] == {
+        "mimetype": "video/mp4",
+        "size": (root / "media" / "clip.mp4").stat().st_size,
+        "w": 1280,
+        "h": 720,
+        "duration": 12500,
+    }
+
+
 def test_matrix_resends_only_the_missing_events_after_a_drop(
     make_project: MakeProject, servers: MediaServers
 ) -> None:
@@ -305,13 +373,12 @@ def test_sigkill_between_upload_and_post_posts_each_once_with_its_images(
     root = make(make_project, servers, channel, count=count, publish="retry_delay: 0s, lease: 1m")
     rng = random.Random(7)
     victim: list[subprocess.Popen[str]] = []
-    kills = 0
+    kills: Counter[str] = Counter()
 
     def hook(kind: str, path: str) -> str | None:
-        nonlocal kills
         if victim and kind and rng.random() < 0.25:
             victim[0].send_signal(signal.SIGKILL)
-            kills += 1
+            kills[kind] += 1
             return rng.choice(["drop", "drop-after"])
         return None
 
@@ -327,7 +394,7 @@ def test_sigkill_between_upload_and_post_posts_each_once_with_its_images(
         assert proc.returncode == -signal.SIGKILL, err
     else:
         pytest.fail("publish never finished")
-    assert kills >= 2
+    assert kills["upload"] >= 1 and kills["post"] >= 1, kills
     if channel == "mastodon":
         assert len(servers.statuses) == count
         assert all([m["description"] for m in s.media] == [ALT_1, ALT_2] for s in servers.statuses)
@@ -342,9 +409,23 @@ def test_sigkill_between_upload_and_post_posts_each_once_with_its_images(
     for delivery, position, ref in recorded_uploads(root):
         latest[(delivery, position)] = ref
     assert len(latest) == 2 * count
-    assert servers.counts["upload"] <= 2 * count + kills
+    # An upload is made again only when the run died during it (its ref not yet recorded):
+    # a run killed at the post resumes with both of its recorded uploads.
+    assert servers.counts["upload"] <= 2 * count + kills["upload"], (servers.counts, kills)
     ledger = open_ledger(f"sqlite:///{root / 'state.db'}")
     try:
-        assert {r.state.value for r in ledger.records()} == {"sent"}
+        records = ledger.records()
     finally:
         ledger.close()
+    assert {r.state.value for r in records} == {"sent"} and len(records) == count
+    # Each post names exactly the uploads its delivery recorded last: what the ledger kept is
+    # what went out, whichever run uploaded it.
+    for record in records:
+        refs = [latest[(record.id, n)] for n in (0, 1)]
+        if channel == "mastodon":
+            (status,) = [s for s in servers.statuses if s.id == record.remote_id]
+            assert [m["id"] for m in status.media] == refs
+        else:
+            assert record.remote_id is not None
+            images = servers.records[record.remote_id.rsplit("/", 1)[1]]["embed"]["images"]
+            assert [i["image"] for i in images] == [json.loads(r)["image"] for r in refs]

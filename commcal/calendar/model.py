@@ -79,6 +79,23 @@ class Codes:
     length: int = 8
 
 
+# How `thread: {split: ...}` cuts a long text into parts (docs/calendar-format.md, "Threads").
+SPLITS = ("sentences",)
+
+
+@dataclass(frozen=True)
+class Thread:
+    """`thread:` of a post: published as several posts, each replying to the one before.
+
+    `templates`: one template per part, in order (empty: the item's one `template:`). `split`:
+    "sentences" cuts each rendered part that is longer than the channel allows at sentence
+    boundaries, numbered "1/4"; "": every template is one part as written."""
+
+    pos: Pos
+    templates: tuple[str, ...] = ()
+    split: str = ""
+
+
 @dataclass(frozen=True)
 class MediaEntry:
     """One image or video of an item (`media:`), as written: a file under the project's media/
@@ -125,6 +142,7 @@ class Item:
     # `lang:`: the post's languages as BCP 47 tags, its main language first; (): the language
     # of the delivery's locale.
     langs: tuple[str, ...] = ()
+    thread: Thread | None = None  # posts: several posts, each a reply to the one before
     # `media:` by channel name; "" holds the files of every channel not named.
     media: Mapping[str, tuple[MediaEntry, ...]] = field(default_factory=dict)
 

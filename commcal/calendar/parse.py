@@ -21,6 +21,7 @@ from commcal.calendar.model import (
     Item,
     Schedule,
     Step,
+    Thread,
     Window,
 )
 from commcal.calendar.yamlnodes import Node
@@ -45,7 +46,7 @@ BASE_KEYS = (
 SCHEDULE_KEYS = ("at", "dates", "schedule")
 AUDIENCE_KEYS = ("audience", "where", "send_at")
 KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "post": SCHEDULE_KEYS,
+    "post": (*SCHEDULE_KEYS, "thread"),
     "newsletter": (*SCHEDULE_KEYS, *AUDIENCE_KEYS),
     "offer": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "codes"),
     "survey": (*SCHEDULE_KEYS, *AUDIENCE_KEYS, "survey_url"),
@@ -251,11 +252,28 @@ def _item(
             f"{where} has no channels",
             "add channels: [name, ...] or defaults: {channels: [...]} to the calendar",
         )
+    thread_node = node.get("thread")
+    thread = _thread(reader, thread_node, where, templates) if thread_node is not None else None
     template = defaults.get("template") or ""
-    if (n := node.get("template")) is not None:
+    if thread is not None and thread.templates:
+        if (n := node.get("template")) is not None:
+            reader.problem(
+                n.pos,
+                f"{where} has both template: and a thread: of templates",
+                "remove template: (the thread's first template is the first post), or write "
+                "thread: {split: sentences} to cut template:'s text into posts",
+            )
+        template = thread.templates[0]
+    elif (n := node.get("template")) is not None:
         template = _template(reader, n, f"{where} template", templates) or ""
-    elif not template and kind not in ("contest",):
+    elif not template and kind not in ("contest",) and thread_node is None:
         reader.problem(node.pos, f"{where} has no template", "add template: posts/name")
+    elif not template and thread is not None:
+        reader.problem(
+            thread.pos,
+            f"{where}: thread: {{split: ...}} cuts template:'s text, and there is no template:",
+            "add template: posts/name, or list the parts: thread: [posts/part-1, posts/part-2]",
+        )
     title = ""
     if (n := node.get("title")) is not None:
         title = reader.text(n, f"{where} title") or ""
@@ -286,6 +304,8 @@ def _item(
         fields["media"] = read_media(
             reader, n, where, root=config.root, channels=channels, locale=locale
         )
+    if thread is not None:
+        fields["thread"] = thread
     if (n := node.get("lint")) is not None:
         from commcal.lintconfig import read_item_lint
 
@@ -306,6 +326,48 @@ def _item(
         title=title,
         **fields,
     )
+
+
+THREAD_KEYS = ("parts", "split")
+THREAD_EXAMPLE = "e.g. thread: [posts/launch-1, posts/launch-2] or thread: {split: sentences}"
+
+
+def _thread(reader: Reader, node: Node, where: str, templates: Collection[str]) -> Thread | None:
+    """thread: [templates...] (one post each), {split: sentences} (template:'s text cut into
+    posts), or {parts: [templates...], split: sentences} (each part cut where too long)."""
+    from commcal.calendar.model import SPLITS
+
+    what = f"{where} thread"
+    parts_node, split = node, ""
+    if node.kind == "map":
+        before = _errors(reader)
+        reader.mapping(node, what, THREAD_KEYS)
+        if (n := node.get("split")) is not None:
+            split = reader.choice(n, f"{what} split", SPLITS) or ""
+            if not split:
+                return None
+        elif node.get("parts") is None:
+            if _errors(reader) == before:  # not when a key is misspelt: that says it all
+                reader.problem(node.pos, f"{what} needs parts: or split:", THREAD_EXAMPLE)
+            return None
+        parts_node = node.get("parts")  # type: ignore[assignment]
+        if parts_node is None:
+            return Thread(node.pos, (), split)
+    elif node.kind != "seq":
+        reader.problem(node.pos, f"{what} must be a list of templates or a mapping", THREAD_EXAMPLE)
+        return None
+    entries = reader.sequence(parts_node, f"{what} parts")
+    if parts_node.kind == "seq" and not entries:
+        reader.problem(
+            parts_node.pos,
+            f"{what} is an empty list, so there is nothing to post",
+            "list one template per post: thread: [posts/launch-1, posts/launch-2]",
+        )
+        return None
+    names = [_template(reader, entry, f"{what} part", templates) for entry in entries]
+    if any(name is None for name in names) or not names:
+        return None
+    return Thread(node.pos, tuple(n for n in names if n is not None), split)
 
 
 def _audience(

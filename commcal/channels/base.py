@@ -56,7 +56,9 @@ class MediaFile:
     None where it could not be known (a URL is fetched only when it is uploaded)."""
 
     media: Media
-    kind: str = ""  # "image", "video", or "" (neither, or not known)
+    # "image", "video", "unreadable" (named as one, not readable as one), or "" (another kind
+    # of file, or not known: a URL)
+    kind: str = ""
     mime_type: str = ""
     size: int | None = None  # bytes
     width: int | None = None  # pixels
@@ -79,12 +81,34 @@ class Message:
     languages: tuple[str, ...] = ()
     media: tuple[Media, ...] = ()
     recipient: Recipient | None = None
-    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...).
+    # Extra mail headers (List-Unsubscribe ...); adapter options (visibility, poll ...; a
+    # thread's part: "thread" (part, parts) and, on parts 2..n, "reply_to" (a ReplyTo)).
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     # The network's id of what `Channel.prepare` made for this message (an Instagram or
     # Threads media container), set by the publisher once it is recorded in the ledger.
     prepared: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a part of a thread goes (calendar `thread:`): `Message.options["reply_to"]` on parts
+    2..n of a channel whose `thread_mode` is "replies". The ids are the network's own, as the
+    adapter's `send` returned them in `Receipt.remote_id` for the earlier parts (the publisher
+    reads them from the ledger): `parent` is the part just before, `root` the first part."""
+
+    part: int  # this part's number, from 1
+    parts: int  # how many parts the thread has
+    parent: str
+    root: str
+    parent_url: str | None = None
+    root_url: str | None = None
+
+
+# Thread modes (`Channel.thread_mode`).
+REPLIES = "replies"  # each part replies to the one before (Message.options["reply_to"])
+IN_ORDER = "in order"  # the parts are posted one after the other, each once the last is sent
+NO_THREADS = "none"  # `check` refuses a thread on the channel
 
 
 @dataclass(frozen=True)
@@ -208,8 +232,9 @@ def mask(value: Any) -> str:
 
 
 def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
-    """`send`/`verify` whose SendError and CommcalError texts are redacted (`Channel.redact`) as
-    they leave the adapter, whatever the adapter (a plugin too) put in them."""
+    """`send`/`verify`/`upload` whose SendError and CommcalError texts are redacted
+    (`Channel.redact`) as they leave the adapter, whatever the adapter (a plugin too) put in
+    them."""
 
     @functools.wraps(method)
     def wrapper(self: Channel, *args: Any, **kwargs: Any) -> Any:
@@ -226,13 +251,14 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
 class Channel:
     """Base class of every adapter type. Subclasses set the class attributes and override `send`.
 
-    The text of every SendError or CommcalError leaving `send` or `verify` is redacted on its way
-    out (`_redacting`): no secret of the channel is in it, and it is at most ERROR_LIMIT long.
+    The text of every SendError or CommcalError leaving `send`, `verify` or `upload` is redacted
+    on its way out (`_redacting`): no secret of the channel is in it, and it is at most
+    ERROR_LIMIT long.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("send", "verify", "retract", "amend", "posted_text"):
+        for name in ("send", "verify", "upload", "retract", "amend", "posted_text"):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "__redacting__", False):
                 setattr(cls, name, _redacting(method))
@@ -297,6 +323,12 @@ class Channel:
     # another host sharing the ledger, publishes that object, or finds it published, instead
     # of making a second post; `send` gets the Message with `prepared` set.
     prepares_post: ClassVar[bool] = False
+    # Threads (calendar `thread:`, docs/calendar-format.md "Threads"): each part is a delivery
+    # of its own, sent only once the part before it is `sent`. REPLIES: the network links a
+    # reply to an earlier post; parts 2..n carry Message.options["reply_to"] (a ReplyTo) and wait
+    # until the part before has a remote id. IN_ORDER: no link (a webhook that answers no id):
+    # the parts are posted in order, nothing more. NO_THREADS: `check` refuses a thread (mail).
+    thread_mode: ClassVar[str] = IN_ORDER
     # A folder of the project where the adapter may keep state between runs (a login session),
     # set by the project after construction (`<project>/.commcal`); None: keep nothing.
     state_dir: Path | None = None
@@ -369,6 +401,12 @@ class Channel:
         `prepares_post` channels. Nothing here posts: raise SendError as `upload` does."""
         raise NotImplementedError(f"{self.type_name} does not prepare posts")
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """The network's id of a post from its public URL, where the URL holds it: what a
+        thread's next part replies to after `commcal resolve ID --sent URL` (which records the
+        URL only). None: not known from the URL."""
+        return None
+
     def measure(self, text: str) -> int:
         """Length of `text` counted the network's way (code points unless overridden)."""
         return len(text)
@@ -394,13 +432,17 @@ class Channel:
         if most is not None and len(files) > most:
             problems.append((None, f"{len(files)} media files, over {name}'s {most} per post"))
         if videos and self.video_alone and len(files) > 1:
-            problems.append((videos[0], f"{name} takes 4 images or 1 video alone, not both"))
+            problems.append(
+                (videos[0], f"{name} takes up to {most or 'several'} images or 1 video alone")
+            )
         for n, f in enumerate(files):
             problems.extend((n, text) for text in self._file_problems(f))
         return problems
 
     def _file_problems(self, f: MediaFile) -> list[str]:
         name, out = self.type_name, []
+        if f.kind == "unreadable":
+            return ["cannot be read as an image or a video (damaged, or not what its name says)"]
         kinds = {"image": self.image_types, "video": self.video_types}
         if f.kind == "video" and not self.video_types:
             out.append(f"{name} takes no video here ({f.mime_type})")
@@ -455,6 +497,12 @@ class Channel:
             problems.append("message is empty")
         if self.needs_subject and not (message.subject or "").strip():
             problems.append("a subject is required (set `subject` in the template)")
+        part = message.options.get("thread")
+        if part and part[0] == 1 and self.thread_mode == NO_THREADS:  # said once, at part 1
+            problems.append(
+                f"{self.type_name} cannot post a thread: remove this channel from the item, "
+                "or give it an item of its own without thread:"
+            )
         return problems
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:

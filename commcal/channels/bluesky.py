@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels import httpkit, linkcard
 from commcal.channels.base import (
+    REPLIES,
     CannotChange,
     Media,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     StaleMedia,
@@ -186,6 +188,8 @@ def record_key(idempotency_key: str) -> str:
 class BlueskyChannel(HttpChannel):
     type_name = "bluesky"
     description = "A post on a Bluesky (AT Protocol) account"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "handle": Setting("the account's handle, e.g. acme.bsky.social", required=True),
         "app_password": Setting(
@@ -424,6 +428,9 @@ class BlueskyChannel(HttpChannel):
         embed, note = self._embed(message, facets)
         if embed:
             record["embed"] = embed
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            record["reply"] = self._reply(reply)
         body = {"repo": did, "collection": POST, "rkey": rkey, "record": record}
         url = f"https://bsky.app/profile/{handle}/post/{rkey}"
         try:
@@ -449,6 +456,33 @@ class BlueskyChannel(HttpChannel):
             unread = unreadable(response, "a record uri")
             return Receipt(url=url, note=f"{unread}; {note}" if note else unread)
         return Receipt(remote_id=uri, url=url, note=note)
+
+    def _reply(self, reply: ReplyTo) -> dict[str, Any]:
+        """A reply's strong refs (uri and cid) to the thread's first post and the post it
+        answers: https://docs.bsky.app/docs/advanced-guides/posts#replies. The ledger keeps
+        each part's uri; the cid is read back from the parent record (one getRecord), whose own
+        `reply.root` is the thread's root once the parent is itself a reply."""
+        parent = self._record_at(reply.parent)
+        parent_ref = {"uri": reply.parent, "cid": parent.get("cid")}
+        if not isinstance(parent_ref["cid"], str):
+            raise PermanentError(f"the post {reply.parent} answers no cid: cannot reply to it")
+        value = parent.get("value")
+        root = value.get("reply", {}).get("root") if isinstance(value, dict) else None
+        if not (isinstance(root, dict) and isinstance(root.get("cid"), str)):
+            root = parent_ref  # the parent is the thread's first post
+        return {"root": {"uri": root["uri"], "cid": root["cid"]}, "parent": parent_ref}
+
+    def _record_at(self, uri: str) -> dict[str, Any]:
+        """com.atproto.repo.getRecord of an at:// uri (repo, collection, rkey)."""
+        repo, collection, rkey = [*uri.removeprefix("at://").split("/"), "", "", ""][:3]
+        if not (repo and collection and rkey):
+            raise PermanentError(f"{uri!r} is no at:// record uri: cannot reply to it")
+        response = self._authed(
+            "GET",
+            "com.atproto.repo.getRecord",
+            params={"repo": repo, "collection": collection, "rkey": rkey},
+        )
+        return httpkit.json_body(response)
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
         """The record this delivery already created, if a previous attempt got through."""
@@ -625,7 +659,8 @@ def _xrpc_error(response: requests.Response) -> tuple[str, str]:
 
 def _blob_gone(exc: XrpcPermanentError) -> bool:
     """Whether the PDS refused a record for a blob it does not have (an upload it removed:
-    blobs no record names are deleted after a while): "Could not find blob" (BlobNotFound)."""
+    blobs no record names are deleted after a while). The real PDS (@atproto/pds) answers
+    400 {"error": "BlobNotFound", "message": "Could not find blob: <cid>"}."""
     text = str(exc).lower()
     return exc.name == "BlobNotFound" or "could not find blob" in text
 

@@ -214,7 +214,7 @@ class ContainerChannel(GraphChannel):
     status_field: ClassVar[str] = "status_code"
     # What a status check asks for: the state and, on ERROR, why.
     status_fields: ClassVar[str] = "id,status_code,status"
-    # Image types the network takes; (): any image.
+    # Image types the network takes (checked by check_media too); empty: any image.
     image_types: ClassVar[frozenset[str]] = frozenset()
     # A bounded wait for processing: images take seconds, and an unfinished container is kept
     # for the next attempt (Instagram: query at most once a minute for 5 minutes, content

@@ -15,11 +15,13 @@ from urllib.parse import quote, urlsplit
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REPLIES,
     CannotChange,
     Media,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     Setting,
     StaleMedia,
     TransientError,
@@ -41,6 +43,8 @@ class MastodonChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "mastodon"
     description = "A status on a Mastodon (or compatible) account"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "instance": Setting("the server's address, e.g. https://mastodon.social", required=True),
         "token": Setting(
@@ -180,6 +184,13 @@ class MastodonChannel(HttpChannel):
         url = str(self.value("instance")).rstrip("/") + path
         return self.call(method, url, token=self.secret("token"), **kwargs)
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://instance/@user/123456 (the status page) -> 123456."""
+        import re
+
+        found = re.fullmatch(r"https?://[^/]+/@[^/]+/(\d+)/?", url.strip())
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {
             "status": message.text,
@@ -204,6 +215,11 @@ class MastodonChannel(HttpChannel):
                 body["poll"]["hide_totals"] = True
         elif message.media:
             body["media_ids"] = [media.ref or self.upload(media) for media in message.media]
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # A thread's part replies to the part before it:
+            # https://docs.joinmastodon.org/methods/statuses/#create (in_reply_to_id)
+            body["in_reply_to_id"] = reply.parent
         try:
             response = self._call(
                 "POST", "/api/v1/statuses", json=body, headers={"Idempotency-Key": idempotency_key}
@@ -241,7 +257,10 @@ class MastodonChannel(HttpChannel):
             files={"file": (name, data, mime_type(media))},
             data=form,
         )
-        attachment = _json(response)
+        try:
+            attachment = _json(response)
+        except PermanentError as exc:
+            raise PermanentError(f"{exc}, to the upload of {name}; nothing was posted") from None
         if not isinstance(attachment.get("id"), str | int):
             # Nothing is posted yet: failing here costs an unused upload at most.
             raise PermanentError(

@@ -15,11 +15,13 @@ from urllib.parse import quote
 from commcal.channels import httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REPLIES,
     CannotChange,
     Media,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     TransientError,
@@ -52,6 +54,8 @@ POLL_KINDS = {
 class MatrixChannel(HttpChannel):
     type_name = "matrix"
     description = "A message in a Matrix room"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "homeserver": Setting(
             "the homeserver's client API, e.g. https://matrix.org", required=True
@@ -164,6 +168,17 @@ class MatrixChannel(HttpChannel):
             return _poll_content(message.text, poll)
         # https://spec.matrix.org/v1.13/client-server-api/#mtext
         content: dict[str, Any] = {"msgtype": self.options["msgtype"], "body": message.text}
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # A thread's part: in the thread of the first part, and, for clients without
+            # threads, a reply to the part before it (is_falling_back: a fallback, not a real
+            # reply): https://spec.matrix.org/v1.13/client-server-api/#threading
+            content["m.relates_to"] = {
+                "rel_type": "m.thread",
+                "event_id": reply.root,
+                "is_falling_back": True,
+                "m.in_reply_to": {"event_id": reply.parent},
+            }
         users = mentioned_users(message.text)
         html = message.html
         if users:
@@ -227,6 +242,18 @@ class MatrixChannel(HttpChannel):
                 "unencrypted to members. Post to an unencrypted room (an announcements room) "
                 "instead; see docs/deployment.md#matrix-encrypted-rooms"
             )
+
+    def remote_id_from_url(self, url: str) -> str | None:
+        """A matrix.to permalink of an event in this room (`event_link`) -> its event id."""
+        from urllib.parse import unquote
+
+        prefix = "https://matrix.to/#/"
+        if not url.startswith(prefix):
+            return None
+        parts = unquote(url[len(prefix) :].split("?", 1)[0]).split("/")
+        if len(parts) == 2 and parts[1].startswith("$"):
+            return parts[1]
+        return None
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         """The text, then each file as an event of its own. Every event has a transaction id

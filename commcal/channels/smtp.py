@@ -62,6 +62,7 @@ from urllib.parse import quote
 
 from commcal.channels import attach
 from commcal.channels.base import (
+    NO_THREADS,
     Channel,
     EnvRef,
     Media,
@@ -141,6 +142,8 @@ class SmtpChannel(Channel):
     }
     needs_subject: ClassVar[bool] = True
     per_recipient: ClassVar[bool] = True
+    # Mail is no thread of posts: `check` refuses an item with thread: on a mail channel.
+    thread_mode: ClassVar[str] = NO_THREADS
     # SMTP has no idempotency key: a repeated send is a second mail.
     idempotent: ClassVar[bool] = False
     # Mail has no practical length limit for a newsletter body.

@@ -26,12 +26,14 @@ from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
     REASON_LIMIT,
+    REPLIES,
     CannotChange,
     Media,
     MediaFile,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     TransientError,
@@ -96,6 +98,8 @@ class TelegramChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "telegram"
     description = "A Telegram message or poll sent by a bot"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "token": Setting("the bot token from @BotFather", required=True, private=True),
         "chat_id": Setting(
@@ -339,6 +343,13 @@ class TelegramChannel(HttpChannel):
             return TransientError(text, retry_after)  # a 429 in the body of a 2xx too
         return super().new_error(text, retry_after, error, response)
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://t.me/channel/42 or https://t.me/c/123/42 -> 42."""
+        import re
+
+        found = re.fullmatch(r"https://t\.me/(?:c/)?[^/]+/(\d+)/?", url.strip())
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         chat_id = self.value("chat_id")
         poll = message.options.get("poll")
@@ -369,6 +380,11 @@ class TelegramChannel(HttpChannel):
             if not self.options["link_preview"]:
                 # Bot API 7.0 replaced disable_web_page_preview with link_preview_options.
                 payload["link_preview_options"] = {"is_disabled": True}
+            reply = message.options.get("reply_to")
+            if isinstance(reply, ReplyTo) and reply.parent.isdigit():
+                # A thread's part answers the one before it (ReplyParameters, Bot API 7.0):
+                # https://core.telegram.org/bots/api#replyparameters
+                payload["reply_parameters"] = {"message_id": int(reply.parent)}
             response = self._post("sendMessage", payload)
         body = httpkit.json_body(response)
         if body.get("ok") is False:  # a refusal, in a 2xx (the Bot API itself uses 4xx)

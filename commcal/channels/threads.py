@@ -8,8 +8,8 @@ PUBLISHED (https://developers.facebook.com/docs/threads/troubleshooting#publishi
 return-a-media-id). Threads fetches every image from a public URL. The container is recorded
 before it is published (`graph.ContainerChannel`).
 
-A reply: `Message.options["reply_to"]` holds the remote id of the post it answers (the
-previous part of a multi-part thread), sent as `reply_to_id`
+A reply: `Message.options["reply_to"]` holds the post it answers: a thread's part (calendar
+`thread:`, a `ReplyTo` whose `parent` is the part before) or a remote id; sent as `reply_to_id`
 (https://developers.facebook.com/docs/threads/retrieve-and-manage-replies/create-replies).
 """
 
@@ -19,7 +19,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from commcal.channels.base import Message, Setting
+from commcal.channels.base import REPLIES, Message, ReplyTo, Setting
 from commcal.channels.graph import ContainerChannel, alt_text
 from commcal.errors import ConfigError
 
@@ -48,10 +48,20 @@ def threads_length(text: str) -> int:
     )
 
 
+def reply_id(message: Message) -> str | None:
+    """The id of the post `message` answers: a thread's part before it, or a given id."""
+    reply_to = message.options.get("reply_to")
+    if isinstance(reply_to, ReplyTo):
+        return reply_to.parent
+    return None if reply_to is None else str(reply_to)
+
+
 class ThreadsChannel(ContainerChannel):
     type_name = "threads"
     description = "A post or reply on a Threads profile (Meta)"
     network = "Threads"
+    # A thread's parts reply to each other (Message.options["reply_to"]: a ReplyTo).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "user_id": Setting(
             "the Threads profile's numeric id (GET /me?fields=id with the token shows it)",
@@ -103,19 +113,17 @@ class ThreadsChannel(ContainerChannel):
 
     def check(self, message: Message) -> list[str]:
         problems = super().check(message)
-        reply_to = message.options.get("reply_to")
-        if reply_to is not None and not str(reply_to).isdigit():
-            problems.append(
-                f"reply_to must be the id of a Threads post (digits), not {str(reply_to)!r}"
-            )
+        reply_to = reply_id(message)
+        if reply_to is not None and not reply_to.isdigit():
+            problems.append(f"reply_to must be the id of a Threads post (digits), not {reply_to!r}")
         return problems
 
     def container_fields(self, message: Message) -> list[dict[str, Any]]:
         urls = self.public_urls(message)
         final: dict[str, Any] = {"text": message.text}
-        reply_to = message.options.get("reply_to")
+        reply_to = reply_id(message)
         if reply_to:
-            final["reply_to_id"] = str(reply_to)
+            final["reply_to_id"] = reply_to
         if not urls:
             return [{"media_type": "TEXT", **final}]
         # alt_text on image containers, carousel items too (https://developers.facebook.com/

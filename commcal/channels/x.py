@@ -21,12 +21,14 @@ from urllib.parse import quote
 from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     NOT_A_POLL,
+    REPLIES,
     CannotChange,
     Media,
     MediaFile,
     Message,
     PermanentError,
     Receipt,
+    ReplyTo,
     SendError,
     Setting,
     StaleMedia,
@@ -46,6 +48,8 @@ class XChannel(HttpChannel):
     native_polls = True  # Message.options["poll"] becomes the network's own poll
     type_name = "x"
     description = "A post on X (Twitter) through API v2"
+    # A thread's parts reply to each other (Message.options["reply_to"]).
+    thread_mode: ClassVar[str] = REPLIES
     settings_schema: ClassVar[Mapping[str, Setting]] = {
         "token": Setting(
             "an OAuth 2.0 user-context access token with tweet.write, tweet.read and users.read",
@@ -220,6 +224,13 @@ class XChannel(HttpChannel):
             state = _processing(self._call("GET", "/2/media/upload", params=status))
         raise TransientError(f"x is still processing {attach.filename(media)}")
 
+    def remote_id_from_url(self, url: str) -> str | None:
+        """https://x.com/team/status/123 (or twitter.com, or /i/web/status/123) -> 123."""
+        import re
+
+        found = re.fullmatch(r"https?://(?:www\.)?(?:x|twitter)\.com/.+/status/(\d+)\S*", url)
+        return found.group(1) if found else None
+
     def send(self, message: Message, idempotency_key: str) -> Receipt:
         body: dict[str, Any] = {"text": message.text}
         if message.media and not message.text.strip():
@@ -233,6 +244,10 @@ class XChannel(HttpChannel):
                 "options": [str(choice) for choice in poll.get("options", [])],
                 "duration_minutes": _minutes(poll),
             }
+        reply = message.options.get("reply_to")
+        if isinstance(reply, ReplyTo):
+            # https://docs.x.com/x-api/posts/create-post: reply.in_reply_to_tweet_id
+            body["reply"] = {"in_reply_to_tweet_id": reply.parent}
         response = self._call("POST", "/2/tweets", json=body)
         # A 2xx is a post that exists: without an id in it, it is sent with the id unknown
         # (recorded, never posted again), not a failure that `retry --failed` would repeat.

@@ -169,6 +169,9 @@ class ClaimLedger(Protocol):
         (digest, ref). A send resumed after a crash posts with these instead of uploading
         the same files again."""
 
+    def uploads_many(self, delivery_ids: Iterable[str]) -> dict[str, dict[int, tuple[str, str]]]:
+        """`uploads` of several deliveries in a few queries, by delivery id: those with any."""
+
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
         """Renew the lease to `now + lease`; None if the claim is no longer current."""
 

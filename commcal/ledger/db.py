@@ -88,11 +88,14 @@ class Database(ABC):
         self.close()
 
     @abstractmethod
-    def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
+    def _transaction(self, fn: Callable[[], T], *, write: bool, durable: bool = True) -> T:
         """Run `fn` inside one transaction (retried whole on lock conflicts) and commit.
 
         A commit that returns must be durable: `begin_send`'s above all, since were it lost the
         row would fall back to CLAIMED and the next run would send the delivery again.
+        `durable=False`: the commit survives the process being killed (SIGKILL, OOM), not a
+        power cut or a kernel crash, and costs no flush to disk. Only for a record whose loss
+        costs work and never a second send (`record_upload`: an upload made again).
         """
 
     @abstractmethod

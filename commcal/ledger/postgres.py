@@ -108,11 +108,15 @@ class PostgresLedger(SqlLedger):
         with contextlib.suppress(psycopg.Error):
             self._conn.rollback()
 
-    def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
+    def _transaction(self, fn: Callable[[], T], *, write: bool, durable: bool = True) -> T:
         # Durable as SqlLedger requires with the server's default synchronous_commit=on: a
-        # commit is flushed to the server's WAL before it is acknowledged.
+        # commit is flushed to the server's WAL before it is acknowledged. durable=False: SET
+        # LOCAL synchronous_commit = off, this transaction only (a server crash may lose it; a
+        # client that dies does not).
         def once() -> T:
             try:
+                if not durable:
+                    self._conn.execute("SET LOCAL synchronous_commit = off")
                 result = fn()
                 self._conn.commit()
                 return result

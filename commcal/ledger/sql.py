@@ -414,18 +414,26 @@ class SqlLedger(AudienceStore, PullStore, ChangeStore, TrackingStore):
             )
             return True
 
-        return self._transaction(tx, write=True)
+        # Not flushed to disk by itself (durable=False): a killed process keeps it, and the next
+        # durable commit (begin_send, record_sent) flushes it with its own. Lost to a power cut
+        # before that, the file is uploaded again: the claim rules decide the post, as always.
+        return self._transaction(tx, write=True, durable=False)
 
     def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:
-        rows = self._transaction(
-            lambda: self._execute(
-                "SELECT position, digest, ref FROM media_uploads WHERE delivery_id = ? "
-                "ORDER BY seq",
-                (delivery_id,),
-            ),
-            write=False,
+        return self.uploads_many([delivery_id]).get(delivery_id, {})
+
+    def uploads_many(self, delivery_ids: Iterable[str]) -> dict[str, dict[int, tuple[str, str]]]:
+        """`uploads` of several deliveries in a few queries: by delivery id, those that have
+        any (a batch's, read once after its claim)."""
+        rows = self._rows_in(
+            "SELECT delivery_id, position, digest, ref FROM media_uploads WHERE delivery_id",
+            delivery_ids,
+            "ORDER BY seq",
         )
-        return {int(r[0]): (r[1], r[2]) for r in rows}  # later rows overwrite earlier ones
+        found: dict[str, dict[int, tuple[str, str]]] = {}
+        for delivery_id, position, digest, ref in rows:
+            found.setdefault(delivery_id, {})[int(position)] = (digest, ref)  # the latest wins
+        return found
 
     def extend(self, claim: Claim, now: datetime, lease: timedelta) -> Claim | None:
         # A lease that ran out may still be renewed while nobody has taken it over: a take-over
@@ -866,25 +874,25 @@ class SqlLedger(AudienceStore, PullStore, ChangeStore, TrackingStore):
 
     def get_many(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryRecord]:
         """The rows of those of `delivery_ids` that have one, by id, in a few queries."""
+        rows = self._rows_in(f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE id", delivery_ids)
+        found = (self._record(r) for r in rows)
+        return {r.id: r for r in found}
+
+    def _rows_in(self, select: str, values: Iterable[str], tail: str = "") -> list[Any]:
+        """The rows of `select IN (values) tail` for every value, a chunk of values per query
+        (IN_CHUNK: far below either backend's parameter limit), in one read transaction."""
         from commcal.ledger.members import IN_CHUNK, marks
 
-        wanted = list(dict.fromkeys(delivery_ids))
+        wanted = list(dict.fromkeys(values))
 
         def tx() -> list[Any]:
             rows: list[Any] = []
             for start in range(0, len(wanted), IN_CHUNK):
                 chunk = wanted[start : start + IN_CHUNK]
-                rows.extend(
-                    self._execute(
-                        f"SELECT {_RECORD_COLUMNS} FROM deliveries WHERE id IN "
-                        f"({marks(len(chunk))})",
-                        chunk,
-                    )
-                )
+                rows.extend(self._execute(f"{select} IN ({marks(len(chunk))}) {tail}", chunk))
             return rows
 
-        found = (self._record(r) for r in self._transaction(tx, write=False)) if wanted else ()
-        return {r.id: r for r in found}
+        return self._transaction(tx, write=False) if wanted else []
 
     def find(self, id_prefix: str) -> list[DeliveryRecord]:
         """Deliveries whose id starts with `id_prefix` (at least 6 characters, else ConfigError)."""

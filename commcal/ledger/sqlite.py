@@ -153,7 +153,7 @@ class SqliteLedger(SqlLedger):
             budget_s=BUSY_BUDGET_S,
         )
 
-    def _transaction(self, fn: Callable[[], T], *, write: bool) -> T:
+    def _transaction(self, fn: Callable[[], T], *, write: bool, durable: bool = True) -> T:
         def attempt() -> T:
             self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -166,7 +166,15 @@ class SqliteLedger(SqlLedger):
             return result
 
         with self._lock:
-            return self._with_retry(attempt)
+            if durable or self.synchronous != "FULL":
+                return self._with_retry(attempt)
+            # WAL with NORMAL: the commit is in the WAL file when COMMIT returns (a killed
+            # process keeps it), fsynced at the next checkpoint or FULL commit.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return self._with_retry(attempt)
+            finally:
+                self._conn.execute(f"PRAGMA synchronous = {self.synchronous}")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._conn.execute(sql, tuple(params)).fetchall()

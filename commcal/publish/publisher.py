@@ -16,14 +16,15 @@ Guarantees (DESIGN.md section 3) and where they are kept:
 - one slow or failing channel does not hold up the others: each channel sends in its own thread,
   over its own ledger connection, in due order.
 
-On channels that remember idempotency keys for good (webhook, Bluesky's derived record key), a
-successful send is recorded by a second thread (`SentRecorder`), several per commit, while the
-channel's thread goes on to the next send: the commit's fsync no longer sits between two network
-calls. Until its `sent` commit a delivery stays `sending`, and a `sending` delivery of an
-idempotent channel is resent with the same key after a crash, so a crash now repeats up to
-MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Mastodon and Matrix
-forget keys after an hour or less, and non-idempotent channels decide `sent` or `unknown` by
-that record: they record each send before the next.
+On channels that remember idempotency keys for good (webhook, Bluesky's derived record key) or
+for at least RECORD_BEHIND_WINDOW (Mastodon's hour), a successful send is recorded by a second
+thread (`SentRecorder`), several per commit, while the channel's thread goes on to the next
+send: the commit's fsync no longer sits between two network calls. Until its `sent` commit a
+delivery stays `sending`, and a `sending` delivery of an idempotent channel is resent with the
+same key after a crash (while the network still knows the key: else `unknown`), so a crash now
+repeats up to MAX_UNRECORDED sends instead of one, each deduplicated by the receiver. Matrix
+keeps keys per device and for 30 minutes or less, and non-idempotent channels decide `sent` or
+`unknown` by that record: they record each send before the next.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from commcal.channels.base import (
     TransientError,
 )
 from commcal.config import Config
-from commcal.deliveries import member_deliveries, stands_for_members
+from commcal.deliveries import Memo, member_deliveries, stands_for_members
 from commcal.errors import CommcalError, ConfigError, LedgerError, Problem
 from commcal.ledger import (
     CAUGHT_UP_PREFIX,
@@ -69,12 +70,14 @@ from commcal.ledger import (
 from commcal.ledger.base import PREPARED, ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
+from commcal.publish.chain import Wait, earlier_parts, link
 from commcal.publish.people import Members, batches, for_members, streams
 from commcal.publish.recorder import SentRecorder
 from commcal.publish.results import Outcome, OutcomeState, Report
 from commcal.publish.retry import backoff, ceiling
 from commcal.publish.rows import due_delivery
 from commcal.publish.rows import worker_name as worker_name
+from commcal.threads import expand
 
 # How far back `publish` looks for deliveries nobody handled, to record them `expired`.
 EXPIRY_LOOKBACK = timedelta(days=7)
@@ -88,6 +91,13 @@ MAX_INLINE_WAIT = 60.0
 # CLAIM_BATCH_MAX: there the claim's commit is a real share of the time (measured with
 # bench/publish.py, figures in bench/README.md: "claim batches grow"), while slow channels
 # keep small batches, so hosts sharing a PostgreSQL ledger share their deliveries too.
+# A network that keeps our idempotency keys this long has its sends recorded behind them too
+# (SentRecorder): the up to MAX_UNRECORDED sends a crash leaves `sending` are resent with their
+# keys by the next run (cron's, a minute later) and deduplicated; a run later than the window
+# records them `unknown` instead (never a second post), as it does the send in flight. For
+# Mastodon (one hour) this took media publishing from 0.4x to 0.9x of a bare requests loop
+# (bench/media_publish.py; bench/README.md).
+RECORD_BEHIND_WINDOW = 3600.0
 CLAIM_BATCH = 32
 # Containers made for one send before it gives up (a new one replaces one the network
 # refused as ERROR or EXPIRED while it was being prepared): each is a request that posts
@@ -122,6 +132,19 @@ def held(delivery: Delivery, record: DeliveryRecord | None) -> Outcome:
     lease = record.lease_until if record is not None else None
     until = f" until {lease:%H:%M:%S} UTC" if lease else ""
     return Outcome(delivery, OutcomeState.HELD, f"held by {who}{until}")
+
+
+def records_behind(adapter: Channel) -> bool:
+    """Whether the adapter's sends are recorded `sent` by a SentRecorder, several per commit:
+    those of networks that dedupe by our key for good, or for at least RECORD_BEHIND_WINDOW
+    (Mastodon: an hour), whose keys are not kept per scope (a Matrix device)."""
+    window = adapter.idempotency_window
+    long_enough = window is None or window >= RECORD_BEHIND_WINDOW
+    return (
+        adapter.idempotent
+        and long_enough
+        and type(adapter).idempotency_scope is Channel.idempotency_scope
+    )
 
 
 def key_window(adapter: Channel) -> timedelta | None:
@@ -258,6 +281,12 @@ class Publisher:
         # Channels found down in this run: name -> (why, when to try again). Once a channel's
         # circuit is open, its remaining deliveries go back to `pending` untried.
         self._open_circuits: dict[str, tuple[str, datetime]] = {}
+        # What a channel's deliveries share while its thread renders and checks them (each
+        # item's context layers, each media file's pixel size): one Memo per channel, so per
+        # thread, made in `_channel` and dropped with the run.
+        self._memos: dict[str, Memo] = {}
+        # Per channel: each claimed delivery's recorded uploads, read with its batch's claim.
+        self._batch_uploads: dict[str, dict[str, dict[int, tuple[str, str]]]] = {}
 
     def clock(self) -> datetime:
         return self.now + timedelta(seconds=time.monotonic() - self._started)
@@ -422,6 +451,8 @@ class Publisher:
             stream=True,  # a newsletter's members are read batch by batch as they are sent
         )
         report.problems.extend(broken)
+        # A thread's delivery becomes its parts, each a delivery of its own, in order.
+        window = expand(self.project, window)
         due = [d for d in window if d.due <= self.now]
         late = [d for d in due if d.due < self.now - max_late]
         fresh = [d for d in due if d.due >= self.now - max_late]
@@ -578,6 +609,13 @@ class Publisher:
         if delivery.id in skips:
             return Outcome(delivery, OutcomeState.WOULD_SKIP, skips[delivery.id])
         adapter = self.project.channels.get(delivery.channel)
+        # A part whose earlier part cannot go is blocked, as a real run says; one waiting for
+        # an earlier part this run would send first is sent after it.
+        unfinished = record is None or record.state not in TERMINAL
+        if delivery.part > 1 and ledger is not None and adapter is not None and unfinished:
+            linked = link(adapter, delivery, ledger.get_many(earlier_parts(delivery)))
+            if isinstance(linked, Wait) and linked.blocked:
+                return Outcome(delivery, OutcomeState.BLOCKED, linked.reason)
         if record is not None and ledger is not None:
             held = self._would_with_record(ledger, adapter, delivery, record)
             if held is not None:
@@ -683,10 +721,13 @@ class Publisher:
             return
         ledger = self.open()
         recorder = None
+        self._memos[name] = Memo()
         try:
-            if adapter.idempotent and adapter.idempotency_window is None:
+            if records_behind(adapter):
                 recorder = SentRecorder(ledger, lambda outcome: self._report(report, outcome))
-            fixed = adapter.batch_size()  # sent at once by send_many: a batch of that size
+            # Sent at once by send_many: a batch of that size. Not for a channel that uploads
+            # media first: its uploads are recorded one delivery at a time, in `_send`.
+            fixed = 0 if adapter.uploads_media else adapter.batch_size()
             size = [fixed or CLAIM_BATCH]
             people = Members(
                 ledger,
@@ -871,16 +912,32 @@ class Publisher:
         # crash and a change of scope (a new access token) only the send in flight is
         # `unknown`, not the whole batch.
         sending = adapter.idempotent and known and scope is None
-        claims = self._claims(ledger, adapter, batch, sending=sending, scope=scope)
+        # A thread's parts are claimed one by one, each once the part before it is sent.
+        claims = self._claims(
+            ledger, adapter, [d for d in batch if not d.part], sending=sending, scope=scope
+        )
+        if adapter.uploads_media:
+            # What earlier attempts uploaded for the batch, read once (`_uploaded`); a delivery
+            # without any is not in it, and its claim is ours: nobody else can add any.
+            uploads = ledger.uploads_many(claims)
+            self._batch_uploads[adapter.name] = {c: uploads.get(c, {}) for c in claims}
         for n, delivery in enumerate(batch):
             if (circuit := self._open_circuits.get(adapter.name)) is not None:
-                self._defer(ledger, batch[n:], claims, circuit, report)
+                self._defer(ledger, [d for d in batch[n:] if not d.part], claims, circuit, report)
+                for part in (d for d in batch[n:] if d.part):  # never claimed: nothing to undo
+                    why, retry_at = circuit
+                    detail = f"not tried ({why}); retry at {retry_at:%H:%M:%S} UTC"
+                    self._report(report, Outcome(part, OutcomeState.PENDING, detail))
                 return
             if self.stop.is_set():
                 for rest in batch[n:]:
                     if (claim := claims.get(rest.id)) is not None:
                         ledger.release(claim, self.clock())
                 return
+            if delivery.part:
+                if (outcome := self._thread_part(ledger, adapter, delivery)) is not None:
+                    self._report(report, outcome)
+                continue
             claim = claims.get(delivery.id)
             # Earlier sends in the batch (retry waits, slow servers) may have used up much of
             # this claim's lease: renew it while it is still ours.
@@ -939,6 +996,35 @@ class Publisher:
                     report, Outcome(delivery, OutcomeState.HELD, "claim lost to another worker")
                 )
 
+    def _thread_part(self, ledger: Ledger, adapter: Channel, delivery: Delivery) -> Outcome | None:
+        """One part of a thread: sent (replying to the part before it) when every part before
+        it is `sent`; otherwise it waits, and why is recorded as its last error (once: the
+        same reason is not written again at every run)."""
+        rows = ledger.get_many([*earlier_parts(delivery), delivery.id])
+        own = rows.pop(delivery.id, None)
+        linked = link(adapter, delivery, rows)
+        if not isinstance(linked, Wait):
+            # Recorded `sent` before the next part is looked at: never in the background.
+            options = {"reply_to": linked} if linked is not None else {}
+            return self._deliver(ledger, adapter, delivery, options=options)
+        state = OutcomeState.BLOCKED if linked.blocked else OutcomeState.PENDING
+        if own is None or (own.state is State.PENDING and own.last_error != linked.reason):
+            claim = ledger.claim(
+                due_delivery(delivery),
+                worker=self.worker,
+                now=self.clock(),
+                lease=self.config.publish.lease,
+                idempotent=adapter.idempotent,
+                key_window=key_window(adapter),
+            )
+            if claim is not None:  # a row that says why, due as soon as the part before is
+                # sent (at this run's `now`: a run pinned to it may send it); the attempt is
+                # given back
+                ledger.release(claim, self.clock(), retry_at=self.now, reason=linked.reason)
+        elif own.state is not State.PENDING:
+            return self._not_claimed(ledger, delivery)
+        return Outcome(delivery, state, linked.reason)
+
     def _deliver(
         self,
         ledger: Ledger,
@@ -946,10 +1032,12 @@ class Publisher:
         delivery: Delivery,
         claim: Claim | None = None,
         recorder: SentRecorder | None = None,
+        options: Mapping[str, object] | None = None,
     ) -> Outcome | None:
-        """Render, check and send one delivery; its outcome, or None when `recorder` will
-        report it once its `sent` is committed."""
-        planned = check(self.project, delivery)
+        """Render, check and send one delivery (its message with `options` added: a thread
+        part's `reply_to`); its outcome, or None when `recorder` will report it once its
+        `sent` is committed."""
+        planned = check(self.project, delivery, self._memos.get(adapter.name))
         publish = self.config.publish
         if claim is None:
             claim = ledger.claim(
@@ -966,7 +1054,10 @@ class Publisher:
         if not planned.ok or planned.message is None:
             reason = "; ".join(p.message for p in planned.problems) or "could not render"
             return self._fail(ledger, claim, delivery, f"not sent: {reason}")
-        return self._send(ledger, adapter, delivery, claim, planned.message, recorder)
+        message = planned.message
+        if options:
+            message = replace(message, options={**message.options, **options})
+        return self._send(ledger, adapter, delivery, claim, message, recorder)
 
     def _not_claimed(self, ledger: Ledger, delivery: Delivery) -> Outcome:
         """The outcome of a delivery this run could not claim: another worker holds it (`held`,
@@ -1098,15 +1189,18 @@ class Publisher:
             exc.maybe_sent = False  # a question, not a post
             raise
         staged = self._staged(ledger, adapter, claim, message)
-        if staged is None or not ledger.begin_send(claim, self.clock(), scope=scope):
+        if staged is None:
+            return None
+        ready, claim = staged  # the claim's lease may have been renewed for the uploads
+        if not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
-            return adapter.send(staged, key)
+            return adapter.send(ready, key)
         except StaleMedia:
             # The network forgot an upload or a container (nothing was posted): make them
             # afresh, once.
             again = self._staged(ledger, adapter, claim, message, reuse=False)
-            return None if again is None else adapter.send(again, key)
+            return None if again is None else adapter.send(again[0], key)
 
     def _staged(
         self,
@@ -1116,23 +1210,20 @@ class Publisher:
         message: Message,
         *,
         reuse: bool = True,
-    ) -> Message | None:
+    ) -> tuple[Message, Claim] | None:
         """`message` as it is posted: its files uploaded (`_uploaded`) and its container
-        made (`_prepared`), each recorded in the ledger before the send begins; None (send
-        nothing) when the claim is no longer ours."""
-        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
-        uploaded = self._uploaded(ledger, adapter, claim, message, recorded)
+        made (`_prepared`), each recorded in the ledger before the send begins, and the claim
+        (its lease renewed if the uploads used up half of it); None (send nothing) when the
+        claim is no longer ours."""
+        uploaded = self._uploaded(ledger, adapter, claim, message, reuse=reuse)
         if uploaded is None:
             return None
-        return self._prepared(ledger, adapter, claim, uploaded, recorded)
+        ready, claim = uploaded
+        prepared = self._prepared(ledger, adapter, claim, ready, reuse=reuse)
+        return None if prepared is None else (prepared, claim)
 
     def _prepared(
-        self,
-        ledger: Ledger,
-        adapter: Channel,
-        claim: Claim,
-        message: Message,
-        recorded: Mapping[int, tuple[str, str]],
+        self, ledger: Ledger, adapter: Channel, claim: Claim, message: Message, *, reuse: bool
     ) -> Message | None:
         """`message` with `prepared` set, for a channel that publishes from an object it makes
         first (`Channel.prepares_post`: an Instagram or Threads container); None when the
@@ -1142,12 +1233,13 @@ class Publisher:
         until the object is ready), so every later attempt, on any host sharing the ledger,
         publishes that object or finds it published: one post. A recorded ref is reused even
         when the item was edited since (its digest differs): it may have been published by
-        an attempt whose answer was lost. Only the network's refusal (`StaleMedia`, an ERROR
-        or EXPIRED container) makes a new one."""
+        an attempt whose answer was lost. Only the network's refusal (an ERROR or EXPIRED
+        container; `reuse` False after StaleMedia) makes a new one."""
         if not adapter.prepares_post:
             return message
         from commcal.media import prepared_digest
 
+        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
         ref = recorded.get(PREPARED, ("", ""))[1]
         for _ in range(MAX_PREPARES):
             try:
@@ -1173,26 +1265,34 @@ class Publisher:
         adapter: Channel,
         claim: Claim,
         message: Message,
-        recorded: Mapping[int, tuple[str, str]],
-    ) -> Message | None:
+        *,
+        reuse: bool = True,
+    ) -> tuple[Message, Claim] | None:
         """`message` with every file's `ref` set, for a channel that uploads media before the
-        post (`Channel.uploads_media`); None (send nothing) when the claim is no longer ours.
+        post (`Channel.uploads_media`), and the claim (its lease renewed if the uploads used up
+        half of it); None (send nothing) when the claim is no longer ours.
 
         Each upload's ref is recorded in the ledger before the next step, so a send resumed
         after a crash (or a retry) posts with the files uploaded before, unless a file changed
-        since (its digest differs) or `recorded` is empty (the network refused the refs as
-        stale). An upload that fails is a send that never left: nothing was posted."""
+        since (its digest differs) or `reuse` is False (the network refused the refs as stale).
+        An upload that fails is a send that never left: nothing was posted."""
         if not adapter.uploads_media or not message.media:
-            return message
+            return message, claim
         from commcal.media import digest
 
+        # Read with the batch's claim, once: a second attempt in this run reads the ledger.
+        read = self._batch_uploads.get(adapter.name, {}).pop(claim.delivery_id, None)
+        if read is None:
+            read = ledger.uploads(claim.delivery_id)
+        recorded = read if reuse else {}
+        memo = self._memos.get(adapter.name)
         media = []
         for position, item in enumerate(message.media):
             if item.ref:
                 media.append(item)
                 continue
             try:
-                fingerprint = digest(item)
+                fingerprint = digest(item, memo.digests if memo is not None else None)
             except OSError as exc:
                 raise PermanentError(f"media file {item.path}: {exc.strerror or exc}") from exc
             found = recorded.get(position)
@@ -1210,8 +1310,16 @@ class Publisher:
                     claim, position=position, digest=fingerprint, ref=ref, now=self.clock()
                 ):
                     return None
+                # A large file takes a while: renew the lease before it runs low, as `_batch`
+                # does between sends, so the post is not refused for a lease spent uploading.
+                lease = self.config.publish.lease
+                if claim.lease_until - self.clock() < lease / 2:
+                    renewed = ledger.extend(claim, self.clock(), lease)
+                    if renewed is None:
+                        return None
+                    claim = renewed
             media.append(replace(item, ref=ref))
-        return replace(message, media=tuple(media))
+        return replace(message, media=tuple(media)), claim
 
     def _may_repeat(
         self, ledger: Ledger, adapter: Channel, delivery: Delivery, retry_at: datetime

@@ -27,7 +27,7 @@
 
   function variant(v, current) {
     const [id, channel, time, due, length, over, recipients, subject, text, html,
-      problems, findings, status] = v;
+      problems, findings, status, media] = v;
     const [name, type, colour] = data.channels[channel];
     const article = el("article", "variant ch-" + colour + (id === current ? " current" : ""));
     article.dataset.delivery = id;
@@ -70,6 +70,21 @@
       article.append(line);
     }
     article.append(el("pre", "text", text));
+    // Each file: its thumbnail (a data: URI the page carries, never a request) with the alt
+    // text as the image's alt attribute and, visible, under it.
+    for (const [alt, caption, thumb] of media || []) {
+      const figure = el("figure", "media");
+      if (thumb.startsWith("data:image/")) {
+        const img = document.createElement("img");
+        img.src = thumb;
+        img.alt = alt;
+        figure.append(img);
+      }
+      const words = el("figcaption");
+      words.append(el("span", "alt", alt || "(no alt text)"), el("span", "file", caption));
+      figure.append(words);
+      article.append(figure);
+    }
     if (html) {
       const details = el("details");
       details.append(el("summary", "", "HTML part (source, " + html.length + " characters)"),

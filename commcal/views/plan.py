@@ -53,11 +53,21 @@ def planned_json(entry: Planned) -> dict[str, Any]:
         "template": d.occurrence.template,
         "subject": message.subject if message else None,
         "text": message.text if message else None,
+        "media": media_json(entry),
         "length": entry.length,
         "limit": entry.limit,
         "ok": entry.ok,
         "problems": [problem_json(p) for p in entry.problems],
     }
+
+
+def media_json(entry: Planned) -> list[dict[str, Any]]:
+    """The message's files (commcal.mediacheck.summaries); [] without media."""
+    if entry.message is None or not entry.message.media:
+        return []
+    from commcal.mediacheck import summaries
+
+    return summaries(entry.message, entry.delivery.item.media_for(entry.delivery.channel))
 
 
 def members_text(d: Delivery) -> str:
@@ -437,9 +447,14 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
                 sys.stdout.write(f"**Subject:** {entry.message.subject}\n\n")
             text = entry.message.text if entry.message else ""
             sys.stdout.write("```\n" + text + "\n```\n\n")
+            for shown in media_json(entry):
+                alt = str(shown["alt"]).replace("]", "\\]") or "(no alt text)"
+                sys.stdout.write(f"![{alt}]({shown['file'] or shown['url']})\n\n")
         return
     from rich.panel import Panel
     from rich.text import Text
+
+    from commcal.mediacheck import summary_line
 
     out = console()
     for entry in planned:
@@ -455,6 +470,10 @@ def show_messages(planned: list[Planned], fmt: str) -> None:
             body.append(entry.message.text)
             if entry.message.html:
                 body.append("\n\n(+ HTML part)", style="dim")
+            for n, shown in enumerate(media_json(entry), 1):
+                kind = str(shown["type"] or "file").split("/")[0]
+                body.append(("\n\n" if n == 1 else "\n") + f"[{kind} {n}] ", style="cyan")
+                body.append(summary_line(shown))
         for problem in entry.problems:
             body.append(f"\n{problem}", style="bold red")
         out.print(

@@ -31,8 +31,9 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 def line(outcome: Outcome) -> str:
     d = outcome.delivery
+    part = f" part {d.part}/{d.parts}" if d.part else ""
     text = (
-        f"{outcome.state!s:10} {d.id} {d.calendar}/{d.item.id} -> {d.channel} "
+        f"{outcome.state!s:10} {d.id} {d.calendar}/{d.item.id}{part} -> {d.channel} "
         f"(due {d.local_due:%Y-%m-%d %H:%M %Z})"
     )
     if outcome.url:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
     from commcal.ledger.changes import PostChange
     from commcal.project import Project
+    from commcal.publish.chain import ChainPart
 
 Changes = Mapping[str, Sequence["PostChange"]]
 
@@ -115,11 +116,23 @@ def show_records(
     fmt: str,
     tz_name: str | None = None,
     changes: Changes | None = None,
+    *,
+    parts: Mapping[str, int] | None = None,
 ) -> None:
     """Deliveries as stored. Tables show times in `tz_name` (the project's zone; None: UTC)
     and ids whole: at least as long as `retry` and `resolve` need. `changes`: the retractions
-    and amendments of those that have any (a retracted post shows `sent (retracted)`)."""
+    and amendments of those that have any (a retracted post shows `sent (retracted)`). A
+    thread's part shows as "part k/n" after its item (`parts`: a thread's id -> how many parts
+    the ledger holds)."""
+    from commcal.threads import split_part_id
+
     changed: Changes = changes or {}
+
+    def item_of(r: DeliveryRecord) -> str:
+        thread, part = split_part_id(r.id)
+        total = (parts or {}).get(thread) if part else None
+        return f"{r.calendar}/{r.item}" + (f" part {part}/{total}" if total else "")
+
     counted = {str(k): v for k, v in counts.items()}
     if fmt == "jsonl":
         with JsonLines("commcal.status/1") as lines:
@@ -150,7 +163,7 @@ def show_records(
                 r.id,
                 local_time(r.due_at, tz_name),
                 f"{states[r.id]}{tries[r.id]}",
-                f"{r.calendar}/{r.item} on {r.channel}"
+                f"{item_of(r)} on {r.channel}"
                 + (f"\n{r.url or r.last_error}" if r.url or r.last_error else ""),
             ]
             for r in records
@@ -161,7 +174,7 @@ def show_records(
         [
             r.id,
             local_time(r.due_at, tz_name),
-            f"{r.calendar}/{r.item}",
+            item_of(r),
             r.channel,
             states[r.id],
             str(r.attempts),
@@ -194,6 +207,19 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
+def chain_json(part: ChainPart, parts: int) -> dict[str, Any]:
+    r = part.record
+    return {
+        "part": part.part,
+        "parts": parts,
+        "id": r.id,
+        "state": str(r.state),
+        "url": r.url,
+        "remote_id": r.remote_id,
+        "last_error": r.last_error,
+    }
+
+
 def change_rows(changes: Sequence[PostChange], tz_name: str | None) -> list[list[str]]:
     """A delivery's changes as history rows: when, what, and how it ended."""
     rows = []
@@ -223,7 +249,12 @@ def show_history(
     fmt: str,
     tz_name: str | None = None,
     changes: Sequence[PostChange] = (),
+    *,
+    chain: Sequence[ChainPart] = (),
 ) -> None:
+    """One delivery's history; for a thread's part, also every part of its thread (`chain`):
+    each part's state and URL, or why it waits."""
+    parts = max((c.part for c in chain), default=0)
     if fmt == "jsonl":
         with JsonLines("commcal.history/1") as lines:
             lines.line("delivery", record_json(record, changes))
@@ -231,18 +262,37 @@ def show_history(
                 lines.line("event", attempt_json(a))
             for c in changes:
                 lines.line("change", change_json(c))
+            for link in chain:
+                lines.line("part", chain_json(link, parts))
             lines.summary(id=record.id, state=str(record.state))
         return
     if fmt == "json":
-        write_json(
-            {
-                "schema": "commcal.history/1",
-                "delivery": record_json(record, changes),
-                "history": [attempt_json(a) for a in attempts],
-                "changes": [change_json(c) for c in changes],
-            }
-        )
+        document: dict[str, Any] = {
+            "schema": "commcal.history/1",
+            "delivery": record_json(record, changes),
+            "history": [attempt_json(a) for a in attempts],
+            "changes": [change_json(c) for c in changes],
+        }
+        if chain:
+            document["thread"] = [chain_json(link, parts) for link in chain]
+        write_json(document)
         return
+    if chain:
+        _table(
+            f"thread of {parts} parts",
+            ["part", "id", "state", "url / error"],
+            [
+                [
+                    f"{c.part}/{parts}" + (" (this)" if c.record.id == record.id else ""),
+                    c.record.id,
+                    str(c.record.state),
+                    c.record.url or c.record.last_error or "",
+                ]
+                for c in chain
+            ],
+            fmt,
+            whole=WHOLE,
+        )
     rows = [
         [local_time(a.at, tz_name), a.event, a.worker, a.error or a.remote_id or ""]
         for a in attempts
