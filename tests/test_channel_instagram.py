@@ -286,7 +286,12 @@ def test_a_container_in_error_is_replaced_by_a_new_one(
 ) -> None:
     instagram.progress = ["ERROR"]
     ledger = Ledger()
-    staged_send(channel(instagram, tmp_path), message(), ledger)
+    with pytest.raises(TransientError, match="ERROR") as caught:
+        staged_send(channel(instagram, tmp_path), message(), ledger)
+    assert not caught.value.maybe_sent
+    assert ledger.container == "17889615691921648"  # recorded, and refused by the network
+    instagram.progress = []
+    staged_send(channel(instagram, tmp_path), message(), ledger)  # the next attempt
     assert len(instagram.created()) == 2 and len(instagram.published()) == 1
     assert ledger.container == "17889615691921649"  # the new one, recorded before publishing
 

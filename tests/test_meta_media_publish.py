@@ -452,3 +452,26 @@ def test_a_status_answered_with_garbage_publishes_nothing_and_keeps_the_containe
     assert counts(publish(root, LATER)) == {"sent": 1}
     assert len(meta.containers) == 1, "the recorded container was published, no new one"
     assert len([r for r in meta.networks.requests if r.path.endswith("/media_publish")]) == 1
+
+
+def test_a_container_instagram_cannot_process_is_retried_with_a_new_one_and_its_reason(
+    make_project: MakeProject, meta: Meta
+) -> None:
+    root = make(make_project, meta, "instagram", 1)
+
+    def refused_once(r: Request) -> Answer:
+        if r.method == "GET" and len(meta.containers) == 1:
+            (container,) = meta.containers
+            meta.containers[container] = "ERROR"
+        return meta.answer(r)
+
+    meta.networks.answer = refused_once
+    report = publish(root)
+    assert counts(report) == {"pending": 1}, report
+    assert "is ERROR" in report["deliveries"][0]["detail"]
+    assert "nothing was posted" in report["deliveries"][0]["detail"]
+    meta.networks.answer = meta.answer
+    assert counts(publish(root, LATER)) == {"sent": 1}
+    assert len(meta.containers) == 2
+    assert list(meta.containers.values()) == ["ERROR", "PUBLISHED"]
+    assert len([r for r in meta.networks.requests if r.path.endswith("/media_publish")]) == 1

@@ -233,6 +233,8 @@ class ContainerChannel(GraphChannel):
         # The status `prepare` last saw of each container, read (once) by the `send` that
         # follows it instead of asking again.
         self._seen: dict[str, str] = {}
+        # Containers this adapter made, until `prepare` has seen each ready or refused.
+        self._made: set[str] = set()
 
     def user(self) -> str:
         return str(self.value(self.user_setting))
@@ -335,7 +337,9 @@ class ContainerChannel(GraphChannel):
         final = dict(steps[-1])
         if children:
             final["children"] = ",".join(children)
-        return self._create(final)
+        container = self._create(final)
+        self._made.add(container)
+        return container
 
     def container_status(self, container: str) -> tuple[str, str]:
         """(status, what the network says about it) of a container; ERROR when the network
@@ -380,13 +384,23 @@ class ContainerChannel(GraphChannel):
         return status, note
 
     def prepare(self, message: Message, ref: str) -> str:
-        """A new container when `ref` is "" or names one the network refused (ERROR,
-        EXPIRED); else `ref`, once it is FINISHED (or PUBLISHED: `send` tells)."""
+        """A new container when `ref` is "" or names one refused (ERROR, EXPIRED) before this
+        attempt; else `ref`, once it is FINISHED (or PUBLISHED: `send` tells). A container
+        this attempt made that the network refuses (an image it could not read) is a
+        TransientError with the network's reason; the next attempt makes a new one."""
         if not ref:
             return self.create_container(message)
-        status, _note = self.wait_until_ready(ref)
+        status, note = self.wait_until_ready(ref)
+        fresh = ref in self._made
+        self._made.discard(ref)
         if status in GONE:
-            return self.create_container(message)
+            if not fresh:
+                return self.create_container(message)
+            reason = f": {note}" if note else ""
+            raise TransientError(
+                f"{self.type_name} could not prepare the post (container {ref} is "
+                f"{status}{reason}); nothing was posted, the next attempt makes a new container"
+            )
         self._seen[ref] = status
         return ref
 
