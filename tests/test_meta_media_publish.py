@@ -213,6 +213,17 @@ def killed_run(root: Path, meta: Meta, kill_on: Callable[[Request], bool]) -> No
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
+def second(matches: Callable[[Request], bool]) -> Callable[[Request], bool]:
+    """True for the second request that `matches` picks."""
+    seen = [0]
+
+    def pick(r: Request) -> bool:
+        seen[0] += matches(r)
+        return seen[0] == 2
+
+    return pick
+
+
 def images(root: Path) -> list[bytes]:
     return [(root / "media" / name).read_bytes() for name in ("stall.jpg", "map.jpg")]
 
@@ -269,13 +280,8 @@ def test_linkedin_killed_between_the_uploads_and_the_post_posts_once_with_both_i
     make_project: MakeProject, meta: Meta
 ) -> None:
     root = make(make_project, meta, "linkedin", 2)
-    uploads = [0]
-
-    def second_upload(r: Request) -> bool:
-        uploads[0] += urlsplit(r.path).path == "/rest/images"
-        return uploads[0] == 2
-
-    killed_run(root, meta, second_upload)
+    # Killed as the second image's upload begins: the first is uploaded and recorded.
+    killed_run(root, meta, second(lambda r: urlsplit(r.path).path == "/rest/images"))
     assert counts(publish(root, LATER)) == {"sent": 1}
     posts = [r for r in meta.networks.requests if r.path == "/rest/posts"]
     assert len(posts) == 1, "posted exactly once"
@@ -319,13 +325,7 @@ def test_facebook_killed_between_the_photos_and_the_post_posts_once_with_both(
     make_project: MakeProject, meta: Meta
 ) -> None:
     root = make(make_project, meta, "facebook", 2)
-    photos = [0]
-
-    def second_photo(r: Request) -> bool:
-        photos[0] += r.path.endswith("/photos")
-        return photos[0] == 2
-
-    killed_run(root, meta, second_photo)
+    killed_run(root, meta, second(lambda r: r.path.endswith("/photos")))
     assert counts(publish(root, LATER)) == {"sent": 1}
     feeds = [r for r in meta.networks.requests if r.path.endswith("/feed")]
     assert len(feeds) == 1, "posted exactly once"
@@ -335,8 +335,8 @@ def test_facebook_killed_between_the_photos_and_the_post_posts_once_with_both(
     uploaded = [
         multipart(r)["source"] for r in meta.networks.requests if r.path.endswith("/photos")
     ]
-    first, second = images(root)
-    assert uploaded == [first, second, second]  # the first once; the one cut off, again
+    one, two = images(root)
+    assert uploaded == [one, two, two]  # the first once; the one cut off, again
 
 
 # -- Instagram ------------------------------------------------------------------------------------
