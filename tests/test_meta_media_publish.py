@@ -475,3 +475,24 @@ def test_a_container_instagram_cannot_process_is_retried_with_a_new_one_and_its_
     assert len(meta.containers) == 2
     assert list(meta.containers.values()) == ["ERROR", "PUBLISHED"]
     assert len([r for r in meta.networks.requests if r.path.endswith("/media_publish")]) == 1
+
+
+def test_an_unknown_resolved_not_sent_by_mistake_still_posts_once(
+    make_project: MakeProject, meta: Meta
+) -> None:
+    """The publish went out but its connection broke: `unknown`. Someone resolves it "not
+    sent" without looking; the next publish asks the recorded container, finds it PUBLISHED,
+    and records `sent` instead of posting again."""
+    root = make(make_project, meta, "instagram", 1)
+    meta.publish_answer = lambda container: Answer(drop=True)
+    report = publish(root)
+    assert counts(report) == {"unknown": 1}, report
+    delivery = report["deliveries"][0]["id"]
+    meta.publish_answer = None
+    result = CliRunner().invoke(app, ["-C", str(root), "resolve", delivery, "--not-sent"])
+    assert result.exit_code == 0, result.output
+    report = publish(root, LATER)
+    assert counts(report) == {"sent": 1}, report
+    assert "published by an earlier attempt" in report["deliveries"][0]["detail"]
+    assert len([r for r in meta.networks.requests if r.path.endswith("/media_publish")]) == 1
+    assert len(meta.published) == 1 and len(meta.containers) == 1
