@@ -202,7 +202,10 @@ class ContainerChannel(GraphChannel):
     for it to be FINISHED and before the send begins, so every later attempt, on any host
     sharing the ledger, works with that container: PUBLISHED (an earlier attempt got through,
     its answer lost) is the receipt; FINISHED or IN_PROGRESS is published; ERROR or EXPIRED
-    (never published) is replaced by a new container. Neither network takes an idempotency
+    (never published) is replaced by a new container, except that one this attempt made and
+    the network refused is first reported, with its reason, as a transient failure (the next
+    attempt makes the new one). `send` checks a container's state itself only when `prepare`
+    did not just do so (a send not from the publisher). Neither network takes an idempotency
     key, so a publish request whose answer is lost (a dropped connection) is still recorded
     `unknown` by the publisher, never repeated.
     """
