@@ -8,7 +8,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-from commcal.channels.base import Media
+from commcal.channels.base import Media, Message
 
 if TYPE_CHECKING:
     import requests
@@ -41,6 +41,20 @@ def _digest(media: Media) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     h.update(b"\0" + media.alt.encode() + b"\0" + repr(media.focus).encode())
+    return h.hexdigest()
+
+
+def prepared_digest(message: Message) -> str:
+    """sha256 of what a prepared post (a media container) is made from: the text, each
+    file's address and alt text, and the adapter options. Recorded with the container's id
+    (`Ledger.record_upload`), to tell later what it was made of; a file's bytes are not read
+    (Instagram and Threads fetch them from their URL)."""
+    import json
+
+    h = hashlib.sha256(message.text.encode())
+    for media in message.media:
+        h.update(b"\0" + media.path.encode() + b"\0" + media.alt.encode())
+    h.update(b"\0" + json.dumps(message.options, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 

@@ -77,6 +77,14 @@ class Case:
     message: Mapping[str, Any] = field(default_factory=dict)
     media_settings: Callable[[Where], dict[str, Any]] | None = None
     media_answer: Callable[[Request], Answer] | None = None
+    # Whether the network takes an alt text for an image (Telegram: none; Facebook: the Page
+    # photo upload names no parameter for it, https://developers.facebook.com/docs/graph-api/
+    # reference/page/photos).
+    takes_alt: bool = True
+    # Where the network fetches each file itself (Instagram, Threads: `media_base_url`), and
+    # the image type it takes; None: the files' bytes go to the network.
+    fetches_from: str | None = None
+    image_suffix: str = ".png"
 
 
 def _json(data: Any, status: int = 200) -> Answer:
@@ -125,6 +133,26 @@ IG_CONTAINER, IG_MEDIA = "17889615691921648", "17920238422030506"
 def _linkedin_answer(request: Request) -> Answer:
     # 201 Created, the post's URN in x-restli-id and no body (the Posts API).
     return Answer(201, b"", headers={"x-restli-id": LINKEDIN_POST})
+
+
+def _linkedin_media_answer(request: Request) -> Answer:
+    """The Images API: initializeUpload names an upload URL and the image URN, the bytes are
+    PUT there (201), then the post (https://learn.microsoft.com/en-us/linkedin/marketing/
+    community-management/shares/images-api)."""
+    if "initializeUpload" in request.path:
+        host = request.headers.get("Host", "127.0.0.1")
+        value = {"uploadUrl": f"http://{host}/dms-uploads/C4E10AQ", "image": "urn:li:image:C4E1"}
+        return _json({"value": value})
+    if request.path.startswith("/dms-uploads/"):
+        return Answer(201, b"")
+    return _linkedin_answer(request)
+
+
+def _facebook_media_answer(request: Request) -> Answer:
+    # An unpublished photo answers {"id"}; the feed post {"id": "<page>_<post>"}.
+    if request.path.endswith("/photos"):
+        return _json({"id": "1234567890123457"})
+    return _json({"id": FB_POST})
 
 
 def _container_answer(status_field: str, publish: str) -> Callable[[Request], Answer]:
@@ -187,6 +215,7 @@ CASES: dict[str, Case] = {
         answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
         remote_id="42",
         media_answer=lambda request: _json({"ok": True, "result": {"message_id": 42}}),
+        takes_alt=False,  # Telegram has no alt text
     ),
     "mastodon": Case(
         lambda where: {"instance": where.url, "token": "${MASTO_TOKEN}"},
@@ -260,12 +289,15 @@ CASES: dict[str, Case] = {
         answer=_linkedin_answer,
         posts=lambda request: request.path.startswith("/rest/posts"),
         remote_id=LINKEDIN_POST,
+        media_answer=_linkedin_media_answer,
     ),
     "facebook": Case(
         lambda where: {"page_id": "104826152034921", "token": "${FB_TOKEN}", "api_url": where.url},
         answer=lambda request: _json({"id": FB_POST}),
         posts=lambda request: request.path.endswith("/feed"),
         remote_id=FB_POST,
+        media_answer=_facebook_media_answer,
+        takes_alt=False,
     ),
     "instagram": Case(
         lambda where: {
@@ -278,6 +310,9 @@ CASES: dict[str, Case] = {
         posts=lambda request: "/media_publish" in request.path,
         remote_id=IG_MEDIA,
         message={"media": REMOTE_IMAGE},
+        media_answer=_container_answer("status_code", "/media_publish"),
+        fetches_from="https://example.org/media",
+        image_suffix=".jpg",  # Instagram takes JPEG only
     ),
     "threads": Case(
         lambda where: {
@@ -289,6 +324,8 @@ CASES: dict[str, Case] = {
         answer=_container_answer("status", "/threads_publish"),
         posts=lambda request: "/threads_publish" in request.path,
         remote_id=IG_MEDIA,
+        media_answer=_container_answer("status", "/threads_publish"),
+        fetches_from="https://example.org/media",
     ),
     # The example of docs/plugins.md (installed only by the test at the end of this file).
     "ntfy": Case(
@@ -551,7 +588,7 @@ def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) 
         pytest.skip(f"{kind} sends no media over HTTP (mail: tests/test_channel_smtp.py)")
     if case.media_answer is None:
         pytest.skip(f"{kind}'s Case has no media_answer yet")
-    images = [png(tmp_path / f"photo{n}.png", shade=60 * n) for n in (1, 2)]
+    images = [image(tmp_path / f"photo{n}{case.image_suffix}", shade=60 * n) for n in (1, 2)]
     alts = ("Η αφίσα της βραδιάς", "Ο χάρτης της αίθουσας")
     media = tuple(Media(str(p), alt=a) for p, a in zip(images, alts, strict=True))
     with Networks() as networks:
@@ -567,16 +604,30 @@ def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) 
         channel.close()
     assert receipt.note == "", receipt
     everything = b"".join(r.body for r in networks.requests)
-    for image in images:
-        data = image.read_bytes()  # as sent, or base64 in a JSON body (the webhook)
+    for each in images:
+        if case.fetches_from is not None:  # the network fetches it from its public address
+            address = f"{case.fetches_from}/{each.name}"
+            assert quote_plus(address).encode() in everything, f"{address} never reached {kind}"
+            continue
+        data = each.read_bytes()  # as sent, or base64 in a JSON body (the webhook)
         assert data in everything or base64.b64encode(data) in everything, (
-            f"{image.name} never reached {kind}"
+            f"{each.name} never reached {kind}"
         )
-    if kind != "telegram":  # Telegram has no alt text
+    if case.takes_alt:
         for alt in alts:
             # As UTF-8, as a JSON string's escapes, or form-encoded: as the network reads it.
             forms = (alt.encode(), json.dumps(alt)[1:-1].encode(), quote_plus(alt).encode())
             assert any(form in everything for form in forms), f"alt text lost on {kind}"
+
+
+def image(path: Path, shade: int) -> Path:
+    """A small real image of the type its name says: a PNG, or a JPEG (Instagram's only)."""
+    if path.suffix != ".jpg":
+        return png(path, shade)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (shade, 255 - shade, shade // 2)).save(path, "JPEG")
+    return path
 
 
 @pytest.mark.parametrize("kind", REGISTERED)

@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from commcal.channels.base import EnvRef, Media, Message, PermanentError, TransientError
 from commcal.channels.threads import ThreadsChannel, threads_length
 from commcal.cli import app
+from commcal.ledger import open_ledger
+from commcal.ledger.base import PREPARED
 from tests.conftest import MakeProject
 from tests.fake_networks import Answer, Networks, Request
 
@@ -239,7 +241,8 @@ def test_a_5xx_after_the_container_is_retried_with_the_same_container(
     assert delivery["state"] == "sent" and delivery["detail"] == POST, delivery
     assert delivery["attempts"] == 2
     assert threads.made == 1, "the retry published the container it had, not a new one"
-    assert (root / ".commcal" / "containers" / "threads.json").is_file()  # the project's record
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:  # every host's record
+        assert ledger.uploads(delivery["id"])[PREPARED][1] == CONTAINER
     assert [parse_qs(r.text)["creation_id"] for r in threads.published()] == [[CONTAINER]] * 2
 
 

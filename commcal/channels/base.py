@@ -85,6 +85,9 @@ class Message:
     # thread's part: "thread" (part, parts) and, on parts 2..n, "reply_to" (a ReplyTo)).
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The network's id of what `Channel.prepare` made for this message (an Instagram or
+    # Threads media container), set by the publisher once it is recorded in the ledger.
+    prepared: str = ""
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,13 @@ class Channel:
     # and sends the Message with every `ref` set. Channels that send media inside the post's
     # own request (Discord, Telegram, mail) leave this False and read `Media.path` in `send`.
     uploads_media: ClassVar[bool] = False
+    # Whether the network publishes a post from an object it makes beforehand (Instagram and
+    # Threads media containers). The publisher calls `prepare` before the send begins and
+    # records each ref it returns in the ledger (media_uploads, position
+    # `ledger.base.PREPARED`) before going on, so a send resumed after a crash, or retried on
+    # another host sharing the ledger, publishes that object, or finds it published, instead
+    # of making a second post; `send` gets the Message with `prepared` set.
+    prepares_post: ClassVar[bool] = False
     # Threads (calendar `thread:`, docs/calendar-format.md "Threads"): each part is a delivery
     # of its own, sent only once the part before it is `sent`. REPLIES: the network links a
     # reply to an earlier post; parts 2..n carry Message.options["reply_to"] (a ReplyTo) and wait
@@ -382,6 +392,14 @@ class Channel:
         (a TransientError's `maybe_sent` does not matter here: an upload is not a post).
         `send` raises StaleMedia when the network refuses a ref as unknown or expired."""
         raise NotImplementedError(f"{self.type_name} does not upload media separately")
+
+    def prepare(self, message: Message, ref: str) -> str:
+        """The ref of what the post is published from, ready to publish: made anew when
+        `ref` is "" (nothing recorded, or the network forgot it), else `ref` once the network
+        has it ready (or already published: `send` tells). A new ref is returned at once,
+        before any wait: the publisher records it and calls again with it. Only for
+        `prepares_post` channels. Nothing here posts: raise SendError as `upload` does."""
+        raise NotImplementedError(f"{self.type_name} does not prepare posts")
 
     def remote_id_from_url(self, url: str) -> str | None:
         """The network's id of a post from its public URL, where the URL holds it: what a

@@ -16,11 +16,10 @@ import contextlib
 import json
 import mimetypes
 import os
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
@@ -30,6 +29,7 @@ from commcal.channels.base import (
     PermanentError,
     Receipt,
     SendError,
+    StaleMedia,
     TransientError,
     unreadable,
 )
@@ -67,6 +67,11 @@ def media_type(media: Media) -> str:
     """The file's type, from its declared MIME type or its name (a URL's path too)."""
     path = urlsplit(media.path).path if "://" in media.path else media.path
     return media.mime_type or mimetypes.guess_type(path)[0] or ""
+
+
+def alt_text(alt: str) -> dict[str, str]:
+    """A container's `alt_text` field (Instagram and Threads images), none for an empty one."""
+    return {"alt_text": alt} if alt else {}
 
 
 def graph_error(response: requests.Response) -> dict[str, Any]:
@@ -181,107 +186,6 @@ def _graph_id(response: requests.Response) -> str | None:
     return str(value)
 
 
-class Journal(Protocol):
-    """Where a container channel records the container of each delivery until it is published
-    (`ContainerChannel.journal`). `ContainerJournal` keeps it in the project folder; a
-    publisher may set a ledger-backed one with the same three methods, so that hosts sharing a
-    ledger share it too."""
-
-    def get(self, key: str) -> str | None: ...
-
-    def put(self, key: str, container: str) -> None: ...
-
-    def drop(self, key: str) -> None: ...
-
-
-class ContainerJournal:
-    """Which media container each delivery created, kept until the post is out.
-
-    Instagram and Threads publish a container made beforehand; the container is named here,
-    durably, before it is published, so a send resumed after a failure (a 5xx, a crash)
-    publishes that container, or finds it published, instead of making a second post.
-    Entries live in `<project>/.commcal/containers/<channel>.json` (mode 0600, replaced by an
-    atomic rename under a lock); without a project folder, in memory for this process.
-    Containers expire after 24 hours unpublished, and so do entries.
-    """
-
-    lifetime = 24 * 3600.0
-
-    def __init__(self, folder: Path | None, channel: str) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", channel)
-        self.path = folder / f"{safe}.json" if folder is not None else None
-        self._memory: dict[str, dict[str, Any]] = {}
-        self.clock: Callable[[], float] = time.time
-
-    def _read(self) -> dict[str, dict[str, Any]]:
-        if self.path is None:
-            return dict(self._memory)
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {k: v for k, v in data.items() if isinstance(v, dict)}
-
-    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
-        now = self.clock()
-        fresh = {
-            k: v
-            for k, v in entries.items()
-            if isinstance(v.get("at"), int | float) and now - v["at"] < self.lifetime
-        }
-        if self.path is None:
-            self._memory = fresh
-            return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(fresh, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        if self.path is None:
-            yield
-            return
-        import fcntl
-
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def get(self, key: str) -> str | None:
-        entry = self._read().get(key)
-        if entry is None or not isinstance(entry.get("container"), str):
-            return None
-        at = entry.get("at")
-        if not isinstance(at, int | float) or self.clock() - at >= self.lifetime:
-            return None
-        return str(entry["container"])
-
-    def put(self, key: str, container: str) -> None:
-        """Record `container` for `key`; raises OSError when it cannot be kept (the send must
-        then not go on: a resume could not find it)."""
-        with self._locked():
-            entries = self._read()
-            entries[key] = {"container": container, "at": self.clock()}
-            self._write(entries)
-
-    def drop(self, key: str) -> None:
-        with contextlib.suppress(OSError), self._locked():
-            entries = self._read()
-            if entries.pop(key, None) is not None:
-                self._write(entries)
-
-
 # A container's state: EXPIRED (not published within 24 hours), ERROR, FINISHED, IN_PROGRESS,
 # PUBLISHED (IG Container status_code, https://developers.facebook.com/docs/instagram-platform/
 # instagram-graph-api/reference/ig-container; Threads containers have the same states in
@@ -293,12 +197,17 @@ GONE = frozenset({"ERROR", "EXPIRED"})
 class ContainerChannel(GraphChannel):
     """Instagram and Threads: create a media container, wait until it is FINISHED, publish it.
 
-    Exactly once: the container is recorded in a `ContainerJournal` before anything else
-    happens to it. A send of a delivery that has one looks at it first: PUBLISHED (an earlier
-    attempt got through, its answer lost) is the receipt; FINISHED or IN_PROGRESS is published;
-    ERROR or EXPIRED (never published) is replaced by a new container. Neither network takes an
-    idempotency key, so a publish request whose answer is lost (a dropped connection) is still
-    recorded `unknown` by the publisher, never repeated.
+    Exactly once: the container is the channel's prepared post (`Channel.prepares_post`).
+    `prepare` makes it, and the publisher records its id in the ledger before `prepare` waits
+    for it to be FINISHED and before the send begins, so every later attempt, on any host
+    sharing the ledger, works with that container: PUBLISHED (an earlier attempt got through,
+    its answer lost) is the receipt; FINISHED or IN_PROGRESS is published; ERROR or EXPIRED
+    (never published) is replaced by a new container, except that one this attempt made and
+    the network refused is first reported, with its reason, as a transient failure (the next
+    attempt makes the new one). `send` checks a container's state itself only when `prepare`
+    did not just do so (a send not from the publisher). Neither network takes an idempotency
+    key, so a publish request whose answer is lost (a dropped connection) is still recorded
+    `unknown` by the publisher, never repeated.
     """
 
     network: ClassVar[str] = ""  # its name in sentences: "Instagram"
@@ -316,6 +225,7 @@ class ContainerChannel(GraphChannel):
     # content-publishing#troubleshooting).
     status_checks: ClassVar[int] = 5
     status_interval: ClassVar[float] = 3.0
+    prepares_post = True
 
     def configure(self) -> None:
         super().configure()
@@ -323,18 +233,11 @@ class ContainerChannel(GraphChannel):
         if isinstance(base, str):
             httpkit.check_https_url(self, "media_base_url")
         self.sleep: Callable[[float], None] = time.sleep
-        self._journal: Journal | None = None
-
-    @property
-    def journal(self) -> Journal:
-        if self._journal is None:
-            folder = self.state_dir / "containers" if self.state_dir is not None else None
-            self._journal = ContainerJournal(folder, self.name)
-        return self._journal
-
-    @journal.setter
-    def journal(self, journal: Journal) -> None:
-        self._journal = journal
+        # The status `prepare` last saw of each container, read (once) by the `send` that
+        # follows it instead of asking again.
+        self._seen: dict[str, str] = {}
+        # Containers this adapter made, until `prepare` has seen each ready or refused.
+        self._made: set[str] = set()
 
     def user(self) -> str:
         return str(self.value(self.user_setting))
@@ -437,7 +340,9 @@ class ContainerChannel(GraphChannel):
         final = dict(steps[-1])
         if children:
             final["children"] = ",".join(children)
-        return self._create(final)
+        container = self._create(final)
+        self._made.add(container)
+        return container
 
     def container_status(self, container: str) -> tuple[str, str]:
         """(status, what the network says about it) of a container; ERROR when the network
@@ -463,9 +368,10 @@ class ContainerChannel(GraphChannel):
         note = body.get("status") if self.status_field != "status" else body.get("error_message")
         return status.upper(), str(note or "")
 
-    def wait_until_ready(self, key: str, container: str) -> str:
-        """The container's status once it is no longer IN_PROGRESS, checked a bounded number
-        of times; still processing after that is a transient error (the container is kept)."""
+    def wait_until_ready(self, container: str) -> tuple[str, str]:
+        """The container's status (and the network's note) once it is no longer IN_PROGRESS,
+        checked a bounded number of times; still processing after that is a transient error
+        (the container is kept: it is recorded)."""
         status, note = self.container_status(container)
         for _ in range(self.status_checks):
             if status != IN_PROGRESS:
@@ -478,46 +384,50 @@ class ContainerChannel(GraphChannel):
                 "the next attempt publishes the same container",
                 retry_after=60.0,
             )
+        return status, note
+
+    def prepare(self, message: Message, ref: str) -> str:
+        """A new container when `ref` is "" or names one refused (ERROR, EXPIRED) before this
+        attempt; else `ref`, once it is FINISHED (or PUBLISHED: `send` tells). A container
+        this attempt made that the network refuses (an image it could not read) is a
+        TransientError with the network's reason; the next attempt makes a new one."""
+        if not ref:
+            return self.create_container(message)
+        status, note = self.wait_until_ready(ref)
+        fresh = ref in self._made
+        self._made.discard(ref)
         if status in GONE:
-            self.journal.drop(key)
+            if not fresh:
+                return self.create_container(message)
             reason = f": {note}" if note else ""
             raise TransientError(
-                f"{self.type_name} could not prepare the post (container {container} is "
+                f"{self.type_name} could not prepare the post (container {ref} is "
                 f"{status}{reason}); nothing was posted, the next attempt makes a new container"
             )
-        return status
+        self._seen[ref] = status
+        return ref
 
     def send(self, message: Message, idempotency_key: str) -> Receipt:
-        container = self.journal.get(idempotency_key)
-        if container is not None:
-            status, _note = self.container_status(container)
-            if status == PUBLISHED:
-                self.journal.drop(idempotency_key)
-                return Receipt(
-                    note=f"published by an earlier attempt (container {container}); the post "
-                    "id was not received"
-                )
+        container = message.prepared
+        if not container:  # not from the publisher: nothing recorded, nothing to resume
+            container = self.prepare(message, self.prepare(message, ""))
+        status = self._seen.pop(container, None)
+        if status is None:
+            status, note = self.wait_until_ready(container)
             if status in GONE:
-                self.journal.drop(idempotency_key)
-                container = None
-        if container is None:
-            container = self.create_container(message)
-            try:
-                self.journal.put(idempotency_key, container)
-            except OSError as exc:
-                raise PermanentError(
-                    f"cannot record {self.type_name} container {container} in the project's "
-                    f".commcal folder ({exc.strerror}), so it is not published: a resumed send "
-                    "could post twice"
-                ) from None
-        status = self.wait_until_ready(idempotency_key, container)
+                reason = f": {note}" if note else ""
+                raise StaleMedia(
+                    f"{self.type_name} could not prepare the post (container {container} is "
+                    f"{status}{reason}); nothing was posted"
+                )
         if status == PUBLISHED:
-            self.journal.drop(idempotency_key)
-            return Receipt(note=f"published by an earlier attempt (container {container})")
+            return Receipt(
+                note=f"published by an earlier attempt (container {container}); the post id "
+                "was not received"
+            )
         response = self.api(
             "POST", f"/{self.user()}/{self.publish_edge}", data={"creation_id": container}
         )
-        self.journal.drop(idempotency_key)
         post_id = _graph_id(response)
         if post_id is None:
             return Receipt(note=unreadable(response, "a media id"))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from commcal.channels.base import Message, PermanentError, Setting
-from commcal.channels.graph import GRAPH_API, ContainerChannel
+from commcal.channels.graph import GRAPH_API, ContainerChannel, alt_text
 from commcal.errors import ConfigError
 
 # A hashtag and an @-mention as Instagram reads them in a caption.
@@ -106,10 +106,15 @@ class InstagramChannel(ContainerChannel):
         urls = self.public_urls(message)
         if not urls:
             raise PermanentError("a post with no image cannot go to Instagram")
+        # alt_text: image posts and carousel images, since March 24, 2025 (IG User Media
+        # reference, https://developers.facebook.com/docs/instagram-platform/
+        # instagram-graph-api/reference/ig-user/media).
+        alts = [alt_text(media.alt) for media in message.media]
         if len(urls) == 1:
-            return [{"image_url": urls[0], "caption": message.text}]
+            return [{"image_url": urls[0], **alts[0], "caption": message.text}]
         items: list[dict[str, Any]] = [
-            {"image_url": url, "is_carousel_item": "true"} for url in urls
+            {"image_url": url, **alt, "is_carousel_item": "true"}
+            for url, alt in zip(urls, alts, strict=True)
         ]
         return [*items, {"media_type": "CAROUSEL", "caption": message.text}]
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from commcal.channels.base import REPLIES, Message, ReplyTo, Setting
-from commcal.channels.graph import ContainerChannel
+from commcal.channels.graph import ContainerChannel, alt_text
 from commcal.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -126,10 +126,14 @@ class ThreadsChannel(ContainerChannel):
             final["reply_to_id"] = reply_to
         if not urls:
             return [{"media_type": "TEXT", **final}]
+        # alt_text on image containers, carousel items too (https://developers.facebook.com/
+        # docs/threads/posts/accessibility).
+        alts = [alt_text(media.alt) for media in message.media]
         if len(urls) == 1:
-            return [{"media_type": "IMAGE", "image_url": urls[0], **final}]
+            return [{"media_type": "IMAGE", "image_url": urls[0], **alts[0], **final}]
         items: list[dict[str, Any]] = [
-            {"media_type": "IMAGE", "image_url": url, "is_carousel_item": "true"} for url in urls
+            {"media_type": "IMAGE", "image_url": url, **alt, "is_carousel_item": "true"}
+            for url, alt in zip(urls, alts, strict=True)
         ]
         return [*items, {"media_type": "CAROUSEL", **final}]
 

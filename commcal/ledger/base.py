@@ -9,7 +9,10 @@ network call, and records the outcome right after:
                            |--release--> PENDING   |--record_failed--> FAILED
     Between the claim and the post, a channel that uploads media first (`Channel.uploads_media`)
     records each file's reference (`record_upload`); a later claim of the same delivery reads
-    them back (`uploads`) and posts with them.
+    them back (`uploads`) and posts with them. A channel that publishes from an object made
+    beforehand (`Channel.prepares_post`: Instagram and Threads containers) records that
+    object's id the same way, at position PREPARED, so every host sharing the ledger publishes
+    the one container, or finds it published.
     a lease that runs out: CLAIMED is taken over; SENDING is resent (idempotent channel, the
     network still remembers the key) or becomes UNKNOWN (never re-sent automatically).
     record_expired / record_skipped: (no row) or PENDING --> EXPIRED / SKIPPED.
@@ -58,6 +61,11 @@ __all__ = [
     "live_workers",
     "mask_address",
 ]
+
+
+# The media_uploads position of a prepared post (`Channel.prepare`: a media container);
+# files are at 0, 1, ...
+PREPARED = -1
 
 
 class ClaimLedger(Protocol):
@@ -153,6 +161,7 @@ class ClaimLedger(Protocol):
         """Record the network's reference (`ref`) for the file at `position` of the claimed
         delivery's media, uploaded before its post, with the `digest` of what was uploaded
         (`commcal.media.digest`). Append-only: a re-upload adds a row, the latest one wins.
+        `position` PREPARED records the post's prepared object (`Channel.prepare`).
         False (do not post!) unless the claim is current and its lease live."""
 
     def uploads(self, delivery_id: str) -> dict[int, tuple[str, str]]:

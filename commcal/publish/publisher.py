@@ -67,7 +67,7 @@ from commcal.ledger import (
     State,
     open_ledger,
 )
-from commcal.ledger.base import ClaimAction, claim_action
+from commcal.ledger.base import PREPARED, ClaimAction, claim_action
 from commcal.plan import Delivery, Filters, check, deliveries
 from commcal.project import Project
 from commcal.publish.chain import Wait, earlier_parts, link
@@ -99,6 +99,10 @@ MAX_INLINE_WAIT = 60.0
 # (bench/media_publish.py; bench/README.md).
 RECORD_BEHIND_WINDOW = 3600.0
 CLAIM_BATCH = 32
+# Containers made for one send before it gives up (a new one replaces one the network
+# refused as ERROR or EXPIRED while it was being prepared): each is a request that posts
+# nothing, and Instagram allows 400 a day.
+MAX_PREPARES = 3
 CLAIM_BATCH_MAX = 256
 CLAIM_GROW_UNDER = 1.0
 
@@ -1184,18 +1188,76 @@ class Publisher:
         except TransientError as exc:
             exc.maybe_sent = False  # a question, not a post
             raise
-        uploaded = self._uploaded(ledger, adapter, claim, message)
-        if uploaded is None:
+        staged = self._staged(ledger, adapter, claim, message)
+        if staged is None:
             return None
-        ready, claim = uploaded  # the claim's lease may have been renewed for the uploads
+        ready, claim = staged  # the claim's lease may have been renewed for the uploads
         if not ledger.begin_send(claim, self.clock(), scope=scope):
             return None
         try:
             return adapter.send(ready, key)
         except StaleMedia:
-            # The network forgot an upload (nothing was posted): upload afresh, once.
-            again = self._uploaded(ledger, adapter, claim, message, reuse=False)
+            # The network forgot an upload or a container (nothing was posted): make them
+            # afresh, once.
+            again = self._staged(ledger, adapter, claim, message, reuse=False)
             return None if again is None else adapter.send(again[0], key)
+
+    def _staged(
+        self,
+        ledger: Ledger,
+        adapter: Channel,
+        claim: Claim,
+        message: Message,
+        *,
+        reuse: bool = True,
+    ) -> tuple[Message, Claim] | None:
+        """`message` as it is posted: its files uploaded (`_uploaded`) and its container
+        made (`_prepared`), each recorded in the ledger before the send begins, and the claim
+        (its lease renewed if the uploads used up half of it); None (send nothing) when the
+        claim is no longer ours."""
+        uploaded = self._uploaded(ledger, adapter, claim, message, reuse=reuse)
+        if uploaded is None:
+            return None
+        ready, claim = uploaded
+        prepared = self._prepared(ledger, adapter, claim, ready, reuse=reuse)
+        return None if prepared is None else (prepared, claim)
+
+    def _prepared(
+        self, ledger: Ledger, adapter: Channel, claim: Claim, message: Message, *, reuse: bool
+    ) -> Message | None:
+        """`message` with `prepared` set, for a channel that publishes from an object it makes
+        first (`Channel.prepares_post`: an Instagram or Threads container); None when the
+        claim is no longer ours.
+
+        Each new ref is recorded in the ledger before the adapter is asked again (to wait
+        until the object is ready), so every later attempt, on any host sharing the ledger,
+        publishes that object or finds it published: one post. A recorded ref is reused even
+        when the item was edited since (its digest differs): it may have been published by
+        an attempt whose answer was lost. Only the network's refusal (an ERROR or EXPIRED
+        container; `reuse` False after StaleMedia) makes a new one."""
+        if not adapter.prepares_post:
+            return message
+        from commcal.media import prepared_digest
+
+        recorded = ledger.uploads(claim.delivery_id) if reuse else {}
+        ref = recorded.get(PREPARED, ("", ""))[1]
+        for _ in range(MAX_PREPARES):
+            try:
+                ready = adapter.prepare(message, ref)
+            except TransientError as exc:
+                exc.maybe_sent = False  # a container, not a post
+                raise
+            if ready == ref:
+                return replace(message, prepared=ref)
+            ref = ready
+            if not ledger.record_upload(
+                claim, position=PREPARED, digest=prepared_digest(message), ref=ref, now=self.clock()
+            ):
+                return None
+        raise TransientError(
+            f"{adapter.type_name} refused the containers made for this post (ERROR or EXPIRED) "
+            f"{MAX_PREPARES - 1} times in a row; nothing was posted"
+        )
 
     def _uploaded(
         self,
