@@ -598,6 +598,9 @@ def test_media_reach_the_network_with_their_alt_text(kind: str, tmp_path: Path) 
         channel = build(kind, where, env=env, media=True)
         sent = message(kind, media=media)
         assert channel.check(sent) == []
+        from commcal.mediacheck import inspect  # the files it is about to send pass its limits
+
+        assert channel.check_media([inspect(m) for m in media]) == []
         if cls.uploads_media:
             sent = replace(sent, media=tuple(replace(m, ref=channel.upload(m)) for m in media))
         receipt = channel.send(sent, KEY)

@@ -178,11 +178,24 @@ def test_settings_and_check() -> None:
     problems = adapter.check(
         message("a" * 63207, media=(Media("/nowhere/x.jpg"),), options={"link": "menu"})
     )
-    assert problems == [
+    assert problems == [  # a missing file is said once, at its own line, by validate
         "text is 63207 characters, over facebook's limit of 63206 by 1",
-        "media file /nowhere/x.jpg does not exist",
         "link must be a web address (https://...), not 'menu'",
     ]
+
+
+def test_check_media_takes_photos_only(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from commcal.mediacheck import inspect
+
+    adapter = FacebookChannel("page", {"page_id": PAGE, "token": EnvRef("${T}")}, env={})
+    photo, clip = tmp_path / "a.png", tmp_path / "b.mp4"
+    Image.new("RGB", (64, 48), "teal").save(photo)
+    clip.write_bytes(b"\0\0\0\x08ftyp")
+    files = [inspect(Media(str(p), alt="x")) for p in (photo, clip)]
+    assert adapter.check_media(files) == [(1, "facebook takes no video here (video/mp4)")]
+    assert adapter.check(message("", media=(Media(str(photo)),))) == []  # photos need no text
 
 
 def test_verify_names_the_page(networks: Networks) -> None:

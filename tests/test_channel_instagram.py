@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from PIL import Image
 
 from commcal.channels.base import (
     EnvRef,
@@ -29,6 +30,7 @@ from commcal.channels.base import (
 )
 from commcal.channels.instagram import InstagramChannel
 from commcal.errors import ConfigError
+from commcal.mediacheck import inspect
 from tests.fake_networks import Answer, Networks, Request
 
 TOKEN = "IGQWRx7bQ2mP9wZr4LtK8sV3nD6hF1cJ"
@@ -337,27 +339,45 @@ def test_a_post_without_an_image_cannot_go_to_instagram() -> None:
 def test_a_local_file_needs_a_public_address(tmp_path: Path) -> None:
     photo = tmp_path / "project" / "media" / "menus" / "dec.jpg"
     photo.parent.mkdir(parents=True)
-    photo.write_bytes(b"\xff\xd8\xff")
-    (problem,) = offline().check(message("Menu", str(photo)))
-    assert "Instagram fetches each image from a public URL" in problem
+    Image.new("RGB", (64, 48), "teal").save(photo)
+    assert offline().check(message("Menu", str(photo))) == []  # said at the file's line:
+    ((index, problem),) = offline().check_media([inspect(Media(str(photo), alt="Menu"))])
+    assert index == 0 and "Instagram fetches each image from a public URL" in problem
     assert "`url:` entry" in problem and "media_base_url" in problem
     served = offline(media_base_url="https://example.org/media/")
     served.state_dir = tmp_path / "project" / ".commcal"
-    assert served.check(message("Menu", str(photo))) == []
+    assert served.check_media([inspect(Media(str(photo), alt="Menu"))]) == []
     assert served.public_url(Media(str(photo))) == "https://example.org/media/menus/dec.jpg"
 
 
-def test_caption_limits_png_and_too_many_images() -> None:
+def test_caption_limits_png_and_too_many_images(tmp_path: Path) -> None:
     tags = " ".join(f"#tag{n}" for n in range(31))
     people = " ".join(f"@friend{n}" for n in range(21))
     problems = offline().check(message(f"{tags} {people}", "https://cdn.example.org/a.png"))
-    assert "https://cdn.example.org/a.png: Instagram takes JPEG images only, not image/png" in (
-        problems
-    )
-    assert "the caption has 31 hashtags; Instagram allows 30" in problems
-    assert "the caption has 21 @-mentions; Instagram allows 20" in problems
-    many = offline().check(message("x", *[IMAGE] * 11))
-    assert "at most 10 images in one Instagram post, not 11" in many
+    assert problems == [
+        "the caption has 31 hashtags; Instagram allows 30",
+        "the caption has 21 @-mentions; Instagram allows 20",
+    ]
+    # Count, format and shape: check_media's, each at its file's line (index), not check's.
+    png = inspect(Media("https://cdn.example.org/a.png", alt="x"))
+    assert offline().check_media([png]) == [
+        (0, "image/png is not a format instagram takes (image/jpeg)")
+    ]
+    many = [inspect(Media(IMAGE, alt="x"))] * 11
+    assert offline().check_media(many) == [(None, "11 media files, over instagram's 10 per post")]
+    assert offline().check(message("x", *[IMAGE] * 11)) == []
+    wide = tmp_path / "wide.jpg"
+    Image.new("RGB", (200, 100), "teal").save(wide)
+    assert offline().check_media([inspect(Media(str(wide), alt="x"))]) == [
+        (0, "aspect ratio 2.0:1, over instagram's 1.91:1"),
+        (
+            0,
+            "Instagram fetches each image from a public URL, and "
+            f"{wide} is a file here: write it as a `url:` entry (https://...), or set "
+            "`media_base_url` on channel 'insta' to the address where the project's media/ "
+            "folder is served",
+        ),
+    ]
     over = offline().check(message("a" * 2201))
     assert "text is 2201 characters, over instagram's limit of 2200 by 1" in over
 

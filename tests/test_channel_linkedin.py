@@ -226,16 +226,36 @@ def test_settings_are_validated() -> None:
     assert person.options["version"] == DEFAULT_VERSION
 
 
-def test_check_refuses_image_addresses_and_missing_files() -> None:
+def test_check_media_refuses_addresses_videos_and_formats_at_each_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from commcal.mediacheck import inspect
+
     adapter = LinkedInChannel("li", {"author": AUTHOR, "token": EnvRef("${T}")}, env={})
-    problems = adapter.check(
-        message("x", media=(Media("https://cdn.example.org/a.jpg"), Media("/nowhere.jpg")))
-    )
-    assert problems == [
-        "https://cdn.example.org/a.jpg: LinkedIn takes image files, not addresses; put the "
-        "image in the project's media/ folder",
-        "media file /nowhere.jpg does not exist",
+    photo, still = tmp_path / "a.jpg", tmp_path / "b.webp"
+    Image.new("RGB", (64, 48), "teal").save(photo)
+    Image.new("RGB", (64, 48), "teal").save(still)
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"\0\0\0\x08ftyp")
+    files = [
+        inspect(Media(p, alt="x"))
+        for p in ("https://cdn.example.org/a.jpg", str(photo), str(still), str(clip))
     ]
+    assert adapter.check_media(files) == [
+        (
+            0,
+            "LinkedIn takes image files, not addresses; put the image in the project's "
+            "media/ folder",
+        ),
+        (2, "image/webp is not a format linkedin takes (image/gif, image/jpeg, image/png)"),
+        (3, "linkedin takes no video here (video/mp4)"),
+    ]
+    long_alt = inspect(Media(str(photo), alt="a" * 4087))
+    assert adapter.check_media([long_alt]) == [
+        (0, "alt text is 4087 characters, over linkedin's limit of 4086 by 1")
+    ]
+    # The post itself: only what is not about one file.
+    assert adapter.check(message("x", media=(Media("https://cdn.example.org/a.jpg"),))) == []
 
 
 def test_channels_test_checks_the_token_without_posting(

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from commcal.channels.base import EnvRef, Media, Message, PermanentError, TransientError
@@ -21,6 +22,7 @@ from commcal.channels.threads import ThreadsChannel, threads_length
 from commcal.cli import app
 from commcal.ledger import open_ledger
 from commcal.ledger.base import PREPARED
+from commcal.mediacheck import inspect
 from tests.conftest import MakeProject
 from tests.fake_networks import Answer, Networks, Request
 
@@ -134,12 +136,30 @@ def test_check_sentences(tmp_path: Path) -> None:
     adapter = ThreadsChannel("threads", {"user_id": USER, "token": EnvRef("${T}")}, env={})
     photo = tmp_path / "media" / "a.jpg"
     photo.parent.mkdir()
-    photo.write_bytes(b"\xff\xd8")
+    Image.new("RGB", (64, 48), "teal").save(photo)
     problems = adapter.check(
         message("Hi", media=(Media(str(photo)),), options={"reply_to": "the last one"})
     )
-    assert any("Threads fetches each image from a public URL" in p for p in problems)
-    assert "reply_to must be the id of a Threads post (digits), not 'the last one'" in problems
+    assert problems == ["reply_to must be the id of a Threads post (digits), not 'the last one'"]
+    # A file with no public address is said at its own line: by check_media, with its index.
+    ((index, said),) = adapter.check_media([inspect(Media(str(photo), alt="x"))])
+    assert index == 0 and "Threads fetches each image from a public URL" in said
+
+
+def test_check_media_takes_jpeg_and_png_up_to_10_to_1(tmp_path: Path) -> None:
+    adapter = ThreadsChannel(
+        "threads",
+        {"user_id": USER, "token": EnvRef("${T}"), "media_base_url": "https://example.org/m"},
+        env={},
+    )
+    sizes = {"a.png": (64, 48), "b.webp": (64, 48), "c.png": (1100, 100)}
+    for name, size in sizes.items():
+        Image.new("RGB", size, "teal").save(tmp_path / name)
+    files = [inspect(Media(str(tmp_path / name), alt="x")) for name in sizes]
+    assert adapter.check_media(files) == [
+        (1, "image/webp is not a format threads takes (image/jpeg, image/png)"),
+        (2, "aspect ratio 11.0:1, over threads's 10:1"),
+    ]
 
 
 def test_an_expired_token_is_permanent_with_a_fix(threads: Threads) -> None:

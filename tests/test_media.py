@@ -279,6 +279,61 @@ def test_validate_on_the_command_line_names_the_file_line(make_project: MakeProj
     assert "calendars/c.yaml:7:9: error: item 'market' on bluesky: media/big.png:" in result.stderr
 
 
+META_CONFIG = """\
+timezone: Europe/Athens
+locale: el
+channels:
+  insta:
+    type: instagram
+    user_id: "17841400008460056"
+    token: "${IG_TOKEN}"
+    media_base_url: "https://example.org/media"
+  li: {type: linkedin, author: "urn:li:organization:2414183", token: "${LI_TOKEN}"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("channel", "count", "odd", "said"),
+    [
+        (
+            "insta",
+            11,
+            "{file: media/cover.png, alt: Stall}",
+            "media/cover.png: image/png is not a format instagram takes (image/jpeg)",
+        ),
+        (
+            "li",
+            21,
+            "{url: 'https://example.org/a.jpg', alt: Stall}",
+            "https://example.org/a.jpg: LinkedIn takes image files, not addresses",
+        ),
+    ],
+)
+def test_validate_says_each_media_problem_once_at_its_line(
+    make_project: MakeProject, channel: str, count: int, odd: str, said: str
+) -> None:
+    """Over the network's count, with one file it refuses: two problems, no more (the adapter's
+    `check` no longer repeats them at the item's line), the count at the first file's line and
+    the refused file at its own."""
+    entries = "".join(
+        f"      - {{file: media/p{n}.jpg, alt: 'Stall {n}'}}\n" for n in range(count - 1)
+    )
+    entries += f"      - {odd}\n"
+    root = project(make_project, entries, config=META_CONFIG, channels=f"[{channel}]")
+    for n in range(count - 1):
+        picture(root / "media" / f"p{n}.jpg")
+    result = CliRunner().invoke(app, ["-C", str(root), "validate", "--now", "2026-12-01T00:00Z"])
+    assert result.exit_code == 1
+    shown = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(shown) == 2, result.stderr
+    where = f"error: item 'market' on {channel}: "
+    most = {"insta": 10, "li": 20}[channel]
+    network = {"insta": "instagram", "li": "linkedin"}[channel]
+    assert shown[0].startswith(f"calendars/c.yaml:7:9: {where}{count} media files, over ")
+    assert shown[0].endswith(f"over {network}'s {most} per post"), shown
+    assert shown[1].startswith(f"calendars/c.yaml:{6 + count}:9: {where}{said}"), shown
+
+
 # -- the MP4 reader --------------------------------------------------------------------------
 
 

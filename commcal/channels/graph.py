@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import mimetypes
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
 from commcal.channels.base import (
     Media,
+    MediaFile,
     Message,
     PermanentError,
     Receipt,
@@ -61,12 +59,6 @@ TOKEN_CODES = frozenset({102, 190})
 # 10 and 200-299: a permission is missing or was removed.
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
 DUPLICATE_POST = 506
-
-
-def media_type(media: Media) -> str:
-    """The file's type, from its declared MIME type or its name (a URL's path too)."""
-    path = urlsplit(media.path).path if "://" in media.path else media.path
-    return media.mime_type or mimetypes.guess_type(path)[0] or ""
 
 
 def alt_text(alt: str) -> dict[str, str]:
@@ -217,8 +209,6 @@ class ContainerChannel(GraphChannel):
     status_field: ClassVar[str] = "status_code"
     # What a status check asks for: the state and, on ERROR, why.
     status_fields: ClassVar[str] = "id,status_code,status"
-    # Image types the network takes (checked by check_media too); empty: any image.
-    image_types: ClassVar[frozenset[str]] = frozenset()
     # A bounded wait for processing: images take seconds, and an unfinished container is kept
     # for the next attempt (Instagram: query at most once a minute for 5 minutes, content
     # publishing guide, https://developers.facebook.com/docs/instagram-platform/
@@ -270,33 +260,13 @@ class ContainerChannel(GraphChannel):
         problems = super().check(message)
         if message.media:  # a post with an image may have no text
             problems = [p for p in problems if p != "message is empty"]
-        if self.max_media is not None and len(message.media) > self.max_media:
-            problems.append(
-                f"at most {self.max_media} images in one {self.network} post, not "
-                f"{len(message.media)}"
-            )
-        for media in message.media:
-            problems.extend(self.image_problems(media))
-        problems.extend(self.url_problems(message))
         return problems
 
-    def image_problems(self, media: Media) -> list[str]:
-        problems = []
-        kind = media_type(media)
-        if kind and not kind.startswith("image/"):
-            problems.append(f"{media.path}: this adapter posts images only, not {kind}")
-        elif kind and self.image_types and kind not in self.image_types:
-            names = " or ".join(name.split("/")[1].upper() for name in sorted(self.image_types))
-            problems.append(f"{media.path}: {self.network} takes {names} images only, not {kind}")
-        if "://" not in media.path:
-            if not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
-            elif self.max_media_bytes and os.path.getsize(media.path) > self.max_media_bytes:
-                megabytes = self.max_media_bytes / 2**20
-                problems.append(
-                    f"{media.path} is over {self.network}'s image limit of {megabytes:g} MiB"
-                )
-        return problems
+    def _file_problems(self, f: MediaFile) -> list[str]:
+        """The class limits (count, types, bytes: `Channel.check_media`), and a file with no
+        public address, at the calendar line of that file."""
+        missing = self.url_problem(f.media)
+        return [*super()._file_problems(f), *([missing] if missing else [])]
 
     def public_urls(self, message: Message) -> list[str]:
         """Every image's public address; a PermanentError naming the fix if one has none."""
@@ -306,14 +276,18 @@ class ContainerChannel(GraphChannel):
         return [url for url in urls if url is not None]
 
     def url_problems(self, message: Message) -> list[str]:
+        return [text for media in message.media if (text := self.url_problem(media))]
+
+    def url_problem(self, media: Media) -> str:
+        """Why the network cannot fetch `media` ("" when it can)."""
+        if self.public_url(media) is not None:
+            return ""
         network = self.network or self.type_name
-        return [
+        return (
             f"{network} fetches each image from a public URL, and {media.path} is a file "
             f"here: write it as a `url:` entry (https://...), or set `media_base_url` on channel "
             f"{self.name!r} to the address where the project's media/ folder is served"
-            for media in message.media
-            if self.public_url(media) is None
-        ]
+        )
 
     # -- the two steps ----------------------------------------------------------------------------
 

@@ -62,6 +62,10 @@ class InstagramChannel(ContainerChannel):
     # facebook.com/docs/instagram-platform/instagram-graph-api/reference/error-codes).
     image_types = frozenset({"image/jpeg"})
     max_media_bytes = 8 * 1024 * 1024
+    # Feed images: an aspect ratio from 4:5 to 1.91:1 (IG User Media reference, image
+    # specifications); longer side over shorter side, so a portrait past 4:5 but within 1.91:1
+    # is left to the network's refusal. No video: this adapter makes image containers only.
+    max_aspect_ratio = 1.91
     # An account makes at most 400 containers in a rolling 24 hours (IG User Media reference,
     # "Limitations"): a carousel of 10 costs 11.
     daily_containers = 400

@@ -19,17 +19,25 @@ little-text-format). `little_text` escapes them, leaving #hashtags and URLs as t
 from __future__ import annotations
 
 import mimetypes
-import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from commcal.channels import httpkit
-from commcal.channels.base import Media, Message, PermanentError, Receipt, Setting, unreadable
+from commcal.channels.base import (
+    Media,
+    MediaFile,
+    Message,
+    PermanentError,
+    Receipt,
+    Setting,
+    unreadable,
+)
 from commcal.channels.httpkit import HttpChannel
 from commcal.channels.text import utf16_units
 from commcal.errors import ConfigError
+from commcal.media import is_url
 
 if TYPE_CHECKING:
     import requests
@@ -106,6 +114,14 @@ class LinkedInChannel(HttpChannel):
     length_unit = "characters"
     # One image (content.media) or 2 to 20 (content.multiImage), see the module docstring.
     max_media = 20
+    # Images: JPG, GIF or PNG, under 36,152,320 pixels (Images API, "Image restrictions",
+    # https://learn.microsoft.com/en-us/linkedin/marketing/community-management/shares/
+    # images-api); alt text at most 4,086 characters (Posts API, media altText,
+    # https://learn.microsoft.com/en-us/linkedin/marketing/community-management/shares/
+    # posts-api). No video: this adapter posts images only.
+    image_types = frozenset({"image/jpeg", "image/gif", "image/png"})
+    max_image_pixels = 36_152_320 - 1
+    max_alt_length = 4086
     uploads_media = True
     # The Posts API takes no idempotency key: an interrupted post is recorded `unknown`.
     idempotent = False
@@ -134,24 +150,15 @@ class LinkedInChannel(HttpChannel):
     def measure(self, text: str) -> int:
         return utf16_units(text)
 
-    def check(self, message: Message) -> list[str]:
-        problems = super().check(message)
-        if len(message.media) > self.max_media:
-            problems.append(
-                f"at most {self.max_media} images in one LinkedIn post, not {len(message.media)}"
-            )
-        for media in message.media:
-            kind = media.mime_type or mimetypes.guess_type(media.path)[0] or ""
-            if kind and not kind.startswith("image/"):
-                problems.append(f"{media.path}: this adapter posts images only, not {kind}")
-            if "://" in media.path:
-                problems.append(
-                    f"{media.path}: LinkedIn takes image files, not addresses; put the image "
-                    "in the project's media/ folder"
-                )
-            elif not os.path.isfile(media.path):
-                problems.append(f"media file {media.path} does not exist")
-        return problems
+    def _file_problems(self, f: MediaFile) -> list[str]:
+        """The class limits (`Channel.check_media`), and an address refused at its file's
+        line: the Images API uploads bytes, it fetches nothing."""
+        if is_url(f.media.path):
+            return [
+                "LinkedIn takes image files, not addresses; put the image in the project's "
+                "media/ folder"
+            ]
+        return super()._file_problems(f)
 
     # -- network --------------------------------------------------------------------------------
 

@@ -91,6 +91,12 @@ class ThreadsChannel(ContainerChannel):
     length_unit = "characters (an emoji counts as its UTF-8 bytes)"
     # A carousel holds 2 to 20 images or videos (posts guide, "Carousel posts").
     max_media = 20
+    # Images: JPEG or PNG, at most 8 MB, an aspect ratio of at most 10:1 (posts guide, "Image
+    # specifications", https://developers.facebook.com/docs/threads/overview#image-specifications).
+    # No video: this adapter makes image containers only.
+    image_types = frozenset({"image/jpeg", "image/png"})
+    max_media_bytes = 8 * 1024 * 1024
+    max_aspect_ratio = 10.0
     # 250 API-published posts and 1,000 replies per profile in a 24-hour moving period
     # (https://developers.facebook.com/docs/threads/overview#rate-limiting);
     # GET /{threads-user-id}/threads_publishing_limit tells the current usage.
