@@ -203,7 +203,32 @@ def retract(
     summary = f"{record.id}: retracted from {record.channel}"
     if not deleted:
         summary += " (it was already gone there)"
-    return Outcome(record, change, summary, resumed=pending or resumed)
+    return Outcome(
+        record, change, summary + _later_parts(ledger, record), resumed=pending or resumed
+    )
+
+
+def _later_parts(ledger: Ledger, record: DeliveryRecord) -> str:
+    """What becomes of the parts after a retracted thread part that were not sent: they are
+    not (commcal.publish.chain), and the person should know it now, not at the next publish."""
+    from commcal.threads import PART_SEPARATOR, split_part_id
+
+    base, number = split_part_id(record.id)
+    if not number:
+        return ""
+    later = sorted(
+        (split_part_id(r.id)[1], r.id)
+        for r in ledger.find(base + PART_SEPARATOR)
+        if split_part_id(r.id)[1] > number and r.state is not State.SENT
+    )
+    if not later:
+        return ""
+    ids = ", ".join(pid for _, pid in later)
+    parts = "part" if len(later) == 1 else "parts"
+    return (
+        f"\n{len(later)} later {parts} of this thread were not sent and will not be ({ids}): "
+        "they would reply to the deleted post; publish them as a new item if they still stand"
+    )
 
 
 @dataclass(frozen=True)
@@ -321,15 +346,27 @@ def render(project: Project, record: DeliveryRecord) -> Message:
     channel's way (as `validate` checks it). Its item or occurrence gone: ChangeRefused."""
     from commcal.check import check
     from commcal.deliveries import Filters, deliveries
+    from commcal.threads import expand, parts, split_part_id
 
     if record.recipient:
         raise ChangeRefused(f"{record.id} is one member's message: it cannot be amended")
     filters = Filters(calendars=[record.calendar], items=[record.item], channels=[record.channel])
-    found = [
-        d
-        for d in deliveries(project, record.due_at, record.due_at + timedelta(seconds=1), filters)
-        if d.id == record.id
-    ]
+    due = deliveries(project, record.due_at, record.due_at + timedelta(seconds=1), filters)
+    base, part = split_part_id(record.id)
+    found = [d for d in (expand(project, due) if part else due) if d.id == record.id]
+    whole = [d for d in due if d.id == base] if part else []
+    if not found and whole:
+        # A thread part: its thread is there, the part is not. The thread no longer renders
+        # (say where), or it was cut into fewer parts (say how many).
+        planned = check(project, whole[0])
+        errors = [p for p in planned.problems if p.severity == "error"]
+        if errors:
+            raise ProblemsFound(errors)
+        raise ChangeRefused(
+            f"{record.id}: the thread {record.calendar}/{record.item} now has "
+            f"{len(parts(project, whole[0]))} parts, not a part {part}: amend the parts it "
+            "has, or retract this one"
+        )
     if not found:
         raise ChangeRefused(
             f"{record.id}: {record.calendar}/{record.item} has no occurrence at "
