@@ -33,6 +33,7 @@ VIDEO_TYPES = {
     ".webm": "video/webm",
 }
 FIT_FOLDER = ".commcal/media"
+JPEG_MAX_SIDE = 65_500
 
 
 def inspect(media: Media, cache: dict[tuple[str, int, int], Any] | None = None) -> MediaFile:
@@ -157,9 +158,13 @@ def media_problems(
     where: str,
     locale: str,
     cache: dict[tuple[str, int, int], Any] | None = None,
+    *,
+    fitting: bool = False,
 ) -> list[Problem]:
     """The problems of `message.media` on `adapter`, each at the calendar line of its file
-    (`entries`, in the same order); those of the whole set at the first file's line."""
+    (`entries`, in the same order); those of the whole set at the first file's line.
+    `fitting`: commcal.yaml has `media: {fit: true}`, so a file still too big is one `fit`
+    could not mend, and suggesting it would send the person in a circle."""
     problems: list[Problem] = []
     files: list[MediaFile] = []
     refused: set[int] = set()
@@ -196,7 +201,12 @@ def media_problems(
             and not text.startswith("alt text")
             and _oversized(adapter, files[index])
         ):
-            hint = "or set media: {fit: true} in commcal.yaml to send a fitted copy"
+            hint = (
+                "media: {fit: true} is on, but no copy that fits could be made (is "
+                f"{FIT_FOLDER}/ writable?): scale the picture down yourself"
+                if fitting
+                else "or set media: {fit: true} in commcal.yaml to send a fitted copy"
+            )
         problems.append(Problem(entry.pos, f"{where}: {name}{text}", hint))
     return problems
 
@@ -296,13 +306,19 @@ def _write_fitted(source: Path, target: Path, limit: int | None, pixels: int | N
     scale = 1.0
     if pixels is not None and picture.width * picture.height > pixels:
         scale = (pixels / (picture.width * picture.height)) ** 0.5
+    # A JPEG side holds at most 65,500 pixels (libjpeg's JPEG_MAX_DIMENSION; Pillow refuses
+    # more): a long strip is shortened to that first, or no copy could be written at all.
+    scale = min(scale, JPEG_MAX_SIDE / max(picture.width, picture.height))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
     for _ in range(12):
         size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
         resized = picture.resize(size, Image.Resampling.LANCZOS) if scale < 1 else picture
         for quality in (90, 80, 70, 60):
-            resized.save(tmp, "JPEG", quality=quality, optimize=True)
+            try:
+                resized.save(tmp, "JPEG", quality=quality, optimize=True)
+            except OSError:  # libjpeg cannot optimise some shapes (a 1-pixel-wide strip)
+                resized.save(tmp, "JPEG", quality=quality)
             if limit is None or tmp.stat().st_size <= limit:
                 os.replace(tmp, target)
                 return

@@ -178,3 +178,52 @@ def test_a_decompression_bomb_is_refused_without_decoding_it(
     assert not (root / ".commcal" / "media").exists() or not any(
         (root / ".commcal" / "media").iterdir()
     )
+
+
+BLUESKY = CONFIG + (
+    "  bluesky:\n"
+    '    {type: bluesky, service: "http://127.0.0.1:9", handle: a.example.org,\n'
+    '     app_password: "${B}"}\n'
+    "media: {fit: true}\n"
+)
+
+
+def test_fit_makes_a_copy_of_a_strip_longer_than_jpeg_can_hold(make_project: MakeProject) -> None:
+    """1 x 100,000 pixels, 2 MB: over Bluesky's 1,000,000 bytes, and longer than the 65,500
+    pixels a JPEG side can be, so a copy at full length cannot be written."""
+    from PIL import Image
+
+    root = make_project(
+        config=BLUESKY, calendars={"c.yaml": calendar("strip.png").replace("matrix]", "bluesky]")}
+    )
+    (root / "media").mkdir()
+    strip = root / "media" / "strip.png"
+    Image.frombytes("RGB", (1, 100_000), os.urandom(300_000)).save(strip)
+    with open(strip, "ab") as f:
+        f.write(b"\0" * 2_000_000)
+    code, said = run(root, ["validate"])
+    assert code == 0 and "no problems" in said, said
+    (copy,) = (root / ".commcal" / "media").iterdir()
+    with Image.open(copy) as img:
+        assert img.format == "JPEG" and max(img.size) <= 65_500
+    assert copy.stat().st_size <= 1_000_000
+
+
+def test_a_file_fit_cannot_mend_does_not_suggest_fit_again(make_project: MakeProject) -> None:
+    root = make_project(
+        config=BLUESKY, calendars={"c.yaml": calendar("big.png").replace("matrix]", "bluesky]")}
+    )
+    (root / "media").mkdir()
+    (root / ".commcal").mkdir()
+    (root / ".commcal" / "media").write_text("not a folder: the copy cannot be written")
+    big = root / "media" / "big.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), "teal").save(big)
+    with open(big, "ab") as f:
+        f.write(b"\0" * 1_500_000)
+    code, said = run(root, ["validate"])
+    assert code == 1
+    assert "calendars/c.yaml:7:9: error: item 'market' on bluesky: media/big.png:" in said, said
+    assert "set media: {fit: true}" not in said, said
+    assert "no copy that fits could be made" in said, said
