@@ -121,8 +121,31 @@ def _fetch(url: str, session: requests.Session, limit: int | None, deadline: flo
     return b"".join(chunks)
 
 
+# The first bytes of each image format the networks take (their specifications' signatures).
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
 def mime_type(media: Media) -> str:
-    """The file's MIME type: as given, else from its name."""
+    """The file's MIME type: as given, else the image format its first bytes are (a PNG saved
+    as cover.jpg is image/png), else from its name."""
     import mimetypes
 
-    return media.mime_type or mimetypes.guess_type(media.path)[0] or "application/octet-stream"
+    if media.mime_type:
+        return media.mime_type
+    if not is_url(media.path):
+        try:
+            with open(media.path, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            head = b""
+        for signature, kind in _SIGNATURES:
+            if head.startswith(signature):
+                return kind
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return "image/webp"
+    return mimetypes.guess_type(media.path)[0] or "application/octet-stream"

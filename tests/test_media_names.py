@@ -1,0 +1,33 @@
+"""A picture whose name says another format (a PNG saved as cover.jpg, as a phone or a web
+page's "save as" makes them): the networks are told the type its bytes are, not its name's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import MakeProject
+from media_servers import MediaServers
+from PIL import Image
+from test_media_publish import ENV, make, run
+
+from commcal.publish import OutcomeState
+
+
+@pytest.fixture
+def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[MediaServers]:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    with MediaServers() as running:
+        yield running
+
+
+def test_a_png_named_jpg_goes_to_matrix_as_image_png(
+    make_project: MakeProject, servers: MediaServers
+) -> None:
+    root = make(make_project, servers, "matrix", images=2)
+    Image.new("RGB", (30, 40), "orange").save(root / "media" / "map.jpg", "PNG")
+    assert run(root) == {OutcomeState.SENT: 1}
+    _, (_, png), (_, named_jpg) = servers.events
+    assert png["info"]["mimetype"] == "image/png"
+    assert named_jpg["info"]["mimetype"] == "image/png", named_jpg
