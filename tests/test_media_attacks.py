@@ -227,3 +227,24 @@ def test_a_file_fit_cannot_mend_does_not_suggest_fit_again(make_project: MakePro
     assert "calendars/c.yaml:7:9: error: item 'market' on bluesky: media/big.png:" in said, said
     assert "set media: {fit: true}" not in said, said
     assert "no copy that fits could be made" in said, said
+
+
+def test_alt_text_too_big_for_a_matrix_event_is_a_problem_before_anything_is_sent(
+    make_project: MakeProject,
+) -> None:
+    """Matrix posts the text, then each image as an event whose body is its alt text; an
+    event is at most 65,536 bytes (https://spec.matrix.org/v1.13/client-server-api/#size-
+    limits), so an image event over it would be refused after the text went out."""
+    from PIL import Image
+
+    alt = "α" * 31_000  # 62,000 bytes in UTF-8
+    root = make_project(
+        config=CONFIG,
+        calendars={"c.yaml": calendar("cover.png").replace("alt: Stall", f"alt: '{alt}'")},
+    )
+    (root / "media").mkdir()
+    Image.new("RGB", (40, 30), "red").save(root / "media" / "cover.png")
+    code, said = run(root, ["validate"])
+    assert code == 1
+    assert "calendars/c.yaml:7:9: error: item 'market' on matrix: media/cover.png: alt text" in said
+    assert "62000" in said.replace(",", ""), said
