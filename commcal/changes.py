@@ -209,26 +209,45 @@ def retract(
 
 
 def _later_parts(ledger: Ledger, record: DeliveryRecord) -> str:
-    """What becomes of the parts after a retracted thread part that were not sent: they are
-    not (commcal.publish.chain), and the person should know it now, not at the next publish."""
+    """What becomes of the parts after a retracted thread part: those not sent are not
+    (commcal.publish.chain), those sent stay up, replying to a deleted post. The person should
+    know both now, not at the next publish or from a reader."""
     from commcal.threads import PART_SEPARATOR, split_part_id
 
     base, number = split_part_id(record.id)
     if not number:
         return ""
     later = sorted(
-        (split_part_id(r.id)[1], r.id)
+        (split_part_id(r.id)[1], r)
         for r in ledger.find(base + PART_SEPARATOR)
-        if split_part_id(r.id)[1] > number and r.state is not State.SENT
+        if split_part_id(r.id)[1] > number
     )
     if not later:
         return ""
-    ids = ", ".join(pid for _, pid in later)
-    parts = "part" if len(later) == 1 else "parts"
-    return (
-        f"\n{len(later)} later {parts} of this thread were not sent and will not be ({ids}): "
-        "they would reply to the deleted post; publish them as a new item if they still stand"
-    )
+    retracted = ledger.retracted(r.id for _, r in later)
+    unsent = [r.id for _, r in later if r.state is not State.SENT]
+    posted = [r.id for _, r in later if r.state is State.SENT and r.id not in retracted]
+    said = ""
+    if unsent:
+        said += (
+            f"\n{_parts(unsent, 'was', 'were')} not sent and will not be "
+            f"({', '.join(unsent)}): they would reply to the deleted post; publish them as a "
+            "new item if they still stand"
+        )
+    if posted:
+        said += (
+            f"\n{_parts(posted, 'is', 'are')} still posted ({', '.join(posted)}), "
+            f"replying to the deleted post: `commcal retract {posted[0]}` (and the rest) takes "
+            "them down too"
+        )
+    return said
+
+
+def _parts(ids: list[str], one: str, more: str) -> str:
+    """ "1 later part of this thread is", "2 later parts of this thread are"."""
+    if len(ids) == 1:
+        return f"1 later part of this thread {one}"
+    return f"{len(ids)} later parts of this thread {more}"
 
 
 @dataclass(frozen=True)

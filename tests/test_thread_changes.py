@@ -101,6 +101,14 @@ def test_amending_the_second_part_edits_that_post_only_and_a_dry_run_writes_noth
     assert code == 0, err
     assert sorted(posts.posts.values()) == ["Part one", "Part three", "Part two, corrected"]
 
+    # Retracting part 1 leaves parts 2 and 3 up, replying to nothing: the person is told.
+    first, third = second[:-1] + "1", second[:-1] + "3"
+    code, out, err = cli(root, posts, "retract", first, "--yes", "--now", LATER)
+    assert code == 0, err
+    assert f"2 later parts of this thread are still posted ({second}, {third})" in out, out
+    code, out, err = cli(root, posts, "retract", second, "--yes", "--now", LATER)
+    assert f"1 later part of this thread is still posted ({third})" in out, out
+
 
 def test_amend_when_the_template_no_longer_renders_names_the_line_and_sends_nothing(
     make_project: MakeProject, posts: Posts
