@@ -3,27 +3,17 @@ page's "save as" makes them): the networks are told the type its bytes are, not 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from conftest import MakeProject
 from media_servers import MediaServers
 from PIL import Image
-from test_media_publish import ENV, make, run
+from test_media_publish import make, run, servers  # noqa: F401 (the servers fixture)
 
 from commcal.publish import OutcomeState
 
 
-@pytest.fixture
-def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[MediaServers]:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    with MediaServers() as running:
-        yield running
-
-
 def test_a_png_named_jpg_goes_to_matrix_as_image_png(
-    make_project: MakeProject, servers: MediaServers
+    make_project: MakeProject,
+    servers: MediaServers,  # noqa: F811 (test_media_publish's fixture)
 ) -> None:
     root = make(make_project, servers, "matrix", images=2)
     Image.new("RGB", (30, 40), "orange").save(root / "media" / "map.jpg", "PNG")

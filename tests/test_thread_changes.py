@@ -46,6 +46,11 @@ def cli(root: Path, posts: Posts, *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def writes(posts: Posts) -> int:
+    """How many requests could have changed something on the network."""
+    return len([r for r in posts.requests if r.method != "GET"])
+
+
 def status(root: Path, posts: Posts) -> dict[str, dict[str, object]]:
     _, out, _ = cli(root, posts, "status", "--format", "json")
     return {row["id"]: row for row in json.loads(out)["deliveries"]}
@@ -90,12 +95,12 @@ def test_amending_the_second_part_edits_that_post_only_and_a_dry_run_writes_noth
     assert sorted(posts.posts.values()) == ["Part one", "Part three", "Part two"]
     second = next(i for i in status(root, posts) if i.endswith("#2"))
     (root / "templates" / "posts" / "two.j2").write_text("Part two, corrected\n")
-    writes = len([r for r in posts.requests if r.method != "GET"])
+    before = writes(posts)
 
     code, out, err = cli(root, posts, "amend", second, "--dry-run")
     assert code == 0, err
     assert "-Part two\n+Part two, corrected" in out, out
-    assert len([r for r in posts.requests if r.method != "GET"]) == writes
+    assert writes(posts) == before
 
     code, out, err = cli(root, posts, "amend", second, "--yes", "--now", LATER)
     assert code == 0, err
@@ -117,12 +122,12 @@ def test_amend_when_the_template_no_longer_renders_names_the_line_and_sends_noth
     cli(root, posts, "publish", "--now", NOW)
     second = next(i for i in status(root, posts) if i.endswith("#2"))
     (root / "templates" / "posts" / "two.j2").write_text("Part {{ two\n")
-    writes = len([r for r in posts.requests if r.method != "GET"])
+    before = writes(posts)
     code, out, err = cli(root, posts, "amend", second, "--yes", "--now", LATER)
     assert code == 1, (out, err)
     assert "templates/posts/two.j2:1" in err, err
     assert "Traceback" not in err
-    assert len([r for r in posts.requests if r.method != "GET"]) == writes
+    assert writes(posts) == before
 
 
 def test_amend_of_a_part_the_thread_no_longer_has_says_how_many_it_has(
@@ -133,8 +138,8 @@ def test_amend_of_a_part_the_thread_no_longer_has_says_how_many_it_has(
     third = next(i for i in status(root, posts) if i.endswith("#3"))
     calendar = root / "calendars" / "main.yaml"
     calendar.write_text(calendar.read_text().replace(", posts/three", ""))
-    writes = len([r for r in posts.requests if r.method != "GET"])
+    before = writes(posts)
     code, out, err = cli(root, posts, "amend", third, "--yes", "--now", LATER)
     assert code == 1, (out, err)
     assert "now has 2 parts, not a part 3" in err, err
-    assert len([r for r in posts.requests if r.method != "GET"]) == writes
+    assert writes(posts) == before

@@ -3,29 +3,19 @@ once, not with every reply (against the loopback Mastodon of tests/media_servers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from conftest import MakeProject
 from media_servers import MediaServers
 from PIL import Image
-from test_media_publish import ENV, config, run
+from test_media_publish import config, run, servers  # noqa: F401 (the servers fixture)
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.publish import OutcomeState
 
 
-@pytest.fixture
-def servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[MediaServers]:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    with MediaServers() as running:
-        yield running
-
-
 def test_a_threads_picture_goes_with_its_first_part_only(
-    make_project: MakeProject, servers: MediaServers
+    make_project: MakeProject,
+    servers: MediaServers,  # noqa: F811 (test_media_publish's fixture)
 ) -> None:
     root = make_project(
         config=config(servers.url),
