@@ -67,10 +67,17 @@ def find_delivery(ledger: Ledger, typed: str) -> DeliveryRecord:
     if len(found) > 1:
         shown = "\n".join(f"  {describe(r)}" for r in found[:SHOWN_CANDIDATES])
         more = len(found) - SHOWN_CANDIDATES
-        raise AmbiguousId(
-            f"{typed!r} matches {len(found)} deliveries; give more characters:\n{shown}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
+        from commcal.threads import split_part_id
+
+        if {split_part_id(r.id)[0] for r in found} == {typed}:
+            # The id of a thread: its parts are deliveries of their own, changed one by one.
+            head = (
+                f"{typed!r} is a thread of {len(found)} parts; give one part at a time, "
+                f"e.g. {found[0].id} (to take the thread down, retract each part):"
+            )
+        else:
+            head = f"{typed!r} matches {len(found)} deliveries; give more characters:"
+        raise AmbiguousId(f"{head}\n{shown}" + (f"\n  ... and {more} more" if more > 0 else ""))
     for length in range(len(typed) - 1, MIN_PREFIX - 1, -1):
         near = ledger.find(typed[:length])
         if near:

@@ -143,3 +143,13 @@ def test_amend_of_a_part_the_thread_no_longer_has_says_how_many_it_has(
     assert code == 1, (out, err)
     assert "now has 2 parts, not a part 3" in err, err
     assert writes(posts) == before
+
+
+def test_the_id_of_a_whole_thread_names_its_parts(make_project: MakeProject, posts: Posts) -> None:
+    root = build(make_project, posts)
+    cli(root, posts, "publish", "--now", NOW)
+    thread = next(iter(status(root, posts))).split("#")[0]
+    code, _, err = cli(root, posts, "retract", thread, "--yes", "--now", LATER)
+    assert code == 2 and len(posts.posts) == 3
+    assert f"{thread!r} is a thread of 3 parts" in err, err
+    assert f"{thread}#1" in err and "one part at a time" in err
