@@ -34,6 +34,7 @@ VIDEO_TYPES = {
 }
 FIT_FOLDER = ".commcal/media"
 JPEG_MAX_SIDE = 65_500
+MAX_BOXES = 100_000  # at one level of an MP4 (`_boxes`)
 
 
 def inspect(media: Media, cache: dict[tuple[str, int, int], Any] | None = None) -> MediaFile:
@@ -134,9 +135,13 @@ def _mp4_info(path: str) -> tuple[float | None, int | None, int | None] | None:
 
 
 def _boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, payload end) of each box between `start` and `end`."""
+    """(type, payload start, payload end) of each box between `start` and `end`; at most
+    MAX_BOXES of them (a fragmented MP4 has a `moof` and an `mdat` per few seconds: thousands
+    in a long video; millions of empty boxes are a damaged or hostile file)."""
     at = start
-    while at + 8 <= end:
+    for _ in range(MAX_BOXES):
+        if at + 8 > end:
+            return
         f.seek(at)
         size, kind = struct.unpack(">I4s", f.read(8))
         header = 8

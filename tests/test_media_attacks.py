@@ -248,3 +248,17 @@ def test_alt_text_too_big_for_a_matrix_event_is_a_problem_before_anything_is_sen
     assert code == 1
     assert "calendars/c.yaml:7:9: error: item 'market' on matrix: media/cover.png: alt text" in said
     assert "62000" in said.replace(",", ""), said
+
+
+def test_an_mp4_of_millions_of_empty_boxes_is_given_up_quickly(tmp_path: Path) -> None:
+    """A real file has a few top-level boxes (a fragmented one some thousands); 2.5 million
+    8-byte `free` boxes before any `moov` are a damaged or hostile file, not read to its end."""
+    import time
+
+    from commcal.mediacheck import mp4_info
+
+    clip = tmp_path / "many.mp4"
+    clip.write_bytes(box(b"free", b"") * 2_500_000 + box(b"moov", b""))
+    started = time.monotonic()
+    assert mp4_info(str(clip)) is None
+    assert time.monotonic() - started < 0.5
