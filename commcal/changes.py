@@ -67,10 +67,17 @@ def find_delivery(ledger: Ledger, typed: str) -> DeliveryRecord:
     if len(found) > 1:
         shown = "\n".join(f"  {describe(r)}" for r in found[:SHOWN_CANDIDATES])
         more = len(found) - SHOWN_CANDIDATES
-        raise AmbiguousId(
-            f"{typed!r} matches {len(found)} deliveries; give more characters:\n{shown}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
+        from commcal.threads import split_part_id
+
+        if {split_part_id(r.id)[0] for r in found} == {typed}:
+            # The id of a thread: its parts are deliveries of their own, changed one by one.
+            head = (
+                f"{typed!r} is a thread of {len(found)} parts; give one part at a time, "
+                f"e.g. {found[0].id} (to take the thread down, retract each part):"
+            )
+        else:
+            head = f"{typed!r} matches {len(found)} deliveries; give more characters:"
+        raise AmbiguousId(f"{head}\n{shown}" + (f"\n  ... and {more} more" if more > 0 else ""))
     for length in range(len(typed) - 1, MIN_PREFIX - 1, -1):
         near = ledger.find(typed[:length])
         if near:
@@ -203,7 +210,51 @@ def retract(
     summary = f"{record.id}: retracted from {record.channel}"
     if not deleted:
         summary += " (it was already gone there)"
-    return Outcome(record, change, summary, resumed=pending or resumed)
+    return Outcome(
+        record, change, summary + _later_parts(ledger, record), resumed=pending or resumed
+    )
+
+
+def _later_parts(ledger: Ledger, record: DeliveryRecord) -> str:
+    """What becomes of the parts after a retracted thread part: those not sent are not
+    (commcal.publish.chain), those sent stay up, replying to a deleted post. The person should
+    know both now, not at the next publish or from a reader."""
+    from commcal.threads import PART_SEPARATOR, split_part_id
+
+    base, number = split_part_id(record.id)
+    if not number:
+        return ""
+    later = sorted(
+        (split_part_id(r.id)[1], r)
+        for r in ledger.find(base + PART_SEPARATOR)
+        if split_part_id(r.id)[1] > number
+    )
+    if not later:
+        return ""
+    retracted = ledger.retracted(r.id for _, r in later)
+    unsent = [r.id for _, r in later if r.state is not State.SENT]
+    posted = [r.id for _, r in later if r.state is State.SENT and r.id not in retracted]
+    said = ""
+    if unsent:
+        said += (
+            f"\n{_parts(unsent, 'was', 'were')} not sent and will not be "
+            f"({', '.join(unsent)}): they would reply to the deleted post; publish them as a "
+            "new item if they still stand"
+        )
+    if posted:
+        said += (
+            f"\n{_parts(posted, 'is', 'are')} still posted ({', '.join(posted)}), "
+            f"replying to the deleted post: `commcal retract {posted[0]}` (and the rest) takes "
+            "them down too"
+        )
+    return said
+
+
+def _parts(ids: list[str], one: str, more: str) -> str:
+    """ "1 later part of this thread is", "2 later parts of this thread are"."""
+    if len(ids) == 1:
+        return f"1 later part of this thread {one}"
+    return f"{len(ids)} later parts of this thread {more}"
 
 
 @dataclass(frozen=True)
@@ -321,15 +372,27 @@ def render(project: Project, record: DeliveryRecord) -> Message:
     channel's way (as `validate` checks it). Its item or occurrence gone: ChangeRefused."""
     from commcal.check import check
     from commcal.deliveries import Filters, deliveries
+    from commcal.threads import expand, parts, split_part_id
 
     if record.recipient:
         raise ChangeRefused(f"{record.id} is one member's message: it cannot be amended")
     filters = Filters(calendars=[record.calendar], items=[record.item], channels=[record.channel])
-    found = [
-        d
-        for d in deliveries(project, record.due_at, record.due_at + timedelta(seconds=1), filters)
-        if d.id == record.id
-    ]
+    due = deliveries(project, record.due_at, record.due_at + timedelta(seconds=1), filters)
+    base, part = split_part_id(record.id)
+    found = [d for d in (expand(project, due) if part else due) if d.id == record.id]
+    whole = [d for d in due if d.id == base] if part else []
+    if not found and whole:
+        # A thread part: its thread is there, the part is not. The thread no longer renders
+        # (say where), or it was cut into fewer parts (say how many).
+        planned = check(project, whole[0])
+        errors = [p for p in planned.problems if p.severity == "error"]
+        if errors:
+            raise ProblemsFound(errors)
+        raise ChangeRefused(
+            f"{record.id}: the thread {record.calendar}/{record.item} now has "
+            f"{len(parts(project, whole[0]))} parts, not a part {part}: amend the parts it "
+            "has, or retract this one"
+        )
     if not found:
         raise ChangeRefused(
             f"{record.id}: {record.calendar}/{record.item} has no occurrence at "

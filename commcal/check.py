@@ -87,6 +87,7 @@ def check(project: Project, delivery: Delivery, memo: Memo | None = None) -> Pla
                 f"item {item.id!r} on {delivery.channel}",
                 delivery.locale,
                 memo.media if memo is not None else None,
+                fitting=project.config.media_fit,
             )
         )
     return Planned(

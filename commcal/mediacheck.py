@@ -33,6 +33,8 @@ VIDEO_TYPES = {
     ".webm": "video/webm",
 }
 FIT_FOLDER = ".commcal/media"
+JPEG_MAX_SIDE = 65_500
+MAX_BOXES = 100_000  # at one level of an MP4 (`_boxes`)
 
 
 def inspect(media: Media, cache: dict[tuple[str, int, int], Any] | None = None) -> MediaFile:
@@ -93,7 +95,15 @@ def _image(path: str) -> tuple[str, int, int] | None:
 def mp4_info(path: str) -> tuple[float | None, int | None, int | None] | None:
     """(seconds, width, height) of an MP4 or QuickTime file, from `moov/mvhd` (timescale and
     duration) and the first `trak/tkhd` with a frame size (16.16 fixed point), per ISO/IEC
-    14496-12 sections 8.2.2 and 8.3.2; None when the file is not one (no `moov` box)."""
+    14496-12 sections 8.2.2 and 8.3.2; None when the file is not one (no `moov` box, or a box
+    in it cut short)."""
+    try:
+        return _mp4_info(path)
+    except struct.error:  # a box shorter than its fields: read past the end
+        return None
+
+
+def _mp4_info(path: str) -> tuple[float | None, int | None, int | None] | None:
     with open(path, "rb") as f:
         moov = next(
             (b for b in _boxes(f, 0, os.fstat(f.fileno()).st_size) if b[0] == b"moov"), None
@@ -125,9 +135,13 @@ def mp4_info(path: str) -> tuple[float | None, int | None, int | None] | None:
 
 
 def _boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, payload end) of each box between `start` and `end`."""
+    """(type, payload start, payload end) of each box between `start` and `end`; at most
+    MAX_BOXES of them (a fragmented MP4 has a `moof` and an `mdat` per few seconds: thousands
+    in a long video; millions of empty boxes are a damaged or hostile file)."""
     at = start
-    while at + 8 <= end:
+    for _ in range(MAX_BOXES):
+        if at + 8 > end:
+            return
         f.seek(at)
         size, kind = struct.unpack(">I4s", f.read(8))
         header = 8
@@ -149,11 +163,16 @@ def media_problems(
     where: str,
     locale: str,
     cache: dict[tuple[str, int, int], Any] | None = None,
+    *,
+    fitting: bool = False,
 ) -> list[Problem]:
     """The problems of `message.media` on `adapter`, each at the calendar line of its file
-    (`entries`, in the same order); those of the whole set at the first file's line."""
+    (`entries`, in the same order); those of the whole set at the first file's line.
+    `fitting`: commcal.yaml has `media: {fit: true}`, so a file still too big is one `fit`
+    could not mend, and suggesting it would send the person in a circle."""
     problems: list[Problem] = []
     files: list[MediaFile] = []
+    refused: set[int] = set()
     for media, entry in zip(message.media, entries, strict=True):
         if not media.alt.strip():
             problems.append(
@@ -170,7 +189,15 @@ def media_problems(
                 Problem(entry.pos, f"{where}: cannot read {entry.source}: {exc.strerror or exc}")
             )
             return problems
+        refusal = _refusal(files[-1])
+        if refusal is not None:
+            refused.add(len(files) - 1)
+            problems.append(
+                Problem(entry.pos, f"{where}: {entry.source}: {refusal[0]}", refusal[1])
+            )
     for index, text in adapter.check_media(files):
+        if index in refused:
+            continue  # said above, the same on every channel
         entry = entries[index] if index is not None else entries[0]
         name = f"{entry.source}: " if index is not None else ""
         hint = ""
@@ -179,9 +206,67 @@ def media_problems(
             and not text.startswith("alt text")
             and _oversized(adapter, files[index])
         ):
-            hint = "or set media: {fit: true} in commcal.yaml to send a fitted copy"
+            hint = (
+                "media: {fit: true} is on, but no copy that fits could be made (is "
+                f"{FIT_FOLDER}/ writable?): scale the picture down yourself"
+                if fitting
+                else "or set media: {fit: true} in commcal.yaml to send a fitted copy"
+            )
         problems.append(Problem(entry.pos, f"{where}: {name}{text}", hint))
     return problems
+
+
+def _refusal(info: MediaFile) -> tuple[str, str] | None:
+    """(why, what to do) for a file no channel should be sent, whatever its limits: an empty
+    file, an MP4 with no readable `moov` box, a picture of more pixels than Pillow decodes
+    without calling it a decompression bomb (decoding it would take hundreds of megabytes)."""
+    from PIL import Image
+
+    path = info.media.path
+    if is_url(path):
+        return None
+    if info.size == 0:
+        return "is empty (0 bytes)", "export the file again"
+    if info.kind == "video" and info.mime_type != "video/webm" and mp4_info(path) is None:
+        return (
+            "cannot be read as a video (no complete moov box: damaged, cut short, or not "
+            "what its name says)",
+            "export the video again as MP4 (H.264)",
+        )
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    hint = "scale it down; no network shows that many pixels"
+    if info.kind == "image" and info.width and info.height and info.width * info.height > limit:
+        return (
+            f"{info.width}x{info.height} pixels, over the {limit:,} commcal decodes "
+            "(Pillow's decompression bomb limit)",
+            hint,
+        )
+    if info.kind == "unreadable" and _bomb(path):
+        return f"over {2 * limit:,} pixels (refused by Pillow as a decompression bomb)", hint
+    return None
+
+
+def _bomb(path: str) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path):
+            return False
+    except Image.DecompressionBombError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _decodable(info: MediaFile) -> bool:
+    """Whether the picture is small enough to decode (under Pillow's decompression bomb
+    limit): what `fit` and `thumbnail` check before they read its pixels."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return bool(info.width and info.height) and (
+        limit is None or (info.width or 0) * (info.height or 0) <= limit
+    )
 
 
 def fit(root: Path, adapter: Channel, media: Media) -> Media:
@@ -190,8 +275,9 @@ def fit(root: Path, adapter: Channel, media: Media) -> Media:
     file's content and the limits, so it is made once and reused."""
     if is_url(media.path):
         return media
-    if not _oversized(adapter, inspect(media)):
-        return media
+    info = inspect(media)
+    if not _oversized(adapter, info) or not _decodable(info):
+        return media  # fits, or too big to decode: the check says so
     limit, pixels = _image_limits(adapter)
     with open(media.path, "rb") as f:
         key = hashlib.sha256(f.read()).hexdigest()[:24]
@@ -225,13 +311,19 @@ def _write_fitted(source: Path, target: Path, limit: int | None, pixels: int | N
     scale = 1.0
     if pixels is not None and picture.width * picture.height > pixels:
         scale = (pixels / (picture.width * picture.height)) ** 0.5
+    # A JPEG side holds at most 65,500 pixels (libjpeg's JPEG_MAX_DIMENSION; Pillow refuses
+    # more): a long strip is shortened to that first, or no copy could be written at all.
+    scale = min(scale, JPEG_MAX_SIDE / max(picture.width, picture.height))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
     for _ in range(12):
         size = (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
         resized = picture.resize(size, Image.Resampling.LANCZOS) if scale < 1 else picture
         for quality in (90, 80, 70, 60):
-            resized.save(tmp, "JPEG", quality=quality, optimize=True)
+            try:
+                resized.save(tmp, "JPEG", quality=quality, optimize=True)
+            except OSError:  # libjpeg cannot optimise some shapes (a 1-pixel-wide strip)
+                resized.save(tmp, "JPEG", quality=quality)
             if limit is None or tmp.stat().st_size <= limit:
                 os.replace(tmp, target)
                 return
@@ -328,6 +420,8 @@ def thumbnail(media: Media) -> str:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        if not _decodable(inspect(media)):
+            return ""
         with Image.open(media.path) as img:
             img.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             small = img.convert("RGB")

@@ -215,8 +215,11 @@ def thread_messages(
             else:
                 messages = [replace(m, text=t) for m, t in zip(messages, texts, strict=True)]
     total = len(messages)
+    # The item's media go with the first part, once: the same picture under every reply
+    # would be posted (and uploaded) as many times as the thread has parts.
     return [
-        replace(m, options={**m.options, "thread": (n, total)}) for n, m in enumerate(messages, 1)
+        replace(m, media=m.media if n == 1 else (), options={**m.options, "thread": (n, total)})
+        for n, m in enumerate(messages, 1)
     ]
 
 

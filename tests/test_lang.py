@@ -104,6 +104,7 @@ def test_a_regional_tag_gives_mastodon_its_language(make_project: MakeProject) -
         ("qq", "unknown language 'qq'", "ISO 639"),
         ("[el, en, EL]", "lang 'EL' is listed twice", ""),
         ("{a: b}", "must be a list", ""),
+        ("[]", "lang is an empty list", "leave lang: out"),
         # YAML 1.1 reads a bare `no` (Norwegian) as false: it must be quoted.
         ("[el, no]", "no", "quote"),
     ],

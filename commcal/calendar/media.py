@@ -127,7 +127,19 @@ def _file(reader: Reader, node: Node, where: str, root: Path) -> str | None:
             f"write a path inside the project, e.g. {MEDIA_FOLDER}/{written.name}",
         )
         return None
-    resolved = (root / written).resolve()
+    try:
+        resolved = (root / written).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        reader.problem(
+            node.pos,
+            f"{where}: file {text!r} is a symlink that leads back to itself",
+            f"replace it with the file, or a symlink to a file in {MEDIA_FOLDER}/",
+        )
+        return None
+    if not resolved.is_file():
+        composed = _other_unicode_form(resolved)
+        if composed is not None:
+            resolved, written = composed, composed.relative_to(root.resolve())
     if not resolved.is_relative_to(folder):
         outside = not resolved.is_relative_to(root.resolve())
         reader.problem(
@@ -150,6 +162,24 @@ def _file(reader: Reader, node: Node, where: str, root: Path) -> str | None:
         )
         return None
     return written.as_posix()
+
+
+def _other_unicode_form(path: Path) -> Path | None:
+    """The file in `path`'s folder whose name is `path`'s written in another Unicode form: a
+    name typed composed (NFC, "é" one character) for a file copied from a Mac, which keeps its
+    names decomposed (NFD, "e" and an accent). They look the same; the one there is meant."""
+    import unicodedata
+
+    def norm(text: str) -> str:
+        return unicodedata.normalize("NFC", text)
+
+    try:
+        return next(
+            (p for p in path.parent.iterdir() if norm(p.name) == norm(path.name) and p.is_file()),
+            None,
+        )
+    except OSError:
+        return None
 
 
 def _alt(reader: Reader, node: Node, where: str, locale: str) -> dict[str, str] | None:

@@ -672,6 +672,12 @@ def _langs(reader: Reader, node: Node, where: str) -> tuple[str, ...]:
     from babel import Locale, UnknownLocaleError
 
     langs: list[str] = []
+    if node.kind == "seq" and not node.items:
+        reader.problem(
+            node.pos,
+            f"{where} lang is an empty list",
+            "leave lang: out for the locale's language, or name one: lang: [el, en]",
+        )
     for entry in reader.sequence(node, f"{where} lang", allow_single=True):
         tag = reader.text(entry, f"{where} lang")
         if tag is None:

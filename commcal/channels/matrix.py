@@ -76,6 +76,9 @@ class MatrixChannel(HttpChannel):
     # signatures, hashes and ids, so the content is kept under 60,000 bytes.
     max_length = 60_000
     length_unit = "bytes (UTF-8)"
+    # An image's alt text is the body of its own event (`_media_content`): the same limit,
+    # or the text would go out and the image event be refused with M_TOO_LARGE after it.
+    max_alt_length = 60_000
     # The homeserver answers a repeated transaction id with the first event's id and posts
     # nothing new (https://spec.matrix.org/v1.13/client-server-api/#transaction-identifiers).
     # Transaction ids are scoped to the access token's device: a new token forgets them, so
@@ -122,6 +125,9 @@ class MatrixChannel(HttpChannel):
         self._encrypted: bool | None = None
 
     def measure(self, text: str) -> int:
+        return utf8_bytes(text)
+
+    def measure_alt(self, text: str) -> int:
         return utf8_bytes(text)
 
     def check(self, message: Message) -> list[str]:

@@ -9,7 +9,7 @@ sends or decides a state: the publisher does (commcal.publish.publisher).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from commcal.channels.base import REPLIES, Channel, ReplyTo
@@ -34,14 +34,27 @@ def earlier_parts(delivery: Delivery) -> list[str]:
 
 
 def link(
-    adapter: Channel, delivery: Delivery, rows: Mapping[str, DeliveryRecord]
+    adapter: Channel,
+    delivery: Delivery,
+    rows: Mapping[str, DeliveryRecord],
+    retracted: Collection[str] = (),
 ) -> ReplyTo | Wait | None:
-    """What part `delivery` is sent with, given the ledger's rows of the parts before it: a
-    ReplyTo (a channel whose parts reply), None (the first part, or a channel that posts the
-    parts in order), or why it must wait."""
+    """What part `delivery` is sent with, given the ledger's rows of the parts before it and
+    which of them were retracted (`Ledger.retracted`): a ReplyTo (a channel whose parts
+    reply), None (the first part, or a channel that posts the parts in order), or why it must
+    wait."""
     earlier = earlier_parts(delivery)
     total = delivery.parts
     for number, pid in enumerate(earlier, 1):
+        if pid in retracted:
+            # Still `sent` (never posted again), but deleted: a reply to it would hang from
+            # nothing, and the thread would read with a hole in it.
+            return Wait(
+                f"blocked: part {number}/{total} ({pid}) was retracted, so the rest of the "
+                "thread is not sent (it would reply to a deleted post); publish the rest as a "
+                "new item if it still stands",
+                blocked=True,
+            )
         wait = _waits_for(adapter, rows.get(pid), number, total, pid)
         if wait is not None:
             return wait

@@ -613,7 +613,8 @@ class Publisher:
         # an earlier part this run would send first is sent after it.
         unfinished = record is None or record.state not in TERMINAL
         if delivery.part > 1 and ledger is not None and adapter is not None and unfinished:
-            linked = link(adapter, delivery, ledger.get_many(earlier_parts(delivery)))
+            earlier = earlier_parts(delivery)
+            linked = link(adapter, delivery, ledger.get_many(earlier), ledger.retracted(earlier))
             if isinstance(linked, Wait) and linked.blocked:
                 return Outcome(delivery, OutcomeState.BLOCKED, linked.reason)
         if record is not None and ledger is not None:
@@ -1000,9 +1001,10 @@ class Publisher:
         """One part of a thread: sent (replying to the part before it) when every part before
         it is `sent`; otherwise it waits, and why is recorded as its last error (once: the
         same reason is not written again at every run)."""
-        rows = ledger.get_many([*earlier_parts(delivery), delivery.id])
+        earlier = earlier_parts(delivery)
+        rows = ledger.get_many([*earlier, delivery.id])
         own = rows.pop(delivery.id, None)
-        linked = link(adapter, delivery, rows)
+        linked = link(adapter, delivery, rows, ledger.retracted(earlier))
         if not isinstance(linked, Wait):
             # Recorded `sent` before the next part is looked at: never in the background.
             options = {"reply_to": linked} if linked is not None else {}
