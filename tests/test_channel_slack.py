@@ -447,3 +447,71 @@ def test_a_2xx_that_is_not_slack_after_chat_post_message_is_sent_with_a_note(
     receipt = bot(httpserver).send(MESSAGE, "k")
     assert receipt.remote_id is None
     assert "answer without Slack's `ok` answer to chat.postMessage" in receipt.note
+
+
+# ---- retract and amend (bot-token mode) ---------------------------------------------------------
+
+
+class SlackMessages:
+    """Answers chat.delete / chat.update / files.delete like Slack's Web API: the messages it
+    holds by ts, `message_not_found` for any other; records every call."""
+
+    def __init__(self) -> None:
+        self.texts = {"1733050800.000100": "Καλημέρα"}
+        self.files = {"F0FILE1"}
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
+
+    def __call__(self, request: Request) -> Response:
+        method = request.path.rsplit("/", 1)[-1]
+        body = json.loads(request.get_data() or b"{}")
+        self.calls.append((method, body, request.headers.get("Authorization", "")))
+        answer: dict[str, Any]
+        if method == "files.delete":
+            found = body.get("file") in self.files
+            self.files.discard(body.get("file"))
+            answer = {"ok": True} if found else {"ok": False, "error": "file_deleted"}
+        elif body.get("ts") not in self.texts:
+            answer = {"ok": False, "error": "message_not_found"}
+        elif method == "chat.delete":
+            del self.texts[body["ts"]]
+            answer = {"ok": True, "channel": body["channel"], "ts": body["ts"]}
+        else:  # chat.update
+            self.texts[body["ts"]] = body["text"]
+            answer = {"ok": True, "channel": body["channel"], "ts": body["ts"]}
+        return Response(json.dumps(answer), content_type="application/json")
+
+
+def test_bot_mode_retracts_and_amends_its_messages_and_file_shares(httpserver: HTTPServer) -> None:
+    from commcal.channels.base import CannotChange, Receipt
+
+    slack = SlackMessages()
+    httpserver.expect_request(re.compile(r"/api/.*")).respond_with_handler(slack)
+    channel = bot(httpserver)
+    assert channel.cannot_retract() == channel.cannot_amend() == ""
+    sent = Receipt(remote_id="1733050800.000100")
+
+    amended = channel.amend(sent, Message("team", "slack", "Καλησπέρα & καλό βράδυ"))
+    assert amended == sent
+    assert slack.texts["1733050800.000100"] == "Καλησπέρα &amp; καλό βράδυ"  # escaped as sent
+    assert channel.retract(sent) is True
+    assert channel.retract(sent) is False  # message_not_found: already gone, as good
+    assert channel.retract(Receipt(remote_id="F0FILE1")) is True
+    assert channel.retract(Receipt(remote_id="F0FILE1")) is False
+    assert [(m, b.get("channel")) for m, b, _ in slack.calls] == [
+        ("chat.update", "C0TEAM"),
+        ("chat.delete", "C0TEAM"),
+        ("chat.delete", "C0TEAM"),
+        ("files.delete", None),
+        ("files.delete", None),
+    ]
+    assert all(auth == f"Bearer {BOT_TOKEN}" for _, _, auth in slack.calls)
+    with pytest.raises(CannotChange, match="shares files"):
+        channel.amend(Receipt(remote_id="F0FILE1"), Message("team", "slack", "x"))
+    with pytest.raises(CannotChange, match="incoming webhook"):
+        channel.retract(Receipt())  # sent through the webhook beside the bot: no ts kept
+
+
+def test_a_webhook_only_channel_says_it_cannot_change_its_posts() -> None:
+    channel = SlackChannel("t", {"webhook_url": EnvRef("${SLACK_URL}")}, env={"SLACK_URL": "x"})
+    assert "incoming webhook" in channel.cannot_retract()
+    assert "incoming webhook" in channel.cannot_amend()

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from commcal.channels import attach, httpkit
 from commcal.channels.base import (
     REASON_LIMIT,
+    CannotChange,
     Media,
     MediaFile,
     Message,
@@ -173,7 +174,9 @@ class SlackChannel(HttpChannel):
         response = self.call("POST", url, token=self.secret("bot_token"), **kwargs)
         body = httpkit.json_body(response)
         if body.get("ok") is False:
-            raise self.failure(PermanentError(f"HTTP {response.status_code}"), response)
+            refused = PermanentError(f"HTTP {response.status_code}")
+            refused.response = response  # kept (never shown): callers read Slack's `error`
+            raise self.failure(refused, response)
         if body.get("ok") is not True:
             # Not the Web API (a proxy's page, an api_url pointing elsewhere). Not quoted: it
             # may echo the request, token included. Nothing was posted by these methods.
@@ -287,20 +290,71 @@ class SlackChannel(HttpChannel):
             return Receipt(note=unreadable(response, "Slack's `ok`"))
         return Receipt()
 
+    # -- after the send: bot-token mode only -----------------------------------------------------
+    # A post made with chat.postMessage is named by its `ts`; one made with a file share
+    # (files.completeUploadExternal) by its first file's id; an incoming webhook names nothing.
+
     def cannot_retract(self) -> str:
-        # https://api.slack.com/methods/chat.delete: needs a bot or user token and the
-        # message's ts, and an incoming webhook has neither (it answers `ok`, no ts).
+        if self.bot_mode():
+            return ""
+        # https://docs.slack.dev/reference/methods/chat.delete: needs a bot or user token and
+        # the message's ts, and an incoming webhook has neither (it answers `ok`, no ts).
         return (
             "this slack channel posts through an incoming webhook, which cannot delete its "
             "messages (Slack's chat.delete needs a bot token); delete it in Slack itself"
         )
 
     def cannot_amend(self) -> str:
-        # https://api.slack.com/methods/chat.update: the same needs as chat.delete.
+        if self.bot_mode():
+            return ""
+        # https://docs.slack.dev/reference/methods/chat.update: the same needs as chat.delete.
         return (
             "this slack channel posts through an incoming webhook, which cannot edit its "
             "messages (Slack's chat.update needs a bot token); edit it in Slack itself"
         )
+
+    def _sent_as(self, receipt: Receipt) -> tuple[str, str]:
+        """("ts", the message's ts) or ("file", the shared file's id)."""
+        import re
+
+        found = receipt.remote_id or ""
+        if re.fullmatch(r"\d+\.\d+", found):
+            return "ts", found
+        if re.fullmatch(r"F[A-Z0-9]+", found):
+            return "file", found
+        raise CannotChange(
+            "slack did not name this message when it was sent (it went through the incoming "
+            "webhook): change it in Slack itself"
+        )
+
+    def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
+        kind, found = self._sent_as(receipt)
+        # chat.delete takes the channel and ts; a file share goes with its file (files.delete,
+        # https://docs.slack.dev/reference/methods/files.delete). Already gone: message_not_found
+        # / file_deleted / file_not_found.
+        method, body = (
+            ("chat.delete", {"channel": str(self.value("channel_id")), "ts": found})
+            if kind == "ts"
+            else ("files.delete", {"file": found})
+        )
+        try:
+            self._api(method, json=body)
+        except PermanentError as exc:
+            if _api_error(exc.response) in {"message_not_found", *STALE_FILE_ERRORS}:
+                return False
+            raise
+        return True
+
+    def amend(self, receipt: Receipt, message: Message, *, key: str = "") -> Receipt:
+        kind, found = self._sent_as(receipt)
+        if kind == "file" or message.media:
+            raise CannotChange(
+                "slack cannot edit a message that shares files: retract it and post a new one"
+            )
+        # https://docs.slack.dev/reference/methods/chat.update
+        body = {"channel": str(self.value("channel_id")), "ts": found, "text": escape(message.text)}
+        self._api("chat.update", json=body)
+        return receipt
 
     def error_text(self, error: SendError, response: requests.Response | None) -> str:
         """Slack's reason spelled out (`HINTS`, `API_HINTS`)."""
