@@ -433,7 +433,20 @@ def _read_one(
     )
     report.failing[post.channel] = 0
     cursor_now = Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at)
-    return _Step(PostResult(post, Outcome.PULLED, snapshot), pulled.new_replies, cursor_now)
+    replies = tuple(_without_address(r) for r in pulled.new_replies)
+    return _Step(PostResult(post, Outcome.PULLED, snapshot), replies, cursor_now)
+
+
+def _without_address(reply: Reply) -> Reply:
+    """`reply` with its author masked (`m***@example.org`) if a server named them by an e-mail
+    address: the ledger refuses such an author, and one reply must not cost the post's pull
+    (nor the run) while the address itself must never be stored."""
+    from commcal.ledger.engagement import looks_like_address
+    from commcal.ledger.model import mask_address
+
+    if not looks_like_address(reply.author):
+        return reply
+    return replace(reply, author=mask_address(reply.author))
 
 
 def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:

@@ -1,0 +1,89 @@
+"""Hostile networks and hostile replies against `commcal pull`, `inbox`, `kb export` and `report`:
+what comes back from the world is data, never markup, never an address, never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pull_support import ENV, FakeMastodon, mastodon_project, record_sent
+from pytest_httpserver import HTTPServer
+from test_pull_networks import ENV as SKY_ENV
+from test_pull_networks import ROOT_URI, bluesky, db, post_view, project, pull_json
+from typer.testing import CliRunner
+
+from commcal.cli import app
+from commcal.ledger import open_ledger
+
+NOW = "2026-12-05T12:00:00Z"
+
+
+def test_a_bluesky_appview_naming_an_author_by_e_mail_costs_no_post_and_stores_no_address(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # A hostile (or broken) AppView answers with a handle that is an e-mail address: the
+    # ledger refuses such an author, and that refusal must not abort the whole pull.
+    root_view = post_view(ROOT_URI, "did:plc:team4acme", "acme.bsky.social", "Our post")
+    mary = "at://did:plc:mary/app.bsky.feed.post/3lmary1"
+    ana = "at://did:plc:ana/app.bsky.feed.post/3lana1"
+    httpserver.expect_request("/appview/xrpc/app.bsky.feed.getPostThread").respond_with_json(
+        {
+            "thread": {
+                "post": root_view,
+                "replies": [
+                    {
+                        "post": post_view(
+                            mary, "did:plc:mary", "mary@example.org", "When?", ROOT_URI
+                        )
+                    },
+                    {"post": post_view(ana, "did:plc:ana", "ana.bsky.social", "Where?", ROOT_URI)},
+                ],
+            }
+        }
+    )
+    root = project(tmp_path, bluesky(httpserver, httpserver.url_for("/appview")))
+    record_sent(db(root), [("d-sky", "sky", ROOT_URI)])
+    code, data = pull_json(root, SKY_ENV)
+    assert code == 0, data
+    assert data["posts"][0]["outcome"] == "pulled"
+    assert data["posts"][0]["new_replies"] == 2
+    with open_ledger(db(root)) as ledger:
+        replies = {r.text: r for r in ledger.replies()}
+    assert replies["When?"].author == "did:plc:mary"
+    assert replies["When?"].url == "https://bsky.app/profile/did:plc:mary/post/3lmary1"
+    assert "example.org" not in (root / "state.db").read_bytes().decode("latin-1")
+
+
+def test_a_plugin_reader_naming_an_author_by_e_mail_has_it_masked_not_the_run_aborted(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from commcal.engagement import pull as pulling
+    from commcal.engagement.model import Reply
+
+    def naming(channel: Any, post: Any, cursor: Any, gate: Any) -> Any:
+        found = Reply(
+            id=f"masto:r-{post.remote_id}", delivery_id=post.delivery_id, channel="masto",
+            remote_id=f"r-{post.remote_id}", parent_id=post.remote_id,
+            author="mary.smith@example.org", text="When do you open?",
+            created_at=datetime(2026, 12, 1, 10, tzinfo=UTC),
+        )  # fmt: skip
+        return pulling.Pulled(likes=1, new_replies=(found,))
+
+    with FakeMastodon() as masto:
+        root = mastodon_project(tmp_path, masto.url)
+        record_sent(db(root), [("d-1", "masto", "101"), ("d-2", "masto", "102")])
+        pulling.register_reader("mastodon", naming)
+        try:
+            result = CliRunner().invoke(
+                app, ["-C", str(root), "pull", "--now", NOW, "-f", "json"], env=ENV
+            )
+        finally:
+            pulling._registered.pop("mastodon")
+    assert result.exit_code == 0, result.output
+    assert [p["outcome"] for p in json.loads(result.stdout)["posts"]] == ["pulled", "pulled"]
+    with open_ledger(db(root)) as ledger:
+        assert {r.author for r in ledger.replies()} == {"m***@example.org"}
+    assert b"mary.smith" not in (root / "state.db").read_bytes()
