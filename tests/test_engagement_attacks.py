@@ -87,3 +87,83 @@ def test_a_plugin_reader_naming_an_author_by_e_mail_has_it_masked_not_the_run_ab
     with open_ledger(db(root)) as ledger:
         assert {r.author for r in ledger.replies()} == {"m***@example.org"}
     assert b"mary.smith" not in (root / "state.db").read_bytes()
+
+
+# ---- replies that carry markup -------------------------------------------------------------
+
+HOSTILE = [
+    "</table><script>alert(1)</script> when do you open?",
+    "[free tickets](javascript:alert(1)) how do I get one?",
+    "<javascript:alert(1)> where is it?",
+    '<img src=x onerror="alert(1)"> | pipes | in | text | why?',
+    "---\ntitle: owned\n--- is this yaml?",
+    "# big heading? `code` ![img](https://evil.example/x.png)",
+]
+
+
+def hostile_project(make_project: Any) -> Path:
+    from datetime import UTC, datetime, timedelta
+
+    from engagement_fixtures import COMMUNITY, CONFIG, reply, sent, store
+
+    t = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    root: Path = make_project(config=CONFIG, calendars={"community.yaml": COMMUNITY})
+    sent(root, [("d1", "community", "weekly-tip", "mastodon", t)])
+    replies, marks = [], []
+    for n, text in enumerate(HOSTILE, start=1):
+        replies.append(reply(n, text, t + timedelta(hours=n), lang="en"))
+        answer = f"<b>{text}</b> [ok](javascript:x)"
+        replies.append(reply(100 + n, answer, t + timedelta(hours=n, minutes=5), parent=str(n),
+                             by_team=True, author="@us@x"))  # fmt: skip
+        marks.append((f"mastodon:{n}", "kb"))
+    store(root, replies, marks=marks)
+    return root
+
+
+def rendered(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    # Raw HTML on (as many static-site generators have it), so an unescaped tag would show.
+    html: str = MarkdownIt("commonmark", {"html": True}).render(markdown)
+    return html
+
+
+def assert_inert(html: str) -> None:
+    assert "<script" not in html and "<img" not in html and "</table><script" not in html
+    assert "<a href" not in html.replace('<a href="https://x/d1">', "")  # only the thread link
+    assert "javascript:" not in html.split('"')[1::2]  # no attribute holds a javascript: URL
+
+
+def test_kb_export_keeps_replies_markup_as_text_and_its_front_matter_valid(
+    make_project: Any, tmp_path: Path
+) -> None:
+    import yaml
+
+    root = hostile_project(make_project)
+    out = tmp_path / "kb"
+    result = CliRunner().invoke(app, ["-C", str(root), "kb", "export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (page,) = out.iterdir()
+    text = page.read_text(encoding="utf-8")
+    head, sep, body = text.removeprefix("---\n").partition("\n---\n")
+    assert sep and yaml.safe_load(head)["title"] == "general"
+    assert "owned" not in head
+    html = rendered(body)
+    assert_inert(html)
+    # The words are all still there, as text: nothing a member wrote is lost.
+    assert "&lt;/table&gt;&lt;script&gt;alert(1)&lt;/script&gt; when do you open?" in html
+    assert "[free tickets](javascript:alert(1)) how do I get one?" in html
+    assert "# big heading?" in html
+
+
+def test_inbox_markdown_keeps_replies_markup_as_text_inside_its_table(make_project: Any) -> None:
+    root = hostile_project(make_project)
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "inbox", "--all", "--now", NOW, "--format", "markdown"]
+    )
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 2 * len(HOSTILE)  # header, rule, one row per reply: no row broken
+    html = rendered(result.stdout)
+    assert_inert(html)
+    assert "&lt;/table&gt;&lt;script&gt;" in html or "&lt;/table&gt;" in html

@@ -35,6 +35,7 @@ from commcal.engagement.model import Reply
 from commcal.engagement.questions import fold, word_list
 from commcal.engagement.threads import Thread
 from commcal.ledger.engagement import mask_text_addresses
+from commcal.views.common import md_inline, md_paragraph
 
 GROUPS = ("hashtag", "keyword")
 GENERAL = "general"
@@ -164,9 +165,10 @@ def _page(topic: str, entries: Sequence[KbEntry]) -> str:
     lines += [f"date: {_date(dates[0])}", f"updated: {_date(dates[-1])}", "---", ""]
     lines += [f"# {topic}", ""]
     for e in entries:
-        question = public_text(e.question.text)
-        lines += [f"## {question}", ""]
-        lines += [public_text(e.answer.text), ""]
+        # Replies are text, never markup: a member's `<script>` or `[x](javascript:...)` must
+        # read as what they typed on the site this page is published to.
+        lines += [f"## {md_inline(public_text(e.question.text))}", ""]
+        lines += [md_paragraph(public_text(e.answer.text)), ""]
         source = f"[the thread]({e.thread_url})" if e.thread_url else "the thread"
         lines += [
             f"*Asked by a member on {e.question.channel}, {_date(e.question.created_at)}; "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
-from commcal.views.common import JsonDocument, JsonLines, console, md_escape, write_json
+from commcal.views.common import JsonDocument, JsonLines, console, md_inline, write_json
 
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
@@ -82,7 +82,7 @@ def _table(
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
         for row in rows:
-            print("| " + " | ".join(md_escape(c) for c in row) + " |")
+            print("| " + " | ".join(md_inline(c) for c in row) + " |")
         return
     from rich.table import Table
 
