@@ -167,3 +167,33 @@ def test_inbox_markdown_keeps_replies_markup_as_text_inside_its_table(make_proje
     html = rendered(result.stdout)
     assert_inert(html)
     assert "&lt;/table&gt;&lt;script&gt;" in html or "&lt;/table&gt;" in html
+
+
+def test_report_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(
+    make_project: Any,
+) -> None:
+    # OWASP CSV injection (https://owasp.org/www-community/attacks/CSV_Injection): a cell that
+    # starts with = + - @ (or a tab / carriage return) is a formula to Excel and LibreOffice.
+    import csv
+    import io
+    from datetime import UTC, datetime, timedelta
+
+    from engagement_fixtures import CONFIG, sent, store
+
+    from commcal.engagement.model import Snapshot
+
+    t = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    root: Path = make_project(config=CONFIG)
+    evil = ['=HYPERLINK("https://evil.example")', "+1+1", "-2+3", "@SUM(A1)", "\t=1"]
+    sent(root, [(f"d{n}", c, "tip", "mastodon", t) for n, c in enumerate(evil)])
+    store(root, snapshots=[
+        Snapshot(f"d{n}", "mastodon", f"post-d{n}", t + timedelta(hours=25), t, likes=n)
+        for n in range(len(evil))
+    ])  # fmt: skip
+    result = CliRunner().invoke(app, ["-C", str(root), "report", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    keys = sorted(row[0] for row in rows[1:])
+    assert keys == sorted(f"'{c}/tip" for c in evil)
+    for row in rows[1:]:
+        assert all(not cell or cell[0] not in "=+-@\t\r" for cell in row), row
