@@ -197,3 +197,37 @@ def test_report_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(
     assert keys == sorted(f"'{c}/tip" for c in evil)
     for row in rows[1:]:
         assert all(not cell or cell[0] not in "=+-@\t\r" for cell in row), row
+
+
+# ---- hostile servers during a pull --------------------------------------------------------
+
+
+def masto_pull(root: Path) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "pull", "--now", NOW, "-f", "json", "--max-wait", "2"], env=ENV
+    )
+    assert result.exit_code in (0, 1), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_deeply_nested_json_costs_one_post_not_the_run(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    from pull_support import status
+
+    deep = '{"descendants": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    httpserver.expect_request("/api/v1/statuses/101").respond_with_json(status("101", likes=1))
+    httpserver.expect_request("/api/v1/statuses/101/context").respond_with_data(
+        deep, content_type="application/json"
+    )
+    httpserver.expect_request("/api/v1/statuses/102").respond_with_json(status("102", likes=2))
+    httpserver.expect_request("/api/v1/statuses/102/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
+    root = mastodon_project(tmp_path, httpserver.url_for("").rstrip("/"))
+    record_sent(db(root), [("d-1", "masto", "101"), ("d-2", "masto", "102")])
+    code, data = masto_pull(root)
+    assert code == 1
+    first, second = data["posts"]
+    assert first["outcome"] == "error" and "could not be read" in first["note"]
+    assert (second["outcome"], second["likes"]) == ("pulled", 2)

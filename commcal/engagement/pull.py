@@ -399,9 +399,10 @@ def _read_one(
     except CommcalError as exc:  # the channel's settings (a token not in the environment)
         report.stopped[post.channel] = report.unreachable[post.channel] = str(exc)
         return _Step(PostResult(post, Outcome.LEFT, note=str(exc)))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         # An answer shaped unlike the API's (readers take what comes, but a reader's slip on
-        # garbage must cost one post, not the run). Named by type only: it may quote the body.
+        # garbage must cost one post, not the run; JSON nested deeper than Python's stack is
+        # a RecursionError). Named by type only: it may quote the body.
         error = PermanentError(f"the answer could not be read ({type(exc).__name__})")
         return _error(post, cursor, report, error, channel.redact(str(error)), taken_at)
     except RateLimited as exc:
