@@ -231,3 +231,20 @@ def test_deeply_nested_json_costs_one_post_not_the_run(
     first, second = data["posts"]
     assert first["outcome"] == "error" and "could not be read" in first["note"]
     assert (second["outcome"], second["likes"]) == ("pulled", 2)
+
+
+def test_a_retry_after_that_is_no_number_of_seconds_is_a_short_wait_not_a_huge_one(
+    tmp_path: Path,
+) -> None:
+    # RFC 9110 10.2.3: Retry-After is delay-seconds (digits) or an HTTP-date. "inf", "1e308",
+    # "nan" and "-5" are neither: the pull waits its usual second and goes on, instead of
+    # stopping the channel "rate limited (resets in inf s)" (or a 309-digit number).
+    for nonsense in ("inf", "1e308"):
+        with FakeMastodon() as masto:
+            masto.add("101", likes=3)
+            masto.too_many, masto.retry_after = 1, nonsense
+            root = mastodon_project(tmp_path / nonsense, masto.url)
+            record_sent(db(root), [("d-1", "masto", "101")])
+            code, data = masto_pull(root)
+        assert (code, data["stopped"]) == (0, {}), nonsense
+        assert (data["posts"][0]["outcome"], data["posts"][0]["likes"]) == ("pulled", 3)
