@@ -103,8 +103,8 @@ def lint_results(project: Project, at: timedelta | None = None) -> SlotResults |
 
 def report(
     by: Annotated[
-        By, typer.Option("--by", metavar="GROUP", help="item, kind, channel, weekday or hour.")
-    ] = By.item,
+        str, typer.Option("--by", metavar="GROUP", help="item, kind, channel, weekday or hour.")
+    ] = By.item.value,
     at: Annotated[
         str,
         typer.Option(
@@ -136,10 +136,11 @@ def report(
     from commcal.timeutil import parse_duration
     from commcal.views.report import show_report
 
+    grouping = cli.one_of("--by", by, [b.value for b in By], "grouping")
     age = parse_duration(at)
     if age is None or age.total_seconds() < 0:
         raise cli.fail(f"--at {at!r} is not an age like 24h, 3d or 90m")
     project = cli._load()
     with engagement_ledger(project, state) as ledger:
-        result = read_report(project, ledger, by.value, age)
+        result = read_report(project, ledger, grouping, age)
     show_report(result, format.value)

@@ -248,3 +248,20 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_a_short_wait_not_a_huge_o
             code, data = masto_pull(root)
         assert (code, data["stopped"]) == (0, {}), nonsense
         assert (data["posts"][0]["outcome"], data["posts"][0]["likes"]) == ("pulled", 3)
+
+
+# ---- mistyped options ------------------------------------------------------------------------
+
+
+def test_a_mistyped_grouping_names_the_closest_and_exits_2(make_project: Any) -> None:
+    root = make_project()
+    for args, message in (
+        (["report", "--by", "weekdy"], "--by 'weekdy': no such grouping; did you mean 'weekday'?"),
+        (["report", "--by", "zzz"], "--by 'zzz': no such grouping; expected one of: channel, "
+         "hour, item, kind, weekday"),
+        (["kb", "export", "--group", "keywrd"],
+         "--group 'keywrd': no such grouping; did you mean 'keyword'?"),
+    ):  # fmt: skip
+        result = CliRunner().invoke(app, ["-C", str(root), *args])
+        assert (result.exit_code, result.stdout) == (2, ""), result.output
+        assert result.stderr == f"commcal: {message}\n"
