@@ -11,10 +11,12 @@ from pull_support import ENV, FakeMastodon, mastodon_project, record_sent
 from pytest_httpserver import HTTPServer
 from test_pull_networks import ENV as SKY_ENV
 from test_pull_networks import ROOT_URI, bluesky, db, post_view, project, pull_json
+from test_tracking import serve  # noqa: F401  (the fixture)
 from typer.testing import CliRunner
 
 from commcal.cli import app
 from commcal.ledger import open_ledger
+from tests.test_community import run as run_community
 
 NOW = "2026-12-05T12:00:00Z"
 
@@ -265,3 +267,52 @@ def test_a_mistyped_grouping_names_the_closest_and_exits_2(make_project: Any) ->
         result = CliRunner().invoke(app, ["-C", str(root), *args])
         assert (result.exit_code, result.stdout) == (2, ""), result.output
         assert result.stderr == f"commcal: {message}\n"
+
+
+# ---- click tracking and survey answers, on the real server ---------------------------------
+
+
+def test_survey_answers_keep_no_address_and_hostile_bodies_are_refused_cleanly(
+    make_project: Any,
+    smtp: Any,
+    serve: Any,  # noqa: F811
+) -> None:
+    import re
+
+    import requests
+    from test_tracking import ann_mail, free_port, start
+    from test_tracking import project as tracking_project
+
+    smtp_port, box = smtp
+    port = free_port()
+    root = tracking_project(
+        make_project, smtp_port, port, "  track_clicks: true\n  survey_responses: true\n"
+    )
+    published = run_community(root, "publish", "--now", "2026-12-05T10:00:30Z")
+    assert published.exit_code == 0, published.output
+    start(root, port, serve)
+    answer = re.search(r"Rate us: (\S+)", ann_mail(box))
+    assert answer
+    url = answer.group(1)
+    # A member writes an address into the free text (theirs or a friend's), or a crafted
+    # link carries one in a hidden field: the ledger keeps neither.
+    sent = requests.post(
+        url, data={"why": "call me: ann.b@example.org", "email": "ann.b@example.org"}, timeout=10
+    )
+    assert sent.status_code == 200
+    deep = requests.post(
+        url, data="[" * 30_000, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert deep.status_code == 400  # not a 500 with a RecursionError in the log
+    latin1 = requests.post(url, data="why=caf\xe9".encode("latin-1"), timeout=10)
+    assert latin1.status_code == 400
+    huge = requests.post(url, data=b"why=" + b"x" * 10_000_000, timeout=30)
+    assert huge.status_code in (400, 413)
+    assert requests.post(url, data={"why": "still up"}, timeout=10).status_code == 200
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        answers = [dict(a.answers) for a in ledger.survey_responses()]
+    assert answers == [
+        {"why": ["call me: a***@example.org"], "email": ["a***@example.org"]},
+        {"why": ["still up"]},
+    ]
+    assert b"ann.b@" not in (root / "state.db").read_bytes()

@@ -2,6 +2,7 @@
 
 Both are opt-in (members.track_clicks, members.survey_responses in commcal.yaml) and both name
 the member by the recipient key the signed link carries (16 hex digits), never an address.
+No address is kept: one written into a survey answer is masked (`m***@example.org`).
 Both tables are append-only: a second click is a second row, a second answer a second row
 (the latest counts), so nothing a member did is rewritten.
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from commcal.ledger.db import Database
+from commcal.ledger.engagement import mask_text_addresses
 
 # What one survey answer may hold: a form of a few questions, not a file upload.
 MAX_FIELDS = 50
@@ -69,7 +71,13 @@ class TrackingStore(Database):
         )
         if len(answers) > MAX_FIELDS or too_long:
             raise ValueError("a survey answer is a few short fields, not this")
-        text = json.dumps({k: list(v) for k, v in answers.items()}, ensure_ascii=False)
+        # A member may write an address into a free-text answer, or a link may carry one in a
+        # field: masked like one in a reply (m***@example.org), since no address is stored.
+        masked = {
+            mask_text_addresses(k): [mask_text_addresses(v) for v in vs]
+            for k, vs in answers.items()
+        }
+        text = json.dumps(masked, ensure_ascii=False)
         at = self._t(now, "now")
         self._transaction(
             lambda: self._execute(
