@@ -316,3 +316,68 @@ def test_survey_answers_keep_no_address_and_hostile_bodies_are_refused_cleanly(
         {"why": ["still up"]},
     ]
     assert b"ann.b@" not in (root / "state.db").read_bytes()
+
+
+def test_a_pds_echoing_the_session_and_app_password_in_its_error_stores_neither(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    from test_pull_networks import ACCESS, TEAM
+
+    httpserver.expect_request(
+        "/pds/xrpc/com.atproto.server.createSession", method="POST"
+    ).respond_with_json(
+        {"did": TEAM, "handle": "acme.bsky.social", "accessJwt": ACCESS, "refreshJwt": "r.e.f"}
+    )
+    echo = f"upstream failed for Bearer {ACCESS} (password {SKY_ENV['BSKY_PW']})"
+    httpserver.expect_request("/pds/xrpc/app.bsky.feed.getPostThread").respond_with_json(
+        {"error": "InvalidRequest", "message": echo}, status=400
+    )
+    root = project(tmp_path, bluesky(httpserver, "pds"))
+    record_sent(db(root), [("d-sky", "sky", ROOT_URI)])
+    code, data = pull_json(root, SKY_ENV)
+    assert (code, data["posts"][0]["outcome"]) == (1, "error")
+    shown = json.dumps(data)
+    stored = (root / "state.db").read_bytes()
+    for secret in (ACCESS, SKY_ENV["BSKY_PW"]):
+        assert secret not in shown and secret.encode() not in stored
+    assert "upstream failed" in shown
+
+
+def test_matrix_pages_that_repeat_events_or_loop_count_each_event_once(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # A homeserver whose next_batch never ends (it hands back the same token) and whose pages
+    # repeat events: each reaction and reply counts once, and the paging stops at the loop.
+    room, event = "!room:example.org", "$post1"
+    httpserver.expect_request(f"/_matrix/client/v3/rooms/{room}/event/{event}").respond_with_json(
+        {"event_id": event, "sender": "@bot:example.org", "content": {"body": "Our post"}}
+    )
+
+    def related(n: int, kind: str, relation: dict[str, Any]) -> dict[str, Any]:
+        content: dict[str, Any] = {"m.relates_to": {"event_id": event, **relation}}
+        if kind == "m.room.message":
+            content["body"] = f"reply {n}?"
+        return {"event_id": f"$e{n}", "type": kind, "sender": "@ana:example.org",
+                "origin_server_ts": 1764579600000 + n, "content": content}  # fmt: skip
+
+    chunk = [
+        related(1, "m.reaction", {"rel_type": "m.annotation", "key": "👍"}),
+        related(2, "m.room.message", {"rel_type": "m.thread"}),
+        related(3, "m.room.message", {"rel_type": "m.replace"}),  # an edit: not a reply
+        related(4, "m.room.message", {"rel_type": "org.example.unknown"}),
+    ]
+    httpserver.expect_request(
+        f"/_matrix/client/v1/rooms/{room}/relations/{event}"
+    ).respond_with_json({"chunk": chunk, "next_batch": "same-token-forever"})
+    channels = (
+        f"  room:\n    type: matrix\n    homeserver: {httpserver.url_for('').rstrip('/')}\n"
+        f"    access_token: ${{MATRIX_TOKEN}}\n    room_id: '{room}'\n"
+    )
+    root = project(tmp_path, channels)
+    record_sent(db(root), [("d-mx", "room", event)])
+    code, data = pull_json(root, {"MATRIX_TOKEN": "mx-secret-token"})
+    assert code == 0, data
+    (post,) = data["posts"]
+    assert (post["likes"], post["replies"], post["new_replies"]) == (1, 1, 1)
+    pages = [r for r, _ in httpserver.log if "/relations/" in r.path]
+    assert len(pages) <= 2
