@@ -381,3 +381,30 @@ def test_matrix_pages_that_repeat_events_or_loop_count_each_event_once(
     assert (post["likes"], post["replies"], post["new_replies"]) == (1, 1, 1)
     pages = [r for r, _ in httpserver.log if "/relations/" in r.path]
     assert len(pages) <= 2
+
+
+def test_kb_front_matter_stays_yaml_with_a_post_link_holding_control_characters(
+    make_project: Any, tmp_path: Path
+) -> None:
+    # The post's link is what the network answered at publish; YAML refuses raw C1 controls
+    # and DEL (https://yaml.org/spec/1.2.2/#51-character-set) and folds a raw NEL (U+0085).
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+    from engagement_fixtures import COMMUNITY, CONFIG, reply, sent, store
+
+    t = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    odd = "d\x7f\x85\x9f\u2028"
+    root: Path = make_project(config=CONFIG, calendars={"community.yaml": COMMUNITY})
+    sent(root, [(odd, "community", "weekly-tip", "mastodon", t)])
+    store(
+        root,
+        [reply(1, "When?", t + timedelta(hours=1), delivery=odd),
+         reply(2, "Friday", t + timedelta(hours=2), delivery=odd, parent="1", by_team=True)],
+        marks=[("mastodon:1", "kb")],
+    )  # fmt: skip
+    out = tmp_path / "kb"
+    result = CliRunner().invoke(app, ["-C", str(root), "kb", "export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    head = (out / "general.md").read_text(encoding="utf-8").removeprefix("---\n")
+    assert yaml.safe_load(head.partition("\n---\n")[0])["sources"] == [f"https://x/{odd}"]

@@ -155,9 +155,17 @@ def _date(when: datetime) -> str:
     return when.date().isoformat()
 
 
+# What YAML does not take raw in a scalar (https://yaml.org/spec/1.2.2/#51-character-set: DEL,
+# C1 controls, surrogates, U+FFFE/F) or folds into a space (NEL, LS, PS): written \uXXXX, as
+# JSON's escapes are. JSON has already escaped the C0 controls.
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
 def _page(topic: str, entries: Sequence[KbEntry]) -> str:
     def q(value: str) -> str:  # a YAML double-quoted scalar (JSON's escapes are YAML's)
-        return json.dumps(value, ensure_ascii=False)
+        return _YAML_UNPRINTABLE.sub(
+            lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False)
+        )
 
     dates = sorted(e.question.created_at for e in entries)
     lines = ["---", f"title: {q(topic)}", "sources:"]
