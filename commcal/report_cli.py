@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,13 +12,15 @@ import typer
 from commcal.inbox_cli import StateOption
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from commcal.engagement.inbox import Origin
     from commcal.engagement.model import Reply
     from commcal.engagement.report import Post, Report, SlotResults
     from commcal.ledger import Ledger
     from commcal.project import Project
+
+
+# The longest --at: a century (no post has been out longer).
+MAX_AGE = timedelta(days=36500)
 
 
 class By(StrEnum):
@@ -137,9 +140,16 @@ def report(
     from commcal.views.report import show_report
 
     grouping = cli.one_of("--by", by, [b.value for b in By], "grouping")
-    age = parse_duration(at)
+    try:
+        age = parse_duration(at)
+    except OverflowError:
+        age = MAX_AGE * 2
     if age is None or age.total_seconds() < 0:
         raise cli.fail(f"--at {at!r} is not an age like 24h, 3d or 90m")
+    if age > MAX_AGE:  # beyond it, PostgreSQL's interval arithmetic overflows
+        raise cli.fail(
+            f"--at {at!r} is longer than a post can have been out (at most {MAX_AGE.days}d)"
+        )
     project = cli._load()
     with engagement_ledger(project, state) as ledger:
         result = read_report(project, ledger, grouping, age)

@@ -408,3 +408,24 @@ def test_kb_front_matter_stays_yaml_with_a_post_link_holding_control_characters(
     assert result.exit_code == 0, result.output
     head = (out / "general.md").read_text(encoding="utf-8").removeprefix("---\n")
     assert yaml.safe_load(head.partition("\n---\n")[0])["sources"] == [f"https://x/{odd}"]
+
+
+def test_durations_too_long_for_a_calendar_are_answered_not_a_traceback(tmp_path: Path) -> None:
+    with FakeMastodon() as masto:
+        masto.add("101", likes=3)
+        root = mastodon_project(tmp_path, masto.url)
+        record_sent(db(root), [("d-1", "masto", "101")])
+        # "Since forever": every sent post is read.
+        for since in ("99999999d", "999999999999w"):
+            result = CliRunner().invoke(
+                app, ["-C", str(root), "pull", "--now", NOW, "--since", since, "-f", "json"],
+                env=ENV,
+            )  # fmt: skip
+            assert result.exit_code == 0, (since, result.output, result.exception)
+            assert [p["outcome"] for p in json.loads(result.stdout)["posts"]] == ["pulled"]
+    for at in ("99999999d", "999999999999999w"):
+        result = CliRunner().invoke(app, ["-C", str(root), "report", "--at", at])
+        assert result.exit_code == 2, (at, result.output, result.exception)
+        assert result.stderr == (
+            f"commcal: --at {at!r} is longer than a post can have been out (at most 36500d)\n"
+        )
