@@ -429,3 +429,49 @@ def test_durations_too_long_for_a_calendar_are_answered_not_a_traceback(tmp_path
         assert result.stderr == (
             f"commcal: --at {at!r} is longer than a post can have been out (at most 36500d)\n"
         )
+
+
+def test_report_html_escapes_names_and_reply_words_and_keeps_its_policy(
+    make_project: Any,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from html.parser import HTMLParser
+
+    from engagement_fixtures import CONFIG, reply, sent, store
+
+    from commcal.engagement.model import Snapshot
+
+    t = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    root: Path = make_project(config=CONFIG)
+    evil = '"><script>alert(1)</script><svg onload=alert(2)>'
+    sent(root, [("d1", evil, "tip", "mastodon", t)])
+    store(
+        root,
+        [reply(1, "#<b>x</b> #onload when? <script>alert(3)</script>", t + timedelta(hours=1),
+               delivery="d1", parent="post-d1", lang="en")],
+        [Snapshot("d1", "mastodon", "post-d1", t + timedelta(hours=25), t, likes=4)],
+    )  # fmt: skip
+    for by in ("item", "weekday"):
+        result = CliRunner().invoke(
+            app, ["-C", str(root), "report", "--by", by, "--format", "html"]
+        )
+        assert result.exit_code == 0, result.output
+        page = result.stdout
+
+        class Tags(HTMLParser):
+            def __init__(self) -> None:
+                super().__init__()
+                self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+            def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+                self.found.append((tag, attrs))
+
+        parser = Tags()
+        parser.feed(page)
+        assert "script" not in {tag for tag, _ in parser.found}
+        assert not any(name.startswith("on") for _, attrs in parser.found for name, _ in attrs)
+        (policy,) = [a for tag, a in parser.found if tag == "meta" and
+                     ("http-equiv", "Content-Security-Policy") in a]  # fmt: skip
+        assert "default-src 'none'" in str(policy)
+        if by == "item":  # the name is there, as text
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
