@@ -475,3 +475,43 @@ def test_report_html_escapes_names_and_reply_words_and_keeps_its_policy(
         assert "default-src 'none'" in str(policy)
         if by == "item":  # the name is there, as text
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_tracked_link_that_carries_the_members_address_is_stored_without_it(
+    make_project: Any,
+    smtp: Any,
+    serve: Any,  # noqa: F811
+) -> None:
+    # A template that puts the address into the link it tracks (a shop's "prefill" field):
+    # the member's own mail may carry it, the ledger's record of the click may not.
+    import re
+
+    import requests
+    from test_tracking import ann_mail, free_port, start
+    from test_tracking import project as tracking_project
+
+    smtp_port, box = smtp
+    port = free_port()
+    root = tracking_project(make_project, smtp_port, port, "  track_clicks: true\n")
+    (root / "templates" / "surveys" / "feedback.j2").write_text(
+        "Plain: {{ track('https://shop.example.org/o?who=' ~ member.email) }}\n"
+        "Encoded: {{ track('https://shop.example.org/o?who=' ~ (member.email | urlencode)) }}\n",
+        encoding="utf-8",
+    )
+    published = run_community(root, "publish", "--now", "2026-12-05T10:00:30Z")
+    assert published.exit_code == 0, published.output
+    start(root, port, serve)
+    text = ann_mail(box)
+    for label in ("Plain", "Encoded"):
+        link = re.search(rf"{label}: (\S+)", text)
+        assert link
+        got = requests.get(link.group(1), allow_redirects=False, timeout=10)
+        assert got.status_code == 302 and "ann" in got.headers["Location"]  # still leads there
+    with open_ledger(f"sqlite:///{root / 'state.db'}") as ledger:
+        urls = [c.url for c in ledger.clicks()]
+    assert urls == [
+        "https://shop.example.org/o?who=a***@example.org",
+        "https://shop.example.org/o?who=a***%40example.org",
+    ]
+    assert b"ann@" not in (root / "state.db").read_bytes()
+    assert b"ann%40" not in (root / "state.db").read_bytes()

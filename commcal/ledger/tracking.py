@@ -10,6 +10,7 @@ Both tables are append-only: a second click is a second row, a second answer a s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,21 @@ from commcal.ledger.engagement import mask_text_addresses
 MAX_FIELDS = 50
 MAX_NAME = 200
 MAX_VALUE = 4000
+
+
+# An address in a URL's path, query or fragment, its "@" written or percent-encoded.
+_ADDRESS_IN_URL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*(@|%40)([\w-]+(?:\.[\w-]+)+)")
+
+
+def masked_url(url: str) -> str:
+    """`url` with every address after its host masked (`a***@example.org`); the host's own
+    user@ part (RFC 3986 userinfo) is no member's address and is kept."""
+    scheme, slashes, rest = url.partition("//")
+    if not slashes:  # no authority: all of it is path
+        scheme, rest = "", url
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0] if slashes else ""
+    masked = _ADDRESS_IN_URL.sub(lambda m: f"{m[1]}***{m[2]}{m[3]}", rest[len(host) :])
+    return f"{scheme}{slashes}{host}{masked}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +60,9 @@ class TrackingStore(Database):
     """Clicks and survey responses, over the ledger's connection."""
 
     def record_click(self, recipient_key: str, item: str, url: str, *, now: datetime) -> None:
+        """Keep a click on a tracked link to `url`, an address in the link masked (a template
+        may put the member's own into it: `?who=ann@example.org` or `ann%40example.org`)."""
+        url = masked_url(url)
         at = self._t(now, "now")
         self._transaction(
             lambda: self._execute(
