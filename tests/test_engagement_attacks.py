@@ -515,3 +515,25 @@ def test_a_tracked_link_that_carries_the_members_address_is_stored_without_it(
     ]
     assert b"ann@" not in (root / "state.db").read_bytes()
     assert b"ann%40" not in (root / "state.db").read_bytes()
+
+
+def test_a_federated_reply_that_arrives_late_with_an_older_id_is_still_kept(
+    tmp_path: Path,
+) -> None:
+    # Mastodon gives a remote status an id made from its `published` time, not its arrival
+    # (lib/mastodon/snowflake.rb, Callbacks.around_create: created_at in the past -> id_at).
+    # A reply delayed in federation therefore sorts before replies already pulled.
+    from pull_support import reply
+
+    with FakeMastodon() as masto:
+        masto.add("101", [reply("300", "101", content="<p>Nice</p>")], replies=1)
+        root = mastodon_project(tmp_path, masto.url)
+        record_sent(db(root), [("d-1", "masto", "101")])
+        first = masto_pull(root)[1]["posts"][0]
+        masto.descendants["101"].insert(
+            0, reply("250", "101", acct="late@slow.example", content="<p>When?</p>")
+        )
+        second = masto_pull(root)[1]["posts"][0]
+    assert (first["new_replies"], second["new_replies"]) == (1, 1)
+    with open_ledger(db(root)) as ledger:
+        assert sorted(r.remote_id for r in ledger.replies()) == ["250", "300"]
