@@ -537,3 +537,31 @@ def test_a_federated_reply_that_arrives_late_with_an_older_id_is_still_kept(
     assert (first["new_replies"], second["new_replies"]) == (1, 1)
     with open_ledger(db(root)) as ledger:
         assert sorted(r.remote_id for r in ledger.replies()) == ["250", "300"]
+
+
+def test_the_inbox_table_shows_rich_markup_and_terminal_escapes_in_replies_as_inert_text(
+    make_project: Any,
+) -> None:
+    # A member's "[/bold]" was read as rich markup (a MarkupError: the inbox crashed), and
+    # "[link=...]" or an OSC 8 escape would put a hidden link or a cleared screen on the
+    # team's terminal.
+    from datetime import UTC, datetime, timedelta
+
+    from engagement_fixtures import COMMUNITY, CONFIG, reply, sent, store
+
+    t = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    root: Path = make_project(config=CONFIG, calendars={"community.yaml": COMMUNITY})
+    sent(root, [("d1", "community", "weekly-tip", "mastodon", t)])
+    store(root, [
+        reply(1, "[/bold] when? [link=https://evil.example]x[/link]", t, lang="en"),
+        reply(2, "why? \x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\ \x1b[2J\x07",
+              t + timedelta(hours=1), lang="en"),
+    ])  # fmt: skip
+    for fmt in ("table", "markdown"):
+        result = CliRunner().invoke(
+            app, ["-C", str(root), "inbox", "--now", NOW, "-f", fmt], env={"COLUMNS": "300"}
+        )
+        assert result.exit_code == 0, (fmt, result.exception)
+        assert "when?" in result.stdout and "why?" in result.stdout
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "[/bold]" in result.stdout.replace("\\[", "[").replace("\\]", "]")

@@ -223,11 +223,21 @@ _MD_INLINE = re.compile(r"([\\`<>\[\]|])")
 _MD_BLOCK_START = re.compile(r"^([#>+\-*=_~])|^(\d+)([.)])")
 
 
+# Control characters (C0 but tab and line breaks, DEL, C1): on a terminal, ESC starts a
+# sequence that can hide a link (OSC 8), clear the screen or retitle the window.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters, for a terminal."""
+    return _CONTROL.sub("", text)
+
+
 def md_inline(text: str) -> str:
     """`text` (a member's reply, a network's answer) as Markdown that reads as that very text
-    inside a line or a table cell: no HTML, link, image, code or cell of its own. Line breaks
-    become spaces."""
-    return _MD_INLINE.sub(r"\\\1", " ".join(text.split()))
+    inside a line or a table cell: no HTML, link, image, code or cell of its own, no control
+    character. Line breaks become spaces."""
+    return _MD_INLINE.sub(r"\\\1", " ".join(printable(text).split()))
 
 
 def md_paragraph(text: str) -> str:
