@@ -565,3 +565,19 @@ def test_the_inbox_table_shows_rich_markup_and_terminal_escapes_in_replies_as_in
         assert "when?" in result.stdout and "why?" in result.stdout
         assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "[/bold]" in result.stdout.replace("\\[", "[").replace("\\]", "]")
+
+
+def test_a_server_error_that_looks_like_rich_markup_is_shown_as_text_by_pull(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/api/v1/statuses/101").respond_with_json(
+        {"error": "[/bold] [link=https://evil.example]broken[/link] \x1b[2J"}, status=422
+    )
+    root = mastodon_project(tmp_path, httpserver.url_for("").rstrip("/"))
+    record_sent(db(root), [("d-1", "masto", "101")])
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "pull", "--now", NOW], env={**ENV, "COLUMNS": "300"}
+    )
+    assert result.exit_code == 1, result.exception  # an error read, not a crash
+    assert "[/bold]" in result.stdout and "broken" in result.stdout
+    assert "\x1b" not in result.stdout
