@@ -581,3 +581,42 @@ def test_a_server_error_that_looks_like_rich_markup_is_shown_as_text_by_pull(
     assert result.exit_code == 1, result.exception  # an error read, not a crash
     assert "[/bold]" in result.stdout and "broken" in result.stdout
     assert "\x1b" not in result.stdout
+
+
+# ---- two pulls at once -----------------------------------------------------------------------
+
+
+def test_two_pulls_at_once_on_one_sqlite_ledger_both_finish_and_write_one_snapshot_per_read(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+    from collections import Counter
+
+    from pull_support import reply
+
+    with FakeMastodon(delay=0.005) as masto:
+        for n in range(20):
+            sid = str(1000 + n)
+            masto.add(sid, [reply(str(5000 + 2 * n + k), sid) for k in range(2)], likes=n)
+        root = mastodon_project(tmp_path, masto.url)
+        record_sent(db(root), [(f"d-{n:02d}", "masto", str(1000 + n)) for n in range(20)])
+        command = [sys.executable, "-m", "commcal", "-C", str(root), "pull", "--now", NOW,
+                   "-f", "json"]  # fmt: skip
+        env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
+        both = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        answers = [p.communicate(timeout=60) for p in both]
+        reads = Counter(path.split("/")[4] for _, path, _ in masto.requests if "/context" in path)
+    for process, (out, err) in zip(both, answers, strict=True):
+        assert process.returncode == 0, err.decode()
+        assert b"locked" not in err and b"Traceback" not in err
+        assert Counter(p["outcome"] for p in json.loads(out)["posts"]) == {"pulled": 20}
+    with open_ledger(db(root)) as ledger:
+        per_post = Counter(s.delivery_id for s in ledger.snapshots())
+        replies = [r.id for r in ledger.replies()]
+    assert all(per_post[f"d-{n:02d}"] == reads[str(1000 + n)] == 2 for n in range(20))
+    assert sorted(replies) == sorted({f"masto:{5000 + k}" for k in range(40)})
