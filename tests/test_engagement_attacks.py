@@ -620,3 +620,27 @@ def test_two_pulls_at_once_on_one_sqlite_ledger_both_finish_and_write_one_snapsh
         replies = [r.id for r in ledger.replies()]
     assert all(per_post[f"d-{n:02d}"] == reads[str(1000 + n)] == 2 for n in range(20))
     assert sorted(replies) == sorted({f"masto:{5000 + k}" for k in range(40)})
+
+
+def test_a_reply_whose_link_or_html_carries_an_address_is_stored_masked(tmp_path: Path) -> None:
+    from pull_support import reply
+
+    found = reply(
+        "201", "101", acct="ana@other.example",
+        content='<p>Mail <a href="mailto:&#109;ary.k@example.org">me</a> or '
+        "<span>jo</span>@example.org, or mary [at] example [dot] org</p>",
+    )  # fmt: skip
+    found["url"] = "mailto:mary.k@example.org"  # a hostile server's "link" to the reply
+    with FakeMastodon() as masto:
+        masto.add("101", [found], replies=1)
+        root = mastodon_project(tmp_path, masto.url)
+        record_sent(db(root), [("d-1", "masto", "101")])
+        assert masto_pull(root)[0] == 0
+    with open_ledger(db(root)) as ledger:
+        (stored,) = ledger.replies()
+    assert stored.author == "@ana@other.example"  # a fediverse handle is no address
+    assert stored.text == (
+        "Mail me (mailto:m***@example.org) or j***@example.org, or mary [at] example [dot] org"
+    )
+    assert stored.url == "mailto:m***@example.org"
+    assert b"mary.k" not in (root / "state.db").read_bytes()
