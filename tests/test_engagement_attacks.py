@@ -644,3 +644,29 @@ def test_a_reply_whose_link_or_html_carries_an_address_is_stored_masked(tmp_path
     )
     assert stored.url == "mailto:m***@example.org"
     assert b"mary.k" not in (root / "state.db").read_bytes()
+
+
+def test_a_discord_webhook_token_never_shows_when_its_server_fails_or_echoes_the_path(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    from test_pull_networks import discord
+
+    secret = "hook-token-s3cret"
+    httpserver.expect_request(f"/api/webhooks/42/{secret}/messages/1100").respond_with_data(
+        f"<html>500: no route for /api/webhooks/42/{secret}/messages/1100</html>", status=500
+    )
+    channels, env = discord(httpserver)
+    # And a second channel whose server is gone: the connection error names the URL.
+    closed = env["DISCORD_URL"].replace(str(httpserver.port), "1")
+    channels += "  gone:\n    type: discord\n    webhook_url: ${GONE_URL}\n"
+    root = project(tmp_path, channels)
+    record_sent(db(root), [("d-disc", "disc", "1100"), ("d-gone", "gone", "1300")])
+    code, data = pull_json(root, {**env, "GONE_URL": closed})
+    assert code == 1
+    assert [p["outcome"] for p in data["posts"]] == ["error", "left"]
+    table = CliRunner().invoke(
+        app, ["-C", str(root), "pull", "--now", NOW], env={**env, "GONE_URL": closed}
+    )
+    stored = (root / "state.db").read_bytes().decode("latin-1")
+    for shown in (json.dumps(data), table.output, stored):
+        assert secret not in shown
