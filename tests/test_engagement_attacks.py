@@ -670,3 +670,43 @@ def test_a_discord_webhook_token_never_shows_when_its_server_fails_or_echoes_the
     stored = (root / "state.db").read_bytes().decode("latin-1")
     for shown in (json.dumps(data), table.output, stored):
         assert secret not in shown
+
+
+def test_a_reply_claiming_to_be_from_year_9999_or_year_1_cannot_break_inbox_or_report(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    # On Bluesky createdAt is what the author's client claims: any member can date a reply
+    # 9999-12-31T23:59:59Z. Shown in a zone east of UTC, that instant is past the year 9999
+    # (OverflowError), which broke `inbox` and `report` for good once stored.
+    root_view = post_view(ROOT_URI, "did:plc:team4acme", "acme.bsky.social", "Our post")
+    future = post_view(f"{ROOT_URI[:-4]}fut1", "did:plc:ana", "ana.bsky.social", "When?", ROOT_URI)
+    past = post_view(f"{ROOT_URI[:-4]}old1", "did:plc:bo", "bo.bsky.social", "Why?", ROOT_URI)
+    future["record"]["createdAt"] = future["indexedAt"] = "9999-12-31T23:59:59.999Z"
+    past["record"]["createdAt"] = past["indexedAt"] = "0001-01-01T00:00:00Z"
+    httpserver.expect_request("/appview/xrpc/app.bsky.feed.getPostThread").respond_with_json(
+        {"thread": {"post": root_view, "replies": [{"post": future}, {"post": past}]}}
+    )
+    root = project(tmp_path, bluesky(httpserver, httpserver.url_for("/appview")))
+    (root / "commcal.yaml").write_text(
+        (root / "commcal.yaml").read_text().replace("timezone: UTC", "timezone: Asia/Tokyo")
+    )
+    record_sent(db(root), [("d-sky", "sky", ROOT_URI)])
+    before = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    code, data = pull_json(root, SKY_ENV)
+    assert (code, data["posts"][0]["new_replies"]) == (0, 2)
+    with open_ledger(db(root)) as ledger:
+        dates = {r.text: r.created_at for r in ledger.replies()}
+        (sent,) = ledger.records()
+    # Within what can be true: not before the post went out, not after it was read.
+    assert dates["Why?"] == sent.updated_at
+    assert (
+        before <= dates["When?"] <= __import__("datetime").datetime.now(__import__("datetime").UTC)
+    )
+    for args in (
+        ["inbox", "--all"],
+        ["inbox", "-f", "markdown"],
+        ["report"],
+        ["report", "-f", "html"],
+    ):
+        result = CliRunner().invoke(app, ["-C", str(root), *args])
+        assert result.exit_code == 0, (args, result.exception)

@@ -434,20 +434,28 @@ def _read_one(
     )
     report.failing[post.channel] = 0
     cursor_now = Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at)
-    replies = tuple(_without_address(r) for r in pulled.new_replies)
+    replies = tuple(_as_recorded(r, post, snapshot.taken_at) for r in pulled.new_replies)
     return _Step(PostResult(post, Outcome.PULLED, snapshot), replies, cursor_now)
 
 
-def _without_address(reply: Reply) -> Reply:
-    """`reply` with its author masked (`m***@example.org`) if a server named them by an e-mail
-    address: the ledger refuses such an author, and one reply must not cost the post's pull
-    (nor the run) while the address itself must never be stored."""
+def _as_recorded(reply: Reply, post: SentPost, read_at: datetime) -> Reply:
+    """`reply` as the ledger may keep it, whatever the network said of it:
+
+    - its author masked (`m***@example.org`) if a server named them by an e-mail address: the
+      ledger refuses such an author, and one reply must not cost the post's pull (nor the
+      run) while the address itself must never be stored;
+    - its time within what can be true: not before the post was sent, not after it was read.
+      A reply's time is often what the author's client claims (Bluesky's createdAt), and a
+      reply dated 9999-12-31 would overflow in every zone east of UTC, breaking `inbox` and
+      `report` for as long as it is stored."""
     from commcal.ledger.engagement import looks_like_address
     from commcal.ledger.model import mask_address
 
-    if not looks_like_address(reply.author):
-        return reply
-    return replace(reply, author=mask_address(reply.author))
+    if looks_like_address(reply.author):
+        reply = replace(reply, author=mask_address(reply.author))
+    earliest = post.sent_at or reply.created_at
+    when = max(min(reply.created_at, read_at), min(earliest, read_at))
+    return reply if when == reply.created_at else replace(reply, created_at=when)
 
 
 def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:
