@@ -675,6 +675,8 @@ def test_a_discord_webhook_token_never_shows_when_its_server_fails_or_echoes_the
 def test_a_reply_claiming_to_be_from_year_9999_or_year_1_cannot_break_inbox_or_report(
     tmp_path: Path, httpserver: HTTPServer
 ) -> None:
+    from datetime import UTC, datetime
+
     # On Bluesky createdAt is what the author's client claims: any member can date a reply
     # 9999-12-31T23:59:59Z. Shown in a zone east of UTC, that instant is past the year 9999
     # (OverflowError), which broke `inbox` and `report` for good once stored.
@@ -691,7 +693,7 @@ def test_a_reply_claiming_to_be_from_year_9999_or_year_1_cannot_break_inbox_or_r
         (root / "commcal.yaml").read_text().replace("timezone: UTC", "timezone: Asia/Tokyo")
     )
     record_sent(db(root), [("d-sky", "sky", ROOT_URI)])
-    before = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    before = datetime.now(UTC)
     code, data = pull_json(root, SKY_ENV)
     assert (code, data["posts"][0]["new_replies"]) == (0, 2)
     with open_ledger(db(root)) as ledger:
@@ -699,9 +701,7 @@ def test_a_reply_claiming_to_be_from_year_9999_or_year_1_cannot_break_inbox_or_r
         (sent,) = ledger.records()
     # Within what can be true: not before the post went out, not after it was read.
     assert dates["Why?"] == sent.updated_at
-    assert (
-        before <= dates["When?"] <= __import__("datetime").datetime.now(__import__("datetime").UTC)
-    )
+    assert before <= dates["When?"] <= datetime.now(UTC)
     for args in (
         ["inbox", "--all"],
         ["inbox", "-f", "markdown"],
