@@ -272,14 +272,12 @@ def test_a_mistyped_grouping_names_the_closest_and_exits_2(make_project: Any) ->
 # ---- click tracking and survey answers, on the real server ---------------------------------
 
 
-def test_survey_answers_keep_no_address_and_hostile_bodies_are_refused_cleanly(
-    make_project: Any,
-    smtp: Any,
-    serve: Any,  # noqa: F811
-) -> None:
-    import re
-
-    import requests
+def mailed_and_served(
+    make_project: Any, smtp: Any, servers: Any, template: str | None = None
+) -> tuple[Path, str]:
+    """A members' survey published through real SMTP with tracking and answers on (its
+    template replaced by `template` if given), the real unsubscribe server started; the
+    project and ann's mail."""
     from test_tracking import ann_mail, free_port, start
     from test_tracking import project as tracking_project
 
@@ -288,10 +286,25 @@ def test_survey_answers_keep_no_address_and_hostile_bodies_are_refused_cleanly(
     root = tracking_project(
         make_project, smtp_port, port, "  track_clicks: true\n  survey_responses: true\n"
     )
+    if template is not None:
+        (root / "templates" / "surveys" / "feedback.j2").write_text(template, encoding="utf-8")
     published = run_community(root, "publish", "--now", "2026-12-05T10:00:30Z")
     assert published.exit_code == 0, published.output
-    start(root, port, serve)
-    answer = re.search(r"Rate us: (\S+)", ann_mail(box))
+    start(root, port, servers)
+    return root, ann_mail(box)
+
+
+def test_survey_answers_keep_no_address_and_hostile_bodies_are_refused_cleanly(
+    make_project: Any,
+    smtp: Any,
+    serve: Any,  # noqa: F811
+) -> None:
+    import re
+
+    import requests
+
+    root, mail = mailed_and_served(make_project, smtp, serve)
+    answer = re.search(r"Rate us: (\S+)", mail)
     assert answer
     url = answer.group(1)
     # A member writes an address into the free text (theirs or a friend's), or a crafted
@@ -487,21 +500,12 @@ def test_a_tracked_link_that_carries_the_members_address_is_stored_without_it(
     import re
 
     import requests
-    from test_tracking import ann_mail, free_port, start
-    from test_tracking import project as tracking_project
 
-    smtp_port, box = smtp
-    port = free_port()
-    root = tracking_project(make_project, smtp_port, port, "  track_clicks: true\n")
-    (root / "templates" / "surveys" / "feedback.j2").write_text(
+    root, text = mailed_and_served(
+        make_project, smtp, serve,
         "Plain: {{ track('https://shop.example.org/o?who=' ~ member.email) }}\n"
         "Encoded: {{ track('https://shop.example.org/o?who=' ~ (member.email | urlencode)) }}\n",
-        encoding="utf-8",
-    )
-    published = run_community(root, "publish", "--now", "2026-12-05T10:00:30Z")
-    assert published.exit_code == 0, published.output
-    start(root, port, serve)
-    text = ann_mail(box)
+    )  # fmt: skip
     for label in ("Plain", "Encoded"):
         link = re.search(rf"{label}: (\S+)", text)
         assert link
