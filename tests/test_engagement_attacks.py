@@ -714,3 +714,36 @@ def test_a_reply_claiming_to_be_from_year_9999_or_year_1_cannot_break_inbox_or_r
     ):
         result = CliRunner().invoke(app, ["-C", str(root), *args])
         assert result.exit_code == 0, (args, result.exception)
+
+
+def test_staffed_hours_across_the_spring_forward_gap_follow_the_wall_clock(
+    make_project: Any,
+) -> None:
+    # Athens moves from 03:00 EET to 04:00 EEST on Sunday 29 March 2026: a `sun 02:00-04:00`
+    # window is one real hour that day (00:00-01:00 UTC), and nothing is staffed at 04:00.
+    from datetime import UTC, datetime
+
+    from engagement_fixtures import CONFIG, reply, sent, store
+
+    calendar = (
+        "calendar: community\ntimezone: Europe/Athens\nstaff:\n  - sun 02:00-04:00\n"
+        "  - sat 23:00-02:30\n"
+        "items:\n  - id: tip\n    kind: post\n    template: posts/tip\n"
+        "    schedule: {cron: '0 10 * * SAT'}\n    channels: [mastodon]\n"
+    )
+    root: Path = make_project(config=CONFIG, calendars={"community.yaml": calendar})
+    sent(root, [("d1", "community", "tip", "mastodon", datetime(2026, 3, 28, 8, tzinfo=UTC))])
+    at = {  # UTC -> Athens wall clock, staffed?
+        "q1": (datetime(2026, 3, 28, 23, 59, tzinfo=UTC), True),  # 01:59 EET (both windows)
+        "q2": (datetime(2026, 3, 29, 0, 45, tzinfo=UTC), True),  # 02:45 EET
+        "q3": (datetime(2026, 3, 29, 0, 59, tzinfo=UTC), True),  # 02:59 EET, the last minute
+        "q4": (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), False),  # 04:00 EEST: the window ended
+        "q5": (datetime(2026, 3, 28, 20, 59, tzinfo=UTC), False),  # 22:59 EET Saturday
+    }
+    store(root, [reply(k, f"When {k}?", when, lang="en") for k, (when, _) in at.items()])
+    result = CliRunner().invoke(
+        app, ["-C", str(root), "inbox", "--now", "2026-04-01T00:00:00Z", "-f", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    staffed = {r["id"].split(":")[1]: r["staffed"] for r in json.loads(result.stdout)["replies"]}
+    assert staffed == {k: expected for k, (_, expected) in at.items()}
