@@ -747,3 +747,44 @@ def test_staffed_hours_across_the_spring_forward_gap_follow_the_wall_clock(
     assert result.exit_code == 0, result.output
     staffed = {r["id"].split(":")[1]: r["staffed"] for r in json.loads(result.stdout)["replies"]}
     assert staffed == {k: expected for k, (_, expected) in at.items()}
+
+
+def test_a_server_trickling_its_answer_a_byte_at_a_time_is_cut_off_by_a_whole_answer_deadline() -> (
+    None
+):
+    # requests' read timeout bounds each wait for a byte: a server sending one byte every
+    # 0.2 s under a 0.5 s read timeout held a call (a pull, a publish) for as long as it liked.
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    import requests
+
+    from commcal.http import BODY_DEADLINE_READS, TimeoutSession
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n")  # fmt: skip
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                conn.sendall(b" ")
+                time.sleep(0.2)
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    session = TimeoutSession(timeout=(1.0, 0.5))
+    began = time.monotonic()
+    try:
+        with contextlib.suppress(requests.exceptions.ReadTimeout):
+            session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+            raise AssertionError("the trickled answer was accepted")
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - began < BODY_DEADLINE_READS * 0.5 + 1.0
