@@ -29,6 +29,8 @@ def test_a_bluesky_appview_naming_an_author_by_e_mail_costs_no_post_and_stores_n
     root_view = post_view(ROOT_URI, "did:plc:team4acme", "acme.bsky.social", "Our post")
     mary = "at://did:plc:mary/app.bsky.feed.post/3lmary1"
     ana = "at://did:plc:ana/app.bsky.feed.post/3lana1"
+    # And one whose handle the AppView could not verify (its answer is "handle.invalid").
+    bad = "at://did:plc:bad/app.bsky.feed.post/3lbad1"
     httpserver.expect_request("/appview/xrpc/app.bsky.feed.getPostThread").respond_with_json(
         {
             "thread": {
@@ -40,6 +42,7 @@ def test_a_bluesky_appview_naming_an_author_by_e_mail_costs_no_post_and_stores_n
                         )
                     },
                     {"post": post_view(ana, "did:plc:ana", "ana.bsky.social", "Where?", ROOT_URI)},
+                    {"post": post_view(bad, "did:plc:bad", "handle.invalid", "Who?", ROOT_URI)},
                 ],
             }
         }
@@ -49,10 +52,12 @@ def test_a_bluesky_appview_naming_an_author_by_e_mail_costs_no_post_and_stores_n
     code, data = pull_json(root, SKY_ENV)
     assert code == 0, data
     assert data["posts"][0]["outcome"] == "pulled"
-    assert data["posts"][0]["new_replies"] == 2
+    assert data["posts"][0]["new_replies"] == 3
     with open_ledger(db(root)) as ledger:
         replies = {r.text: r for r in ledger.replies()}
     assert replies["When?"].author == "did:plc:mary"
+    assert replies["Who?"].author == "did:plc:bad"
+    assert replies["Who?"].url == "https://bsky.app/profile/did:plc:bad/post/3lbad1"
     assert replies["When?"].url == "https://bsky.app/profile/did:plc:mary/post/3lmary1"
     assert "example.org" not in (root / "state.db").read_bytes().decode("latin-1")
 

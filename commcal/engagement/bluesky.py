@@ -38,6 +38,9 @@ PROXY = "did:web:api.bsky.app#bsky_appview"
 HANDLE = re.compile(
     r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 )
+# What the AppView answers for an account whose handle it could not verify (its DNS or
+# well-known record does not point back to the DID): no handle to show, nor to link.
+INVALID_HANDLE = "handle.invalid"
 # A DID (https://atproto.com/specs/did#at-protocol-did-identifier-syntax).
 DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
 
@@ -113,8 +116,9 @@ def _author(author: dict[str, Any]) -> str:
     """The author's handle if it is one, else their DID, else "?"."""
     for key, syntax in (("handle", HANDLE), ("did", DID)):
         value = author.get(key)
-        if isinstance(value, str) and len(value) <= 253 and syntax.fullmatch(value):
-            return value
+        shaped = isinstance(value, str) and len(value) <= 253 and syntax.fullmatch(value)
+        if shaped and value != INVALID_HANDLE:
+            return str(value)
     return "?"
 
 
