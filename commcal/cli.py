@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +102,15 @@ def main_options(
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"commcal: {message}", err=True)
     return typer.Exit(code)
+
+
+def one_of(flag: str, value: str, choices: Sequence[str], what: str) -> str:
+    """`value` if it is one of `choices`, else exit 2 naming the closest (did you mean)."""
+    from commcal.calendar.fields import did_you_mean
+
+    if value not in choices:
+        raise fail(f"{flag} {value!r}: no such {what}; " + did_you_mean(value, choices))
+    return value
 
 
 def _now(value: str | None) -> datetime:

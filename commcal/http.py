@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"commcal/{__version__} (+https://github.com/commcal/commcal)"
 # (connect, read) seconds: a slow network must not hold a cron run for minutes.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# A whole answer must arrive within this many read timeouts (2 minutes by default).
+BODY_DEADLINE_READS = 4
 
 
 # requests ships this helper without annotations.
@@ -45,7 +48,30 @@ class TimeoutSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
+        if kwargs.get("stream"):
+            return super().request(method, url, *args, **kwargs)
+        # The read timeout bounds each wait for a byte, not the answer: a server that sends
+        # one byte every 29 s would hold the run for ever. So the body is read here, within
+        # a whole-answer deadline of BODY_DEADLINE_READS read timeouts.
+        kwargs["stream"] = True
+        response = super().request(method, url, *args, **kwargs)
+        timeout = kwargs["timeout"]
+        read = timeout[1] if isinstance(timeout, tuple) else timeout
+        deadline = None if read is None else time.monotonic() + BODY_DEADLINE_READS * read
+        chunks = []
+        try:
+            # read1: what has arrived (up to 64 KB), one wait at most; read() would wait
+            # for the whole 64 KB, a byte at a time, past any deadline.
+            while chunk := _read1(response):
+                chunks.append(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise requests.exceptions.ReadTimeout("the answer took too long to arrive")
+        except BaseException:
+            response.close()
+            raise
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]  # iter_content reuses it
+        return response
 
     def merge_environment_settings(
         self,
@@ -77,6 +103,23 @@ class TimeoutSession(requests.Session):
             "verify": merge_setting(verify, self.verify),
             "cert": merge_setting(cert, self.cert),
         }
+
+
+def _read1(response: requests.Response) -> bytes:
+    """The next part of the body, urllib3's failures raised as requests raises them from
+    `iter_content` (so callers catch requests' exceptions only)."""
+    from urllib3 import exceptions as raw
+
+    try:
+        return bytes(response.raw.read1(64 * 1024, decode_content=True))
+    except raw.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from None
+    except raw.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except raw.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except raw.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
 
 
 def new_session() -> requests.Session:

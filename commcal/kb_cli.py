@@ -35,9 +35,9 @@ def kb_export(
         Path, typer.Option("--out", metavar="DIR", help="Folder to write the pages into.")
     ] = Path("kb"),
     group: Annotated[
-        Group,
+        str,
         typer.Option("--group", metavar="BY", help="One page per hashtag, or per shared keyword."),
-    ] = Group.hashtag,
+    ] = Group.hashtag.value,
     state: StateOption = None,
 ) -> None:
     """Write one Markdown page per topic (YAML front matter: title, sources, dates) holding
@@ -53,6 +53,7 @@ def kb_export(
     from commcal.export_cli import _refuse_input, _write_whole
     from commcal.inbox_cli import engagement_ledger
 
+    grouping = cli.one_of("--group", group, [g.value for g in Group], "grouping")
     project = cli._load()
     urls: dict[str, str] = {}
     with engagement_ledger(project, state) as ledger:
@@ -60,7 +61,7 @@ def kb_export(
         if ledger is not None:
             sent = ledger.get_many({t.reply.delivery_id for t in found})
             urls = {key: record.url for key, record in sent.items() if record.url}
-    result = export(found, group.value, urls)
+    result = export(found, grouping, urls)
     if out.exists() and not out.is_dir():
         raise cli.fail(f"--out {out}: that is a file, not a folder")
     for page in result.pages:  # all checked before any is written

@@ -52,7 +52,7 @@ def pull(
     """
     import signal
     import threading
-    from datetime import timedelta
+    from datetime import UTC, datetime, timedelta
 
     from commcal import cli
     from commcal.engagement import pull as pulling
@@ -62,10 +62,15 @@ def pull(
 
     if format not in ("table", "json"):
         raise cli.fail(f"--format {format!r}: choose table or json")
-    window = parse_duration(since)
+    try:
+        window = parse_duration(since)
+    except OverflowError:  # more weeks than a timedelta holds: "since ever"
+        window = timedelta.max
     if window is None or window <= timedelta(0):
         raise cli.fail(f"--since {since!r}: give a duration such as 30d, 2w or 12h")
     at = cli._now(now)
+    # Nothing was sent before 1970 (--now's earliest year): a longer --since reads every post.
+    start = at - min(window, at - datetime(1970, 1, 1, tzinfo=UTC))
     project = cli._load()
     if project.config_errors:
         cli._stop_on_errors(project)
@@ -75,7 +80,7 @@ def pull(
     progress = view.Progress(format)
     # A dry run writes nothing at all, not even a migration of an older ledger.
     with cli._ledger(project, state, create=False, read_only=dry_run) as ledger:
-        posts = pulling.sent_posts(ledger, since=at - window, until=at, channels=channel)
+        posts = pulling.sent_posts(ledger, since=start, until=at, channels=channel)
         progress.start(len(posts))
         try:
             report = pulling.pull(
@@ -83,7 +88,7 @@ def pull(
                 project.channels,
                 posts,
                 now=at,
-                since=at - window,
+                since=start,
                 dry_run=dry_run,
                 max_wait=max_wait,
                 on_result=progress.advance,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,13 +12,15 @@ import typer
 from commcal.inbox_cli import StateOption
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from commcal.engagement.inbox import Origin
     from commcal.engagement.model import Reply
     from commcal.engagement.report import Post, Report, SlotResults
     from commcal.ledger import Ledger
     from commcal.project import Project
+
+
+# The longest --at: a century (no post has been out longer).
+MAX_AGE = timedelta(days=36500)
 
 
 class By(StrEnum):
@@ -103,8 +106,8 @@ def lint_results(project: Project, at: timedelta | None = None) -> SlotResults |
 
 def report(
     by: Annotated[
-        By, typer.Option("--by", metavar="GROUP", help="item, kind, channel, weekday or hour.")
-    ] = By.item,
+        str, typer.Option("--by", metavar="GROUP", help="item, kind, channel, weekday or hour.")
+    ] = By.item.value,
     at: Annotated[
         str,
         typer.Option(
@@ -136,10 +139,18 @@ def report(
     from commcal.timeutil import parse_duration
     from commcal.views.report import show_report
 
-    age = parse_duration(at)
+    grouping = cli.one_of("--by", by, [b.value for b in By], "grouping")
+    try:
+        age = parse_duration(at)
+    except OverflowError:
+        age = MAX_AGE * 2
     if age is None or age.total_seconds() < 0:
         raise cli.fail(f"--at {at!r} is not an age like 24h, 3d or 90m")
+    if age > MAX_AGE:  # beyond it, PostgreSQL's interval arithmetic overflows
+        raise cli.fail(
+            f"--at {at!r} is longer than a post can have been out (at most {MAX_AGE.days}d)"
+        )
     project = cli._load()
     with engagement_ledger(project, state) as ledger:
-        result = read_report(project, ledger, by.value, age)
+        result = read_report(project, ledger, grouping, age)
     show_report(result, format.value)

@@ -369,7 +369,7 @@ def _fields(body: bytes, content_type: str) -> dict[str, list[str]] | None:
     if content_type.split(";")[0].strip() == "application/json":
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # 64 KB of "[" nests deeper than the stack
             return None
         if not isinstance(data, dict):
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -26,15 +27,18 @@ if TYPE_CHECKING:
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]+)?")
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """Retry-After as seconds: either delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # delay-seconds is 1*DIGIT; a fraction is taken too (some servers send one). Not float()
+    # alone: "inf", "nan", "1e308" and "-5" are no delay, and would be waited for or not at all.
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -16,6 +16,7 @@ each pull reads the thread whole, and the ledger keeps each reply once (by its a
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -32,6 +33,16 @@ THREAD = "app.bsky.feed.getPostThread"
 # How many levels of replies the AppView returns (lexicon: depth default 6, maximum 1000).
 DEPTH = 100
 PROXY = "did:web:api.bsky.app#bsky_appview"
+# A handle is a domain name (https://atproto.com/specs/handle#handle-identifier-syntax); an
+# AppView answering anything else (an e-mail address, markup) is not believed: the DID is used.
+HANDLE = re.compile(
+    r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+)
+# What the AppView answers for an account whose handle it could not verify (its DNS or
+# well-known record does not point back to the DID): no handle to show, nor to link.
+INVALID_HANDLE = "handle.invalid"
+# A DID (https://atproto.com/specs/did#at-protocol-did-identifier-syntax).
+DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
 
 
 def read(channel: BlueskyChannel, post: SentPost, cursor: Cursor | None, gate: Gate) -> Pulled:
@@ -83,7 +94,7 @@ def _reply(channel: str, post: SentPost, view: dict[str, Any], uri: str, own: st
     author = obj(view.get("author"))
     record = obj(view.get("record"))
     parent = obj(obj(record.get("reply")).get("parent"))
-    handle = str(author.get("handle") or author.get("did") or "?")
+    handle = _author(author)
     langs = record.get("langs")
     return Reply(
         id=f"{channel}:{uri}",
@@ -99,6 +110,16 @@ def _reply(channel: str, post: SentPost, view: dict[str, Any], uri: str, own: st
         by_team=bool(own) and author.get("did") == own,
         lang=str(langs[0]) if isinstance(langs, list) and langs else "",
     )
+
+
+def _author(author: dict[str, Any]) -> str:
+    """The author's handle if it is one, else their DID, else "?"."""
+    for key, syntax in (("handle", HANDLE), ("did", DID)):
+        value = author.get(key)
+        shaped = isinstance(value, str) and len(value) <= 253 and syntax.fullmatch(value)
+        if shaped and value != INVALID_HANDLE:
+            return str(value)
+    return "?"
 
 
 def _instant(*values: Any) -> datetime:

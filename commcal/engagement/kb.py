@@ -35,6 +35,7 @@ from commcal.engagement.model import Reply
 from commcal.engagement.questions import fold, word_list
 from commcal.engagement.threads import Thread
 from commcal.ledger.engagement import mask_text_addresses
+from commcal.views.common import md_inline, md_paragraph
 
 GROUPS = ("hashtag", "keyword")
 GENERAL = "general"
@@ -154,9 +155,17 @@ def _date(when: datetime) -> str:
     return when.date().isoformat()
 
 
+# What YAML does not take raw in a scalar (https://yaml.org/spec/1.2.2/#51-character-set: DEL,
+# C1 controls, surrogates, U+FFFE/F) or folds into a space (NEL, LS, PS): written \uXXXX, as
+# JSON's escapes are. JSON has already escaped the C0 controls.
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
 def _page(topic: str, entries: Sequence[KbEntry]) -> str:
     def q(value: str) -> str:  # a YAML double-quoted scalar (JSON's escapes are YAML's)
-        return json.dumps(value, ensure_ascii=False)
+        return _YAML_UNPRINTABLE.sub(
+            lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False)
+        )
 
     dates = sorted(e.question.created_at for e in entries)
     lines = ["---", f"title: {q(topic)}", "sources:"]
@@ -164,9 +173,10 @@ def _page(topic: str, entries: Sequence[KbEntry]) -> str:
     lines += [f"date: {_date(dates[0])}", f"updated: {_date(dates[-1])}", "---", ""]
     lines += [f"# {topic}", ""]
     for e in entries:
-        question = public_text(e.question.text)
-        lines += [f"## {question}", ""]
-        lines += [public_text(e.answer.text), ""]
+        # Replies are text, never markup: a member's `<script>` or `[x](javascript:...)` must
+        # read as what they typed on the site this page is published to.
+        lines += [f"## {md_inline(public_text(e.question.text))}", ""]
+        lines += [md_paragraph(public_text(e.answer.text)), ""]
         source = f"[the thread]({e.thread_url})" if e.thread_url else "the thread"
         lines += [
             f"*Asked by a member on {e.question.channel}, {_date(e.question.created_at)}; "

@@ -4,10 +4,12 @@ GET /api/v1/statuses/:id (https://docs.joinmastodon.org/methods/statuses/#get): 
 reblogs_count, replies_count, and `poll.options[].votes_count`
 (https://docs.joinmastodon.org/entities/Poll/). GET /api/v1/statuses/:id/context
 (https://docs.joinmastodon.org/methods/statuses/#context): `descendants`, the whole tree of
-replies below it, in one answer (it has no pagination and no `since_id`). So the pull is
-incremental on our side: the cursor is the newest descendant id seen, and only descendants
-after it become Replies (status ids are snowflakes that sort by creation time, compared as
-numbers: https://docs.joinmastodon.org/api/guidelines/#id). A deleted status answers 404.
+replies below it, in one answer (it has no pagination and no `since_id`). Every descendant
+becomes a Reply and the ledger keeps each once; the cursor records the newest descendant id
+seen (status ids are snowflakes that sort by creation time, compared as numbers:
+https://docs.joinmastodon.org/api/guidelines/#id), but nothing older is skipped: a remote
+reply's id is its publishing time, and federation may bring it late. A deleted status answers
+404.
 """
 
 from __future__ import annotations
@@ -44,18 +46,19 @@ def read(channel: MastodonChannel, post: SentPost, cursor: Cursor | None, gate: 
             raise Gone from None
         raise
     own = _account_id(status)
-    seen = cursor.cursor if cursor is not None else ""
-    newest = seen
+    newest = cursor.cursor if cursor is not None else ""
     replies = []
     descendants = context.get("descendants")
+    # Every descendant goes to the ledger, which keeps each once: none is skipped for being
+    # older than the cursor, since a remote reply's id is made from when it was published,
+    # not when it reached the instance (lib/mastodon/snowflake.rb in mastodon/mastodon), so
+    # one delayed in federation sorts before replies already pulled.
     for found in descendants if isinstance(descendants, list) else []:
         if not isinstance(found, dict) or not _id(found.get("id")):
             continue
         reply_id = str(found["id"])
         if _later(reply_id, newest):
             newest = reply_id
-        if seen and not _later(reply_id, seen):
-            continue
         replies.append(_reply(channel.name, post, found, own))
     extra: dict[str, Any] = {}
     poll = status.get("poll")

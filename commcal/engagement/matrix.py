@@ -59,15 +59,21 @@ def read(channel: MatrixChannel, post: SentPost, cursor: Cursor | None, gate: Ga
         if obj(original.get("unsigned")).get("redacted_because") or not original.get("content"):
             raise Gone
         own = str(original.get("sender") or "")
-        events: list[dict[str, Any]] = []
+        # By event id: a server whose pages overlap (or that hands back a token it gave
+        # before, which would loop until MAX_PAGES) must not count one reaction twice.
+        events: dict[str, dict[str, Any]] = {}
         params: dict[str, str] = {"limit": str(PAGE)}
+        tokens: set[str] = set()
         for _ in range(MAX_PAGES):
             page = httpkit.json_body(gate.call(_get(channel, url, token, dict(params))))
             chunk = page.get("chunk")
-            events += [e for e in chunk if isinstance(e, dict)] if isinstance(chunk, list) else []
+            for e in chunk if isinstance(chunk, list) else []:
+                if isinstance(e, dict) and isinstance(e.get("event_id"), str):
+                    events.setdefault(e["event_id"], e)
             following = page.get("next_batch")
-            if not isinstance(following, str) or not following:
+            if not isinstance(following, str) or not following or following in tokens:
                 break
+            tokens.add(following)
             params["from"] = following
     except SendError as exc:
         if not_found(exc):
@@ -75,7 +81,7 @@ def read(channel: MatrixChannel, post: SentPost, cursor: Cursor | None, gate: Ga
         raise
     reactions: dict[str, int] = {}
     replies: list[Reply] = []
-    for event in events:
+    for event in events.values():
         content = obj(event.get("content"))
         relation = content.get("m.relates_to")
         if not isinstance(relation, dict):

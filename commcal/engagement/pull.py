@@ -399,9 +399,10 @@ def _read_one(
     except CommcalError as exc:  # the channel's settings (a token not in the environment)
         report.stopped[post.channel] = report.unreachable[post.channel] = str(exc)
         return _Step(PostResult(post, Outcome.LEFT, note=str(exc)))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         # An answer shaped unlike the API's (readers take what comes, but a reader's slip on
-        # garbage must cost one post, not the run). Named by type only: it may quote the body.
+        # garbage must cost one post, not the run; JSON nested deeper than Python's stack is
+        # a RecursionError). Named by type only: it may quote the body.
         error = PermanentError(f"the answer could not be read ({type(exc).__name__})")
         return _error(post, cursor, report, error, channel.redact(str(error)), taken_at)
     except RateLimited as exc:
@@ -433,7 +434,28 @@ def _read_one(
     )
     report.failing[post.channel] = 0
     cursor_now = Cursor(post.delivery_id, cursor=pulled.cursor, pulled_at=snapshot.taken_at)
-    return _Step(PostResult(post, Outcome.PULLED, snapshot), pulled.new_replies, cursor_now)
+    replies = tuple(_as_recorded(r, post, snapshot.taken_at) for r in pulled.new_replies)
+    return _Step(PostResult(post, Outcome.PULLED, snapshot), replies, cursor_now)
+
+
+def _as_recorded(reply: Reply, post: SentPost, read_at: datetime) -> Reply:
+    """`reply` as the ledger may keep it, whatever the network said of it:
+
+    - its author masked (`m***@example.org`) if a server named them by an e-mail address: the
+      ledger refuses such an author, and one reply must not cost the post's pull (nor the
+      run) while the address itself must never be stored;
+    - its time within what can be true: not before the post was sent, not after it was read.
+      A reply's time is often what the author's client claims (Bluesky's createdAt), and a
+      reply dated 9999-12-31 would overflow in every zone east of UTC, breaking `inbox` and
+      `report` for as long as it is stored."""
+    from commcal.ledger.engagement import looks_like_address
+    from commcal.ledger.model import mask_address
+
+    if looks_like_address(reply.author):
+        reply = replace(reply, author=mask_address(reply.author))
+    earliest = post.sent_at or reply.created_at
+    when = max(min(reply.created_at, read_at), min(earliest, read_at))
+    return reply if when == reply.created_at else replace(reply, created_at=when)
 
 
 def _snapshot(post: SentPost, taken_at: datetime, **counts: Any) -> Snapshot:

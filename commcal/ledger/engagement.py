@@ -223,7 +223,8 @@ class EngagementStore(Database):
             r.author,
             r.text if r.by_team else mask_text_addresses(r.text),
             self._t(r.created_at, "created_at"),
-            r.url,
+            # The network's link to the reply: a hostile or broken server's `mailto:` too.
+            r.url if r.by_team else mask_text_addresses(r.url),
             1 if r.by_team else 0,
             r.lang,
         )

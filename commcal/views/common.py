@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -212,3 +213,34 @@ def console(stderr: bool = False) -> Any:
 
 def md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+# What makes Markdown (CommonMark, https://spec.commonmark.org/0.31.2/#backslash-escapes) out of
+# text: raw HTML and autolinks (<...>), links and images ([...](...)), code spans, table cells
+# (GFM |); each is backslash-escaped, which any renderer shows as the character itself.
+_MD_INLINE = re.compile(r"([\\`<>\[\]|])")
+# What starts a block at the start of a line: a heading, quote, list item, rule or setext line.
+_MD_BLOCK_START = re.compile(r"^([#>+\-*=_~])|^(\d+)([.)])")
+
+
+# Control characters (C0 but tab and line breaks, DEL, C1): on a terminal, ESC starts a
+# sequence that can hide a link (OSC 8), clear the screen or retitle the window.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters, for a terminal."""
+    return _CONTROL.sub("", text)
+
+
+def md_inline(text: str) -> str:
+    """`text` (a member's reply, a network's answer) as Markdown that reads as that very text
+    inside a line or a table cell: no HTML, link, image, code or cell of its own, no control
+    character. Line breaks become spaces."""
+    return _MD_INLINE.sub(r"\\\1", " ".join(printable(text).split()))
+
+
+def md_paragraph(text: str) -> str:
+    """`md_inline(text)` that may also start a line: it starts no heading, quote, list or rule."""
+    inline = md_inline(text)
+    return _MD_BLOCK_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", inline)

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
-from commcal.views.common import console, write_json
+from commcal.views.common import console, printable, write_json
 
 if TYPE_CHECKING:
     from commcal.engagement.pull import PostResult, Report
@@ -92,6 +92,7 @@ def show(report: Report, fmt: str) -> None:
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="pull" + (" (dry run: nothing fetched)" if report.dry_run else ""))
     for column in ("delivery", "channel", "outcome", "likes", "reposts", "replies", "new", "note"):
@@ -103,10 +104,10 @@ def show(report: Report, fmt: str) -> None:
             if s is not None and s.status == "ok"
             else ["", "", ""]
         )
-        table.add_row(
-            r.post.delivery_id, r.post.channel, str(r.outcome), *counts, str(r.new_replies), r.note
-        )
+        cells = [r.post.delivery_id, r.post.channel, str(r.outcome), *counts]
+        # A note quotes the network's error: text, never rich markup ("[/x]" would raise).
+        table.add_row(*cells, str(r.new_replies), Text(printable(r.note)))
     out = console()
     if report.results:
         out.print(table)
-    out.print(summary(report))
+    out.print(Text(printable(summary(report))))

@@ -113,6 +113,17 @@ def _rows(report: Report) -> list[list[str]]:
     ]
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV Injection:
+# https://owasp.org/www-community/attacks/CSV_Injection): it gets a leading ' , which Excel and
+# LibreOffice read as "text" and do not show.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """`cell` as a CSV cell no spreadsheet runs (a calendar, item or channel name is text)."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
 def show_report(report: Report, fmt: str) -> None:
     if fmt == "json":
         write_json(report_json(report))
@@ -126,7 +137,7 @@ def show_report(report: Report, fmt: str) -> None:
             waits = j["first_answer_median_s"]
             writer.writerow(
                 [
-                    g.key,
+                    spreadsheet_safe(g.key),
                     g.deliveries,
                     g.measured,
                     "" if g.engagement is None else f"{g.engagement:g}",

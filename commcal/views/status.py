@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from commcal.timeutil import iso_utc
-from commcal.views.common import JsonDocument, JsonLines, console, md_escape, write_json
+from commcal.views.common import (
+    JsonDocument,
+    JsonLines,
+    console,
+    md_inline,
+    printable,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from commcal.ledger import Attempt, DeliveryRecord, State, WorkerInfo
@@ -83,9 +90,10 @@ def _table(
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
         for row in rows:
-            print("| " + " | ".join(md_escape(c) for c in row) + " |")
+            print("| " + " | ".join(md_inline(c) for c in row) + " |")
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     for n, column in enumerate(columns):
@@ -95,7 +103,9 @@ def _table(
         else:
             table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        # Cells are data (a reply, a network's error), never rich markup: "[/bold]" in one
+        # would raise MarkupError, "[link=...]" would hide a link.
+        table.add_row(*(Text(printable(cell)) for cell in row))
     console().print(table)
 
 
