@@ -426,3 +426,21 @@ def test_garbage_200_for_the_publish_is_sent_with_the_id_unknown(
     instagram.publish_answer = lambda c: Answer(200, b"[]")
     receipt = channel(instagram, tmp_path).send(message(), KEY)
     assert receipt.remote_id is None and "without a media id" in receipt.note
+
+
+def test_media_not_ready_at_publish_is_retried_with_the_same_container(
+    instagram: Instagram, tmp_path: Path
+) -> None:
+    # FINISHED, and yet the publish answers 9007/2207027 "not ready": Instagram's error codes
+    # say to wait and publish the container again, so it is no failure of the post.
+    refusals = [graph_error(9007, "Media ID is not available", subcode=2207027)]
+    instagram.publish_answer = lambda c: refusals.pop() if refusals else None
+    ledger = Ledger()
+    with pytest.raises(TransientError) as caught:
+        staged_send(channel(instagram, tmp_path), message(), ledger)
+    assert not caught.value.maybe_sent
+    assert caught.value.retry_after is not None and caught.value.retry_after <= 120
+    receipt = staged_send(channel(instagram, tmp_path), message(), ledger)
+    assert receipt.remote_id == "17920238422030506"
+    assert len(instagram.created()) == 1, "the same container, published on the next attempt"
+    assert len(instagram.published()) == 2
