@@ -167,7 +167,7 @@ class GraphChannel(HttpChannel):
         worth retrying, an expired token answered 500 is not."""
         detail = graph_error(response) if response is not None else {}
         code = _int(detail.get("code"))
-        if code in self.own_transient_codes:
+        if code is not None and code in self.own_transient_codes:
             wait = self.own_transient_codes[code]
             return TransientError(text, wait if retry_after is None else retry_after)
         if code in TRANSIENT_CODES or detail.get("is_transient") is True:
