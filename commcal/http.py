@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 USER_AGENT = f"commcal/{__version__} (+https://github.com/commcal/commcal)"
 # (connect, read) seconds: a slow network must not hold a cron run for minutes.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# The read timeout bounds each wait for bytes, not the whole answer: a server trickling a
+# chunked body a byte at a time would hold a run for ever. An answer not read in full within
+# this many seconds (from when its headers came) is a timeout like any other.
+BODY_SECONDS = 60.0
 
 
 # requests ships this helper without annotations.
@@ -42,10 +47,31 @@ class TimeoutSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self._environ: dict[tuple[str, str, str | None], dict[str, str]] = {}
+        self.body_seconds = BODY_SECONDS
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
+        if kwargs.get("stream"):  # the caller reads the body itself, and bounds it
+            return super().request(method, url, *args, **kwargs)
+        kwargs["stream"] = True
+        response = super().request(method, url, *args, **kwargs)
+        self._read_body(response)
+        return response
+
+    def _read_body(self, response: requests.Response) -> None:
+        """Read `response`'s body as requests does unless streaming, within `body_seconds`;
+        past them, close it and raise ReadTimeout (the request itself was delivered)."""
+        deadline = time.monotonic() + self.body_seconds
+        chunks = []
+        for chunk in response.iter_content(64 * 1024):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                response.close()  # the connection: not back to the pool mid-answer
+                raise requests.exceptions.ReadTimeout(
+                    f"the answer did not end within {self.body_seconds:g} s", response=response
+                )
+        # As `Response.content` keeps it (the body read whole releases the connection).
+        response._content = b"".join(chunks)
 
     def merge_environment_settings(
         self,
