@@ -45,6 +45,9 @@ class TimeoutSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self._environ: dict[tuple[str, str, str | None], dict[str, str]] = {}
+        # Seconds a whole answer may take, from its headers; None: BODY_DEADLINE_READS read
+        # timeouts (a test sets a short one).
+        self.body_seconds: float | None = None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout)
@@ -57,7 +60,10 @@ class TimeoutSession(requests.Session):
         response = super().request(method, url, *args, **kwargs)
         timeout = kwargs["timeout"]
         read = timeout[1] if isinstance(timeout, tuple) else timeout
-        deadline = None if read is None else time.monotonic() + BODY_DEADLINE_READS * read
+        seconds = self.body_seconds
+        if seconds is None and read is not None:
+            seconds = BODY_DEADLINE_READS * read
+        deadline = None if seconds is None else time.monotonic() + seconds
         chunks = []
         try:
             # read1: what has arrived (up to 64 KB), one wait at most; read() would wait

@@ -181,23 +181,34 @@ def test_several_images_make_a_carousel(instagram: Instagram) -> None:
     assert parse_qs(published.text)["creation_id"] == ["17889615691921650"]
 
 
-def test_a_5xx_after_the_container_resumes_with_the_same_container(
-    instagram: Instagram, tmp_path: Path
+# A publish refused for a while: a 5xx, or 9007/2207027 "media not ready" after a FINISHED
+# status (Instagram's error codes say to wait and publish the container again): nothing was
+# posted, so it is no failure of the post.
+@pytest.mark.parametrize(
+    ("refusal", "reason", "wait"),
+    [
+        (graph_error(2, "Service temporarily unavailable", status=503), "temporarily", None),
+        (graph_error(9007, "Media ID is not available", subcode=2207027), "not available", 60),
+    ],
+)
+def test_a_publish_refused_for_now_resumes_with_the_same_container(
+    instagram: Instagram, tmp_path: Path, refusal: Answer, reason: str, wait: float | None
 ) -> None:
-    failures = [graph_error(2, "Service temporarily unavailable", status=503)]
+    failures = [refusal]
     instagram.publish_answer = lambda c: failures.pop() if failures else None
     ledger = Ledger()
     with pytest.raises(TransientError) as caught:
         staged_send(channel(instagram, tmp_path), message(), ledger)
     assert not caught.value.maybe_sent
-    assert "temporarily unavailable" in str(caught.value)
+    assert reason in str(caught.value)
+    assert caught.value.retry_after == wait
     # A later run (a new process, another host: a new adapter) resumes the same delivery.
     receipt = staged_send(channel(instagram), message(), ledger)
     assert receipt.remote_id == "17920238422030506"
     assert len(instagram.created()) == 1, "no second container"
-    assert {parse_qs(r.text)["creation_id"][0] for r in instagram.published()} == {
+    assert [parse_qs(r.text)["creation_id"][0] for r in instagram.published()] == [
         "17889615691921648"
-    }
+    ] * 2
 
 
 def test_a_publish_whose_answer_was_lost_is_found_published_not_posted_again(

@@ -306,3 +306,17 @@ def test_a_retired_version_says_how_to_fix_it(linkedin: LinkedIn) -> None:
     with pytest.raises(PermanentError) as caught:
         channel(linkedin, version="202401").send(message(), "k")
     assert "set the channel's `version` to a recent month" in str(caught.value)
+
+
+def test_a_url_ends_where_the_sentence_markup_around_it_begins() -> None:
+    # A link in parentheses, or in <...>, or before a full stop: the ")" or ">" after it is the
+    # sentence's, and left unescaped it is markup where LinkedIn may cut the post. The URL's
+    # own balanced parentheses and underscores stay as written, so it still links.
+    assert little_text("(see https://en.wikipedia.org/wiki/Foo_(bar)) now.") == (
+        r"\(see https://en.wikipedia.org/wiki/Foo_(bar)\) now."
+    )
+    assert little_text("<https://x.org/a_b> and https://x.org/c_d.") == (
+        r"\<https://x.org/a_b\> and https://x.org/c_d."
+    )
+    assert little_text("[https://x.org/q?a=1]*") == r"\[https://x.org/q?a=1\]\*"
+    assert little_text("see https://x.org/a_(b) now") == "see https://x.org/a_(b) now"

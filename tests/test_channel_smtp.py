@@ -835,3 +835,22 @@ def test_lines_that_start_with_a_dot_arrive_whole(server: tuple[Controller, Reco
     assert b"\r\n.\r\n..two dots\r\n.net and .org\r\n" in raw, "sent as written"
     received = recorder.mail().get_content()
     assert received.replace("\r\n", "\n") == text
+
+
+@pytest.mark.parametrize(
+    "name", ["back\\slash.png", 'say "hi".png', "a;b=c (1).png", "a\r\nX-Evil: 1.png", "ναι.png"]
+)
+def test_a_hostile_image_file_name_reaches_the_reader_as_written_and_injects_no_header(
+    tmp_path: Path, name: str
+) -> None:
+    channel = SmtpChannel("news", {"host": "h", "from": "Community <hello@example.org>"})
+    channel.clock = lambda: datetime(2026, 12, 1, 9, tzinfo=UTC)
+    image = png(tmp_path / name, shade=90)
+    message = replace(greek_newsletter(tmp_path), media=(Media(str(image), alt="x"),))
+    sender = channel._address_setting("from", "Community <hello@example.org>")
+    direct = channel._plain_mail(message, "key", sender, channel._recipient(message))
+    assert direct is not None
+    mail = email.message_from_bytes(direct, policy=email.policy.default)
+    assert "X-Evil" not in mail and all("X-Evil" not in part for part in mail.walk())
+    (part,) = inline_parts(mail).values()
+    assert part.get_filename() == name

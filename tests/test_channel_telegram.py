@@ -370,7 +370,8 @@ def test_two_to_ten_go_as_one_media_group(httpserver: HTTPServer, tmp_path: Path
     receipt = channel(url(httpserver), chat_id=-1001234567890).send(
         message("Φωτογραφίες από τη συνάντηση", media=media), "k"
     )
-    assert (receipt.remote_id, receipt.url) == ("60", "https://t.me/c/1234567890/60")
+    # Each file is its own message in the chat: the receipt names all three, linking the first.
+    assert (receipt.remote_id, receipt.url) == ("60,61,62", "https://t.me/c/1234567890/60")
     (request,) = seen
     assert request.form["chat_id"] == "-1001234567890"
     assert json.loads(request.form["media"]) == [
@@ -482,3 +483,23 @@ def test_a_file_gone_before_the_send_sends_nothing(httpserver: HTTPServer, tmp_p
     with pytest.raises(PermanentError, match=r"cannot read media file .*: No such file"):
         tg.send(message("hi", media=(photo,)), "k")
     assert httpserver.log == []
+
+
+def test_a_retracted_album_deletes_every_one_of_its_messages(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    # Telegram answered with two messages for three files (one went missing on its side):
+    # the receipt keeps what it named, and a retract deletes those, not just the first.
+    album = {"ok": True, "result": [sent_message(80 + n, "")["result"] for n in range(2)]}
+    httpserver.expect_oneshot_request(f"{BOT}/sendMediaGroup").respond_with_json(album)
+    deleted: list[Request] = []
+    httpserver.expect_oneshot_request(f"{BOT}/deleteMessages").respond_with_handler(
+        recording(deleted, {"ok": True, "result": True})
+    )
+    files = [png(tmp_path / f"{n}.png", n) for n in range(3)]
+    adapter = channel(url(httpserver))
+    receipt = adapter.send(message("Άλμπουμ", media=tuple(Media(str(f)) for f in files)), "k")
+    assert receipt.remote_id == "80,81"
+    assert adapter.retract(receipt) is True
+    (request,) = deleted
+    assert request.get_json() == {"chat_id": "@acme_news", "message_ids": [80, 81]}

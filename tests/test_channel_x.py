@@ -471,3 +471,25 @@ def test_media_alone_post_without_a_text_field(httpserver: HTTPServer, tmp_path:
     (item,) = photos(tmp_path, 1)
     channel(httpserver).send(Message("x", "x", "", media=(replace(item, ref="77"),)), "k")
     assert fake.seen[-1].json() == {"media": {"media_ids": ["77"]}}
+
+
+def test_a_negative_or_nan_check_after_secs_is_no_wait_that_crashes(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    # time.sleep(-5) and time.sleep(nan) raise ValueError: the run would die mid-upload.
+    fake = FakeUploads(
+        processing=[
+            {"state": "pending", "check_after_secs": -5},
+            {"state": "in_progress", "check_after_secs": float("nan")},
+            {"state": "in_progress", "check_after_secs": float("inf")},
+            {"state": "succeeded"},
+        ]
+    )
+    serve(httpserver, fake)
+    clip = tmp_path / "teaser.mp4"
+    clip.write_bytes(b"\0" * 50)
+    x = channel(httpserver)
+    waits: list[float] = []
+    x.sleep = waits.append
+    assert x.upload(Media(str(clip))) == "1880028106020515841"
+    assert waits == [0.0, 1.0, 30.0]

@@ -105,6 +105,9 @@ class GraphChannel(HttpChannel):
     # each adapter says it for its own network.
     token_hint: ClassVar[str] = "make a new access token and put it in the environment variable"
     permission_hint: ClassVar[str] = "the token lacks a permission this call needs"
+    # A network's own codes worth another try (beyond TRANSIENT_CODES), and how long to wait
+    # for them when the answer does not say.
+    own_transient_codes: ClassVar[Mapping[int, float]] = {}
 
     def configure(self) -> None:
         httpkit.check_https_url(self, "api_url")
@@ -164,6 +167,9 @@ class GraphChannel(HttpChannel):
         worth retrying, an expired token answered 500 is not."""
         detail = graph_error(response) if response is not None else {}
         code = _int(detail.get("code"))
+        if code is not None and code in self.own_transient_codes:
+            wait = self.own_transient_codes[code]
+            return TransientError(text, wait if retry_after is None else retry_after)
         if code in TRANSIENT_CODES or detail.get("is_transient") is True:
             return TransientError(text, retry_after)
         if code is not None:

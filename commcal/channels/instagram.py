@@ -77,6 +77,12 @@ class InstagramChannel(ContainerChannel):
     daily_posts = 50
     # No idempotency key: see ContainerChannel for what keeps a post single.
     idempotent = False
+    # 9007 (subcode 2207027), "the media is not ready for publishing, please wait for a
+    # moment", can answer the publish of a container its status called FINISHED: nothing was
+    # posted, and the same container is published on the next attempt, a minute later
+    # (https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/
+    # error-codes: "check the container status and publish when it is FINISHED").
+    own_transient_codes: ClassVar[Mapping[int, float]] = {9007: 60.0}
 
     def configure(self) -> None:
         super().configure()

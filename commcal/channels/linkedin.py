@@ -70,14 +70,38 @@ HINTS: Mapping[int, str] = {
 }
 
 
+# What may end a URL's match but belongs to the sentence around it: punctuation, and markup
+# other than a closing bracket that the URL itself opened (Wikipedia's /wiki/Foo_(bar)).
+_TRAILING = set(".,;:!?'\"") | (RESERVED - set(")]"))
+_CLOSING = {")": "(", "]": "["}
+
+
+def _url_end(url: str) -> int:
+    """Where the URL in `url` (a match of `https?://\\S+`) ends: trailing punctuation, markup
+    and unbalanced closing brackets are the sentence's."""
+    end = len(url)
+    while end > 0:
+        last = url[end - 1]
+        opening = _CLOSING.get(last)
+        if last in _TRAILING or (
+            opening is not None and url.count(last, 0, end) > url.count(opening, 0, end)
+        ):
+            end -= 1
+            continue
+        break
+    return end
+
+
 def little_text(text: str) -> str:
     """`text` with every reserved character of the little format escaped by a backslash,
     except in #hashtags and URLs, so it shows as written."""
     parts, last = [], 0
     for kept in _KEEP.finditer(text):
+        word = kept.group()
+        end = kept.start() + (_url_end(word) if word.startswith("http") else len(word))
         parts.append(_escape(text[last : kept.start()]))
-        parts.append(kept.group())
-        last = kept.end()
+        parts.append(text[kept.start() : end])
+        last = end
     parts.append(_escape(text[last:]))
     return "".join(parts)
 

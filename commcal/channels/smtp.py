@@ -783,7 +783,9 @@ class _Inline:
             data = attach.read(item, channel)
             cid = f"{number}.{hashlib.sha256(data).hexdigest()[:16]}@{domain or 'commcal.invalid'}"
             name = attach.filename(item)
-            if name.isascii() and _SAFE_VALUE.fullmatch(name) and '"' not in name:
+            # A quoted-string takes `\` as an escape (RFC 2045 5.1, RFC 822 quoted-pair): a
+            # name with one, or with a quote, goes percent-encoded like a non-ASCII one.
+            if name.isascii() and _SAFE_VALUE.fullmatch(name) and not {'"', "\\"} & set(name):
                 disposition = f'inline; filename="{name}"'
             else:  # RFC 2231: a name that is not plain ASCII, percent-encoded UTF-8
                 disposition = f"inline; filename*=utf-8''{quote(name, safe='')}"

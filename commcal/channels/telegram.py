@@ -392,13 +392,18 @@ class TelegramChannel(HttpChannel):
         # Any other 2xx is a message in the chat: without its id, it is sent with the id
         # unknown (recorded, never posted again), not a failure that a retry would repeat.
         result = body.get("result")
-        if isinstance(result, list) and result:
-            result = result[0]  # sendMediaGroup: the album's messages; the first links to it
-        message_id = result.get("message_id") if isinstance(result, dict) else None
-        if body.get("ok") is not True or not isinstance(message_id, int | str):
+        # sendMediaGroup: the album's messages, each its own message in the chat; the first
+        # links to the album. All their ids are the receipt's ("60,61,62"), so that a retract
+        # deletes every one of them.
+        found = result if isinstance(result, list) else [result]
+        ids = [
+            str(item["message_id"])
+            for item in found
+            if isinstance(item, dict) and isinstance(item.get("message_id"), int | str)
+        ]
+        if body.get("ok") is not True or not ids:
             return Receipt(note=unreadable(response, "a message_id"))
-        message_id = str(message_id)
-        return Receipt(remote_id=message_id, url=message_url(chat_id, message_id))
+        return Receipt(remote_id=",".join(ids), url=message_url(chat_id, ids[0]))
 
     # -- after the send -------------------------------------------------------------------------
     # https://core.telegram.org/bots/api#deletemessage: "A message can only be deleted if it was
@@ -411,15 +416,25 @@ class TelegramChannel(HttpChannel):
     def cannot_amend(self) -> str:
         return ""
 
-    def _message_id(self, receipt: Receipt) -> int | str:
+    def _message_ids(self, receipt: Receipt) -> list[int | str]:
+        """The post's messages: one, or an album's (the first carries its caption)."""
         if not receipt.remote_id:
             raise CannotChange("telegram did not name the message when it was sent")
-        return int(receipt.remote_id) if receipt.remote_id.isdigit() else receipt.remote_id
+        return [int(part) if part.isdigit() else part for part in receipt.remote_id.split(",")]
+
+    def _message_id(self, receipt: Receipt) -> int | str:
+        return self._message_ids(receipt)[0]
 
     def retract(self, receipt: Receipt, *, reason: str = "", key: str = "") -> bool:
-        payload = {"chat_id": self.value("chat_id"), "message_id": self._message_id(receipt)}
+        ids = self._message_ids(receipt)
+        chat_id = self.value("chat_id")
         try:
-            self._call("deleteMessage", payload)
+            if len(ids) == 1:
+                self._call("deleteMessage", {"chat_id": chat_id, "message_id": ids[0]})
+            else:
+                # An album is one message per file: deleteMessages takes 1 to 100 of them and
+                # skips those already gone (https://core.telegram.org/bots/api#deletemessages).
+                self._call("deleteMessages", {"chat_id": chat_id, "message_ids": ids})
         except PermanentError as exc:
             text = str(exc).lower()
             if "message to delete not found" in text:  # not "chat not found": a wrong chat_id

@@ -13,6 +13,7 @@ arrived is simply done again; the publisher keeps each id it got, and a resumed 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -332,11 +333,13 @@ def _processing(response: requests.Response) -> tuple[str, float, str] | None:
     if not isinstance(info, dict):
         return None
     wait = info.get("check_after_secs")
+    seconds = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 1.0
     error = info.get("error")
     reason = error.get("message") if isinstance(error, dict) else None
     return (
         str(info.get("state") or "pending"),
-        float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 1.0,
+        # time.sleep refuses a negative or NaN wait (JSON from Python's parser may hold NaN).
+        1.0 if math.isnan(seconds) else max(0.0, seconds),
         str(reason or "no reason given"),
     )
 

@@ -23,11 +23,16 @@ the draw only spreads when that retry comes due.
 
 from __future__ import annotations
 
+import math
 import random
 
 # The longest ceiling the doubling reaches: one hour. With the default retry_delay (30s) it is
 # reached at the 8th attempt; max_attempts (5 by default, at most 100) bounds the retries.
 MAX_RETRY_DELAY = 3600.0
+# The longest Retry-After taken as asked: 30 days. A server may ask for any delta-seconds
+# (RFC 9110 10.2.3: 99999999999 is past the year 9999, where no datetime goes) or send what
+# float() reads as inf; past this, a delivery is long beyond its max_late anyway.
+MAX_RETRY_AFTER = 30 * 86400.0
 
 
 def ceiling(attempt: int, base: float) -> float:
@@ -46,4 +51,6 @@ def backoff(
     """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
     top = ceiling(attempt, base)
     delay = (rng or random).uniform(top / 2, top)
-    return max(delay, retry_after or 0.0)
+    if retry_after is None or math.isnan(retry_after):
+        return delay
+    return max(delay, min(retry_after, MAX_RETRY_AFTER))
