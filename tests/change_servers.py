@@ -19,9 +19,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from loopback import Loopback
 
 MASTODON_TOKEN = "masto-tok-9f8e7d6c5b4a"
 DISCORD_TOKEN = "dsc-tok-AbCdEf0123456789"
@@ -65,7 +67,7 @@ class Fault:
     stall: float = 0.0  # do the work, then wait this long before answering as usual
 
 
-class Posts:
+class Posts(Loopback):
     def __init__(self) -> None:
         self.posts: dict[tuple[str, str], str] = {}
         self.requests: list[Request] = []
@@ -107,18 +109,7 @@ class Posts:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Posts:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     def calls(self, method: str, marker: str) -> list[Request]:
         return [r for r in self.requests if r.method == method and marker in r.path]

@@ -27,11 +27,12 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from fake_networks import ACCESS_JWT, DID, session_answer
+from loopback import Loopback
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Status:
 
 
 @dataclass
-class MediaServers:
+class MediaServers(Loopback):
     statuses: list[Status] = field(default_factory=list)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)  # Mastodon, by id
     blobs: dict[str, bytes] = field(default_factory=dict)  # Bluesky, by cid
@@ -106,18 +107,7 @@ class MediaServers:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> MediaServers:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     @staticmethod
     def kind(method: str, path: str) -> str:

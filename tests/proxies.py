@@ -4,11 +4,12 @@ purpose, request by request: the tests' way to make a real server's answer go wr
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from loopback import Loopback
 
 # What `fault` says of a request: None forwards it and passes the answer back; DROP forwards it
 # and closes the connection without the answer (it arrived; the sender cannot know); a (status,
@@ -17,7 +18,7 @@ DROP = "drop"
 Fault = Callable[[str, str, bytes], "str | tuple[int, bytes] | None"]
 
 
-class Proxy:
+class Proxy(Loopback):
     """`Proxy(upstream, fault)`: `fault(method, path, body)` decides each request (see DROP)."""
 
     def __init__(self, upstream: str, fault: Fault) -> None:
@@ -55,15 +56,4 @@ class Proxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Proxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
