@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from commcal.options import StateOption
+
 if TYPE_CHECKING:
     from commcal.ledger import DeliveryRecord, Ledger
     from commcal.project import Project
@@ -42,14 +44,6 @@ YesOption = Annotated[
 NowOption = Annotated[
     str | None,
     typer.Option("--now", metavar="INSTANT", help="Record the change at this instant (ISO 8601)."),
-]
-StateOption = Annotated[
-    str | None,
-    typer.Option(
-        "--state",
-        metavar="URL",
-        help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE).",
-    ),
 ]
 
 

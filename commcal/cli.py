@@ -23,6 +23,7 @@ from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
 from commcal.inbox_cli import inbox_app
 from commcal.kb_cli import kb_app
+from commcal.options import StateOption
 from commcal.pull_cli import pull as pull_command
 from commcal.report_cli import report as report_command
 
@@ -533,16 +534,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-StateOption = Annotated[
-    str | None,
-    typer.Option(
-        "--state",
-        metavar="URL",
-        help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE).",
-    ),
-]
 
 
 def _ledger(

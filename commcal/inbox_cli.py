@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from commcal.options import StateOption
+
 if TYPE_CHECKING:
     from commcal.project import Project
 
@@ -32,10 +34,6 @@ class Mark(StrEnum):
     kb = "kb"
 
 
-StateOption = Annotated[
-    str | None,
-    typer.Option("--state", metavar="URL", help="Ledger URL (default: state: in commcal.yaml)."),
-]
 NowOption = Annotated[
     str | None,
     typer.Option("--now", metavar="INSTANT", help="Pretend it is this instant (ISO 8601, UTC)."),

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from commcal.inbox_cli import StateOption
+from commcal.options import StateOption
 
 kb_app = typer.Typer(no_args_is_help=True)
 

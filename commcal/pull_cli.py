@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from commcal.options import StateOption
+
 
 def pull(
     since: Annotated[
@@ -38,7 +40,7 @@ def pull(
         str | None,
         typer.Option("--now", metavar="INSTANT", help="Pretend it is this instant (ISO 8601)."),
     ] = None,
-    state: Annotated[str | None, typer.Option("--state", metavar="URL", help="Ledger URL.")] = None,
+    state: StateOption = None,
     format: Annotated[
         str, typer.Option("--format", "-f", metavar="FORMAT", help="Output: table or json.")
     ] = "table",

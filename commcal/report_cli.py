@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from commcal.inbox_cli import StateOption
+from commcal.options import StateOption
 
 if TYPE_CHECKING:
     from commcal.engagement.inbox import Origin
