@@ -23,7 +23,7 @@ from commcal.helptext import ReadableGroup
 from commcal.import_cli import import_app
 from commcal.inbox_cli import inbox_app
 from commcal.kb_cli import kb_app
-from commcal.options import StateOption
+from commcal.options import Format, StateOption
 from commcal.pull_cli import pull as pull_command
 from commcal.report_cli import report as report_command
 
@@ -42,12 +42,6 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
 
 
 class LongFormat(StrEnum):

@@ -13,18 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from commcal.options import StateOption
+from commcal.options import Format, StateOption
 
 if TYPE_CHECKING:
     from commcal.project import Project
 
 inbox_app = typer.Typer(invoke_without_command=True)
-
-
-class InboxFormat(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
 
 
 class Mark(StrEnum):
@@ -59,9 +53,9 @@ def engagement_ledger(project: Project, state: str | None, *, write: bool = Fals
 def inbox(
     ctx: typer.Context,
     format: Annotated[
-        InboxFormat,
+        Format,
         typer.Option("--format", "-f", metavar="FORMAT", help="Output: table, json, markdown."),
-    ] = InboxFormat.table,
+    ] = Format.table,
     everything: Annotated[
         bool,
         typer.Option(

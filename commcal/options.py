@@ -3,6 +3,7 @@ modules, which may not import cli.py at import time)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -16,3 +17,11 @@ StateOption = Annotated[
         help="Ledger URL (default: state: in commcal.yaml; env COMMCAL_STATE).",
     ),
 ]
+
+
+class Format(StrEnum):
+    """The output formats of most commands (`--format`)."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
